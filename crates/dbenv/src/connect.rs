@@ -1,0 +1,164 @@
+//! Opening connections from a [`Dsn`], with errors that say what to do.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, format_err, Result};
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls};
+
+use crate::dsn::{Dsn, Host, SslMode};
+
+/// The `postgres` crate configuration for `dsn` (without TLS settings).
+pub fn pg_config(dsn: &Dsn) -> Config {
+    let mut config = Config::new();
+    if let Some(user) = &dsn.user {
+        config.user(user);
+    }
+    if let Some(password) = &dsn.password {
+        config.password(password.expose());
+    }
+    match &dsn.host {
+        Some(Host::Tcp(name)) => {
+            config.host(name);
+        }
+        Some(Host::Socket(dir)) => {
+            config.host_path(dir);
+        }
+        None => {
+            config.host("localhost");
+        }
+    }
+    config.port(dsn.port_or_default());
+    if let Some(dbname) = &dsn.dbname {
+        config.dbname(dbname);
+    }
+    if let Some(options) = dsn.param("options") {
+        config.options(options);
+    }
+    config.application_name(dsn.param("application_name").unwrap_or("cargo-xtask"));
+    config.connect_timeout(dsn.connect_timeout());
+    config.ssl_mode(match dsn.sslmode {
+        Some(SslMode::Disable) => postgres::config::SslMode::Disable,
+        _ => postgres::config::SslMode::Prefer,
+    });
+    config
+}
+
+/// Connects as the DSN says. `var` names where the DSN came from, for the
+/// error message.
+pub fn connect(dsn: &Dsn, var: &str) -> Result<Client> {
+    connect_with(dsn, var, pg_config(dsn))
+}
+
+/// Like [`connect`], with a configuration the caller adjusted (a notice
+/// callback, say).
+pub fn connect_with(dsn: &Dsn, var: &str, config: Config) -> Result<Client> {
+    if let Some(mode) = dsn.sslmode.filter(|mode| *mode >= SslMode::Require) {
+        bail!(
+            "{var} asks for sslmode={}, and this build connects without TLS only; \
+             use sslmode=disable or prefer on a private network, or connect through a TLS tunnel",
+            mode.as_str()
+        );
+    }
+    config
+        .connect(NoTls)
+        .map_err(|error| describe_connect_error(&error, dsn, var))
+}
+
+/// Whether a failed connection may succeed later (the server is starting or
+/// not yet listening) rather than being refused for good.
+pub fn is_transient(error: &postgres::Error) -> bool {
+    match error.code() {
+        Some(code) => {
+            *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
+        }
+        // No SQLSTATE: the socket itself failed (refused, reset, timed out).
+        None => true,
+    }
+}
+
+/// Connects, retrying while the server is not up yet, for at most `timeout`.
+/// `on_wait` is told how long it has waited, once a second, so the caller
+/// can show that it waits.
+pub fn connect_waiting(
+    dsn: &Dsn,
+    var: &str,
+    timeout: Duration,
+    mut on_wait: impl FnMut(Duration),
+) -> Result<Client> {
+    let start = Instant::now();
+    let mut last_report = start;
+    loop {
+        match pg_config(dsn).connect(NoTls) {
+            Ok(client) => return Ok(client),
+            Err(error) if is_transient(&error) && start.elapsed() < timeout => {
+                if last_report.elapsed() >= Duration::from_secs(1) {
+                    on_wait(start.elapsed());
+                    last_report = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) if is_transient(&error) => {
+                return Err(describe_connect_error(&error, dsn, var).context(format!(
+                    "the server at {} did not accept connections within {} s (PG_TIMEOUT)",
+                    dsn.address(),
+                    timeout.as_secs()
+                )))
+            }
+            Err(error) => return Err(describe_connect_error(&error, dsn, var)),
+        }
+    }
+}
+
+/// Turns a connection failure into a sentence with the fix.
+pub fn describe_connect_error(error: &postgres::Error, dsn: &Dsn, var: &str) -> anyhow::Error {
+    let user = dsn.user.as_deref().unwrap_or("?");
+    let db = dsn.dbname.as_deref().unwrap_or(user);
+    let address = dsn.address();
+    let what = format!("cannot connect to {address} as `{user}` ({var})");
+    let Some(db_error) = error.as_db_error() else {
+        let text = error.to_string();
+        let cause = std::error::Error::source(error)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let detail = format!("{text} {cause}");
+        let fix = if detail.contains("refused") {
+            if dsn.host.as_ref().is_some_and(Host::is_local) {
+                "nothing listens there; start the local server with `cargo xtask db-up`, or fix DB_HOST/DB_PORT"
+            } else {
+                "nothing listens there; check the host and port"
+            }
+        } else if detail.contains("timed out") || detail.contains("timeout") {
+            "the server did not answer in time; check the host, port and firewall (connect_timeout)"
+        } else if detail.contains("lookup")
+            || detail.contains("resolve")
+            || detail.contains("Name or service")
+        {
+            "the host name does not resolve; check the host"
+        } else {
+            "check that the server runs and the address is right"
+        };
+        return format_err!("{what}: {}: {fix}", detail.trim());
+    };
+    let code = db_error.code();
+    let fix = if *code == SqlState::INVALID_PASSWORD {
+        format!("the password for `{user}` is wrong; check {var}")
+    } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        format!("the server refuses `{user}` (no such role, not allowed to log in, or no pg_hba.conf entry); check {var}")
+    } else if *code == SqlState::INVALID_CATALOG_NAME {
+        format!("database `{db}` does not exist; create it with `cargo xtask db-provision`")
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        format!(
+            "`{user}` may not connect to `{db}`; run `cargo xtask db-provision` to grant CONNECT"
+        )
+    } else if *code == SqlState::CANNOT_CONNECT_NOW {
+        "the server is starting or shutting down; try again".to_string()
+    } else {
+        "see the server's message above".to_string()
+    };
+    format_err!(
+        "{what}: {} (SQLSTATE {}): {fix}",
+        db_error.message(),
+        code.code()
+    )
+}

@@ -1,0 +1,843 @@
+//! Loading the environment contract: an env file read with dotenvy, the
+//! process environment winning, turned into typed settings.
+//!
+//! Every piece (a role's name and password, the host, the port, the
+//! database) may come from its `APP_DB_*`/`DB_*` variable, from the DSN, or
+//! both; when both are present they must agree. A disagreement is an error
+//! naming both variables, never a silent pick.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::dsn::{Dsn, Host};
+use crate::names::{validate_name, NameKind};
+use crate::Secret;
+
+/// The env file commands read when `--env-file` is not given.
+pub const DEFAULT_ENV_FILE: &str = ".env.local";
+
+/// The dev and test env files: roles are cluster-wide, so these two must give
+/// the same role names the same passwords when they point at one server.
+pub const ENV_FILES: &[&str] = &[".env.local", ".env.test"];
+
+/// Whether the process environment overrides the file (it does for every
+/// command; tests that must not see the runner's environment turn it off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessEnv {
+    Include,
+    Ignore,
+}
+
+/// Raw variables: the file's values under the process environment's.
+#[derive(Clone, Debug)]
+pub struct EnvVars {
+    file: Option<PathBuf>,
+    file_values: HashMap<String, String>,
+    process: HashMap<String, String>,
+}
+
+impl EnvVars {
+    /// Reads `path` with dotenvy. A missing file is an error only when
+    /// `required`; containers pass their settings in the process environment.
+    pub fn load(path: &Path, required: bool, process_env: ProcessEnv) -> Result<EnvVars> {
+        let process = match process_env {
+            ProcessEnv::Include => std::env::vars().collect(),
+            ProcessEnv::Ignore => HashMap::new(),
+        };
+        if !path.exists() {
+            if required {
+                bail!(
+                    "env file `{}` does not exist; run `cargo xtask env` to create it",
+                    path.display()
+                );
+            }
+            return Ok(EnvVars {
+                file: None,
+                file_values: HashMap::new(),
+                process,
+            });
+        }
+        let file_values = read_env_file(path)?;
+        Ok(EnvVars {
+            file: Some(path.to_path_buf()),
+            file_values,
+            process,
+        })
+    }
+
+    /// Variables from a list of pairs, for tests and generated settings.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> EnvVars {
+        EnvVars {
+            file: None,
+            file_values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            process: HashMap::new(),
+        }
+    }
+
+    /// The env file these variables came from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The value of `key`: the process environment first, then the file.
+    /// An empty value counts as unset, as in upstream's shell scripts.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.process
+            .get(key)
+            .or_else(|| self.file_values.get(key))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Where `key` came from, for error messages.
+    pub fn origin(&self, key: &str) -> String {
+        if self.process.get(key).is_some_and(|v| !v.is_empty()) {
+            "the process environment".to_string()
+        } else {
+            match &self.file {
+                Some(file) => format!("`{}`", file.display()),
+                None => "the environment".to_string(),
+            }
+        }
+    }
+
+    /// A hint for a missing variable: where to set it.
+    fn missing_hint(&self) -> String {
+        match &self.file {
+            Some(file) => format!("add it to `{}` (or run `cargo xtask env`)", file.display()),
+            None => "run `cargo xtask env` to create `.env.local`, or export it".to_string(),
+        }
+    }
+}
+
+/// Reads an env file with dotenvy's parser, without touching the process
+/// environment. The first occurrence of a key wins, as in `dotenvy::from_path`.
+pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
+    let iter = dotenvy::from_path_iter(path)
+        .with_context(|| format!("read env file `{}`", path.display()))?;
+    let mut values = HashMap::new();
+    for item in iter {
+        let (key, value) = item.with_context(|| {
+            format!(
+                "parse env file `{}`; check its quoting (values are best written in single quotes)",
+                path.display()
+            )
+        })?;
+        values.entry(key).or_insert(value);
+    }
+    Ok(values)
+}
+
+/// The three application roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoleKind {
+    Migrator,
+    Runtime,
+    Service,
+}
+
+impl RoleKind {
+    pub const ALL: [RoleKind; 3] = [RoleKind::Migrator, RoleKind::Runtime, RoleKind::Service];
+
+    pub fn user_var(self) -> &'static str {
+        match self {
+            RoleKind::Migrator => "APP_DB_MIGRATOR_USER",
+            RoleKind::Runtime => "APP_DB_USER",
+            RoleKind::Service => "APP_DB_SERVICE_USER",
+        }
+    }
+
+    pub fn password_var(self) -> &'static str {
+        match self {
+            RoleKind::Migrator => "APP_DB_MIGRATOR_PASSWORD",
+            RoleKind::Runtime => "APP_DB_PASSWORD",
+            RoleKind::Service => "APP_DB_SERVICE_PASSWORD",
+        }
+    }
+
+    pub fn dsn_var(self) -> &'static str {
+        match self {
+            RoleKind::Migrator => "DATABASE_MIGRATOR_URL",
+            RoleKind::Runtime => "DATABASE_URL",
+            RoleKind::Service => "DATABASE_SERVICE_URL",
+        }
+    }
+
+    /// A word for reports: `migrator`, `runtime`, `service`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RoleKind::Migrator => "migrator",
+            RoleKind::Runtime => "runtime",
+            RoleKind::Service => "service",
+        }
+    }
+
+    /// The dev default name, as in `.env.local.example`.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            RoleKind::Migrator => "app_migrator",
+            RoleKind::Runtime => "app_user",
+            RoleKind::Service => "app_service",
+        }
+    }
+}
+
+impl fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One role's credentials, with the DSN that logs in as it.
+#[derive(Clone, Debug)]
+pub struct RoleCreds {
+    pub kind: RoleKind,
+    pub name: String,
+    pub password: Secret,
+    /// `DATABASE_URL` and friends when set, otherwise built from the pieces.
+    pub dsn: Dsn,
+    /// Whether `dsn` came from its variable (false: built from `APP_DB_*`).
+    pub dsn_given: bool,
+}
+
+/// The admin role used by provisioning only.
+#[derive(Clone, Debug)]
+pub struct AdminCreds {
+    pub name: String,
+    /// Connects to the admin's maintenance database (`postgres` unless
+    /// `DATABASE_ROOT_URL` names another).
+    pub dsn: Dsn,
+}
+
+/// Everything `db-provision` needs, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub db_name: String,
+    pub schemas: Vec<String>,
+    pub admin: AdminCreds,
+    pub migrator: RoleCreds,
+    pub runtime: RoleCreds,
+    pub service: RoleCreds,
+    pub drizzle_schema: String,
+    pub drizzle_table: String,
+    pub pg_timeout: Duration,
+}
+
+impl Settings {
+    /// Reads and validates every variable `db-provision` uses; all problems
+    /// are reported together.
+    pub fn from_env(vars: &EnvVars) -> Result<Settings> {
+        let mut errors = Errors::default();
+        let server = errors.take(server_address(vars));
+        let db_name = errors.take(db_name(vars));
+        let schemas = errors.take(app_schemas(vars));
+        let (drizzle_schema, drizzle_table) = errors.take(drizzle_bookkeeping(vars)).unzip();
+        let pg_timeout = errors.take(pg_timeout(vars));
+        let (host, port) = server.clone().unzip();
+        let roles: Vec<Option<RoleCreds>> = RoleKind::ALL
+            .iter()
+            .map(|kind| {
+                errors.take(role_creds(
+                    vars,
+                    *kind,
+                    host.as_deref(),
+                    port,
+                    db_name.as_deref(),
+                ))
+            })
+            .collect();
+        let admin = match (&host, port) {
+            (Some(host), Some(port)) => errors.take(admin_creds(vars, host, port)),
+            _ => None,
+        };
+        if let (Some(schemas), Some(drizzle_schema)) = (&schemas, &drizzle_schema) {
+            if schemas.contains(drizzle_schema) {
+                errors.push(format!(
+                    "DRIZZLE_MIGRATIONS_SCHEMA `{drizzle_schema}` is also listed in APP_DB_SCHEMAS; the bookkeeping \
+                     schema must stay out of the runtime roles' reach, so remove it from APP_DB_SCHEMAS"
+                ));
+            }
+        }
+        let mut roles = roles.into_iter();
+        let (migrator, runtime, service) = (
+            roles.next().flatten(),
+            roles.next().flatten(),
+            roles.next().flatten(),
+        );
+        if let (Some(m), Some(r), Some(s)) = (&migrator, &runtime, &service) {
+            for (a, b) in [(m, r), (m, s), (r, s)] {
+                if a.name == b.name {
+                    errors.push(format!(
+                        "{} and {} are both `{}`; the {} and {} roles must be different roles",
+                        a.kind.user_var(),
+                        b.kind.user_var(),
+                        a.name,
+                        a.kind,
+                        b.kind
+                    ));
+                }
+            }
+            if let Some(admin) = &admin {
+                for role in [m, r, s] {
+                    if role.name == admin.name {
+                        errors.push(format!(
+                            "{} is `{}`, the admin role; provisioning would strip the admin of its powers, \
+                             so give the {} role its own name",
+                            role.kind.user_var(),
+                            role.name,
+                            role.kind
+                        ));
+                    }
+                }
+            }
+        }
+        errors.finish()?;
+        // Every `take` above succeeded, so every value is present.
+        let missing = || anyhow::format_err!("BUG: settings incomplete after validation");
+        let (host, port) = server.ok_or_else(missing)?;
+        Ok(Settings {
+            host,
+            port,
+            db_name: db_name.ok_or_else(missing)?,
+            schemas: schemas.ok_or_else(missing)?,
+            admin: admin.ok_or_else(missing)?,
+            migrator: migrator.ok_or_else(missing)?,
+            runtime: runtime.ok_or_else(missing)?,
+            service: service.ok_or_else(missing)?,
+            drizzle_schema: drizzle_schema.ok_or_else(missing)?,
+            drizzle_table: drizzle_table.ok_or_else(missing)?,
+            pg_timeout: pg_timeout.ok_or_else(missing)?,
+        })
+    }
+
+    pub fn role(&self, kind: RoleKind) -> &RoleCreds {
+        match kind {
+            RoleKind::Migrator => &self.migrator,
+            RoleKind::Runtime => &self.runtime,
+            RoleKind::Service => &self.service,
+        }
+    }
+
+    /// The admin DSN pointed at the app database.
+    pub fn admin_app_dsn(&self) -> Dsn {
+        self.admin.dsn.with_dbname(&self.db_name)
+    }
+}
+
+/// Collects every problem so one run reports all of them.
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn take<T>(&mut self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(format!("{error:#}"));
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, message: String) {
+        self.0.push(message);
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => bail!("{}", self.0[0]),
+            n => bail!(
+                "{n} problems in the environment:\n  - {}",
+                self.0.join("\n  - ")
+            ),
+        }
+    }
+}
+
+fn optional_dsn(vars: &EnvVars, var: &str) -> Result<Option<Dsn>> {
+    vars.get(var).map(|text| Dsn::parse(var, text)).transpose()
+}
+
+/// `DB_HOST`/`DB_PORT`, checked against every DSN that is set.
+pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
+    let host = vars.get("DB_HOST").map(str::to_string);
+    let port = match vars.get("DB_PORT") {
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port > 0 => Some(port),
+            _ => bail!(
+                "DB_PORT `{}` is not a port number (1-65535)",
+                text.escape_debug()
+            ),
+        },
+        None => None,
+    };
+    // Without DB_HOST/DB_PORT, the runtime DSN says where the server is.
+    let fallback = optional_dsn(vars, "DATABASE_URL")?;
+    let host = match host {
+        Some(host) => host,
+        None => match fallback.as_ref().and_then(|d| d.host.clone()) {
+            Some(host) => host.to_string(),
+            None => bail!("DB_HOST is not set; {}", vars.missing_hint()),
+        },
+    };
+    let port = match port {
+        Some(port) => port,
+        None => match &fallback {
+            Some(dsn) => dsn.port_or_default(),
+            None => bail!("DB_PORT is not set; {}", vars.missing_hint()),
+        },
+    };
+    Ok((host, port))
+}
+
+fn db_name(vars: &EnvVars) -> Result<String> {
+    let from_dsn = optional_dsn(vars, "DATABASE_URL")?.and_then(|d| d.dbname);
+    let name = match (vars.get("APP_DB_NAME"), from_dsn) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(name)) => name,
+        (None, None) => bail!("APP_DB_NAME is not set; {}", vars.missing_hint()),
+    };
+    validate_name("APP_DB_NAME", NameKind::Database, &name)?;
+    Ok(name)
+}
+
+/// `APP_DB_SCHEMAS`: comma-separated, default `public`.
+pub fn app_schemas(vars: &EnvVars) -> Result<Vec<String>> {
+    let text = vars.get("APP_DB_SCHEMAS").unwrap_or("public");
+    let mut schemas = Vec::new();
+    for schema in text.split(',').map(str::trim) {
+        validate_name("APP_DB_SCHEMAS", NameKind::Schema, schema)?;
+        if schemas.iter().any(|s| s == schema) {
+            bail!("APP_DB_SCHEMAS lists `{schema}` twice; list each schema once");
+        }
+        schemas.push(schema.to_string());
+    }
+    Ok(schemas)
+}
+
+/// `DRIZZLE_MIGRATIONS_SCHEMA` and `DRIZZLE_MIGRATIONS_TABLE`, with drizzle's defaults.
+pub fn drizzle_bookkeeping(vars: &EnvVars) -> Result<(String, String)> {
+    let schema = vars
+        .get("DRIZZLE_MIGRATIONS_SCHEMA")
+        .unwrap_or("drizzle")
+        .to_string();
+    let table = vars
+        .get("DRIZZLE_MIGRATIONS_TABLE")
+        .unwrap_or("__drizzle_migrations")
+        .to_string();
+    validate_name("DRIZZLE_MIGRATIONS_SCHEMA", NameKind::Schema, &schema)?;
+    validate_name("DRIZZLE_MIGRATIONS_TABLE", NameKind::Table, &table)?;
+    Ok((schema, table))
+}
+
+/// `PG_TIMEOUT`: how long to wait for the server, in seconds (default 120).
+pub fn pg_timeout(vars: &EnvVars) -> Result<Duration> {
+    match vars.get("PG_TIMEOUT") {
+        None => Ok(Duration::from_secs(120)),
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => bail!(
+                "PG_TIMEOUT `{}` is not a whole number of seconds",
+                text.escape_debug()
+            ),
+        },
+    }
+}
+
+/// Resolves one role from its three variables. `host`, `port` and `db_name`
+/// are the settled values the DSN must agree with (when known).
+pub fn role_creds(
+    vars: &EnvVars,
+    kind: RoleKind,
+    host: Option<&str>,
+    port: Option<u16>,
+    db_name: Option<&str>,
+) -> Result<RoleCreds> {
+    let (user_var, password_var, dsn_var) = (kind.user_var(), kind.password_var(), kind.dsn_var());
+    let dsn = optional_dsn(vars, dsn_var)?;
+    let name = match (
+        vars.get(user_var),
+        dsn.as_ref().and_then(|d| d.user.as_deref()),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
+        }
+        (Some(name), _) | (None, Some(name)) => name.to_string(),
+        (None, None) => bail!(
+            "{user_var} is not set (nor {dsn_var}); {}",
+            vars.missing_hint()
+        ),
+    };
+    validate_name(user_var, NameKind::Role, &name)?;
+    let password = match (
+        vars.get(password_var),
+        dsn.as_ref().and_then(|d| d.password.as_ref()),
+    ) {
+        (Some(a), Some(b)) if a != b.expose() => {
+            bail!("{dsn_var} and {password_var} give different passwords for `{name}`; make them agree")
+        }
+        (Some(password), _) => Secret::new(password),
+        (None, Some(password)) => password.clone(),
+        (None, None) => bail!(
+            "{password_var} is not set (nor a password in {dsn_var}); {}",
+            vars.missing_hint()
+        ),
+    };
+    let dsn_given = dsn.is_some();
+    let dsn = match dsn {
+        Some(dsn) => {
+            check_dsn_target(&dsn, dsn_var, host, port, db_name)?;
+            dsn
+        }
+        None => match (host, port, db_name) {
+            (Some(host), Some(port), Some(db)) => Dsn::new(&name, &password, host, port, db),
+            _ => bail!(
+                "{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"
+            ),
+        },
+    };
+    Ok(RoleCreds {
+        kind,
+        name,
+        password,
+        dsn,
+        dsn_given,
+    })
+}
+
+/// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
+fn check_dsn_target(
+    dsn: &Dsn,
+    var: &str,
+    host: Option<&str>,
+    port: Option<u16>,
+    db_name: Option<&str>,
+) -> Result<()> {
+    if let (Some(expected), Some(actual)) = (host, &dsn.host) {
+        let same = match actual {
+            Host::Tcp(name) => name.eq_ignore_ascii_case(expected),
+            Host::Socket(dir) => dir.as_os_str() == expected,
+        };
+        if !same {
+            bail!("{var} points at host `{actual}` but DB_HOST is `{expected}`; make them agree");
+        }
+    }
+    if let Some(expected) = port {
+        if dsn.port_or_default() != expected {
+            bail!(
+                "{var} points at port {} but DB_PORT is {expected}; make them agree",
+                dsn.port_or_default()
+            );
+        }
+    }
+    if let Some(expected) = db_name {
+        match dsn.dbname.as_deref() {
+            Some(actual) if actual != expected => {
+                bail!("{var} names database `{actual}` but APP_DB_NAME is `{expected}`; make them agree")
+            }
+            None => bail!("{var} names no database; append `/{expected}` (APP_DB_NAME)"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The admin from `DATABASE_ROOT_URL` or `POSTGRES_ROOT_USER`/`POSTGRES_ROOT_PASSWORD`.
+pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> {
+    let dsn = optional_dsn(vars, "DATABASE_ROOT_URL")?;
+    let name = match (
+        vars.get("POSTGRES_ROOT_USER"),
+        dsn.as_ref().and_then(|d| d.user.as_deref()),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("DATABASE_ROOT_URL logs in as `{b}` but POSTGRES_ROOT_USER is `{a}`; make them agree or unset one")
+        }
+        (Some(name), _) | (None, Some(name)) => name.to_string(),
+        (None, None) => bail!(
+            "POSTGRES_ROOT_USER is not set (nor DATABASE_ROOT_URL); {}",
+            vars.missing_hint()
+        ),
+    };
+    let password = match (
+        vars.get("POSTGRES_ROOT_PASSWORD"),
+        dsn.as_ref().and_then(|d| d.password.as_ref()),
+    ) {
+        (Some(a), Some(b)) if a != b.expose() => {
+            bail!("DATABASE_ROOT_URL and POSTGRES_ROOT_PASSWORD give different passwords; make them agree or unset one")
+        }
+        (Some(password), _) => Some(Secret::new(password)),
+        (None, password) => password.cloned(),
+    };
+    let dsn = match dsn {
+        Some(mut dsn) => {
+            check_dsn_target(&dsn, "DATABASE_ROOT_URL", Some(host), Some(port), None)?;
+            if dsn.dbname.is_none() {
+                dsn.dbname = Some("postgres".to_string());
+            }
+            dsn.user = Some(name.clone());
+            dsn.password = password;
+            dsn
+        }
+        None => {
+            let password = password.ok_or_else(|| {
+                anyhow::format_err!(
+                    "POSTGRES_ROOT_PASSWORD is not set (nor DATABASE_ROOT_URL); {}",
+                    vars.missing_hint()
+                )
+            })?;
+            Dsn::new(&name, &password, host, port, "postgres")
+        }
+    };
+    Ok(AdminCreds { name, dsn })
+}
+
+/// The role passwords an env file would provision, by role name: what must
+/// agree between `.env.local` and `.env.test` on one server.
+pub fn role_passwords(vars: &EnvVars) -> Vec<(String, &'static str, Secret)> {
+    RoleKind::ALL
+        .iter()
+        .filter_map(|kind| role_creds(vars, *kind, None, None, None).ok())
+        .map(|creds| (creds.name, creds.kind.password_var(), creds.password))
+        .collect()
+}
+
+/// Checks that the other dev/test env file beside `path`, when it exists and
+/// points at the same server, gives the same roles the same passwords.
+/// Provisioning one file would otherwise rotate the other's passwords.
+pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: ProcessEnv) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(this_name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let Ok(this_server) = server_address(vars) else {
+        return Ok(());
+    };
+    let mine = role_passwords(vars);
+    let mut conflicts = Vec::new();
+    for other_name in ENV_FILES.iter().filter(|name| **name != this_name) {
+        let other_path = dir.join(other_name);
+        if !other_path.exists() {
+            continue;
+        }
+        let other = EnvVars::load(&other_path, true, process_env)?;
+        if server_address(&other).ok().as_ref() != Some(&this_server) {
+            continue;
+        }
+        for (name, other_var, other_password) in role_passwords(&other) {
+            if let Some((_, var, password)) = mine.iter().find(|(n, _, _)| *n == name) {
+                if *password != other_password {
+                    conflicts.push(format!(
+                        "role `{name}`: {var} in `{}` and {other_var} in `{}` differ",
+                        path.display(),
+                        other_path.display()
+                    ));
+                }
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        bail!(
+            "the env files give one role two passwords on the same server ({}); each provisioning run would \
+             rotate the other's. Make the passwords equal in both files (check with `cargo xtask env --check`):\n  - {}",
+            this_server.0,
+            conflicts.join("\n  - ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DB_HOST", "localhost"),
+            ("DB_PORT", "55432"),
+            ("POSTGRES_ROOT_USER", "postgres"),
+            ("POSTGRES_ROOT_PASSWORD", "postgres"),
+            ("APP_DB_NAME", "cogni_template_dev"),
+            ("APP_DB_USER", "app_user"),
+            ("APP_DB_PASSWORD", "password"),
+            ("APP_DB_SERVICE_USER", "app_service"),
+            ("APP_DB_SERVICE_PASSWORD", "service_password"),
+            ("APP_DB_MIGRATOR_USER", "app_migrator"),
+            ("APP_DB_MIGRATOR_PASSWORD", "migrator_password"),
+            (
+                "DATABASE_URL",
+                "postgresql://app_user:password@localhost:55432/cogni_template_dev",
+            ),
+            (
+                "DATABASE_SERVICE_URL",
+                "postgresql://app_service:service_password@localhost:55432/cogni_template_dev",
+            ),
+            (
+                "DATABASE_MIGRATOR_URL",
+                "postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev",
+            ),
+        ]
+    }
+
+    fn with(changes: &[(&'static str, &'static str)]) -> EnvVars {
+        let mut pairs = example();
+        for (key, value) in changes {
+            pairs.retain(|(k, _)| k != key);
+            pairs.push((key, value));
+        }
+        EnvVars::from_pairs(pairs)
+    }
+
+    fn error(changes: &[(&'static str, &'static str)]) -> String {
+        format!("{:#}", Settings::from_env(&with(changes)).unwrap_err())
+    }
+
+    #[test]
+    fn the_example_is_valid() {
+        let settings = Settings::from_env(&with(&[])).unwrap();
+        assert_eq!(settings.migrator.name, "app_migrator");
+        assert_eq!(settings.runtime.password.expose(), "password");
+        assert_eq!(settings.schemas, ["public"]);
+        assert_eq!(
+            settings.admin.dsn.to_string(),
+            "postgresql://postgres:***@localhost:55432/postgres"
+        );
+        assert_eq!(
+            (
+                settings.drizzle_schema.as_str(),
+                settings.drizzle_table.as_str()
+            ),
+            ("drizzle", "__drizzle_migrations")
+        );
+        assert_eq!(settings.pg_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn an_upgrading_file_without_the_migrator_dsn_still_builds_it() {
+        let mut pairs = example();
+        pairs.retain(|(k, _)| *k != "DATABASE_MIGRATOR_URL");
+        let settings = Settings::from_env(&EnvVars::from_pairs(pairs)).unwrap();
+        assert!(!settings.migrator.dsn_given);
+        assert_eq!(
+            settings.migrator.dsn.to_string(),
+            "postgresql://app_migrator:***@localhost:55432/cogni_template_dev"
+        );
+    }
+
+    #[test]
+    fn disagreements_name_both_variables_and_never_a_password() {
+        let cases: &[(&[(&str, &str)], &[&str])] = &[
+            (
+                &[("APP_DB_USER", "someone_else")],
+                &["DATABASE_URL logs in as `app_user` but APP_DB_USER is `someone_else`"],
+            ),
+            (&[("APP_DB_PASSWORD", "other")], &["DATABASE_URL and APP_DB_PASSWORD give different passwords"]),
+            (&[("APP_DB_NAME", "other_db")], &["DATABASE_URL names database `cogni_template_dev` but APP_DB_NAME is `other_db`"]),
+            (&[("DB_PORT", "5432")], &["DATABASE_URL points at port 55432 but DB_PORT is 5432"]),
+            (&[("DB_HOST", "db.internal")], &["DATABASE_URL points at host `localhost` but DB_HOST is `db.internal`"]),
+            (
+                &[("DATABASE_ROOT_URL", "postgresql://admin:pw@localhost:55432/postgres")],
+                &["DATABASE_ROOT_URL logs in as `admin` but POSTGRES_ROOT_USER is `postgres`"],
+            ),
+        ];
+        for (changes, expected) in cases {
+            let message = error(changes);
+            for part in *expected {
+                assert!(message.contains(part), "{changes:?}: {message}");
+            }
+            for secret in [
+                "service_password",
+                "migrator_password",
+                ":password@",
+                "other\"",
+            ] {
+                assert!(
+                    !message.contains(secret),
+                    "{changes:?} leaks {secret}: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut pairs = example();
+        pairs.retain(|(k, _)| !k.starts_with("APP_DB_MIGRATOR") && *k != "DATABASE_MIGRATOR_URL");
+        pairs.push(("APP_DB_SCHEMAS", "public,bad-name"));
+        let message = format!(
+            "{:#}",
+            Settings::from_env(&EnvVars::from_pairs(pairs)).unwrap_err()
+        );
+        assert!(message.contains("2 problems"), "{message}");
+        assert!(
+            message.contains("APP_DB_MIGRATOR_USER is not set (nor DATABASE_MIGRATOR_URL)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("APP_DB_SCHEMAS: schema name `bad-name`"),
+            "{message}"
+        );
+        assert!(message.contains("cargo xtask env"), "{message}");
+    }
+
+    #[test]
+    fn roles_must_be_distinct_and_not_the_admin() {
+        let message = error(&[
+            ("APP_DB_MIGRATOR_USER", "app_user"),
+            ("APP_DB_MIGRATOR_PASSWORD", "password"),
+            (
+                "DATABASE_MIGRATOR_URL",
+                "postgresql://app_user:password@localhost:55432/cogni_template_dev",
+            ),
+        ]);
+        assert!(
+            message.contains("APP_DB_MIGRATOR_USER and APP_DB_USER are both `app_user`"),
+            "{message}"
+        );
+        let message = error(&[
+            ("APP_DB_SERVICE_USER", "postgres"),
+            (
+                "DATABASE_SERVICE_URL",
+                "postgresql://postgres:service_password@localhost:55432/cogni_template_dev",
+            ),
+        ]);
+        assert!(
+            message.contains("APP_DB_SERVICE_USER is `postgres`, the admin role"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bookkeeping_schema_cannot_be_an_app_schema() {
+        let message = error(&[("APP_DB_SCHEMAS", "public, drizzle")]);
+        assert!(
+            message
+                .contains("DRIZZLE_MIGRATIONS_SCHEMA `drizzle` is also listed in APP_DB_SCHEMAS"),
+            "{message}"
+        );
+        let settings =
+            Settings::from_env(&with(&[("APP_DB_SCHEMAS", " public , billing ")])).unwrap();
+        assert_eq!(settings.schemas, ["public", "billing"]);
+    }
+
+    #[test]
+    fn empty_values_count_as_missing() {
+        let message = error(&[("POSTGRES_ROOT_PASSWORD", "")]);
+        assert!(
+            message.contains("POSTGRES_ROOT_PASSWORD is not set"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! `cargo xtask env`: creating `.env.local` and `.env.test` from the committed
+//! examples and adding the keys an older file lacks, without ever changing a
+//! value that is there.
+//!
+//! Values are written in single quotes, the one form that dotenvy, Node's
+//! dotenv and docker compose all read literally (no `$` expansion, no escape
+//! processing). A value that single quotes cannot carry (a `'`, a backslash,
+//! a line break) is refused rather than written in a form one of them would
+//! read differently; inside DSNs such characters are percent-encoded.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::env::{read_env_file, RoleKind};
+use crate::{Dsn, Secret};
+
+/// The files `cargo xtask env` manages, each with the example it comes from.
+pub const MANAGED_FILES: &[(&str, &str)] = &[
+    (".env.local", ".env.local.example"),
+    (".env.test", ".env.test.example"),
+];
+
+/// Keys whose value must be the same in both files: the server and the
+/// cluster-wide roles (provisioning one file would otherwise rotate the
+/// other's passwords).
+const SHARED_KEYS: &[&str] = &[
+    "DB_HOST",
+    "DB_PORT",
+    "POSTGRES_ROOT_USER",
+    "POSTGRES_ROOT_PASSWORD",
+    "APP_DB_USER",
+    "APP_DB_PASSWORD",
+    "APP_DB_SERVICE_USER",
+    "APP_DB_SERVICE_PASSWORD",
+    "APP_DB_MIGRATOR_USER",
+    "APP_DB_MIGRATOR_PASSWORD",
+];
+
+/// Keys that hold secrets: compared, never printed.
+const SECRET_KEYS: &[&str] = &[
+    "POSTGRES_ROOT_PASSWORD",
+    "APP_DB_PASSWORD",
+    "APP_DB_SERVICE_PASSWORD",
+    "APP_DB_MIGRATOR_PASSWORD",
+];
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAction {
+    Created,
+    /// Keys appended at the end of an existing file.
+    Added(Vec<String>),
+    Unchanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub action: FileAction,
+    /// The file was readable by others and is now `0600`.
+    pub tightened_mode: bool,
+}
+
+/// The result of [`sync_env_files`]: what was written, and the values the
+/// two files disagree on (which the tool never overwrites, so the user must).
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub files: Vec<FileReport>,
+    pub conflicts: Vec<String>,
+}
+
+/// One line of an example file: a `KEY=value` or anything else, kept verbatim.
+enum Line {
+    Var(String),
+    Other(String),
+}
+
+/// Creates or completes the managed env files in `dir`. With `dry_run`,
+/// computes the same report and writes nothing.
+pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
+    struct Target {
+        path: PathBuf,
+        example_lines: Vec<Line>,
+        example_values: HashMap<String, String>,
+        existing: Option<HashMap<String, String>>,
+    }
+    let mut targets = Vec::new();
+    for (file, example) in MANAGED_FILES {
+        let example_path = dir.join(example);
+        if !example_path.exists() {
+            bail!(
+                "`{}` is missing; it is committed with the project, restore it with `git checkout`",
+                example_path.display()
+            );
+        }
+        let text = fs::read_to_string(&example_path)
+            .with_context(|| format!("read `{}`", example_path.display()))?;
+        let path = dir.join(file);
+        let existing = if path.exists() {
+            Some(read_env_file(&path)?)
+        } else {
+            None
+        };
+        targets.push(Target {
+            path,
+            example_lines: example_lines(&text),
+            example_values: read_env_file(&example_path)?,
+            existing,
+        });
+    }
+
+    // What each existing file says about every key, DSN pieces included.
+    let known: Vec<HashMap<String, String>> = targets
+        .iter()
+        .map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default())
+        .collect();
+
+    let mut conflicts = Vec::new();
+    if let [a, b] = known.as_slice() {
+        for key in SHARED_KEYS {
+            if let (Some(x), Some(y)) = (a.get(*key), b.get(*key)) {
+                if x != y {
+                    let shown = if SECRET_KEYS.contains(key) {
+                        String::new()
+                    } else {
+                        format!(" (`{x}` and `{y}`)")
+                    };
+                    conflicts.push(format!(
+                        "{key} differs between `{}` and `{}`{shown}; edit one so they agree",
+                        targets[0].path.display(),
+                        targets[1].path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut reports = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let own = &known[index];
+        let others: Vec<&HashMap<String, String>> = known
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, k)| k)
+            .collect();
+        // The value of every example key for this file.
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        let keys: Vec<&String> = target
+            .example_lines
+            .iter()
+            .filter_map(|l| if let Line::Var(k) = l { Some(k) } else { None })
+            .collect();
+        for key in keys.iter().filter(|k| !is_dsn_key(k)) {
+            let value = own
+                .get(*key)
+                .or_else(|| {
+                    SHARED_KEYS
+                        .contains(&key.as_str())
+                        .then(|| others.iter().find_map(|o| o.get(*key)))
+                        .flatten()
+                })
+                .or_else(|| target.example_values.get(*key))
+                .cloned()
+                .unwrap_or_default();
+            resolved.insert((*key).clone(), value);
+        }
+        for key in keys.iter().filter(|k| is_dsn_key(k)) {
+            let value = match own.get(*key) {
+                Some(value) => value.clone(),
+                None => derive_dsn(key, target.example_values.get(*key), &resolved)?,
+            };
+            resolved.insert((*key).clone(), value);
+        }
+
+        let report = match &target.existing {
+            None => {
+                let mut text = String::new();
+                for line in &target.example_lines {
+                    match line {
+                        Line::Var(key) => {
+                            text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[key])?))
+                        }
+                        Line::Other(other) => {
+                            text.push_str(other);
+                            text.push('\n');
+                        }
+                    }
+                }
+                if !dry_run {
+                    write_new_file(&target.path, &text)?;
+                }
+                FileReport {
+                    path: target.path.clone(),
+                    action: FileAction::Created,
+                    tightened_mode: false,
+                }
+            }
+            Some(existing) => {
+                let missing: Vec<&String> = keys
+                    .iter()
+                    .copied()
+                    .filter(|k| !existing.contains_key(*k))
+                    .collect();
+                let mut tightened_mode = false;
+                if !missing.is_empty() {
+                    let mut text = String::from("\n# Added by `cargo xtask env`: keys the example has and this file lacked.\n");
+                    for key in &missing {
+                        text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[*key])?));
+                    }
+                    if !dry_run {
+                        tightened_mode = append_to_file(&target.path, &text)?;
+                    }
+                } else if !dry_run {
+                    tightened_mode = tighten_mode(&target.path)?;
+                }
+                let action = if missing.is_empty() {
+                    FileAction::Unchanged
+                } else {
+                    FileAction::Added(missing.into_iter().cloned().collect())
+                };
+                FileReport {
+                    path: target.path.clone(),
+                    action,
+                    tightened_mode,
+                }
+            }
+        };
+        reports.push(report);
+    }
+    Ok(SyncReport {
+        files: reports,
+        conflicts,
+    })
+}
+
+fn is_dsn_key(key: &str) -> bool {
+    RoleKind::ALL.iter().any(|kind| kind.dsn_var() == key)
+}
+
+/// An env file's values plus the pieces its DSNs carry, so that a file with
+/// `DATABASE_URL` but no `APP_DB_PASSWORD` gets the password the DSN has.
+fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut all = values.clone();
+    for kind in RoleKind::ALL {
+        let Some(dsn) = values
+            .get(kind.dsn_var())
+            .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
+        else {
+            continue;
+        };
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                all.entry(key.to_string()).or_insert(value);
+            }
+        };
+        put(kind.user_var(), dsn.user.clone());
+        put(
+            kind.password_var(),
+            dsn.password.as_ref().map(|p| p.expose().to_string()),
+        );
+        if kind == RoleKind::Runtime {
+            put("DB_HOST", dsn.host.as_ref().map(|h| h.to_string()));
+            put("DB_PORT", dsn.port.map(|p| p.to_string()));
+            put("APP_DB_NAME", dsn.dbname.clone());
+        }
+    }
+    all
+}
+
+/// Builds a role's DSN from the file's pieces, keeping the example's scheme
+/// and query parameters.
+fn derive_dsn(
+    key: &str,
+    example: Option<&String>,
+    values: &HashMap<String, String>,
+) -> Result<String> {
+    let kind = RoleKind::ALL
+        .into_iter()
+        .find(|k| k.dsn_var() == key)
+        .context("BUG: not a DSN key")?;
+    let piece = |name: &str| values.get(name).cloned().unwrap_or_default();
+    let port = piece("DB_PORT").parse::<u16>().with_context(|| {
+        format!("DB_PORT is not a port number, so {key} cannot be built; fix DB_PORT")
+    })?;
+    let mut dsn = Dsn::new(
+        &piece(kind.user_var()),
+        &Secret::new(piece(kind.password_var())),
+        &piece("DB_HOST"),
+        port,
+        &piece("APP_DB_NAME"),
+    );
+    if let Some(example) = example.and_then(|text| Dsn::parse(key, text).ok()) {
+        dsn.scheme = example.scheme;
+        dsn.sslmode = example.sslmode;
+        dsn.params = example.params;
+    }
+    Ok(dsn.expose_url())
+}
+
+fn example_lines(text: &str) -> Vec<Line> {
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let body = trimmed.strip_prefix("export ").unwrap_or(trimmed);
+            match body.split_once('=') {
+                Some((key, _))
+                    if !trimmed.starts_with('#')
+                        && !key.is_empty()
+                        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Line::Var(key.to_string())
+                }
+                _ => Line::Other(line.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// `'value'`, or an error when single quotes cannot carry the value.
+pub fn quote_value(key: &str, value: &str) -> Result<String> {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| matches!(c, '\'' | '\\' | '\n' | '\r'))
+    {
+        bail!(
+            "{key} contains {bad:?}, which dotenvy, Node's dotenv and docker compose read differently; \
+             choose a value without it (inside a DSN, percent-encode it)"
+        );
+    }
+    Ok(format!("'{value}'"))
+}
+
+fn write_new_file(path: &Path, text: &str) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create `{}`", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("write `{}`", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("write `{}`", path.display()))
+}
+
+/// Appends through a temporary file and a rename, so an interruption leaves
+/// either the old file or the new one. Returns whether the mode was tightened.
+fn append_to_file(path: &Path, addition: &str) -> Result<bool> {
+    let mut text =
+        fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(addition);
+    let tightened = fs::metadata(path)?.permissions().mode() & 0o077 != 0;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("env"),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&temp);
+    write_new_file(&temp, &text)?;
+    fs::rename(&temp, path).with_context(|| format!("replace `{}`", path.display()))?;
+    Ok(tightened)
+}
+
+fn tighten_mode(path: &Path) -> Result<bool> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return Ok(false);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 600 `{}`", path.display()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL_EXAMPLE: &str = "# dev\nDB_HOST=localhost\nDB_PORT=55432\nPOSTGRES_ROOT_USER=postgres\nPOSTGRES_ROOT_PASSWORD=postgres\nAPP_DB_NAME=cogni_template_dev\nAPP_DB_USER=app_user\nAPP_DB_PASSWORD=password\nAPP_DB_SERVICE_USER=app_service\nAPP_DB_SERVICE_PASSWORD=service_password\nAPP_DB_MIGRATOR_USER=app_migrator\nAPP_DB_MIGRATOR_PASSWORD=migrator_password\nDATABASE_URL=\"postgresql://app_user:password@localhost:55432/cogni_template_dev\"\nDATABASE_SERVICE_URL=\"postgresql://app_service:service_password@localhost:55432/cogni_template_dev\"\nDATABASE_MIGRATOR_URL=\"postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev\"\nDRIZZLE_MIGRATIONS_SCHEMA=drizzle\n";
+
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".env.local.example"), LOCAL_EXAMPLE).unwrap();
+        fs::write(
+            dir.path().join(".env.test.example"),
+            LOCAL_EXAMPLE.replace("cogni_template_dev", "cogni_template_stack_test"),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn values(path: &Path) -> HashMap<String, String> {
+        read_env_file(path).unwrap()
+    }
+
+    #[test]
+    fn creates_both_files_private_and_equal_to_the_examples() {
+        let dir = project();
+        let report = sync_env_files(dir.path(), false).unwrap();
+        assert!(report.conflicts.is_empty());
+        assert!(report.files.iter().all(|f| f.action == FileAction::Created));
+        for (file, example) in MANAGED_FILES {
+            let path = dir.path().join(file);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(values(&path), values(&dir.path().join(example)));
+        }
+        let again = sync_env_files(dir.path(), false).unwrap();
+        assert!(again
+            .files
+            .iter()
+            .all(|f| f.action == FileAction::Unchanged));
+    }
+
+    #[test]
+    fn an_upgrading_file_gets_the_migrator_keys_and_keeps_its_values() {
+        let dir = project();
+        let legacy = "DB_HOST=localhost\nDB_PORT=55432\nPOSTGRES_ROOT_USER=postgres\nPOSTGRES_ROOT_PASSWORD=postgres\nAPP_DB_NAME=cogni_template_dev\nAPP_DB_USER=app_user\nAPP_DB_PASSWORD='my $ecret pw'\nAPP_DB_SERVICE_USER=app_service\nAPP_DB_SERVICE_PASSWORD=service_password\nDATABASE_URL=\"postgresql://app_user:my%20%24ecret%20pw@localhost:55432/cogni_template_dev\"\nDATABASE_SERVICE_URL=\"postgresql://app_service:service_password@localhost:55432/cogni_template_dev\"\nEXTRA=kept";
+        let local = dir.path().join(".env.local");
+        fs::write(&local, legacy).unwrap();
+        fs::set_permissions(&local, fs::Permissions::from_mode(0o644)).unwrap();
+        let before = fs::read_to_string(&local).unwrap();
+
+        let report = sync_env_files(dir.path(), false).unwrap();
+        assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+        let local_report = &report.files[0];
+        assert_eq!(
+            local_report.action,
+            FileAction::Added(vec![
+                "APP_DB_MIGRATOR_USER".into(),
+                "APP_DB_MIGRATOR_PASSWORD".into(),
+                "DATABASE_MIGRATOR_URL".into(),
+                "DRIZZLE_MIGRATIONS_SCHEMA".into()
+            ])
+        );
+        assert!(local_report.tightened_mode);
+        let after = fs::read_to_string(&local).unwrap();
+        assert!(
+            after.starts_with(&before),
+            "existing lines are kept verbatim"
+        );
+        assert_eq!(
+            fs::metadata(&local).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let local_values = values(&local);
+        assert_eq!(local_values["EXTRA"], "kept");
+        assert_eq!(
+            local_values["DATABASE_MIGRATOR_URL"],
+            "postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev"
+        );
+
+        // The new test file gets the same role passwords as the dev file.
+        let test_values = values(&dir.path().join(".env.test"));
+        assert_eq!(test_values["APP_DB_PASSWORD"], "my $ecret pw");
+        assert_eq!(
+            test_values["DATABASE_URL"],
+            "postgresql://app_user:my%20%24ecret%20pw@localhost:55432/cogni_template_stack_test"
+        );
+        assert_eq!(test_values["APP_DB_NAME"], "cogni_template_stack_test");
+    }
+
+    #[test]
+    fn disagreeing_files_are_reported_not_overwritten_and_secrets_stay_hidden() {
+        let dir = project();
+        sync_env_files(dir.path(), false).unwrap();
+        let test = dir.path().join(".env.test");
+        let text = fs::read_to_string(&test).unwrap().replace(
+            "APP_DB_PASSWORD='password'",
+            "APP_DB_PASSWORD='other-secret'",
+        );
+        fs::write(&test, &text).unwrap();
+        let report = sync_env_files(dir.path(), false).unwrap();
+        assert_eq!(report.conflicts.len(), 1, "{:?}", report.conflicts);
+        assert!(report.conflicts[0].starts_with("APP_DB_PASSWORD differs"));
+        assert!(!report.conflicts[0].contains("other-secret"));
+        assert_eq!(fs::read_to_string(&test).unwrap(), text);
+    }
+
+    #[test]
+    fn dry_run_writes_nothing() {
+        let dir = project();
+        let report = sync_env_files(dir.path(), true).unwrap();
+        assert!(report.files.iter().all(|f| f.action == FileAction::Created));
+        assert!(!dir.path().join(".env.local").exists());
+    }
+
+    #[test]
+    fn values_single_quotes_cannot_carry_are_refused() {
+        for value in ["it's", "back\\slash", "two\nlines"] {
+            let error = quote_value("APP_DB_PASSWORD", value)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("APP_DB_PASSWORD contains"), "{error}");
+        }
+        assert_eq!(quote_value("K", "pa$word #1").unwrap(), "'pa$word #1'");
+    }
+
+    #[test]
+    fn a_missing_example_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = sync_env_files(dir.path(), false).unwrap_err().to_string();
+        assert!(error.contains(".env.local.example` is missing"), "{error}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Local PostgreSQL servers: finding the binaries, `initdb` and `pg_ctl` as an
+//! unprivileged OS user when run as root, the development server of
+//! `cargo xtask db-up`, and throwaway clusters for tests.
+
+mod bin;
+mod dev;
+mod osuser;
+mod server;
+mod throwaway;
+
+pub use bin::PgBin;
+pub use dev::{default_base_dir, DevServer, Status};
+pub use osuser::OsUser;
+pub use server::{data_dir_major, free_port, port_answers, postmaster_status, process_alive};
+pub use throwaway::{ClusterOptions, TestCluster, SUPERUSER};

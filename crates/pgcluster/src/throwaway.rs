@@ -1,0 +1,332 @@
+//! Throwaway clusters for tests: one `postgres` child process on a free port,
+//! in a temporary directory, gone when the value drops or the test dies.
+//!
+//! `initdb` runs once per set of binaries into a cached template; each
+//! cluster is a copy of it (tens of milliseconds instead of a second).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::osuser::{prepare, OsUser};
+use crate::server::{free_port, initdb, postmaster_status, process_alive, wait_ready, InitOptions};
+use crate::PgBin;
+
+/// The superuser of every throwaway cluster.
+pub const SUPERUSER: &str = "postgres";
+
+/// Options for [`TestCluster::start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// The binaries; [`PgBin::find`] when `None`.
+    pub bin: Option<PgBin>,
+    /// Extra `-c name=value` server settings (e.g. `log_statement=all`).
+    pub settings: Vec<(String, String)>,
+}
+
+/// A running throwaway cluster. Dropping it stops the server and deletes its
+/// directory; if the test process dies instead, the server gets `SIGQUIT`
+/// from the kernel (parent-death signal) and the next cluster started on this
+/// machine removes the directory.
+pub struct TestCluster {
+    pub bin: PgBin,
+    root: PathBuf,
+    child: Child,
+    port: u16,
+    password: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestCluster {
+    /// A cluster with default settings (plus `fsync=off`).
+    pub fn start() -> Result<TestCluster> {
+        TestCluster::start_with(ClusterOptions::default())
+    }
+
+    pub fn start_with(options: ClusterOptions) -> Result<TestCluster> {
+        let bin = match options.bin {
+            Some(bin) => bin,
+            None => PgBin::find()?,
+        };
+        let user = OsUser::for_server()?;
+        remove_stale_clusters();
+        let (template, password) = template(&bin, user.as_ref())?;
+
+        let root = std::env::temp_dir().join(format!(
+            "pgcluster-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos()
+        ));
+        fs::create_dir(&root).with_context(|| format!("create `{}`", root.display()))?;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
+        let datadir = root.join("data");
+        copy_tree(&template, &datadir)?;
+        if let Some(user) = &user {
+            user.chown(&root)?;
+        }
+
+        // A port found free may be taken before the server binds it; retry.
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            match spawn(&bin, user.as_ref(), &root, port, &options.settings) {
+                Ok(child) => {
+                    return Ok(TestCluster {
+                        bin,
+                        root,
+                        child,
+                        port,
+                        password,
+                    })
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let _ = fs::remove_dir_all(&root);
+        Err(last_error.unwrap_or_else(|| anyhow::format_err!("BUG: no start attempt")))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    pub fn superuser(&self) -> &'static str {
+        SUPERUSER
+    }
+
+    /// The superuser's password (random per machine).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// A superuser URI for `dbname`.
+    pub fn admin_url(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}",
+            self.password, self.port
+        )
+    }
+
+    pub fn datadir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server abruptly (as a crash or a kill would), keeping the
+    /// directory; [`TestCluster::restart`] brings it back.
+    pub fn crash(&mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port after [`TestCluster::crash`].
+    pub fn restart(&mut self) -> Result<()> {
+        let user = OsUser::for_server()?;
+        self.child = spawn(&self.bin, user.as_ref(), &self.root, self.port, &[])?;
+        Ok(())
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown; the data is thrown away anyway.
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn spawn(
+    bin: &PgBin,
+    user: Option<&OsUser>,
+    root: &Path,
+    port: u16,
+    settings: &[(String, String)],
+) -> Result<Child> {
+    let datadir = root.join("data");
+    let log_path = root.join("server.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    if let Some(user) = user {
+        user.chown(&log_path)?;
+    }
+    let mut command = Command::new(bin.path("postgres"));
+    command
+        .arg("-D")
+        .arg(&datadir)
+        .arg("-p")
+        .arg(port.to_string())
+        // fsync=off only: an OS crash is no concern for throwaway data, but a
+        // server crash must keep what was committed (the fault tests rely on it).
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=off",
+        ]);
+    for (key, value) in settings {
+        command.arg("-c").arg(format!("{key}={value}"));
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    prepare(&mut command, user, true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("start `{}`", bin.path("postgres").display()))?;
+    let ready = wait_ready(&datadir, Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(None))
+    });
+    if let Err(error) = ready {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+        let _ = child.wait();
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        let _ = fs::remove_file(datadir.join("postmaster.pid"));
+        bail!("{error}; server log:\n{log}");
+    }
+    Ok(child)
+}
+
+/// The cached `initdb` output for these binaries and its superuser password,
+/// created once (under a file lock, so parallel tests share one `initdb`).
+fn template(bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
+    let key = format!(
+        "{}-{:x}",
+        bin.major,
+        fnv1a(bin.dir.to_string_lossy().as_bytes())
+    );
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let base = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}"));
+    let data = base.join("data");
+    let password_file = base.join("password");
+    let lock_path = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}.lock"));
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; released when `lock` drops.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!(
+            "lock `{}`: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    if !(data.join("PG_VERSION").exists() && password_file.exists()) {
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base)?;
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755))?;
+        if let Some(user) = user {
+            user.chown(&base)?;
+        }
+        let password = format!(
+            "pw{:x}{:x}",
+            nanos(),
+            fnv1a(&std::process::id().to_le_bytes())
+        );
+        initdb(
+            bin,
+            user,
+            &data,
+            &InitOptions {
+                superuser: SUPERUSER,
+                password: &password,
+                no_sync: true,
+            },
+        )?;
+        fs::write(&password_file, &password)?;
+    }
+    let password = fs::read_to_string(&password_file)?;
+    Ok((data, password))
+}
+
+/// Copies the template with `cp -a`, which keeps modes and (as root) owners.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("run `cp -a` to copy the cluster template")?;
+    if !status.success() {
+        bail!("`cp -a {} {}` failed", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// Removes clusters left by test processes that died without dropping them.
+/// Only directories of this naming scheme whose creating process is gone,
+/// and owned by us, are touched.
+fn remove_stale_clusters() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix("pgcluster-") else {
+            continue;
+        };
+        let Some(owner) = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let owned_by_us = fs::metadata(&path).is_ok_and(|m| m.uid() == uid || uid == 0);
+        if !owned_by_us || owner == std::process::id() as i32 || process_alive(owner) {
+            continue;
+        }
+        if let Some((server, _)) = postmaster_status(&path.join("data")) {
+            if process_alive(server) {
+                // SAFETY: plain kill(2); the server belongs to a dead test of ours.
+                unsafe { libc::kill(server, libc::SIGQUIT) };
+                continue;
+            }
+        }
+        let _ = fs::remove_dir_all(&path);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |hash, byte| {
+        (hash ^ *byte as u64).wrapping_mul(0x100000001b3)
+    })
+}
