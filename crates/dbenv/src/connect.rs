@@ -60,18 +60,14 @@ pub fn connect_with(dsn: &Dsn, var: &str, config: Config) -> Result<Client> {
             mode.as_str()
         );
     }
-    config
-        .connect(NoTls)
-        .map_err(|error| describe_connect_error(&error, dsn, var))
+    config.connect(NoTls).map_err(|error| describe_connect_error(&error, dsn, var))
 }
 
 /// Whether a failed connection may succeed later (the server is starting or
 /// not yet listening) rather than being refused for good.
 pub fn is_transient(error: &postgres::Error) -> bool {
     match error.code() {
-        Some(code) => {
-            *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
-        }
+        Some(code) => *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS,
         // No SQLSTATE: the socket itself failed (refused, reset, timed out).
         None => true,
     }
@@ -80,12 +76,7 @@ pub fn is_transient(error: &postgres::Error) -> bool {
 /// Connects, retrying while the server is not up yet, for at most `timeout`.
 /// `on_wait` is told how long it has waited, once a second, so the caller
 /// can show that it waits.
-pub fn connect_waiting(
-    dsn: &Dsn,
-    var: &str,
-    timeout: Duration,
-    mut on_wait: impl FnMut(Duration),
-) -> Result<Client> {
+pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: impl FnMut(Duration)) -> Result<Client> {
     let start = Instant::now();
     let mut last_report = start;
     loop {
@@ -118,9 +109,7 @@ pub fn describe_connect_error(error: &postgres::Error, dsn: &Dsn, var: &str) -> 
     let what = format!("cannot connect to {address} as `{user}` ({var})");
     let Some(db_error) = error.as_db_error() else {
         let text = error.to_string();
-        let cause = std::error::Error::source(error)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let cause = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
         let detail = format!("{text} {cause}");
         let fix = if detail.contains("refused") {
             if dsn.host.as_ref().is_some_and(Host::is_local) {
@@ -130,10 +119,7 @@ pub fn describe_connect_error(error: &postgres::Error, dsn: &Dsn, var: &str) -> 
             }
         } else if detail.contains("timed out") || detail.contains("timeout") {
             "the server did not answer in time; check the host, port and firewall (connect_timeout)"
-        } else if detail.contains("lookup")
-            || detail.contains("resolve")
-            || detail.contains("Name or service")
-        {
+        } else if detail.contains("lookup") || detail.contains("resolve") || detail.contains("Name or service") {
             "the host name does not resolve; check the host"
         } else {
             "check that the server runs and the address is right"
@@ -144,21 +130,17 @@ pub fn describe_connect_error(error: &postgres::Error, dsn: &Dsn, var: &str) -> 
     let fix = if *code == SqlState::INVALID_PASSWORD {
         format!("the password for `{user}` is wrong; check {var}")
     } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-        format!("the server refuses `{user}` (no such role, not allowed to log in, or no pg_hba.conf entry); check {var}")
+        format!(
+            "the server refuses `{user}` (no such role, not allowed to log in, or no pg_hba.conf entry); check {var}"
+        )
     } else if *code == SqlState::INVALID_CATALOG_NAME {
         format!("database `{db}` does not exist; create it with `cargo xtask db-provision`")
     } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-        format!(
-            "`{user}` may not connect to `{db}`; run `cargo xtask db-provision` to grant CONNECT"
-        )
+        format!("`{user}` may not connect to `{db}`; run `cargo xtask db-provision` to grant CONNECT")
     } else if *code == SqlState::CANNOT_CONNECT_NOW {
         "the server is starting or shutting down; try again".to_string()
     } else {
         "see the server's message above".to_string()
     };
-    format_err!(
-        "{what}: {} (SQLSTATE {}): {fix}",
-        db_error.message(),
-        code.code()
-    )
+    format_err!("{what}: {} (SQLSTATE {}): {fix}", db_error.message(), code.code())
 }

@@ -62,9 +62,7 @@ impl Host {
             Host::Tcp(name) => {
                 let name = name.trim_start_matches('[').trim_end_matches(']');
                 name.eq_ignore_ascii_case("localhost")
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
+                    || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
             }
         }
     }
@@ -215,11 +213,7 @@ impl Dsn {
         let (host, port) = split_host_port(variable, hostport)?;
         if !host.is_empty() {
             let host = percent_decode(variable, "host", host)?;
-            dsn.host = Some(if host.starts_with('/') {
-                Host::Socket(host.into())
-            } else {
-                Host::Tcp(host)
-            });
+            dsn.host = Some(if host.starts_with('/') { Host::Socket(host.into()) } else { Host::Tcp(host) });
         }
         if let Some(port) = port {
             dsn.port = Some(parse_port(variable, port)?);
@@ -230,17 +224,10 @@ impl Dsn {
             }
         }
 
-        for pair in query
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-        {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                format_err!(
-                    "{variable}: query parameter `{}` has no `=value`",
-                    pair.escape_debug()
-                )
-            })?;
+        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format_err!("{variable}: query parameter `{}` has no `=value`", pair.escape_debug()))?;
             let key = percent_decode(variable, "query parameter name", key)?;
             if !SUPPORTED_PARAMS.contains(&key.as_str()) {
                 bail!(
@@ -252,11 +239,7 @@ impl Dsn {
             let value = percent_decode(variable, &format!("parameter `{key}`"), value)?;
             match key.as_str() {
                 "host" => {
-                    dsn.host = Some(if value.starts_with('/') {
-                        Host::Socket(value.into())
-                    } else {
-                        Host::Tcp(value)
-                    })
+                    dsn.host = Some(if value.starts_with('/') { Host::Socket(value.into()) } else { Host::Tcp(value) })
                 }
                 "port" => dsn.port = Some(parse_port(variable, &value)?),
                 "user" => dsn.user = Some(value),
@@ -284,10 +267,7 @@ impl Dsn {
     }
 
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Sets (or replaces) a query parameter such as `options`.
@@ -300,10 +280,7 @@ impl Dsn {
 
     /// The same DSN pointing at another database.
     pub fn with_dbname(&self, dbname: &str) -> Dsn {
-        Dsn {
-            dbname: Some(dbname.to_string()),
-            ..self.clone()
-        }
+        Dsn { dbname: Some(dbname.to_string()), ..self.clone() }
     }
 
     /// The connect timeout the DSN asks for, or [`DEFAULT_CONNECT_TIMEOUT`].
@@ -311,13 +288,7 @@ impl Dsn {
         self.param("connect_timeout")
             .and_then(|v| v.parse::<u64>().ok())
             // libpq treats 0 as "wait forever" and anything below 2 as 2.
-            .map(|secs| {
-                if secs == 0 {
-                    Duration::from_secs(3600)
-                } else {
-                    Duration::from_secs(secs.max(2))
-                }
-            })
+            .map(|secs| if secs == 0 { Duration::from_secs(3600) } else { Duration::from_secs(secs.max(2)) })
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
@@ -348,20 +319,14 @@ impl Dsn {
         }
         if let Some(password) = &self.password {
             out.push(':');
-            out.push_str(&if with_password {
-                percent_encode(password.expose())
-            } else {
-                "***".to_string()
-            });
+            out.push_str(&if with_password { percent_encode(password.expose()) } else { "***".to_string() });
         }
         if self.user.is_some() || self.password.is_some() {
             out.push('@');
         }
         let mut query: Vec<(String, String)> = Vec::new();
         match &self.host {
-            Some(Host::Tcp(name)) if name.contains(':') && !name.starts_with('[') => {
-                out.push_str(&format!("[{name}]"))
-            }
+            Some(Host::Tcp(name)) if name.contains(':') && !name.starts_with('[') => out.push_str(&format!("[{name}]")),
             Some(Host::Tcp(name)) => out.push_str(&percent_encode(name)),
             Some(Host::Socket(dir)) => query.push(("host".into(), dir.display().to_string())),
             None => {}
@@ -402,9 +367,9 @@ impl fmt::Debug for Dsn {
 
 fn split_host_port<'a>(variable: &str, hostport: &'a str) -> Result<(&'a str, Option<&'a str>)> {
     if let Some(rest) = hostport.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| {
-            format_err!("{variable}: an IPv6 host opened with `[` is not closed with `]`")
-        })?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format_err!("{variable}: an IPv6 host opened with `[` is not closed with `]`"))?;
         return match after {
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
@@ -424,10 +389,7 @@ fn split_host_port<'a>(variable: &str, hostport: &'a str) -> Result<(&'a str, Op
 fn parse_port(variable: &str, text: &str) -> Result<u16> {
     match text.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => bail!(
-            "{variable}: port `{}` is not a number between 1 and 65535",
-            text.escape_debug()
-        ),
+        _ => bail!("{variable}: port `{}` is not a number between 1 and 65535", text.escape_debug()),
     }
 }
 
@@ -439,9 +401,7 @@ pub fn percent_decode(variable: &str, what: &str, text: &str) -> Result<String> 
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let value = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .with_context(|| format!("{variable}: the {what} has a `%` that is not followed by two hex digits; write a literal `%` as %25"))?;
@@ -452,8 +412,7 @@ pub fn percent_decode(variable: &str, what: &str, text: &str) -> Result<String> 
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| format_err!("{variable}: the {what} decodes to bytes that are not UTF-8"))
+    String::from_utf8(out).map_err(|_| format_err!("{variable}: the {what} decodes to bytes that are not UTF-8"))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so the
@@ -491,10 +450,7 @@ mod tests {
         assert_eq!(dsn.host, Some(Host::Tcp("localhost".into())));
         assert_eq!(dsn.port, Some(55432));
         assert_eq!(dsn.dbname.as_deref(), Some("cogni_template_dev"));
-        assert_eq!(
-            dsn.to_string(),
-            "postgresql://app_user:***@localhost:55432/cogni_template_dev"
-        );
+        assert_eq!(dsn.to_string(), "postgresql://app_user:***@localhost:55432/cogni_template_dev");
     }
 
     #[test]
@@ -510,35 +466,23 @@ mod tests {
 
     #[test]
     fn percent_encoding_round_trips_hostile_passwords() {
-        for password in [
-            "p@ss:w/rd?#&=%",
-            "it's \"quoted\" \\ $HOME",
-            "pässwörd ünïcode",
-            " spaced ",
-        ] {
+        for password in ["p@ss:w/rd?#&=%", "it's \"quoted\" \\ $HOME", "pässwörd ünïcode", " spaced "] {
             let dsn = Dsn::new("app_user", &Secret::new(password), "localhost", 55432, "db");
             let url = dsn.expose_url();
-            assert!(
-                !url.contains(' ') && !url.contains('$') && !url.contains('\''),
-                "{url}"
-            );
+            assert!(!url.contains(' ') && !url.contains('$') && !url.contains('\''), "{url}");
             let back = parse(&url);
             assert_eq!(back.password.unwrap().expose(), password);
             assert_eq!(back.user.as_deref(), Some("app_user"));
         }
         // `+` is literal in user info, as in libpq.
-        assert_eq!(
-            parse("postgresql://a+b:c+d@h/db")
-                .password
-                .unwrap()
-                .expose(),
-            "c+d"
-        );
+        assert_eq!(parse("postgresql://a+b:c+d@h/db").password.unwrap().expose(), "c+d");
     }
 
     #[test]
     fn ipv6_sockets_and_query_parameters() {
-        let dsn = parse("postgresql://u:p@[::1]:6543/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Froot.crt&application_name=x");
+        let dsn = parse(
+            "postgresql://u:p@[::1]:6543/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Froot.crt&application_name=x",
+        );
         assert_eq!(dsn.host, Some(Host::Tcp("::1".into())));
         assert!(dsn.host.as_ref().unwrap().is_local());
         assert_eq!(dsn.port, Some(6543));
@@ -548,50 +492,29 @@ mod tests {
         assert_eq!(parse(&dsn.expose_url()), dsn);
 
         let socket = parse("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db");
-        assert_eq!(
-            socket.host,
-            Some(Host::Socket("/var/run/postgresql".into()))
-        );
+        assert_eq!(socket.host, Some(Host::Socket("/var/run/postgresql".into())));
         let socket = parse("postgresql:///db?host=/tmp&port=5433");
         assert_eq!(socket.host, Some(Host::Socket("/tmp".into())));
         assert_eq!(socket.port, Some(5433));
         assert_eq!(parse(&socket.expose_url()), socket);
-        assert!(!parse("postgresql://u@db.internal/app")
-            .host
-            .unwrap()
-            .is_local());
-        assert!(parse("postgresql://u@127.0.0.1/app")
-            .host
-            .unwrap()
-            .is_local());
+        assert!(!parse("postgresql://u@db.internal/app").host.unwrap().is_local());
+        assert!(parse("postgresql://u@127.0.0.1/app").host.unwrap().is_local());
     }
 
     #[test]
     fn errors_name_the_variable_and_never_echo_the_password() {
         let cases = [
-            (
-                "mysql://u:s3cret@h/db",
-                "does not start with `postgresql://`",
-            ),
+            ("mysql://u:s3cret@h/db", "does not start with `postgresql://`"),
             ("", "is empty"),
             ("postgresql://u:s3cret@h:99999/db", "port `99999`"),
             ("postgresql://u:s3cret@h:abc/db", "port `abc`"),
             ("postgresql://u:s3cret%zz@h/db", "password has a `%`"),
             ("postgresql://u:s3cret%ff@h/db", "not UTF-8"),
             ("postgresql://u:s3cret@h1:1,h2:2/db", "several hosts"),
-            (
-                "postgresql://u:s3cret@h/db?schema=x",
-                "`schema` is not supported",
-            ),
-            (
-                "postgresql://u:s3cret@h/db?sslmode=always",
-                "sslmode `always`",
-            ),
+            ("postgresql://u:s3cret@h/db?schema=x", "`schema` is not supported"),
+            ("postgresql://u:s3cret@h/db?sslmode=always", "sslmode `always`"),
             ("postgresql://u:s3cret@h/db?sslmode", "has no `=value`"),
-            (
-                "postgresql://u:s3cret@h/db?connect_timeout=soon",
-                "connect_timeout",
-            ),
+            ("postgresql://u:s3cret@h/db?connect_timeout=soon", "connect_timeout"),
             ("postgresql://u:s3#cret@h/db", "contains `#`"),
             ("postgresql://u:s3cret@[::1/db", "not closed"),
         ];
@@ -599,10 +522,7 @@ mod tests {
             let message = error(text);
             assert!(message.starts_with("DATABASE_URL"), "{text}: {message}");
             assert!(message.contains(expected), "{text}: {message}");
-            assert!(
-                !message.contains("s3cret") && !message.contains("s3"),
-                "{text}: {message}"
-            );
+            assert!(!message.contains("s3cret") && !message.contains("s3"), "{text}: {message}");
         }
     }
 
@@ -616,17 +536,8 @@ mod tests {
 
     #[test]
     fn connect_timeout_follows_libpq() {
-        assert_eq!(
-            parse("postgresql://h/db").connect_timeout(),
-            DEFAULT_CONNECT_TIMEOUT
-        );
-        assert_eq!(
-            parse("postgresql://h/db?connect_timeout=1").connect_timeout(),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            parse("postgresql://h/db?connect_timeout=30").connect_timeout(),
-            Duration::from_secs(30)
-        );
+        assert_eq!(parse("postgresql://h/db").connect_timeout(), DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(parse("postgresql://h/db?connect_timeout=1").connect_timeout(), Duration::from_secs(2));
+        assert_eq!(parse("postgresql://h/db?connect_timeout=30").connect_timeout(), Duration::from_secs(30));
     }
 }

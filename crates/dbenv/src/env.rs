@@ -50,33 +50,19 @@ impl EnvVars {
         };
         if !path.exists() {
             if required {
-                bail!(
-                    "env file `{}` does not exist; run `cargo xtask env` to create it",
-                    path.display()
-                );
+                bail!("env file `{}` does not exist; run `cargo xtask env` to create it", path.display());
             }
-            return Ok(EnvVars {
-                file: None,
-                file_values: HashMap::new(),
-                process,
-            });
+            return Ok(EnvVars { file: None, file_values: HashMap::new(), process });
         }
         let file_values = read_env_file(path)?;
-        Ok(EnvVars {
-            file: Some(path.to_path_buf()),
-            file_values,
-            process,
-        })
+        Ok(EnvVars { file: Some(path.to_path_buf()), file_values, process })
     }
 
     /// Variables from a list of pairs, for tests and generated settings.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> EnvVars {
         EnvVars {
             file: None,
-            file_values: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            file_values: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             process: HashMap::new(),
         }
     }
@@ -89,11 +75,7 @@ impl EnvVars {
     /// The value of `key`: the process environment first, then the file.
     /// An empty value counts as unset, as in upstream's shell scripts.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.process
-            .get(key)
-            .or_else(|| self.file_values.get(key))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.process.get(key).or_else(|| self.file_values.get(key)).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Where `key` came from, for error messages.
@@ -120,15 +102,11 @@ impl EnvVars {
 /// Reads an env file with dotenvy's parser, without touching the process
 /// environment. The first occurrence of a key wins, as in `dotenvy::from_path`.
 pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let iter = dotenvy::from_path_iter(path)
-        .with_context(|| format!("read env file `{}`", path.display()))?;
+    let iter = dotenvy::from_path_iter(path).with_context(|| format!("read env file `{}`", path.display()))?;
     let mut values = HashMap::new();
     for item in iter {
         let (key, value) = item.with_context(|| {
-            format!(
-                "parse env file `{}`; check its quoting (values are best written in single quotes)",
-                path.display()
-            )
+            format!("parse env file `{}`; check its quoting (values are best written in single quotes)", path.display())
         })?;
         values.entry(key).or_insert(value);
     }
@@ -245,15 +223,7 @@ impl Settings {
         let (host, port) = server.clone().unzip();
         let roles: Vec<Option<RoleCreds>> = RoleKind::ALL
             .iter()
-            .map(|kind| {
-                errors.take(role_creds(
-                    vars,
-                    *kind,
-                    host.as_deref(),
-                    port,
-                    db_name.as_deref(),
-                ))
-            })
+            .map(|kind| errors.take(role_creds(vars, *kind, host.as_deref(), port, db_name.as_deref())))
             .collect();
         let admin = match (&host, port) {
             (Some(host), Some(port)) => errors.take(admin_creds(vars, host, port)),
@@ -268,11 +238,7 @@ impl Settings {
             }
         }
         let mut roles = roles.into_iter();
-        let (migrator, runtime, service) = (
-            roles.next().flatten(),
-            roles.next().flatten(),
-            roles.next().flatten(),
-        );
+        let (migrator, runtime, service) = (roles.next().flatten(), roles.next().flatten(), roles.next().flatten());
         if let (Some(m), Some(r), Some(s)) = (&migrator, &runtime, &service) {
             for (a, b) in [(m, r), (m, s), (r, s)] {
                 if a.name == b.name {
@@ -356,10 +322,7 @@ impl Errors {
         match self.0.len() {
             0 => Ok(()),
             1 => bail!("{}", self.0[0]),
-            n => bail!(
-                "{n} problems in the environment:\n  - {}",
-                self.0.join("\n  - ")
-            ),
+            n => bail!("{n} problems in the environment:\n  - {}", self.0.join("\n  - ")),
         }
     }
 }
@@ -374,10 +337,7 @@ pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
     let port = match vars.get("DB_PORT") {
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => bail!(
-                "DB_PORT `{}` is not a port number (1-65535)",
-                text.escape_debug()
-            ),
+            _ => bail!("DB_PORT `{}` is not a port number (1-65535)", text.escape_debug()),
         },
         None => None,
     };
@@ -427,14 +387,8 @@ pub fn app_schemas(vars: &EnvVars) -> Result<Vec<String>> {
 
 /// `DRIZZLE_MIGRATIONS_SCHEMA` and `DRIZZLE_MIGRATIONS_TABLE`, with drizzle's defaults.
 pub fn drizzle_bookkeeping(vars: &EnvVars) -> Result<(String, String)> {
-    let schema = vars
-        .get("DRIZZLE_MIGRATIONS_SCHEMA")
-        .unwrap_or("drizzle")
-        .to_string();
-    let table = vars
-        .get("DRIZZLE_MIGRATIONS_TABLE")
-        .unwrap_or("__drizzle_migrations")
-        .to_string();
+    let schema = vars.get("DRIZZLE_MIGRATIONS_SCHEMA").unwrap_or("drizzle").to_string();
+    let table = vars.get("DRIZZLE_MIGRATIONS_TABLE").unwrap_or("__drizzle_migrations").to_string();
     validate_name("DRIZZLE_MIGRATIONS_SCHEMA", NameKind::Schema, &schema)?;
     validate_name("DRIZZLE_MIGRATIONS_TABLE", NameKind::Table, &table)?;
     Ok((schema, table))
@@ -446,10 +400,7 @@ pub fn pg_timeout(vars: &EnvVars) -> Result<Duration> {
         None => Ok(Duration::from_secs(120)),
         Some(text) => match text.parse::<u64>() {
             Ok(secs) => Ok(Duration::from_secs(secs)),
-            Err(_) => bail!(
-                "PG_TIMEOUT `{}` is not a whole number of seconds",
-                text.escape_debug()
-            ),
+            Err(_) => bail!("PG_TIMEOUT `{}` is not a whole number of seconds", text.escape_debug()),
         },
     }
 }
@@ -465,33 +416,21 @@ pub fn role_creds(
 ) -> Result<RoleCreds> {
     let (user_var, password_var, dsn_var) = (kind.user_var(), kind.password_var(), kind.dsn_var());
     let dsn = optional_dsn(vars, dsn_var)?;
-    let name = match (
-        vars.get(user_var),
-        dsn.as_ref().and_then(|d| d.user.as_deref()),
-    ) {
+    let name = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
         (Some(a), Some(b)) if a != b => {
             bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
         }
         (Some(name), _) | (None, Some(name)) => name.to_string(),
-        (None, None) => bail!(
-            "{user_var} is not set (nor {dsn_var}); {}",
-            vars.missing_hint()
-        ),
+        (None, None) => bail!("{user_var} is not set (nor {dsn_var}); {}", vars.missing_hint()),
     };
     validate_name(user_var, NameKind::Role, &name)?;
-    let password = match (
-        vars.get(password_var),
-        dsn.as_ref().and_then(|d| d.password.as_ref()),
-    ) {
+    let password = match (vars.get(password_var), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
             bail!("{dsn_var} and {password_var} give different passwords for `{name}`; make them agree")
         }
         (Some(password), _) => Secret::new(password),
         (None, Some(password)) => password.clone(),
-        (None, None) => bail!(
-            "{password_var} is not set (nor a password in {dsn_var}); {}",
-            vars.missing_hint()
-        ),
+        (None, None) => bail!("{password_var} is not set (nor a password in {dsn_var}); {}", vars.missing_hint()),
     };
     let dsn_given = dsn.is_some();
     let dsn = match dsn {
@@ -501,28 +440,14 @@ pub fn role_creds(
         }
         None => match (host, port, db_name) {
             (Some(host), Some(port), Some(db)) => Dsn::new(&name, &password, host, port, db),
-            _ => bail!(
-                "{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"
-            ),
+            _ => bail!("{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"),
         },
     };
-    Ok(RoleCreds {
-        kind,
-        name,
-        password,
-        dsn,
-        dsn_given,
-    })
+    Ok(RoleCreds { kind, name, password, dsn, dsn_given })
 }
 
 /// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
-fn check_dsn_target(
-    dsn: &Dsn,
-    var: &str,
-    host: Option<&str>,
-    port: Option<u16>,
-    db_name: Option<&str>,
-) -> Result<()> {
+fn check_dsn_target(dsn: &Dsn, var: &str, host: Option<&str>, port: Option<u16>, db_name: Option<&str>) -> Result<()> {
     if let (Some(expected), Some(actual)) = (host, &dsn.host) {
         let same = match actual {
             Host::Tcp(name) => name.eq_ignore_ascii_case(expected),
@@ -534,10 +459,7 @@ fn check_dsn_target(
     }
     if let Some(expected) = port {
         if dsn.port_or_default() != expected {
-            bail!(
-                "{var} points at port {} but DB_PORT is {expected}; make them agree",
-                dsn.port_or_default()
-            );
+            bail!("{var} points at port {} but DB_PORT is {expected}; make them agree", dsn.port_or_default());
         }
     }
     if let Some(expected) = db_name {
@@ -555,23 +477,14 @@ fn check_dsn_target(
 /// The admin from `DATABASE_ROOT_URL` or `POSTGRES_ROOT_USER`/`POSTGRES_ROOT_PASSWORD`.
 pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> {
     let dsn = optional_dsn(vars, "DATABASE_ROOT_URL")?;
-    let name = match (
-        vars.get("POSTGRES_ROOT_USER"),
-        dsn.as_ref().and_then(|d| d.user.as_deref()),
-    ) {
+    let name = match (vars.get("POSTGRES_ROOT_USER"), dsn.as_ref().and_then(|d| d.user.as_deref())) {
         (Some(a), Some(b)) if a != b => {
             bail!("DATABASE_ROOT_URL logs in as `{b}` but POSTGRES_ROOT_USER is `{a}`; make them agree or unset one")
         }
         (Some(name), _) | (None, Some(name)) => name.to_string(),
-        (None, None) => bail!(
-            "POSTGRES_ROOT_USER is not set (nor DATABASE_ROOT_URL); {}",
-            vars.missing_hint()
-        ),
+        (None, None) => bail!("POSTGRES_ROOT_USER is not set (nor DATABASE_ROOT_URL); {}", vars.missing_hint()),
     };
-    let password = match (
-        vars.get("POSTGRES_ROOT_PASSWORD"),
-        dsn.as_ref().and_then(|d| d.password.as_ref()),
-    ) {
+    let password = match (vars.get("POSTGRES_ROOT_PASSWORD"), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
             bail!("DATABASE_ROOT_URL and POSTGRES_ROOT_PASSWORD give different passwords; make them agree or unset one")
         }
@@ -615,10 +528,7 @@ pub fn role_passwords(vars: &EnvVars) -> Vec<(String, &'static str, Secret)> {
 /// points at the same server, gives the same roles the same passwords.
 /// Provisioning one file would otherwise rotate the other's passwords.
 pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: ProcessEnv) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(this_name) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
@@ -676,18 +586,9 @@ mod tests {
             ("APP_DB_SERVICE_PASSWORD", "service_password"),
             ("APP_DB_MIGRATOR_USER", "app_migrator"),
             ("APP_DB_MIGRATOR_PASSWORD", "migrator_password"),
-            (
-                "DATABASE_URL",
-                "postgresql://app_user:password@localhost:55432/cogni_template_dev",
-            ),
-            (
-                "DATABASE_SERVICE_URL",
-                "postgresql://app_service:service_password@localhost:55432/cogni_template_dev",
-            ),
-            (
-                "DATABASE_MIGRATOR_URL",
-                "postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev",
-            ),
+            ("DATABASE_URL", "postgresql://app_user:password@localhost:55432/cogni_template_dev"),
+            ("DATABASE_SERVICE_URL", "postgresql://app_service:service_password@localhost:55432/cogni_template_dev"),
+            ("DATABASE_MIGRATOR_URL", "postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev"),
         ]
     }
 
@@ -710,15 +611,9 @@ mod tests {
         assert_eq!(settings.migrator.name, "app_migrator");
         assert_eq!(settings.runtime.password.expose(), "password");
         assert_eq!(settings.schemas, ["public"]);
+        assert_eq!(settings.admin.dsn.to_string(), "postgresql://postgres:***@localhost:55432/postgres");
         assert_eq!(
-            settings.admin.dsn.to_string(),
-            "postgresql://postgres:***@localhost:55432/postgres"
-        );
-        assert_eq!(
-            (
-                settings.drizzle_schema.as_str(),
-                settings.drizzle_table.as_str()
-            ),
+            (settings.drizzle_schema.as_str(), settings.drizzle_table.as_str()),
             ("drizzle", "__drizzle_migrations")
         );
         assert_eq!(settings.pg_timeout, Duration::from_secs(120));
@@ -744,7 +639,10 @@ mod tests {
                 &["DATABASE_URL logs in as `app_user` but APP_DB_USER is `someone_else`"],
             ),
             (&[("APP_DB_PASSWORD", "other")], &["DATABASE_URL and APP_DB_PASSWORD give different passwords"]),
-            (&[("APP_DB_NAME", "other_db")], &["DATABASE_URL names database `cogni_template_dev` but APP_DB_NAME is `other_db`"]),
+            (
+                &[("APP_DB_NAME", "other_db")],
+                &["DATABASE_URL names database `cogni_template_dev` but APP_DB_NAME is `other_db`"],
+            ),
             (&[("DB_PORT", "5432")], &["DATABASE_URL points at port 55432 but DB_PORT is 5432"]),
             (&[("DB_HOST", "db.internal")], &["DATABASE_URL points at host `localhost` but DB_HOST is `db.internal`"]),
             (
@@ -757,16 +655,8 @@ mod tests {
             for part in *expected {
                 assert!(message.contains(part), "{changes:?}: {message}");
             }
-            for secret in [
-                "service_password",
-                "migrator_password",
-                ":password@",
-                "other\"",
-            ] {
-                assert!(
-                    !message.contains(secret),
-                    "{changes:?} leaks {secret}: {message}"
-                );
+            for secret in ["service_password", "migrator_password", ":password@", "other\""] {
+                assert!(!message.contains(secret), "{changes:?} leaks {secret}: {message}");
             }
         }
     }
@@ -776,19 +666,10 @@ mod tests {
         let mut pairs = example();
         pairs.retain(|(k, _)| !k.starts_with("APP_DB_MIGRATOR") && *k != "DATABASE_MIGRATOR_URL");
         pairs.push(("APP_DB_SCHEMAS", "public,bad-name"));
-        let message = format!(
-            "{:#}",
-            Settings::from_env(&EnvVars::from_pairs(pairs)).unwrap_err()
-        );
+        let message = format!("{:#}", Settings::from_env(&EnvVars::from_pairs(pairs)).unwrap_err());
         assert!(message.contains("2 problems"), "{message}");
-        assert!(
-            message.contains("APP_DB_MIGRATOR_USER is not set (nor DATABASE_MIGRATOR_URL)"),
-            "{message}"
-        );
-        assert!(
-            message.contains("APP_DB_SCHEMAS: schema name `bad-name`"),
-            "{message}"
-        );
+        assert!(message.contains("APP_DB_MIGRATOR_USER is not set (nor DATABASE_MIGRATOR_URL)"), "{message}");
+        assert!(message.contains("APP_DB_SCHEMAS: schema name `bad-name`"), "{message}");
         assert!(message.contains("cargo xtask env"), "{message}");
     }
 
@@ -797,47 +678,27 @@ mod tests {
         let message = error(&[
             ("APP_DB_MIGRATOR_USER", "app_user"),
             ("APP_DB_MIGRATOR_PASSWORD", "password"),
-            (
-                "DATABASE_MIGRATOR_URL",
-                "postgresql://app_user:password@localhost:55432/cogni_template_dev",
-            ),
+            ("DATABASE_MIGRATOR_URL", "postgresql://app_user:password@localhost:55432/cogni_template_dev"),
         ]);
-        assert!(
-            message.contains("APP_DB_MIGRATOR_USER and APP_DB_USER are both `app_user`"),
-            "{message}"
-        );
+        assert!(message.contains("APP_DB_MIGRATOR_USER and APP_DB_USER are both `app_user`"), "{message}");
         let message = error(&[
             ("APP_DB_SERVICE_USER", "postgres"),
-            (
-                "DATABASE_SERVICE_URL",
-                "postgresql://postgres:service_password@localhost:55432/cogni_template_dev",
-            ),
+            ("DATABASE_SERVICE_URL", "postgresql://postgres:service_password@localhost:55432/cogni_template_dev"),
         ]);
-        assert!(
-            message.contains("APP_DB_SERVICE_USER is `postgres`, the admin role"),
-            "{message}"
-        );
+        assert!(message.contains("APP_DB_SERVICE_USER is `postgres`, the admin role"), "{message}");
     }
 
     #[test]
     fn bookkeeping_schema_cannot_be_an_app_schema() {
         let message = error(&[("APP_DB_SCHEMAS", "public, drizzle")]);
-        assert!(
-            message
-                .contains("DRIZZLE_MIGRATIONS_SCHEMA `drizzle` is also listed in APP_DB_SCHEMAS"),
-            "{message}"
-        );
-        let settings =
-            Settings::from_env(&with(&[("APP_DB_SCHEMAS", " public , billing ")])).unwrap();
+        assert!(message.contains("DRIZZLE_MIGRATIONS_SCHEMA `drizzle` is also listed in APP_DB_SCHEMAS"), "{message}");
+        let settings = Settings::from_env(&with(&[("APP_DB_SCHEMAS", " public , billing ")])).unwrap();
         assert_eq!(settings.schemas, ["public", "billing"]);
     }
 
     #[test]
     fn empty_values_count_as_missing() {
         let message = error(&[("POSTGRES_ROOT_PASSWORD", "")]);
-        assert!(
-            message.contains("POSTGRES_ROOT_PASSWORD is not set"),
-            "{message}"
-        );
+        assert!(message.contains("POSTGRES_ROOT_PASSWORD is not set"), "{message}");
     }
 }

@@ -20,10 +20,7 @@ use crate::env::{read_env_file, RoleKind};
 use crate::{Dsn, Secret};
 
 /// The files `cargo xtask env` manages, each with the example it comes from.
-pub const MANAGED_FILES: &[(&str, &str)] = &[
-    (".env.local", ".env.local.example"),
-    (".env.test", ".env.test.example"),
-];
+pub const MANAGED_FILES: &[(&str, &str)] = &[(".env.local", ".env.local.example"), (".env.test", ".env.test.example")];
 
 /// Keys whose value must be the same in both files: the server and the
 /// cluster-wide roles (provisioning one file would otherwise rotate the
@@ -42,12 +39,8 @@ const SHARED_KEYS: &[&str] = &[
 ];
 
 /// Keys that hold secrets: compared, never printed.
-const SECRET_KEYS: &[&str] = &[
-    "POSTGRES_ROOT_PASSWORD",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_PASSWORD",
-];
+const SECRET_KEYS: &[&str] =
+    &["POSTGRES_ROOT_PASSWORD", "APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "APP_DB_MIGRATOR_PASSWORD"];
 
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,14 +91,9 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
                 example_path.display()
             );
         }
-        let text = fs::read_to_string(&example_path)
-            .with_context(|| format!("read `{}`", example_path.display()))?;
+        let text = fs::read_to_string(&example_path).with_context(|| format!("read `{}`", example_path.display()))?;
         let path = dir.join(file);
-        let existing = if path.exists() {
-            Some(read_env_file(&path)?)
-        } else {
-            None
-        };
+        let existing = if path.exists() { Some(read_env_file(&path)?) } else { None };
         targets.push(Target {
             path,
             example_lines: example_lines(&text),
@@ -115,21 +103,15 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
     }
 
     // What each existing file says about every key, DSN pieces included.
-    let known: Vec<HashMap<String, String>> = targets
-        .iter()
-        .map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default())
-        .collect();
+    let known: Vec<HashMap<String, String>> =
+        targets.iter().map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default()).collect();
 
     let mut conflicts = Vec::new();
     if let [a, b] = known.as_slice() {
         for key in SHARED_KEYS {
             if let (Some(x), Some(y)) = (a.get(*key), b.get(*key)) {
                 if x != y {
-                    let shown = if SECRET_KEYS.contains(key) {
-                        String::new()
-                    } else {
-                        format!(" (`{x}` and `{y}`)")
-                    };
+                    let shown = if SECRET_KEYS.contains(key) { String::new() } else { format!(" (`{x}` and `{y}`)") };
                     conflicts.push(format!(
                         "{key} differs between `{}` and `{}`{shown}; edit one so they agree",
                         targets[0].path.display(),
@@ -143,27 +125,17 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
     let mut reports = Vec::new();
     for (index, target) in targets.iter().enumerate() {
         let own = &known[index];
-        let others: Vec<&HashMap<String, String>> = known
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index)
-            .map(|(_, k)| k)
-            .collect();
+        let others: Vec<&HashMap<String, String>> =
+            known.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, k)| k).collect();
         // The value of every example key for this file.
         let mut resolved: HashMap<String, String> = HashMap::new();
-        let keys: Vec<&String> = target
-            .example_lines
-            .iter()
-            .filter_map(|l| if let Line::Var(k) = l { Some(k) } else { None })
-            .collect();
+        let keys: Vec<&String> =
+            target.example_lines.iter().filter_map(|l| if let Line::Var(k) = l { Some(k) } else { None }).collect();
         for key in keys.iter().filter(|k| !is_dsn_key(k)) {
             let value = own
                 .get(*key)
                 .or_else(|| {
-                    SHARED_KEYS
-                        .contains(&key.as_str())
-                        .then(|| others.iter().find_map(|o| o.get(*key)))
-                        .flatten()
+                    SHARED_KEYS.contains(&key.as_str()).then(|| others.iter().find_map(|o| o.get(*key))).flatten()
                 })
                 .or_else(|| target.example_values.get(*key))
                 .cloned()
@@ -183,9 +155,7 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
                 let mut text = String::new();
                 for line in &target.example_lines {
                     match line {
-                        Line::Var(key) => {
-                            text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[key])?))
-                        }
+                        Line::Var(key) => text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[key])?)),
                         Line::Other(other) => {
                             text.push_str(other);
                             text.push('\n');
@@ -195,21 +165,14 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
                 if !dry_run {
                     write_new_file(&target.path, &text)?;
                 }
-                FileReport {
-                    path: target.path.clone(),
-                    action: FileAction::Created,
-                    tightened_mode: false,
-                }
+                FileReport { path: target.path.clone(), action: FileAction::Created, tightened_mode: false }
             }
             Some(existing) => {
-                let missing: Vec<&String> = keys
-                    .iter()
-                    .copied()
-                    .filter(|k| !existing.contains_key(*k))
-                    .collect();
+                let missing: Vec<&String> = keys.iter().copied().filter(|k| !existing.contains_key(*k)).collect();
                 let mut tightened_mode = false;
                 if !missing.is_empty() {
-                    let mut text = String::from("\n# Added by `cargo xtask env`: keys the example has and this file lacked.\n");
+                    let mut text =
+                        String::from("\n# Added by `cargo xtask env`: keys the example has and this file lacked.\n");
                     for key in &missing {
                         text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[*key])?));
                     }
@@ -224,19 +187,12 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
                 } else {
                     FileAction::Added(missing.into_iter().cloned().collect())
                 };
-                FileReport {
-                    path: target.path.clone(),
-                    action,
-                    tightened_mode,
-                }
+                FileReport { path: target.path.clone(), action, tightened_mode }
             }
         };
         reports.push(report);
     }
-    Ok(SyncReport {
-        files: reports,
-        conflicts,
-    })
+    Ok(SyncReport { files: reports, conflicts })
 }
 
 fn is_dsn_key(key: &str) -> bool {
@@ -248,10 +204,7 @@ fn is_dsn_key(key: &str) -> bool {
 fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> {
     let mut all = values.clone();
     for kind in RoleKind::ALL {
-        let Some(dsn) = values
-            .get(kind.dsn_var())
-            .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
-        else {
+        let Some(dsn) = values.get(kind.dsn_var()).and_then(|text| Dsn::parse(kind.dsn_var(), text).ok()) else {
             continue;
         };
         let mut put = |key: &str, value: Option<String>| {
@@ -260,10 +213,7 @@ fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> 
             }
         };
         put(kind.user_var(), dsn.user.clone());
-        put(
-            kind.password_var(),
-            dsn.password.as_ref().map(|p| p.expose().to_string()),
-        );
+        put(kind.password_var(), dsn.password.as_ref().map(|p| p.expose().to_string()));
         if kind == RoleKind::Runtime {
             put("DB_HOST", dsn.host.as_ref().map(|h| h.to_string()));
             put("DB_PORT", dsn.port.map(|p| p.to_string()));
@@ -275,19 +225,12 @@ fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> 
 
 /// Builds a role's DSN from the file's pieces, keeping the example's scheme
 /// and query parameters.
-fn derive_dsn(
-    key: &str,
-    example: Option<&String>,
-    values: &HashMap<String, String>,
-) -> Result<String> {
-    let kind = RoleKind::ALL
-        .into_iter()
-        .find(|k| k.dsn_var() == key)
-        .context("BUG: not a DSN key")?;
+fn derive_dsn(key: &str, example: Option<&String>, values: &HashMap<String, String>) -> Result<String> {
+    let kind = RoleKind::ALL.into_iter().find(|k| k.dsn_var() == key).context("BUG: not a DSN key")?;
     let piece = |name: &str| values.get(name).cloned().unwrap_or_default();
-    let port = piece("DB_PORT").parse::<u16>().with_context(|| {
-        format!("DB_PORT is not a port number, so {key} cannot be built; fix DB_PORT")
-    })?;
+    let port = piece("DB_PORT")
+        .parse::<u16>()
+        .with_context(|| format!("DB_PORT is not a port number, so {key} cannot be built; fix DB_PORT"))?;
     let mut dsn = Dsn::new(
         &piece(kind.user_var()),
         &Secret::new(piece(kind.password_var())),
@@ -324,10 +267,7 @@ fn example_lines(text: &str) -> Vec<Line> {
 
 /// `'value'`, or an error when single quotes cannot carry the value.
 pub fn quote_value(key: &str, value: &str) -> Result<String> {
-    if let Some(bad) = value
-        .chars()
-        .find(|c| matches!(c, '\'' | '\\' | '\n' | '\r'))
-    {
+    if let Some(bad) = value.chars().find(|c| matches!(c, '\'' | '\\' | '\n' | '\r')) {
         bail!(
             "{key} contains {bad:?}, which dotenvy, Node's dotenv and docker compose read differently; \
              choose a value without it (inside a DSN, percent-encode it)"
@@ -343,31 +283,22 @@ fn write_new_file(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("create `{}`", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("write `{}`", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("write `{}`", path.display()))
+    file.write_all(text.as_bytes()).with_context(|| format!("write `{}`", path.display()))?;
+    file.sync_all().with_context(|| format!("write `{}`", path.display()))
 }
 
 /// Appends through a temporary file and a rename, so an interruption leaves
 /// either the old file or the new one. Returns whether the mode was tightened.
 fn append_to_file(path: &Path, addition: &str) -> Result<bool> {
-    let mut text =
-        fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
+    let mut text = fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(addition);
     let tightened = fs::metadata(path)?.permissions().mode() & 0o077 != 0;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("env"),
-        std::process::id()
-    ));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("env"), std::process::id()));
     let _ = fs::remove_file(&temp);
     write_new_file(&temp, &text)?;
     fs::rename(&temp, path).with_context(|| format!("replace `{}`", path.display()))?;
@@ -413,17 +344,11 @@ mod tests {
         assert!(report.files.iter().all(|f| f.action == FileAction::Created));
         for (file, example) in MANAGED_FILES {
             let path = dir.path().join(file);
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
             assert_eq!(values(&path), values(&dir.path().join(example)));
         }
         let again = sync_env_files(dir.path(), false).unwrap();
-        assert!(again
-            .files
-            .iter()
-            .all(|f| f.action == FileAction::Unchanged));
+        assert!(again.files.iter().all(|f| f.action == FileAction::Unchanged));
     }
 
     #[test]
@@ -449,14 +374,8 @@ mod tests {
         );
         assert!(local_report.tightened_mode);
         let after = fs::read_to_string(&local).unwrap();
-        assert!(
-            after.starts_with(&before),
-            "existing lines are kept verbatim"
-        );
-        assert_eq!(
-            fs::metadata(&local).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert!(after.starts_with(&before), "existing lines are kept verbatim");
+        assert_eq!(fs::metadata(&local).unwrap().permissions().mode() & 0o777, 0o600);
         let local_values = values(&local);
         assert_eq!(local_values["EXTRA"], "kept");
         assert_eq!(
@@ -479,10 +398,8 @@ mod tests {
         let dir = project();
         sync_env_files(dir.path(), false).unwrap();
         let test = dir.path().join(".env.test");
-        let text = fs::read_to_string(&test).unwrap().replace(
-            "APP_DB_PASSWORD='password'",
-            "APP_DB_PASSWORD='other-secret'",
-        );
+        let text =
+            fs::read_to_string(&test).unwrap().replace("APP_DB_PASSWORD='password'", "APP_DB_PASSWORD='other-secret'");
         fs::write(&test, &text).unwrap();
         let report = sync_env_files(dir.path(), false).unwrap();
         assert_eq!(report.conflicts.len(), 1, "{:?}", report.conflicts);
@@ -502,9 +419,7 @@ mod tests {
     #[test]
     fn values_single_quotes_cannot_carry_are_refused() {
         for value in ["it's", "back\\slash", "two\nlines"] {
-            let error = quote_value("APP_DB_PASSWORD", value)
-                .unwrap_err()
-                .to_string();
+            let error = quote_value("APP_DB_PASSWORD", value).unwrap_err().to_string();
             assert!(error.starts_with("APP_DB_PASSWORD contains"), "{error}");
         }
         assert_eq!(quote_value("K", "pa$word #1").unwrap(), "'pa$word #1'");

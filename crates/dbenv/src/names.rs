@@ -10,13 +10,7 @@ use anyhow::{bail, Result};
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Role names PostgreSQL reserves; `CREATE ROLE` refuses them.
-const RESERVED_ROLE_NAMES: &[&str] = &[
-    "public",
-    "none",
-    "current_user",
-    "session_user",
-    "current_role",
-];
+const RESERVED_ROLE_NAMES: &[&str] = &["public", "none", "current_user", "session_user", "current_role"];
 
 /// What a name names, for the rules that differ and for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +39,7 @@ pub fn validate_name(variable: &str, kind: NameKind, value: &str) -> Result<()> 
     if value.is_empty() {
         bail!("{variable} is empty; set it to a {noun} such as `app_user`");
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
-    {
+    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
         bail!(
             "{variable}: {noun} `{}` contains {bad:?}; use only ASCII letters, digits and `_` \
              (the rule ^[a-zA-Z0-9_]+$)",
@@ -65,8 +56,7 @@ pub fn validate_name(variable: &str, kind: NameKind, value: &str) -> Result<()> 
     if value.to_ascii_lowercase().starts_with("pg_") {
         bail!("{variable}: {noun} `{value}` starts with `pg_`, which PostgreSQL reserves; pick another name");
     }
-    if kind == NameKind::Role && RESERVED_ROLE_NAMES.contains(&value.to_ascii_lowercase().as_str())
-    {
+    if kind == NameKind::Role && RESERVED_ROLE_NAMES.contains(&value.to_ascii_lowercase().as_str()) {
         bail!("{variable}: `{value}` is reserved by PostgreSQL and cannot be a role name; pick another name");
     }
     Ok(())
@@ -91,13 +81,7 @@ mod tests {
 
     #[test]
     fn accepts_the_upstream_names() {
-        for name in [
-            "app_user",
-            "app_service",
-            "app_migrator",
-            "cogni_template_dev",
-            "A1_b2",
-        ] {
+        for name in ["app_user", "app_service", "app_migrator", "cogni_template_dev", "A1_b2"] {
             validate_name("X", NameKind::Role, name).unwrap();
         }
     }
@@ -116,16 +100,12 @@ mod tests {
             ("Current_User", NameKind::Role, "reserved"),
         ];
         for (value, kind, expected) in cases {
-            let error = validate_name("APP_DB_USER", *kind, value)
-                .unwrap_err()
-                .to_string();
+            let error = validate_name("APP_DB_USER", *kind, value).unwrap_err().to_string();
             assert!(error.contains(expected), "{value:?}: {error}");
             assert!(error.starts_with("APP_DB_USER"), "{value:?}: {error}");
         }
         let long = "a".repeat(64);
-        let error = validate_name("APP_DB_NAME", NameKind::Database, &long)
-            .unwrap_err()
-            .to_string();
+        let error = validate_name("APP_DB_NAME", NameKind::Database, &long).unwrap_err().to_string();
         assert!(error.contains("64 bytes"), "{error}");
         validate_name("APP_DB_NAME", NameKind::Database, &"a".repeat(63)).unwrap();
         // `public` is a fine schema name; only roles reserve it.

@@ -42,10 +42,7 @@ mod tests {
     #[test]
     fn never_prints_its_value() {
         let secret = Secret::new("hunter2");
-        assert_eq!(
-            format!("{secret} {secret:?} {secret:#?}"),
-            "*** Secret(***) Secret(***)"
-        );
+        assert_eq!(format!("{secret} {secret:?} {secret:#?}"), "*** Secret(***) Secret(***)");
         assert_eq!(secret.expose(), "hunter2");
     }
 }

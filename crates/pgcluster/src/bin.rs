@@ -21,8 +21,7 @@ impl PgBin {
     /// newest `/usr/lib/postgresql/*/bin` (Debian's layout, not on `PATH`).
     pub fn find() -> Result<PgBin> {
         if let Some(dir) = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()) {
-            return PgBin::from_dir(Path::new(&dir))
-                .context("PG_BIN does not hold the PostgreSQL server binaries");
+            return PgBin::from_dir(Path::new(&dir)).context("PG_BIN does not hold the PostgreSQL server binaries");
         }
         if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
             if output.status.success() {
@@ -61,17 +60,9 @@ impl PgBin {
             .output()
             .with_context(|| format!("run `{}/postgres --version`", dir.display()))?;
         let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let major = parse_major(&version).with_context(|| {
-            format!(
-                "`{}/postgres --version` printed `{version}`, not a version",
-                dir.display()
-            )
-        })?;
-        Ok(PgBin {
-            dir: dir.to_path_buf(),
-            major,
-            version,
-        })
+        let major = parse_major(&version)
+            .with_context(|| format!("`{}/postgres --version` printed `{version}`, not a version", dir.display()))?;
+        Ok(PgBin { dir: dir.to_path_buf(), major, version })
     }
 
     pub fn path(&self, program: &str) -> PathBuf {
@@ -81,14 +72,8 @@ impl PgBin {
 
 /// `postgres (PostgreSQL) 15.18 (Debian …)` → 15; `… 9.6.1` → 9.
 fn parse_major(version: &str) -> Option<u32> {
-    let number = version
-        .split_whitespace()
-        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
-    number
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let number = version.split_whitespace().find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
+    number.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -97,10 +82,7 @@ mod tests {
 
     #[test]
     fn parses_versions() {
-        assert_eq!(
-            parse_major("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
-            Some(15)
-        );
+        assert_eq!(parse_major("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
         assert_eq!(parse_major("postgres (PostgreSQL) 18beta1"), Some(18));
         assert_eq!(parse_major("postgres (PostgreSQL) 13.22"), Some(13));
         assert_eq!(parse_major("nonsense"), None);

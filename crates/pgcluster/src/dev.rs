@@ -26,9 +26,7 @@ pub fn default_base_dir(port: u16) -> PathBuf {
     } else if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         PathBuf::from(dir)
     } else {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
         home.join(".local/share")
     };
     base.join("cogni-template").join(format!("pg-{port}"))
@@ -56,12 +54,7 @@ pub enum Status {
 
 impl DevServer {
     pub fn new(bin: PgBin, base: PathBuf, port: u16) -> Result<DevServer> {
-        Ok(DevServer {
-            bin,
-            user: OsUser::for_server()?,
-            base,
-            port,
-        })
+        Ok(DevServer { bin, user: OsUser::for_server()?, base, port })
     }
 
     pub fn datadir(&self) -> PathBuf {
@@ -88,23 +81,13 @@ impl DevServer {
     /// server's logging (`log_statement=ddl`, `log_connections=on`), which is
     /// why provisioning keeps its own statements out of the log.
     pub fn init(&self, superuser: &str, password: &str) -> Result<()> {
-        fs::create_dir_all(&self.base)
-            .with_context(|| format!("create `{}`", self.base.display()))?;
+        fs::create_dir_all(&self.base).with_context(|| format!("create `{}`", self.base.display()))?;
         if let Some(user) = &self.user {
             user.check_can_reach(&self.base)?;
             user.chown(&self.base)?;
         }
         let datadir = self.datadir();
-        initdb(
-            &self.bin,
-            self.user.as_ref(),
-            &datadir,
-            &InitOptions {
-                superuser,
-                password,
-                no_sync: false,
-            },
-        )?;
+        initdb(&self.bin, self.user.as_ref(), &datadir, &InitOptions { superuser, password, no_sync: false })?;
         append_settings(
             &datadir,
             &[
@@ -146,14 +129,7 @@ impl DevServer {
             .context("run pg_ctl start")?;
         if !output.status.success() {
             let log = fs::read_to_string(self.logfile()).unwrap_or_default();
-            let tail: Vec<&str> = log
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
             bail!(
                 "pg_ctl start failed: {}{}\nlast lines of `{}`:\n{}",
                 String::from_utf8_lossy(&output.stdout),
@@ -211,10 +187,7 @@ impl DevServer {
 fn remove_tree(path: &Path) -> Result<()> {
     let depth = path.components().count();
     if depth < 3 {
-        bail!(
-            "refusing to delete `{}`: too close to the file system root",
-            path.display()
-        );
+        bail!("refusing to delete `{}`: too close to the file system root", path.display());
     }
     fs::remove_dir_all(path).with_context(|| format!("delete `{}`", path.display()))
 }

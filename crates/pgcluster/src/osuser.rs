@@ -53,20 +53,12 @@ impl OsUser {
         }
         // SAFETY: non-null pointer from getpwnam.
         let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-        Ok(Some(OsUser {
-            name: name.to_string(),
-            uid,
-            gid,
-        }))
+        Ok(Some(OsUser { name: name.to_string(), uid, gid }))
     }
 
     /// Makes `command` run as this user (the caller is root).
     pub fn apply(&self, command: &mut Command) {
-        command
-            .uid(self.uid)
-            .gid(self.gid)
-            .env("USER", &self.name)
-            .env("LOGNAME", &self.name);
+        command.uid(self.uid).gid(self.gid).env("USER", &self.name).env("LOGNAME", &self.name);
         // The server's HOME is irrelevant, and root's is unreadable to it.
         command.env("HOME", "/");
     }

@@ -26,12 +26,7 @@ pub struct InitOptions<'a> {
 
 /// Runs `initdb` into `datadir` (created, mode 0700) with scram-sha-256
 /// authentication for every connection, UTF-8 and the C locale.
-pub fn initdb(
-    bin: &PgBin,
-    user: Option<&OsUser>,
-    datadir: &Path,
-    options: &InitOptions,
-) -> Result<()> {
+pub fn initdb(bin: &PgBin, user: Option<&OsUser>, datadir: &Path, options: &InitOptions) -> Result<()> {
     if datadir.join("PG_VERSION").exists() {
         bail!("BUG: `{}` already holds a cluster", datadir.display());
     }
@@ -90,10 +85,8 @@ pub fn initdb(
 /// Appends settings to the cluster's `postgresql.conf`. Values are quoted.
 pub fn append_settings(datadir: &Path, settings: &[(&str, String)]) -> Result<()> {
     let path = datadir.join("postgresql.conf");
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("open `{}`", path.display()))?;
+    let mut file =
+        fs::OpenOptions::new().append(true).open(&path).with_context(|| format!("open `{}`", path.display()))?;
     writeln!(file, "\n# Added by pgcluster (cargo xtask).")?;
     for (key, value) in settings {
         writeln!(file, "{key} = '{}'", value.replace('\'', "''"))?;
@@ -103,11 +96,7 @@ pub fn append_settings(datadir: &Path, settings: &[(&str, String)]) -> Result<()
 
 /// The major version a data directory was created by (`PG_VERSION`).
 pub fn data_dir_major(datadir: &Path) -> Option<u32> {
-    fs::read_to_string(datadir.join("PG_VERSION"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    fs::read_to_string(datadir.join("PG_VERSION")).ok()?.trim().parse().ok()
 }
 
 /// The postmaster's pid and whether it reports itself ready, from
@@ -129,11 +118,7 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// Waits until the postmaster in `datadir` says it is ready. `alive` reports
 /// whether the server process still runs, so a crash is an error at once.
-pub fn wait_ready(
-    datadir: &Path,
-    timeout: Duration,
-    mut alive: impl FnMut() -> bool,
-) -> Result<()> {
+pub fn wait_ready(datadir: &Path, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     loop {
         if let Some((_, true)) = postmaster_status(datadir) {
@@ -143,10 +128,7 @@ pub fn wait_ready(
             bail!("the server exited while starting");
         }
         if start.elapsed() > timeout {
-            bail!(
-                "the server did not become ready within {} s",
-                timeout.as_secs()
-            );
+            bail!("the server did not become ready within {} s", timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -158,9 +140,7 @@ pub fn port_answers(host: &str, port: u16) -> bool {
         Ok(addresses) => addresses.collect(),
         Err(_) => return false,
     };
-    addresses
-        .iter()
-        .any(|address| TcpStream::connect_timeout(address, Duration::from_millis(500)).is_ok())
+    addresses.iter().any(|address| TcpStream::connect_timeout(address, Duration::from_millis(500)).is_ok())
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

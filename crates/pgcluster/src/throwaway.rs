@@ -77,15 +77,7 @@ impl TestCluster {
         for _ in 0..5 {
             let port = free_port()?;
             match spawn(&bin, user.as_ref(), &root, port, &options.settings) {
-                Ok(child) => {
-                    return Ok(TestCluster {
-                        bin,
-                        root,
-                        child,
-                        port,
-                        password,
-                    })
-                }
+                Ok(child) => return Ok(TestCluster { bin, root, child, port, password }),
                 Err(error) => last_error = Some(error),
             }
         }
@@ -112,10 +104,7 @@ impl TestCluster {
 
     /// A superuser URI for `dbname`.
     pub fn admin_url(&self, dbname: &str) -> String {
-        format!(
-            "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}",
-            self.password, self.port
-        )
+        format!("postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}", self.password, self.port)
     }
 
     pub fn datadir(&self) -> PathBuf {
@@ -153,19 +142,10 @@ impl Drop for TestCluster {
     }
 }
 
-fn spawn(
-    bin: &PgBin,
-    user: Option<&OsUser>,
-    root: &Path,
-    port: u16,
-    settings: &[(String, String)],
-) -> Result<Child> {
+fn spawn(bin: &PgBin, user: Option<&OsUser>, root: &Path, port: u16, settings: &[(String, String)]) -> Result<Child> {
     let datadir = root.join("data");
     let log_path = root.join("server.log");
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     if let Some(user) = user {
         user.chown(&log_path)?;
     }
@@ -177,28 +157,14 @@ fn spawn(
         .arg(port.to_string())
         // fsync=off only: an OS crash is no concern for throwaway data, but a
         // server crash must keep what was committed (the fault tests rely on it).
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "unix_socket_directories=",
-            "-c",
-            "fsync=off",
-        ]);
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off"]);
     for (key, value) in settings {
         command.arg("-c").arg(format!("{key}={value}"));
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     prepare(&mut command, user, true);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("start `{}`", bin.path("postgres").display()))?;
-    let ready = wait_ready(&datadir, Duration::from_secs(60), || {
-        matches!(child.try_wait(), Ok(None))
-    });
+    let mut child = command.spawn().with_context(|| format!("start `{}`", bin.path("postgres").display()))?;
+    let ready = wait_ready(&datadir, Duration::from_secs(60), || matches!(child.try_wait(), Ok(None)));
     if let Err(error) = ready {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
@@ -213,30 +179,18 @@ fn spawn(
 /// The cached `initdb` output for these binaries and its superuser password,
 /// created once (under a file lock, so parallel tests share one `initdb`).
 fn template(bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
-    let key = format!(
-        "{}-{:x}",
-        bin.major,
-        fnv1a(bin.dir.to_string_lossy().as_bytes())
-    );
+    let key = format!("{}-{:x}", bin.major, fnv1a(bin.dir.to_string_lossy().as_bytes()));
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     let base = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}"));
     let data = base.join("data");
     let password_file = base.join("password");
     let lock_path = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}.lock"));
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)?;
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     use std::os::unix::io::AsRawFd;
     // SAFETY: flock on a file descriptor we own; released when `lock` drops.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!(
-            "lock `{}`: {}",
-            lock_path.display(),
-            std::io::Error::last_os_error()
-        );
+        bail!("lock `{}`: {}", lock_path.display(), std::io::Error::last_os_error());
     }
     if !(data.join("PG_VERSION").exists() && password_file.exists()) {
         let _ = fs::remove_dir_all(&base);
@@ -245,21 +199,8 @@ fn template(bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
         if let Some(user) = user {
             user.chown(&base)?;
         }
-        let password = format!(
-            "pw{:x}{:x}",
-            nanos(),
-            fnv1a(&std::process::id().to_le_bytes())
-        );
-        initdb(
-            bin,
-            user,
-            &data,
-            &InitOptions {
-                superuser: SUPERUSER,
-                password: &password,
-                no_sync: true,
-            },
-        )?;
+        let password = format!("pw{:x}{:x}", nanos(), fnv1a(&std::process::id().to_le_bytes()));
+        initdb(bin, user, &data, &InitOptions { superuser: SUPERUSER, password: &password, no_sync: true })?;
         fs::write(&password_file, &password)?;
     }
     let password = fs::read_to_string(&password_file)?;
@@ -268,12 +209,8 @@ fn template(bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
 
 /// Copies the template with `cp -a`, which keeps modes and (as root) owners.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("run `cp -a` to copy the cluster template")?;
+    let status =
+        Command::new("cp").arg("-a").arg(from).arg(to).status().context("run `cp -a` to copy the cluster template")?;
     if !status.success() {
         bail!("`cp -a {} {}` failed", from.display(), to.display());
     }
@@ -295,11 +232,7 @@ fn remove_stale_clusters() {
         let Some(rest) = name.strip_prefix("pgcluster-") else {
             continue;
         };
-        let Some(owner) = rest
-            .split('-')
-            .next()
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
+        let Some(owner) = rest.split('-').next().and_then(|pid| pid.parse::<i32>().ok()) else {
             continue;
         };
         let path = entry.path();
@@ -319,14 +252,9 @@ fn remove_stale_clusters() {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |hash, byte| {
-        (hash ^ *byte as u64).wrapping_mul(0x100000001b3)
-    })
+    bytes.iter().fold(0xcbf29ce484222325u64, |hash, byte| (hash ^ *byte as u64).wrapping_mul(0x100000001b3))
 }

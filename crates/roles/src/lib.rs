@@ -1,1 +1,122 @@
-//! placeholder
+//! The three-role model and `db-provision`: read the catalogs once
+//! ([`snapshot`]), compute the difference to the [`Model`] ([`plan()`]), check
+//! the admin can do it ([`preflight`]), run it ([`apply`]), and verify that a
+//! fresh read finds nothing left to do.
+//!
+//! Converged means silent: on a database that matches the model the plan is
+//! empty and no session of the run is assigned a transaction id.
+
+pub mod acl;
+pub mod apply;
+pub mod model;
+pub mod plan;
+pub mod preflight;
+pub mod scram;
+pub mod snapshot;
+
+use anyhow::{bail, Context, Result};
+use dbenv::{connect, connect_waiting, Settings};
+
+pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
+pub use model::{Model, RoleSpec};
+pub use plan::{plan, Phase, Plan, Sql, Step};
+pub use snapshot::Snapshot;
+
+/// What a run did (or, for a dry run, would do).
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub applied: bool,
+}
+
+/// Converges the database of `settings` to the model.
+pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Reporter) -> Result<Outcome> {
+    let model = Model::from_settings(settings);
+    let admin_dsn = &settings.admin.dsn;
+    let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
+    let mut cluster =
+        connect_waiting(admin_dsn, admin_var, settings.pg_timeout, |elapsed| reporter.waiting_for_server(elapsed))?;
+    let silenced = apply::prepare_session(&mut cluster, options.dry_run)?;
+    if !options.dry_run {
+        apply::take_lock(&mut cluster, settings.pg_timeout, reporter)?;
+    }
+
+    // Read everything, under the lock, before changing anything.
+    let snap = read_snapshot(&mut cluster, settings, &model, options.dry_run, silenced)?;
+    let plan = plan::plan(&model, &snap);
+    if !plan.refusals.is_empty() {
+        bail!(
+            "nothing was changed; {} problem{} must be fixed first:\n  - {}",
+            plan.refusals.len(),
+            if plan.refusals.len() == 1 { "" } else { "s" },
+            plan.refusals.join("\n  - ")
+        );
+    }
+    let missing = preflight::missing_capabilities(&snap, &plan);
+    if !missing.is_empty() {
+        bail!(
+            "nothing was changed: the admin `{}` cannot do everything the plan needs:\n  - {}",
+            snap.admin.name,
+            missing.join("\n  - ")
+        );
+    }
+    for warning in &plan.warnings {
+        reporter.warning(warning);
+    }
+    let sets_passwords =
+        plan.steps_of(Phase::Roles).any(|s| s.statements.iter().any(|q| q.to_string().contains("PASSWORD")));
+    if sets_passwords && !silenced && matches!(snap.admin.log_statement.as_str(), "ddl" | "all") {
+        reporter.warning(&format!(
+            "`{}` may not change log_statement, which is `{}` on this server: the new SCRAM verifiers (not the \
+             passwords) will appear in the server log",
+            snap.admin.name, snap.admin.log_statement
+        ));
+    }
+    if options.dry_run || plan.is_empty() {
+        return Ok(Outcome { plan, applied: false });
+    }
+
+    let app_dsn = settings.admin_app_dsn();
+    apply::execute(
+        &plan,
+        &mut cluster,
+        || {
+            let mut client = connect(&app_dsn, admin_var)?;
+            apply::prepare_session(&mut client, false)?;
+            Ok(client)
+        },
+        options,
+        reporter,
+    )?;
+
+    // Verify: a fresh read must find nothing left to do.
+    let after = read_snapshot(&mut cluster, settings, &model, false, silenced).context("verify the result")?;
+    let left = plan::plan(&model, &after);
+    if !left.is_empty() {
+        let summaries: Vec<&str> = left.steps.iter().map(|s| s.summary.as_str()).collect();
+        bail!(
+            "provisioning ran but a fresh read of the catalogs still differs from the model (a grant made by \
+             another role, or a privilege this admin cannot change):\n  - {}",
+            summaries.join("\n  - ")
+        );
+    }
+    Ok(Outcome { plan, applied: true })
+}
+
+/// Reads a snapshot: the cluster through `cluster`, the app database (or
+/// `template1`, which a new database copies) through a session of its own.
+pub fn read_snapshot(
+    cluster: &mut postgres::Client,
+    settings: &Settings,
+    model: &Model,
+    read_only: bool,
+    silenced: bool,
+) -> Result<Snapshot> {
+    let exists = cluster.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&settings.db_name])?.is_some();
+    let db_name = if exists { settings.db_name.as_str() } else { "template1" };
+    let db_dsn = settings.admin.dsn.with_dbname(db_name);
+    let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;
+    apply::prepare_session(&mut db, read_only)?;
+    let login_dsn = if exists { db_dsn.clone() } else { settings.admin.dsn.clone() };
+    snapshot::read(cluster, &mut db, model, &login_dsn, silenced)
+}

@@ -1,0 +1,409 @@
+//! Running a plan: sessions that keep secrets out of the server log, the
+//! advisory lock that makes concurrent runs wait, transactions per phase,
+//! batches that commit under `lock_timeout` with retries, and interruption.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, format_err, Context, Result};
+use postgres::error::SqlState;
+use postgres::Client;
+
+use crate::plan::{Phase, Plan, Sql, Step};
+
+/// The advisory lock every `db-provision` takes, in the admin's maintenance
+/// database (roles are cluster-wide, so runs against different app
+/// databases still wait for each other). FNV-1a of `cargo-xtask db-provision`.
+pub const PROVISION_LOCK_KEY: i64 = fnv1a_i64(b"cargo-xtask db-provision");
+
+const fn fnv1a_i64(bytes: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+        i += 1;
+    }
+    hash as i64
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Print the plan, change nothing (sessions are read-only).
+    pub dry_run: bool,
+    /// `lock_timeout` of every writing transaction: an owner change waits at
+    /// most this long behind the app's transactions before retrying, so the
+    /// app never queues long behind it.
+    pub lock_timeout: Duration,
+    /// Attempts per transaction before giving up on locks.
+    pub max_attempts: u32,
+    /// Locks one transaction may take (owner changes lock a table, its
+    /// indexes and TOAST); well under the default lock table of 6,400.
+    pub lock_budget: u32,
+    /// Set to stop between transactions (Ctrl-C).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            dry_run: false,
+            lock_timeout: Duration::from_secs(3),
+            max_attempts: 20,
+            lock_budget: 2000,
+            cancel: None,
+        }
+    }
+}
+
+/// What the caller hears while a run goes on. Every method has a default
+/// that ignores the event.
+pub trait Reporter {
+    fn waiting_for_server(&mut self, _elapsed: Duration) {}
+    fn waiting_for_lock(&mut self, _holder: Option<i32>) {}
+    fn warning(&mut self, _message: &str) {}
+    /// A phase starts: its number of steps and of transactions.
+    fn phase(&mut self, _phase: Phase, _steps: usize, _transactions: usize) {}
+    /// A step committed.
+    fn applied(&mut self, _step: &Step) {}
+    /// A batch committed: `done` of `total` transactions of the phase.
+    fn progress(&mut self, _phase: Phase, _done: usize, _total: usize) {}
+    /// A transaction was rolled back and will be tried again.
+    fn retry(&mut self, _phase: Phase, _attempt: u32, _reason: &str) {}
+}
+
+/// A reporter that ignores everything.
+pub struct Quiet;
+impl Reporter for Quiet {}
+
+/// Settings for every provisioning session: a recognisable name, and no
+/// statement text in the server log where the admin may say so
+/// (superusers; PostgreSQL 15+ also lets `GRANT SET ON PARAMETER` allow it).
+/// Returns whether the log was silenced.
+pub fn prepare_session(client: &mut Client, read_only: bool) -> Result<bool> {
+    client.batch_execute("SET application_name = 'cargo xtask db-provision'")?;
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    let mut settings = vec![
+        "log_statement = 'none'",
+        "log_min_error_statement = 'panic'",
+        "log_min_duration_statement = -1",
+        "debug_print_parse = off",
+        "debug_print_rewritten = off",
+        "debug_print_plan = off",
+        // pg_stat_activity would show an ALTER ROLE with its verifier while it runs.
+        "track_activities = off",
+    ];
+    if version >= 120000 {
+        settings.push("log_transaction_sample_rate = 0");
+    }
+    if version >= 130000 {
+        settings.push("log_min_duration_sample = -1");
+    }
+    let mut silenced = true;
+    for setting in settings {
+        if let Err(error) = client.batch_execute(&format!("SET {setting}")) {
+            if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                silenced = false;
+            } else {
+                return Err(error).with_context(|| format!("SET {setting}"));
+            }
+        }
+    }
+    if read_only {
+        client.batch_execute("SET default_transaction_read_only = on")?;
+    }
+    Ok(silenced)
+}
+
+/// Takes [`PROVISION_LOCK_KEY`] for the session, waiting up to `timeout`
+/// for another run to finish.
+pub fn take_lock(client: &mut Client, timeout: Duration, reporter: &mut dyn Reporter) -> Result<()> {
+    if client.query_one("SELECT pg_try_advisory_lock($1)", &[&PROVISION_LOCK_KEY])?.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let holder: Option<i32> = client
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+               AND classid::int8 = ($1::int8 >> 32) & 4294967295 AND objid::int8 = $1::int8 & 4294967295 LIMIT 1",
+            &[&PROVISION_LOCK_KEY],
+        )?
+        .map(|row| row.get(0));
+    reporter.waiting_for_lock(holder);
+    client.batch_execute(&format!("SET lock_timeout = '{}ms'", timeout.as_millis()))?;
+    let result = client.query_one("SELECT pg_advisory_lock($1)", &[&PROVISION_LOCK_KEY]);
+    client.batch_execute("RESET lock_timeout")?;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => bail!(
+            "another db-provision{} held the provisioning lock for more than {} s (PG_TIMEOUT); wait for it or stop it",
+            holder.map(|pid| format!(" (server pid {pid})")).unwrap_or_default(),
+            timeout.as_secs()
+        ),
+        Err(error) => Err(error).context("take the provisioning lock"),
+    }
+}
+
+/// Runs every step of `plan` in phase order. `cluster` is the maintenance
+/// session; `app_db` opens a session in the app database (after `CREATE
+/// DATABASE`, when that is in the plan).
+pub fn execute(
+    plan: &Plan,
+    cluster: &mut Client,
+    mut app_db: impl FnMut() -> Result<Client>,
+    options: &Options,
+    reporter: &mut dyn Reporter,
+) -> Result<()> {
+    let mut app: Option<Client> = None;
+    for phase in Phase::ALL {
+        let steps: Vec<&Step> = plan.steps_of(phase).collect();
+        if steps.is_empty() {
+            continue;
+        }
+        check_cancel(options, phase)?;
+        let client = if phase.on_cluster() {
+            &mut *cluster
+        } else {
+            if app.is_none() {
+                app = Some(app_db()?);
+            }
+            app.as_mut().context("BUG: no app session")?
+        };
+        if phase == Phase::CreateDatabase {
+            reporter.phase(phase, steps.len(), steps.len());
+            for step in &steps {
+                for sql in &step.statements {
+                    client.batch_execute(sql.text()).map_err(|e| describe_error(e, sql))?;
+                }
+                reporter.applied(step);
+            }
+            continue;
+        }
+        let batches = if phase.batched() { batches(&steps, options.lock_budget) } else { vec![steps.clone()] };
+        run_batches(client, phase, batches, options, reporter)?;
+    }
+    Ok(())
+}
+
+/// Splits steps into transactions of at most `budget` locks (and a bounded
+/// number of statements, so one transaction never grows huge).
+fn batches<'a>(steps: &[&'a Step], budget: u32) -> Vec<Vec<&'a Step>> {
+    const MAX_STATEMENTS: usize = 5000;
+    let mut batches = Vec::new();
+    let mut current: Vec<&Step> = Vec::new();
+    let (mut locks, mut statements) = (0u32, 0usize);
+    for step in steps {
+        let cost = step.lock_cost.max(1);
+        if !current.is_empty() && (locks + cost > budget || statements + step.statements.len() > MAX_STATEMENTS) {
+            batches.push(std::mem::take(&mut current));
+            locks = 0;
+            statements = 0;
+        }
+        locks += cost;
+        statements += step.statements.len();
+        current.push(step);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+fn run_batches(
+    client: &mut Client,
+    phase: Phase,
+    batches: Vec<Vec<&Step>>,
+    options: &Options,
+    reporter: &mut dyn Reporter,
+) -> Result<()> {
+    let mut queue: std::collections::VecDeque<Vec<&Step>> = batches.into();
+    let steps: usize = queue.iter().map(Vec::len).sum();
+    reporter.phase(phase, steps, queue.len());
+    let (mut done, mut attempt) = (0usize, 0u32);
+    while let Some(batch) = queue.pop_front() {
+        check_cancel(options, phase)
+            .with_context(|| format!("{done} transactions of phase `{}` had committed", phase.title()))?;
+        let statements: Vec<&Sql> = batch.iter().flat_map(|s| s.statements.iter()).collect();
+        match run_transaction(client, &statements, options.lock_timeout) {
+            Ok(()) => {
+                attempt = 0;
+                done += 1;
+                for step in &batch {
+                    reporter.applied(step);
+                }
+                reporter.progress(phase, done, done + queue.len());
+            }
+            Err(error) => {
+                let code = error.code().cloned();
+                let too_many_locks = code == Some(SqlState::OUT_OF_MEMORY);
+                if too_many_locks && batch.len() > 1 {
+                    // The lock table is smaller than the budget assumed: halve.
+                    let half = batch.len() / 2;
+                    queue.push_front(batch[half..].to_vec());
+                    queue.push_front(batch[..half].to_vec());
+                    reporter.retry(phase, attempt, "out of shared memory for locks; smaller transactions");
+                    continue;
+                }
+                if is_retryable(&error) && attempt + 1 < options.max_attempts {
+                    attempt += 1;
+                    let reason = match &code {
+                        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
+                            "a lock is held by another transaction".to_string()
+                        }
+                        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => {
+                            "deadlock with another transaction".to_string()
+                        }
+                        _ => error.to_string(),
+                    };
+                    reporter.retry(phase, attempt, &reason);
+                    std::thread::sleep(backoff(attempt));
+                    queue.push_front(batch);
+                    continue;
+                }
+                let located = locate_failure(client, &statements, options.lock_timeout);
+                let prefix = format!(
+                    "phase `{}`: transaction {} of {} failed and was rolled back ({done} committed before it; \
+                     the database works as it is, run `cargo xtask db-provision` again to finish)",
+                    phase.title(),
+                    done + 1,
+                    done + 1 + queue.len()
+                );
+                if code == Some(SqlState::LOCK_NOT_AVAILABLE) {
+                    bail!(
+                        "{prefix}: could not take the locks within lock_timeout ({} ms) in {attempt} attempts; a \
+                         long-running transaction holds them (look in pg_stat_activity for old `xact_start`)",
+                        options.lock_timeout.as_millis()
+                    );
+                }
+                return Err(located.unwrap_or_else(|| format_err!("{}", pg_message(&error))).context(prefix));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One transaction in one round trip: the statements joined into a simple
+/// query between BEGIN and COMMIT. The server stops at the first error.
+fn run_transaction(client: &mut Client, statements: &[&Sql], lock_timeout: Duration) -> Result<(), postgres::Error> {
+    let mut text = format!("BEGIN;\nSET LOCAL lock_timeout = '{}ms';\n", lock_timeout.as_millis());
+    for sql in statements {
+        push_statement(&mut text, sql);
+    }
+    text.push_str("COMMIT;");
+    let result = client.batch_execute(&text);
+    if result.is_err() {
+        let _ = client.batch_execute("ROLLBACK");
+    }
+    result
+}
+
+fn push_statement(text: &mut String, sql: &Sql) {
+    if let Some(role) = &sql.as_role {
+        text.push_str(&format!("SET LOCAL ROLE {};\n", dbenv::quote_ident(role)));
+    }
+    text.push_str(sql.text());
+    text.push_str(";\n");
+    if sql.as_role.is_some() {
+        text.push_str("RESET ROLE;\n");
+    }
+}
+
+/// Replays a failed transaction statement by statement (then rolls it back)
+/// to name the statement that fails.
+fn locate_failure(client: &mut Client, statements: &[&Sql], lock_timeout: Duration) -> Option<anyhow::Error> {
+    client.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis())).ok()?;
+    let mut found = None;
+    for sql in statements {
+        let mut text = String::new();
+        push_statement(&mut text, sql);
+        if let Err(error) = client.batch_execute(&text) {
+            found = Some(describe_error(error, sql));
+            break;
+        }
+    }
+    let _ = client.batch_execute("ROLLBACK");
+    found
+}
+
+fn describe_error(error: postgres::Error, sql: &Sql) -> anyhow::Error {
+    format_err!("{}\n  statement: {sql}", pg_message(&error))
+}
+
+/// `message (SQLSTATE xxxxx)`, with detail and hint when the server sent them.
+pub fn pg_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+fn is_retryable(error: &postgres::Error) -> bool {
+    match error.as_db_error() {
+        Some(db) => {
+            let code = db.code();
+            *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                // Two sessions changing one catalog row (a GRANT racing ours).
+                || db.message().contains("tuple concurrently updated")
+        }
+        None => false,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+}
+
+fn check_cancel(options: &Options, phase: Phase) -> Result<()> {
+    if options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+        bail!(
+            "interrupted before phase `{}` went on; everything committed so far leaves a working database, \
+             and `cargo xtask db-provision` finishes the job",
+            phase.title()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(cost: u32) -> Step {
+        Step {
+            phase: Phase::Ownership,
+            summary: String::new(),
+            statements: vec![Sql::new("SELECT 1")],
+            lock_cost: cost,
+        }
+    }
+
+    #[test]
+    fn batches_respect_the_lock_budget() {
+        let steps: Vec<Step> = (0..10).map(|_| step(3)).collect();
+        let refs: Vec<&Step> = steps.iter().collect();
+        let sizes: Vec<usize> = batches(&refs, 10).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        // A step costing more than the budget still runs, alone.
+        let big = [step(50), step(1)];
+        let refs: Vec<&Step> = big.iter().collect();
+        assert_eq!(batches(&refs, 10).len(), 2);
+    }
+
+    #[test]
+    fn the_lock_key_is_stable() {
+        assert_eq!(PROVISION_LOCK_KEY, fnv1a_i64(b"cargo-xtask db-provision"));
+        assert_ne!(PROVISION_LOCK_KEY, 0);
+    }
+}

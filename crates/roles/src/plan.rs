@@ -1,0 +1,980 @@
+//! `plan(model, snapshot)`: the ordered statements that bring the database to
+//! the model, and nothing for what already holds. A pure function: an empty
+//! plan is what "converged" means.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use dbenv::{quote_ident, quote_literal};
+
+use crate::acl::{
+    change_owner, diff, AclChange, AclItem, Grantee, Privs, Want, CONNECT, CREATE, DATABASE_ALL, DML, EXECUTE,
+    SEQUENCE_USE, USAGE,
+};
+use crate::model::{Model, RoleSpec};
+use crate::scram::{new_verifier, verifier_matches, StoredPassword};
+use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
+
+/// One SQL statement. `Display` shows it with secrets redacted; the text
+/// with the verifier is only handed to the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sql {
+    text: String,
+    shown: Option<String>,
+    /// Run under `SET LOCAL ROLE` (a revoke must come from the grantor; a
+    /// non-superuser admin grants as the owner).
+    pub as_role: Option<String>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Sql {
+        Sql { text: text.into(), shown: None, as_role: None }
+    }
+
+    /// A statement holding a secret, printed as `shown`.
+    fn secret(text: String, shown: String) -> Sql {
+        Sql { text, shown: Some(shown), as_role: None }
+    }
+
+    fn run_as(mut self, role: Option<String>) -> Sql {
+        self.as_role = role;
+        self
+    }
+
+    /// The text for the server. Never print it.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Sql {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(role) = &self.as_role {
+            write!(f, "SET ROLE {}; ", quote_ident(role))?;
+        }
+        f.write_str(self.shown.as_deref().unwrap_or(&self.text))
+    }
+}
+
+impl fmt::Debug for Sql {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sql({self})")
+    }
+}
+
+/// The phases, in the order they run. Each has its connection and
+/// transaction shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Roles, attributes, passwords, memberships: one transaction.
+    Roles,
+    /// `CREATE DATABASE` (cannot run in a transaction).
+    CreateDatabase,
+    /// The database owner and ACL: one transaction.
+    Database,
+    /// App and bookkeeping schemas: one transaction.
+    Schemas,
+    /// Owner changes with their grants, in batches that each commit.
+    Ownership,
+    /// `REASSIGN OWNED` for what `ALTER … OWNER` cannot move (extensions).
+    Reassign,
+    /// ACL fixes on relations that keep their owner, in batches.
+    Grants,
+    /// `ALTER DEFAULT PRIVILEGES`: one transaction.
+    DefaultPrivileges,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Roles,
+        Phase::CreateDatabase,
+        Phase::Database,
+        Phase::Schemas,
+        Phase::Ownership,
+        Phase::Reassign,
+        Phase::Grants,
+        Phase::DefaultPrivileges,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Roles => "roles",
+            Phase::CreateDatabase => "create database",
+            Phase::Database => "database",
+            Phase::Schemas => "schemas",
+            Phase::Ownership => "ownership",
+            Phase::Reassign => "extensions (REASSIGN OWNED)",
+            Phase::Grants => "grants",
+            Phase::DefaultPrivileges => "default privileges",
+        }
+    }
+
+    /// Runs on the maintenance connection rather than in the app database.
+    pub fn on_cluster(self) -> bool {
+        matches!(self, Phase::Roles | Phase::CreateDatabase | Phase::Database)
+    }
+
+    /// Split into transactions that each commit (and may be retried).
+    pub fn batched(self) -> bool {
+        matches!(self, Phase::Ownership | Phase::Grants)
+    }
+}
+
+/// One change: a sentence for the report and the statements that make it,
+/// which always run in one transaction.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub phase: Phase,
+    pub summary: String,
+    pub statements: Vec<Sql>,
+    /// Locks the statements take (owner changes lock the relation, its
+    /// indexes and TOAST): batches are sized by it.
+    pub lock_cost: u32,
+}
+
+/// Something the admin must be able to do for the plan to run.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    CreateRole,
+    GiveBypassRls(String),
+    AlterRole(String),
+    CreateDatabaseOwnedBy(String),
+    ChangeOwner { from: String, to: String },
+    ActAs(String),
+    Reassign { from: String, to: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Things worth knowing that do not stop the run.
+    pub warnings: Vec<String>,
+    /// Problems that stop the run before anything changes.
+    pub refusals: Vec<String>,
+    pub needs: BTreeSet<Need>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn statement_count(&self) -> usize {
+        self.steps.iter().map(|s| s.statements.len()).sum()
+    }
+
+    pub fn steps_of(&self, phase: Phase) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| s.phase == phase)
+    }
+
+    fn push(&mut self, phase: Phase, summary: String, statements: Vec<Sql>, lock_cost: u32) {
+        if !statements.is_empty() {
+            self.steps.push(Step { phase, summary, statements, lock_cost });
+        }
+    }
+}
+
+/// Computes the plan. Passwords enter it only as fresh SCRAM verifiers.
+pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
+    let mut planner = Planner { model, snap, plan: Plan::default() };
+    planner.roles();
+    planner.database();
+    planner.schemas();
+    planner.relations();
+    planner.objects();
+    planner.default_privileges();
+    let mut plan = planner.plan;
+    plan.steps.sort_by_key(|s| s.phase);
+    plan
+}
+
+struct Planner<'a> {
+    model: &'a Model,
+    snap: &'a Snapshot,
+    plan: Plan,
+}
+
+/// What the runtime roles may hold on a relation.
+fn runtime_privs(model: &Model, rel: &Relation) -> Privs {
+    match (model.is_app_schema(&rel.schema), rel.is_sequence()) {
+        (false, _) => Privs::NONE,
+        (true, true) => SEQUENCE_USE,
+        (true, false) => DML,
+    }
+}
+
+impl Planner<'_> {
+    fn migrator(&self) -> &str {
+        &self.model.migrator.name
+    }
+
+    /// Who runs a GRANT/REVOKE on an object owned by `owner`: a superuser
+    /// acts as the owner already; anyone else must become the owner. A
+    /// revoke must come from the grantor that made the grant.
+    fn actor(&mut self, owner: &str, grantor: Option<&str>) -> Option<String> {
+        let role = grantor.unwrap_or(owner);
+        if self.snap.admin.superuser && role == owner {
+            return None;
+        }
+        if !self.snap.admin.superuser {
+            self.plan.needs.insert(Need::ActAs(role.to_string()));
+        }
+        Some(role.to_string())
+    }
+
+    /// GRANT/REVOKE statements for `changes` on `objects` (already quoted),
+    /// all of kind `keyword` (TABLE, SEQUENCE, SCHEMA, DATABASE, …) and owned by `owner`.
+    fn acl_statements(&mut self, keyword: &str, objects: &str, owner: &str, changes: &[AclChange]) -> Vec<Sql> {
+        let mut sorted = changes.to_vec();
+        // Grants first: a live app must never see a moment without access.
+        sorted.sort_by_key(|c| !matches!(c, AclChange::Grant { .. }));
+        sorted
+            .iter()
+            .map(|change| match change {
+                AclChange::Grant { grantee, privs } => {
+                    let actor = self.actor(owner, None);
+                    Sql::new(format!("GRANT {} ON {keyword} {objects} TO {}", privs.sql(), grantee.sql())).run_as(actor)
+                }
+                AclChange::Revoke { grantee, privs, grantor } => {
+                    let actor = self.actor(owner, Some(grantor));
+                    Sql::new(format!("REVOKE {} ON {keyword} {objects} FROM {} CASCADE", privs.sql(), grantee.sql()))
+                        .run_as(actor)
+                }
+                AclChange::RevokeGrantOption { grantee, privs, grantor } => {
+                    let actor = self.actor(owner, Some(grantor));
+                    Sql::new(format!(
+                        "REVOKE GRANT OPTION FOR {} ON {keyword} {objects} FROM {} CASCADE",
+                        privs.sql(),
+                        grantee.sql()
+                    ))
+                    .run_as(actor)
+                }
+            })
+            .collect()
+    }
+
+    fn roles(&mut self) {
+        for spec in self.model.roles() {
+            match self.snap.roles.get(&spec.name) {
+                None => self.create_role(spec),
+                Some(row) => self.alter_role(spec, row),
+            }
+        }
+        // None of the three roles is a member of any role: not of each
+        // other, not of pg_* roles, not of anything that could lend it
+        // privileges the model does not give.
+        let names = self.model.role_names();
+        for membership in self.snap.memberships.iter().filter(|m| names.contains(&m.member)) {
+            let granted_by = if self.snap.server_version >= 160000 && !membership.grantor.is_empty() {
+                format!(" GRANTED BY {}", quote_ident(&membership.grantor))
+            } else {
+                String::new()
+            };
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(membership.role.clone()));
+            }
+            self.plan.push(
+                Phase::Roles,
+                format!("remove membership of `{}` in `{}`", membership.member, membership.role),
+                vec![Sql::new(format!(
+                    "REVOKE {} FROM {}{granted_by} CASCADE",
+                    quote_ident(&membership.role),
+                    quote_ident(&membership.member)
+                ))],
+                0,
+            );
+        }
+    }
+
+    fn create_role(&mut self, spec: &RoleSpec) {
+        let name = quote_ident(&spec.name);
+        let attributes = format!(
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION {}",
+            if spec.bypassrls() { "BYPASSRLS" } else { "NOBYPASSRLS" }
+        );
+        let verifier = new_verifier(&spec.password);
+        self.plan.needs.insert(Need::CreateRole);
+        if spec.bypassrls() {
+            self.plan.needs.insert(Need::GiveBypassRls(spec.name.clone()));
+        }
+        self.plan.push(
+            Phase::Roles,
+            format!("create {} role `{}` ({attributes})", spec.kind, spec.name),
+            vec![Sql::secret(
+                format!("CREATE ROLE {name} WITH {attributes} PASSWORD {}", quote_literal(verifier.expose())),
+                format!("CREATE ROLE {name} WITH {attributes} PASSWORD '***'"),
+            )],
+            0,
+        );
+    }
+
+    fn alter_role(&mut self, spec: &RoleSpec, row: &RoleRow) {
+        let name = quote_ident(&spec.name);
+        let mut changes = Vec::new();
+        let mut flag = |have: bool, want: bool, yes: &'static str, no: &'static str| {
+            if have != want {
+                changes.push(if want { yes } else { no });
+            }
+        };
+        flag(row.superuser, false, "SUPERUSER", "NOSUPERUSER");
+        flag(row.createdb, false, "CREATEDB", "NOCREATEDB");
+        flag(row.createrole, false, "CREATEROLE", "NOCREATEROLE");
+        flag(row.replication, false, "REPLICATION", "NOREPLICATION");
+        flag(row.login, true, "LOGIN", "NOLOGIN");
+        flag(row.bypassrls, spec.bypassrls(), "BYPASSRLS", "NOBYPASSRLS");
+        if !changes.is_empty() {
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
+            }
+            if changes.contains(&"BYPASSRLS") || row.superuser {
+                self.plan.needs.insert(Need::GiveBypassRls(spec.name.clone()));
+            }
+            let attributes = changes.join(" ");
+            self.plan.push(
+                Phase::Roles,
+                format!("set attributes of `{}`: {attributes}", spec.name),
+                vec![Sql::new(format!("ALTER ROLE {name} WITH {attributes}"))],
+                0,
+            );
+        }
+        let reason = match &row.password {
+            StoredPassword::Scram(verifier) if verifier_matches(verifier, &spec.password) => None,
+            StoredPassword::Scram(_) => Some("password changed"),
+            StoredPassword::Md5 => Some("md5 hash replaced by a SCRAM verifier"),
+            StoredPassword::Absent => Some("password set (there was none)"),
+            StoredPassword::Other => Some("plaintext password replaced by a SCRAM verifier"),
+            StoredPassword::Unknown => match row.login_check {
+                Some(true) => None,
+                Some(false) => Some("password changed"),
+                None => Some("password set again (it cannot be verified with this admin)"),
+            },
+        };
+        if let Some(reason) = reason {
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
+            }
+            let verifier = new_verifier(&spec.password);
+            self.plan.push(
+                Phase::Roles,
+                format!("`{}`: {reason}", spec.name),
+                vec![Sql::secret(
+                    format!("ALTER ROLE {name} WITH PASSWORD {}", quote_literal(verifier.expose())),
+                    format!("ALTER ROLE {name} WITH PASSWORD '***'"),
+                )],
+                0,
+            );
+        }
+    }
+
+    fn database(&mut self) {
+        let migrator = self.migrator().to_string();
+        let db = quote_ident(&self.model.db_name);
+        let acl = match &self.snap.database {
+            None => {
+                self.plan.needs.insert(Need::CreateDatabaseOwnedBy(migrator.clone()));
+                self.plan.push(
+                    Phase::CreateDatabase,
+                    format!("create database `{}` owned by `{migrator}`", self.model.db_name),
+                    vec![Sql::new(format!("CREATE DATABASE {db} OWNER {}", quote_ident(&migrator)))],
+                    0,
+                );
+                // A new database's ACL is the default one: PUBLIC has CONNECT, TEMP.
+                vec![
+                    AclItem {
+                        grantee: Grantee::Public,
+                        grantor: migrator.clone(),
+                        privs: Privs::from_letters("Tc"),
+                        grant_option: Privs::NONE,
+                    },
+                    AclItem {
+                        grantee: Grantee::role(&migrator),
+                        grantor: migrator.clone(),
+                        privs: DATABASE_ALL,
+                        grant_option: Privs::NONE,
+                    },
+                ]
+            }
+            Some(existing) if existing.owner != migrator => {
+                self.plan.needs.insert(Need::ChangeOwner { from: existing.owner.clone(), to: migrator.clone() });
+                self.plan.push(
+                    Phase::Database,
+                    format!("owner of database `{}`: `{}` → `{migrator}`", existing.name, existing.owner),
+                    vec![Sql::new(format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&migrator)))],
+                    0,
+                );
+                change_owner(&existing.acl, &existing.owner, &migrator)
+            }
+            Some(existing) => existing.acl.clone(),
+        };
+        let mut wants = vec![
+            (Grantee::role(&self.model.runtime.name), Want::Exactly(CONNECT)),
+            (Grantee::role(&self.model.service.name), Want::Exactly(CONNECT)),
+            (Grantee::role(&migrator), Want::AtLeast(DATABASE_ALL)),
+        ];
+        if !self.snap.admin.superuser {
+            // A non-superuser admin must keep its own way in.
+            wants.push((Grantee::role(&self.snap.admin.name), Want::AtLeast(CONNECT)));
+        }
+        // CONNECT for the roles comes before PUBLIC loses it (same
+        // transaction, grants sorted first): the running app never sees a
+        // moment without access.
+        wants.push((Grantee::Public, Want::Without(DATABASE_ALL)));
+        let changes: Vec<AclChange> = wants.iter().flat_map(|(grantee, want)| diff(&acl, grantee, *want)).collect();
+        if !changes.is_empty() {
+            let statements = self.acl_statements("DATABASE", &db, &migrator, &changes);
+            self.plan.push(
+                Phase::Database,
+                format!("access to database `{}`: {}", self.model.db_name, describe(&changes)),
+                statements,
+                0,
+            );
+        }
+    }
+
+    fn schemas(&mut self) {
+        let migrator = self.migrator().to_string();
+        for name in self.model.managed_schemas() {
+            let is_app = self.model.is_app_schema(&name);
+            let quoted = quote_ident(&name);
+            let mut statements = Vec::new();
+            let mut summary = Vec::new();
+            let acl = match self.snap.db.schemas.iter().find(|s| s.name == name) {
+                None => {
+                    statements
+                        .push(Sql::new(format!("CREATE SCHEMA {quoted} AUTHORIZATION {}", quote_ident(&migrator))));
+                    summary.push(format!("create schema `{name}` owned by `{migrator}`"));
+                    vec![AclItem {
+                        grantee: Grantee::role(&migrator),
+                        grantor: migrator.clone(),
+                        privs: Privs::from_letters("UC"),
+                        grant_option: Privs::NONE,
+                    }]
+                }
+                Some(schema) if schema.owner != migrator => {
+                    self.plan.needs.insert(Need::ChangeOwner { from: schema.owner.clone(), to: migrator.clone() });
+                    statements.push(Sql::new(format!("ALTER SCHEMA {quoted} OWNER TO {}", quote_ident(&migrator))));
+                    summary.push(format!("owner of schema `{name}`: `{}` → `{migrator}`", schema.owner));
+                    change_owner(&schema.acl, &schema.owner, &migrator)
+                }
+                Some(schema) => schema.acl.clone(),
+            };
+            let runtime_want = if is_app { Want::Exactly(USAGE) } else { Want::Exactly(Privs::NONE) };
+            // Schema `public` keeps PUBLIC's USAGE (PostgreSQL's default, harmless
+            // without CONNECT); CREATE goes (PostgreSQL 13/14 grant it to PUBLIC).
+            let public_want = if is_app { Want::Without(CREATE) } else { Want::Without(Privs::ALL) };
+            let wants = [
+                (Grantee::role(&self.model.runtime.name), runtime_want),
+                (Grantee::role(&self.model.service.name), runtime_want),
+                (Grantee::role(&migrator), Want::AtLeast(Privs::from_letters("UC"))),
+                (Grantee::Public, public_want),
+            ];
+            let changes: Vec<AclChange> = wants.iter().flat_map(|(g, w)| diff(&acl, g, *w)).collect();
+            if !changes.is_empty() {
+                summary.push(format!("access to schema `{name}`: {}", describe(&changes)));
+                statements.extend(self.acl_statements("SCHEMA", &quoted, &migrator, &changes));
+            }
+            self.plan.push(Phase::Schemas, summary.join("; "), statements, 0);
+        }
+    }
+
+    fn relations(&mut self) {
+        let migrator = self.migrator().to_string();
+        let relations = &self.snap.db.relations;
+        let by_oid: BTreeMap<i64, &Relation> = relations.iter().map(|r| (r.oid, r)).collect();
+        let mut linked: BTreeMap<i64, Vec<&Relation>> = BTreeMap::new();
+        for rel in relations {
+            if let Some(table) = rel.owned_by.filter(|t| by_oid.contains_key(t)) {
+                linked.entry(table).or_default().push(rel);
+            }
+        }
+        let mut columns: BTreeMap<i64, Vec<&crate::snapshot::ColumnAcl>> = BTreeMap::new();
+        for column in &self.snap.db.columns {
+            columns.entry(column.table_oid).or_default().push(column);
+        }
+        // ACL changes on relations that keep their owner, grouped so that one
+        // statement covers many relations.
+        let mut grouped: BTreeMap<(&'static str, AclChange), Vec<String>> = BTreeMap::new();
+
+        for rel in relations {
+            // A linked sequence follows its table, handled with it.
+            if rel.owned_by.is_some_and(|t| by_oid.contains_key(&t)) {
+                continue;
+            }
+            let moving = rel.owner != migrator;
+            let mut group = vec![rel];
+            group.extend(linked.get(&rel.oid).into_iter().flatten().copied());
+            if moving {
+                self.plan.needs.insert(Need::ChangeOwner { from: rel.owner.clone(), to: migrator.clone() });
+                let qualified = rel.qualified();
+                let mut statements = vec![Sql::new(format!(
+                    "ALTER {} {qualified} OWNER TO {}",
+                    rel.alter_keyword(),
+                    quote_ident(&migrator)
+                ))];
+                let mut summary =
+                    format!("owner of {} `{}.{}`: `{}` → `{migrator}`", rel.noun(), rel.schema, rel.name, rel.owner);
+                if rel.kind == 'v' && rel.owner == self.model.runtime.name && !rel.security_invoker {
+                    if self.snap.server_version >= 150000 {
+                        // The view ran with its owner's rights, and RLS applied to
+                        // that owner. Owned by the BYPASSRLS migrator it would show
+                        // every tenant's rows; security_invoker keeps RLS applying
+                        // to whoever queries it.
+                        statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
+                        summary.push_str(" with security_invoker");
+                    } else {
+                        self.plan.warnings.push(format!(
+                            "view `{}.{}` will run with the rights of `{migrator}`, which bypasses RLS, and PostgreSQL {} \
+                             has no security_invoker: `{}` can read every tenant's rows through it; drop or rewrite it",
+                            rel.schema,
+                            rel.name,
+                            self.snap.major(),
+                            self.model.runtime.name
+                        ));
+                    }
+                }
+                if rel.kind == 'm' && rel.owner == self.model.runtime.name {
+                    self.plan.warnings.push(format!(
+                        "materialized view `{}.{}` will be refreshed as `{migrator}`, which bypasses RLS: its rows are \
+                         every tenant's; review it",
+                        rel.schema, rel.name
+                    ));
+                }
+                let mut lock_cost = rel.lock_cost;
+                for member in &group {
+                    let acl = change_owner(&member.acl, &member.owner, &migrator);
+                    let changes = self.relation_changes(member, &acl);
+                    statements.extend(self.acl_statements(keyword(member), &member.qualified(), &migrator, &changes));
+                    statements.extend(self.column_statements(member, columns.get(&member.oid), Some(&member.owner)));
+                    if member.oid != rel.oid {
+                        lock_cost += 1;
+                    }
+                }
+                if statements.len() > 1 {
+                    summary.push_str(" (grants restored)");
+                }
+                self.plan.push(Phase::Ownership, summary, statements, lock_cost);
+            } else {
+                for member in &group {
+                    let changes = self.relation_changes(member, &member.acl);
+                    for change in changes {
+                        grouped.entry((keyword(member), change)).or_default().push(member.qualified());
+                    }
+                    let statements = self.column_statements(member, columns.get(&member.oid), None);
+                    if !statements.is_empty() {
+                        self.plan.push(
+                            Phase::Grants,
+                            format!("column privileges on `{}.{}` removed", member.schema, member.name),
+                            statements,
+                            0,
+                        );
+                    }
+                }
+            }
+        }
+
+        for ((keyword, change), objects) in grouped {
+            for chunk in objects.chunks(500) {
+                let statements =
+                    self.acl_statements(keyword, &chunk.join(", "), &migrator, std::slice::from_ref(&change));
+                let noun = if keyword == "SEQUENCE" { "sequence" } else { "table" };
+                let what = if chunk.len() == 1 {
+                    format!("{noun} `{}`", chunk[0].replace('"', ""))
+                } else {
+                    format!("{} {noun}s", chunk.len())
+                };
+                self.plan.push(
+                    Phase::Grants,
+                    format!("{}: {what}", describe(std::slice::from_ref(&change))),
+                    statements,
+                    0,
+                );
+            }
+        }
+    }
+
+    /// The ACL changes a relation needs, given its (possibly predicted) ACL.
+    fn relation_changes(&self, rel: &Relation, acl: &[AclItem]) -> Vec<AclChange> {
+        let runtime = runtime_privs(self.model, rel);
+        let mut changes = Vec::new();
+        for name in [&self.model.runtime.name, &self.model.service.name] {
+            changes.extend(diff(acl, &Grantee::role(name), Want::Exactly(runtime)));
+        }
+        changes.extend(diff(acl, &Grantee::Public, Want::Without(Privs::ALL)));
+        changes
+    }
+
+    /// Column grants to the runtime roles or PUBLIC are removed: table-level
+    /// DML is all they get. `old_owner` is set when the table changes owner
+    /// in the same step (grantors are then the migrator's).
+    fn column_statements(
+        &mut self,
+        rel: &Relation,
+        columns: Option<&Vec<&crate::snapshot::ColumnAcl>>,
+        old_owner: Option<&str>,
+    ) -> Vec<Sql> {
+        let migrator = self.migrator().to_string();
+        let owner = if old_owner.is_some() { migrator.as_str() } else { rel.owner.as_str() };
+        let owner = owner.to_string();
+        let mut statements = Vec::new();
+        for column in columns.into_iter().flatten() {
+            let acl = match old_owner {
+                Some(old) => change_owner(&column.acl, old, &migrator),
+                None => column.acl.clone(),
+            };
+            for grantee in
+                [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name), Grantee::Public]
+            {
+                for change in diff(&acl, &grantee, Want::Without(Privs::ALL)) {
+                    if let AclChange::Revoke { privs, grantor, .. } = &change {
+                        let column_privs: Vec<String> = privs
+                            .letters()
+                            .chars()
+                            .map(|l| {
+                                format!(
+                                    "{} ({})",
+                                    Privs::from_letters(&l.to_string()).sql(),
+                                    quote_ident(&column.column)
+                                )
+                            })
+                            .collect();
+                        let actor = self.actor(&owner, Some(grantor));
+                        statements.push(
+                            Sql::new(format!(
+                                "REVOKE {} ON TABLE {} FROM {} CASCADE",
+                                column_privs.join(", "),
+                                rel.qualified(),
+                                grantee.sql()
+                            ))
+                            .run_as(actor),
+                        );
+                    }
+                }
+            }
+        }
+        statements
+    }
+
+    fn objects(&mut self) {
+        let migrator = self.migrator().to_string();
+        let managed = self.model.managed_schemas();
+        let mut reassign_from = BTreeSet::new();
+        let mut extensions = Vec::new();
+        for object in &self.snap.db.objects {
+            let runtime_owned = self.model.is_runtime_role(&object.owner);
+            if object.catalog == "pg_class" {
+                // Relations of managed schemas are handled above; indexes and
+                // TOAST tables follow their table.
+                if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
+                    if !matches!(object.kind.as_str(), "index" | "toast table" | "toast table index") {
+                        self.refuse_outside(object, schema);
+                    }
+                }
+                continue;
+            }
+            if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
+                self.refuse_outside(object, schema);
+                continue;
+            }
+            if object.kind == "schema" {
+                let name = object.identity.trim_matches('"').replace("\"\"", "\"");
+                if !managed.contains(&name) {
+                    self.plan.refusals.push(format!(
+                        "`{}` owns schema `{name}`, which is not in APP_DB_SCHEMAS: add it to APP_DB_SCHEMAS so the \
+                         runtime roles keep their access, or drop it if nothing uses it",
+                        object.owner
+                    ));
+                }
+                continue;
+            }
+            if object.kind == "extension" {
+                extensions.push(object.identity.clone());
+                reassign_from.insert(object.owner.clone());
+                continue;
+            }
+            let Some(keyword) = alter_keyword(&object.kind) else {
+                if runtime_owned {
+                    reassign_from.insert(object.owner.clone());
+                    extensions.push(format!("{} {}", object.kind, object.identity));
+                } else {
+                    self.plan.warnings.push(format!(
+                        "{} `{}` is owned by `{}`, not `{migrator}`; change its owner by hand",
+                        object.kind, object.identity, object.owner
+                    ));
+                }
+                continue;
+            };
+            self.plan.needs.insert(Need::ChangeOwner { from: object.owner.clone(), to: migrator.clone() });
+            let mut statements =
+                vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
+            statements.extend(self.keep_usage(object));
+            if object.security_definer {
+                self.plan.warnings.push(format!(
+                    "SECURITY DEFINER function `{}` will run as `{migrator}`, which owns every table and bypasses RLS; \
+                     review it or make it SECURITY INVOKER",
+                    object.identity
+                ));
+            }
+            self.plan.push(
+                Phase::Ownership,
+                format!("owner of {} `{}`: `{}` → `{migrator}`", object.kind, object.identity, object.owner),
+                statements,
+                1,
+            );
+        }
+        if !reassign_from.is_empty() {
+            self.reassign(&reassign_from, &extensions);
+        }
+    }
+
+    fn refuse_outside(&mut self, object: &OwnedObject, schema: &str) {
+        self.plan.refusals.push(format!(
+            "`{}` owns {} `{}` in schema `{schema}`, which is not in APP_DB_SCHEMAS: add `{schema}` to APP_DB_SCHEMAS \
+             so the runtime roles keep access to it, or move the object",
+            object.owner, object.kind, object.identity
+        ));
+    }
+
+    /// Functions and types stay usable by the runtime role that owned them:
+    /// the owner change takes its implicit EXECUTE/USAGE away, which only
+    /// matters where PUBLIC does not hold it (PostgreSQL's default is that it does).
+    fn keep_usage(&mut self, object: &OwnedObject) -> Vec<Sql> {
+        let migrator = self.migrator().to_string();
+        let (Some(acl), true) = (&object.acl, self.model.is_runtime_role(&object.owner)) else { return Vec::new() };
+        let (privilege, keyword) = match object.kind.as_str() {
+            "function" | "aggregate" => (EXECUTE, "FUNCTION"),
+            "procedure" => (EXECUTE, "PROCEDURE"),
+            "type" | "domain" => (USAGE, "TYPE"),
+            _ => return Vec::new(),
+        };
+        let after = change_owner(acl, &object.owner, &migrator);
+        let holds = |grantee: &Grantee| after.iter().any(|i| &i.grantee == grantee && i.privs.contains(privilege));
+        if holds(&Grantee::Public) || holds(&Grantee::role(&object.owner)) {
+            return Vec::new();
+        }
+        let change = AclChange::Grant { grantee: Grantee::role(&object.owner), privs: privilege };
+        self.acl_statements(keyword, &object.identity, &migrator, &[change])
+    }
+
+    /// Extensions cannot change owner with ALTER; `REASSIGN OWNED` can, but
+    /// it also takes every database and tablespace the role owns. Those are
+    /// lent to the migrator for the statement and given back, in one
+    /// transaction, so other databases end as they were.
+    fn reassign(&mut self, from: &BTreeSet<String>, what: &[String]) {
+        let migrator = self.migrator().to_string();
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for database in self.snap.other_databases.iter().filter(|d| from.contains(&d.owner)) {
+            if database.acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
+                self.plan.refusals.push(format!(
+                    "`{}` owns extensions here and also owns database `{}`, whose ACL names `{migrator}`; moving the \
+                     extensions would change that database's ACL. Move them by hand: {}",
+                    database.owner,
+                    database.name,
+                    what.join(", ")
+                ));
+                return;
+            }
+            let name = quote_ident(&database.name);
+            before.push(Sql::new(format!("ALTER DATABASE {name} OWNER TO {}", quote_ident(&migrator))));
+            after.push(Sql::new(format!("ALTER DATABASE {name} OWNER TO {}", quote_ident(&database.owner))));
+        }
+        for tablespace in self.snap.tablespaces.iter().filter(|t| from.contains(&t.owner)) {
+            if tablespace.acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
+                self.plan.refusals.push(format!(
+                    "`{}` owns tablespace `{}`, whose ACL names `{migrator}`; move these by hand: {}",
+                    tablespace.owner,
+                    tablespace.name,
+                    what.join(", ")
+                ));
+                return;
+            }
+            let name = quote_ident(&tablespace.name);
+            before.push(Sql::new(format!("ALTER TABLESPACE {name} OWNER TO {}", quote_ident(&migrator))));
+            after.push(Sql::new(format!("ALTER TABLESPACE {name} OWNER TO {}", quote_ident(&tablespace.owner))));
+        }
+        for role in from {
+            self.plan.needs.insert(Need::Reassign { from: role.clone(), to: migrator.clone() });
+        }
+        let roles: Vec<String> = from.iter().map(|r| quote_ident(r)).collect();
+        let mut statements = before;
+        statements.push(Sql::new(format!("REASSIGN OWNED BY {} TO {}", roles.join(", "), quote_ident(&migrator))));
+        statements.extend(after);
+        self.plan.push(
+            Phase::Reassign,
+            format!(
+                "owner of {}: `{}` → `{migrator}`",
+                what.join(", "),
+                from.iter().cloned().collect::<Vec<_>>().join("`, `")
+            ),
+            statements,
+            0,
+        );
+    }
+
+    fn default_privileges(&mut self) {
+        let migrator = self.migrator().to_string();
+        let runtime = [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name)];
+        let mut wanted: Vec<(Option<String>, char)> = Vec::new();
+        for schema in &self.model.app_schemas {
+            wanted.push((Some(schema.clone()), 'r'));
+            wanted.push((Some(schema.clone()), 'S'));
+        }
+        // Rows that exist, and the migrator's per-schema rows the model wants.
+        let mut rows: Vec<(String, Option<String>, char, Vec<AclItem>)> = self
+            .snap
+            .db
+            .default_acls
+            .iter()
+            .map(|d| (d.role.clone(), d.schema.clone(), d.objtype, d.acl.clone()))
+            .collect();
+        for (schema, objtype) in &wanted {
+            if !rows.iter().any(|(role, s, t, _)| *role == migrator && s == schema && t == objtype) {
+                rows.push((migrator.clone(), schema.clone(), *objtype, Vec::new()));
+            }
+        }
+        rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+        for (role, schema, objtype, acl) in rows {
+            let Some(objects) = default_acl_keyword(objtype) else { continue };
+            let mut changes = Vec::new();
+            if role == migrator {
+                let want = match (wanted.contains(&(schema.clone(), objtype)), objtype) {
+                    (true, 'r') => DML,
+                    (true, 'S') => SEQUENCE_USE,
+                    _ => Privs::NONE,
+                };
+                for grantee in &runtime {
+                    changes.extend(diff(&acl, grantee, Want::Exactly(want)));
+                }
+                if matches!(objtype, 'r' | 'S') {
+                    changes.extend(diff(&acl, &Grantee::Public, Want::Without(Privs::ALL)));
+                }
+            } else if self.model.is_runtime_role(&role) {
+                // The legacy `FOR ROLE app_user` defaults: inert now that the role
+                // creates nothing, and misleading; removed.
+                // A per-schema row only adds to the global defaults, so all of
+                // it goes; a global row keeps what PostgreSQL grants by default
+                // (the owner's own rights, PUBLIC's EXECUTE and USAGE).
+                for item in &acl {
+                    let builtin = item.grantee == Grantee::role(&role)
+                        || (item.grantee == Grantee::Public && matches!(objtype, 'f' | 'T'));
+                    if schema.is_none() && builtin {
+                        continue;
+                    }
+                    changes.push(AclChange::Revoke {
+                        grantee: item.grantee.clone(),
+                        privs: item.privs,
+                        grantor: role.clone(),
+                    });
+                }
+            } else {
+                continue;
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::ActAs(role.clone()));
+            }
+            let scope = match &schema {
+                Some(s) => format!(" IN SCHEMA {}", quote_ident(s)),
+                None => String::new(),
+            };
+            let prefix = format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}{scope}", quote_ident(&role));
+            let mut sorted = changes.clone();
+            sorted.sort_by_key(|c| !matches!(c, AclChange::Grant { .. }));
+            let statements = sorted
+                .iter()
+                .map(|change| {
+                    Sql::new(match change {
+                        AclChange::Grant { grantee, privs } => {
+                            format!("{prefix} GRANT {} ON {objects} TO {}", privs.sql(), grantee.sql())
+                        }
+                        AclChange::Revoke { grantee, privs, .. } => {
+                            format!("{prefix} REVOKE {} ON {objects} FROM {} CASCADE", privs.sql(), grantee.sql())
+                        }
+                        AclChange::RevokeGrantOption { grantee, privs, .. } => {
+                            format!(
+                                "{prefix} REVOKE GRANT OPTION FOR {} ON {objects} FROM {} CASCADE",
+                                privs.sql(),
+                                grantee.sql()
+                            )
+                        }
+                    })
+                })
+                .collect();
+            let place = schema.as_deref().map(|s| format!(" in schema `{s}`")).unwrap_or_else(|| " everywhere".into());
+            self.plan.push(
+                Phase::DefaultPrivileges,
+                format!(
+                    "default privileges for {} created by `{role}`{place}: {}",
+                    objects.to_lowercase(),
+                    describe(&changes)
+                ),
+                statements,
+                0,
+            );
+        }
+    }
+}
+
+fn keyword(rel: &Relation) -> &'static str {
+    if rel.is_sequence() {
+        "SEQUENCE"
+    } else {
+        "TABLE"
+    }
+}
+
+/// The `ALTER … OWNER TO` keyword for a `pg_identify_object` type, when one exists.
+fn alter_keyword(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "function" => "FUNCTION",
+        "aggregate" => "AGGREGATE",
+        "procedure" => "PROCEDURE",
+        "type" | "composite type" => "TYPE",
+        "domain" => "DOMAIN",
+        "collation" => "COLLATION",
+        "conversion" => "CONVERSION",
+        "operator" => "OPERATOR",
+        "operator class" => "OPERATOR CLASS",
+        "operator family" => "OPERATOR FAMILY",
+        "text search configuration" => "TEXT SEARCH CONFIGURATION",
+        "text search dictionary" => "TEXT SEARCH DICTIONARY",
+        "statistics object" => "STATISTICS",
+        "language" => "LANGUAGE",
+        "large object" => "LARGE OBJECT",
+        "event trigger" => "EVENT TRIGGER",
+        "publication" => "PUBLICATION",
+        "subscription" => "SUBSCRIPTION",
+        "foreign-data wrapper" => "FOREIGN DATA WRAPPER",
+        "server" => "SERVER",
+        _ => return None,
+    })
+}
+
+fn default_acl_keyword(objtype: char) -> Option<&'static str> {
+    Some(match objtype {
+        'r' => "TABLES",
+        'S' => "SEQUENCES",
+        'f' => "FUNCTIONS",
+        'T' => "TYPES",
+        'n' => "SCHEMAS",
+        'L' => "LARGE OBJECTS",
+        _ => return None,
+    })
+}
+
+/// `+CONNECT app_user, -CONNECT,TEMPORARY PUBLIC` style summary of changes.
+pub fn describe(changes: &[AclChange]) -> String {
+    changes
+        .iter()
+        .map(|change| match change {
+            AclChange::Grant { grantee, privs } => format!("grant {} to {grantee}", privs.sql()),
+            AclChange::Revoke { grantee, privs, .. } => format!("revoke {} from {grantee}", privs.sql()),
+            AclChange::RevokeGrantOption { grantee, privs, .. } => {
+                format!("revoke grant option for {} from {grantee}", privs.sql())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,520 @@
+//! One read of the catalogs: everything the plan (and the audit) needs, in a
+//! fixed number of set-based queries whatever the size of the database.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use dbenv::{Dsn, Secret};
+use postgres::error::SqlState;
+use postgres::Client;
+
+use crate::acl::{parse_acl, AclItem};
+use crate::model::Model;
+use crate::scram::StoredPassword;
+
+/// The admin role provisioning runs as, and what it may do.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub name: String,
+    pub superuser: bool,
+    pub createrole: bool,
+    pub createdb: bool,
+    pub bypassrls: bool,
+    /// Whether `pg_authid` (the stored verifiers) is readable.
+    pub reads_authid: bool,
+    /// Per role of interest: (member with privileges, may SET ROLE, has ADMIN).
+    pub access: BTreeMap<String, RoleAccess>,
+    /// Whether `SET log_statement` worked in the admin's sessions.
+    pub can_silence_log: bool,
+    /// The server's `log_statement` as the admin's session sees it.
+    pub log_statement: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleAccess {
+    /// `pg_has_role(…, 'USAGE')`: acts with the role's privileges (owner checks).
+    pub usage: bool,
+    /// May `SET ROLE` to it (PostgreSQL 16+: `SET` option; before: membership).
+    pub set: bool,
+    /// `ADMIN OPTION` (PostgreSQL 16+: needed to alter the role).
+    pub admin: bool,
+}
+
+/// A role's attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleRow {
+    pub name: String,
+    pub superuser: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub replication: bool,
+    pub login: bool,
+    pub bypassrls: bool,
+    pub password: StoredPassword,
+    /// When the verifier is unreadable: whether a SCRAM login with the
+    /// model's password worked (`None`: could not tell).
+    pub login_check: Option<bool>,
+}
+
+/// A membership edge from `pg_auth_members`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub role: String,
+    pub member: String,
+    pub grantor: String,
+    pub admin_option: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Database {
+    pub name: String,
+    pub owner: String,
+    pub acl: Vec<AclItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tablespace {
+    pub name: String,
+    pub owner: String,
+    pub acl: Vec<AclItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schema {
+    pub name: String,
+    pub owner: String,
+    pub acl: Vec<AclItem>,
+}
+
+/// A relation in a managed schema: table, partitioned table, view,
+/// materialized view, foreign table or sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relation {
+    pub oid: i64,
+    pub schema: String,
+    pub name: String,
+    /// `pg_class.relkind`: r, p, v, m, f or S.
+    pub kind: char,
+    pub owner: String,
+    pub acl: Vec<AclItem>,
+    /// For a serial or identity sequence: the table it belongs to (it
+    /// changes owner with that table and cannot be re-owned alone).
+    pub owned_by: Option<i64>,
+    /// How many locks an owner change takes (the relation, its indexes,
+    /// TOAST table and index, linked sequences).
+    pub lock_cost: u32,
+    /// Views: `security_invoker` is set (PostgreSQL 15+).
+    pub security_invoker: bool,
+}
+
+impl Relation {
+    pub fn is_sequence(&self) -> bool {
+        self.kind == 'S'
+    }
+
+    /// `"schema"."name"`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", dbenv::quote_ident(&self.schema), dbenv::quote_ident(&self.name))
+    }
+
+    /// The keyword `ALTER … OWNER` needs.
+    pub fn alter_keyword(&self) -> &'static str {
+        match self.kind {
+            'v' => "VIEW",
+            'm' => "MATERIALIZED VIEW",
+            'f' => "FOREIGN TABLE",
+            'S' => "SEQUENCE",
+            _ => "TABLE",
+        }
+    }
+
+    /// A word for reports.
+    pub fn noun(&self) -> &'static str {
+        match self.kind {
+            'v' => "view",
+            'm' => "materialized view",
+            'f' => "foreign table",
+            'S' => "sequence",
+            'p' => "partitioned table",
+            _ => "table",
+        }
+    }
+}
+
+/// A column-level ACL (`pg_attribute.attacl`) in a managed schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnAcl {
+    pub table_oid: i64,
+    pub column: String,
+    pub acl: Vec<AclItem>,
+}
+
+/// Any other object that must change owner: owned by a runtime role
+/// anywhere in the database, or by anyone but the migrator in a managed
+/// schema. Relations of managed schemas are in [`Relation`] instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedObject {
+    /// The system catalog, e.g. `pg_proc`.
+    pub catalog: String,
+    pub oid: i64,
+    pub owner: String,
+    /// `pg_identify_object(...).type`, e.g. `function`, `type`, `extension`.
+    pub kind: String,
+    pub schema: Option<String>,
+    /// `pg_identify_object(...).identity`: quoted and qualified, usable in SQL.
+    pub identity: String,
+    /// Functions and types: their ACL (the old owner may need EXECUTE/USAGE back).
+    pub acl: Option<Vec<AclItem>>,
+    pub security_definer: bool,
+}
+
+/// A `pg_default_acl` row of one of the three roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultAcl {
+    pub role: String,
+    /// `None`: for all schemas.
+    pub schema: Option<String>,
+    /// `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects.
+    pub objtype: char,
+    pub acl: Vec<AclItem>,
+}
+
+/// The state of the app database (or of `template1`, which a new database
+/// copies, when it does not exist yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbContents {
+    pub schemas: Vec<Schema>,
+    pub relations: Vec<Relation>,
+    pub columns: Vec<ColumnAcl>,
+    pub objects: Vec<OwnedObject>,
+    pub default_acls: Vec<DefaultAcl>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// `server_version_num`, e.g. 150018.
+    pub server_version: i32,
+    pub admin: Admin,
+    pub roles: BTreeMap<String, RoleRow>,
+    pub memberships: Vec<Membership>,
+    /// The app database, when it exists.
+    pub database: Option<Database>,
+    /// Other databases owned by the runtime roles (`REASSIGN OWNED` would take them).
+    pub other_databases: Vec<Database>,
+    pub tablespaces: Vec<Tablespace>,
+    pub db: DbContents,
+}
+
+impl Snapshot {
+    pub fn major(&self) -> i32 {
+        self.server_version / 10000
+    }
+}
+
+/// Reads the cluster-wide part through `cluster` (any database) and the
+/// database part through `db` (the app database, or `template1`).
+/// `login_dsn` is where a role may try its password when `pg_authid` is
+/// unreadable.
+pub fn read(
+    cluster: &mut Client,
+    db: &mut Client,
+    model: &Model,
+    login_dsn: &Dsn,
+    can_silence_log: bool,
+) -> Result<Snapshot> {
+    let names = model.role_names();
+    let runtime = model.runtime_names();
+    let row = cluster
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_user::text, r.rolsuper, r.rolcreaterole, \
+                    r.rolcreatedb, r.rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT'), \
+                    current_setting('log_statement') \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .context("read the admin role")?;
+    let server_version: i32 = row.get(0);
+    let mut admin = Admin {
+        name: row.get(1),
+        superuser: row.get(2),
+        createrole: row.get(3),
+        createdb: row.get(4),
+        bypassrls: row.get(5),
+        reads_authid: row.get(6),
+        access: BTreeMap::new(),
+        can_silence_log,
+        log_statement: row.get(7),
+    };
+
+    let mut roles = BTreeMap::new();
+    for row in cluster.query(
+        "SELECT rolname::text, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin, rolbypassrls, \
+                pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, 'MEMBER') \
+         FROM pg_roles WHERE rolname = ANY($1)",
+        &[&names],
+    )? {
+        let name: String = row.get(0);
+        roles.insert(
+            name.clone(),
+            RoleRow {
+                name: name.clone(),
+                superuser: row.get(1),
+                createdb: row.get(2),
+                createrole: row.get(3),
+                replication: row.get(4),
+                login: row.get(5),
+                bypassrls: row.get(6),
+                password: StoredPassword::Unknown,
+                login_check: None,
+            },
+        );
+        admin.access.insert(name, RoleAccess { usage: row.get(7), set: row.get(8), admin: false });
+    }
+    if admin.reads_authid {
+        for row in
+            cluster.query("SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1)", &[&names])?
+        {
+            let name: String = row.get(0);
+            let stored: Option<String> = row.get(1);
+            if let Some(role) = roles.get_mut(&name) {
+                role.password = StoredPassword::from_catalog(stored.as_deref());
+            }
+        }
+    } else {
+        for spec in model.roles() {
+            if let Some(role) = roles.get_mut(&spec.name) {
+                role.login_check = login_works(login_dsn, &spec.name, &spec.password);
+            }
+        }
+    }
+
+    // PostgreSQL 16 split membership into INHERIT/SET/ADMIN options and
+    // records one row per grantor.
+    let membership_sql = "SELECT r.rolname::text, m.rolname::text, coalesce(g.rolname::text, ''), am.admin_option \
+         FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles m ON m.oid = am.member \
+         LEFT JOIN pg_roles g ON g.oid = am.grantor \
+         WHERE m.rolname = ANY($1) OR r.rolname = ANY($1) OR m.rolname = current_user";
+    let mut memberships = Vec::new();
+    for row in cluster.query(membership_sql, &[&names])? {
+        let membership =
+            Membership { role: row.get(0), member: row.get(1), grantor: row.get(2), admin_option: row.get(3) };
+        if membership.member == admin.name {
+            if let Some(access) = admin.access.get_mut(&membership.role) {
+                access.admin |= membership.admin_option;
+            }
+        }
+        if names.contains(&membership.member) || names.contains(&membership.role) {
+            memberships.push(membership);
+        }
+    }
+    if server_version >= 160000 {
+        // Since 16, SET is its own option: MEMBER says nothing about it.
+        for row in cluster.query(
+            "SELECT rolname::text, pg_has_role(current_user, oid, 'SET') FROM pg_roles WHERE rolname = ANY($1)",
+            &[&names],
+        )? {
+            let name: String = row.get(0);
+            if let Some(access) = admin.access.get_mut(&name) {
+                access.set = row.get(1);
+            }
+        }
+    }
+    if admin.superuser {
+        for access in admin.access.values_mut() {
+            *access = RoleAccess { usage: true, set: true, admin: true };
+        }
+    }
+
+    let mut database = None;
+    let mut other_databases = Vec::new();
+    for row in cluster.query(
+        "SELECT datname::text, pg_get_userbyid(datdba)::text, coalesce(datacl, acldefault('d', datdba))::text[] \
+         FROM pg_database WHERE datname = $1 OR pg_get_userbyid(datdba) = ANY($2) ORDER BY datname",
+        &[&model.db_name, &runtime],
+    )? {
+        let db = Database { name: row.get(0), owner: row.get(1), acl: parse_acl(&row.get::<_, Vec<String>>(2))? };
+        if db.name == model.db_name {
+            database = Some(db);
+        } else {
+            other_databases.push(db);
+        }
+    }
+    let mut tablespaces = Vec::new();
+    for row in cluster.query(
+        "SELECT spcname::text, pg_get_userbyid(spcowner)::text, coalesce(spcacl, acldefault('t', spcowner))::text[] \
+         FROM pg_tablespace WHERE pg_get_userbyid(spcowner) = ANY($1) ORDER BY spcname",
+        &[&runtime],
+    )? {
+        tablespaces.push(Tablespace {
+            name: row.get(0),
+            owner: row.get(1),
+            acl: parse_acl(&row.get::<_, Vec<String>>(2))?,
+        });
+    }
+
+    let db_contents = read_db(db, model, server_version)?;
+    Ok(Snapshot { server_version, admin, roles, memberships, database, other_databases, tablespaces, db: db_contents })
+}
+
+/// The database part: five queries, whatever the number of objects.
+pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<DbContents> {
+    let managed = model.managed_schemas();
+    let runtime = model.runtime_names();
+    let migrator = &model.migrator.name;
+
+    let mut schemas = Vec::new();
+    for row in db.query(
+        "SELECT nspname::text, pg_get_userbyid(nspowner)::text, coalesce(nspacl, acldefault('n', nspowner))::text[] \
+         FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname",
+        &[&managed],
+    )? {
+        schemas.push(Schema { name: row.get(0), owner: row.get(1), acl: parse_acl(&row.get::<_, Vec<String>>(2))? });
+    }
+
+    let mut relations = Vec::new();
+    for row in db
+        .query(
+            "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text, \
+                coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))::text[], \
+                (SELECT d.refobjid::int8 FROM pg_depend d \
+                  WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), \
+                (1 + (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) \
+                   + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END \
+                   + (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid \
+                       AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))::int4, \
+                coalesce(c.reloptions::text[], '{}') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
+                               AND e.objid = c.oid AND e.deptype = 'e') \
+             ORDER BY n.nspname, c.relname",
+            &[&managed],
+        )
+        .context("read the relations of the managed schemas")?
+    {
+        let kind: String = row.get(3);
+        let options: Vec<String> = row.get(8);
+        relations.push(Relation {
+            oid: row.get(0),
+            schema: row.get(1),
+            name: row.get(2),
+            kind: kind.chars().next().unwrap_or('?'),
+            owner: row.get(4),
+            acl: parse_acl(&row.get::<_, Vec<String>>(5))?,
+            owned_by: row.get(6),
+            lock_cost: row.get::<_, i32>(7).max(1) as u32,
+            security_invoker: options.iter().any(|o| {
+                o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && matches!(v, "true" | "on" | "1" | "yes"))
+            }),
+        });
+    }
+
+    let mut columns = Vec::new();
+    for row in db.query(
+        "SELECT a.attrelid::int8, a.attname::text, a.attacl::text[] \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = ANY($1) AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attrelid, a.attnum",
+        &[&managed],
+    )? {
+        columns.push(ColumnAcl {
+            table_oid: row.get(0),
+            column: row.get(1),
+            acl: parse_acl(&row.get::<_, Vec<String>>(2))?,
+        });
+    }
+
+    // Every non-relation object of the managed schemas not owned by the
+    // migrator, plus everything the runtime roles own anywhere in this
+    // database (pg_shdepend; the bootstrap superuser's objects are not
+    // recorded there, which is why the managed schemas are scanned too).
+    let multirange_filter = if server_version >= 140000 {
+        "AND NOT EXISTS (SELECT 1 FROM pg_range g WHERE g.rngmultitypid = t.oid)"
+    } else {
+        ""
+    };
+    let objects_sql = format!(
+        "WITH managed AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)), \
+         candidates(classid, objid, owner) AS ( \
+           SELECT 'pg_proc'::regclass, p.oid, p.proowner FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_type'::regclass, t.oid, t.typowner FROM pg_type t \
+             WHERE t.typnamespace IN (SELECT oid FROM managed) \
+               AND (t.typrelid = 0 OR EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid AND r.relkind = 'c')) \
+               AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid) {multirange_filter} \
+           UNION ALL SELECT 'pg_collation'::regclass, oid, collowner FROM pg_collation WHERE collnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_conversion'::regclass, oid, conowner FROM pg_conversion WHERE connamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_operator'::regclass, oid, oprowner FROM pg_operator WHERE oprnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_opclass'::regclass, oid, opcowner FROM pg_opclass WHERE opcnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfowner FROM pg_opfamily WHERE opfnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgowner FROM pg_ts_config WHERE cfgnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictowner FROM pg_ts_dict WHERE dictnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxowner FROM pg_statistic_ext WHERE stxnamespace IN (SELECT oid FROM managed) \
+           UNION ALL SELECT s.classid, s.objid, s.refobjid FROM pg_shdepend s \
+             WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass \
+               AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
+               AND s.classid <> 'pg_default_acl'::regclass \
+         ) \
+         SELECT DISTINCT c.classid::regclass::text, c.objid::int8, pg_get_userbyid(c.owner)::text, o.type, o.schema, o.identity, \
+                CASE WHEN c.classid = 'pg_proc'::regclass THEN \
+                       (SELECT coalesce(p.proacl, acldefault('f', p.proowner))::text[] FROM pg_proc p WHERE p.oid = c.objid) \
+                     WHEN c.classid = 'pg_type'::regclass THEN \
+                       (SELECT coalesce(t.typacl, acldefault('T', t.typowner))::text[] FROM pg_type t WHERE t.oid = c.objid) END, \
+                coalesce((SELECT p.prosecdef FROM pg_proc p WHERE c.classid = 'pg_proc'::regclass AND p.oid = c.objid), false) \
+         FROM candidates c CROSS JOIN LATERAL pg_identify_object(c.classid, c.objid, 0) o \
+         WHERE pg_get_userbyid(c.owner) <> $3 \
+           AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = c.classid AND e.objid = c.objid AND e.deptype = 'e') \
+           AND (o.schema IS NULL OR (o.schema NOT LIKE 'pg\\_temp\\_%' AND o.schema NOT LIKE 'pg\\_toast\\_temp\\_%')) \
+         ORDER BY 1, 2"
+    );
+    let mut objects = Vec::new();
+    for row in db.query(&objects_sql, &[&managed, &runtime, migrator]).context("read object owners")? {
+        let acl: Option<Vec<String>> = row.get(6);
+        objects.push(OwnedObject {
+            catalog: row.get(0),
+            oid: row.get(1),
+            owner: row.get(2),
+            kind: row.get(3),
+            schema: row.get(4),
+            identity: row.get(5),
+            acl: acl.map(|items| parse_acl(&items)).transpose()?,
+            security_definer: row.get(7),
+        });
+    }
+
+    let mut default_acls = Vec::new();
+    for row in db.query(
+        "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text, d.defaclacl::text[] \
+         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
+         WHERE pg_get_userbyid(d.defaclrole) = ANY($1) ORDER BY 1, 2, 3",
+        &[&model.role_names()],
+    )? {
+        let objtype: String = row.get(2);
+        default_acls.push(DefaultAcl {
+            role: row.get(0),
+            schema: row.get(1),
+            objtype: objtype.chars().next().unwrap_or('?'),
+            acl: parse_acl(&row.get::<_, Vec<String>>(3))?,
+        });
+    }
+    Ok(DbContents { schemas, relations, columns, objects, default_acls })
+}
+
+/// Tries a SCRAM login as `role`: `Some(true)` when the password is
+/// accepted (any error after authentication counts), `Some(false)` when it
+/// is refused, `None` when the answer says nothing about the password.
+fn login_works(dsn: &Dsn, role: &str, password: &Secret) -> Option<bool> {
+    let mut login = dsn.clone();
+    login.user = Some(role.to_string());
+    login.password = Some(password.clone());
+    match dbenv::pg_config(&login).connect(postgres::NoTls) {
+        Ok(_) => Some(true),
+        Err(error) => match error.code() {
+            Some(code) if *code == SqlState::INVALID_PASSWORD => Some(false),
+            Some(code) if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => None,
+            Some(_) => Some(true),
+            None => None,
+        },
+    }
+}

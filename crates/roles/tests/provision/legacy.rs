@@ -1,0 +1,245 @@
+//! Converting a live database in the upstream (legacy) shape, where
+//! `app_user` owns the database and everything its migrations created.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::common::{sqlstate, Fixture, Recorder, DB};
+use roles::{Phase, Reporter, Step};
+
+const TENANT_A: &str = "00000000-0000-4000-a000-00000000000a";
+const TENANT_B: &str = "00000000-0000-4000-a000-00000000000b";
+
+/// Builds the database the way upstream's `provision.sh` and migrations run
+/// as `app_user` did, with data in it.
+fn build_legacy(fx: &Fixture) {
+    let mut admin = fx.admin("postgres");
+    admin
+        .batch_execute(
+            "CREATE ROLE app_user LOGIN PASSWORD 'password'; \
+             CREATE ROLE app_service LOGIN BYPASSRLS PASSWORD 'service_password';",
+        )
+        .unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {DB} OWNER app_user")).unwrap();
+    fx.admin(DB)
+        .batch_execute(
+            "ALTER SCHEMA public OWNER TO app_user; \
+             GRANT USAGE, CREATE ON SCHEMA public TO app_user; \
+             GRANT CONNECT ON DATABASE cogni_template_test TO app_service; \
+             GRANT USAGE ON SCHEMA public TO app_service; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE app_user IN SCHEMA public \
+               GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_user, app_service; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE app_user IN SCHEMA public \
+               GRANT USAGE, SELECT ON SEQUENCES TO app_user, app_service;",
+        )
+        .unwrap();
+    // The migrations, run as app_user.
+    fx.connect_as("app_user", "password")
+        .batch_execute(&format!(
+            "CREATE EXTENSION citext; \
+             CREATE TYPE account_kind AS ENUM ('personal', 'system'); \
+             CREATE TABLE users (id uuid PRIMARY KEY, email citext NOT NULL, kind account_kind NOT NULL DEFAULT 'personal'); \
+             CREATE TABLE billing_accounts (id serial PRIMARY KEY, owner_user_id uuid NOT NULL REFERENCES users(id), slug text); \
+             CREATE TABLE credit_ledger (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+                                         billing_account_id int NOT NULL REFERENCES billing_accounts(id), amount int); \
+             CREATE TABLE events (id bigserial, at date NOT NULL, note text) PARTITION BY RANGE (at); \
+             CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
+             CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01'); \
+             CREATE FUNCTION current_app_user() RETURNS uuid LANGUAGE sql STABLE \
+               AS $$ SELECT nullif(current_setting('app.current_user_id', true), '')::uuid $$; \
+             CREATE VIEW user_emails AS SELECT id, email FROM users; \
+             CREATE SCHEMA drizzle; \
+             CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint); \
+             INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('aa', 1700000000000), ('bb', 1700000000001); \
+             INSERT INTO users VALUES ('{TENANT_A}', 'a@example.com', 'personal'), ('{TENANT_B}', 'B@example.com', 'system'); \
+             INSERT INTO billing_accounts (owner_user_id, slug) VALUES ('{TENANT_A}', 'a'), ('{TENANT_B}', 'b'); \
+             INSERT INTO credit_ledger (billing_account_id, amount) VALUES (1, 10), (2, 20); \
+             INSERT INTO events (at, note) VALUES ('2026-05-01', 'x'), ('2027-05-01', 'y'); \
+             ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY; \
+             CREATE POLICY users_self ON users USING (id = current_app_user()) WITH CHECK (id = current_app_user()); \
+             ALTER TABLE billing_accounts ENABLE ROW LEVEL SECURITY; ALTER TABLE billing_accounts FORCE ROW LEVEL SECURITY; \
+             CREATE POLICY billing_owner ON billing_accounts USING (owner_user_id = current_app_user()) \
+               WITH CHECK (owner_user_id = current_app_user());"
+        ))
+        .unwrap();
+}
+
+/// What the app does on every request, as `app_user` for tenant A.
+fn app_works(fx: &Fixture) {
+    let mut app = fx.runtime();
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute(&format!("SELECT set_config('app.current_user_id', '{TENANT_A}', true)")).unwrap();
+    let visible: i64 = tx.query_one("SELECT count(*) FROM users", &[]).unwrap().get(0);
+    assert_eq!(visible, 1, "RLS shows tenant A only");
+    tx.batch_execute(&format!(
+        "INSERT INTO billing_accounts (owner_user_id, slug) VALUES ('{TENANT_A}', 'more'); \
+         INSERT INTO credit_ledger (billing_account_id, amount) VALUES (1, 1); \
+         INSERT INTO events (at, note) VALUES ('2026-06-01', 'z'); \
+         SELECT * FROM user_emails; SELECT * FROM events_2026;"
+    ))
+    .unwrap();
+    tx.rollback().unwrap();
+}
+
+fn assert_converted(fx: &Fixture) {
+    let mut admin = fx.admin(DB);
+    // app_user and app_service own nothing at all, in any database.
+    let owned: Vec<String> = admin
+        .query(
+            "SELECT coalesce(d.datname, '(shared)') || ': ' || coalesce(o.type || ' ' || o.identity, s.classid::regclass::text) \
+             FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid \
+             LEFT JOIN LATERAL pg_identify_object(s.classid, s.objid, 0) o ON s.dbid IN (0, \
+               (SELECT oid FROM pg_database WHERE datname = current_database())) \
+             WHERE s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass \
+               AND s.refobjid IN ('app_user'::regrole, 'app_service'::regrole)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(owned.is_empty(), "still owned by the runtime roles: {owned:?}");
+    let database_owner: String = admin
+        .query_one("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(database_owner, "app_migrator");
+    let extension_owner: String = admin
+        .query_one("SELECT pg_get_userbyid(extowner)::text FROM pg_extension WHERE extname = 'citext'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(extension_owner, "app_migrator");
+    let legacy_defaults: i64 = admin
+        .query_one("SELECT count(*) FROM pg_default_acl WHERE defaclrole = 'app_user'::regrole", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(legacy_defaults, 0);
+
+    // Data and history intact.
+    let counts: Vec<i64> = admin
+        .query_one(
+            "SELECT ARRAY[(SELECT count(*) FROM users), (SELECT count(*) FROM billing_accounts), \
+                          (SELECT count(*) FROM credit_ledger), (SELECT count(*) FROM events), \
+                          (SELECT count(*) FROM drizzle.__drizzle_migrations WHERE hash IN ('aa', 'bb'))]",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(counts, [2, 2, 2, 2, 2]);
+
+    // The app still works; DDL does not.
+    app_works(fx);
+    let mut app = fx.runtime();
+    for sql in [
+        "CREATE TABLE _test_ddl_check (id int)",
+        "DROP TABLE users",
+        "DROP TYPE account_kind CASCADE",
+        "DROP FUNCTION current_app_user() CASCADE",
+        "DROP EXTENSION citext CASCADE",
+        "ALTER TABLE users DISABLE ROW LEVEL SECURITY",
+        "DROP POLICY users_self ON users",
+        "TRUNCATE events",
+        "CREATE TEMP TABLE t (id int)",
+        "SELECT * FROM drizzle.__drizzle_migrations",
+    ] {
+        assert_eq!(sqlstate(&mut app, sql).as_deref(), Some("42501"), "{sql}");
+    }
+    // Without the setting, RLS shows app_user nothing, also through the view.
+    let unset: Vec<i64> = app
+        .query_one("SELECT ARRAY[(SELECT count(*) FROM users), (SELECT count(*) FROM user_emails)]", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(unset, [0, 0]);
+
+    // The workers' role still reads every row.
+    let service: i64 = fx.service().query_one("SELECT count(*) FROM users", &[]).unwrap().get(0);
+    assert_eq!(service, 2);
+}
+
+#[test]
+fn a_legacy_database_is_converted_in_place() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    app_works(&fx);
+    let recorder = Recorder::default();
+    let outcome = roles::provision(&fx.settings(), &roles::Options::default(), &mut recorder.clone()).unwrap();
+    assert!(outcome.applied);
+    let log = recorder.text();
+    assert!(log.contains("owner of table `public.users`: `app_user` → `app_migrator` (grants restored)"), "{log}");
+    assert!(
+        log.contains("owner of view `public.user_emails`: `app_user` → `app_migrator` with security_invoker"),
+        "{log}"
+    );
+    assert!(log.contains("owner of function `public.current_app_user()`"), "{log}");
+    assert!(log.contains("REASSIGN OWNED BY \"app_user\" TO \"app_migrator\""), "{log}");
+    assert_converted(&fx);
+    assert!(fx.provision().plan.is_empty());
+}
+
+/// Stops the run after a given number of committed ownership batches, the
+/// way Ctrl-C would.
+struct StopAfter {
+    batches: usize,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Reporter for StopAfter {
+    fn progress(&mut self, phase: Phase, done: usize, _total: usize) {
+        if phase == Phase::Ownership && done >= self.batches {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+    fn applied(&mut self, _step: &Step) {}
+}
+
+#[test]
+fn an_interrupted_conversion_leaves_a_working_app_and_the_next_run_finishes() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    let cancel = Arc::new(AtomicBool::new(false));
+    // One table per transaction, stopped after three of them.
+    let options = roles::Options { lock_budget: 1, cancel: Some(cancel.clone()), ..Default::default() };
+    let error = roles::provision(&fx.settings(), &options, &mut StopAfter { batches: 3, cancel }).unwrap_err();
+    assert!(format!("{error:#}").contains("interrupted"), "{error:#}");
+
+    // Half-way: some tables moved, some not, and the app works.
+    let moved: i64 = fx
+        .admin(DB)
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relowner = 'app_migrator'::regrole AND relkind IN ('r', 'p')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(moved >= 1, "some tables changed owner before the interruption");
+    let still_legacy: i64 = fx
+        .admin(DB)
+        .query_one("SELECT count(*) FROM pg_class WHERE relowner = 'app_user'::regrole AND relkind IN ('r', 'p')", &[])
+        .unwrap()
+        .get(0);
+    assert!(still_legacy >= 1, "the interruption came before the end");
+    app_works(&fx);
+
+    fx.provision();
+    assert_converted(&fx);
+}
+
+#[test]
+fn objects_outside_the_app_schemas_stop_the_run_before_any_change() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    fx.connect_as("app_user", "password")
+        .batch_execute("CREATE SCHEMA reporting; CREATE TABLE reporting.daily (d date)")
+        .unwrap();
+    let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert!(message.contains("`app_user` owns table `reporting.daily` in schema `reporting`"), "{message}");
+    assert!(message.contains("add `reporting` to APP_DB_SCHEMAS"), "{message}");
+    let migrator: i64 = fx
+        .admin("postgres")
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'app_migrator'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(migrator, 0);
+}

@@ -1,0 +1,7 @@
+//! `db-provision` against real PostgreSQL servers, one throwaway cluster per test.
+
+mod common;
+mod fresh;
+mod input;
+mod legacy;
+mod passwords;
