@@ -633,7 +633,8 @@ mod tests {
 
     #[test]
     fn disagreements_name_both_variables_and_never_a_password() {
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 &[("APP_DB_USER", "someone_else")],
                 &["DATABASE_URL logs in as `app_user` but APP_DB_USER is `someone_else`"],
