@@ -1,0 +1,76 @@
+//! `cargo xtask db-provision`: converge the database to the three-role model.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
+
+use crate::flags::DbProvision;
+use crate::report::{print_plan, Terminal};
+
+pub fn run(env_file: &Path, flags: &DbProvision) -> Result<ExitCode> {
+    let settings = load_settings(env_file)?;
+    if !(flags.lock_timeout > 0.0 && flags.lock_timeout.is_finite()) {
+        anyhow::bail!("--lock-timeout must be a positive number of seconds");
+    }
+    let options = roles::Options {
+        dry_run: flags.dry_run,
+        lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
+        ..Default::default()
+    };
+    provision(&settings, &options)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the env file (process environment first) into validated settings,
+/// refusing files that would give one role two passwords.
+pub fn load_settings(env_file: &Path) -> Result<Settings> {
+    let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
+    let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
+    let settings = Settings::from_env(&vars).with_context(|| match vars.file() {
+        Some(file) => format!("read the settings from `{}` and the process environment", file.display()),
+        None => format!("`{}` does not exist, so the settings come from the process environment", env_file.display()),
+    })?;
+    check_sibling_env_files(env_file, &vars, ProcessEnv::Include)?;
+    Ok(settings)
+}
+
+/// Runs provisioning with terminal output; shared with `db-setup`.
+pub fn provision(settings: &Settings, options: &roles::Options) -> Result<()> {
+    let mut terminal = Terminal::new(false);
+    println!(
+        "{} `{}` on {} as `{}`",
+        if options.dry_run { "planning (dry run)" } else { "provisioning" },
+        settings.db_name,
+        settings.admin.dsn.address(),
+        settings.admin.name
+    );
+    let outcome = roles::provision(settings, options, &mut terminal)?;
+    let elapsed = terminal.elapsed();
+    if options.dry_run {
+        if outcome.plan.is_empty() {
+            println!("nothing to change: the database matches the model (dry run, {} ms)", elapsed.as_millis());
+        } else {
+            print_plan(&outcome.plan);
+            println!(
+                "dry run: {} changes ({} statements) planned, nothing was changed",
+                outcome.plan.steps.len(),
+                outcome.plan.statement_count()
+            );
+        }
+    } else if outcome.plan.is_empty() {
+        println!("nothing to change: the database matches the model ({} ms, no writes)", elapsed.as_millis());
+    } else {
+        terminal.finish(&outcome.plan);
+        println!(
+            "provisioned `{}`: {} changes, {} statements, verified ({:.2} s)",
+            settings.db_name,
+            outcome.plan.steps.len(),
+            outcome.plan.statement_count(),
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
