@@ -10,6 +10,11 @@ use xshell::{cmd, Shell};
 use crate::flags::Check;
 
 pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
+    // The interop tests read platform/db's npm packages; install them once.
+    if !sh.path_exists("platform/db/node_modules") && cmd!(sh, "npm --version").quiet().ignore_stdout().run().is_ok() {
+        println!("==> npm ci (platform/db)");
+        cmd!(sh, "npm ci --prefix platform/db --no-audit --no-fund").run()?;
+    }
     let nextest = cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok();
     let mut steps: Vec<(&str, xshell::Cmd)> = vec![
         ("format", cmd!(sh, "cargo fmt --all -- --check")),

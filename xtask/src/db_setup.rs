@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::{db_provision, db_up, env};
 use anyhow::{Context, Result};
 use dbenv::Host;
 use pgcluster::{default_base_dir, port_answers, DevServer, PgBin};
-use crate::{db_provision, db_up, env};
 
 pub fn run(env_file: &Path) -> Result<ExitCode> {
     let started = Instant::now();
@@ -18,12 +18,19 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     let settings = db_provision::load_settings(env_file)?;
     println!("==> server");
     let local = Host::Tcp(settings.host.clone()).is_local();
-    if local && !port_answers(&settings.host, settings.port) {
-        let server = DevServer::new(PgBin::find()?, default_base_dir(settings.port), settings.port)?;
-        let password = settings.admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
-        db_up::start(&server, &settings.host, &settings.admin.name, &password).context("start the local server")?;
-    } else {
-        println!("using the server on {}:{}", settings.host, settings.port);
+    let answers = port_answers(&settings.host, settings.port);
+    match (local, PgBin::find()) {
+        (true, Ok(bin)) => {
+            // db-up's own checks: its server already runs, another server
+            // answers on the port, or it starts one (creating it first).
+            let server = DevServer::new(bin, default_base_dir(settings.port), settings.port)?;
+            let password = settings.admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            db_up::start(&server, &settings.host, &settings.admin.name, &password).context("start the local server")?;
+        }
+        (true, Err(error)) if !answers => {
+            return Err(error.context("nothing answers on DB_PORT and db-up cannot start a server"))
+        }
+        _ => println!("using the server on {}:{}", settings.host, settings.port),
     }
 
     println!("==> provision");

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::flags::EnvCmd;
 use anyhow::{bail, Result};
 use dbenv::envfile::{sync_env_files, FileAction, MANAGED_FILES};
 use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
-use crate::flags::EnvCmd;
 
 pub fn run(env_file: &Path, flags: &EnvCmd) -> Result<ExitCode> {
     let dir = directory_of(env_file);

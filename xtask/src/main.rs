@@ -8,6 +8,8 @@ mod db_up;
 mod env;
 mod flags;
 mod report;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

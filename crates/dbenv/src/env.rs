@@ -516,11 +516,13 @@ pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> 
 
 /// The role passwords an env file would provision, by role name: what must
 /// agree between `.env.local` and `.env.test` on one server.
-pub fn role_passwords(vars: &EnvVars) -> Vec<(String, &'static str, Secret)> {
+pub fn role_passwords(vars: &EnvVars) -> Result<Vec<(String, &'static str, Secret)>> {
     RoleKind::ALL
         .iter()
-        .filter_map(|kind| role_creds(vars, *kind, None, None, None).ok())
-        .map(|creds| (creds.name, creds.kind.password_var(), creds.password))
+        .map(|kind| {
+            let creds = role_creds(vars, *kind, None, None, None)?;
+            Ok((creds.name, creds.kind.password_var(), creds.password))
+        })
         .collect()
 }
 
@@ -535,7 +537,7 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
     let Ok(this_server) = server_address(vars) else {
         return Ok(());
     };
-    let mine = role_passwords(vars);
+    let mine = role_passwords(vars)?;
     let mut conflicts = Vec::new();
     for other_name in ENV_FILES.iter().filter(|name| **name != this_name) {
         let other_path = dir.join(other_name);
@@ -546,7 +548,8 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
         if server_address(&other).ok().as_ref() != Some(&this_server) {
             continue;
         }
-        for (name, other_var, other_password) in role_passwords(&other) {
+        let theirs = role_passwords(&other).with_context(|| format!("read the roles of `{}`", other_path.display()))?;
+        for (name, other_var, other_password) in theirs {
             if let Some((_, var, password)) = mine.iter().find(|(n, _, _)| *n == name) {
                 if *password != other_password {
                     conflicts.push(format!(

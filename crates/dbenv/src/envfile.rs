@@ -273,6 +273,13 @@ pub fn quote_value(key: &str, value: &str) -> Result<String> {
              choose a value without it (inside a DSN, percent-encode it)"
         );
     }
+    // docker-compose 1.x expands `${NAME}` even inside single quotes.
+    if value.contains("${") {
+        bail!(
+            "{key} contains `${{`, which docker compose expands even in single quotes; choose a value \
+             without it (inside a DSN, percent-encode it)"
+        );
+    }
     Ok(format!("'{value}'"))
 }
 
@@ -418,7 +425,7 @@ mod tests {
 
     #[test]
     fn values_single_quotes_cannot_carry_are_refused() {
-        for value in ["it's", "back\\slash", "two\nlines"] {
+        for value in ["it's", "back\\slash", "two\nlines", "pa${PATH}"] {
             let error = quote_value("APP_DB_PASSWORD", value).unwrap_err().to_string();
             assert!(error.starts_with("APP_DB_PASSWORD contains"), "{error}");
         }

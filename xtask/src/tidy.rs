@@ -1,0 +1,139 @@
+//! Tidy checks: project-wide rules kept as ordinary tests (rust-analyzer's
+//! `xtask/src/tidy.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::CommandFactory;
+
+use crate::{flags, project_root};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && name != "target" && name != "node_modules" && !name.to_string_lossy().starts_with('.') {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_says_what_it_is_for() {
+    let root = project_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    rust_files(&root.join("xtask"), &mut files);
+    assert!(files.len() > 10);
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|path| !std::fs::read_to_string(path).unwrap().starts_with("//!"))
+        .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` first line: {missing:?}");
+}
+
+#[test]
+fn the_readme_shows_every_command() {
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    for command in flags::Xtask::command().get_subcommands() {
+        let name = command.get_name();
+        assert!(readme.contains(&format!("cargo xtask {name}")), "README.md does not show `cargo xtask {name}`");
+    }
+    assert!(readme.contains("cargo xtask db-setup") && readme.contains("cargo xtask check"));
+}
+
+#[test]
+fn the_env_examples_are_valid_and_agree() {
+    let root = project_root();
+    for example in [".env.local.example", ".env.test.example"] {
+        let vars = dbenv::EnvVars::load(&root.join(example), true, dbenv::ProcessEnv::Ignore).unwrap();
+        let settings = dbenv::Settings::from_env(&vars).unwrap();
+        assert!(settings.migrator.dsn_given, "{example} has DATABASE_MIGRATOR_URL");
+        assert_eq!(settings.port, 55432);
+    }
+    let local = dbenv::read_env_file(&root.join(".env.local.example")).unwrap();
+    let test = dbenv::read_env_file(&root.join(".env.test.example")).unwrap();
+    for key in ["APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "APP_DB_MIGRATOR_PASSWORD", "POSTGRES_ROOT_PASSWORD"] {
+        assert_eq!(local[key], test[key], "{key} must agree between the examples");
+    }
+    assert_eq!(local["APP_DB_NAME"], "cogni_template_dev");
+    assert_eq!(test["APP_DB_NAME"], "cogni_template_stack_test");
+}
+
+#[test]
+fn the_container_entry_point_runs_the_rust_code_and_holds_no_sql() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = project_root().join("platform/infra/services/runtime/postgres-init/provision.sh");
+    let script = std::fs::read_to_string(&path).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0, "provision.sh is executable");
+    let code: Vec<&str> = script.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
+    assert_eq!(code, ["set -eu", "exec xtask db-provision \"$@\""]);
+    let upper = script.to_uppercase();
+    for sql in ["CREATE ROLE", "GRANT ", "ALTER ", "PSQL"] {
+        assert!(!upper.contains(sql), "provision.sh must not carry SQL ({sql})");
+    }
+}
+
+/// The environment block of one compose service: `KEY` names under
+/// `environment:` (a plain text reading, enough for this file's layout).
+fn service_environment(compose: &str, service: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let (mut in_service, mut in_env) = (false, false);
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent == 2 {
+            in_service = trimmed == format!("{service}:");
+            in_env = false;
+        } else if in_service && indent == 4 {
+            in_env = trimmed == "environment:";
+        } else if in_service && in_env && indent == 6 {
+            keys.push(trimmed.split(':').next().unwrap().to_string());
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_compose_file_gives_db_migrate_only_the_migrator_dsn() {
+    let root = project_root();
+    let file = root.join("platform/infra/services/runtime/docker-compose.dev.yml");
+    let compose = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        service_environment(&compose, "db-migrate"),
+        ["DATABASE_MIGRATOR_URL", "DRIZZLE_MIGRATIONS_SCHEMA", "DRIZZLE_MIGRATIONS_TABLE"]
+    );
+    let provision = service_environment(&compose, "db-provision");
+    assert!(provision.contains(&"APP_DB_MIGRATOR_PASSWORD".to_string()));
+    assert!(!provision.iter().any(|k| k.starts_with("DATABASE_")), "{provision:?}");
+    assert!(compose.contains("\"127.0.0.1:55432:5432\""));
+
+    // docker-compose 1.29 validates the file (no engine needed).
+    let available = Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var_os("XTASK_REQUIRE_TOOLS").is_none(),
+            "docker-compose is required (`.ci/run` installs it)"
+        );
+        eprintln!("SKIPPED: docker-compose is not installed; the compose file was only read as text");
+        return;
+    }
+    let output = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .arg("--env-file")
+        .arg(root.join(".env.local.example"))
+        .args(["--profile", "bootstrap", "config", "--services"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut services: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(String::from).collect();
+    services.sort();
+    assert_eq!(services, ["db-migrate", "db-provision", "postgres"]);
+}
