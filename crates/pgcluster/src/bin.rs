@@ -20,10 +20,16 @@ impl PgBin {
     /// Finds the binaries: `PG_BIN`, then `pg_config --bindir`, then the
     /// newest `/usr/lib/postgresql/*/bin` (Debian's layout, not on `PATH`).
     pub fn find() -> Result<PgBin> {
-        if let Some(dir) = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()) {
-            return PgBin::from_dir(Path::new(&dir)).context("PG_BIN does not hold the PostgreSQL server binaries");
+        let pg_bin = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()).map(PathBuf::from);
+        PgBin::find_in(pg_bin.as_deref(), Some("pg_config"), Path::new("/usr/lib/postgresql"))
+    }
+
+    /// [`PgBin::find`] with its three sources given explicitly.
+    pub fn find_in(pg_bin: Option<&Path>, pg_config: Option<&str>, versions_dir: &Path) -> Result<PgBin> {
+        if let Some(dir) = pg_bin {
+            return PgBin::from_dir(dir).context("PG_BIN does not hold the PostgreSQL server binaries");
         }
-        if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        if let Some(Ok(output)) = pg_config.map(|program| Command::new(program).arg("--bindir").output()) {
             if output.status.success() {
                 let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
                 if let Ok(bin) = PgBin::from_dir(&dir) {
@@ -31,7 +37,7 @@ impl PgBin {
                 }
             }
         }
-        let mut found: Vec<PgBin> = std::fs::read_dir("/usr/lib/postgresql")
+        let mut found: Vec<PgBin> = std::fs::read_dir(versions_dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -42,8 +48,9 @@ impl PgBin {
             Some(bin) => Ok(bin),
             None => bail!(
                 "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found in PG_BIN, `pg_config --bindir` or \
-                 /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: `sudo apt-get install postgresql`, \
-                 macOS: `brew install postgresql@15`) or set PG_BIN to their directory"
+                 {}/*/bin; install them (Debian/Ubuntu: `sudo apt-get install postgresql`, \
+                 macOS: `brew install postgresql@15`) or set PG_BIN to their directory",
+                versions_dir.display()
             ),
         }
     }
@@ -79,6 +86,24 @@ fn parse_major(version: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_binaries_is_an_error_that_says_how_to_install_them() {
+        let empty = std::env::temp_dir().join(format!("pgbin-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = PgBin::find_in(None, None, &empty).unwrap_err().to_string();
+        assert!(error.contains("apt-get install postgresql") && error.contains("PG_BIN"), "{error}");
+        let error = format!("{:#}", PgBin::find_in(Some(&empty), None, &empty).unwrap_err());
+        assert!(error.starts_with("PG_BIN does not hold"), "{error}");
+        std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    #[test]
+    fn finds_the_newest_debian_layout_version() {
+        let Ok(bin) = PgBin::find_in(None, None, Path::new("/usr/lib/postgresql")) else { return };
+        assert!(bin.major >= 13, "{bin:?}");
+        assert_eq!(PgBin::find_in(Some(&bin.dir), None, Path::new("/nonexistent")).unwrap(), bin);
+    }
 
     #[test]
     fn parses_versions() {
