@@ -1,0 +1,1 @@
+ALTER TABLE "execution_requests" ALTER COLUMN "ok" DROP NOT NULL;
