@@ -1,0 +1,17 @@
+//! A migration runner that can swap places with `drizzle-kit migrate`
+//! (0.31.x) at any point: the same folder format, the same decoding,
+//! splitting and hashing, the same bookkeeping rows and the same batch
+//! transaction. Where drizzle is weak it is stricter: a session advisory lock,
+//! hash verification, loud refusal of out-of-order entries, NULL
+//! `created_at`, duplicates and unknown rows, `lock_timeout`, precise errors,
+//! and a positive check that it runs as the migrator.
+
+pub mod bookkeeping;
+pub mod folder;
+pub mod runner;
+pub mod status;
+
+pub use bookkeeping::{Row, Table, TableState};
+pub use folder::{Folder, Migration, BREAKPOINT};
+pub use runner::{migrate, prepare, Config, Outcome, Prepared, Progress, Silent};
+pub use status::{State, Status};

@@ -1,0 +1,385 @@
+//! Applying migrations as the migrator: who we are, the lock, the refusals,
+//! and the batch transaction drizzle uses, with errors that name the
+//! migration, the statement and the SQLSTATE.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, format_err, Context, Result};
+use dbenv::{app_schemas, drizzle_bookkeeping, role_creds, Dsn, EnvVars, RoleKind};
+use postgres::Client;
+
+use crate::bookkeeping::{self, Table, TableState};
+use crate::folder::{Folder, Migration, BREAKPOINT};
+use crate::status::{status, Status};
+
+/// Everything a run needs, from the environment and the flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dsn: Dsn,
+    pub table: Table,
+    pub app_schemas: Vec<String>,
+    /// The runtime and service users when the environment names them: the
+    /// migrator DSN must be neither.
+    pub runtime_users: Vec<(&'static str, String)>,
+    /// `lock_timeout` of the migrating session: a migration never queues
+    /// behind a long lock (and blocks the app behind it) for longer.
+    pub lock_timeout: Duration,
+    /// How long to wait for another run's advisory lock.
+    pub lock_wait: Duration,
+    /// Accept applied migrations whose file changed.
+    pub allow_changed: bool,
+    /// One transaction per migration instead of drizzle's one for the batch.
+    pub per_migration: bool,
+}
+
+impl Config {
+    /// Reads `DATABASE_MIGRATOR_URL` (required: no fallback to
+    /// `DATABASE_URL`), checked against `APP_DB_MIGRATOR_*`, `DB_HOST`,
+    /// `DB_PORT` and `APP_DB_NAME` when those are set.
+    pub fn from_env(vars: &EnvVars) -> Result<Config> {
+        if vars.get("DATABASE_MIGRATOR_URL").is_none() {
+            let hint = match vars.file() {
+                Some(file) => format!("run `cargo xtask env` to add it to `{}`", file.display()),
+                None => "set it, or run `cargo xtask env` to create `.env.local`".to_string(),
+            };
+            bail!(
+                "DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with \
+                 DATABASE_URL; {hint}"
+            );
+        }
+        let port = match vars.get("DB_PORT") {
+            Some(text) => Some(text.parse::<u16>().map_err(|_| format_err!("DB_PORT `{text}` is not a port number"))?),
+            None => None,
+        };
+        let creds = role_creds(vars, RoleKind::Migrator, vars.get("DB_HOST"), port, vars.get("APP_DB_NAME"))?;
+        let mut runtime_users = Vec::new();
+        for kind in [RoleKind::Runtime, RoleKind::Service] {
+            let from_dsn = vars
+                .get(kind.dsn_var())
+                .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
+                .and_then(|dsn| dsn.user)
+                .map(|user| (kind.dsn_var(), user));
+            let from_var = vars.get(kind.user_var()).map(|user| (kind.user_var(), user.to_string()));
+            runtime_users.extend(from_dsn.into_iter().chain(from_var));
+        }
+        let (schema, table) = drizzle_bookkeeping(vars)?;
+        if creds.dsn.dbname.is_none() {
+            bail!("DATABASE_MIGRATOR_URL names no database; append `/<database>`");
+        }
+        Ok(Config {
+            dsn: creds.dsn,
+            table: Table::new(&schema, &table),
+            app_schemas: app_schemas(vars)?,
+            runtime_users,
+            lock_timeout: Duration::from_secs(5),
+            lock_wait: Duration::from_secs(120),
+            allow_changed: false,
+            per_migration: false,
+        })
+    }
+
+    fn db_name(&self) -> &str {
+        self.dsn.dbname.as_deref().unwrap_or("?")
+    }
+}
+
+/// What a run hears about, for progress on a terminal.
+pub trait Progress {
+    fn waiting_for_lock(&mut self, _holder: Option<i32>, _waited: Duration) {}
+    fn applying(&mut self, _migration: &Migration, _index: usize, _total: usize) {}
+    fn applied(&mut self, _migration: &Migration, _elapsed: Duration) {}
+}
+
+/// Progress nobody listens to.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Opens the migrator's session: keepalives on (the lock lives as long as
+/// the connection), `lock_timeout` set.
+pub fn connect(config: &Config) -> Result<Client> {
+    let mut pg = dbenv::pg_config(&config.dsn);
+    pg.keepalives(true).keepalives_idle(Duration::from_secs(15));
+    pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
+    let mut client = dbenv::connect_with(&config.dsn, "DATABASE_MIGRATOR_URL", pg)?;
+    client.batch_execute(&format!("SET lock_timeout = '{}ms'", config.lock_timeout.as_millis()))?;
+    Ok(client)
+}
+
+/// Checks positively that the session is the migrator's: it owns the
+/// database and the app schemas, has BYPASSRLS, is no superuser, and is
+/// neither the runtime nor the service role. Also the privilege preflight.
+pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
+    let row = client.query_one(
+        "SELECT current_user::text, r.rolsuper, r.rolbypassrls, d.datdba = r.oid, \
+                has_database_privilege(current_database(), 'CREATE'), \
+                ARRAY(SELECT s FROM unnest($1::text[]) s WHERE NOT EXISTS \
+                      (SELECT 1 FROM pg_namespace n WHERE n.nspname = s AND n.nspowner = r.oid)), \
+                (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2) \
+         FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
+        &[&config.app_schemas, &config.table.schema],
+    )?;
+    let user: String = row.get(0);
+    let (superuser, bypassrls, owns_db, can_create): (bool, bool, bool, bool) =
+        (row.get(1), row.get(2), row.get(3), row.get(4));
+    let foreign_schemas: Vec<String> = row.get(5);
+    let owns_bookkeeping: Option<bool> = row.get(6);
+    if let Some((var, _)) = config.runtime_users.iter().find(|(_, name)| *name == user) {
+        bail!(
+            "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
+             (APP_DB_MIGRATOR_USER), never as a runtime role. Fix DATABASE_MIGRATOR_URL"
+        );
+    }
+    if superuser {
+        bail!(
+            "DATABASE_MIGRATOR_URL logs in as `{user}`, a superuser: migrations run as the migrator role \
+             (app_migrator). Run `cargo xtask db-provision` and use the migrator's DSN"
+        );
+    }
+    let mut lacks = Vec::new();
+    if !owns_db {
+        lacks.push(format!("does not own database `{}`", config.db_name()));
+    }
+    if !foreign_schemas.is_empty() {
+        lacks.push(format!("does not own schema {}", foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+    }
+    if !bypassrls {
+        lacks.push("lacks BYPASSRLS".to_string());
+    }
+    if owns_bookkeeping == Some(false) {
+        lacks.push(format!("does not own the bookkeeping schema `{}`", config.table.schema));
+    }
+    if owns_bookkeeping.is_none() && !can_create {
+        lacks.push(format!("may not create the bookkeeping schema `{}`", config.table.schema));
+    }
+    if !lacks.is_empty() {
+        bail!(
+            "`{user}` (DATABASE_MIGRATOR_URL) is not the migrator: it {}. Run `cargo xtask db-provision` to set \
+             the migrator up, and point DATABASE_MIGRATOR_URL at it",
+            lacks.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Takes the run's advisory lock, polling while another run holds it, for
+/// at most `config.lock_wait`.
+pub fn acquire_lock(client: &mut Client, config: &Config, progress: &mut dyn Progress) -> Result<()> {
+    let key = config.table.lock_key();
+    let start = Instant::now();
+    let mut reported = Duration::ZERO;
+    loop {
+        if client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?.get::<_, bool>(0) {
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= config.lock_wait {
+            bail!(
+                "another migration run held the lock on `{}` for more than {} s; it may be stuck (look for \
+                 application_name `cargo xtask db-migrate` in pg_stat_activity) — nothing was applied",
+                config.table,
+                config.lock_wait.as_secs()
+            );
+        }
+        if waited >= reported {
+            let holder: Option<i32> = client
+                .query_opt(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                       AND classid::int8 = ($1::int8 >> 32) & 4294967295 AND objid::int8 = $1::int8 & 4294967295",
+                    &[&key],
+                )?
+                .map(|row| row.get(0));
+            progress.waiting_for_lock(holder, waited);
+            reported = waited + Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn release_lock(client: &mut Client, config: &Config) -> Result<()> {
+    client.query_one("SELECT pg_advisory_unlock($1)", &[&config.table.lock_key()])?;
+    Ok(())
+}
+
+/// A session that is the migrator's, holds the lock, and found nothing to
+/// refuse: what both engines start from.
+pub struct Prepared {
+    pub client: Client,
+    pub table: TableState,
+    pub pending: Vec<String>,
+}
+
+/// Connects, checks identity, takes the lock (unless `read_only`), reads
+/// the bookkeeping and refuses what drizzle-kit would get silently wrong.
+pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut dyn Progress) -> Result<Prepared> {
+    let mut client = connect(config)?;
+    verify_identity(&mut client, config)?;
+    if !read_only {
+        acquire_lock(&mut client, config, progress)?;
+    }
+    let table = bookkeeping::read(&mut client, &config.table)?;
+    if table.is_drizzle_v1() {
+        bail!(
+            "`{}` has drizzle-kit 1.0's columns (`name`); this tool writes drizzle-kit 0.31's rows and never a row \
+             without `name` into that table. Migrate this database with drizzle-kit 1.0",
+            config.table
+        );
+    }
+    let status = status(folder, &table);
+    let refusals = status.refusals(config.allow_changed);
+    if !refusals.is_empty() {
+        bail!(
+            "nothing was applied; {} problem{} first:\n  - {}",
+            refusals.len(),
+            if refusals.len() == 1 { "" } else { "s" },
+            refusals.join("\n  - ")
+        );
+    }
+    let pending = status.pending().iter().map(|m| m.tag.clone()).collect();
+    Ok(Prepared { client, table, pending })
+}
+
+/// The status of the database against `folder`, read-only.
+pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<Status<'a>> {
+    let mut client = connect(config)?;
+    client.batch_execute("SET default_transaction_read_only = on")?;
+    let table = bookkeeping::read(&mut client, &config.table)?;
+    Ok(status(folder, &table))
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub applied: Vec<String>,
+    /// A dry run: `applied` lists what would have been.
+    pub dry_run: bool,
+}
+
+/// Applies every pending migration, in one transaction (drizzle's default)
+/// or one per migration. A failure rolls back what its transaction held.
+pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut dyn Progress) -> Result<Outcome> {
+    let mut prepared = prepare(config, folder, dry_run, progress)?;
+    let pending: Vec<&Migration> =
+        folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
+    if dry_run || pending.is_empty() {
+        return Ok(Outcome { applied: prepared.pending, dry_run });
+    }
+    let result = apply(&mut prepared.client, config, &prepared.table, &pending, progress);
+    // The lock goes with the session too; releasing it keeps the session reusable.
+    let released = release_lock(&mut prepared.client, config);
+    let applied = result?;
+    released?;
+    Ok(Outcome { applied, dry_run: false })
+}
+
+fn apply(
+    client: &mut Client,
+    config: &Config,
+    table: &TableState,
+    pending: &[&Migration],
+    progress: &mut dyn Progress,
+) -> Result<Vec<String>> {
+    if *table == TableState::Missing {
+        // What drizzle runs, minus its CREATE SCHEMA when the schema exists
+        // (which fails for a role without CREATE on the database).
+        let schema_exists =
+            client.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&config.table.schema])?;
+        if !schema_exists.get::<_, bool>(0) {
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", dbenv::quote_ident(&config.table.schema)))?;
+        }
+        client.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)",
+            config.table.sql()
+        ))?;
+    }
+    let insert = format!("INSERT INTO {} (\"hash\", \"created_at\") VALUES ($1, $2)", config.table.sql());
+    let mut applied = Vec::new();
+    let groups: Vec<&[&Migration]> = if config.per_migration { pending.chunks(1).collect() } else { vec![pending] };
+    for group in groups {
+        let mut tx = client.transaction()?;
+        // A marker that lives exactly as long as this transaction: if it is
+        // gone after a migration, the migration ended the transaction itself.
+        tx.batch_execute("SELECT set_config('xtask.migration_batch', 'open', true)")?;
+        for migration in group {
+            let index = applied.len() + 1;
+            progress.applying(migration, index, pending.len());
+            let started = Instant::now();
+            run_migration(&mut tx, migration)
+                .map_err(|error| rollback_context(error, pending.len(), config.per_migration))?;
+            let marker: Option<String> =
+                tx.query_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
+            if marker.as_deref() != Some("open") {
+                bail!(
+                    "migration `{}` ended the transaction itself (COMMIT, ROLLBACK or END inside the SQL): its \
+                     statements may have been committed without a bookkeeping row. Remove the transaction control \
+                     from the file, check the database by hand, then run again",
+                    migration.tag
+                );
+            }
+            tx.execute(&insert, &[&migration.hash, &migration.when])
+                .with_context(|| format!("record migration `{}` in `{}`", migration.tag, config.table))?;
+            progress.applied(migration, started.elapsed());
+            applied.push(migration.tag.clone());
+        }
+        tx.commit().context("commit the migrations")?;
+    }
+    Ok(applied)
+}
+
+fn rollback_context(error: anyhow::Error, pending: usize, per_migration: bool) -> anyhow::Error {
+    if per_migration {
+        error.context("this migration was rolled back; the ones before it stay applied")
+    } else {
+        error.context(format!(
+            "the whole batch was rolled back: none of the {pending} pending migrations was applied, the bookkeeping is unchanged"
+        ))
+    }
+}
+
+/// Sends each piece as one simple-protocol query, as drizzle does.
+fn run_migration(tx: &mut postgres::Transaction<'_>, migration: &Migration) -> Result<()> {
+    let pieces = migration.pieces();
+    let mut offset = 0usize;
+    for (index, piece) in pieces.iter().enumerate() {
+        if let Err(error) = tx.batch_execute(piece) {
+            return Err(statement_error(migration, &error, index, pieces.len(), offset, piece));
+        }
+        offset += piece.len() + BREAKPOINT.len();
+    }
+    Ok(())
+}
+
+/// `migration `0003_x` failed at statement 2 of 5 (line 14): … (SQLSTATE …)`.
+fn statement_error(
+    migration: &Migration,
+    error: &postgres::Error,
+    index: usize,
+    total: usize,
+    offset: usize,
+    piece: &str,
+) -> anyhow::Error {
+    let Some(db) = error.as_db_error() else {
+        return format_err!("migration `{}`, statement {} of {total}: {error}", migration.tag, index + 1);
+    };
+    // The server's position counts characters from 1 within the piece.
+    let within = match db.position() {
+        Some(postgres::error::ErrorPosition::Original(position)) => {
+            piece.char_indices().nth((*position as usize).saturating_sub(1)).map(|(i, _)| i).unwrap_or(0)
+        }
+        _ => piece.len() - piece.trim_start().len(),
+    };
+    let line = migration.text[..offset + within].matches('\n').count() + 1;
+    let one_line = piece.split_whitespace().collect::<Vec<_>>().join(" ");
+    let excerpt: String = one_line.chars().take(160).collect();
+    format_err!(
+        "migration `{}` failed at statement {} of {total} (line {line} of {}.sql): {} (SQLSTATE {}){}\n  statement: {}{}",
+        migration.tag,
+        index + 1,
+        migration.tag,
+        db.message(),
+        db.code().code(),
+        db.detail().map(|d| format!("; {d}")).unwrap_or_default(),
+        excerpt,
+        if one_line.chars().count() > 160 { "…" } else { "" }
+    )
+}

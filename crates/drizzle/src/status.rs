@@ -1,0 +1,219 @@
+//! What is applied, pending, changed, out of order or unknown: the journal
+//! against the bookkeeping rows, by drizzle's own rule (a migration counts as
+//! applied when its `when` is not greater than the newest `created_at`).
+
+use crate::bookkeeping::{Row, TableState};
+use crate::folder::{Folder, Migration};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// A row with this `when` and this hash.
+    Applied,
+    /// Newer than every row: the next run applies it.
+    Pending,
+    /// A row with this `when`, but the file's hash differs.
+    Changed { stored_hash: String, line_endings_only: bool },
+    /// No row, yet not newer than the newest row: drizzle-kit skips it silently.
+    OutOfOrder,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry<'a> {
+    pub migration: &'a Migration,
+    pub state: State,
+    pub row_id: Option<i32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Status<'a> {
+    pub entries: Vec<Entry<'a>>,
+    /// Rows whose `created_at` matches no journal entry.
+    pub unknown_rows: Vec<Row>,
+    /// Rows with a NULL `created_at` (drizzle would re-run everything).
+    pub null_rows: Vec<Row>,
+    pub duplicates: Vec<String>,
+    /// The newest `created_at`, the line between applied and pending.
+    pub last_created_at: Option<i64>,
+    pub table: TableState,
+}
+
+/// Compares the folder with the bookkeeping.
+pub fn status<'a>(folder: &'a Folder, table: &TableState) -> Status<'a> {
+    let rows: &[Row] = table.rows();
+    let last_created_at = rows.iter().filter_map(|r| r.created_at).max();
+    let entries = folder
+        .migrations
+        .iter()
+        .map(|migration| {
+            let matching: Vec<&Row> = rows.iter().filter(|r| r.created_at == Some(migration.when)).collect();
+            let (state, row_id) = match matching.iter().find(|r| r.hash == migration.hash) {
+                Some(row) => (State::Applied, Some(row.id)),
+                None => match matching.first() {
+                    Some(row) => (
+                        State::Changed {
+                            stored_hash: row.hash.clone(),
+                            line_endings_only: migration.differs_only_in_line_endings(&row.hash),
+                        },
+                        Some(row.id),
+                    ),
+                    None if last_created_at.is_some_and(|last| migration.when <= last) => (State::OutOfOrder, None),
+                    None => (State::Pending, None),
+                },
+            };
+            Entry { migration, state, row_id }
+        })
+        .collect();
+    let unknown_rows = rows
+        .iter()
+        .filter(|r| r.created_at.is_some_and(|at| !folder.migrations.iter().any(|m| m.when == at)))
+        .cloned()
+        .collect();
+    let null_rows = rows.iter().filter(|r| r.created_at.is_none()).cloned().collect();
+    Status { entries, unknown_rows, null_rows, duplicates: folder.duplicates.clone(), last_created_at, table: table.clone() }
+}
+
+impl Status<'_> {
+    pub fn pending(&self) -> Vec<&Migration> {
+        self.entries.iter().filter(|e| e.state == State::Pending).map(|e| e.migration).collect()
+    }
+
+    pub fn count(&self, wanted: fn(&State) -> bool) -> usize {
+        self.entries.iter().filter(|e| wanted(&e.state)).count()
+    }
+
+    /// Findings that make `db-status` exit 2.
+    pub fn has_findings(&self) -> bool {
+        self.entries.iter().any(|e| matches!(e.state, State::Changed { .. } | State::OutOfOrder))
+            || !self.unknown_rows.is_empty()
+            || !self.null_rows.is_empty()
+            || !self.duplicates.is_empty()
+    }
+
+    /// Everything drizzle-kit would get silently wrong, each with the fix. A
+    /// run refuses to start while any remains (`allow_changed` lets edited
+    /// applied migrations through).
+    pub fn refusals(&self, allow_changed: bool) -> Vec<String> {
+        let mut problems = self.duplicates.clone();
+        let newest = self
+            .entries
+            .iter()
+            .filter(|e| Some(e.migration.when) == self.last_created_at)
+            .map(|e| format!("`{}`", e.migration.tag))
+            .next()
+            .unwrap_or_else(|| "a row".to_string());
+        for entry in &self.entries {
+            let m = entry.migration;
+            match &entry.state {
+                State::OutOfOrder => problems.push(format!(
+                    "`{}` (when {}) is not applied but is older than the newest applied migration ({newest}, \
+                     created_at {}): drizzle-kit would skip it silently. Give it a `when` newer than {} in \
+                     meta/_journal.json and move it to the end of the journal (or regenerate it)",
+                    m.tag,
+                    m.when,
+                    self.last_created_at.unwrap_or_default(),
+                    self.last_created_at.unwrap_or_default()
+                )),
+                State::Pending if m.text.starts_with('\u{FEFF}') => problems.push(format!(
+                    "`{}.sql` starts with a UTF-8 byte order mark, which PostgreSQL rejects as a syntax error \
+                     (drizzle-kit fails on it too, without a message): save the file as UTF-8 without a BOM",
+                    m.tag
+                )),
+                State::Changed { stored_hash, line_endings_only } if !allow_changed => problems.push(format!(
+                    "applied migration `{}` was {} after it ran (hash in the database {}…, file {}…): restore the \
+                     file as it was (git checkout), or pass --allow-changed to accept it",
+                    m.tag,
+                    if *line_endings_only { "changed in its line endings only (CRLF/LF)" } else { "edited" },
+                    &stored_hash[..stored_hash.len().min(12)],
+                    &m.hash[..12]
+                )),
+                _ => {}
+            }
+        }
+        for row in &self.null_rows {
+            problems.push(format!(
+                "bookkeeping row id {} has a NULL created_at: drizzle-kit would re-run every migration. Set it to \
+                 the `when` of the migration it records (UPDATE … SET created_at = <when> WHERE id = {})",
+                row.id, row.id
+            ));
+        }
+        for row in &self.unknown_rows {
+            problems.push(format!(
+                "bookkeeping row id {} (created_at {}, hash {}…) matches no journal entry: this database was \
+                 migrated from another folder. Point --migrations-dir at that folder, or delete the row if it is stale",
+                row.id,
+                row.created_at.unwrap_or_default(),
+                &row.hash[..row.hash.len().min(12)]
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::folder::{decode, hash};
+
+    fn migration(tag: &str, when: i64, text: &str) -> Migration {
+        let (text, lossy) = decode(text.as_bytes());
+        Migration { idx: 0, tag: tag.into(), when, breakpoints: true, hash: hash(&text), text, lossy }
+    }
+
+    fn folder(migrations: Vec<Migration>) -> Folder {
+        Folder { dir: "m".into(), migrations, duplicates: Vec::new() }
+    }
+
+    fn row(id: i32, hash: &str, created_at: Option<i64>) -> Row {
+        Row { id, hash: hash.into(), created_at }
+    }
+
+    #[test]
+    fn classifies_by_drizzles_rule() {
+        let a = migration("0000_a", 100, "SELECT 1;");
+        let b = migration("0001_b", 200, "SELECT 2;");
+        let late = migration("0002_late", 150, "SELECT 3;");
+        let c = migration("0003_c", 300, "SELECT 4;\n");
+        let folder = folder(vec![a.clone(), b.clone(), late, c.clone()]);
+        let table = TableState::Present {
+            rows: vec![row(1, &a.hash, Some(100)), row(2, &hash("SELECT 2;\r\n"), Some(200)), row(3, "ffff", Some(999))],
+            has_name_column: false,
+        };
+        let status = status(&folder, &table);
+        let states: Vec<&State> = status.entries.iter().map(|e| &e.state).collect();
+        assert_eq!(states[0], &State::Applied);
+        assert!(matches!(states[1], State::Changed { line_endings_only: false, .. }));
+        assert_eq!(states[2], &State::OutOfOrder);
+        // 300 < 999: the unknown row makes drizzle skip it too.
+        assert_eq!(states[3], &State::OutOfOrder);
+        assert_eq!(status.unknown_rows.len(), 1);
+        assert!(status.has_findings());
+        let refusals = status.refusals(false).join("\n");
+        assert!(refusals.contains("`0002_late` (when 150) is not applied but is older"), "{refusals}");
+        assert!(refusals.contains("applied migration `0001_b` was edited"), "{refusals}");
+        assert!(refusals.contains("row id 3 (created_at 999"), "{refusals}");
+        assert!(!status.refusals(true).join("\n").contains("0001_b"));
+    }
+
+    #[test]
+    fn crlf_only_edits_and_null_rows_are_named() {
+        let a = migration("0000_a", 100, "SELECT 1;\r\n");
+        let folder = folder(vec![a]);
+        let table = TableState::Present {
+            rows: vec![row(1, &hash("SELECT 1;\n"), Some(100)), row(2, "abc", None)],
+            has_name_column: false,
+        };
+        let status = status(&folder, &table);
+        assert!(matches!(status.entries[0].state, State::Changed { line_endings_only: true, .. }));
+        let refusals = status.refusals(false).join("\n");
+        assert!(refusals.contains("line endings only"), "{refusals}");
+        assert!(refusals.contains("row id 2 has a NULL created_at"), "{refusals}");
+    }
+
+    #[test]
+    fn a_missing_table_means_everything_is_pending() {
+        let folder = folder(vec![migration("0000_a", 100, "x"), migration("0001_b", 200, "y")]);
+        let status = status(&folder, &TableState::Missing);
+        assert_eq!(status.pending().len(), 2);
+        assert!(!status.has_findings());
+    }
+}

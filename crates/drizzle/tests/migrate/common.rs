@@ -1,0 +1,194 @@
+//! Shared by the runner tests: a provisioned throwaway cluster, migration
+//! folders written on the fly, and the real drizzle-kit.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dbenv::{Dsn, EnvVars, Secret, Settings};
+use pgcluster::{ClusterOptions, TestCluster};
+use postgres::{Client, NoTls};
+
+pub const PASSWORDS: [(&str, &str); 3] =
+    [("app_migrator", "migrator_password"), ("app_user", "password"), ("app_service", "service_password")];
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn app_migrations() -> PathBuf {
+    repo_root().join("platform/db/migrations")
+}
+
+pub struct Fixture {
+    pub cluster: TestCluster,
+}
+
+impl Fixture {
+    /// A cluster with no databases of the app's yet.
+    pub fn bare() -> Fixture {
+        let options = ClusterOptions { settings: vec![("autovacuum".into(), "off".into())], ..Default::default() };
+        Fixture { cluster: TestCluster::start_with(options).unwrap() }
+    }
+
+    /// A cluster with `db` provisioned by `db-provision`.
+    pub fn provisioned(db: &str) -> Fixture {
+        let fixture = Fixture::bare();
+        fixture.provision(db);
+        fixture
+    }
+
+    pub fn provision(&self, db: &str) {
+        roles::provision(&self.settings(db), &roles::Options::default(), &mut roles::Quiet).unwrap();
+    }
+
+    pub fn vars(&self, db: &str) -> Vec<(String, String)> {
+        let port = self.cluster.port();
+        let dsn = |role: &str, password: &str| self.dsn(role, password, db).expose_url();
+        vec![
+            ("DB_HOST".into(), "127.0.0.1".into()),
+            ("DB_PORT".into(), port.to_string()),
+            ("POSTGRES_ROOT_USER".into(), "postgres".into()),
+            ("POSTGRES_ROOT_PASSWORD".into(), self.cluster.password().into()),
+            ("APP_DB_NAME".into(), db.into()),
+            ("APP_DB_MIGRATOR_USER".into(), "app_migrator".into()),
+            ("APP_DB_MIGRATOR_PASSWORD".into(), "migrator_password".into()),
+            ("APP_DB_USER".into(), "app_user".into()),
+            ("APP_DB_PASSWORD".into(), "password".into()),
+            ("APP_DB_SERVICE_USER".into(), "app_service".into()),
+            ("APP_DB_SERVICE_PASSWORD".into(), "service_password".into()),
+            ("DATABASE_URL".into(), dsn("app_user", "password")),
+            ("DATABASE_SERVICE_URL".into(), dsn("app_service", "service_password")),
+            ("DATABASE_MIGRATOR_URL".into(), dsn("app_migrator", "migrator_password")),
+        ]
+    }
+
+    pub fn env(&self, db: &str) -> EnvVars {
+        let vars = self.vars(db);
+        EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    pub fn settings(&self, db: &str) -> Settings {
+        Settings::from_env(&self.env(db)).unwrap()
+    }
+
+    pub fn config(&self, db: &str) -> drizzle::Config {
+        drizzle::Config::from_env(&self.env(db)).unwrap()
+    }
+
+    pub fn dsn(&self, role: &str, password: &str, db: &str) -> Dsn {
+        Dsn::new(role, &Secret::new(password), "127.0.0.1", self.cluster.port(), db)
+    }
+
+    pub fn admin(&self, db: &str) -> Client {
+        Client::connect(&self.cluster.admin_url(db), NoTls).unwrap()
+    }
+
+    pub fn connect_as(&self, role: &str, db: &str) -> Client {
+        let password = PASSWORDS.iter().find(|(r, _)| *r == role).map(|(_, p)| *p).unwrap_or("password");
+        dbenv::connect(&self.dsn(role, password, db), role).unwrap()
+    }
+
+    /// The bookkeeping rows: (id, hash, created_at).
+    pub fn rows(&self, db: &str) -> Vec<(i32, String, Option<i64>)> {
+        self.admin(db)
+            .query("SELECT id, hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id", &[])
+            .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A migrations folder written on the fly.
+pub struct TestFolder {
+    pub dir: tempfile::TempDir,
+    entries: Vec<(String, i64)>,
+}
+
+impl TestFolder {
+    pub fn new() -> TestFolder {
+        TestFolder { dir: tempfile::tempdir().unwrap(), entries: Vec::new() }
+    }
+
+    /// A copy of the first `count` entries of `source` (all when `None`).
+    pub fn copy_of(source: &Path, count: Option<usize>) -> TestFolder {
+        let folder = drizzle::folder::read(source).unwrap();
+        let mut copy = TestFolder::new();
+        for migration in folder.migrations.iter().take(count.unwrap_or(usize::MAX)) {
+            let bytes = std::fs::read(source.join(format!("{}.sql", migration.tag))).unwrap();
+            copy.add(&migration.tag, migration.when, &bytes);
+        }
+        copy
+    }
+
+    pub fn add(&mut self, tag: &str, when: i64, sql: &[u8]) -> &mut TestFolder {
+        std::fs::write(self.dir.path().join(format!("{tag}.sql")), sql).unwrap();
+        self.entries.push((tag.to_string(), when));
+        self.write_journal();
+        self
+    }
+
+    pub fn write_journal(&self) {
+        let entries: Vec<String> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(idx, (tag, when))| {
+                format!("{{\"idx\":{idx},\"version\":\"7\",\"when\":{when},\"tag\":\"{tag}\",\"breakpoints\":true}}")
+            })
+            .collect();
+        std::fs::create_dir_all(self.dir.path().join("meta")).unwrap();
+        std::fs::write(
+            self.dir.path().join("meta/_journal.json"),
+            format!("{{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[{}]}}", entries.join(",")),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn read(&self) -> drizzle::Folder {
+        drizzle::folder::read(self.path()).unwrap()
+    }
+}
+
+/// The pinned drizzle-kit, or `None` (loudly) where Node is missing and CI
+/// does not insist.
+pub fn drizzle_kit() -> Option<PathBuf> {
+    let bin = repo_root().join("platform/db/node_modules/drizzle-kit/bin.cjs");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !node {
+        assert!(std::env::var_os("XTASK_REQUIRE_TOOLS").is_none(), "node is required (`.ci/run` installs it)");
+        eprintln!("SKIPPED drizzle-kit interop: node is not installed");
+        return None;
+    }
+    assert!(bin.exists(), "drizzle-kit is not installed: run `npm ci --prefix platform/db` (cargo xtask check does)");
+    Some(bin)
+}
+
+/// `drizzle-kit migrate` with only the migrator DSN in its environment.
+pub fn run_drizzle_kit(bin: &Path, dsn: &Dsn, dir: &Path) -> Output {
+    Command::new("node")
+        .arg(bin)
+        .arg("migrate")
+        .current_dir(repo_root().join("platform/db"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_MIGRATOR_URL", dsn.expose_url())
+        .env("DRIZZLE_MIGRATIONS_DIR", dir)
+        .output()
+        .unwrap()
+}
+
+pub fn output_text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+pub fn sqlstate(client: &mut Client, sql: &str) -> Option<String> {
+    client.batch_execute("BEGIN").unwrap();
+    let result = client.batch_execute(sql);
+    client.batch_execute("ROLLBACK").unwrap();
+    result.err().map(|e| e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string()))
+}
