@@ -1,11 +1,11 @@
 //! `cargo xtask db-setup`: the newcomer's one command. Env files, the local
-//! server when nothing answers, then provisioning.
+//! server when nothing answers, provisioning, migrations.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::{db_provision, db_up, env};
+use crate::{db_migrate, db_provision, db_up, env};
 use anyhow::{Context, Result};
 use dbenv::Host;
 use pgcluster::{default_base_dir, port_answers, DevServer, PgBin};
@@ -35,6 +35,11 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
 
     println!("==> provision");
     db_provision::provision(&settings, &roles::Options::default())?;
+
+    println!("==> migrate");
+    let config = db_migrate::load_config(env_file)?;
+    let folder = drizzle::folder::read(&crate::project_root().join("platform/db/migrations"))?;
+    db_migrate::migrate(&config, &folder, false)?;
     println!(
         "db-setup done in {:.1} s: `{}` on {}:{} is ready (runtime DSN: {})",
         started.elapsed().as_secs_f64(),

@@ -19,9 +19,10 @@ pub struct Xtask {
 /// `--env-file`, shared by every command that reads the environment.
 #[derive(Args, Debug, Clone)]
 pub struct EnvFile {
-    /// The env file to read; the process environment overrides it.
-    #[arg(long = "env-file", value_name = "PATH", default_value = dbenv::DEFAULT_ENV_FILE, global = true)]
-    pub path: PathBuf,
+    /// The env file to read (default: `.env.local` in the project root); the process environment
+    /// overrides it.
+    #[arg(id = "env_file", long = "env-file", value_name = "PATH", global = true)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,7 +55,30 @@ pub enum Command {
     /// Example: cargo xtask db-provision --dry-run
     #[command(name = "db-provision", visible_alias = "db:provision")]
     DbProvision(DbProvision),
-    /// The newcomer's one command: env files, the local server, provisioning.
+    /// Apply pending Drizzle migrations as the migrator (DATABASE_MIGRATOR_URL).
+    ///
+    /// All pending migrations run in one transaction, like drizzle-kit, under a session advisory
+    /// lock; edited, out-of-order or unknown entries are refused. `--engine drizzle-kit` runs the
+    /// real drizzle-kit after the same checks, holding the lock for its whole life.
+    ///
+    /// Example: cargo xtask db-migrate --dry-run
+    #[command(name = "db-migrate", visible_alias = "db:migrate")]
+    DbMigrate(DbMigrate),
+    /// Show applied, pending, changed, out-of-order and unknown migrations (read-only).
+    ///
+    /// Exits 2 when it finds changed, out-of-order or unknown entries.
+    ///
+    /// Example: cargo xtask db-status --json
+    #[command(name = "db-status", visible_alias = "db:status")]
+    DbStatus(DbStatus),
+    /// Drop and recreate a test database, then provision and migrate it.
+    ///
+    /// Only for databases whose name ends in `_test`, unless `--force`.
+    ///
+    /// Example: cargo xtask db-reset --env-file .env.test
+    #[command(name = "db-reset", visible_alias = "db:reset")]
+    DbReset(DbReset),
+    /// The newcomer's one command: env files, the local server, provisioning, migrations.
     ///
     /// Example: cargo xtask db-setup
     #[command(name = "db-setup", visible_alias = "db:setup")]
@@ -105,6 +129,71 @@ pub struct DbProvision {
     /// How long one transaction waits for a lock before it is rolled back and retried.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub lock_timeout: f64,
+}
+
+/// `--migrations-dir`, shared by the migration commands.
+#[derive(Args, Debug, Clone)]
+pub struct MigrationsDir {
+    /// The drizzle-kit migrations folder (`meta/_journal.json` and `<tag>.sql` files; default:
+    /// `platform/db/migrations` in the project root).
+    #[arg(id = "migrations_dir", long = "migrations-dir", value_name = "DIR")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// This tool's runner.
+    Builtin,
+    /// The pinned drizzle-kit in platform/db (`npm ci --prefix platform/db`).
+    DrizzleKit,
+}
+
+#[derive(Args, Debug)]
+pub struct DbMigrate {
+    #[command(flatten)]
+    pub env: EnvFile,
+    #[command(flatten)]
+    pub migrations: MigrationsDir,
+    /// Which engine applies the migrations.
+    #[arg(long, value_enum, default_value = "builtin")]
+    pub engine: Engine,
+    /// List what would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept applied migrations whose file changed since they ran.
+    #[arg(long)]
+    pub allow_changed: bool,
+    /// Commit each migration on its own instead of one transaction for all.
+    #[arg(long, conflicts_with = "engine")]
+    pub transaction_per_migration: bool,
+    /// lock_timeout of the migrating session, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub lock_timeout: f64,
+    /// How long to wait for another run's lock, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_wait: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct DbStatus {
+    #[command(flatten)]
+    pub env: EnvFile,
+    #[command(flatten)]
+    pub migrations: MigrationsDir,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DbReset {
+    #[command(flatten)]
+    pub env: EnvFile,
+    #[command(flatten)]
+    pub migrations: MigrationsDir,
+    /// Reset a database whose name does not end in `_test`.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

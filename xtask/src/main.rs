@@ -2,7 +2,9 @@
 //! its own module; the logic lives in `crates/*`.
 
 mod check;
+mod db_migrate;
 mod db_provision;
+mod db_reset;
 mod db_setup;
 mod db_up;
 mod env;
@@ -32,16 +34,29 @@ fn main() -> ExitCode {
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let sh = Shell::new()?;
     // Paths on the command line are relative to where the user stands;
-    // everything else is relative to the project root.
+    // defaults are relative to the project root.
     let invoked_from = std::env::current_dir()?;
-    sh.change_dir(project_root());
-    let absolute = |path: &Path| -> PathBuf { invoked_from.join(path) };
+    let root = project_root();
+    sh.change_dir(&root);
+    let path_or = |given: &Option<PathBuf>, default: &str| -> PathBuf {
+        match given {
+            Some(path) => invoked_from.join(path),
+            None => root.join(default),
+        }
+    };
+    let env_file = |flag: &flags::EnvFile| path_or(&flag.path, dbenv::DEFAULT_ENV_FILE);
+    let migrations = |flag: &flags::MigrationsDir| path_or(&flag.path, "platform/db/migrations");
     match flags.command {
-        flags::Command::Env(cmd) => env::run(&absolute(&cmd.env.path), &cmd),
-        flags::Command::DbUp(cmd) => db_up::up(&absolute(&cmd.env.path)),
-        flags::Command::DbDown(cmd) => db_up::down(&absolute(&cmd.env.path), cmd.purge),
-        flags::Command::DbProvision(cmd) => db_provision::run(&absolute(&cmd.env.path), &cmd),
-        flags::Command::DbSetup(cmd) => db_setup::run(&absolute(&cmd.env.path)),
+        flags::Command::Env(cmd) => env::run(&env_file(&cmd.env), &cmd),
+        flags::Command::DbUp(cmd) => db_up::up(&env_file(&cmd.env)),
+        flags::Command::DbDown(cmd) => db_up::down(&env_file(&cmd.env), cmd.purge),
+        flags::Command::DbProvision(cmd) => db_provision::run(&env_file(&cmd.env), &cmd),
+        flags::Command::DbMigrate(cmd) => db_migrate::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
+        flags::Command::DbStatus(cmd) => {
+            db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
+        }
+        flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.force),
+        flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),
         flags::Command::Check(cmd) => check::run(cmd, &sh),
     }
 }

@@ -137,3 +137,8 @@ fn the_compose_file_gives_db_migrate_only_the_migrator_dsn() {
     services.sort();
     assert_eq!(services, ["db-migrate", "db-provision", "postgres"]);
 }
+
+#[test]
+fn the_command_line_is_well_formed() {
+    flags::Xtask::command().debug_assert();
+}

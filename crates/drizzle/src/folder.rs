@@ -86,12 +86,16 @@ pub fn read(dir: &Path) -> Result<Folder> {
                 example.display()
             );
         }
-        bail!("`{}` has no meta/_journal.json; is it a drizzle-kit migrations folder (`out` in drizzle.config.ts)?", dir.display());
+        bail!(
+            "`{}` has no meta/_journal.json; is it a drizzle-kit migrations folder (`out` in drizzle.config.ts)?",
+            dir.display()
+        );
     }
     let journal_text =
         std::fs::read_to_string(&journal_path).with_context(|| format!("read `{}`", journal_path.display()))?;
-    let journal: serde_json::Value = serde_json::from_str(&journal_text)
-        .map_err(|e| format_err!("`{}` is not valid JSON: {e}; regenerate it with drizzle-kit", journal_path.display()))?;
+    let journal: serde_json::Value = serde_json::from_str(&journal_text).map_err(|e| {
+        format_err!("`{}` is not valid JSON: {e}; regenerate it with drizzle-kit", journal_path.display())
+    })?;
     let entries = journal
         .get("entries")
         .and_then(|e| e.as_array())
@@ -100,23 +104,26 @@ pub fn read(dir: &Path) -> Result<Folder> {
     let mut migrations = Vec::with_capacity(entries.len());
     for (position, entry) in entries.iter().enumerate() {
         let field = |name: &str| {
-            entry.get(name).ok_or_else(|| {
-                format_err!("`{}`: entry {position} has no `{name}`", journal_path.display())
-            })
+            entry.get(name).ok_or_else(|| format_err!("`{}`: entry {position} has no `{name}`", journal_path.display()))
         };
         let tag = field("tag")?
             .as_str()
             .filter(|t| !t.is_empty() && !t.contains('/') && !t.contains('\\') && *t != "." && *t != "..")
-            .ok_or_else(|| format_err!("`{}`: entry {position} has a `tag` that is not a file name", journal_path.display()))?
+            .ok_or_else(|| {
+                format_err!("`{}`: entry {position} has a `tag` that is not a file name", journal_path.display())
+            })?
             .to_string();
-        let when = field("when")?
-            .as_i64()
-            .ok_or_else(|| format_err!("`{}`: entry `{tag}` has a `when` that is not a whole number", journal_path.display()))?;
+        let when = field("when")?.as_i64().ok_or_else(|| {
+            format_err!("`{}`: entry `{tag}` has a `when` that is not a whole number", journal_path.display())
+        })?;
         let idx = entry.get("idx").and_then(|v| v.as_i64()).unwrap_or(position as i64);
         let breakpoints = entry.get("breakpoints").and_then(|v| v.as_bool()).unwrap_or(true);
         let path = dir.join(format!("{tag}.sql"));
         let bytes = std::fs::read(&path).map_err(|e| {
-            format_err!("`{}` is listed in the journal but cannot be read ({e}); restore it or remove its entry", path.display())
+            format_err!(
+                "`{}` is listed in the journal but cannot be read ({e}); restore it or remove its entry",
+                path.display()
+            )
         })?;
         let (text, lossy) = decode(&bytes);
         let hash = hash(&text);

@@ -102,7 +102,17 @@ pub fn connect(config: &Config) -> Result<Client> {
     pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
     let mut client = dbenv::connect_with(&config.dsn, "DATABASE_MIGRATOR_URL", pg)?;
     client.batch_execute(&format!("SET lock_timeout = '{}ms'", config.lock_timeout.as_millis()))?;
+    if server_version(&mut client)? >= 140000 {
+        // If this process dies mid-statement, the server notices within a
+        // second and rolls back, instead of holding locks until it next writes.
+        client.batch_execute("SET client_connection_check_interval = 1000")?;
+    }
     Ok(client)
+}
+
+/// `server_version_num` of the session's server.
+pub fn server_version(client: &mut Client) -> Result<i32> {
+    Ok(client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0))
 }
 
 /// Checks positively that the session is the migrator's: it owns the
@@ -140,7 +150,10 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
         lacks.push(format!("does not own database `{}`", config.db_name()));
     }
     if !foreign_schemas.is_empty() {
-        lacks.push(format!("does not own schema {}", foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+        lacks.push(format!(
+            "does not own schema {}",
+            foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ));
     }
     if !bypassrls {
         lacks.push("lacks BYPASSRLS".to_string());
@@ -259,8 +272,7 @@ pub struct Outcome {
 /// or one per migration. A failure rolls back what its transaction held.
 pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut dyn Progress) -> Result<Outcome> {
     let mut prepared = prepare(config, folder, dry_run, progress)?;
-    let pending: Vec<&Migration> =
-        folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
+    let pending: Vec<&Migration> = folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
     if dry_run || pending.is_empty() {
         return Ok(Outcome { applied: prepared.pending, dry_run });
     }
@@ -282,10 +294,11 @@ fn apply(
     if *table == TableState::Missing {
         // What drizzle runs, minus its CREATE SCHEMA when the schema exists
         // (which fails for a role without CREATE on the database).
-        let schema_exists =
-            client.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&config.table.schema])?;
+        let schema_exists = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&config.table.schema])?;
         if !schema_exists.get::<_, bool>(0) {
-            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", dbenv::quote_ident(&config.table.schema)))?;
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", dbenv::quote_ident(&config.table.schema)))?;
         }
         client.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)",

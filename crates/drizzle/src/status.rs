@@ -69,10 +69,66 @@ pub fn status<'a>(folder: &'a Folder, table: &TableState) -> Status<'a> {
         .cloned()
         .collect();
     let null_rows = rows.iter().filter(|r| r.created_at.is_none()).cloned().collect();
-    Status { entries, unknown_rows, null_rows, duplicates: folder.duplicates.clone(), last_created_at, table: table.clone() }
+    Status {
+        entries,
+        unknown_rows,
+        null_rows,
+        duplicates: folder.duplicates.clone(),
+        last_created_at,
+        table: table.clone(),
+    }
+}
+
+impl State {
+    /// A word for reports and JSON.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::Changed { line_endings_only: true, .. } => "changed (line endings only)",
+            State::Changed { .. } => "changed",
+            State::OutOfOrder => "out of order",
+        }
+    }
 }
 
 impl Status<'_> {
+    /// The status as JSON, for `db-status --json`.
+    pub fn to_json(&self, table: &str) -> serde_json::Value {
+        use serde_json::json;
+        let rows = |rows: &[Row]| -> Vec<serde_json::Value> {
+            rows.iter().map(|r| json!({"id": r.id, "hash": r.hash, "created_at": r.created_at})).collect()
+        };
+        json!({
+            "table": table,
+            "migrations": self.entries.iter().map(|e| json!({
+                "tag": e.migration.tag,
+                "when": e.migration.when,
+                "state": match e.state {
+                    State::Applied => "applied",
+                    State::Pending => "pending",
+                    State::Changed { .. } => "changed",
+                    State::OutOfOrder => "out_of_order",
+                },
+                "line_endings_only": matches!(e.state, State::Changed { line_endings_only: true, .. }),
+                "hash": e.migration.hash,
+                "row_id": e.row_id,
+            })).collect::<Vec<_>>(),
+            "unknown_rows": rows(&self.unknown_rows),
+            "null_created_at_rows": rows(&self.null_rows),
+            "duplicates": self.duplicates,
+            "summary": {
+                "applied": self.count(|s| *s == State::Applied),
+                "pending": self.count(|s| *s == State::Pending),
+                "changed": self.count(|s| matches!(s, State::Changed { .. })),
+                "out_of_order": self.count(|s| *s == State::OutOfOrder),
+                "unknown_rows": self.unknown_rows.len(),
+                "null_created_at_rows": self.null_rows.len(),
+            },
+            "ok": !self.has_findings(),
+        })
+    }
+
     pub fn pending(&self) -> Vec<&Migration> {
         self.entries.iter().filter(|e| e.state == State::Pending).map(|e| e.migration).collect()
     }
@@ -175,7 +231,11 @@ mod tests {
         let c = migration("0003_c", 300, "SELECT 4;\n");
         let folder = folder(vec![a.clone(), b.clone(), late, c.clone()]);
         let table = TableState::Present {
-            rows: vec![row(1, &a.hash, Some(100)), row(2, &hash("SELECT 2;\r\n"), Some(200)), row(3, "ffff", Some(999))],
+            rows: vec![
+                row(1, &a.hash, Some(100)),
+                row(2, &hash("SELECT 2;\r\n"), Some(200)),
+                row(3, "ffff", Some(999)),
+            ],
             has_name_column: false,
         };
         let status = status(&folder, &table);

@@ -30,7 +30,10 @@ fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
             &[],
         )
         .unwrap();
-    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2), row.get::<_, bool>(3)), (true, true, false, true));
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2), row.get::<_, bool>(3)),
+        (true, true, false, true)
+    );
     assert_eq!(row.get::<_, i64>(4), 14);
     let sequence: bool = admin
         .query_one("SELECT has_sequence_privilege('app_user', 'payment_events_id_seq', 'USAGE')", &[])
@@ -49,8 +52,7 @@ fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
     let mut app = fx.connect_as("app_user", DB);
     let mut tx = app.transaction().unwrap();
     tx.batch_execute(&format!("SET LOCAL app.current_user_id = '{TENANT_A}'")).unwrap();
-    let visible: Vec<String> =
-        tx.query("SELECT id::text FROM users", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let visible: Vec<String> = tx.query("SELECT id::text FROM users", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(visible, [TENANT_A]);
     let accounts: i64 = tx.query_one("SELECT count(*) FROM billing_accounts", &[]).unwrap().get(0);
     assert_eq!(accounts, 1);
@@ -63,11 +65,11 @@ fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
         )
         .unwrap()
         .get(0);
-    tx.batch_execute(&format!("INSERT INTO payment_events (attempt_id, event_type) VALUES ('{attempt}', 'created')")).unwrap();
+    tx.batch_execute(&format!("INSERT INTO payment_events (attempt_id, event_type) VALUES ('{attempt}', 'created')"))
+        .unwrap();
     // A cross-tenant insert fails the policy's WITH CHECK.
-    let error = tx
-        .batch_execute(&format!("INSERT INTO billing_accounts (owner_user_id) VALUES ('{TENANT_B}')"))
-        .unwrap_err();
+    let error =
+        tx.batch_execute(&format!("INSERT INTO billing_accounts (owner_user_id) VALUES ('{TENANT_B}')")).unwrap_err();
     assert_eq!(error.code().unwrap().code(), "42501");
     drop(tx);
 
@@ -93,7 +95,10 @@ fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
         .get(0);
     assert_eq!(system, "Cogni System");
     let keys: i64 = service
-        .query_one("SELECT count(*) FROM virtual_keys WHERE billing_account_id = '00000000-0000-4000-b000-000000000000'", &[])
+        .query_one(
+            "SELECT count(*) FROM virtual_keys WHERE billing_account_id = '00000000-0000-4000-b000-000000000000'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(keys, 1);

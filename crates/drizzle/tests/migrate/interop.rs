@@ -74,7 +74,12 @@ fn edge_cases_decode_split_and_hash_as_drizzle_does() {
     let read = folder.read();
     assert!(read.migrations[1].lossy);
     for migration in &read.migrations {
-        assert_eq!(migration.hash, node_hash(&folder.path().join(format!("{}.sql", migration.tag))), "{}", migration.tag);
+        assert_eq!(
+            migration.hash,
+            node_hash(&folder.path().join(format!("{}.sql", migration.tag))),
+            "{}",
+            migration.tag
+        );
     }
 
     let fx = Fixture::provisioned("ours");
@@ -114,7 +119,8 @@ fn a_byte_order_mark_is_refused_where_drizzle_kit_fails_silently() {
     assert_eq!(read.migrations[0].hash, node_hash(&folder.path().join("0000_bom.sql")));
     let fx = Fixture::provisioned("ours");
     fx.provision("theirs");
-    let message = format!("{:#}", drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("`0000_bom.sql` starts with a UTF-8 byte order mark"), "{message}");
     let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, folder.path());
     assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));

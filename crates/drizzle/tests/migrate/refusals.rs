@@ -50,7 +50,12 @@ fn an_out_of_order_entry_is_refused_not_skipped() {
     // A branch merged late: generated before 0001_b, listed after it.
     folder.add("0002_late", 1500, b"CREATE TABLE late (id int);");
     let message = error(&fx, &folder);
-    assert!(message.contains("`0002_late` (when 1500) is not applied but is older than the newest applied migration (`0001_b`"), "{message}");
+    assert!(
+        message.contains(
+            "`0002_late` (when 1500) is not applied but is older than the newest applied migration (`0001_b`"
+        ),
+        "{message}"
+    );
     let missing: bool = fx.admin(DB).query_one("SELECT to_regclass('late') IS NULL", &[]).unwrap().get(0);
     assert!(missing);
 }
@@ -92,15 +97,20 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let config = drizzle::Config::from_env(&env).unwrap();
     let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("DATABASE_MIGRATOR_URL logs in as `app_user`, the same role as DATABASE_URL"), "{message}");
+    assert!(
+        message.contains("DATABASE_MIGRATOR_URL logs in as `app_user`, the same role as DATABASE_URL"),
+        "{message}"
+    );
 
     // A migrator-only environment (the db-migrate container): the positive check.
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", runtime.as_str())]);
     let config = drizzle::Config::from_env(&env).unwrap();
     let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(
-        message.contains("`app_user` (DATABASE_MIGRATOR_URL) is not the migrator: it does not own database `app_test`, \
-                          does not own schema `public`, lacks BYPASSRLS"),
+        message.contains(
+            "`app_user` (DATABASE_MIGRATOR_URL) is not the migrator: it does not own database `app_test`, \
+                          does not own schema `public`, lacks BYPASSRLS"
+        ),
         "{message}"
     );
     // The admin is refused too.
@@ -119,7 +129,12 @@ fn no_migrator_dsn_is_an_error_not_a_fallback() {
     vars.retain(|(k, _)| k != "DATABASE_MIGRATOR_URL");
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let message = format!("{:#}", drizzle::Config::from_env(&env).unwrap_err());
-    assert!(message.contains("DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with DATABASE_URL"), "{message}");
+    assert!(
+        message.contains(
+            "DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with DATABASE_URL"
+        ),
+        "{message}"
+    );
 }
 
 #[test]

@@ -11,7 +11,11 @@ fn a_failing_migration_rolls_back_the_whole_batch() {
     folder
         .add("0000_ok", 1000, b"CREATE TABLE kept (id int);")
         .add("0001_ok", 2000, b"INSERT INTO kept VALUES (1);")
-        .add("0002_bad", 3000, b"CREATE TABLE fine (id int);\n--> statement-breakpoint\nSELECT 1;\nALTER TABLE nowhere ADD COLUMN x int;");
+        .add(
+            "0002_bad",
+            3000,
+            b"CREATE TABLE fine (id int);\n--> statement-breakpoint\nSELECT 1;\nALTER TABLE nowhere ADD COLUMN x int;",
+        );
     let result = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
     let message = format!("{:#}", result.unwrap_err());
     assert!(
@@ -46,7 +50,8 @@ fn a_commit_inside_a_migration_is_caught() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_commits", 1000, b"CREATE TABLE early (id int); COMMIT;");
-    let message = format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("migration `0000_commits` ended the transaction itself"), "{message}");
     assert!(fx.rows(DB).is_empty());
 }
@@ -132,7 +137,8 @@ fn a_legacy_database_migrated_by_drizzle_kit_then_converted_re_applies_nothing()
              ALTER DEFAULT PRIVILEGES FOR ROLE app_user IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO app_service;",
         )
         .unwrap();
-    let output = crate::common::run_drizzle_kit(&kit, &fx.dsn("app_user", "password", DB), &crate::common::app_migrations());
+    let output =
+        crate::common::run_drizzle_kit(&kit, &fx.dsn("app_user", "password", DB), &crate::common::app_migrations());
     assert!(output.status.success(), "{}", crate::common::output_text(&output));
     let rows = fx.rows(DB);
     assert_eq!(rows.len(), 9);

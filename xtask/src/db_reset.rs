@@ -1,0 +1,31 @@
+//! `cargo xtask db-reset`: drop and recreate a test database, provision it,
+//! migrate it. Replaces upstream's reset, which truncated tables as the
+//! runtime role (impossible once it owns nothing).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use dbenv::{connect, quote_ident};
+
+use crate::{db_migrate, db_provision};
+
+pub fn run(env_file: &Path, migrations_dir: &Path, force: bool) -> Result<ExitCode> {
+    let settings = db_provision::load_settings(env_file)?;
+    let config = db_migrate::load_config(env_file)?;
+    let folder = drizzle::folder::read(migrations_dir)?;
+    let name = &settings.db_name;
+    if !name.ends_with("_test") && !force {
+        bail!("db-reset drops `{name}`; it resets only databases whose name ends in `_test` (pass --force to reset this one)");
+    }
+    let mut admin = connect(&settings.admin.dsn, "the admin DSN")?;
+    // WITH (FORCE) ends the sessions still connected (PostgreSQL 13+).
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+        .with_context(|| format!("drop database `{name}`"))?;
+    println!("dropped `{name}`");
+    db_provision::provision(&settings, &roles::Options::default())?;
+    db_migrate::migrate(&config, &folder, false)?;
+    println!("`{name}` is reset: provisioned and migrated");
+    Ok(ExitCode::SUCCESS)
+}

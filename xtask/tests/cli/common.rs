@@ -1,0 +1,154 @@
+//! Helpers for running the `xtask` binary the way a user does, in a project
+//! directory of its own.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every variable of the env contract, removed from the children's
+/// environment so that the runner's own settings cannot leak in.
+pub const CONTRACT: &[&str] = &[
+    "DB_HOST",
+    "DB_PORT",
+    "POSTGRES_ROOT_USER",
+    "POSTGRES_ROOT_PASSWORD",
+    "DATABASE_ROOT_URL",
+    "PG_TIMEOUT",
+    "APP_DB_NAME",
+    "APP_DB_SCHEMAS",
+    "APP_DB_USER",
+    "APP_DB_PASSWORD",
+    "APP_DB_SERVICE_USER",
+    "APP_DB_SERVICE_PASSWORD",
+    "APP_DB_MIGRATOR_USER",
+    "APP_DB_MIGRATOR_PASSWORD",
+    "DATABASE_URL",
+    "DATABASE_SERVICE_URL",
+    "DATABASE_MIGRATOR_URL",
+    "DRIZZLE_MIGRATIONS_SCHEMA",
+    "DRIZZLE_MIGRATIONS_TABLE",
+    "APP_DB_DATA_DIR",
+];
+
+/// A project directory with the examples, its own port and data directory.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub started_server: bool,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new().prefix("xtask-cli-").tempdir().unwrap();
+        // The server's OS user must reach the data directory inside.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let port = pgcluster::free_port().unwrap();
+        for example in [".env.local.example", ".env.test.example"] {
+            let text = std::fs::read_to_string(repo_root().join(example)).unwrap();
+            std::fs::write(dir.path().join(example), text.replace("55432", &port.to_string())).unwrap();
+        }
+        Project { dir, port, started_server: false }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn env_local(&self) -> String {
+        self.path(".env.local").display().to_string()
+    }
+
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(XTASK);
+        command.args(args).current_dir(self.dir.path());
+        for key in CONTRACT {
+            command.env_remove(key);
+        }
+        command.env("APP_DB_DATA_DIR", self.path("pgdata"));
+        command.output().unwrap()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if self.started_server {
+            let env_file = self.env_local();
+            let _ = self.xtask(&["db-down", "--purge", "--env-file", &env_file]);
+        }
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A tool the test needs from the machine. CI (`XTASK_REQUIRE_TOOLS=1`,
+/// set by `.ci/run`) fails without it; elsewhere the check is skipped loudly.
+pub fn have_tool(program: &str, args: &[&str]) -> bool {
+    let found = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("XTASK_REQUIRE_TOOLS").is_none(),
+            "`{program}` is required here (XTASK_REQUIRE_TOOLS is set); `.ci/run` installs it"
+        );
+        eprintln!("SKIPPED part of this test: `{program}` is not installed");
+    }
+    found
+}
+
+impl Project {
+    /// A project whose `.env.local` points at a throwaway cluster (admin,
+    /// port) with the dev defaults for everything else.
+    pub fn for_cluster(cluster: &pgcluster::TestCluster, db: &str) -> Project {
+        let project = Project::new();
+        let port = cluster.port();
+        let dsn = |user: &str, password: &str| format!("postgresql://{user}:{password}@127.0.0.1:{port}/{db}");
+        let text = format!(
+            "DB_HOST=127.0.0.1\nDB_PORT={port}\nPOSTGRES_ROOT_USER=postgres\nPOSTGRES_ROOT_PASSWORD='{}'\nPG_TIMEOUT=10\n\
+             APP_DB_NAME={db}\nAPP_DB_USER=app_user\nAPP_DB_PASSWORD=password\nAPP_DB_SERVICE_USER=app_service\n\
+             APP_DB_SERVICE_PASSWORD=service_password\nAPP_DB_MIGRATOR_USER=app_migrator\n\
+             APP_DB_MIGRATOR_PASSWORD=migrator_password\nDATABASE_URL='{}'\nDATABASE_SERVICE_URL='{}'\n\
+             DATABASE_MIGRATOR_URL='{}'\n",
+            cluster.password(),
+            dsn("app_user", "password"),
+            dsn("app_service", "service_password"),
+            dsn("app_migrator", "migrator_password"),
+        );
+        std::fs::write(project.path(".env.local"), text).unwrap();
+        project
+    }
+
+    /// Runs `xtask` with `--env-file` pointing at this project's `.env.local`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let env_file = self.env_local();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--env-file", env_file.as_str()]);
+        self.xtask(&all)
+    }
+
+    /// A copy of the app's migrations folder inside the project.
+    pub fn copy_migrations(&self, count: Option<usize>) -> PathBuf {
+        let source = repo_root().join("platform/db/migrations");
+        let target = self.path("migrations");
+        std::fs::create_dir_all(target.join("meta")).unwrap();
+        let journal: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(source.join("meta/_journal.json")).unwrap()).unwrap();
+        let mut entries = journal["entries"].as_array().unwrap().clone();
+        entries.truncate(count.unwrap_or(usize::MAX));
+        for entry in &entries {
+            let tag = entry["tag"].as_str().unwrap();
+            std::fs::copy(source.join(format!("{tag}.sql")), target.join(format!("{tag}.sql"))).unwrap();
+        }
+        let mut copy = journal.clone();
+        copy["entries"] = serde_json::Value::Array(entries);
+        std::fs::write(target.join("meta/_journal.json"), copy.to_string()).unwrap();
+        target
+    }
+}

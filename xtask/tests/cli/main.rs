@@ -1,0 +1,5 @@
+//! The `xtask` binary run the way a user runs it.
+
+mod common;
+mod migrate;
+mod setup;
