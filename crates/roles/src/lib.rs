@@ -13,6 +13,7 @@ pub mod plan;
 pub mod preflight;
 pub mod scram;
 pub mod snapshot;
+pub mod wants;
 
 use anyhow::{bail, Context, Result};
 use dbenv::{connect, connect_waiting, Settings};

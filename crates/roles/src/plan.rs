@@ -7,13 +7,11 @@ use std::fmt;
 
 use dbenv::{quote_ident, quote_literal};
 
-use crate::acl::{
-    change_owner, diff, AclChange, AclItem, Grantee, Privs, Want, CONNECT, CREATE, DATABASE_ALL, DML, EXECUTE,
-    SEQUENCE_USE, USAGE,
-};
+use crate::acl::{change_owner, diff, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, USAGE};
 use crate::model::{Model, RoleSpec};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
 use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
+use crate::wants;
 
 /// One SQL statement. `Display` shows it with secrets redacted; the text
 /// with the verifier is only handed to the server.
@@ -192,15 +190,6 @@ struct Planner<'a> {
     model: &'a Model,
     snap: &'a Snapshot,
     plan: Plan,
-}
-
-/// What the runtime roles may hold on a relation.
-fn runtime_privs(model: &Model, rel: &Relation) -> Privs {
-    match (model.is_app_schema(&rel.schema), rel.is_sequence()) {
-        (false, _) => Privs::NONE,
-        (true, true) => SEQUENCE_USE,
-        (true, false) => DML,
-    }
 }
 
 impl Planner<'_> {
@@ -406,19 +395,11 @@ impl Planner<'_> {
             }
             Some(existing) => existing.acl.clone(),
         };
-        let mut wants = vec![
-            (Grantee::role(&self.model.runtime.name), Want::Exactly(CONNECT)),
-            (Grantee::role(&self.model.service.name), Want::Exactly(CONNECT)),
-            (Grantee::role(&migrator), Want::AtLeast(DATABASE_ALL)),
-        ];
-        if !self.snap.admin.superuser {
-            // A non-superuser admin must keep its own way in.
-            wants.push((Grantee::role(&self.snap.admin.name), Want::AtLeast(CONNECT)));
-        }
         // CONNECT for the roles comes before PUBLIC loses it (same
         // transaction, grants sorted first): the running app never sees a
         // moment without access.
-        wants.push((Grantee::Public, Want::Without(DATABASE_ALL)));
+        let admin = (!self.snap.admin.superuser).then_some(self.snap.admin.name.as_str());
+        let wants = wants::database(self.model, admin);
         let changes: Vec<AclChange> = wants.iter().flat_map(|(grantee, want)| diff(&acl, grantee, *want)).collect();
         if !changes.is_empty() {
             let statements = self.acl_statements("DATABASE", &db, &migrator, &changes);
@@ -434,7 +415,6 @@ impl Planner<'_> {
     fn schemas(&mut self) {
         let migrator = self.migrator().to_string();
         for name in self.model.managed_schemas() {
-            let is_app = self.model.is_app_schema(&name);
             let quoted = quote_ident(&name);
             let mut statements = Vec::new();
             let mut summary = Vec::new();
@@ -458,16 +438,7 @@ impl Planner<'_> {
                 }
                 Some(schema) => schema.acl.clone(),
             };
-            let runtime_want = if is_app { Want::Exactly(USAGE) } else { Want::Exactly(Privs::NONE) };
-            // Schema `public` keeps PUBLIC's USAGE (PostgreSQL's default, harmless
-            // without CONNECT); CREATE goes (PostgreSQL 13/14 grant it to PUBLIC).
-            let public_want = if is_app { Want::Without(CREATE) } else { Want::Without(Privs::ALL) };
-            let wants = [
-                (Grantee::role(&self.model.runtime.name), runtime_want),
-                (Grantee::role(&self.model.service.name), runtime_want),
-                (Grantee::role(&migrator), Want::AtLeast(Privs::from_letters("UC"))),
-                (Grantee::Public, public_want),
-            ];
+            let wants = wants::schema(self.model, &name);
             let changes: Vec<AclChange> = wants.iter().flat_map(|(g, w)| diff(&acl, g, *w)).collect();
             if !changes.is_empty() {
                 summary.push(format!("access to schema `{name}`: {}", describe(&changes)));
@@ -594,13 +565,7 @@ impl Planner<'_> {
 
     /// The ACL changes a relation needs, given its (possibly predicted) ACL.
     fn relation_changes(&self, rel: &Relation, acl: &[AclItem]) -> Vec<AclChange> {
-        let runtime = runtime_privs(self.model, rel);
-        let mut changes = Vec::new();
-        for name in [&self.model.runtime.name, &self.model.service.name] {
-            changes.extend(diff(acl, &Grantee::role(name), Want::Exactly(runtime)));
-        }
-        changes.extend(diff(acl, &Grantee::Public, Want::Without(Privs::ALL)));
-        changes
+        wants::relation(self.model, rel).iter().flat_map(|(grantee, want)| diff(acl, grantee, *want)).collect()
     }
 
     /// Column grants to the runtime roles or PUBLIC are removed: table-level
@@ -621,10 +586,8 @@ impl Planner<'_> {
                 Some(old) => change_owner(&column.acl, old, &migrator),
                 None => column.acl.clone(),
             };
-            for grantee in
-                [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name), Grantee::Public]
-            {
-                for change in diff(&acl, &grantee, Want::Without(Privs::ALL)) {
+            for (grantee, want) in wants::column(self.model) {
+                for change in diff(&acl, &grantee, want) {
                     if let AclChange::Revoke { privs, grantor, .. } = &change {
                         let column_privs: Vec<String> = privs
                             .letters()
@@ -813,12 +776,7 @@ impl Planner<'_> {
 
     fn default_privileges(&mut self) {
         let migrator = self.migrator().to_string();
-        let runtime = [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name)];
-        let mut wanted: Vec<(Option<String>, char)> = Vec::new();
-        for schema in &self.model.app_schemas {
-            wanted.push((Some(schema.clone()), 'r'));
-            wanted.push((Some(schema.clone()), 'S'));
-        }
+        let wanted = wants::default_rows(self.model);
         // Rows that exist, and the migrator's per-schema rows the model wants.
         let mut rows: Vec<(String, Option<String>, char, Vec<AclItem>)> = self
             .snap
@@ -837,16 +795,8 @@ impl Planner<'_> {
             let Some(objects) = default_acl_keyword(objtype) else { continue };
             let mut changes = Vec::new();
             if role == migrator {
-                let want = match (wanted.contains(&(schema.clone(), objtype)), objtype) {
-                    (true, 'r') => DML,
-                    (true, 'S') => SEQUENCE_USE,
-                    _ => Privs::NONE,
-                };
-                for grantee in &runtime {
-                    changes.extend(diff(&acl, grantee, Want::Exactly(want)));
-                }
-                if matches!(objtype, 'r' | 'S') {
-                    changes.extend(diff(&acl, &Grantee::Public, Want::Without(Privs::ALL)));
+                for (grantee, want) in wants::migrator_default(self.model, schema.as_deref(), objtype) {
+                    changes.extend(diff(&acl, &grantee, want));
                 }
             } else if self.model.is_runtime_role(&role) {
                 // The legacy `FOR ROLE app_user` defaults: inert now that the role
