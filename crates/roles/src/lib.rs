@@ -119,5 +119,5 @@ pub fn read_snapshot(
     let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;
     apply::prepare_session(&mut db, read_only)?;
     let login_dsn = if exists { db_dsn.clone() } else { settings.admin.dsn.clone() };
-    snapshot::read(cluster, &mut db, model, &login_dsn, silenced)
+    snapshot::read(cluster, &mut db, model, Some(&login_dsn), silenced)
 }

@@ -105,6 +105,10 @@ pub struct Relation {
     pub lock_cost: u32,
     /// Views: `security_invoker` is set (PostgreSQL 15+).
     pub security_invoker: bool,
+    /// `relrowsecurity`, `relforcerowsecurity`, and how many policies it has.
+    pub rls_enabled: bool,
+    pub rls_forced: bool,
+    pub policies: i64,
 }
 
 impl Relation {
@@ -188,6 +192,24 @@ pub struct DbContents {
     pub columns: Vec<ColumnAcl>,
     pub objects: Vec<OwnedObject>,
     pub default_acls: Vec<DefaultAcl>,
+    /// Foreign keys between relations of the managed schemas: (from, to).
+    pub foreign_keys: Vec<(i64, i64)>,
+    /// What each view or materialized view of the managed schemas reads
+    /// directly: (view, relation).
+    pub view_reads: Vec<(i64, i64)>,
+    /// `SECURITY DEFINER` functions of the managed schemas.
+    pub definer_functions: Vec<DefinerFunction>,
+    /// Schemas outside the managed ones that one of the three roles owns.
+    pub other_schemas: Vec<Schema>,
+}
+
+/// A `SECURITY DEFINER` function and whether its owner escapes RLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefinerFunction {
+    pub identity: String,
+    pub owner: String,
+    /// The owner is a superuser or has BYPASSRLS: the function reads every tenant's rows.
+    pub owner_bypasses_rls: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -219,7 +241,22 @@ pub fn read(
     cluster: &mut Client,
     db: &mut Client,
     model: &Model,
-    login_dsn: &Dsn,
+    login_dsn: Option<&Dsn>,
+    can_silence_log: bool,
+) -> Result<Snapshot> {
+    let mut snapshot = read_cluster(cluster, model, login_dsn, can_silence_log)?;
+    snapshot.db = read_db(db, model, snapshot.server_version)?;
+    Ok(snapshot)
+}
+
+/// The cluster-wide part (roles, memberships, databases, tablespaces), with
+/// an empty database part. With `login_dsn`, stored passwords are read (or,
+/// where `pg_authid` is unreadable, tried by logging in); without, they stay
+/// [`StoredPassword::Unknown`].
+pub fn read_cluster(
+    cluster: &mut Client,
+    model: &Model,
+    login_dsn: Option<&Dsn>,
     can_silence_log: bool,
 ) -> Result<Snapshot> {
     let names = model.role_names();
@@ -270,7 +307,9 @@ pub fn read(
         );
         admin.access.insert(name, RoleAccess { usage: row.get(7), set: row.get(8), admin: false });
     }
-    if admin.reads_authid {
+    if login_dsn.is_none() {
+        // Passwords are not part of this read.
+    } else if admin.reads_authid {
         for row in
             cluster.query("SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1)", &[&names])?
         {
@@ -283,7 +322,7 @@ pub fn read(
     } else {
         for spec in model.roles() {
             if let Some(role) = roles.get_mut(&spec.name) {
-                role.login_check = login_works(login_dsn, &spec.name, &spec.password);
+                role.login_check = login_dsn.and_then(|dsn| login_works(dsn, &spec.name, &spec.password));
             }
         }
     }
@@ -352,8 +391,16 @@ pub fn read(
         });
     }
 
-    let db_contents = read_db(db, model, server_version)?;
-    Ok(Snapshot { server_version, admin, roles, memberships, database, other_databases, tablespaces, db: db_contents })
+    Ok(Snapshot {
+        server_version,
+        admin,
+        roles,
+        memberships,
+        database,
+        other_databases,
+        tablespaces,
+        db: DbContents::default(),
+    })
 }
 
 /// The database part: five queries, whatever the number of objects.
@@ -383,7 +430,8 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                    + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END \
                    + (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid \
                        AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))::int4, \
-                coalesce(c.reloptions::text[], '{}') \
+                coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, \
+                (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
@@ -407,6 +455,9 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             security_invoker: options.iter().any(|o| {
                 o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && matches!(v, "true" | "on" | "1" | "yes"))
             }),
+            rls_enabled: row.get(9),
+            rls_forced: row.get(10),
+            policies: row.get(11),
         });
     }
 
@@ -498,7 +549,64 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             acl: parse_acl(&row.get::<_, Vec<String>>(3))?,
         });
     }
-    Ok(DbContents { schemas, relations, columns, objects, default_acls })
+    let foreign_keys = db
+        .query(
+            "SELECT k.conrelid::int8, k.confrelid::int8 FROM pg_constraint k \
+             JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'f' AND n.nspname = ANY($1)",
+            &[&managed],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let view_reads = db
+        .query(
+            "SELECT DISTINCT w.ev_class::int8, d.refobjid::int8 FROM pg_rewrite w \
+             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
+               AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.ev_class \
+             JOIN pg_class v ON v.oid = w.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace \
+             WHERE v.relkind IN ('v', 'm') AND n.nspname = ANY($1)",
+            &[&managed],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let definer_functions = db
+        .query(
+            "SELECT p.oid::regprocedure::text, r.rolname::text, r.rolsuper OR r.rolbypassrls \
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner \
+             WHERE p.prosecdef AND n.nspname = ANY($1) \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
+                               AND e.objid = p.oid AND e.deptype = 'e') \
+             ORDER BY 1",
+            &[&managed],
+        )?
+        .iter()
+        .map(|r| DefinerFunction { identity: r.get(0), owner: r.get(1), owner_bypasses_rls: r.get(2) })
+        .collect();
+    let mut other_schemas = Vec::new();
+    for row in db.query(
+        "SELECT nspname::text, pg_get_userbyid(nspowner)::text, coalesce(nspacl, acldefault('n', nspowner))::text[] \
+         FROM pg_namespace WHERE NOT (nspname = ANY($1)) AND pg_get_userbyid(nspowner) = ANY($2) ORDER BY nspname",
+        &[&managed, &model.role_names()],
+    )? {
+        other_schemas.push(Schema {
+            name: row.get(0),
+            owner: row.get(1),
+            acl: parse_acl(&row.get::<_, Vec<String>>(2))?,
+        });
+    }
+    Ok(DbContents {
+        schemas,
+        relations,
+        columns,
+        objects,
+        default_acls,
+        foreign_keys,
+        view_reads,
+        definer_functions,
+        other_schemas,
+    })
 }
 
 /// Tries a SCRAM login as `role`: `Some(true)` when the password is
