@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::flags::EnvCmd;
 use anyhow::{bail, Result};
 use dbenv::envfile::{sync_env_files, FileAction, MANAGED_FILES};
+use dbenv::invariants::{self, Context, Severity};
 use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
 
 pub fn run(env_file: &Path, flags: &EnvCmd) -> Result<ExitCode> {
@@ -58,6 +59,12 @@ fn check(dir: &Path) -> Result<ExitCode> {
         if let Err(error) = Settings::from_env(&vars) {
             problems.push(format!("`{file}`: {error:#}"));
         }
+        for violation in invariants::check(&vars, Context::EnvFile) {
+            match violation.severity {
+                Severity::Error => problems.push(format!("`{file}` [{}]: {}", violation.rule, violation.message)),
+                Severity::Warning => eprintln!("warning: `{file}` [{}]: {}", violation.rule, violation.message),
+            }
+        }
         // The comparison is symmetric: once, from the first file, is enough.
         if *file == MANAGED_FILES[0].0 {
             if let Err(error) = check_sibling_env_files(&path, &vars, ProcessEnv::Include) {
@@ -66,7 +73,7 @@ fn check(dir: &Path) -> Result<ExitCode> {
         }
     }
     if problems.is_empty() {
-        println!("env files are valid and agree on every role's password");
+        println!("env files are valid, keep the roles apart, and agree on every role's password");
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &problems {

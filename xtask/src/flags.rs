@@ -99,7 +99,9 @@ pub struct EnvCmd {
     /// Report what would be written, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Validate both env files (they parse, agree with each other, keep the roles apart); write nothing.
+    /// Validate both env files: they parse, pass the start-up invariants (the runtime, service and
+    /// migrator users differ, no admin names, TLS off-host), and agree on role passwords. Writes
+    /// nothing; exits 2 on a problem.
     #[arg(long, conflicts_with = "dry_run")]
     pub check: bool,
 }

@@ -1,10 +1,15 @@
-//! Opening connections from a [`Dsn`], with errors that say what to do.
+//! Opening connections from a [`Dsn`], with errors that say what to do, and
+//! TLS as libpq's `sslmode` means it (through `native-tls`, i.e. the system's
+//! OpenSSL): `prefer`/`require` encrypt without checking the certificate
+//! (`require` checks the CA when `sslrootcert` is given), `verify-ca` checks
+//! the chain, `verify-full` also the host name.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, format_err, Result};
+use anyhow::{bail, format_err, Context, Result};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
+use postgres_native_tls::MakeTlsConnector;
 
 use crate::dsn::{Dsn, Host, SslMode};
 
@@ -39,9 +44,66 @@ pub fn pg_config(dsn: &Dsn) -> Config {
     config.connect_timeout(dsn.connect_timeout());
     config.ssl_mode(match dsn.sslmode {
         Some(SslMode::Disable) => postgres::config::SslMode::Disable,
+        Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => postgres::config::SslMode::Require,
+        // libpq's default is `prefer`.
         _ => postgres::config::SslMode::Prefer,
     });
     config
+}
+
+/// The TLS connector `dsn` asks for, or `None` for plain TCP.
+pub fn tls_connector(dsn: &Dsn, var: &str) -> Result<Option<MakeTlsConnector>> {
+    let mode = dsn.sslmode.unwrap_or(SslMode::Prefer);
+    if mode == SslMode::Disable || matches!(dsn.host, Some(Host::Socket(_))) {
+        return Ok(None);
+    }
+    let mut builder = native_tls::TlsConnector::builder();
+    let root = dsn.param("sslrootcert");
+    let verify_ca = mode >= SslMode::VerifyCa || (mode == SslMode::Require && root.is_some());
+    match root {
+        Some("system") => {}
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("{var}: cannot read sslrootcert `{path}`"))?;
+            let certificate = native_tls::Certificate::from_pem(&pem)
+                .map_err(|e| format_err!("{var}: sslrootcert `{path}` is not a PEM certificate: {e}"))?;
+            builder.add_root_certificate(certificate).disable_built_in_roots(true);
+        }
+        None if verify_ca => bail!(
+            "{var} asks for sslmode={} but names no sslrootcert: add `sslrootcert=/path/to/root.crt` \
+             (or `sslrootcert=system` for the system's CAs)",
+            mode.as_str()
+        ),
+        None => {}
+    }
+    if !verify_ca {
+        builder.danger_accept_invalid_certs(true);
+    }
+    if mode != SslMode::VerifyFull {
+        builder.danger_accept_invalid_hostnames(true);
+    }
+    if let (Some(cert), Some(key)) = (dsn.param("sslcert"), dsn.param("sslkey")) {
+        let cert_pem = std::fs::read(cert).with_context(|| format!("{var}: cannot read sslcert `{cert}`"))?;
+        let key_pem = std::fs::read(key).with_context(|| format!("{var}: cannot read sslkey `{key}`"))?;
+        let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem)
+            .map_err(|e| format_err!("{var}: sslcert/sslkey are not a PEM certificate and PKCS#8 key: {e}"))?;
+        builder.identity(identity);
+    }
+    let connector = builder.build().map_err(|e| format_err!("{var}: cannot set up TLS: {e}"))?;
+    Ok(Some(MakeTlsConnector::new(connector)))
+}
+
+/// Connects as `dsn` says and returns the server's own error, for callers
+/// that look at its SQLSTATE. The outer error is a TLS setup problem.
+pub fn connect_raw(dsn: &Dsn, var: &str) -> Result<Result<Client, postgres::Error>> {
+    open(&pg_config(dsn), dsn, var)
+}
+
+/// Connects `config` with the TLS `dsn` asks for.
+fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, postgres::Error>> {
+    Ok(match tls_connector(dsn, var)? {
+        Some(tls) => config.connect(tls),
+        None => config.connect(NoTls),
+    })
 }
 
 /// Connects as the DSN says. `var` names where the DSN came from, for the
@@ -53,14 +115,7 @@ pub fn connect(dsn: &Dsn, var: &str) -> Result<Client> {
 /// Like [`connect`], with a configuration the caller adjusted (a notice
 /// callback, say).
 pub fn connect_with(dsn: &Dsn, var: &str, config: Config) -> Result<Client> {
-    if let Some(mode) = dsn.sslmode.filter(|mode| *mode >= SslMode::Require) {
-        bail!(
-            "{var} asks for sslmode={}, and this build connects without TLS only; \
-             use sslmode=disable or prefer on a private network, or connect through a TLS tunnel",
-            mode.as_str()
-        );
-    }
-    config.connect(NoTls).map_err(|error| describe_connect_error(&error, dsn, var))
+    open(&config, dsn, var)?.map_err(|error| describe_connect_error(&error, dsn, var))
 }
 
 /// Whether a failed connection may succeed later (the server is starting or
@@ -80,7 +135,7 @@ pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: imp
     let start = Instant::now();
     let mut last_report = start;
     loop {
-        match pg_config(dsn).connect(NoTls) {
+        match open(&pg_config(dsn), dsn, var)? {
             Ok(client) => return Ok(client),
             Err(error) if is_transient(&error) && start.elapsed() < timeout => {
                 if last_report.elapsed() >= Duration::from_secs(1) {

@@ -8,10 +8,13 @@ mod connect;
 mod dsn;
 mod env;
 pub mod envfile;
+pub mod invariants;
 mod names;
 mod secret;
 
-pub use connect::{connect, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config};
+pub use connect::{
+    connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config, tls_connector,
+};
 pub use dsn::{percent_decode, percent_encode, Dsn, Host, Scheme, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use env::{
     admin_creds, app_schemas, check_sibling_env_files, drizzle_bookkeeping, pg_timeout, read_env_file, role_creds,

@@ -6,11 +6,35 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use dbenv::{Dsn, Secret};
 use postgres::error::SqlState;
-use postgres::Client;
+use postgres::types::ToSql;
+use postgres::{Client, Row};
 
 use crate::acl::{parse_acl, AclItem};
 use crate::model::Model;
 use crate::scram::StoredPassword;
+
+/// A client that counts the queries it sends: the audit reports the count,
+/// which must not grow with the number of objects.
+pub struct Queries<'c> {
+    client: &'c mut Client,
+    pub sent: u32,
+}
+
+impl<'c> Queries<'c> {
+    pub fn new(client: &'c mut Client) -> Queries<'c> {
+        Queries { client, sent: 0 }
+    }
+
+    pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        self.sent += 1;
+        self.client.query(sql, params)
+    }
+
+    pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        self.sent += 1;
+        self.client.query_one(sql, params)
+    }
+}
 
 /// The admin role provisioning runs as, and what it may do.
 #[derive(Clone, Debug)]
@@ -201,6 +225,8 @@ pub struct DbContents {
     pub definer_functions: Vec<DefinerFunction>,
     /// Schemas outside the managed ones that one of the three roles owns.
     pub other_schemas: Vec<Schema>,
+    /// Queries this part of the read sent.
+    pub queries: u32,
 }
 
 /// A `SECURITY DEFINER` function and whether its owner escapes RLS.
@@ -225,6 +251,8 @@ pub struct Snapshot {
     pub other_databases: Vec<Database>,
     pub tablespaces: Vec<Tablespace>,
     pub db: DbContents,
+    /// Queries this read sent (cluster and database parts).
+    pub queries: u32,
 }
 
 impl Snapshot {
@@ -246,6 +274,7 @@ pub fn read(
 ) -> Result<Snapshot> {
     let mut snapshot = read_cluster(cluster, model, login_dsn, can_silence_log)?;
     snapshot.db = read_db(db, model, snapshot.server_version)?;
+    snapshot.queries += snapshot.db.queries;
     Ok(snapshot)
 }
 
@@ -259,6 +288,7 @@ pub fn read_cluster(
     login_dsn: Option<&Dsn>,
     can_silence_log: bool,
 ) -> Result<Snapshot> {
+    let mut cluster = Queries::new(cluster);
     let names = model.role_names();
     let runtime = model.runtime_names();
     let row = cluster
@@ -400,11 +430,13 @@ pub fn read_cluster(
         other_databases,
         tablespaces,
         db: DbContents::default(),
+        queries: cluster.sent,
     })
 }
 
 /// The database part: five queries, whatever the number of objects.
 pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<DbContents> {
+    let mut db = Queries::new(db);
     let managed = model.managed_schemas();
     let runtime = model.runtime_names();
     let migrator = &model.migrator.name;
@@ -606,6 +638,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         view_reads,
         definer_functions,
         other_schemas,
+        queries: db.sent,
     })
 }
 
@@ -616,7 +649,7 @@ fn login_works(dsn: &Dsn, role: &str, password: &Secret) -> Option<bool> {
     let mut login = dsn.clone();
     login.user = Some(role.to_string());
     login.password = Some(password.clone());
-    match dbenv::pg_config(&login).connect(postgres::NoTls) {
+    match dbenv::connect_raw(&login, role).ok()? {
         Ok(_) => Some(true),
         Err(error) => match error.code() {
             Some(code) if *code == SqlState::INVALID_PASSWORD => Some(false),

@@ -1,0 +1,275 @@
+//! Start-up invariants (the seed's `invariants.ts` change): what a service
+//! checks about its database environment before it serves, and what
+//! `cargo xtask env --check` checks about the env files.
+
+use std::fmt;
+
+use crate::env::{EnvVars, RoleKind};
+use crate::{Dsn, Host, SslMode};
+
+/// User names that mean an administrative role, refused for the app's DSNs.
+pub const ADMIN_NAMES: &[&str] = &["postgres", "root", "superuser", "admin"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// Where the check runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A service starting up: the migrator DSN has no business there.
+    Runtime,
+    /// A developer's env file, which holds every DSN on purpose.
+    EnvFile,
+}
+
+/// One broken rule, with its fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{level} [{}]: {}", self.rule, self.message)
+    }
+}
+
+/// Every rule, over the process environment and env file in `vars`.
+pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut error = |rule, message: String| found.push(Violation { rule, severity: Severity::Error, message });
+    let mut dsns: Vec<(RoleKind, Dsn)> = Vec::new();
+    for kind in [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator] {
+        let var = kind.dsn_var();
+        match vars.get(var) {
+            None if kind == RoleKind::Migrator => {}
+            None => error(
+                "dsn-present",
+                format!("{var} is missing or empty: the app needs it to connect as the {kind} role; set it (`cargo xtask env`)"),
+            ),
+            Some(text) => match Dsn::parse(var, text) {
+                Ok(dsn) if dsn.user.is_none() => {
+                    error("dsn-user", format!("{var} names no user; write it as postgresql://USER:PASSWORD@HOST:PORT/DB"))
+                }
+                Ok(dsn) => dsns.push((kind, dsn)),
+                Err(e) => error("dsn-parse", format!("{e:#}")),
+            },
+        }
+    }
+    let user = |kind: RoleKind| dsns.iter().find(|(k, _)| *k == kind).and_then(|(_, d)| d.user.clone());
+    for (kind, dsn) in &dsns {
+        let name = dsn.user.as_deref().unwrap_or_default();
+        if ADMIN_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
+            error(
+                "no-admin-user",
+                format!(
+                    "{} logs in as `{name}`, an administrative name: the {kind} role must be its own least-privileged \
+                     role (`cargo xtask db-provision` creates it)",
+                    kind.dsn_var()
+                ),
+            );
+        }
+    }
+    if let (Some(runtime), Some(service)) = (user(RoleKind::Runtime), user(RoleKind::Service)) {
+        if runtime == service {
+            error(
+                "distinct-users",
+                format!("DATABASE_URL and DATABASE_SERVICE_URL both log in as `{runtime}`: the runtime role must not bypass RLS, so they must differ"),
+            );
+        }
+    }
+    if let Some(migrator) = user(RoleKind::Migrator) {
+        for kind in [RoleKind::Runtime, RoleKind::Service] {
+            if user(kind).as_deref() == Some(migrator.as_str()) {
+                error(
+                    "migrator-separate",
+                    format!(
+                        "{} logs in as `{migrator}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
+                         the schema; point {} at the {kind} role",
+                        kind.dsn_var(),
+                        kind.dsn_var()
+                    ),
+                );
+            }
+        }
+    }
+    for (kind, dsn) in &dsns {
+        let var = kind.dsn_var();
+        let local = dsn.host.as_ref().is_none_or(Host::is_local);
+        if local {
+            continue;
+        }
+        match dsn.sslmode {
+            Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => {}
+            Some(SslMode::Disable) => found.push(Violation {
+                rule: "tls-off-host",
+                severity: Severity::Warning,
+                message: format!(
+                    "{var} connects to `{}` without TLS (sslmode=disable): acceptable only on a private network, as \
+                     inside the compose network; otherwise use sslmode=verify-full",
+                    dsn.address()
+                ),
+            }),
+            other => found.push(Violation {
+                rule: "tls-off-host",
+                severity: Severity::Error,
+                message: format!(
+                    "{var} connects to `{}`, not this machine, with sslmode={}: credentials would cross the network \
+                     unencrypted or unverified; add `sslmode=verify-full&sslrootcert=…` (or `sslmode=require`), or \
+                     `sslmode=disable` to say the network is private",
+                    dsn.address(),
+                    other.map(SslMode::as_str).unwrap_or("prefer (the default)")
+                ),
+            }),
+        }
+    }
+    if context == Context::Runtime && vars.get("DATABASE_MIGRATOR_URL").is_some() {
+        found.push(Violation {
+            rule: "migrator-absent-at-runtime",
+            severity: Severity::Warning,
+            message: "DATABASE_MIGRATOR_URL is set in a runtime environment: the app never needs it; remove it from \
+                      the service's environment (least secret exposure)"
+                .to_string(),
+        });
+    }
+    found
+}
+
+/// The start-up check a Rust service calls before it serves: `Err` lists
+/// every error; warnings come back for the service to log.
+pub fn startup_check(vars: &EnvVars) -> anyhow::Result<Vec<Violation>> {
+    let found = check(vars, Context::Runtime);
+    let errors: Vec<String> = found.iter().filter(|v| v.severity == Severity::Error).map(|v| v.to_string()).collect();
+    if !errors.is_empty() {
+        anyhow::bail!("the database environment is unsafe to serve with:\n  - {}", errors.join("\n  - "));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNTIME: &str = "postgresql://app_user:password@localhost:55432/db";
+    const SERVICE: &str = "postgresql://app_service:service_password@localhost:55432/db";
+    const MIGRATOR: &str = "postgresql://app_migrator:migrator_password@localhost:55432/db";
+
+    fn rules(pairs: &[(&str, &str)], context: Context) -> Vec<(&'static str, Severity)> {
+        check(&EnvVars::from_pairs(pairs.iter().copied()), context).iter().map(|v| (v.rule, v.severity)).collect()
+    }
+
+    #[test]
+    fn the_dev_environment_passes() {
+        let pairs = [("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", MIGRATOR)];
+        assert!(rules(&pairs, Context::EnvFile).is_empty());
+        assert!(rules(&pairs[..2], Context::Runtime).is_empty(), "the migrator DSN is optional at runtime");
+    }
+
+    #[test]
+    fn every_rule_fires() {
+        use Severity::*;
+        let cases: Vec<(Vec<(&str, &str)>, Context, Vec<(&str, Severity)>)> = vec![
+            (vec![("DATABASE_SERVICE_URL", SERVICE)], Context::Runtime, vec![("dsn-present", Error)]),
+            (
+                vec![("DATABASE_URL", ""), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("dsn-present", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", "mysql://x@h/db"), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("dsn-parse", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", "postgresql://h/db"), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("dsn-user", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", RUNTIME)],
+                Context::Runtime,
+                vec![("distinct-users", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", "postgres://postgres:x@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("no-admin-user", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", "postgresql://Admin:x@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("no-admin-user", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", RUNTIME)],
+                Context::EnvFile,
+                vec![("migrator-separate", Error)],
+            ),
+            (
+                vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", MIGRATOR)],
+                Context::Runtime,
+                vec![("migrator-absent-at-runtime", Warning)],
+            ),
+            (
+                vec![("DATABASE_URL", "postgresql://app_user:p@db.example.com/db"), ("DATABASE_SERVICE_URL", SERVICE)],
+                Context::Runtime,
+                vec![("tls-off-host", Error)],
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgresql://app_user:p@db.internal/db?sslmode=disable"),
+                    ("DATABASE_SERVICE_URL", SERVICE),
+                ],
+                Context::Runtime,
+                vec![("tls-off-host", Warning)],
+            ),
+            (
+                vec![
+                    (
+                        "DATABASE_URL",
+                        "postgresql://app_user:p@db.example.com/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.crt",
+                    ),
+                    ("DATABASE_SERVICE_URL", "postgres://app_service:p@10.0.0.5/db?sslmode=require"),
+                ],
+                Context::Runtime,
+                vec![],
+            ),
+        ];
+        for (pairs, context, expected) in cases {
+            assert_eq!(rules(&pairs, context), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_user_names_are_compared_decoded() {
+        let pairs = [
+            ("DATABASE_URL", "postgresql://app%5Fuser:p@localhost/db"),
+            ("DATABASE_SERVICE_URL", SERVICE),
+            ("DATABASE_MIGRATOR_URL", "postgres://app_user:q@localhost/db"),
+        ];
+        assert_eq!(rules(&pairs, Context::EnvFile), [("migrator-separate", Severity::Error)]);
+        let pairs = [("DATABASE_URL", "postgresql://postgre%73:p@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)];
+        assert_eq!(rules(&pairs, Context::Runtime), [("no-admin-user", Severity::Error)]);
+    }
+
+    #[test]
+    fn messages_name_the_fix_and_never_a_password() {
+        let vars = EnvVars::from_pairs([
+            ("DATABASE_URL", "postgresql://app_user:s3cret@db.example.com/db"),
+            ("DATABASE_SERVICE_URL", "postgresql://app_user:s3cret@localhost/db"),
+        ]);
+        let error = format!("{:#}", startup_check(&vars).unwrap_err());
+        assert!(error.contains("sslmode=verify-full"), "{error}");
+        assert!(error.contains("must differ"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+}

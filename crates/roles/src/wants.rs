@@ -1,0 +1,91 @@
+//! What the model wants each grantee to hold, per kind of object: the one
+//! definition that both the plan (`db-provision`) and the audit (`db-check`)
+//! diff the catalogs against.
+
+use crate::acl::{Grantee, Privs, Want, CONNECT, CREATE, DATABASE_ALL, DML, SEQUENCE_USE, USAGE};
+use crate::model::Model;
+use crate::snapshot::Relation;
+
+fn runtime_roles(model: &Model) -> [Grantee; 2] {
+    [Grantee::role(&model.runtime.name), Grantee::role(&model.service.name)]
+}
+
+/// The app database: CONNECT for the runtime roles and nothing else; the
+/// migrator keeps its owner rights; PUBLIC has nothing (no CONNECT, no TEMP).
+/// `admin` is a non-superuser admin, which must keep its own CONNECT.
+pub fn database(model: &Model, admin: Option<&str>) -> Vec<(Grantee, Want)> {
+    let mut wants: Vec<(Grantee, Want)> =
+        runtime_roles(model).into_iter().map(|g| (g, Want::Exactly(CONNECT))).collect();
+    wants.push((Grantee::role(&model.migrator.name), Want::AtLeast(DATABASE_ALL)));
+    if let Some(admin) = admin {
+        wants.push((Grantee::role(admin), Want::AtLeast(CONNECT)));
+    }
+    wants.push((Grantee::Public, Want::Without(DATABASE_ALL)));
+    wants
+}
+
+/// An app schema: USAGE for the runtime roles; PUBLIC keeps PostgreSQL's
+/// USAGE on `public` (harmless without CONNECT) but never CREATE. The
+/// bookkeeping schema: nothing for anyone but the migrator.
+pub fn schema(model: &Model, name: &str) -> Vec<(Grantee, Want)> {
+    let app = model.is_app_schema(name);
+    let runtime = if app { Want::Exactly(USAGE) } else { Want::Exactly(Privs::NONE) };
+    let public = if app { Want::Without(CREATE) } else { Want::Without(Privs::ALL) };
+    let mut wants: Vec<(Grantee, Want)> = runtime_roles(model).into_iter().map(|g| (g, runtime)).collect();
+    wants.push((Grantee::role(&model.migrator.name), Want::AtLeast(Privs::from_letters("UC"))));
+    wants.push((Grantee::Public, public));
+    wants
+}
+
+/// What the runtime roles may hold on a relation: DML on app tables (and
+/// views, spelled out, never ALL, which includes MAINTAIN on 17+), USAGE and
+/// SELECT on app sequences, nothing in the bookkeeping schema.
+pub fn runtime_privs(model: &Model, rel: &Relation) -> Privs {
+    match (model.is_app_schema(&rel.schema), rel.is_sequence()) {
+        (false, _) => Privs::NONE,
+        (true, true) => SEQUENCE_USE,
+        (true, false) => DML,
+    }
+}
+
+/// A relation: the runtime roles get exactly [`runtime_privs`]; PUBLIC nothing.
+pub fn relation(model: &Model, rel: &Relation) -> Vec<(Grantee, Want)> {
+    let runtime = Want::Exactly(runtime_privs(model, rel));
+    let mut wants: Vec<(Grantee, Want)> = runtime_roles(model).into_iter().map(|g| (g, runtime)).collect();
+    wants.push((Grantee::Public, Want::Without(Privs::ALL)));
+    wants
+}
+
+/// Columns: no column-level grant to the runtime roles or PUBLIC at all;
+/// table-level DML is all they get.
+pub fn column(model: &Model) -> Vec<(Grantee, Want)> {
+    let mut wants: Vec<(Grantee, Want)> =
+        runtime_roles(model).into_iter().map(|g| (g, Want::Without(Privs::ALL))).collect();
+    wants.push((Grantee::Public, Want::Without(Privs::ALL)));
+    wants
+}
+
+/// The migrator's default-privilege rows the model needs: tables and
+/// sequences in each app schema (per schema, so the bookkeeping schema gets
+/// nothing).
+pub fn default_rows(model: &Model) -> Vec<(Option<String>, char)> {
+    model.app_schemas.iter().flat_map(|s| [(Some(s.clone()), 'r'), (Some(s.clone()), 'S')]).collect()
+}
+
+/// What a migrator default-privilege row must give: DML on tables and
+/// USAGE, SELECT on sequences where [`default_rows`] lists it, nothing to the
+/// runtime roles anywhere else, never anything to PUBLIC on tables or sequences.
+pub fn migrator_default(model: &Model, schema: Option<&str>, objtype: char) -> Vec<(Grantee, Want)> {
+    let listed = default_rows(model).contains(&(schema.map(str::to_string), objtype));
+    let runtime = match (listed, objtype) {
+        (true, 'r') => DML,
+        (true, 'S') => SEQUENCE_USE,
+        _ => Privs::NONE,
+    };
+    let mut wants: Vec<(Grantee, Want)> =
+        runtime_roles(model).into_iter().map(|g| (g, Want::Exactly(runtime))).collect();
+    if matches!(objtype, 'r' | 'S') {
+        wants.push((Grantee::Public, Want::Without(Privs::ALL)));
+    }
+    wants
+}
