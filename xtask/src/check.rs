@@ -4,10 +4,15 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use pgcluster::TestCluster;
 use xshell::{cmd, Shell};
 
 use crate::flags::Check;
+use crate::{db_check, db_migrate, db_provision};
+
+/// One step of the check: runs, and says whether it passed.
+type Step<'a> = Box<dyn FnOnce() -> bool + 'a>;
 
 pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
     // The interop tests read platform/db's npm packages; install them once.
@@ -16,23 +21,39 @@ pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
         cmd!(sh, "npm ci --prefix platform/db --no-audit --no-fund").run()?;
     }
     let nextest = cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok();
-    let mut steps: Vec<(&str, xshell::Cmd)> = vec![
-        ("format", cmd!(sh, "cargo fmt --all -- --check")),
-        ("clippy", cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings")),
+    let mut steps: Vec<(&str, Step)> = vec![
+        ("format", Box::new(|| cmd!(sh, "cargo fmt --all -- --check").run().is_ok())),
+        (
+            "clippy",
+            Box::new(|| cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run().is_ok()),
+        ),
     ];
     if nextest {
-        steps.push(("tests", cmd!(sh, "cargo nextest run --workspace --locked --no-fail-fast")));
+        steps.push((
+            "tests",
+            Box::new(|| cmd!(sh, "cargo nextest run --workspace --locked --no-fail-fast").run().is_ok()),
+        ));
         // nextest does not run doctests.
-        steps.push(("doctests", cmd!(sh, "cargo test --workspace --locked --doc")));
+        steps.push(("doctests", Box::new(|| cmd!(sh, "cargo test --workspace --locked --doc").run().is_ok())));
     } else {
-        steps.push(("tests", cmd!(sh, "cargo test --workspace --locked --no-fail-fast")));
+        steps.push(("tests", Box::new(|| cmd!(sh, "cargo test --workspace --locked --no-fail-fast").run().is_ok())));
     }
+    steps.push((
+        "end-to-end",
+        Box::new(|| match end_to_end(sh) {
+            Ok(()) => true,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                false
+            }
+        }),
+    ));
 
     let mut results: Vec<(&str, bool, Duration)> = Vec::new();
-    for (name, command) in steps {
+    for (name, step) in steps {
         println!("==> {name}");
         let started = Instant::now();
-        let ok = command.run().is_ok();
+        let ok = step();
         results.push((name, ok, started.elapsed()));
     }
 
@@ -48,4 +69,58 @@ pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
         println!("failed: {}", failed.join(", "));
         Ok(ExitCode::from(1))
     }
+}
+
+/// The whole path on a throwaway cluster, as a user runs it: an env derived
+/// from `.env.test.example` for the cluster's port, `db-provision`,
+/// `db-migrate`, `db-check`, then the task's own `psql` denial check.
+fn end_to_end(sh: &Shell) -> Result<()> {
+    let cluster = TestCluster::start().context("start a throwaway cluster")?;
+    let dir = tempfile::tempdir()?;
+    let example = std::fs::read_to_string(sh.current_dir().join(".env.test.example"))?;
+    let port = cluster.port().to_string();
+    let env = example
+        .replace("55432", &port)
+        .replace("POSTGRES_ROOT_PASSWORD=postgres", &format!("POSTGRES_ROOT_PASSWORD='{}'", cluster.password()));
+    let env_file = dir.path().join(".env.test");
+    std::fs::write(&env_file, env)?;
+    let root = crate::project_root();
+    let migrations = root.join("platform/db/migrations");
+
+    println!("  cluster on port {port}; env {}", env_file.display());
+    let settings = db_provision::load_settings(&env_file)?;
+    db_provision::provision(&settings, &roles::Options::default())?;
+    db_migrate::migrate(&db_migrate::load_config(&env_file)?, &drizzle::folder::read(&migrations)?, false)?;
+    let report = db_check::check(&env_file, &migrations, &root.join("platform/db/rls-exemptions.toml"))?;
+    print!("{}", report.to_text());
+    if !report.holds() {
+        bail!("db-check: the model does not hold on a freshly provisioned and migrated database");
+    }
+    psql_denial(sh, &port, &settings.db_name)?;
+    // A second provisioning run finds nothing to do.
+    db_provision::provision(&settings, &roles::Options::default())?;
+    Ok(())
+}
+
+/// The task's acceptance check, with `psql` (skipped only if it is missing
+/// and CI does not insist).
+fn psql_denial(sh: &Shell, port: &str, db: &str) -> Result<()> {
+    if cmd!(sh, "psql --version").quiet().ignore_stdout().run().is_err() {
+        if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
+            bail!("psql is not installed");
+        }
+        println!("  SKIPPED the psql check: psql is not installed");
+        return Ok(());
+    }
+    let output =
+        cmd!(sh, "psql -h localhost -p {port} -U app_user -d {db} -c 'CREATE TABLE _test_ddl_check (id int);'")
+            .env("PGPASSWORD", "password")
+            .ignore_status()
+            .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !stderr.contains("ERROR:  permission denied for schema public") {
+        bail!("psql as app_user: expected `ERROR:  permission denied for schema public`, got: {stderr}");
+    }
+    println!("  psql as app_user: {}", stderr.lines().next().unwrap_or_default());
+    Ok(())
 }

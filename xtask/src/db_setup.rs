@@ -1,11 +1,11 @@
 //! `cargo xtask db-setup`: the newcomer's one command. Env files, the local
-//! server when nothing answers, provisioning, migrations.
+//! server when nothing answers, provisioning, migrations, and the proof.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::{db_migrate, db_provision, db_up, env};
+use crate::{db_check, db_migrate, db_provision, db_up, env};
 use anyhow::{Context, Result};
 use dbenv::Host;
 use pgcluster::{default_base_dir, port_answers, DevServer, PgBin};
@@ -40,6 +40,15 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     let config = db_migrate::load_config(env_file)?;
     let folder = drizzle::folder::read(&crate::project_root().join("platform/db/migrations"))?;
     db_migrate::migrate(&config, &folder, false)?;
+
+    println!("==> check");
+    let root = crate::project_root();
+    let report =
+        db_check::check(env_file, &root.join("platform/db/migrations"), &root.join("platform/db/rls-exemptions.toml"))?;
+    print!("{}", report.to_text());
+    if !report.holds() {
+        anyhow::bail!("db-check found the model violated (above); `cargo xtask db-provision` fixes what it can");
+    }
     println!(
         "db-setup done in {:.1} s: `{}` on {}:{} is ready (runtime DSN: {})",
         started.elapsed().as_secs_f64(),

@@ -78,6 +78,15 @@ pub enum Command {
     /// Example: cargo xtask db-reset --env-file .env.test
     #[command(name = "db-reset", visible_alias = "db:reset")]
     DbReset(DbReset),
+    /// Prove the model on the live database: the catalog audit and live probes as each runtime role.
+    ///
+    /// Needs no admin credentials: it reads the catalogs as the migrator (DATABASE_MIGRATOR_URL) and
+    /// logs in with DATABASE_URL and DATABASE_SERVICE_URL to try what they must not be able to do,
+    /// each attempt rolled back. Exit 0: the model holds; 2: it does not; 1: the check could not run.
+    ///
+    /// Example: cargo xtask db-check --markdown
+    #[command(name = "db-check", visible_alias = "db:check")]
+    DbCheck(DbCheck),
     /// The newcomer's one command: env files, the local server, provisioning, migrations.
     ///
     /// Example: cargo xtask db-setup
@@ -196,6 +205,23 @@ pub struct DbReset {
     /// Reset a database whose name does not end in `_test`.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DbCheck {
+    #[command(flatten)]
+    pub env: EnvFile,
+    #[command(flatten)]
+    pub migrations: MigrationsDir,
+    /// The exemptions file (default: `platform/db/rls-exemptions.toml` in the project root).
+    #[arg(long, value_name = "FILE")]
+    pub exemptions: Option<PathBuf>,
+    /// Print JSON instead of the text matrix.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print Markdown (and append it to $GITHUB_STEP_SUMMARY when that is set).
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! its own module; the logic lives in `crates/*`.
 
 mod check;
+mod db_check;
 mod db_migrate;
 mod db_provision;
 mod db_reset;
@@ -56,6 +57,12 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
         }
         flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.force),
+        flags::Command::DbCheck(cmd) => db_check::run(
+            &env_file(&cmd.env),
+            &migrations(&cmd.migrations),
+            &path_or(&cmd.exemptions, "platform/db/rls-exemptions.toml"),
+            &cmd,
+        ),
         flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),
         flags::Command::Check(cmd) => check::run(cmd, &sh),
     }

@@ -177,7 +177,8 @@ mod tests {
     #[test]
     fn every_rule_fires() {
         use Severity::*;
-        let cases: Vec<(Vec<(&str, &str)>, Context, Vec<(&str, Severity)>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Context, Vec<(&'a str, Severity)>);
+        let cases: Vec<Case> = vec![
             (vec![("DATABASE_SERVICE_URL", SERVICE)], Context::Runtime, vec![("dsn-present", Error)]),
             (
                 vec![("DATABASE_URL", ""), ("DATABASE_SERVICE_URL", SERVICE)],

@@ -11,21 +11,22 @@ use dbenv::quote_ident;
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Privs(u16);
 
-/// The letters of `aclitem` text, their SQL names, in PostgreSQL's order.
+/// The letters of `aclitem` text and their SQL names, in the order SQL
+/// usually spells them (SELECT first).
 const LETTERS: &[(char, &str)] = &[
-    ('a', "INSERT"),
     ('r', "SELECT"),
+    ('a', "INSERT"),
     ('w', "UPDATE"),
     ('d', "DELETE"),
     ('D', "TRUNCATE"),
     ('x', "REFERENCES"),
     ('t', "TRIGGER"),
+    ('m', "MAINTAIN"),
     ('X', "EXECUTE"),
     ('U', "USAGE"),
     ('C', "CREATE"),
     ('c', "CONNECT"),
     ('T', "TEMPORARY"),
-    ('m', "MAINTAIN"),
     ('s', "SET"),
     ('A', "ALTER SYSTEM"),
 ];
@@ -366,7 +367,7 @@ mod tests {
         assert_eq!(item.grant_option, Privs::from_letters("r"));
         assert_eq!(
             AclItem::parse("x=arwdDxtm/y").unwrap().privs.sql(),
-            "INSERT, SELECT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER, MAINTAIN"
+            "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER, MAINTAIN"
         );
         assert!(AclItem::parse("x=q/y").is_err());
         assert!(AclItem::parse("x=r").is_err());

@@ -46,6 +46,14 @@ impl Model {
         }
     }
 
+    pub fn role(&self, kind: RoleKind) -> &RoleSpec {
+        match kind {
+            RoleKind::Migrator => &self.migrator,
+            RoleKind::Runtime => &self.runtime,
+            RoleKind::Service => &self.service,
+        }
+    }
+
     pub fn roles(&self) -> [&RoleSpec; 3] {
         [&self.migrator, &self.runtime, &self.service]
     }

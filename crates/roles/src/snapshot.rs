@@ -232,6 +232,7 @@ pub struct DbContents {
 /// A `SECURITY DEFINER` function and whether its owner escapes RLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefinerFunction {
+    /// `schema.name(argument types)`, as the exemptions file names it.
     pub identity: String,
     pub owner: String,
     /// The owner is a superuser or has BYPASSRLS: the function reads every tenant's rows.
@@ -605,7 +606,8 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         .collect();
     let definer_functions = db
         .query(
-            "SELECT p.oid::regprocedure::text, r.rolname::text, r.rolsuper OR r.rolbypassrls \
+            "SELECT n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')', r.rolname::text, \
+                    r.rolsuper OR r.rolbypassrls \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner \
              WHERE p.prosecdef AND n.nspname = ANY($1) \
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \

@@ -1,0 +1,144 @@
+//! `db-check`: proves the three-role model on a live database, the way a
+//! security reviewer would. The catalog audit reads the same snapshot as the
+//! provisioner (so the two never disagree about what the catalogs say) with
+//! a fixed number of queries; the live probes log in as each runtime role
+//! and try what it must not be able to do. Needs no admin credentials.
+
+pub mod catalog;
+pub mod exemptions;
+pub mod probes;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{format_err, Context, Result};
+use dbenv::{app_schemas, drizzle_bookkeeping, role_creds, Dsn, EnvVars, RoleKind, Secret};
+use roles::{Model, RoleSpec};
+
+pub use exemptions::{Exemption, Exemptions};
+pub use report::{Report, Verdict};
+
+/// What `db-check` needs: the three roles' DSNs (the migrator's optional),
+/// the migrations folder and the exemptions.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    pub model: Model,
+    pub runtime: Dsn,
+    pub service: Dsn,
+    /// Reads the catalogs and the bookkeeping; without it the runtime DSN
+    /// reads the catalogs and the bookkeeping is not checked.
+    pub migrator: Option<Dsn>,
+    pub bookkeeping: drizzle::Table,
+    pub migrations_dir: Option<PathBuf>,
+    pub exemptions: Exemptions,
+}
+
+impl CheckConfig {
+    /// Reads `DATABASE_URL`, `DATABASE_SERVICE_URL`, `DATABASE_MIGRATOR_URL`
+    /// (or the `APP_DB_*` pieces), `APP_DB_SCHEMAS` and the Drizzle keys.
+    pub fn from_env(vars: &EnvVars, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
+        let host = vars.get("DB_HOST");
+        let port = vars
+            .get("DB_PORT")
+            .map(|p| p.parse::<u16>())
+            .transpose()
+            .map_err(|_| format_err!("DB_PORT is not a port number"))?;
+        let db = vars.get("APP_DB_NAME");
+        let runtime = role_creds(vars, RoleKind::Runtime, host, port, db)?;
+        let service = role_creds(vars, RoleKind::Service, host, port, db)?;
+        let migrator = role_creds(vars, RoleKind::Migrator, host, port, db).ok();
+        let db_name = runtime.dsn.dbname.clone().ok_or_else(|| format_err!("DATABASE_URL names no database"))?;
+        let (schema, table) = drizzle_bookkeeping(vars)?;
+        let spec = |kind: RoleKind, name: String| RoleSpec { kind, name, password: Secret::default() };
+        let migrator_name = match (&migrator, vars.get("APP_DB_MIGRATOR_USER")) {
+            (Some(creds), _) => creds.name.clone(),
+            (None, Some(name)) => name.to_string(),
+            (None, None) => RoleKind::Migrator.default_name().to_string(),
+        };
+        let model = Model {
+            db_name,
+            app_schemas: app_schemas(vars)?,
+            bookkeeping_schema: schema.clone(),
+            migrator: spec(RoleKind::Migrator, migrator_name),
+            runtime: spec(RoleKind::Runtime, runtime.name.clone()),
+            service: spec(RoleKind::Service, service.name.clone()),
+        };
+        Ok(CheckConfig {
+            model,
+            runtime: runtime.dsn,
+            service: service.dsn,
+            migrator: migrator.map(|m| m.dsn),
+            bookkeeping: drizzle::Table::new(&schema, &table),
+            migrations_dir,
+            exemptions,
+        })
+    }
+}
+
+/// Runs the whole check. `Err` means it could not run (exit 1); a report
+/// that does not hold means violations (exit 2).
+pub fn check(config: &CheckConfig) -> Result<Report> {
+    let started = Instant::now();
+    let model = &config.model;
+    let (catalog_dsn, catalog_var) = match &config.migrator {
+        Some(dsn) => (dsn, "DATABASE_MIGRATOR_URL"),
+        None => (&config.runtime, "DATABASE_URL"),
+    };
+    let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
+    client.batch_execute("SET default_transaction_read_only = on; SET application_name = 'cargo xtask db-check'")?;
+    let mut snapshot = roles::snapshot::read_cluster(&mut client, model, None, false)?;
+    snapshot.db = roles::snapshot::read_db(&mut client, model, snapshot.server_version)?;
+    let mut queries = snapshot.queries + snapshot.db.queries + 1;
+    let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
+
+    let mut notes = Vec::new();
+    let bookkeeping = match (&config.migrator, &config.migrations_dir) {
+        (None, _) => {
+            Err("not checked: DATABASE_MIGRATOR_URL is not set (the runtime roles may not read it)".to_string())
+        }
+        (_, None) => Err("not checked: no migrations folder".to_string()),
+        (Some(_), Some(dir)) => match drizzle::folder::read(dir) {
+            Err(error) => Err(format!("not checked: {error:#}")),
+            Ok(folder) => {
+                queries += 2;
+                let table = drizzle::bookkeeping::read(&mut client, &config.bookkeeping)?;
+                let status = drizzle::status::status(&folder, &table);
+                let pending = status.pending().len();
+                if pending > 0 {
+                    notes.push(format!("{pending} migrations are pending (`cargo xtask db-migrate`)"));
+                }
+                Ok(status.refusals(false))
+            }
+        },
+    };
+    let mut used = BTreeSet::new();
+    let checks = catalog::audit(model, &snapshot, &config.exemptions, bookkeeping, &mut used);
+    drop(client);
+
+    let mut probes = Vec::new();
+    let mut residuals = Vec::new();
+    for (kind, dsn) in [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)] {
+        let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, &mut queries)?;
+        probes.extend(found.probes);
+        residuals.extend(found.residuals);
+    }
+    let rls = probes::rls_behaviour(model, &config.runtime, &config.service, &mut queries)?;
+    let exemptions =
+        config.exemptions.0.iter().map(|e| (e.clone(), used.contains(&(e.kind, e.name.clone())))).collect();
+    Ok(Report {
+        database: model.db_name.clone(),
+        server_version,
+        checks,
+        probes,
+        residuals,
+        rls,
+        exemptions,
+        roles: vec![model.runtime.name.clone(), model.service.name.clone()],
+        catalog_queries: snapshot.queries + snapshot.db.queries,
+        queries,
+        elapsed: started.elapsed(),
+        notes,
+    })
+}

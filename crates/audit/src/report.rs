@@ -1,0 +1,346 @@
+//! The result of `db-check` and its three renderings: a text matrix a person
+//! reads at a glance (failures first), JSON, and Markdown.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::exemptions::Exemption;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// A violation the exemptions file accepts.
+    Exempt,
+    /// Not enough data to prove it (RLS with empty tables).
+    Unproven,
+    /// Nothing to probe it on (no table, no sequence…).
+    NotApplicable,
+    /// A capability no privilege can take from a login role (listed apart).
+    Residual,
+    /// The probe could not tell (a lock timeout, an unexpected error).
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Exempt => "exempt",
+            Verdict::Unproven => "unproven",
+            Verdict::NotApplicable => "n/a",
+            Verdict::Residual => "residual",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+
+    fn mark(self) -> &'static str {
+        match self {
+            Verdict::Pass => "✓",
+            Verdict::Fail => "✗",
+            Verdict::Exempt => "~",
+            Verdict::Unproven | Verdict::Inconclusive => "?",
+            Verdict::NotApplicable => "–",
+            Verdict::Residual => "·",
+        }
+    }
+}
+
+/// One thing found by a catalog check (passes are counted, not listed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub subject: String,
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+/// One catalog check over every object it applies to.
+#[derive(Clone, Debug)]
+pub struct CheckSummary {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// How many objects it looked at.
+    pub checked: usize,
+    /// Failures, exemptions and notes (never plain passes).
+    pub findings: Vec<Finding>,
+}
+
+impl CheckSummary {
+    pub fn new(id: &'static str, title: &'static str) -> CheckSummary {
+        CheckSummary { id, title, checked: 0, findings: Vec::new() }
+    }
+
+    pub fn fail(&mut self, subject: impl Into<String>, message: impl Into<String>) {
+        self.findings.push(Finding { subject: subject.into(), verdict: Verdict::Fail, message: message.into() });
+    }
+
+    pub fn note(&mut self, verdict: Verdict, subject: impl Into<String>, message: impl Into<String>) {
+        self.findings.push(Finding { subject: subject.into(), verdict, message: message.into() });
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.findings.iter().any(|f| f.verdict == Verdict::Fail) {
+            Verdict::Fail
+        } else if !self.findings.is_empty() && self.findings.iter().all(|f| f.verdict == Verdict::NotApplicable) {
+            Verdict::NotApplicable
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// One live probe as one role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub role: String,
+    pub id: &'static str,
+    pub capability: String,
+    pub sql: String,
+    /// `denied (42501)`, `warning, ACL unchanged`, `allowed`.
+    pub expected: String,
+    pub observed: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RlsBehaviour {
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub database: String,
+    pub server_version: String,
+    pub checks: Vec<CheckSummary>,
+    pub probes: Vec<Probe>,
+    pub residuals: Vec<Probe>,
+    pub rls: RlsBehaviour,
+    /// Every exemption of the file, and whether it was needed.
+    pub exemptions: Vec<(Exemption, bool)>,
+    pub roles: Vec<String>,
+    /// Queries the catalog audit sent: the same for 10 tables and 10,000.
+    pub catalog_queries: u32,
+    /// Every query, probes included.
+    pub queries: u32,
+    pub elapsed: Duration,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The model holds: no catalog failure, every probe as expected, and
+    /// RLS not seen to leak.
+    pub fn holds(&self) -> bool {
+        self.checks.iter().all(|c| c.verdict() != Verdict::Fail)
+            && self.probes.iter().all(|p| !matches!(p.verdict, Verdict::Fail | Verdict::Inconclusive))
+            && self.rls.verdict != Verdict::Fail
+    }
+
+    /// Every failure, catalog first, as `(where, subject, message)`.
+    pub fn failures(&self) -> Vec<(String, String, String)> {
+        let mut all: Vec<(String, String, String)> = self
+            .checks
+            .iter()
+            .flat_map(|c| {
+                c.findings
+                    .iter()
+                    .filter(|f| f.verdict == Verdict::Fail)
+                    .map(move |f| (format!("catalog {}", c.id), f.subject.clone(), f.message.clone()))
+            })
+            .collect();
+        all.extend(self.probes.iter().filter(|p| matches!(p.verdict, Verdict::Fail | Verdict::Inconclusive)).map(
+            |p| {
+                (
+                    format!("probe as {}", p.role),
+                    p.capability.clone(),
+                    format!("expected {}, observed {} — {}", p.expected, p.observed, p.sql),
+                )
+            },
+        ));
+        if self.rls.verdict == Verdict::Fail {
+            all.push(("probe rls".into(), "row-level security".into(), self.rls.message.clone()));
+        }
+        all
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let failures = self.failures();
+        let _ = writeln!(out, "db-check: `{}` on PostgreSQL {}", self.database, self.server_version);
+        if !failures.is_empty() {
+            let _ = writeln!(out, "\nFAILURES ({})", failures.len());
+            for (place, subject, message) in &failures {
+                let _ = writeln!(out, "  ✗ {place:<26} {subject}: {message}");
+            }
+        }
+
+        let _ = writeln!(out, "\nLIVE PROBES (each in a transaction that is rolled back)");
+        let width = self.probes.iter().map(|p| p.capability.chars().count()).max().unwrap_or(10).max(10);
+        let _ = write!(out, "  {:<width$}  {:<22}", "capability", "expected");
+        for role in &self.roles {
+            let _ = write!(out, "  {role:<18}");
+        }
+        let _ = writeln!(out);
+        let mut ids: Vec<&'static str> = Vec::new();
+        for probe in &self.probes {
+            if !ids.contains(&probe.id) {
+                ids.push(probe.id);
+            }
+        }
+        // Failures first, then the rest in probe order.
+        ids.sort_by_key(|id| !self.probes.iter().any(|p| p.id == *id && p.verdict == Verdict::Fail));
+        for id in ids {
+            let row: Vec<&Probe> = self.probes.iter().filter(|p| p.id == id).collect();
+            let _ = write!(out, "  {:<width$}  {:<22}", row[0].capability, row[0].expected);
+            for role in &self.roles {
+                let cell = match row.iter().find(|p| &p.role == role) {
+                    Some(p) => format!("{} {}", p.verdict.mark(), p.observed),
+                    None => "–".to_string(),
+                };
+                let _ = write!(out, "  {cell:<18}");
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "  {} row-level security: {}", self.rls.verdict.mark(), self.rls.message);
+
+        let _ = writeln!(out, "\nCATALOG");
+        for check in &self.checks {
+            let verdict = check.verdict();
+            let _ = writeln!(out, "  {} {:<20} {} ({} checked)", verdict.mark(), check.id, check.title, check.checked);
+            for finding in check.findings.iter().filter(|f| f.verdict != Verdict::Fail) {
+                let _ = writeln!(out, "      {} {}: {}", finding.verdict.mark(), finding.subject, finding.message);
+            }
+        }
+
+        let _ = writeln!(out, "\nEXEMPTIONS (platform/db/rls-exemptions.toml)");
+        if self.exemptions.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
+        for (exemption, used) in &self.exemptions {
+            let _ = writeln!(
+                out,
+                "  ~ {} {}: {}{}",
+                exemption.kind.key(),
+                exemption.name,
+                exemption.reason,
+                if *used { "" } else { " (not needed by anything today)" }
+            );
+        }
+
+        let _ = writeln!(out, "\nRESIDUAL CAPABILITIES (no privilege can take these from a login role)");
+        for residual in &self.residuals {
+            let _ = writeln!(out, "  · {:<10} {}: {}", residual.role, residual.capability, residual.observed);
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "\n{} ({} ms; {} queries, {} of them for the catalog audit)",
+            if self.holds() {
+                "the model holds".to_string()
+            } else {
+                format!("the model does NOT hold: {} failures", failures.len())
+            },
+            self.elapsed.as_millis(),
+            self.queries,
+            self.catalog_queries
+        );
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let probe = |p: &Probe| {
+            json!({"role": p.role, "id": p.id, "capability": p.capability, "sql": p.sql,
+                   "expected": p.expected, "observed": p.observed, "verdict": p.verdict.word()})
+        };
+        json!({
+            "database": self.database,
+            "server_version": self.server_version,
+            "holds": self.holds(),
+            "failures": self.failures().iter().map(|(place, subject, message)| json!({"where": place, "subject": subject, "message": message})).collect::<Vec<_>>(),
+            "catalog": self.checks.iter().map(|c| json!({
+                "id": c.id, "title": c.title, "checked": c.checked, "verdict": c.verdict().word(),
+                "findings": c.findings.iter().map(|f| json!({"subject": f.subject, "verdict": f.verdict.word(), "message": f.message})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "probes": self.probes.iter().map(probe).collect::<Vec<_>>(),
+            "rls_behaviour": {"verdict": self.rls.verdict.word(), "message": self.rls.message},
+            "residual_capabilities": self.residuals.iter().map(probe).collect::<Vec<_>>(),
+            "exemptions": self.exemptions.iter().map(|(e, used)| json!({"kind": e.kind.key(), "name": e.name, "reason": e.reason, "needed": used})).collect::<Vec<_>>(),
+            "queries": self.queries,
+            "catalog_queries": self.catalog_queries,
+            "elapsed_ms": self.elapsed.as_millis() as u64,
+            "notes": self.notes,
+        })
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let failures = self.failures();
+        let _ = writeln!(
+            out,
+            "## db-check: `{}` {}\n",
+            self.database,
+            if self.holds() { "✅ the model holds".to_string() } else { format!("❌ {} failures", failures.len()) }
+        );
+        if !failures.is_empty() {
+            let _ = writeln!(out, "| where | subject | problem |\n| --- | --- | --- |");
+            for (place, subject, message) in &failures {
+                let _ =
+                    writeln!(out, "| {place} | `{}` | {} |", subject.replace('|', "\\|"), message.replace('|', "\\|"));
+            }
+            let _ = writeln!(out);
+        }
+        let _ = write!(out, "| capability | expected |");
+        for role in &self.roles {
+            let _ = write!(out, " {role} |");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| --- | --- |{}", " --- |".repeat(self.roles.len()));
+        let mut ids: Vec<&'static str> = Vec::new();
+        for probe in &self.probes {
+            if !ids.contains(&probe.id) {
+                ids.push(probe.id);
+            }
+        }
+        for id in ids {
+            let row: Vec<&Probe> = self.probes.iter().filter(|p| p.id == id).collect();
+            let _ = write!(out, "| {} | {} |", row[0].capability, row[0].expected);
+            for role in &self.roles {
+                match row.iter().find(|p| &p.role == role) {
+                    Some(p) => {
+                        let _ = write!(out, " {} {} |", p.verdict.mark(), p.observed);
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "\n**Row-level security:** {} {}\n", self.rls.verdict.mark(), self.rls.message);
+        let _ = writeln!(out, "| catalog check | objects | verdict |\n| --- | --- | --- |");
+        for check in &self.checks {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} {} |",
+                check.title,
+                check.checked,
+                check.verdict().mark(),
+                check.verdict().word()
+            );
+        }
+        if !self.exemptions.is_empty() {
+            let _ = writeln!(out, "\n**Exemptions:**\n");
+            for (exemption, _) in &self.exemptions {
+                let _ = writeln!(out, "- {} `{}`: {}", exemption.kind.key(), exemption.name, exemption.reason);
+            }
+        }
+        let _ = writeln!(out, "\n**Residual capabilities** (cannot be taken from a login role):\n");
+        for residual in &self.residuals {
+            let _ = writeln!(out, "- {}: {} ({})", residual.role, residual.capability, residual.observed);
+        }
+        out
+    }
+}

@@ -1,0 +1,6 @@
+//! `db-check` against real servers: a correct database holds; every planted
+//! violation is named.
+
+mod common;
+mod holds;
+mod violations;

@@ -1,0 +1,41 @@
+//! `cargo xtask db-check`: prove the model on a live database.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use audit::{CheckConfig, Exemptions, Report};
+use dbenv::{EnvVars, ProcessEnv};
+
+use crate::flags::DbCheck;
+
+/// Runs the check and prints it as asked; shared with `db-setup`.
+pub fn check(env_file: &Path, migrations_dir: &Path, exemptions: &Path) -> Result<Report> {
+    let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
+    let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
+    let exemptions = Exemptions::load(exemptions)?;
+    let config = CheckConfig::from_env(&vars, Some(migrations_dir.to_path_buf()), exemptions)?;
+    audit::check(&config)
+}
+
+pub fn run(env_file: &Path, migrations_dir: &Path, exemptions: &Path, flags: &DbCheck) -> Result<ExitCode> {
+    let report = check(env_file, migrations_dir, exemptions)?;
+    if flags.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else if flags.markdown {
+        let markdown = report.to_markdown();
+        print!("{markdown}");
+        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&summary)
+                .with_context(|| format!("append to GITHUB_STEP_SUMMARY `{}`", Path::new(&summary).display()))?;
+            file.write_all(markdown.as_bytes())?;
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.holds() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
