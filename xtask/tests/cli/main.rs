@@ -1,5 +1,6 @@
 //! The `xtask` binary run the way a user runs it.
 
+mod check;
 mod common;
 mod migrate;
 mod setup;
