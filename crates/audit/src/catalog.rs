@@ -229,7 +229,6 @@ pub fn audit(
     }
     checks.push(defaults);
 
-    let rls_tables: BTreeSet<i64> = db.relations.iter().filter(|r| r.rls_enabled).map(|r| r.oid).collect();
     let is_table = |r: &Relation| matches!(r.kind, 'r' | 'p');
     let mut exempt_or_fail = |check: &mut CheckSummary, kind: Kind, subject: String, message: String| match exemptions
         .find(kind, &subject)
@@ -301,30 +300,8 @@ pub fn audit(
     checks.push(tenancy);
 
     let mut views = CheckSummary::new("views-over-rls", "no view bypasses RLS through its owner's rights");
-    let mut reads: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (view, rel) in &db.view_reads {
-        reads.entry(*view).or_default().push(*rel);
-    }
     for view in db.relations.iter().filter(|r| matches!(r.kind, 'v' | 'm')) {
-        // Does it read an RLS table, directly or through other views?
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![view.oid];
-        let mut hit = None;
-        while let Some(oid) = stack.pop() {
-            for next in reads.get(&oid).into_iter().flatten() {
-                if rls_tables.contains(next) {
-                    hit = Some(*next);
-                    break;
-                }
-                if seen.insert(*next) {
-                    stack.push(*next);
-                }
-            }
-            if hit.is_some() {
-                break;
-            }
-        }
-        let Some(table) = hit.and_then(|t| by_oid.get(&t)) else { continue };
+        let Some(table) = db.rls_source(view.oid) else { continue };
         views.checked += 1;
         let problem = if view.kind == 'm' {
             Some(format!(

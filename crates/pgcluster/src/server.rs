@@ -61,7 +61,7 @@ pub fn initdb(bin: &PgBin, user: Option<&OsUser>, datadir: &Path, options: &Init
         .arg(options.superuser)
         .arg(format!("--pwfile={}", pwfile.display()))
         .args(["--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"]);
-    if bin.major >= 13 {
+    if bin.major >= 14 {
         command.arg("--no-instructions");
     }
     if options.no_sync {

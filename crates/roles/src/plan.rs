@@ -484,30 +484,37 @@ impl Planner<'_> {
                 ))];
                 let mut summary =
                     format!("owner of {} `{}.{}`: `{}` → `{migrator}`", rel.noun(), rel.schema, rel.name, rel.owner);
-                if rel.kind == 'v' && rel.owner == self.model.runtime.name && !rel.security_invoker {
-                    if self.snap.server_version >= 150000 {
-                        // The view ran with its owner's rights, and RLS applied to
-                        // that owner. Owned by the BYPASSRLS migrator it would show
-                        // every tenant's rows; security_invoker keeps RLS applying
-                        // to whoever queries it.
-                        statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
-                        summary.push_str(" with security_invoker");
-                    } else {
-                        self.plan.warnings.push(format!(
-                            "view `{}.{}` will run with the rights of `{migrator}`, which bypasses RLS, and PostgreSQL {} \
-                             has no security_invoker: `{}` can read every tenant's rows through it; drop or rewrite it",
-                            rel.schema,
-                            rel.name,
-                            self.snap.major(),
-                            self.model.runtime.name
-                        ));
-                    }
-                }
-                if rel.kind == 'm' && rel.owner == self.model.runtime.name {
-                    self.plan.warnings.push(format!(
-                        "materialized view `{}.{}` will be refreshed as `{migrator}`, which bypasses RLS: its rows are \
-                         every tenant's; review it",
-                        rel.schema, rel.name
+                // A view runs with its owner's rights, and RLS applied to the
+                // runtime role that owned it. Owned by the BYPASSRLS migrator it
+                // would show every tenant's rows.
+                let leaks = rel.owner == self.model.runtime.name
+                    && matches!(rel.kind, 'v' | 'm')
+                    && !rel.security_invoker
+                    && self.snap.db.rls_source(rel.oid).is_some();
+                if leaks && rel.kind == 'v' && self.snap.server_version >= 150000 {
+                    // security_invoker keeps RLS applying to whoever queries it.
+                    statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
+                    summary.push_str(" with security_invoker");
+                } else if leaks {
+                    let source = self
+                        .snap
+                        .db
+                        .rls_source(rel.oid)
+                        .map(|t| format!("{}.{}", t.schema, t.name))
+                        .unwrap_or_default();
+                    self.plan.refusals.push(format!(
+                        "{} `{}.{}` reads RLS table `{source}`; owned by `{migrator}` (BYPASSRLS) it would show every \
+                         tenant's rows to `{}`, and {}. Drop it before converting and recreate it afterwards as a \
+                         function or a policy-aware query",
+                        rel.noun(),
+                        rel.schema,
+                        rel.name,
+                        self.model.runtime.name,
+                        if rel.kind == 'm' {
+                            "a materialized view has no invoker rights".to_string()
+                        } else {
+                            format!("PostgreSQL {} has no security_invoker", self.snap.major())
+                        }
                     ));
                 }
                 let mut lock_cost = rel.lock_cost;

@@ -229,6 +229,26 @@ pub struct DbContents {
     pub queries: u32,
 }
 
+impl DbContents {
+    /// An RLS-enabled table that view (or materialized view) `view` reads,
+    /// directly or through other views.
+    pub fn rls_source(&self, view: i64) -> Option<&Relation> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![view];
+        while let Some(oid) = stack.pop() {
+            for (_, read) in self.view_reads.iter().filter(|(v, _)| *v == oid) {
+                if let Some(table) = self.relations.iter().find(|r| r.oid == *read && r.rls_enabled) {
+                    return Some(table);
+                }
+                if seen.insert(*read) {
+                    stack.push(*read);
+                }
+            }
+        }
+        None
+    }
+}
+
 /// A `SECURITY DEFINER` function and whether its owner escapes RLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefinerFunction {

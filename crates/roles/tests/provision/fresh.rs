@@ -229,7 +229,7 @@ fn extra_privileges_and_memberships_are_taken_away() {
              GRANT CREATE ON SCHEMA public TO app_user; \
              GRANT TEMP ON DATABASE cogni_template_test TO app_user; \
              GRANT app_migrator TO app_user; \
-             GRANT pg_read_all_data TO app_service; \
+             GRANT pg_monitor TO app_service; \
              ALTER ROLE app_user BYPASSRLS CREATEDB; \
              ALTER DEFAULT PRIVILEGES FOR ROLE app_migrator GRANT TRUNCATE ON TABLES TO app_user;",
         )
@@ -248,7 +248,7 @@ fn extra_privileges_and_memberships_are_taken_away() {
                     has_column_privilege('app_service', 't', 'secret', 'REFERENCES'), \
                     has_table_privilege('app_service', 't', 'SELECT WITH GRANT OPTION'), \
                     (SELECT rolbypassrls OR rolcreatedb FROM pg_roles WHERE rolname = 'app_user'), \
-                    pg_has_role('app_service', 'pg_read_all_data', 'MEMBER'), \
+                    pg_has_role('app_service', 'pg_monitor', 'MEMBER'), \
                     has_table_privilege('app_service', 't', 'SELECT')",
             &[],
         )

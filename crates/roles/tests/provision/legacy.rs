@@ -75,10 +75,33 @@ fn app_works(fx: &Fixture) {
         "INSERT INTO billing_accounts (owner_user_id, slug) VALUES ('{TENANT_A}', 'more'); \
          INSERT INTO credit_ledger (billing_account_id, amount) VALUES (1, 1); \
          INSERT INTO events (at, note) VALUES ('2026-06-01', 'z'); \
-         SELECT * FROM user_emails; SELECT * FROM events_2026;"
+         SELECT * FROM events_2026;"
     ))
     .unwrap();
+    let view: bool = tx.query_one("SELECT to_regclass('user_emails') IS NOT NULL", &[]).unwrap().get(0);
+    if view {
+        tx.batch_execute("SELECT * FROM user_emails").unwrap();
+    }
     tx.rollback().unwrap();
+}
+
+fn server_version(fx: &Fixture) -> i32 {
+    fx.admin("postgres").query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0)
+}
+
+/// On PostgreSQL 13/14 a view over an RLS table cannot keep RLS once the
+/// BYPASSRLS migrator owns it: provisioning refuses, changing nothing, until
+/// it is dropped.
+fn drop_leaking_view_before_15(fx: &Fixture) {
+    if server_version(fx) >= 150000 {
+        return;
+    }
+    let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert!(message.contains("view `public.user_emails` reads RLS table `public.users`"), "{message}");
+    assert!(message.contains("has no security_invoker"), "{message}");
+    fx.connect_as("app_user", "password").batch_execute("DROP VIEW user_emails").unwrap();
 }
 
 fn assert_converted(fx: &Fixture) {
@@ -145,11 +168,12 @@ fn assert_converted(fx: &Fixture) {
         assert_eq!(sqlstate(&mut app, sql).as_deref(), Some("42501"), "{sql}");
     }
     // Without the setting, RLS shows app_user nothing, also through the view.
-    let unset: Vec<i64> = app
-        .query_one("SELECT ARRAY[(SELECT count(*) FROM users), (SELECT count(*) FROM user_emails)]", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(unset, [0, 0]);
+    let unset: i64 = app.query_one("SELECT count(*) FROM users", &[]).unwrap().get(0);
+    assert_eq!(unset, 0);
+    if server_version(fx) >= 150000 {
+        let through_view: i64 = app.query_one("SELECT count(*) FROM user_emails", &[]).unwrap().get(0);
+        assert_eq!(through_view, 0);
+    }
 
     // The workers' role still reads every row.
     let service: i64 = fx.service().query_one("SELECT count(*) FROM users", &[]).unwrap().get(0);
@@ -161,15 +185,16 @@ fn a_legacy_database_is_converted_in_place() {
     let fx = Fixture::new();
     build_legacy(&fx);
     app_works(&fx);
+    drop_leaking_view_before_15(&fx);
     let recorder = Recorder::default();
     let outcome = roles::provision(&fx.settings(), &roles::Options::default(), &mut recorder.clone()).unwrap();
     assert!(outcome.applied);
     let log = recorder.text();
     assert!(log.contains("owner of table `public.users`: `app_user` → `app_migrator` (grants restored)"), "{log}");
-    assert!(
-        log.contains("owner of view `public.user_emails`: `app_user` → `app_migrator` with security_invoker"),
-        "{log}"
-    );
+    if server_version(&fx) >= 150000 {
+        let expected = "owner of view `public.user_emails`: `app_user` → `app_migrator` with security_invoker";
+        assert!(log.contains(expected), "{log}");
+    }
     assert!(log.contains("owner of function `public.current_app_user()`"), "{log}");
     assert!(log.contains("REASSIGN OWNED BY \"app_user\" TO \"app_migrator\""), "{log}");
     assert_converted(&fx);
@@ -196,6 +221,7 @@ impl Reporter for StopAfter {
 fn an_interrupted_conversion_leaves_a_working_app_and_the_next_run_finishes() {
     let fx = Fixture::new();
     build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
     let cancel = Arc::new(AtomicBool::new(false));
     // One table per transaction, stopped after three of them.
     let options = roles::Options { lock_budget: 1, cancel: Some(cancel.clone()), ..Default::default() };
