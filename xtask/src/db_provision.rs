@@ -18,6 +18,7 @@ pub fn run(env_file: &Path, flags: &DbProvision) -> Result<ExitCode> {
     let options = roles::Options {
         dry_run: flags.dry_run,
         lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
+        lock_budget: flags.lock_budget.max(1),
         ..Default::default()
     };
     provision(&settings, &options)?;

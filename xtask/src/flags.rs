@@ -140,6 +140,10 @@ pub struct DbProvision {
     /// How long one transaction waits for a lock before it is rolled back and retried.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub lock_timeout: f64,
+    /// Locks one owner-change transaction may take (a table costs one, plus one per index, TOAST
+    /// table and owned sequence); smaller means shorter transactions.
+    #[arg(long, value_name = "LOCKS", default_value_t = 2000)]
+    pub lock_budget: u32,
 }
 
 /// `--migrations-dir`, shared by the migration commands.

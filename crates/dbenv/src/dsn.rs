@@ -213,7 +213,7 @@ impl Dsn {
         let (host, port) = split_host_port(variable, hostport)?;
         if !host.is_empty() {
             let host = percent_decode(variable, "host", host)?;
-            dsn.host = Some(if host.starts_with('/') { Host::Socket(host.into()) } else { Host::Tcp(host) });
+            dsn.host = Some(tcp_or_socket(variable, host)?);
         }
         if let Some(port) = port {
             dsn.port = Some(parse_port(variable, port)?);
@@ -238,9 +238,7 @@ impl Dsn {
             }
             let value = percent_decode(variable, &format!("parameter `{key}`"), value)?;
             match key.as_str() {
-                "host" => {
-                    dsn.host = Some(if value.starts_with('/') { Host::Socket(value.into()) } else { Host::Tcp(value) })
-                }
+                "host" => dsn.host = Some(tcp_or_socket(variable, value)?),
                 "port" => dsn.port = Some(parse_port(variable, &value)?),
                 "user" => dsn.user = Some(value),
                 "password" => dsn.password = Some(Secret::new(value)),
@@ -363,6 +361,19 @@ impl fmt::Debug for Dsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Dsn({self})")
     }
+}
+
+/// A unix socket directory (an absolute path) or a TCP host: a name, an
+/// IPv4 address or an IPv6 address (which contains `:`).
+fn tcp_or_socket(variable: &str, host: String) -> Result<Host> {
+    if host.starts_with('/') {
+        return Ok(Host::Socket(host.into()));
+    }
+    let ipv6 = host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_ok();
+    if (host.contains(':') && !ipv6) || host.chars().any(|c| c.is_whitespace() || "[]/@?#,".contains(c)) {
+        bail!("{variable}: host `{}` is not a host name, an IP address or a socket directory", host.escape_debug());
+    }
+    Ok(Host::Tcp(host))
 }
 
 fn split_host_port<'a>(variable: &str, hostport: &'a str) -> Result<(&'a str, Option<&'a str>)> {
@@ -517,6 +528,9 @@ mod tests {
             ("postgresql://u:s3cret@h/db?connect_timeout=soon", "connect_timeout"),
             ("postgresql://u:s3#cret@h/db", "contains `#`"),
             ("postgresql://u:s3cret@[::1/db", "not closed"),
+            // Found by the property test: a `]` in a host name.
+            ("postgresql://u:s3cret@:]:1/db", "host `:]` is not a host name"),
+            ("postgresql://u:s3cret@h/db?host=a%20b", "host `a b` is not a host name"),
         ];
         for (text, expected) in cases {
             let message = error(text);

@@ -361,6 +361,9 @@ pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
 }
 
 fn db_name(vars: &EnvVars) -> Result<String> {
+    if let Some(name) = vars.get("APP_DB_NAME") {
+        validate_name("APP_DB_NAME", NameKind::Database, name)?;
+    }
     let from_dsn = optional_dsn(vars, "DATABASE_URL")?.and_then(|d| d.dbname);
     let name = match (vars.get("APP_DB_NAME"), from_dsn) {
         (Some(name), _) => name.to_string(),
@@ -416,6 +419,14 @@ pub fn role_creds(
 ) -> Result<RoleCreds> {
     let (user_var, password_var, dsn_var) = (kind.user_var(), kind.password_var(), kind.dsn_var());
     let dsn = optional_dsn(vars, dsn_var)?;
+    // The name rules first: a name that breaks them is the real problem,
+    // whatever the other variable says.
+    if let Some(name) = vars.get(user_var) {
+        validate_name(user_var, NameKind::Role, name)?;
+    }
+    if let Some(name) = dsn.as_ref().and_then(|d| d.user.as_deref()) {
+        validate_name(dsn_var, NameKind::Role, name)?;
+    }
     let name = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
         (Some(a), Some(b)) if a != b => {
             bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
@@ -423,7 +434,6 @@ pub fn role_creds(
         (Some(name), _) | (None, Some(name)) => name.to_string(),
         (None, None) => bail!("{user_var} is not set (nor {dsn_var}); {}", vars.missing_hint()),
     };
-    validate_name(user_var, NameKind::Role, &name)?;
     let password = match (vars.get(password_var), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
             bail!("{dsn_var} and {password_var} give different passwords for `{name}`; make them agree")

@@ -169,6 +169,20 @@ impl Status<'_> {
                     self.last_created_at.unwrap_or_default(),
                     self.last_created_at.unwrap_or_default()
                 )),
+                State::Pending if m.lossy => problems.push(format!(
+                    "`{}.sql` is not valid UTF-8: drizzle-kit would replace the bad bytes with U+FFFD and apply \
+                     altered SQL; save the file as UTF-8",
+                    m.tag
+                )),
+                State::Pending if crate::folder::transaction_control(&m.text).is_some() => {
+                    let (line, word) = crate::folder::transaction_control(&m.text).unwrap_or_default();
+                    problems.push(format!(
+                        "`{}.sql` line {line}: `{word}` controls the transaction every migration runs in; a failure \
+                         after it would leave a half-applied batch. Remove it (each migration already runs in a \
+                         transaction)",
+                        m.tag
+                    ))
+                }
                 State::Pending if m.text.starts_with('\u{FEFF}') => problems.push(format!(
                     "`{}.sql` starts with a UTF-8 byte order mark, which PostgreSQL rejects as a syntax error \
                      (drizzle-kit fails on it too, without a message): save the file as UTF-8 without a BOM",

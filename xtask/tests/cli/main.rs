@@ -2,5 +2,6 @@
 
 mod check;
 mod common;
+mod hostile;
 mod migrate;
 mod setup;

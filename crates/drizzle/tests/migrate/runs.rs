@@ -49,10 +49,17 @@ fn per_migration_transactions_keep_what_succeeded() {
 fn a_commit_inside_a_migration_is_caught() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
-    folder.add("0000_commits", 1000, b"CREATE TABLE early (id int); COMMIT;");
+    folder.add("0000_before", 500, b"CREATE TABLE before_it (id int);");
+    folder.add("0001_commits", 1000, b"CREATE TABLE early (id int);\n--> statement-breakpoint\n-- done\nCOMMIT;");
     let message =
         format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("migration `0000_commits` ended the transaction itself"), "{message}");
+    assert!(message.contains("`0001_commits.sql` line 4: `COMMIT` controls the transaction"), "{message}");
+    let nothing: bool = fx
+        .admin(DB)
+        .query_one("SELECT to_regclass('before_it') IS NULL AND to_regclass('early') IS NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(nothing, "refused before anything ran");
     assert!(fx.rows(DB).is_empty());
 }
 
