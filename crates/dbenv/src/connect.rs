@@ -92,17 +92,54 @@ pub fn tls_connector(dsn: &Dsn, var: &str) -> Result<Option<MakeTlsConnector>> {
     Ok(Some(MakeTlsConnector::new(connector)))
 }
 
-/// Connects as `dsn` says and returns the server's own error, for callers
-/// that look at its SQLSTATE. The outer error is a TLS setup problem.
-pub fn connect_raw(dsn: &Dsn, var: &str) -> Result<Result<Client, postgres::Error>> {
+/// Why a connection attempt failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server (or the socket) said no.
+    Server(postgres::Error),
+    /// Nothing complete came back within the connect timeout: a server that
+    /// accepts TCP and then stays silent, or a black hole.
+    NoAnswer(Duration),
+}
+
+impl ConnectError {
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            ConnectError::Server(error) => error.code(),
+            ConnectError::NoAnswer(_) => None,
+        }
+    }
+}
+
+/// Connects as `dsn` says and returns the failure itself, for callers that
+/// look at its SQLSTATE. The outer error is a TLS setup problem.
+pub fn connect_raw(dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>> {
     open(&pg_config(dsn), dsn, var)
 }
 
-/// Connects `config` with the TLS `dsn` asks for.
-fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, postgres::Error>> {
-    Ok(match tls_connector(dsn, var)? {
-        Some(tls) => config.connect(tls),
-        None => config.connect(NoTls),
+/// Connects `config` with the TLS `dsn` asks for, within the DSN's connect
+/// timeout for the whole exchange (as libpq's `connect_timeout`): the
+/// `postgres` crate bounds only the TCP connect, so a server that accepts
+/// and never answers would hang it. The attempt runs on a helper thread;
+/// past the deadline it is abandoned.
+fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>> {
+    let tls = tls_connector(dsn, var)?;
+    let config = config.clone();
+    let deadline = dsn.connect_timeout();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pg-connect".into())
+        .spawn(move || {
+            let result = match tls {
+                Some(tls) => config.connect(tls),
+                None => config.connect(NoTls),
+            };
+            let _ = sender.send(result);
+        })
+        .context("start a connection thread")?;
+    Ok(match receiver.recv_timeout(deadline + Duration::from_millis(250)) {
+        Ok(result) => result.map_err(ConnectError::Server),
+        Err(_) => Err(ConnectError::NoAnswer(deadline)),
     })
 }
 
@@ -120,7 +157,7 @@ pub fn connect_with(dsn: &Dsn, var: &str, config: Config) -> Result<Client> {
 
 /// Whether a failed connection may succeed later (the server is starting or
 /// not yet listening) rather than being refused for good.
-pub fn is_transient(error: &postgres::Error) -> bool {
+pub fn is_transient(error: &ConnectError) -> bool {
     match error.code() {
         Some(code) => *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS,
         // No SQLSTATE: the socket itself failed (refused, reset, timed out).
@@ -157,11 +194,21 @@ pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: imp
 }
 
 /// Turns a connection failure into a sentence with the fix.
-pub fn describe_connect_error(error: &postgres::Error, dsn: &Dsn, var: &str) -> anyhow::Error {
+pub fn describe_connect_error(error: &ConnectError, dsn: &Dsn, var: &str) -> anyhow::Error {
     let user = dsn.user.as_deref().unwrap_or("?");
     let db = dsn.dbname.as_deref().unwrap_or(user);
     let address = dsn.address();
     let what = format!("cannot connect to {address} as `{user}` ({var})");
+    let error = match error {
+        ConnectError::NoAnswer(deadline) => {
+            return format_err!(
+                "{what}: no answer within {} s: the server did not answer in time; check the host, port and \
+                 firewall, or raise connect_timeout in the DSN",
+                deadline.as_secs()
+            )
+        }
+        ConnectError::Server(error) => error,
+    };
     let Some(db_error) = error.as_db_error() else {
         let text = error.to_string();
         let cause = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();

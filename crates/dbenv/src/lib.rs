@@ -13,7 +13,8 @@ mod names;
 mod secret;
 
 pub use connect::{
-    connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config, tls_connector,
+    connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config,
+    tls_connector, ConnectError,
 };
 pub use dsn::{percent_decode, percent_encode, Dsn, Host, Scheme, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use env::{

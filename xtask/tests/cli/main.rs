@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod faults;
 mod hostile;
 mod migrate;
 mod setup;
