@@ -150,6 +150,9 @@ pub struct Plan {
     /// Problems that stop the run before anything changes.
     pub refusals: Vec<String>,
     pub needs: BTreeSet<Need>,
+    /// Memberships a non-superuser admin grants itself (it holds ADMIN on
+    /// the role): `(role, inherit, set)`. The preflight counts them as held.
+    pub admin_grants: Vec<(String, bool, bool)>,
 }
 
 impl Plan {
@@ -181,6 +184,7 @@ pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
     planner.relations();
     planner.objects();
     planner.default_privileges();
+    planner.admin_memberships();
     let mut plan = planner.plan;
     plan.steps.sort_by_key(|s| s.phase);
     plan
@@ -193,6 +197,59 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    /// A non-superuser admin acts through the roles: it must be able to SET
+    /// ROLE to the migrator (to own what it creates and to grant as the
+    /// owner) and to inherit the privileges of every role it takes objects
+    /// from. Where it holds ADMIN on such a role (it created it, on
+    /// PostgreSQL 16+) it grants itself the membership; the preflight
+    /// reports the rest.
+    fn admin_memberships(&mut self) {
+        if self.snap.admin.superuser {
+            return;
+        }
+        let mut wanted: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        for need in &self.plan.needs {
+            match need {
+                Need::CreateDatabaseOwnedBy(role) | Need::ActAs(role) => {
+                    wanted.entry(role.clone()).or_default().1 = true
+                }
+                Need::ChangeOwner { from, to } | Need::Reassign { from, to } => {
+                    wanted.entry(from.clone()).or_default().0 = true;
+                    wanted.entry(to.clone()).or_default().1 = true;
+                }
+                _ => {}
+            }
+        }
+        // The database owner's objects (schema public on 15+) are taken
+        // through the database owner, the migrator once the plan has run.
+        if wanted.remove("pg_database_owner").is_some() {
+            wanted.entry(self.migrator().to_string()).or_default().0 = true;
+        }
+        let major = self.snap.major();
+        for (role, (inherit, set)) in wanted {
+            if !self.model.roles().iter().any(|r| r.name == role) {
+                continue;
+            }
+            let created_now = !self.snap.roles.contains_key(&role);
+            let access = self.snap.admin.access.get(&role).copied().unwrap_or_default();
+            let lacks = (inherit && !access.usage) || (set && !access.set);
+            // Since 16 the creator of a role holds ADMIN on it; before, CREATEROLE suffices.
+            let may_grant = if major >= 16 { access.admin || created_now } else { self.snap.admin.createrole };
+            if !lacks || !may_grant {
+                continue;
+            }
+            let admin = quote_ident(&self.snap.admin.name);
+            let options = if major >= 16 { " WITH INHERIT TRUE, SET TRUE" } else { "" };
+            self.plan.admin_grants.push((role.clone(), true, true));
+            self.plan.push(
+                Phase::Roles,
+                format!("`{}` may act as `{role}` (membership for the admin, not the app)", self.snap.admin.name),
+                vec![Sql::new(format!("GRANT {} TO {admin}{options}", quote_ident(&role)))],
+                0,
+            );
+        }
+    }
+
     fn migrator(&self) -> &str {
         &self.model.migrator.name
     }

@@ -3,6 +3,14 @@
 //! against PostgreSQL's rules, which changed in 16.
 
 use crate::plan::{Need, Plan};
+
+/// The role objects are given to: the `to` of any owner change.
+fn plan_migrator(plan: &Plan) -> Option<String> {
+    plan.needs.iter().find_map(|need| match need {
+        Need::ChangeOwner { to, .. } | Need::Reassign { to, .. } | Need::CreateDatabaseOwnedBy(to) => Some(to.clone()),
+        _ => None,
+    })
+}
 use crate::snapshot::{RoleAccess, Snapshot};
 
 /// What the admin lacks for `plan`, each with the fix; empty when it can run.
@@ -14,8 +22,18 @@ pub fn missing_capabilities(snap: &Snapshot, plan: &Plan) -> Vec<String> {
     let major = snap.major();
     let who = &admin.name;
     // A role created by this run: since 16 its creator holds ADMIN on it.
+    // Memberships the plan grants the admin count as held; the database
+    // owner's objects are reached through the migrator, its owner to be.
+    let migrator = plan_migrator(plan);
     let access = |role: &str| -> RoleAccess {
-        admin.access.get(role).copied().unwrap_or(RoleAccess { usage: false, set: false, admin: major >= 16 })
+        let role = if role == "pg_database_owner" { migrator.as_deref().unwrap_or(role) } else { role };
+        let mut access =
+            admin.access.get(role).copied().unwrap_or(RoleAccess { usage: false, set: false, admin: major >= 16 });
+        if let Some((_, inherit, set)) = plan.admin_grants.iter().find(|(r, _, _)| r == role) {
+            access.usage |= *inherit;
+            access.set |= *set;
+        }
+        access
     };
     let mut missing = Vec::new();
     for need in &plan.needs {

@@ -4,4 +4,5 @@ mod common;
 mod fresh;
 mod input;
 mod legacy;
+mod managed;
 mod passwords;
