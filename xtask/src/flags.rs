@@ -92,6 +92,13 @@ pub enum Command {
     /// Example: cargo xtask db-setup
     #[command(name = "db-setup", visible_alias = "db:setup")]
     DbSetup(DbSetup),
+    /// The performance suite: every target of the spec measured against its anchor in one run.
+    ///
+    /// Times the release binary directly on a throwaway cluster with default settings and prints
+    /// medians and ratios (a Markdown table). Exits 2 when a target is missed.
+    ///
+    /// Example: cargo xtask bench --runs 5
+    Bench(Bench),
     /// Everything CI runs: formatting, clippy with warnings denied, all tests.
     ///
     /// Every step runs and is timed; one summary of failures at the end.
@@ -232,6 +239,16 @@ pub struct DbCheck {
 pub struct DbSetup {
     #[command(flatten)]
     pub env: EnvFile,
+}
+
+#[derive(Args, Debug)]
+pub struct Bench {
+    /// Runs per measure (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Skip the 10,000-table measures (they build large databases).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! `cargo xtask`: one `main`, one `Shell`, one `match`. Each command lives in
 //! its own module; the logic lives in `crates/*`.
 
+mod bench;
 mod check;
 mod db_check;
 mod db_migrate;
@@ -65,6 +66,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             &cmd,
         ),
         flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),
+        flags::Command::Bench(cmd) => bench::run(cmd, &sh),
         flags::Command::Check(cmd) => check::run(cmd, &sh),
     }
 }

@@ -87,7 +87,10 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         None => (&config.runtime, "DATABASE_URL"),
     };
     let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
-    client.batch_execute("SET default_transaction_read_only = on; SET application_name = 'cargo xtask db-check'")?;
+    // jit off: see `roles::apply::prepare_session`.
+    client.batch_execute(
+        "SET default_transaction_read_only = on; SET application_name = 'cargo xtask db-check'; SET jit = off",
+    )?;
     let mut snapshot = roles::snapshot::read_cluster(&mut client, model, None, false)?;
     snapshot.db = roles::snapshot::read_db(&mut client, model, snapshot.server_version)?;
     let mut queries = snapshot.queries + snapshot.db.queries + 1;

@@ -1,8 +1,9 @@
 //! Opening connections from a [`Dsn`], with errors that say what to do, and
 //! TLS as libpq's `sslmode` means it (through `native-tls`, i.e. the system's
-//! OpenSSL): `prefer`/`require` encrypt without checking the certificate
-//! (`require` checks the CA when `sslrootcert` is given), `verify-ca` checks
-//! the chain, `verify-full` also the host name.
+//! OpenSSL): `prefer` (the default) and `require` encrypt without checking
+//! the certificate (`require` checks the CA when `sslrootcert` is given;
+//! `prefer` stays plain on loopback), `verify-ca` checks the chain,
+//! `verify-full` also the host name.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,10 @@ pub fn pg_config(dsn: &Dsn) -> Config {
 /// The TLS connector `dsn` asks for, or `None` for plain TCP.
 pub fn tls_connector(dsn: &Dsn, var: &str) -> Result<Option<MakeTlsConnector>> {
     let mode = dsn.sslmode.unwrap_or(SslMode::Prefer);
-    if mode == SslMode::Disable || matches!(dsn.host, Some(Host::Socket(_))) {
+    let local = dsn.host.as_ref().is_none_or(Host::is_local);
+    // On loopback `prefer` (the default) encrypts nothing worth encrypting,
+    // and setting OpenSSL up loads the system's CA bundle: ~30 ms a connection.
+    if mode == SslMode::Disable || matches!(dsn.host, Some(Host::Socket(_))) || (local && mode <= SslMode::Prefer) {
         return Ok(None);
     }
     let mut builder = native_tls::TlsConnector::builder();

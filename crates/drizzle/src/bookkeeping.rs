@@ -6,6 +6,7 @@ use std::fmt;
 
 use anyhow::{Context, Result};
 use dbenv::quote_ident;
+use postgres::types::Type;
 use postgres::GenericClient;
 
 /// Where the bookkeeping lives (`DRIZZLE_MIGRATIONS_SCHEMA`/`_TABLE`).
@@ -74,18 +75,18 @@ impl TableState {
 /// Reads the table without creating it: two queries.
 pub fn read(client: &mut impl GenericClient, table: &Table) -> Result<TableState> {
     let columns: Option<Vec<String>> = client
-        .query_one(
+        .query_typed_one(
             "SELECT (SELECT ARRAY(SELECT a.attname::text FROM pg_attribute a \
                                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = $1 AND c.relname = $2)",
-            &[&table.schema, &table.name],
+            &[(&table.schema, Type::TEXT), (&table.name, Type::TEXT)],
         )
         .context("look for the bookkeeping table")?
         .get(0);
     let Some(columns) = columns else { return Ok(TableState::Missing) };
     let rows = client
-        .query(&format!("SELECT id, hash, created_at FROM {} ORDER BY id", table.sql()), &[])
+        .query_typed(&format!("SELECT id, hash, created_at FROM {} ORDER BY id", table.sql()), &[])
         .with_context(|| format!("read the bookkeeping table `{table}`"))?
         .iter()
         .map(|r| Row { id: r.get(0), hash: r.get(1), created_at: r.get(2) })

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
 use dbenv::{app_schemas, drizzle_bookkeeping, role_creds, Dsn, EnvVars, RoleKind};
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::bookkeeping::{self, Table, TableState};
@@ -112,21 +113,21 @@ pub fn connect(config: &Config) -> Result<Client> {
 
 /// `server_version_num` of the session's server.
 pub fn server_version(client: &mut Client) -> Result<i32> {
-    Ok(client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0))
+    Ok(client.query_typed_one("SELECT current_setting('server_version_num')::int", &[])?.get(0))
 }
 
 /// Checks positively that the session is the migrator's: it owns the
 /// database and the app schemas, has BYPASSRLS, is no superuser, and is
 /// neither the runtime nor the service role. Also the privilege preflight.
 pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
-    let row = client.query_one(
+    let row = client.query_typed_one(
         "SELECT current_user::text, r.rolsuper, r.rolbypassrls, d.datdba = r.oid, \
                 has_database_privilege(current_database(), 'CREATE'), \
                 ARRAY(SELECT s FROM unnest($1::text[]) s WHERE NOT EXISTS \
                       (SELECT 1 FROM pg_namespace n WHERE n.nspname = s AND n.nspowner = r.oid)), \
                 (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2) \
          FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
-        &[&config.app_schemas, &config.table.schema],
+        &[(&config.app_schemas, Type::TEXT_ARRAY), (&config.table.schema, Type::TEXT)],
     )?;
     let user: String = row.get(0);
     let (superuser, bypassrls, owns_db, can_create): (bool, bool, bool, bool) =
@@ -181,7 +182,7 @@ pub fn acquire_lock(client: &mut Client, config: &Config, progress: &mut dyn Pro
     let start = Instant::now();
     let mut reported = Duration::ZERO;
     loop {
-        if client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?.get::<_, bool>(0) {
+        if client.query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])?.get::<_, bool>(0) {
             return Ok(());
         }
         let waited = start.elapsed();
@@ -210,7 +211,7 @@ pub fn acquire_lock(client: &mut Client, config: &Config, progress: &mut dyn Pro
 }
 
 pub fn release_lock(client: &mut Client, config: &Config) -> Result<()> {
-    client.query_one("SELECT pg_advisory_unlock($1)", &[&config.table.lock_key()])?;
+    client.query_typed_one("SELECT pg_advisory_unlock($1)", &[(&config.table.lock_key(), Type::INT8)])?;
     Ok(())
 }
 
@@ -294,8 +295,10 @@ fn apply(
     if *table == TableState::Missing {
         // What drizzle runs, minus its CREATE SCHEMA when the schema exists
         // (which fails for a role without CREATE on the database).
-        let schema_exists = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&config.table.schema])?;
+        let schema_exists = client.query_typed_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[(&config.table.schema, Type::TEXT)],
+        )?;
         if !schema_exists.get::<_, bool>(0) {
             client
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", dbenv::quote_ident(&config.table.schema)))?;
@@ -305,13 +308,13 @@ fn apply(
             config.table.sql()
         ))?;
     }
-    let insert = format!("INSERT INTO {} (\"hash\", \"created_at\") VALUES ($1, $2)", config.table.sql());
     let mut applied = Vec::new();
     let groups: Vec<&[&Migration]> = if config.per_migration { pending.chunks(1).collect() } else { vec![pending] };
     for group in groups {
         let mut tx = client.transaction()?;
         // A marker that lives exactly as long as this transaction: if it is
-        // gone after a migration, the migration ended the transaction itself.
+        // gone at the end, a migration ended the transaction itself (the
+        // folder check refuses COMMIT and friends; this is the backstop).
         tx.batch_execute("SELECT set_config('xtask.migration_batch', 'open', true)")?;
         for migration in group {
             let index = applied.len() + 1;
@@ -319,21 +322,28 @@ fn apply(
             let started = Instant::now();
             run_migration(&mut tx, migration)
                 .map_err(|error| rollback_context(error, pending.len(), config.per_migration))?;
-            let marker: Option<String> =
-                tx.query_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
-            if marker.as_deref() != Some("open") {
-                bail!(
-                    "migration `{}` ended the transaction itself (COMMIT, ROLLBACK or END inside the SQL): its \
-                     statements may have been committed without a bookkeeping row. Remove the transaction control \
-                     from the file, check the database by hand, then run again",
-                    migration.tag
-                );
-            }
-            tx.execute(&insert, &[&migration.hash, &migration.when])
-                .with_context(|| format!("record migration `{}` in `{}`", migration.tag, config.table))?;
             progress.applied(migration, started.elapsed());
             applied.push(migration.tag.clone());
         }
+        let marker: Option<String> =
+            tx.query_typed_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
+        if marker.as_deref() != Some("open") {
+            bail!(
+                "a migration ended the transaction itself (COMMIT, ROLLBACK or END inside the SQL): statements may \
+                 have been committed without bookkeeping rows. Remove the transaction control from the file, check \
+                 the database by hand, then run again"
+            );
+        }
+        // The bookkeeping rows, in order, in one statement: the same rows
+        // (ids follow the order) as drizzle's one INSERT per migration, in the
+        // same transaction. Hashes are hex and `when` a number: safe literals.
+        let values: Vec<String> = group.iter().map(|m| format!("('{}', {})", m.hash, m.when)).collect();
+        tx.batch_execute(&format!(
+            "INSERT INTO {} (\"hash\", \"created_at\") VALUES {}",
+            config.table.sql(),
+            values.join(", ")
+        ))
+        .with_context(|| format!("record the migrations in `{}`", config.table))?;
         tx.commit().context("commit the migrations")?;
     }
     Ok(applied)

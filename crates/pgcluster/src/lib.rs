@@ -11,5 +11,5 @@ mod throwaway;
 pub use bin::PgBin;
 pub use dev::{default_base_dir, DevServer, Status};
 pub use osuser::OsUser;
-pub use server::{data_dir_major, free_port, port_answers, postmaster_status, process_alive};
+pub use server::{data_dir_major, free_port, initdb, port_answers, postmaster_status, process_alive, InitOptions};
 pub use throwaway::{ClusterOptions, TestCluster, SUPERUSER};

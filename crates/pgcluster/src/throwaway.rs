@@ -27,6 +27,9 @@ pub struct ClusterOptions {
     pub bin: Option<PgBin>,
     /// Extra `-c name=value` server settings (e.g. `log_statement=all`).
     pub settings: Vec<(String, String)>,
+    /// Keep PostgreSQL's defaults, fsync included (for benchmarks against
+    /// anchors measured on default settings).
+    pub durable: bool,
 }
 
 /// A running throwaway cluster. Dropping it stops the server and deletes its
@@ -39,6 +42,7 @@ pub struct TestCluster {
     child: Child,
     port: u16,
     password: String,
+    durable: bool,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -76,8 +80,8 @@ impl TestCluster {
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match spawn(&bin, user.as_ref(), &root, port, &options.settings) {
-                Ok(child) => return Ok(TestCluster { bin, root, child, port, password }),
+            match spawn(&bin, user.as_ref(), &root, port, &options.settings, options.durable) {
+                Ok(child) => return Ok(TestCluster { bin, root, child, port, password, durable: options.durable }),
                 Err(error) => last_error = Some(error),
             }
         }
@@ -127,7 +131,7 @@ impl TestCluster {
     /// Starts the server again on the same port after [`TestCluster::crash`].
     pub fn restart(&mut self) -> Result<()> {
         let user = OsUser::for_server()?;
-        self.child = spawn(&self.bin, user.as_ref(), &self.root, self.port, &[])?;
+        self.child = spawn(&self.bin, user.as_ref(), &self.root, self.port, &[], self.durable)?;
         Ok(())
     }
 }
@@ -142,7 +146,14 @@ impl Drop for TestCluster {
     }
 }
 
-fn spawn(bin: &PgBin, user: Option<&OsUser>, root: &Path, port: u16, settings: &[(String, String)]) -> Result<Child> {
+fn spawn(
+    bin: &PgBin,
+    user: Option<&OsUser>,
+    root: &Path,
+    port: u16,
+    settings: &[(String, String)],
+    durable: bool,
+) -> Result<Child> {
     let datadir = root.join("data");
     let log_path = root.join("server.log");
     let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -150,14 +161,17 @@ fn spawn(bin: &PgBin, user: Option<&OsUser>, root: &Path, port: u16, settings: &
         user.chown(&log_path)?;
     }
     let mut command = Command::new(bin.path("postgres"));
-    command
-        .arg("-D")
-        .arg(&datadir)
-        .arg("-p")
-        .arg(port.to_string())
+    command.arg("-D").arg(&datadir).arg("-p").arg(port.to_string()).args([
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+    ]);
+    if !durable {
         // fsync=off only: an OS crash is no concern for throwaway data, but a
         // server crash must keep what was committed (the fault tests rely on it).
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off"]);
+        command.args(["-c", "fsync=off"]);
+    }
     for (key, value) in settings {
         command.arg("-c").arg(format!("{key}={value}"));
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, format_err, Context, Result};
 use postgres::error::SqlState;
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::plan::{Phase, Plan, Sql, Step};
@@ -83,8 +84,10 @@ impl Reporter for Quiet {}
 /// (superusers; PostgreSQL 15+ also lets `GRANT SET ON PARAMETER` allow it).
 /// Returns whether the log was silenced.
 pub fn prepare_session(client: &mut Client, read_only: bool) -> Result<bool> {
-    client.batch_execute("SET application_name = 'cargo xtask db-provision'")?;
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    // jit off: the catalog queries are cheap but their estimates cross
+    // jit_above_cost, and compiling them costs ~100 ms for nothing.
+    client.batch_execute("SET application_name = 'cargo xtask db-provision'; SET jit = off")?;
+    let version: i32 = client.query_typed_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
     let mut settings = vec![
         "log_statement = 'none'",
         "log_min_error_statement = 'panic'",
@@ -120,7 +123,10 @@ pub fn prepare_session(client: &mut Client, read_only: bool) -> Result<bool> {
 /// Takes [`PROVISION_LOCK_KEY`] for the session, waiting up to `timeout`
 /// for another run to finish.
 pub fn take_lock(client: &mut Client, timeout: Duration, reporter: &mut dyn Reporter) -> Result<()> {
-    if client.query_one("SELECT pg_try_advisory_lock($1)", &[&PROVISION_LOCK_KEY])?.get::<_, bool>(0) {
+    if client
+        .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&PROVISION_LOCK_KEY, Type::INT8)])?
+        .get::<_, bool>(0)
+    {
         return Ok(());
     }
     let holder: Option<i32> = client

@@ -113,7 +113,12 @@ pub fn read_snapshot(
     read_only: bool,
     silenced: bool,
 ) -> Result<Snapshot> {
-    let exists = cluster.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&settings.db_name])?.is_some();
+    let exists = cluster
+        .query_typed_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[(&settings.db_name, postgres::types::Type::TEXT)],
+        )?
+        .is_some();
     let db_name = if exists { settings.db_name.as_str() } else { "template1" };
     let db_dsn = settings.admin.dsn.with_dbname(db_name);
     let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use dbenv::{Dsn, Secret};
 use postgres::error::SqlState;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Row};
 
 use crate::acl::{parse_acl, AclItem};
@@ -14,25 +14,29 @@ use crate::model::Model;
 use crate::scram::StoredPassword;
 
 /// A client that counts the queries it sends: the audit reports the count,
-/// which must not grow with the number of objects.
+/// which must not grow with the number of objects. Queries go out typed,
+/// in one round trip each (no separate prepare and close).
 pub struct Queries<'c> {
     client: &'c mut Client,
     pub sent: u32,
 }
+
+/// A typed query parameter.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 impl<'c> Queries<'c> {
     pub fn new(client: &'c mut Client) -> Queries<'c> {
         Queries { client, sent: 0 }
     }
 
-    pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+    pub fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, postgres::Error> {
         self.sent += 1;
-        self.client.query(sql, params)
+        self.client.query_typed(sql, params)
     }
 
-    pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+    pub fn query_one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Row, postgres::Error> {
         self.sent += 1;
-        self.client.query_one(sql, params)
+        self.client.query_typed_one(sql, params)
     }
 }
 
@@ -339,7 +343,7 @@ pub fn read_cluster(
         "SELECT rolname::text, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin, rolbypassrls, \
                 pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, 'MEMBER') \
          FROM pg_roles WHERE rolname = ANY($1)",
-        &[&names],
+        &[(&names, Type::TEXT_ARRAY)],
     )? {
         let name: String = row.get(0);
         roles.insert(
@@ -361,9 +365,10 @@ pub fn read_cluster(
     if login_dsn.is_none() {
         // Passwords are not part of this read.
     } else if admin.reads_authid {
-        for row in
-            cluster.query("SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1)", &[&names])?
-        {
+        for row in cluster.query(
+            "SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1)",
+            &[(&names, Type::TEXT_ARRAY)],
+        )? {
             let name: String = row.get(0);
             let stored: Option<String> = row.get(1);
             if let Some(role) = roles.get_mut(&name) {
@@ -385,7 +390,7 @@ pub fn read_cluster(
          LEFT JOIN pg_roles g ON g.oid = am.grantor \
          WHERE m.rolname = ANY($1) OR r.rolname = ANY($1) OR m.rolname = current_user";
     let mut memberships = Vec::new();
-    for row in cluster.query(membership_sql, &[&names])? {
+    for row in cluster.query(membership_sql, &[(&names, Type::TEXT_ARRAY)])? {
         let membership =
             Membership { role: row.get(0), member: row.get(1), grantor: row.get(2), admin_option: row.get(3) };
         if membership.member == admin.name {
@@ -401,7 +406,7 @@ pub fn read_cluster(
         // Since 16, SET is its own option: MEMBER says nothing about it.
         for row in cluster.query(
             "SELECT rolname::text, pg_has_role(current_user, oid, 'SET') FROM pg_roles WHERE rolname = ANY($1)",
-            &[&names],
+            &[(&names, Type::TEXT_ARRAY)],
         )? {
             let name: String = row.get(0);
             if let Some(access) = admin.access.get_mut(&name) {
@@ -420,7 +425,7 @@ pub fn read_cluster(
     for row in cluster.query(
         "SELECT datname::text, pg_get_userbyid(datdba)::text, coalesce(datacl, acldefault('d', datdba))::text[] \
          FROM pg_database WHERE datname = $1 OR pg_get_userbyid(datdba) = ANY($2) ORDER BY datname",
-        &[&model.db_name, &runtime],
+        &[(&model.db_name, Type::TEXT), (&runtime, Type::TEXT_ARRAY)],
     )? {
         let db = Database { name: row.get(0), owner: row.get(1), acl: parse_acl(&row.get::<_, Vec<String>>(2))? };
         if db.name == model.db_name {
@@ -433,7 +438,7 @@ pub fn read_cluster(
     for row in cluster.query(
         "SELECT spcname::text, pg_get_userbyid(spcowner)::text, coalesce(spcacl, acldefault('t', spcowner))::text[] \
          FROM pg_tablespace WHERE pg_get_userbyid(spcowner) = ANY($1) ORDER BY spcname",
-        &[&runtime],
+        &[(&runtime, Type::TEXT_ARRAY)],
     )? {
         tablespaces.push(Tablespace {
             name: row.get(0),
@@ -466,7 +471,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
     for row in db.query(
         "SELECT nspname::text, pg_get_userbyid(nspowner)::text, coalesce(nspacl, acldefault('n', nspowner))::text[] \
          FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname",
-        &[&managed],
+        &[(&managed, Type::TEXT_ARRAY)],
     )? {
         schemas.push(Schema { name: row.get(0), owner: row.get(1), acl: parse_acl(&row.get::<_, Vec<String>>(2))? });
     }
@@ -490,7 +495,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
                                AND e.objid = c.oid AND e.deptype = 'e') \
              ORDER BY n.nspname, c.relname",
-            &[&managed],
+            &[(&managed, Type::TEXT_ARRAY)],
         )
         .context("read the relations of the managed schemas")?
     {
@@ -520,7 +525,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = ANY($1) AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY a.attrelid, a.attnum",
-        &[&managed],
+        &[(&managed, Type::TEXT_ARRAY)],
     )? {
         columns.push(ColumnAcl {
             table_oid: row.get(0),
@@ -573,7 +578,10 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
          ORDER BY 1, 2"
     );
     let mut objects = Vec::new();
-    for row in db.query(&objects_sql, &[&managed, &runtime, migrator]).context("read object owners")? {
+    for row in db
+        .query(&objects_sql, &[(&managed, Type::TEXT_ARRAY), (&runtime, Type::TEXT_ARRAY), (migrator, Type::TEXT)])
+        .context("read object owners")?
+    {
         let acl: Option<Vec<String>> = row.get(6);
         objects.push(OwnedObject {
             catalog: row.get(0),
@@ -592,7 +600,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text, d.defaclacl::text[] \
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
          WHERE pg_get_userbyid(d.defaclrole) = ANY($1) ORDER BY 1, 2, 3",
-        &[&model.role_names()],
+        &[(&model.role_names(), Type::TEXT_ARRAY)],
     )? {
         let objtype: String = row.get(2);
         default_acls.push(DefaultAcl {
@@ -607,7 +615,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             "SELECT k.conrelid::int8, k.confrelid::int8 FROM pg_constraint k \
              JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE k.contype = 'f' AND n.nspname = ANY($1)",
-            &[&managed],
+            &[(&managed, Type::TEXT_ARRAY)],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -619,7 +627,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.ev_class \
              JOIN pg_class v ON v.oid = w.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace \
              WHERE v.relkind IN ('v', 'm') AND n.nspname = ANY($1)",
-            &[&managed],
+            &[(&managed, Type::TEXT_ARRAY)],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -633,7 +641,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
                                AND e.objid = p.oid AND e.deptype = 'e') \
              ORDER BY 1",
-            &[&managed],
+            &[(&managed, Type::TEXT_ARRAY)],
         )?
         .iter()
         .map(|r| DefinerFunction { identity: r.get(0), owner: r.get(1), owner_bypasses_rls: r.get(2) })
@@ -642,7 +650,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
     for row in db.query(
         "SELECT nspname::text, pg_get_userbyid(nspowner)::text, coalesce(nspacl, acldefault('n', nspowner))::text[] \
          FROM pg_namespace WHERE NOT (nspname = ANY($1)) AND pg_get_userbyid(nspowner) = ANY($2) ORDER BY nspname",
-        &[&managed, &model.role_names()],
+        &[(&managed, Type::TEXT_ARRAY), (&model.role_names(), Type::TEXT_ARRAY)],
     )? {
         other_schemas.push(Schema {
             name: row.get(0),
