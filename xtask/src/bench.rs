@@ -369,6 +369,23 @@ fn three_hundred(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
     }])
 }
 
+/// A digest of the row versions (xmin, ctid) of the catalogs provisioning writes.
+fn catalog_fingerprint(bench: &Lab, db: &str) -> Result<String> {
+    Ok(bench
+        .admin(db)?
+        .query_one(
+            "SELECT md5(string_agg(v, ',' ORDER BY v)) FROM ( \
+               SELECT 'c' || oid || xmin || ctid AS v FROM pg_class UNION ALL \
+               SELECT 'n' || oid || xmin || ctid FROM pg_namespace UNION ALL \
+               SELECT 'd' || oid || xmin || ctid FROM pg_default_acl UNION ALL \
+               SELECT 'a' || oid || xmin || ctid FROM pg_authid UNION ALL \
+               SELECT 'b' || oid || xmin || ctid FROM pg_database UNION ALL \
+               SELECT 'm' || roleid || member || xmin || ctid FROM pg_auth_members) rows",
+            &[],
+        )?
+        .get(0))
+}
+
 fn ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     println!("==> a database with 10,000 more tables (building it)");
@@ -460,7 +477,7 @@ fn ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
         ),
     };
     let (mut anchor, mut ours, mut converged) = (Vec::new(), Vec::new(), Vec::new());
-    let mut xid_delta = 0i64;
+    let mut rewritten = 0usize;
     for run in 0..runs.min(3) {
         let loop_db = format!("legacy_loop_{run}");
         copy(&loop_db)?;
@@ -481,15 +498,17 @@ fn ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
         copy(&ours_db)?;
         ours.push(timed(&mut bench.xtask(&ours_db, &["db-provision"])?)?.0);
         for _ in 0..runs {
-            let before: i64 =
-                bench.admin("postgres")?.query_one("SELECT txid_snapshot_xmax(txid_current_snapshot())", &[])?.get(0);
+            // Row versions of every catalog provisioning writes: a converged
+            // run leaves them all as they were (autovacuum, which this cluster
+            // runs, updates statistics in place and does not count).
+            let before = catalog_fingerprint(bench, &ours_db)?;
             let (elapsed, output) = timed(&mut bench.xtask(&ours_db, &["db-provision"])?)?;
-            let after: i64 =
-                bench.admin("postgres")?.query_one("SELECT txid_snapshot_xmax(txid_current_snapshot())", &[])?.get(0);
             if !String::from_utf8_lossy(&output.stdout).contains("nothing to change") {
                 bail!("the converged run changed something: {}", String::from_utf8_lossy(&output.stdout));
             }
-            xid_delta += after - before;
+            if catalog_fingerprint(bench, &ours_db)? != before {
+                rewritten += 1;
+            }
             converged.push(elapsed);
         }
     }
@@ -510,8 +529,15 @@ fn ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
         anchor: "—".into(),
         anchor_time: None,
         ours: converged,
-        target: format!("under 0.3 s, zero writes (transaction ids used: {xid_delta})"),
-        met: converged < Duration::from_millis(300) && xid_delta == 0,
+        target: format!(
+            "under 0.3 s, zero writes ({})",
+            if rewritten == 0 {
+                "every catalog row as it was".to_string()
+            } else {
+                format!("{rewritten} runs rewrote rows")
+            }
+        ),
+        met: converged < Duration::from_millis(300) && rewritten == 0,
         note: String::new(),
     });
     Ok(rows)

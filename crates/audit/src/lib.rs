@@ -77,9 +77,18 @@ impl CheckConfig {
     }
 }
 
-/// Runs the whole check. `Err` means it could not run (exit 1); a report
-/// that does not hold means violations (exit 2).
-pub fn check(config: &CheckConfig) -> Result<Report> {
+/// What the catalog audit found.
+struct Catalog {
+    checks: Vec<report::CheckSummary>,
+    used: BTreeSet<(exemptions::Kind, String)>,
+    notes: Vec<String>,
+    server_version: String,
+    catalog_queries: u32,
+    queries: u32,
+}
+
+/// The catalog part: one snapshot (the provisioner's) and the bookkeeping.
+fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let started = Instant::now();
     let model = &config.model;
     let (catalog_dsn, catalog_var) = match &config.migrator {
@@ -93,7 +102,8 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     )?;
     let mut snapshot = roles::snapshot::read_cluster(&mut client, model, None, false)?;
     snapshot.db = roles::snapshot::read_db(&mut client, model, snapshot.server_version)?;
-    let mut queries = snapshot.queries + snapshot.db.queries + 1;
+    let catalog_queries = snapshot.queries + snapshot.db.queries;
+    let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
     let mut notes = Vec::new();
@@ -118,16 +128,56 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     };
     let mut used = BTreeSet::new();
     let checks = catalog::audit(model, &snapshot, &config.exemptions, bookkeeping, &mut used);
-    drop(client);
+    trace("catalog audit", started);
+    Ok(Catalog { checks, used, notes, server_version, catalog_queries, queries })
+}
 
-    let mut probes = Vec::new();
+/// With `XTASK_TRACE_QUERIES` set, phase times go to stderr.
+fn trace(phase: &str, started: Instant) {
+    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
+        eprintln!("{:>8.1} ms  phase {phase}", started.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
+/// Runs the whole check. `Err` means it could not run (exit 1); a report
+/// that does not hold means violations (exit 2).
+pub fn check(config: &CheckConfig) -> Result<Report> {
+    let started = Instant::now();
+    let model = &config.model;
+    // The catalog audit and the probes of each role use their own sessions
+    // and run side by side: the server works on one while we wait on another.
+    let (catalog, probes) = std::thread::scope(|scope| {
+        let catalog = scope.spawn(|| audit_catalog(config));
+        let probes: Vec<_> = [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)]
+            .into_iter()
+            .map(|(kind, dsn)| {
+                scope.spawn(move || {
+                    let phase = Instant::now();
+                    let mut queries = 0;
+                    let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, &mut queries);
+                    trace(kind.label(), phase);
+                    found.map(|found| (found, queries))
+                })
+            })
+            .collect();
+        let catalog = catalog.join().map_err(|_| anyhow::format_err!("BUG: the catalog audit panicked"));
+        let probes: Vec<_> =
+            probes.into_iter().map(|h| h.join().map_err(|_| anyhow::format_err!("BUG: a probe panicked"))).collect();
+        (catalog, probes)
+    });
+    let Catalog { checks, used, notes, server_version, catalog_queries, mut queries } = catalog??;
+    let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
-    for (kind, dsn) in [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)] {
-        let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, &mut queries)?;
-        probes.extend(found.probes);
+    for result in probes {
+        let (found, sent) = result??;
+        queries += sent;
+        all_probes.extend(found.probes);
         residuals.extend(found.residuals);
     }
+    let phase = Instant::now();
     let rls = probes::rls_behaviour(model, &config.runtime, &config.service, &mut queries)?;
+    trace("rls behaviour", phase);
+    let probes = all_probes;
     let exemptions =
         config.exemptions.0.iter().map(|e| (e.clone(), used.contains(&(e.kind, e.name.clone())))).collect();
     Ok(Report {
@@ -139,7 +189,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         rls,
         exemptions,
         roles: vec![model.runtime.name.clone(), model.service.name.clone()],
-        catalog_queries: snapshot.queries + snapshot.db.queries,
+        catalog_queries,
         queries,
         elapsed: started.elapsed(),
         notes,

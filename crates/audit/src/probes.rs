@@ -489,7 +489,11 @@ pub fn probe_role(
             verdict,
         });
     }
+    let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
+    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
+        eprintln!("{:>8.1} ms  privilege checks as {role}", started.elapsed().as_secs_f64() * 1000.0);
+    }
     let residuals = residual_specs(model, kind, &targets)
         .into_iter()
         .map(|spec| {

@@ -31,12 +31,27 @@ impl<'c> Queries<'c> {
 
     pub fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, postgres::Error> {
         self.sent += 1;
-        self.client.query_typed(sql, params)
+        let started = std::time::Instant::now();
+        let rows = self.client.query_typed(sql, params);
+        trace(sql, started, rows.as_ref().map(Vec::len).unwrap_or(0));
+        rows
     }
 
     pub fn query_one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Row, postgres::Error> {
         self.sent += 1;
-        self.client.query_typed_one(sql, params)
+        let started = std::time::Instant::now();
+        let row = self.client.query_typed_one(sql, params);
+        trace(sql, started, 1);
+        row
+    }
+}
+
+/// With `XTASK_TRACE_QUERIES` set, each catalog query's time goes to stderr
+/// (profiling large databases).
+fn trace(sql: &str, started: std::time::Instant, rows: usize) {
+    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
+        let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(90).collect();
+        eprintln!("{:>8.1} ms {rows:>6} rows  {head}", started.elapsed().as_secs_f64() * 1000.0);
     }
 }
 
@@ -479,22 +494,27 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
     let mut relations = Vec::new();
     for row in db
         .query(
-            "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text, \
+            // Set-based: the per-relation counts come from grouped scans
+            // joined by hash, not from subqueries run once per relation.
+            "WITH linked AS (SELECT objid, refobjid FROM pg_depend \
+                             WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass \
+                               AND deptype IN ('a', 'i')), \
+                  linked_count AS (SELECT refobjid, count(*) AS n FROM linked GROUP BY refobjid), \
+                  indexes AS (SELECT indrelid, count(*) AS n FROM pg_index GROUP BY indrelid), \
+                  policies AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid), \
+                  members AS (SELECT objid FROM pg_depend WHERE classid = 'pg_class'::regclass AND deptype = 'e') \
+             SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text, \
                 coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))::text[], \
-                (SELECT d.refobjid::int8 FROM pg_depend d \
-                  WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid \
-                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), \
-                (1 + (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) \
-                   + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END \
-                   + (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid \
-                       AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))::int4, \
-                coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, \
-                (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) \
+                CASE WHEN c.relkind = 'S' THEN l.refobjid::int8 END, \
+                (1 + coalesce(i.n, 0) + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END + coalesce(lc.n, 0))::int4, \
+                coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, coalesce(p.n, 0) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN linked l ON l.objid = c.oid \
+             LEFT JOIN linked_count lc ON lc.refobjid = c.oid \
+             LEFT JOIN indexes i ON i.indrelid = c.oid \
+             LEFT JOIN policies p ON p.polrelid = c.oid \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
-                               AND e.objid = c.oid AND e.deptype = 'e') \
-             ORDER BY n.nspname, c.relname",
+               AND c.oid NOT IN (SELECT objid FROM members)",
             &[(&managed, Type::TEXT_ARRAY)],
         )
         .context("read the relations of the managed schemas")?
@@ -518,6 +538,8 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             policies: row.get(11),
         });
     }
+
+    relations.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
 
     let mut columns = Vec::new();
     for row in db.query(

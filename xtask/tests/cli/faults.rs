@@ -303,7 +303,8 @@ fn connection_failures_are_clear_and_bounded() {
         format!("postgresql://app_migrator:migrator_password@127.0.0.1:{port}/{db}{tail}")
     };
     let port = cluster.port().to_string();
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "connection refused",
             vec!["db-provision"],

@@ -43,7 +43,8 @@ fn bad_env_values_dsns_and_names() {
     let dsn =
         |user: &str, tail: &str| format!("postgresql://{user}:{SECRET}@localhost:{port}/cogni_template_dev{tail}");
     let runtime_with = |tail: &str| dsn("app_user", tail);
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "space in a role name",
             vec![("APP_DB_USER", "app user".into())],
