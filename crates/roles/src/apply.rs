@@ -2,8 +2,9 @@
 //! advisory lock that makes concurrent runs wait, transactions per phase,
 //! batches that commit under `lock_timeout` with retries, and interruption.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, format_err, Context, Result};
@@ -162,20 +163,18 @@ pub fn execute(
     reporter: &mut dyn Reporter,
 ) -> Result<()> {
     let mut app: Option<Client> = None;
+    let mut helper: Option<Client> = None;
+    let mut asynchronous = false;
     for phase in Phase::ALL {
         let steps: Vec<&Step> = plan.steps_of(phase).collect();
         if steps.is_empty() {
             continue;
         }
         check_cancel(options, phase)?;
-        let client = if phase.on_cluster() {
-            &mut *cluster
-        } else {
-            if app.is_none() {
-                app = Some(app_db()?);
-            }
-            app.as_mut().context("BUG: no app session")?
-        };
+        if !phase.on_cluster() && app.is_none() {
+            app = Some(app_db()?);
+        }
+        let client = if phase.on_cluster() { &mut *cluster } else { app.as_mut().context("BUG: no app session")? };
         if phase == Phase::CreateDatabase {
             reporter.phase(phase, steps.len(), steps.len());
             for step in &steps {
@@ -186,11 +185,35 @@ pub fn execute(
             }
             continue;
         }
-        let batches = if phase.batched() { batches(&steps, options.lock_budget) } else { vec![steps.clone()] };
-        run_batches(client, phase, batches, options, reporter)?;
+        if !phase.batched() {
+            run_batches(vec![client], phase, vec![steps.clone()], true, options, reporter)?;
+            continue;
+        }
+        // Long phases run on two sessions: the server works on one batch
+        // while the other is sent or committed.
+        let batches = batches(&steps, options.lock_budget / PARALLEL_SESSIONS as u32);
+        let mut sessions = vec![client];
+        if batches.len() >= 4 {
+            if helper.is_none() {
+                helper = Some(app_db()?);
+            }
+            sessions.extend(helper.as_mut());
+        }
+        run_batches(sessions, phase, batches, false, options, reporter)?;
+        asynchronous = true;
+    }
+    if asynchronous {
+        // The batches committed without waiting for their WAL flush (a crash
+        // could only lose whole batches, and the next run redoes them). One
+        // synchronous commit flushes the WAL up to here, so "done" means durable.
+        let client = app.as_mut().context("BUG: no app session")?;
+        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT;")?;
     }
     Ok(())
 }
+
+/// Sessions a long phase is spread over; each takes part of the lock budget.
+const PARALLEL_SESSIONS: usize = 2;
 
 /// Splits steps into transactions of at most `budget` locks (and a bounded
 /// number of statements, so one transaction never grows huge).
@@ -216,85 +239,185 @@ fn batches<'a>(steps: &[&'a Step], budget: u32) -> Vec<Vec<&'a Step>> {
     batches
 }
 
+/// What a worker tells the thread that reports.
+enum Event<'a> {
+    Committed(Vec<&'a Step>),
+    Retry(u32, String),
+}
+
+/// Runs `batches` on `sessions` (one worker thread each), every batch one
+/// transaction that commits. Progress is reported from this thread.
 fn run_batches(
-    client: &mut Client,
+    sessions: Vec<&mut Client>,
     phase: Phase,
     batches: Vec<Vec<&Step>>,
+    synchronous: bool,
     options: &Options,
     reporter: &mut dyn Reporter,
 ) -> Result<()> {
-    let mut queue: std::collections::VecDeque<Vec<&Step>> = batches.into();
-    let steps: usize = queue.iter().map(Vec::len).sum();
-    reporter.phase(phase, steps, queue.len());
-    let (mut done, mut attempt) = (0usize, 0u32);
-    while let Some(batch) = queue.pop_front() {
-        check_cancel(options, phase)
-            .with_context(|| format!("{done} transactions of phase `{}` had committed", phase.title()))?;
-        let statements: Vec<&Sql> = batch.iter().flat_map(|s| s.statements.iter()).collect();
-        match run_transaction(client, &statements, options.lock_timeout) {
-            Ok(()) => {
-                attempt = 0;
-                done += 1;
-                for step in &batch {
-                    reporter.applied(step);
+    let steps: usize = batches.iter().map(Vec::len).sum();
+    reporter.phase(phase, steps, batches.len());
+    let queue = Mutex::new(VecDeque::from(batches));
+    let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let (events, received) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = sessions
+            .into_iter()
+            .map(|client| {
+                let events = events.clone();
+                let (queue, stop, done) = (&queue, &stop, &done);
+                scope.spawn(move || worker(client, phase, queue, stop, done, synchronous, options, events))
+            })
+            .collect();
+        drop(events);
+        let mut committed = 0;
+        for event in received {
+            match event {
+                Event::Committed(batch) => {
+                    committed += 1;
+                    for step in &batch {
+                        reporter.applied(step);
+                    }
+                    let left = queue.lock().map(|q| q.len()).unwrap_or(0);
+                    reporter.progress(phase, committed, committed + left);
                 }
-                reporter.progress(phase, done, done + queue.len());
-            }
-            Err(error) => {
-                let code = error.code().cloned();
-                let too_many_locks = code == Some(SqlState::OUT_OF_MEMORY);
-                if too_many_locks && batch.len() > 1 {
-                    // The lock table is smaller than the budget assumed: halve.
-                    let half = batch.len() / 2;
-                    queue.push_front(batch[half..].to_vec());
-                    queue.push_front(batch[..half].to_vec());
-                    reporter.retry(phase, attempt, "out of shared memory for locks; smaller transactions");
-                    continue;
-                }
-                if is_retryable(&error) && attempt + 1 < options.max_attempts {
-                    attempt += 1;
-                    let reason = match &code {
-                        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
-                            "a lock is held by another transaction".to_string()
-                        }
-                        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => {
-                            "deadlock with another transaction".to_string()
-                        }
-                        _ => error.to_string(),
-                    };
-                    reporter.retry(phase, attempt, &reason);
-                    std::thread::sleep(backoff(attempt));
-                    queue.push_front(batch);
-                    continue;
-                }
-                let located = locate_failure(client, &statements, options.lock_timeout);
-                let prefix = format!(
-                    "phase `{}`: transaction {} of {} failed and was rolled back ({done} committed before it; \
-                     the database works as it is, run `cargo xtask db-provision` again to finish)",
-                    phase.title(),
-                    done + 1,
-                    done + 1 + queue.len()
-                );
-                if code == Some(SqlState::LOCK_NOT_AVAILABLE) {
-                    bail!(
-                        "{prefix}: could not take the locks within lock_timeout ({} ms) in {attempt} attempts; a \
-                         long-running transaction holds them (look in pg_stat_activity for old `xact_start`)",
-                        options.lock_timeout.as_millis()
-                    );
-                }
-                return Err(located.unwrap_or_else(|| format_err!("{}", pg_message(&error))).context(prefix));
+                Event::Retry(attempt, reason) => reporter.retry(phase, attempt, &reason),
             }
         }
+        let mut first_error = None;
+        for handle in workers {
+            let result = handle.join().unwrap_or_else(|_| Err(format_err!("BUG: a provisioning worker panicked")));
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+/// One session working through the shared queue.
+#[allow(clippy::too_many_arguments)]
+fn worker<'a>(
+    client: &mut Client,
+    phase: Phase,
+    queue: &Mutex<VecDeque<Vec<&'a Step>>>,
+    stop: &AtomicBool,
+    done: &AtomicUsize,
+    synchronous: bool,
+    options: &Options,
+    events: mpsc::Sender<Event<'a>>,
+) -> Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(batch) = queue.lock().map_err(|_| format_err!("BUG: poisoned queue"))?.pop_front() else {
+            return Ok(());
+        };
+        if let Err(error) = check_cancel(options, phase) {
+            stop.store(true, Ordering::SeqCst);
+            let committed = done.load(Ordering::SeqCst);
+            return Err(error.context(format!("{committed} transactions of phase `{}` had committed", phase.title())));
+        }
+        let statements: Vec<&Sql> = batch.iter().flat_map(|s| s.statements.iter()).collect();
+        let error = match run_transaction(client, &statements, options.lock_timeout, synchronous) {
+            Ok(()) => {
+                attempt = 0;
+                done.fetch_add(1, Ordering::SeqCst);
+                let _ = events.send(Event::Committed(batch));
+                continue;
+            }
+            Err(error) => error,
+        };
+        let code = error.code().cloned();
+        if code == Some(SqlState::OUT_OF_MEMORY) && batch.len() > 1 {
+            // The lock table is smaller than the budget assumed: halve.
+            let half = batch.len() / 2;
+            let mut queue = queue.lock().map_err(|_| format_err!("BUG: poisoned queue"))?;
+            queue.push_front(batch[half..].to_vec());
+            queue.push_front(batch[..half].to_vec());
+            let _ = events.send(Event::Retry(attempt, "out of shared memory for locks; smaller transactions".into()));
+            continue;
+        }
+        if is_retryable(&error) && attempt + 1 < options.max_attempts {
+            attempt += 1;
+            let reason = match &code {
+                Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => "a lock is held by another transaction".to_string(),
+                Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => "deadlock with another transaction".to_string(),
+                _ => error.to_string(),
+            };
+            let _ = events.send(Event::Retry(attempt, reason));
+            std::thread::sleep(backoff(attempt));
+            queue.lock().map_err(|_| format_err!("BUG: poisoned queue"))?.push_front(batch);
+            continue;
+        }
+        stop.store(true, Ordering::SeqCst);
+        let located = locate_failure(client, &statements, options.lock_timeout);
+        let committed = done.load(Ordering::SeqCst);
+        let prefix = format!(
+            "phase `{}`: a transaction failed and was rolled back ({committed} committed before it; the database \
+             works as it is, run `cargo xtask db-provision` again to finish)",
+            phase.title()
+        );
+        if code == Some(SqlState::LOCK_NOT_AVAILABLE) {
+            bail!(
+                "{prefix}: could not take the locks within lock_timeout ({} ms) in {attempt} attempts; a \
+                 long-running transaction holds them (look in pg_stat_activity for old `xact_start`)",
+                options.lock_timeout.as_millis()
+            );
+        }
+        return Err(located.unwrap_or_else(|| format_err!("{}", pg_message(&error))).context(prefix));
     }
-    Ok(())
 }
 
 /// One transaction in one round trip: the statements joined into a simple
 /// query between BEGIN and COMMIT. The server stops at the first error.
-fn run_transaction(client: &mut Client, statements: &[&Sql], lock_timeout: Duration) -> Result<(), postgres::Error> {
+fn run_transaction(
+    client: &mut Client,
+    statements: &[&Sql],
+    lock_timeout: Duration,
+    synchronous: bool,
+) -> Result<(), postgres::Error> {
     let mut text = format!("BEGIN;\nSET LOCAL lock_timeout = '{}ms';\n", lock_timeout.as_millis());
+    if !synchronous {
+        text.push_str("SET LOCAL synchronous_commit = off;\n");
+    }
+    // Grants of the same privileges to the same grantee become one statement
+    // over many objects, after the rest of the transaction (after each
+    // object's owner change, in the same transaction): thousands of owner
+    // changes then cost a handful of GRANTs, not thousands.
+    let mut merged: Vec<(&Sql, Vec<&str>)> = Vec::new();
     for sql in statements {
-        push_statement(&mut text, sql);
+        match (&sql.grant, &sql.as_role) {
+            (Some(grant), None) => {
+                let same = merged.iter_mut().find(|(first, objects)| {
+                    first.grant.as_ref().is_some_and(|g| {
+                        g.privs == grant.privs && g.keyword == grant.keyword && g.grantee == grant.grantee
+                    }) && objects.len() < 1000
+                });
+                match same {
+                    Some((_, objects)) => objects.push(&grant.object),
+                    None => merged.push((sql, vec![&grant.object])),
+                }
+            }
+            _ => push_statement(&mut text, sql),
+        }
+    }
+    // Grantees given the same privileges on the same objects share the
+    // statement too: each catalog row is then rewritten once, not per grantee.
+    let mut statements: Vec<(&str, &str, String, Vec<&str>)> = Vec::new();
+    for (first, objects) in merged {
+        let grant = first.grant.as_ref().expect("BUG: merged a statement that is not a grant");
+        let objects = objects.join(", ");
+        match statements.iter_mut().find(|(p, k, o, _)| *p == grant.privs && *k == grant.keyword && *o == objects) {
+            Some((_, _, _, grantees)) => grantees.push(&grant.grantee),
+            None => statements.push((&grant.privs, &grant.keyword, objects, vec![&grant.grantee])),
+        }
+    }
+    for (privs, keyword, objects, grantees) in statements {
+        text.push_str(&format!("GRANT {privs} ON {keyword} {objects} TO {};\n", grantees.join(", ")));
     }
     text.push_str("COMMIT;");
     let result = client.batch_execute(&text);

@@ -43,8 +43,11 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     }
 
     // Read everything, under the lock, before changing anything.
+    let started = std::time::Instant::now();
     let snap = read_snapshot(&mut cluster, settings, &model, options.dry_run, silenced)?;
+    trace("snapshot", started);
     let plan = plan::plan(&model, &snap);
+    trace("plan", started);
     if !plan.refusals.is_empty() {
         bail!(
             "nothing was changed; {} problem{} must be fixed first:\n  - {}",
@@ -90,9 +93,11 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
         reporter,
     )?;
 
+    trace("apply", started);
     // Verify: a fresh read must find nothing left to do.
     let after = read_snapshot(&mut cluster, settings, &model, false, silenced).context("verify the result")?;
     let left = plan::plan(&model, &after);
+    trace("verify", started);
     if !left.is_empty() {
         let summaries: Vec<&str> = left.steps.iter().map(|s| s.summary.as_str()).collect();
         bail!(
@@ -102,6 +107,13 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
         );
     }
     Ok(Outcome { plan, applied: true })
+}
+
+/// With `XTASK_TRACE_QUERIES` set, how long each stage took goes to stderr.
+fn trace(stage: &str, started: std::time::Instant) {
+    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
+        eprintln!("{:>8.1} ms  until {stage} done", started.elapsed().as_secs_f64() * 1000.0);
+    }
 }
 
 /// Reads a snapshot: the cluster through `cluster`, the app database (or

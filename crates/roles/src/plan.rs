@@ -22,16 +22,34 @@ pub struct Sql {
     /// Run under `SET LOCAL ROLE` (a revoke must come from the grantor; a
     /// non-superuser admin grants as the owner).
     pub as_role: Option<String>,
+    /// A GRANT on one object, kept apart so that a batch can grant the same
+    /// privileges on many objects in one statement.
+    pub(crate) grant: Option<Grant>,
+}
+
+/// `GRANT {privs} ON {keyword} {object} TO {grantee}`, in pieces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Grant {
+    pub privs: String,
+    pub keyword: String,
+    pub object: String,
+    pub grantee: String,
 }
 
 impl Sql {
     pub fn new(text: impl Into<String>) -> Sql {
-        Sql { text: text.into(), shown: None, as_role: None }
+        Sql { text: text.into(), shown: None, as_role: None, grant: None }
+    }
+
+    fn grant(privs: String, keyword: &str, object: &str, grantee: String) -> Sql {
+        let mut sql = Sql::new(format!("GRANT {privs} ON {keyword} {object} TO {grantee}"));
+        sql.grant = Some(Grant { privs, keyword: keyword.to_string(), object: object.to_string(), grantee });
+        sql
     }
 
     /// A statement holding a secret, printed as `shown`.
     fn secret(text: String, shown: String) -> Sql {
-        Sql { text, shown: Some(shown), as_role: None }
+        Sql { text, shown: Some(shown), as_role: None, grant: None }
     }
 
     fn run_as(mut self, role: Option<String>) -> Sql {
@@ -279,7 +297,7 @@ impl Planner<'_> {
             .map(|change| match change {
                 AclChange::Grant { grantee, privs } => {
                     let actor = self.actor(owner, None);
-                    Sql::new(format!("GRANT {} ON {keyword} {objects} TO {}", privs.sql(), grantee.sql())).run_as(actor)
+                    Sql::grant(privs.sql(), keyword, objects, grantee.sql()).run_as(actor)
                 }
                 AclChange::Revoke { grantee, privs, grantor } => {
                     let actor = self.actor(owner, Some(grantor));

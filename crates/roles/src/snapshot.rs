@@ -494,33 +494,21 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
     let mut relations = Vec::new();
     for row in db
         .query(
-            // Set-based: the per-relation counts come from grouped scans
-            // joined by hash, not from subqueries run once per relation.
-            "WITH linked AS (SELECT objid, refobjid FROM pg_depend \
-                             WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_class'::regclass \
-                               AND deptype IN ('a', 'i')), \
-                  linked_count AS (SELECT refobjid, count(*) AS n FROM linked GROUP BY refobjid), \
-                  indexes AS (SELECT indrelid, count(*) AS n FROM pg_index GROUP BY indrelid), \
-                  policies AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid), \
-                  members AS (SELECT objid FROM pg_depend WHERE classid = 'pg_class'::regclass AND deptype = 'e') \
+            "WITH policies AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid) \
              SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text, \
                 coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))::text[], \
-                CASE WHEN c.relkind = 'S' THEN l.refobjid::int8 END, \
-                (1 + coalesce(i.n, 0) + CASE WHEN c.reltoastrelid <> 0 THEN 2 ELSE 0 END + coalesce(lc.n, 0))::int4, \
                 coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, coalesce(p.n, 0) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN linked l ON l.objid = c.oid \
-             LEFT JOIN linked_count lc ON lc.refobjid = c.oid \
-             LEFT JOIN indexes i ON i.indrelid = c.oid \
              LEFT JOIN policies p ON p.polrelid = c.oid \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-               AND c.oid NOT IN (SELECT objid FROM members)",
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
+                               AND e.objid = c.oid AND e.deptype = 'e')",
             &[(&managed, Type::TEXT_ARRAY)],
         )
         .context("read the relations of the managed schemas")?
     {
         let kind: String = row.get(3);
-        let options: Vec<String> = row.get(8);
+        let options: Vec<String> = row.get(6);
         relations.push(Relation {
             oid: row.get(0),
             schema: row.get(1),
@@ -528,18 +516,43 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             kind: kind.chars().next().unwrap_or('?'),
             owner: row.get(4),
             acl: parse_acl(&row.get::<_, Vec<String>>(5))?,
-            owned_by: row.get(6),
-            lock_cost: row.get::<_, i32>(7).max(1) as u32,
+            owned_by: None,
+            lock_cost: 1,
             security_invoker: options.iter().any(|o| {
                 o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && matches!(v, "true" | "on" | "1" | "yes"))
             }),
-            rls_enabled: row.get(9),
-            rls_forced: row.get(10),
-            policies: row.get(11),
+            rls_enabled: row.get(7),
+            rls_forced: row.get(8),
+            policies: row.get(9),
         });
     }
 
     relations.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+
+    // What an owner change needs, for the relations not owned by the
+    // migrator only (none once converged): the table a serial or identity
+    // sequence belongs to, and how many locks the change takes.
+    let index: BTreeMap<i64, usize> = relations.iter().enumerate().map(|(i, r)| (r.oid, i)).collect();
+    for row in db.query(
+        "WITH moving AS (SELECT c.oid, c.relkind, c.reltoastrelid FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+                           AND c.relowner IS DISTINCT FROM (SELECT oid FROM pg_roles WHERE rolname = $2)), \
+              linked AS (SELECT d.objid, d.refobjid FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                         AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')), \
+              linked_count AS (SELECT refobjid, count(*) AS n FROM linked GROUP BY refobjid), \
+              indexes AS (SELECT indrelid, count(*) AS n FROM pg_index GROUP BY indrelid) \
+         SELECT m.oid::int8, CASE WHEN m.relkind = 'S' THEN l.refobjid::int8 END, \
+                (1 + coalesce(i.n, 0) + CASE WHEN m.reltoastrelid <> 0 THEN 2 ELSE 0 END + coalesce(lc.n, 0))::int4 \
+         FROM moving m LEFT JOIN linked l ON l.objid = m.oid LEFT JOIN linked_count lc ON lc.refobjid = m.oid \
+         LEFT JOIN indexes i ON i.indrelid = m.oid",
+        &[(&managed, Type::TEXT_ARRAY), (migrator, Type::TEXT)],
+    )? {
+        if let Some(rel) = index.get(&row.get::<_, i64>(0)).map(|i| &mut relations[*i]) {
+            rel.owned_by = row.get(1);
+            rel.lock_cost = row.get::<_, i32>(2).max(1) as u32;
+        }
+    }
 
     let mut columns = Vec::new();
     for row in db.query(
@@ -585,7 +598,10 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
              WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass \
                AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
-               AND s.classid <> 'pg_default_acl'::regclass \
+               AND s.classid NOT IN ('pg_default_acl'::regclass, 'pg_class'::regclass) \
+           UNION ALL SELECT 'pg_class'::regclass, r.oid, r.relowner FROM pg_class r \
+             WHERE r.relowner IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
+               AND r.relnamespace NOT IN (SELECT oid FROM managed) AND r.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
          ) \
          SELECT DISTINCT c.classid::regclass::text, c.objid::int8, pg_get_userbyid(c.owner)::text, o.type, o.schema, o.identity, \
                 CASE WHEN c.classid = 'pg_proc'::regclass THEN \
