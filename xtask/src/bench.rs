@@ -66,24 +66,8 @@ struct Lab<'a> {
     root: PathBuf,
 }
 
-const CONTRACT: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "POSTGRES_ROOT_USER",
-    "POSTGRES_ROOT_PASSWORD",
-    "DATABASE_ROOT_URL",
-    "APP_DB_NAME",
-    "APP_DB_SCHEMAS",
-    "APP_DB_USER",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_USER",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_USER",
-    "APP_DB_MIGRATOR_PASSWORD",
-    "DATABASE_URL",
-    "DATABASE_SERVICE_URL",
-    "DATABASE_MIGRATOR_URL",
-];
+/// The bench's commands see only the env files it writes.
+const CONTRACT: &[&str] = dbenv::CONTRACT_KEYS;
 
 impl Lab<'_> {
     fn env_file(&self, db: &str) -> Result<PathBuf> {

@@ -17,6 +17,29 @@ use crate::dsn::{Dsn, Host};
 use crate::names::{validate_name, NameKind};
 use crate::Secret;
 
+/// Every variable of the environment contract (spec §2).
+pub const CONTRACT_KEYS: &[&str] = &[
+    "DB_HOST",
+    "DB_PORT",
+    "POSTGRES_ROOT_USER",
+    "POSTGRES_ROOT_PASSWORD",
+    "DATABASE_ROOT_URL",
+    "PG_TIMEOUT",
+    "APP_DB_NAME",
+    "APP_DB_SCHEMAS",
+    "APP_DB_USER",
+    "APP_DB_PASSWORD",
+    "APP_DB_SERVICE_USER",
+    "APP_DB_SERVICE_PASSWORD",
+    "APP_DB_MIGRATOR_USER",
+    "APP_DB_MIGRATOR_PASSWORD",
+    "DATABASE_URL",
+    "DATABASE_SERVICE_URL",
+    "DATABASE_MIGRATOR_URL",
+    "DRIZZLE_MIGRATIONS_SCHEMA",
+    "DRIZZLE_MIGRATIONS_TABLE",
+];
+
 /// The env file commands read when `--env-file` is not given.
 pub const DEFAULT_ENV_FILE: &str = ".env.local";
 

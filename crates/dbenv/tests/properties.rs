@@ -6,27 +6,7 @@ use dbenv::{Dsn, EnvVars, Secret, Settings};
 use proptest::prelude::*;
 
 /// Keys of the env contract, so arbitrary maps hit the real code paths.
-const KEYS: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "POSTGRES_ROOT_USER",
-    "POSTGRES_ROOT_PASSWORD",
-    "DATABASE_ROOT_URL",
-    "APP_DB_NAME",
-    "APP_DB_SCHEMAS",
-    "APP_DB_USER",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_USER",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_USER",
-    "APP_DB_MIGRATOR_PASSWORD",
-    "DATABASE_URL",
-    "DATABASE_SERVICE_URL",
-    "DATABASE_MIGRATOR_URL",
-    "DRIZZLE_MIGRATIONS_SCHEMA",
-    "DRIZZLE_MIGRATIONS_TABLE",
-    "PG_TIMEOUT",
-];
+const KEYS: &[&str] = dbenv::CONTRACT_KEYS;
 
 /// Strings that look like DSNs often enough to reach deep into the parser.
 fn dsn_like() -> impl Strategy<Value = String> {

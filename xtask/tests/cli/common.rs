@@ -14,28 +14,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Every variable of the env contract, removed from the children's
 /// environment so that the runner's own settings cannot leak in.
-pub const CONTRACT: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "POSTGRES_ROOT_USER",
-    "POSTGRES_ROOT_PASSWORD",
-    "DATABASE_ROOT_URL",
-    "PG_TIMEOUT",
-    "APP_DB_NAME",
-    "APP_DB_SCHEMAS",
-    "APP_DB_USER",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_USER",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_USER",
-    "APP_DB_MIGRATOR_PASSWORD",
-    "DATABASE_URL",
-    "DATABASE_SERVICE_URL",
-    "DATABASE_MIGRATOR_URL",
-    "DRIZZLE_MIGRATIONS_SCHEMA",
-    "DRIZZLE_MIGRATIONS_TABLE",
-    "APP_DB_DATA_DIR",
-];
+pub const CONTRACT: &[&str] = dbenv::CONTRACT_KEYS;
 
 /// A project directory with the examples, its own port and data directory.
 pub struct Project {
@@ -151,4 +130,19 @@ impl Project {
         std::fs::write(target.join("meta/_journal.json"), copy.to_string()).unwrap();
         target
     }
+}
+
+/// Children of `pid`, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // The parent pid is the second field after the command name's ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
 }

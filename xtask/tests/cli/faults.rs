@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pgcluster::TestCluster;
 use postgres::{Client, NoTls};
 
-use crate::common::{have_tool, text, Project, CONTRACT, XTASK};
+use crate::common::{children_of, have_tool, text, Project, CONTRACT, XTASK};
 
 const DB: &str = "cogni_template_test";
 
@@ -42,20 +42,6 @@ fn spawn(project: &Project, args: &[&str]) -> Child {
 
 fn admin(cluster: &TestCluster) -> Client {
     Client::connect(&cluster.admin_url(DB), NoTls).unwrap()
-}
-
-/// Children of `pid`, from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            found.push(child);
-        }
-    }
-    found
 }
 
 fn gone(pid: u32) -> bool {

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{have_tool, text, Project};
+use crate::common::{children_of, have_tool, text, Project};
 use pgcluster::TestCluster;
 use postgres::{Client, NoTls};
 
@@ -148,7 +148,8 @@ fn concurrent_runs_of_both_engines_apply_each_migration_once() {
     let (cluster, project) = provisioned();
     let dir = slow_folder(&project, 0.3);
     let env_file = project.env_local();
-    let children: Vec<_> = (0..6)
+    // Eight at once, half with each engine.
+    let children: Vec<_> = (0..8)
         .map(|i| {
             let engine = if i % 2 == 0 { "drizzle-kit" } else { "builtin" };
             let mut command = Command::new(crate::common::XTASK);
@@ -210,21 +211,6 @@ fn lock_timeout_reaches_drizzle_kit_and_its_silent_failure_is_explained() {
     assert!(text(&builtin).contains("(SQLSTATE 55P03)"), "{}", text(&builtin));
     tx.rollback().unwrap();
     assert!(project.run(&["db-migrate", "--migrations-dir", &dir]).status.success());
-}
-
-/// Children of `pid`, from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        // The parent pid is the second field after the command name's ')'.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
-            found.push(child);
-        }
-    }
-    found
 }
 
 #[test]
