@@ -808,34 +808,21 @@ impl Planner<'_> {
         let migrator = self.migrator().to_string();
         let mut before = Vec::new();
         let mut after = Vec::new();
-        for database in self.snap.other_databases.iter().filter(|d| from.contains(&d.owner)) {
-            if database.acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
+        // Cluster-wide objects REASSIGN OWNED would also move.
+        let databases = self.snap.other_databases.iter().map(|d| ("DATABASE", "database", &d.name, &d.owner, &d.acl));
+        let tablespaces = self.snap.tablespaces.iter().map(|t| ("TABLESPACE", "tablespace", &t.name, &t.owner, &t.acl));
+        for (keyword, kind, name, owner, acl) in databases.chain(tablespaces).filter(|o| from.contains(o.3)) {
+            if acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
                 self.plan.refusals.push(format!(
-                    "`{}` owns extensions here and also owns database `{}`, whose ACL names `{migrator}`; moving the \
-                     extensions would change that database's ACL. Move them by hand: {}",
-                    database.owner,
-                    database.name,
+                    "`{owner}` owns {} here and also owns {kind} `{name}`, whose ACL names `{migrator}`; moving them \
+                     would change that {kind}'s ACL. Move them by hand",
                     what.join(", ")
                 ));
                 return;
             }
-            let name = quote_ident(&database.name);
-            before.push(Sql::new(format!("ALTER DATABASE {name} OWNER TO {}", quote_ident(&migrator))));
-            after.push(Sql::new(format!("ALTER DATABASE {name} OWNER TO {}", quote_ident(&database.owner))));
-        }
-        for tablespace in self.snap.tablespaces.iter().filter(|t| from.contains(&t.owner)) {
-            if tablespace.acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
-                self.plan.refusals.push(format!(
-                    "`{}` owns tablespace `{}`, whose ACL names `{migrator}`; move these by hand: {}",
-                    tablespace.owner,
-                    tablespace.name,
-                    what.join(", ")
-                ));
-                return;
-            }
-            let name = quote_ident(&tablespace.name);
-            before.push(Sql::new(format!("ALTER TABLESPACE {name} OWNER TO {}", quote_ident(&migrator))));
-            after.push(Sql::new(format!("ALTER TABLESPACE {name} OWNER TO {}", quote_ident(&tablespace.owner))));
+            let name = quote_ident(name);
+            before.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(&migrator))));
+            after.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(owner))));
         }
         for role in from {
             self.plan.needs.insert(Need::Reassign { from: role.clone(), to: migrator.clone() });
