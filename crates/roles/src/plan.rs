@@ -732,7 +732,7 @@ impl Planner<'_> {
                 continue;
             }
             if object.kind == "extension" {
-                extensions.push(object.identity.clone());
+                extensions.push(format!("extension {}", object.identity));
                 reassign_from.insert(object.owner.clone());
                 continue;
             }

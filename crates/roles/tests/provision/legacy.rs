@@ -269,3 +269,70 @@ fn objects_outside_the_app_schemas_stop_the_run_before_any_change() {
         .get(0);
     assert_eq!(migrator, 0);
 }
+
+/// The owner of a named object, read in the app database (which also sees
+/// the shared catalogs).
+fn owner_of(fx: &Fixture, catalog: &str, owner_column: &str, name_column: &str, name: &str) -> String {
+    fx.admin(DB)
+        .query_one(
+            &format!("SELECT pg_get_userbyid({owner_column})::text FROM {catalog} WHERE {name_column} = $1"),
+            &[&name],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// REASSIGN OWNED (which moves the extension `app_user` created) would also
+/// move every database and tablespace `app_user` owns in the cluster: they
+/// are lent to the migrator for that statement and given back.
+#[test]
+fn a_database_and_a_tablespace_the_runtime_role_owns_elsewhere_keep_their_owner() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    let mut root = fx.admin("postgres");
+    root.batch_execute("CREATE DATABASE side OWNER app_user").unwrap();
+    root.batch_execute("SET allow_in_place_tablespaces = on").unwrap();
+    root.batch_execute("CREATE TABLESPACE side_space OWNER app_user LOCATION ''").unwrap();
+
+    let recorder = Recorder::default();
+    roles::provision(&fx.settings(), &roles::Options::default(), &mut recorder.clone()).unwrap();
+    let log = recorder.text();
+    assert!(log.contains("REASSIGN OWNED BY \"app_user\" TO \"app_migrator\""), "{log}");
+    assert!(log.contains("ALTER DATABASE \"side\" OWNER TO \"app_migrator\""), "{log}");
+    assert_eq!(owner_of(&fx, "pg_extension", "extowner", "extname", "citext"), "app_migrator");
+    assert_eq!(owner_of(&fx, "pg_database", "datdba", "datname", "side"), "app_user");
+    assert_eq!(owner_of(&fx, "pg_tablespace", "spcowner", "spcname", "side_space"), "app_user");
+    assert_eq!(owner_of(&fx, "pg_database", "datdba", "datname", DB), "app_migrator");
+    assert!(fx.provision().plan.is_empty(), "a re-run converges");
+}
+
+/// Lending a database whose ACL already names the migrator would merge the
+/// two owners' privileges and change that ACL for good: provisioning refuses
+/// before any change.
+#[test]
+fn a_database_elsewhere_whose_acl_names_the_migrator_stops_the_run_before_any_change() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    let mut root = fx.admin("postgres");
+    root.batch_execute("CREATE ROLE app_migrator").unwrap();
+    root.batch_execute("CREATE DATABASE side OWNER app_user").unwrap();
+    root.batch_execute("GRANT CONNECT ON DATABASE side TO app_migrator").unwrap();
+    let acl = |fx: &Fixture| -> Vec<String> {
+        fx.admin("postgres")
+            .query_one("SELECT datacl::text[] FROM pg_database WHERE datname = 'side'", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = acl(&fx);
+
+    let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert!(message.contains("also owns database `side`, whose ACL names `app_migrator`"), "{message}");
+    assert!(message.contains("extension citext"), "{message}");
+    assert_eq!(acl(&fx), before);
+    assert_eq!(owner_of(&fx, "pg_extension", "extowner", "extname", "citext"), "app_user");
+    assert_eq!(owner_of(&fx, "pg_database", "datdba", "datname", DB), "app_user");
+}
