@@ -107,6 +107,8 @@ pub const USAGE: Privs = Privs::from_letters("U");
 pub const CONNECT: Privs = Privs::from_letters("c");
 pub const CREATE: Privs = Privs::from_letters("C");
 pub const EXECUTE: Privs = Privs::from_letters("X");
+/// Reading and writing a large object.
+pub const LARGE_OBJECT_USE: Privs = Privs::from_letters("rw");
 /// Everything a database ACL can hold.
 pub const DATABASE_ALL: Privs = Privs::from_letters("CTc");
 

@@ -7,7 +7,9 @@ use std::fmt;
 
 use dbenv::{quote_ident, quote_literal};
 
-use crate::acl::{change_owner, diff, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, USAGE};
+use crate::acl::{
+    change_owner, diff, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE, USAGE,
+};
 use crate::model::{Model, RoleSpec};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
 use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
@@ -789,6 +791,7 @@ impl Planner<'_> {
             "function" | "aggregate" => (EXECUTE, "FUNCTION"),
             "procedure" => (EXECUTE, "PROCEDURE"),
             "type" | "domain" => (USAGE, "TYPE"),
+            "large object" => (LARGE_OBJECT_USE, "LARGE OBJECT"),
             _ => return Vec::new(),
         };
         let after = change_owner(acl, &object.owner, &migrator);

@@ -607,7 +607,10 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                 CASE WHEN c.classid = 'pg_proc'::regclass THEN \
                        (SELECT coalesce(p.proacl, acldefault('f', p.proowner))::text[] FROM pg_proc p WHERE p.oid = c.objid) \
                      WHEN c.classid = 'pg_type'::regclass THEN \
-                       (SELECT coalesce(t.typacl, acldefault('T', t.typowner))::text[] FROM pg_type t WHERE t.oid = c.objid) END, \
+                       (SELECT coalesce(t.typacl, acldefault('T', t.typowner))::text[] FROM pg_type t WHERE t.oid = c.objid) \
+                     WHEN c.classid = 'pg_largeobject'::regclass THEN \
+                       (SELECT coalesce(m.lomacl, acldefault('L', m.lomowner))::text[] FROM pg_largeobject_metadata m \
+                        WHERE m.oid = c.objid) END, \
                 coalesce((SELECT p.prosecdef FROM pg_proc p WHERE c.classid = 'pg_proc'::regclass AND p.oid = c.objid), false) \
          FROM candidates c CROSS JOIN LATERAL pg_identify_object(c.classid, c.objid, 0) o \
          WHERE pg_get_userbyid(c.owner) <> $3 \

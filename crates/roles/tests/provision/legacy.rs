@@ -336,3 +336,33 @@ fn a_database_elsewhere_whose_acl_names_the_migrator_stops_the_run_before_any_ch
     assert_eq!(owner_of(&fx, "pg_extension", "extowner", "extname", "citext"), "app_user");
     assert_eq!(owner_of(&fx, "pg_database", "datdba", "datname", DB), "app_user");
 }
+
+/// A large object the app created as `app_user` moves to the migrator, and
+/// `app_user` keeps reading and writing it.
+#[test]
+fn a_large_object_of_the_runtime_role_moves_and_stays_usable() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    let oid: u32 =
+        fx.connect_as("app_user", "password").query_one("SELECT lo_from_bytea(0, 'hello')", &[]).unwrap().get(0);
+
+    let recorder = Recorder::default();
+    roles::provision(&fx.settings(), &roles::Options::default(), &mut recorder.clone()).unwrap();
+    let log = recorder.text();
+    assert!(log.contains(&format!("GRANT SELECT, UPDATE ON LARGE OBJECT {oid} TO \"app_user\"")), "{log}");
+    assert_converted(&fx);
+    let owner: String = fx
+        .admin(DB)
+        .query_one("SELECT pg_get_userbyid(lomowner)::text FROM pg_largeobject_metadata WHERE oid = $1", &[&oid])
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "app_migrator");
+    let mut app = fx.runtime();
+    app.execute("SELECT lo_put($1, 0, 'J')", &[&oid]).unwrap();
+    let content: Vec<u8> = app.query_one("SELECT lo_get($1)", &[&oid]).unwrap().get(0);
+    assert_eq!(content, b"Jello");
+    let mut service = fx.service();
+    assert_eq!(sqlstate(&mut service, &format!("SELECT lo_get({oid})")).as_deref(), Some("42501"));
+    assert!(fx.provision().plan.is_empty(), "a re-run converges");
+}
