@@ -222,11 +222,21 @@ fn an_interrupted_conversion_leaves_a_working_app_and_the_next_run_finishes() {
     let fx = Fixture::new();
     build_legacy(&fx);
     drop_leaking_view_before_15(&fx);
+    // A reader keeps `credit_ledger` locked, so the run cannot finish before
+    // the interruption however the two sessions are scheduled.
+    let mut reader = fx.admin(DB);
+    reader.batch_execute("BEGIN; LOCK TABLE credit_ledger IN ACCESS SHARE MODE").unwrap();
     let cancel = Arc::new(AtomicBool::new(false));
-    // One table per transaction, stopped after three of them.
-    let options = roles::Options { lock_budget: 1, cancel: Some(cancel.clone()), ..Default::default() };
-    let error = roles::provision(&fx.settings(), &options, &mut StopAfter { batches: 3, cancel }).unwrap_err();
+    // One table per transaction, stopped after two of them.
+    let options = roles::Options {
+        lock_budget: 1,
+        lock_timeout: std::time::Duration::from_millis(100),
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let error = roles::provision(&fx.settings(), &options, &mut StopAfter { batches: 2, cancel }).unwrap_err();
     assert!(format!("{error:#}").contains("interrupted"), "{error:#}");
+    reader.batch_execute("ROLLBACK").unwrap();
 
     // Half-way: some tables moved, some not, and the app works.
     let moved: i64 = fx
