@@ -475,7 +475,8 @@ pub fn read_cluster(
     })
 }
 
-/// The database part: five queries, whatever the number of objects.
+/// The database part: at most ten queries, whatever the number of objects
+/// (the owner-change details only while some relation is not the migrator's).
 pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<DbContents> {
     let mut db = Queries::new(db);
     let managed = model.managed_schemas();
@@ -501,8 +502,9 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN policies p ON p.polrelid = c.oid \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
-                               AND e.objid = c.oid AND e.deptype = 'e')",
+               AND c.oid NOT IN (SELECT e.objid FROM pg_extension x JOIN pg_depend e \
+                                 ON e.refclassid = 'pg_extension'::regclass AND e.refobjid = x.oid \
+                                 AND e.deptype = 'e' AND e.classid = 'pg_class'::regclass)",
             &[(&managed, Type::TEXT_ARRAY)],
         )
         .context("read the relations of the managed schemas")?
@@ -530,11 +532,13 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
     relations.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
 
     // What an owner change needs, for the relations not owned by the
-    // migrator only (none once converged): the table a serial or identity
-    // sequence belongs to, and how many locks the change takes.
+    // migrator only (none once converged, when the query is not sent): the
+    // table a serial or identity sequence belongs to, and how many locks the
+    // change takes.
     let index: BTreeMap<i64, usize> = relations.iter().enumerate().map(|(i, r)| (r.oid, i)).collect();
-    for row in db.query(
-        "WITH moving AS (SELECT c.oid, c.relkind, c.reltoastrelid FROM pg_class c \
+    let moving = if relations.iter().any(|r| &r.owner != migrator) {
+        db.query(
+            "WITH moving AS (SELECT c.oid, c.relkind, c.reltoastrelid FROM pg_class c \
                          JOIN pg_namespace n ON n.oid = c.relnamespace \
                          WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
                            AND c.relowner IS DISTINCT FROM (SELECT oid FROM pg_roles WHERE rolname = $2)), \
@@ -546,8 +550,12 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
                 (1 + coalesce(i.n, 0) + CASE WHEN m.reltoastrelid <> 0 THEN 2 ELSE 0 END + coalesce(lc.n, 0))::int4 \
          FROM moving m LEFT JOIN linked l ON l.objid = m.oid LEFT JOIN linked_count lc ON lc.refobjid = m.oid \
          LEFT JOIN indexes i ON i.indrelid = m.oid",
-        &[(&managed, Type::TEXT_ARRAY), (migrator, Type::TEXT)],
-    )? {
+            &[(&managed, Type::TEXT_ARRAY), (migrator, Type::TEXT)],
+        )?
+    } else {
+        Vec::new()
+    };
+    for row in moving {
         if let Some(rel) = index.get(&row.get::<_, i64>(0)).map(|i| &mut relations[*i]) {
             rel.owned_by = row.get(1);
             rel.lock_cost = row.get::<_, i32>(2).max(1) as u32;
@@ -663,11 +671,14 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         .collect();
     let view_reads = db
         .query(
+            // Driven from pg_rewrite (a few rows per view): joined the other way
+            // the planner walks every relation of a large database.
             "SELECT DISTINCT w.ev_class::int8, d.refobjid::int8 FROM pg_rewrite w \
+             CROSS JOIN LATERAL (SELECT c.relkind, c.relnamespace FROM pg_class c WHERE c.oid = w.ev_class OFFSET 0) v \
              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
                AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.ev_class \
-             JOIN pg_class v ON v.oid = w.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace \
-             WHERE v.relkind IN ('v', 'm') AND n.nspname = ANY($1)",
+             WHERE v.relkind IN ('v', 'm') \
+               AND v.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))",
             &[(&managed, Type::TEXT_ARRAY)],
         )?
         .iter()
