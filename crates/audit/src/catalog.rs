@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use roles::acl::{AclItem, Grantee, Privs, Want};
+use roles::acl::{AclItem, Grantee, Privs, Want, CREATE};
+use roles::reach::{self, PathClass, State};
 use roles::snapshot::{Relation, Snapshot};
 use roles::{wants, Model};
 
 use crate::exemptions::{Exemptions, Kind};
+use crate::policies::Policy;
 use crate::report::{CheckSummary, Verdict};
 
 /// What is wrong with `acl` for each grantee of `wants`, one sentence each.
@@ -53,6 +55,7 @@ pub fn audit(
     model: &Model,
     snap: &Snapshot,
     exemptions: &Exemptions,
+    policy_rows: &[Policy],
     bookkeeping: Result<Vec<String>, String>,
     used: &mut BTreeSet<(Kind, String)>,
 ) -> Vec<CheckSummary> {
@@ -136,7 +139,7 @@ pub fn audit(
     checks.push(owners);
 
     let mut stray = CheckSummary::new("stray-schemas", "no app-owned schema outside APP_DB_SCHEMAS");
-    for schema in &db.other_schemas {
+    for schema in db.other_schemas.iter().filter(|s| model.role_names().contains(&s.owner)) {
         stray.checked += 1;
         stray.fail(
             &schema.name,
@@ -225,6 +228,34 @@ pub fn audit(
                 format!("FOR ROLE {} in {place}", row.role),
                 "legacy default privileges of a runtime role; `cargo xtask db-provision` removes them",
             );
+        } else {
+            // Another role's defaults: what it creates later goes to the
+            // runtime roles (directly, or through PUBLIC) outside the model.
+            defaults.checked += 1;
+            for item in &row.acl {
+                let to_runtime = matches!(&item.grantee, Grantee::Role(r) if model.is_runtime_role(r));
+                let to_public =
+                    item.grantee == Grantee::Public && !(row.schema.is_none() && matches!(row.objtype, 'f' | 'T'));
+                if to_runtime || to_public {
+                    defaults.fail(
+                        format!("FOR ROLE {} in {place}", row.role),
+                        format!(
+                            "grants {} on every new {} to {}{}",
+                            item.privs.sql(),
+                            match row.objtype {
+                                'r' => "table",
+                                'S' => "sequence",
+                                'f' => "function",
+                                'T' => "type",
+                                'n' => "schema",
+                                _ => "object",
+                            },
+                            item.grantee,
+                            if to_runtime { "; `cargo xtask db-provision` removes it" } else { "; revoke it" }
+                        ),
+                    );
+                }
+            }
         }
     }
     checks.push(defaults);
@@ -299,52 +330,12 @@ pub fn audit(
     }
     checks.push(tenancy);
 
-    let mut views = CheckSummary::new("views-over-rls", "no view bypasses RLS through its owner's rights");
-    for view in db.relations.iter().filter(|r| matches!(r.kind, 'v' | 'm')) {
-        let Some(table) = db.rls_source(view.oid) else { continue };
-        views.checked += 1;
-        let problem = if view.kind == 'm' {
-            Some(format!(
-                "materialized view over RLS table `{}`: it stores every tenant's rows as its owner `{}` saw them at refresh",
-                qualified(table),
-                view.owner
-            ))
-        } else if snap.server_version < 150000 {
-            Some(format!(
-                "view over RLS table `{}` runs with its owner's rights (`{}`), and PostgreSQL {} has no security_invoker",
-                qualified(table),
-                view.owner,
-                snap.major()
-            ))
-        } else if !view.security_invoker {
-            Some(format!(
-                "view over RLS table `{}` runs with its owner's rights (`{}`, which bypasses RLS); set security_invoker = true",
-                qualified(table),
-                view.owner
-            ))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            exempt_or_fail(&mut views, Kind::View, qualified(view), problem);
-        }
-    }
-    checks.push(views);
-
-    let mut definers =
-        CheckSummary::new("security-definer", "no SECURITY DEFINER function owned by a role that bypasses RLS");
-    for function in &db.definer_functions {
-        definers.checked += 1;
-        if function.owner_bypasses_rls {
-            exempt_or_fail(
-                &mut definers,
-                Kind::Function,
-                function.identity.clone(),
-                format!("SECURITY DEFINER, owned by `{}`, which bypasses RLS: callers get its rights", function.owner),
-            );
-        }
-    }
-    checks.push(definers);
+    checks.extend(owners_rights(model, snap, &mut exempt_or_fail));
+    checks.push(crate::policies::check(model, db, policy_rows, exemptions, used));
+    checks.push(role_settings(model, snap, policy_rows));
+    checks.push(other_schemas_create(model, snap));
+    checks.push(foreign_data(model, snap));
+    checks.push(other_databases(model, snap));
 
     let mut drizzle = CheckSummary::new("bookkeeping", "Drizzle bookkeeping matches the migrations folder");
     match bookkeeping {
@@ -358,4 +349,128 @@ pub fn audit(
     }
     checks.push(drizzle);
     checks
+}
+
+/// Owner's-rights paths (`roles::reach`) as they are: views and
+/// materialized views, rules, definer functions, children without RLS.
+fn owners_rights(
+    model: &Model,
+    snap: &Snapshot,
+    exempt_or_fail: &mut dyn FnMut(&mut CheckSummary, Kind, String, String),
+) -> Vec<CheckSummary> {
+    let reach = &snap.db.reach;
+    let mut views = CheckSummary::new("views-over-rls", "no view or materialized view bypasses RLS through its owner");
+    views.checked = reach.objects.iter().filter(|o| o.rule.is_none()).count();
+    let mut rules = CheckSummary::new("rules", "no rule runs as an owner that bypasses RLS");
+    rules.checked = reach.objects.iter().filter(|o| o.rule.is_some()).count();
+    let mut definers =
+        CheckSummary::new("security-definer", "no SECURITY DEFINER function a runtime role can set off (any schema)");
+    definers.checked = reach.definers.len();
+    let mut children =
+        CheckSummary::new("rls-children", "no partition or inheritance child of an RLS table without RLS");
+    children.checked = reach.children.len();
+    for path in reach::paths(model, &snap.db, State::AsIs, snap.server_version) {
+        let check = match path.class {
+            PathClass::View | PathClass::MaterializedView => &mut views,
+            PathClass::Rule => &mut rules,
+            PathClass::DefinerFunction => &mut definers,
+            PathClass::UnprotectedChild => &mut children,
+        };
+        exempt_or_fail(check, path.class.exemption(), path.subject, format!("{}; fix: {}", path.message, path.fix));
+    }
+    vec![views, rules, definers, children]
+}
+
+/// Role and database defaults that break or weaken the model for the
+/// runtime roles (`wants::setting_problem`), and defaults of any setting the
+/// policies read.
+fn role_settings(model: &Model, snap: &Snapshot, policies: &[Policy]) -> CheckSummary {
+    let mut check = CheckSummary::new("role-settings", "no role or database default that weakens RLS");
+    let read_by_policies: BTreeSet<String> =
+        policies.iter().flat_map(|p| p.settings_read()).map(|s| s.to_ascii_lowercase()).collect();
+    for setting in &snap.settings {
+        check.checked += 1;
+        let place = match (&setting.role, &setting.database) {
+            (Some(role), Some(db)) => format!("ALTER ROLE {role} IN DATABASE {db} SET {}", setting.name),
+            (Some(role), None) => format!("ALTER ROLE {role} SET {}", setting.name),
+            (None, db) => format!("ALTER DATABASE {} SET {}", db.as_deref().unwrap_or("?"), setting.name),
+        };
+        let problem =
+            wants::setting_problem(model, setting.role.as_deref(), &setting.name, &setting.value).or_else(|| {
+                let runtime = setting.role.as_deref().is_none_or(|r| r == model.runtime.name);
+                (runtime && read_by_policies.contains(&setting.name.to_ascii_lowercase())).then(|| {
+                    format!(
+                        "{} = '{}' by default, and the RLS policies read it: a session that sets nothing acts with it",
+                        setting.name, setting.value
+                    )
+                })
+            });
+        if let Some(problem) = problem {
+            check.fail(place, format!("{problem}; `cargo xtask db-provision` removes it"));
+        }
+    }
+    check
+}
+
+/// CREATE on a schema outside the app schemas, for a runtime role or PUBLIC.
+fn other_schemas_create(model: &Model, snap: &Snapshot) -> CheckSummary {
+    let mut check = CheckSummary::new("schema-create", "no CREATE for the runtime roles on any other schema");
+    let grantees = [Grantee::role(&model.runtime.name), Grantee::role(&model.service.name), Grantee::Public];
+    for schema in &snap.db.other_schemas {
+        check.checked += 1;
+        let wants: Vec<(Grantee, Want)> = grantees.iter().map(|g| (g.clone(), Want::Without(CREATE))).collect();
+        for problem in acl_problems(&schema.acl, &wants) {
+            check.fail(format!("schema {}", schema.name), format!("{problem}: it may create objects there"));
+        }
+    }
+    check
+}
+
+/// USAGE on foreign-data wrappers and servers lets a role create servers and
+/// user mappings; user mappings of the runtime roles are listed.
+fn foreign_data(model: &Model, snap: &Snapshot) -> CheckSummary {
+    let mut check =
+        CheckSummary::new("foreign-data", "no USAGE on foreign-data wrappers or servers for the runtime roles");
+    let grantees = [Grantee::role(&model.runtime.name), Grantee::role(&model.service.name), Grantee::Public];
+    for object in &snap.db.foreign {
+        check.checked += 1;
+        let wants: Vec<(Grantee, Want)> = grantees.iter().map(|g| (g.clone(), Want::Without(Privs::ALL))).collect();
+        for problem in acl_problems(&object.acl, &wants) {
+            check.fail(
+                format!("{} {}", object.keyword.to_lowercase(), object.name),
+                format!(
+                    "{problem}: it may create {}",
+                    if object.keyword == "SERVER" { "user mappings" } else { "servers" }
+                ),
+            );
+        }
+    }
+    for (server, user) in &snap.db.user_mappings {
+        check.note(
+            Verdict::Residual,
+            format!("user mapping {user}@{server}"),
+            "the mapped remote credentials are used for the foreign tables the role may read",
+        );
+    }
+    check
+}
+
+/// Databases and tablespaces the runtime roles own elsewhere in the cluster;
+/// what other databases contain is out of this check's scope.
+fn other_databases(model: &Model, snap: &Snapshot) -> CheckSummary {
+    let mut check = CheckSummary::new("other-databases", "the runtime roles own no database or tablespace");
+    for database in snap.other_databases.iter().filter(|d| model.is_runtime_role(&d.owner)) {
+        check.checked += 1;
+        check.fail(format!("database {}", database.name), format!("owned by `{}`", database.owner));
+    }
+    for tablespace in snap.tablespaces.iter().filter(|t| model.is_runtime_role(&t.owner)) {
+        check.checked += 1;
+        check.fail(format!("tablespace {}", tablespace.name), format!("owned by `{}`", tablespace.owner));
+    }
+    check.note(
+        Verdict::NotApplicable,
+        "scope",
+        "objects inside other databases of the cluster are not checked here; run db-check against each app database",
+    );
+    check
 }

@@ -5,9 +5,13 @@
 //! and try what it must not be able to do. Needs no admin credentials.
 
 pub mod catalog;
-pub mod exemptions;
+pub mod policies;
+pub mod powers;
 pub mod probes;
 pub mod report;
+pub mod tenancy;
+
+pub use roles::exemptions;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -64,6 +68,9 @@ impl CheckConfig {
             migrator: spec(RoleKind::Migrator, migrator_name),
             runtime: spec(RoleKind::Runtime, runtime.name.clone()),
             service: spec(RoleKind::Service, service.name.clone()),
+            tenant_setting: roles::model::TENANT_SETTING.to_string(),
+            exemptions: exemptions.clone(),
+            confirmed: roles::Confirmations::default(),
         };
         Ok(CheckConfig {
             model,
@@ -102,7 +109,9 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     )?;
     let mut snapshot = roles::snapshot::read_cluster(&mut client, model, None, false)?;
     snapshot.db = roles::snapshot::read_db(&mut client, model, snapshot.server_version)?;
-    let catalog_queries = snapshot.queries + snapshot.db.queries;
+    let mut reads = roles::snapshot::Queries::new(&mut client);
+    let policies = policies::read(&mut reads).context("read the RLS policies")?;
+    let catalog_queries = snapshot.queries + snapshot.db.queries + reads.sent;
     let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
@@ -127,7 +136,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
         },
     };
     let mut used = BTreeSet::new();
-    let checks = catalog::audit(model, &snapshot, &config.exemptions, bookkeeping, &mut used);
+    let checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, bookkeeping, &mut used);
     trace("catalog audit", started);
     Ok(Catalog { checks, used, notes, server_version, catalog_queries, queries })
 }
@@ -175,7 +184,8 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         residuals.extend(found.residuals);
     }
     let phase = Instant::now();
-    let rls = probes::rls_behaviour(model, &config.runtime, &config.service, &mut queries)?;
+    let (rls, insert) = tenancy::prove(model, &config.runtime, &config.service, &config.exemptions, &mut queries)?;
+    all_probes.push(insert);
     trace("rls behaviour", phase);
     let probes = all_probes;
     let exemptions =

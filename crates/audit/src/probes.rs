@@ -11,7 +11,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 use roles::Model;
 
-use crate::report::{Probe, RlsBehaviour, Verdict};
+use crate::report::{Probe, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
@@ -83,8 +83,10 @@ fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries:
                    WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') ORDER BY 1 LIMIT 1), \
                 (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN app n \
                    ON n.oid = c.relnamespace WHERE c.relkind = 'm' ORDER BY 1 LIMIT 1), \
-                (SELECT quote_ident(name) FROM pg_available_extensions WHERE installed_version IS NULL \
-                   ORDER BY name = 'pg_trgm' DESC, name = 'citext' DESC, name LIMIT 1), \
+                (SELECT quote_ident(v.name) FROM pg_available_extension_versions v \
+                   JOIN pg_available_extensions e ON e.name = v.name AND e.default_version = v.version \
+                   WHERE e.installed_version IS NULL AND v.schema IS NULL AND v.relocatable AND v.requires IS NULL \
+                   ORDER BY v.trusted DESC, v.name = 'pg_trgm' DESC, v.name = 'citext' DESC, v.name LIMIT 1), \
                 EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                         WHERE n.nspname = $2 AND c.relname = $3)",
         &[&model.app_schemas, &table.schema, &table.name],
@@ -446,7 +448,7 @@ fn run(client: &mut Client, notices: &Arc<Mutex<Vec<String>>>, spec: &Spec, quer
 }
 
 /// A session as `kind`, with a notice collector.
-fn connect_as(dsn: &Dsn, var: &str) -> Result<(Client, Arc<Mutex<Vec<String>>>)> {
+pub(crate) fn connect_as(dsn: &Dsn, var: &str) -> Result<(Client, Arc<Mutex<Vec<String>>>)> {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let mut config = dbenv::pg_config(dsn);
@@ -491,6 +493,9 @@ pub fn probe_role(
     }
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    *queries += 1;
+    probes.extend(crate::powers::check(&mut client, &role, version, queries)?);
     if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
         eprintln!("{:>8.1} ms  privilege checks as {role}", started.elapsed().as_secs_f64() * 1000.0);
     }
@@ -600,59 +605,4 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
             defaults == 0,
         ),
     ])
-}
-
-/// Without `app.current_user_id`, the runtime role sees no row of a
-/// non-empty RLS table while the service role sees them. At most 20 tables
-/// are looked at, in one query per role.
-pub fn rls_behaviour(model: &Model, runtime: &Dsn, service: &Dsn, queries: &mut u32) -> Result<RlsBehaviour> {
-    let (mut service_client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
-    *queries += 2;
-    let tables: Vec<String> = service_client
-        .query(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relrowsecurity ORDER BY 1 LIMIT 20",
-            &[&model.app_schemas],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if tables.is_empty() {
-        return Ok(RlsBehaviour { verdict: Verdict::Unproven, message: "no table has row-level security yet".into() });
-    }
-    let probe = tables
-        .iter()
-        .map(|t| format!("SELECT '{}'::text, EXISTS (SELECT 1 FROM {t})", t.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let non_empty: Vec<String> =
-        service_client.query(&probe, &[])?.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get(0)).collect();
-    if non_empty.is_empty() {
-        return Ok(RlsBehaviour {
-            verdict: Verdict::Unproven,
-            message: format!("unproven: none of the {} RLS tables has rows to hide", tables.len()),
-        });
-    }
-    let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
-    *queries += 1;
-    let leaking: Vec<String> =
-        runtime_client.query(&probe, &[])?.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get(0)).collect();
-    let runtime_name = &model.runtime.name;
-    let service_name = &model.service.name;
-    Ok(if leaking.is_empty() {
-        RlsBehaviour {
-            verdict: Verdict::Pass,
-            message: format!(
-                "without app.current_user_id, `{runtime_name}` sees no row of {} non-empty RLS tables that `{service_name}` sees ({})",
-                non_empty.len(),
-                non_empty.join(", ")
-            ),
-        }
-    } else {
-        RlsBehaviour {
-            verdict: Verdict::Fail,
-            message: format!("without app.current_user_id, `{runtime_name}` sees rows of {}", leaking.join(", ")),
-        }
-    })
 }

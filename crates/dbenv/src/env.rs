@@ -61,6 +61,8 @@ pub struct EnvVars {
     file: Option<PathBuf>,
     file_values: HashMap<String, String>,
     process: HashMap<String, String>,
+    /// Values of the file that dotenvy read differently from how they look.
+    notes: HashMap<String, String>,
 }
 
 impl EnvVars {
@@ -75,10 +77,11 @@ impl EnvVars {
             if required {
                 bail!("env file `{}` does not exist; run `cargo xtask env` to create it", path.display());
             }
-            return Ok(EnvVars { file: None, file_values: HashMap::new(), process });
+            return Ok(EnvVars { file: None, file_values: HashMap::new(), process, notes: HashMap::new() });
         }
         let file_values = read_env_file(path)?;
-        Ok(EnvVars { file: Some(path.to_path_buf()), file_values, process })
+        let notes = quoting_notes(path, &file_values);
+        Ok(EnvVars { file: Some(path.to_path_buf()), file_values, process, notes })
     }
 
     /// Variables from a list of pairs, for tests and generated settings.
@@ -87,6 +90,7 @@ impl EnvVars {
             file: None,
             file_values: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             process: HashMap::new(),
+            notes: HashMap::new(),
         }
     }
 
@@ -113,6 +117,21 @@ impl EnvVars {
         }
     }
 
+    /// Why the file's value of any of `keys` may not be what it looks like
+    /// (`$` expansion, ` #` comments), as text to append to an error.
+    pub fn quoting_hint(&self, keys: &[&str]) -> String {
+        let notes: Vec<String> = keys
+            .iter()
+            .filter(|k| self.process.get(**k).is_none_or(|v| v.is_empty()))
+            .filter_map(|k| self.notes.get(*k).map(|note| format!("{k}: {note}")))
+            .collect();
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        }
+    }
+
     /// A hint for a missing variable: where to set it.
     fn missing_hint(&self) -> String {
         match &self.file {
@@ -124,16 +143,89 @@ impl EnvVars {
 
 /// Reads an env file with dotenvy's parser, without touching the process
 /// environment. The first occurrence of a key wins, as in `dotenvy::from_path`.
+///
+/// A parse error names the file, the line and the variable, never a value:
+/// dotenvy's own error carries the text from the bad line to the end of the
+/// file (an unclosed quote swallows the rest), which holds every secret below it.
 pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let iter = dotenvy::from_path_iter(path).with_context(|| format!("read env file `{}`", path.display()))?;
+    let text = std::fs::read(path).with_context(|| format!("read env file `{}`", path.display()))?;
+    let iter = dotenvy::from_read_iter(text.as_slice());
     let mut values = HashMap::new();
     for item in iter {
-        let (key, value) = item.with_context(|| {
-            format!("parse env file `{}`; check its quoting (values are best written in single quotes)", path.display())
-        })?;
-        values.entry(key).or_insert(value);
+        match item {
+            Ok((key, value)) => {
+                values.entry(key).or_insert(value);
+            }
+            Err(dotenvy::Error::LineParse(logical_line, _)) => {
+                let text = String::from_utf8_lossy(&text);
+                let (line, variable) = locate_bad_line(&text, &logical_line);
+                let what = match variable {
+                    Some(name) => format!("the value of {name}"),
+                    None => "a line that is not `NAME=value`".to_string(),
+                };
+                bail!(
+                    "env file `{}`, line {line}: cannot parse {what} (an unclosed quote, a stray character or a                      missing `=`); write values in single quotes, e.g. NAME='value'",
+                    path.display()
+                );
+            }
+            Err(dotenvy::Error::Io(error)) => {
+                // An I/O error carries no file content (invalid UTF-8 lands here).
+                bail!("env file `{}`: {error}; save it as UTF-8 text", path.display());
+            }
+            Err(_) => bail!("env file `{}` could not be read", path.display()),
+        }
     }
     Ok(values)
+}
+
+/// Where dotenvy's failing logical line starts (1-based line number) and the
+/// variable it defines, when one can be read from it. Nothing of the value
+/// leaves this function.
+fn locate_bad_line(text: &str, logical_line: &str) -> (usize, Option<String>) {
+    let first = logical_line.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let line = text.lines().position(|l| !first.is_empty() && l.trim_end() == first.trim_end()).map(|i| i + 1);
+    let declaration = first.trim_start();
+    let declaration = declaration.strip_prefix("export ").unwrap_or(declaration);
+    let name = declaration.split_once('=').map(|(name, _)| name.trim()).filter(|name| {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    });
+    (line.unwrap_or(0), name.map(str::to_string))
+}
+
+/// Why dotenvy may have read a value differently from what the file shows:
+/// `$NAME` expansion in unquoted and double-quoted values, and ` #` starting a
+/// comment in unquoted ones. Keyed by variable; only for values it changed.
+fn quoting_notes(path: &Path, values: &HashMap<String, String>) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    let mut notes = HashMap::new();
+    for line in text.lines() {
+        let declaration = line.trim_start();
+        let declaration = declaration.strip_prefix("export ").unwrap_or(declaration);
+        let Some((name, raw)) = declaration.split_once('=') else { continue };
+        let (name, raw) = (name.trim(), raw.trim());
+        let Some(parsed) = values.get(name) else { continue };
+        let note = if raw.starts_with('\'') {
+            None
+        } else if let Some(quoted) = raw.strip_prefix('"') {
+            let inner = quoted.rsplit_once('"').map(|(inner, _)| inner).unwrap_or(quoted);
+            (inner.contains('$') && inner != parsed)
+                .then_some("`$` in a double-quoted value starts a variable that dotenvy expands (often to nothing)")
+        } else if raw.contains('$') && raw != parsed {
+            Some("`$` in an unquoted value starts a variable that dotenvy expands (often to nothing)")
+        } else if raw.contains(" #") && raw != parsed {
+            Some("` #` in an unquoted value starts a comment, so the rest of the value was dropped")
+        } else {
+            None
+        };
+        if let Some(note) = note {
+            notes.entry(name.to_string()).or_insert_with(|| {
+                format!("{note}; write {name}='…' in single quotes in `{}` so it is read as written", path.display())
+            });
+        }
+    }
+    notes
 }
 
 /// The three application roles.
@@ -459,7 +551,10 @@ pub fn role_creds(
     };
     let password = match (vars.get(password_var), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
-            bail!("{dsn_var} and {password_var} give different passwords for `{name}`; make them agree")
+            bail!(
+                "{dsn_var} and {password_var} give different passwords for `{name}`; make them agree{}",
+                vars.quoting_hint(&[dsn_var, password_var])
+            )
         }
         (Some(password), _) => Secret::new(password),
         (None, Some(password)) => password.clone(),
@@ -519,7 +614,11 @@ pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> 
     };
     let password = match (vars.get("POSTGRES_ROOT_PASSWORD"), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
-            bail!("DATABASE_ROOT_URL and POSTGRES_ROOT_PASSWORD give different passwords; make them agree or unset one")
+            bail!(
+                "DATABASE_ROOT_URL and POSTGRES_ROOT_PASSWORD give different passwords; make them agree or unset \
+                 one{}",
+                vars.quoting_hint(&["DATABASE_ROOT_URL", "POSTGRES_ROOT_PASSWORD"])
+            )
         }
         (Some(password), _) => Some(Secret::new(password)),
         (None, password) => password.cloned(),
@@ -586,9 +685,11 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
             if let Some((_, var, password)) = mine.iter().find(|(n, _, _)| *n == name) {
                 if *password != other_password {
                     conflicts.push(format!(
-                        "role `{name}`: {var} in `{}` and {other_var} in `{}` differ",
+                        "role `{name}`: {var} in `{}` and {other_var} in `{}` differ{}{}",
                         path.display(),
-                        other_path.display()
+                        other_path.display(),
+                        vars.quoting_hint(&[var]),
+                        other.quoting_hint(&[other_var])
                     ));
                 }
             }

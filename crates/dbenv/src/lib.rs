@@ -22,5 +22,5 @@ pub use env::{
     role_passwords, server_address, AdminCreds, EnvVars, ProcessEnv, RoleCreds, RoleKind, Settings, CONTRACT_KEYS,
     DEFAULT_ENV_FILE, ENV_FILES,
 };
-pub use names::{quote_ident, quote_literal, validate_name, NameKind, MAX_IDENTIFIER_BYTES};
+pub use names::{quote_ident, quote_literal, validate_name, NameKind, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES};
 pub use secret::Secret;

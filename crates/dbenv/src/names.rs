@@ -12,6 +12,13 @@ pub const MAX_IDENTIFIER_BYTES: usize = 63;
 /// Role names PostgreSQL reserves; `CREATE ROLE` refuses them.
 const RESERVED_ROLE_NAMES: &[&str] = &["public", "none", "current_user", "session_user", "current_role"];
 
+/// Databases that are never an app's: the templates.
+const SYSTEM_DATABASES: &[&str] = &["template0", "template1"];
+
+/// The cluster's maintenance database: an app database only on purpose
+/// (provisioning asks for `--allow-postgres-database`).
+pub const MAINTENANCE_DATABASE: &str = "postgres";
+
 /// What a name names, for the rules that differ and for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameKind {
@@ -59,6 +66,18 @@ pub fn validate_name(variable: &str, kind: NameKind, value: &str) -> Result<()> 
     if kind == NameKind::Role && RESERVED_ROLE_NAMES.contains(&value.to_ascii_lowercase().as_str()) {
         bail!("{variable}: `{value}` is reserved by PostgreSQL and cannot be a role name; pick another name");
     }
+    // The templates every new database is copied from, and the SQL-standard
+    // catalog schema: provisioning them would change every database made
+    // afterwards, or PostgreSQL's own catalog views.
+    if kind == NameKind::Database && SYSTEM_DATABASES.contains(&value.to_ascii_lowercase().as_str()) {
+        bail!(
+            "{variable}: `{value}` is a template database PostgreSQL copies into every new database; give the app \
+             a database of its own"
+        );
+    }
+    if kind == NameKind::Schema && value.eq_ignore_ascii_case("information_schema") {
+        bail!("{variable}: `{value}` is PostgreSQL's own catalog schema; list the app's schemas only");
+    }
     Ok(())
 }
 
@@ -98,6 +117,9 @@ mod tests {
             ("PG_app", NameKind::Database, "starts with `pg_`"),
             ("public", NameKind::Role, "reserved"),
             ("Current_User", NameKind::Role, "reserved"),
+            ("template1", NameKind::Database, "template database"),
+            ("Template0", NameKind::Database, "template database"),
+            ("information_schema", NameKind::Schema, "catalog schema"),
         ];
         for (value, kind, expected) in cases {
             let error = validate_name("APP_DB_USER", *kind, value).unwrap_err().to_string();

@@ -8,9 +8,11 @@
 
 pub mod acl;
 pub mod apply;
+pub mod exemptions;
 pub mod model;
 pub mod plan;
 pub mod preflight;
+pub mod reach;
 pub mod scram;
 pub mod snapshot;
 pub mod wants;
@@ -19,7 +21,8 @@ use anyhow::{bail, Context, Result};
 use dbenv::{connect, connect_waiting, Settings};
 
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
-pub use model::{Model, RoleSpec};
+pub use exemptions::{Exemption, Exemptions};
+pub use model::{Confirmations, Model, RoleSpec};
 pub use plan::{plan, Phase, Plan, Sql, Step};
 pub use snapshot::Snapshot;
 

@@ -2,6 +2,8 @@
 
 use dbenv::{RoleKind, Secret, Settings};
 
+use crate::exemptions::Exemptions;
+
 /// One application role as the model wants it.
 #[derive(Clone, Debug)]
 pub struct RoleSpec {
@@ -28,6 +30,27 @@ pub struct Model {
     pub migrator: RoleSpec,
     pub runtime: RoleSpec,
     pub service: RoleSpec,
+    /// The setting the RLS policies read the tenant from (`app.current_user_id`).
+    pub tenant_setting: String,
+    /// What the app declares safe on purpose (the exemptions file): the plan
+    /// refuses to convert into anything else the audit would fail.
+    pub exemptions: Exemptions,
+    /// What the operator confirmed on the command line.
+    pub confirmed: Confirmations,
+}
+
+/// The app's tenant setting, read by every policy with
+/// `current_setting('app.current_user_id', true)`.
+pub const TENANT_SETTING: &str = "app.current_user_id";
+
+/// Changes the plan makes only when the operator asked for them.
+#[derive(Clone, Debug, Default)]
+pub struct Confirmations {
+    /// Existing roles with SUPERUSER, REPLICATION or CREATEROLE that may be
+    /// made model roles (and lose those attributes): `--take-over ROLE`.
+    pub take_over: Vec<String>,
+    /// The cluster's `postgres` database may be the app database.
+    pub maintenance_database: bool,
 }
 
 impl Model {
@@ -43,6 +66,9 @@ impl Model {
             migrator: spec(RoleKind::Migrator),
             runtime: spec(RoleKind::Runtime),
             service: spec(RoleKind::Service),
+            tenant_setting: TENANT_SETTING.to_string(),
+            exemptions: Exemptions::default(),
+            confirmed: Confirmations::default(),
         }
     }
 

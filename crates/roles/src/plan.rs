@@ -8,9 +8,11 @@ use std::fmt;
 use dbenv::{quote_ident, quote_literal};
 
 use crate::acl::{
-    change_owner, diff, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE, USAGE,
+    change_owner, diff, AclChange, AclItem, Grantee, Privs, Want, CREATE, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE,
+    USAGE,
 };
 use crate::model::{Model, RoleSpec};
+use crate::reach::{self, State};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
 use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
 use crate::wants;
@@ -201,9 +203,12 @@ pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
     planner.roles();
     planner.database();
     planner.schemas();
+    planner.other_schemas();
     planner.relations();
+    planner.foreign();
     planner.objects();
     planner.default_privileges();
+    planner.owners_rights();
     planner.admin_memberships();
     let mut plan = planner.plan;
     plan.steps.sort_by_key(|s| s.phase);
@@ -274,6 +279,35 @@ impl Planner<'_> {
         &self.model.migrator.name
     }
 
+    /// Owner's-rights paths a conversion would open (a rule, a definer
+    /// function, a view or materialized view, a child without RLS, handed to
+    /// the BYPASSRLS migrator): refused before the first change, unless the
+    /// exemptions file accepts them, because `db-check` would fail them and
+    /// the runtime roles would end more powerful than they were.
+    fn owners_rights(&mut self) {
+        let migrator = self.migrator().to_string();
+        for path in reach::paths(self.model, &self.snap.db, State::Converted, self.snap.server_version) {
+            if !path.opened_by_conversion || self.model.exemptions.find(path.class.exemption(), &path.subject).is_some()
+            {
+                continue;
+            }
+            let version_note = match path.class {
+                reach::PathClass::View if self.snap.server_version < 150000 => {
+                    format!(" (PostgreSQL {} has no security_invoker)", self.snap.major())
+                }
+                _ => String::new(),
+            };
+            self.plan.refusals.push(format!(
+                "`{}`: {}{version_note}. Converting hands it to `{migrator}`, so the runtime roles would gain its \
+                 rights. Fix: {}; or list it under [[{}]] in the exemptions file with a reason",
+                path.subject,
+                path.message,
+                path.fix,
+                path.class.exemption().key()
+            ));
+        }
+    }
+
     /// Who runs a GRANT/REVOKE on an object owned by `owner`: a superuser
     /// acts as the owner already; anyone else must become the owner. A
     /// revoke must come from the grantor that made the grant.
@@ -323,9 +357,13 @@ impl Planner<'_> {
         for spec in self.model.roles() {
             match self.snap.roles.get(&spec.name) {
                 None => self.create_role(spec),
-                Some(row) => self.alter_role(spec, row),
+                Some(row) => {
+                    self.refuse_demotion(row);
+                    self.alter_role(spec, row);
+                }
             }
         }
+        self.settings();
         // None of the three roles is a member of any role: not of each
         // other, not of pg_* roles, not of anything that could lend it
         // privileges the model does not give.
@@ -347,6 +385,132 @@ impl Planner<'_> {
                     quote_ident(&membership.role),
                     quote_ident(&membership.member)
                 ))],
+                0,
+            );
+        }
+    }
+
+    /// An existing role with powers no model role has is probably not one
+    /// of ours yet (a typo in an env file, an admin's name): stripping it
+    /// silently could lock an operator out. Only on `--take-over`.
+    fn refuse_demotion(&mut self, row: &RoleRow) {
+        let powers: Vec<&str> =
+            [(row.superuser, "SUPERUSER"), (row.replication, "REPLICATION"), (row.createrole, "CREATEROLE")]
+                .into_iter()
+                .filter_map(|(has, name)| has.then_some(name))
+                .collect();
+        if powers.is_empty() || self.model.confirmed.take_over.contains(&row.name) {
+            return;
+        }
+        self.plan.refusals.push(format!(
+            "role `{}` exists with {}, which no role of the model may have: provisioning would take {} away. If \
+             `{}` is meant to be a model role, run again with `--take-over {}`; otherwise name another role in \
+             the env file",
+            row.name,
+            powers.join(", "),
+            if powers.len() == 1 { "it" } else { "them" },
+            row.name,
+            row.name
+        ));
+    }
+
+    /// Role and database defaults that break or weaken the model for the
+    /// runtime roles are removed (`wants::setting_problem`).
+    fn settings(&mut self) {
+        for setting in &self.snap.settings {
+            let Some(problem) =
+                wants::setting_problem(self.model, setting.role.as_deref(), &setting.name, &setting.value)
+            else {
+                continue;
+            };
+            let name = quote_ident(&setting.name);
+            let (phase, sql, place) = match (&setting.role, &setting.database) {
+                (Some(role), database) => {
+                    if !self.snap.admin.superuser {
+                        self.plan.needs.insert(Need::AlterRole(role.clone()));
+                    }
+                    let scope =
+                        database.as_ref().map(|d| format!(" IN DATABASE {}", quote_ident(d))).unwrap_or_default();
+                    let place = database.as_ref().map(|d| format!(" in `{d}`")).unwrap_or_default();
+                    (
+                        Phase::Roles,
+                        Sql::new(format!("ALTER ROLE {}{scope} RESET {name}", quote_ident(role))),
+                        format!("role `{role}`{place}"),
+                    )
+                }
+                (None, Some(database)) => {
+                    let owner = self.snap.database.as_ref().map(|d| d.owner.clone()).unwrap_or_default();
+                    let actor = self.actor(&owner, None);
+                    (
+                        Phase::Database,
+                        Sql::new(format!("ALTER DATABASE {} RESET {name}", quote_ident(database))).run_as(actor),
+                        format!("database `{database}`"),
+                    )
+                }
+                (None, None) => continue,
+            };
+            self.plan.push(phase, format!("default of {place} removed: {problem}"), vec![sql], 0);
+        }
+    }
+
+    /// No USAGE on foreign-data wrappers and servers for the runtime roles:
+    /// with it they create servers and user mappings. USAGE granted to
+    /// PUBLIC is named, not revoked (other roles of the database may use it).
+    fn foreign(&mut self) {
+        let runtime = [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name)];
+        for object in &self.snap.db.foreign {
+            let changes: Vec<AclChange> =
+                runtime.iter().flat_map(|g| diff(&object.acl, g, Want::Without(Privs::ALL))).collect();
+            let noun = object.keyword.to_lowercase();
+            if !changes.is_empty() {
+                let statements =
+                    self.acl_statements(object.keyword, &quote_ident(&object.name), &object.owner, &changes);
+                self.plan.push(
+                    Phase::Grants,
+                    format!("access to {noun} `{}`: {}", object.name, describe(&changes)),
+                    statements,
+                    0,
+                );
+            }
+            if object.acl.iter().any(|i| i.grantee == Grantee::Public && !i.privs.is_empty()) {
+                self.plan.warnings.push(format!(
+                    "PUBLIC holds USAGE on {noun} `{}`, so the runtime roles may create {}; revoke it if nothing \
+                     else needs it (`REVOKE USAGE ON {} {} FROM PUBLIC`)",
+                    object.name,
+                    if object.keyword == "SERVER" { "user mappings for themselves" } else { "foreign servers" },
+                    object.keyword,
+                    quote_ident(&object.name)
+                ));
+            }
+        }
+        for (server, user) in &self.snap.db.user_mappings {
+            self.plan.warnings.push(format!(
+                "user mapping for `{user}` on server `{server}` stays: a mapping belongs to no one, so it is not \
+                 moved; the runtime roles reach the remote database through it only via foreign tables they may read"
+            ));
+        }
+    }
+
+    /// No CREATE for the runtime roles or PUBLIC on any schema of the
+    /// database outside the managed ones (PostgreSQL 13/14 give PUBLIC
+    /// CREATE on `public`, which may not be an app schema).
+    fn other_schemas(&mut self) {
+        let grantees =
+            [Grantee::role(&self.model.runtime.name), Grantee::role(&self.model.service.name), Grantee::Public];
+        for schema in &self.snap.db.other_schemas {
+            if self.model.is_runtime_role(&schema.owner) {
+                continue; // refused: a runtime role owns it
+            }
+            let changes: Vec<AclChange> =
+                grantees.iter().flat_map(|g| diff(&schema.acl, g, Want::Without(CREATE))).collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let statements = self.acl_statements("SCHEMA", &quote_ident(&schema.name), &schema.owner, &changes);
+            self.plan.push(
+                Phase::Schemas,
+                format!("access to schema `{}` (not an app schema): {}", schema.name, describe(&changes)),
+                statements,
                 0,
             );
         }
@@ -434,6 +598,14 @@ impl Planner<'_> {
 
     fn database(&mut self) {
         let migrator = self.migrator().to_string();
+        if self.model.db_name == dbenv::MAINTENANCE_DATABASE && !self.model.confirmed.maintenance_database {
+            self.plan.refusals.push(format!(
+                "APP_DB_NAME is `{}`, the cluster's maintenance database, which admin tools connect to: provisioning \
+                 would give it to `{migrator}` and take CONNECT from PUBLIC. Give the app a database of its own, or \
+                 run with `--allow-postgres-database` if this is really meant",
+                self.model.db_name
+            ));
+        }
         let db = quote_ident(&self.model.db_name);
         let acl = match &self.snap.database {
             None => {
@@ -561,38 +733,17 @@ impl Planner<'_> {
                 ))];
                 let mut summary =
                     format!("owner of {} `{}.{}`: `{}` → `{migrator}`", rel.noun(), rel.schema, rel.name, rel.owner);
-                // A view runs with its owner's rights, and RLS applied to the
-                // runtime role that owned it. Owned by the BYPASSRLS migrator it
-                // would show every tenant's rows.
-                let leaks = rel.owner == self.model.runtime.name
-                    && matches!(rel.kind, 'v' | 'm')
+                // A view runs with its owner's rights. Owned by the BYPASSRLS
+                // migrator it would show every tenant's rows; security_invoker
+                // (PostgreSQL 15+) keeps RLS applying to whoever queries it.
+                // What cannot be fixed so is refused in `owners_rights`.
+                if rel.kind == 'v'
                     && !rel.security_invoker
-                    && self.snap.db.rls_source(rel.oid).is_some();
-                if leaks && rel.kind == 'v' && self.snap.server_version >= 150000 {
-                    // security_invoker keeps RLS applying to whoever queries it.
+                    && self.snap.server_version >= 150000
+                    && reach::source(self.model, &self.snap.db, rel.oid, false).is_some()
+                {
                     statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
                     summary.push_str(" with security_invoker");
-                } else if leaks {
-                    let source = self
-                        .snap
-                        .db
-                        .rls_source(rel.oid)
-                        .map(|t| format!("{}.{}", t.schema, t.name))
-                        .unwrap_or_default();
-                    self.plan.refusals.push(format!(
-                        "{} `{}.{}` reads RLS table `{source}`; owned by `{migrator}` (BYPASSRLS) it would show every \
-                         tenant's rows to `{}`, and {}. Drop it before converting and recreate it afterwards as a \
-                         function or a policy-aware query",
-                        rel.noun(),
-                        rel.schema,
-                        rel.name,
-                        self.model.runtime.name,
-                        if rel.kind == 'm' {
-                            "a materialized view has no invoker rights".to_string()
-                        } else {
-                            format!("PostgreSQL {} has no security_invoker", self.snap.major())
-                        }
-                    ));
                 }
                 let mut lock_cost = rel.lock_cost;
                 for member in &group {
@@ -754,13 +905,6 @@ impl Planner<'_> {
             let mut statements =
                 vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
             statements.extend(self.keep_usage(object));
-            if object.security_definer {
-                self.plan.warnings.push(format!(
-                    "SECURITY DEFINER function `{}` will run as `{migrator}`, which owns every table and bypasses RLS; \
-                     review it or make it SECURITY INVOKER",
-                    object.identity
-                ));
-            }
             self.plan.push(
                 Phase::Ownership,
                 format!("owner of {} `{}`: `{}` → `{migrator}`", object.kind, object.identity, object.owner),
@@ -889,7 +1033,18 @@ impl Planner<'_> {
                     });
                 }
             } else {
-                continue;
+                // Another role's defaults (`FOR ROLE postgres … TO app_user`):
+                // whatever it creates later would be granted to the runtime
+                // roles outside the model. Those grants go.
+                for item in
+                    acl.iter().filter(|i| matches!(&i.grantee, Grantee::Role(r) if self.model.is_runtime_role(r)))
+                {
+                    changes.push(AclChange::Revoke {
+                        grantee: item.grantee.clone(),
+                        privs: item.privs,
+                        grantor: role.clone(),
+                    });
+                }
             }
             if changes.is_empty() {
                 continue;

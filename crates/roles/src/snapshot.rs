@@ -237,45 +237,39 @@ pub struct DbContents {
     pub default_acls: Vec<DefaultAcl>,
     /// Foreign keys between relations of the managed schemas: (from, to).
     pub foreign_keys: Vec<(i64, i64)>,
-    /// What each view or materialized view of the managed schemas reads
-    /// directly: (view, relation).
-    pub view_reads: Vec<(i64, i64)>,
-    /// `SECURITY DEFINER` functions of the managed schemas.
-    pub definer_functions: Vec<DefinerFunction>,
-    /// Schemas outside the managed ones that one of the three roles owns.
+    /// Views, materialized views, rules, definer functions and children
+    /// without RLS: what runs with its owner's rights ([`crate::reach`]).
+    pub reach: crate::reach::Reach,
+    /// Schemas outside the managed ones (and outside PostgreSQL's own).
     pub other_schemas: Vec<Schema>,
+    /// Foreign-data wrappers and foreign servers, with their ACLs.
+    pub foreign: Vec<ForeignObject>,
+    /// User mappings for the runtime roles or PUBLIC: `(server, user)`.
+    pub user_mappings: Vec<(String, String)>,
     /// Queries this part of the read sent.
     pub queries: u32,
 }
 
-impl DbContents {
-    /// An RLS-enabled table that view (or materialized view) `view` reads,
-    /// directly or through other views.
-    pub fn rls_source(&self, view: i64) -> Option<&Relation> {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut stack = vec![view];
-        while let Some(oid) = stack.pop() {
-            for (_, read) in self.view_reads.iter().filter(|(v, _)| *v == oid) {
-                if let Some(table) = self.relations.iter().find(|r| r.oid == *read && r.rls_enabled) {
-                    return Some(table);
-                }
-                if seen.insert(*read) {
-                    stack.push(*read);
-                }
-            }
-        }
-        None
-    }
+/// A foreign-data wrapper or a foreign server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignObject {
+    /// `FOREIGN DATA WRAPPER` or `SERVER`, as GRANT spells it.
+    pub keyword: &'static str,
+    pub name: String,
+    pub owner: String,
+    pub acl: Vec<AclItem>,
 }
 
-/// A `SECURITY DEFINER` function and whether its owner escapes RLS.
+/// One `ALTER ROLE … SET` or `ALTER DATABASE … SET` default that applies in
+/// the app database (`pg_db_role_setting`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DefinerFunction {
-    /// `schema.name(argument types)`, as the exemptions file names it.
-    pub identity: String,
-    pub owner: String,
-    /// The owner is a superuser or has BYPASSRLS: the function reads every tenant's rows.
-    pub owner_bypasses_rls: bool,
+pub struct RoleSetting {
+    /// The role; `None` for every role (`ALTER DATABASE … SET`).
+    pub role: Option<String>,
+    /// The database; `None` for every database (`ALTER ROLE … SET`).
+    pub database: Option<String>,
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Clone, Debug)]
@@ -290,6 +284,8 @@ pub struct Snapshot {
     /// Other databases owned by the runtime roles (`REASSIGN OWNED` would take them).
     pub other_databases: Vec<Database>,
     pub tablespaces: Vec<Tablespace>,
+    /// Role and database defaults of the runtime roles in the app database.
+    pub settings: Vec<RoleSetting>,
     pub db: DbContents,
     /// Queries this read sent (cluster and database parts).
     pub queries: u32,
@@ -462,6 +458,28 @@ pub fn read_cluster(
         });
     }
 
+    // Defaults that apply to the runtime roles in the app database: their
+    // own (everywhere or in it) and the database's (for every role).
+    let mut settings = Vec::new();
+    for row in cluster.query(
+        "SELECT r.rolname::text, d.datname::text, s.setconfig FROM pg_db_role_setting s \
+         LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase \
+         WHERE (r.rolname = ANY($1) AND (s.setdatabase = 0 OR d.datname = $2)) OR (s.setrole = 0 AND d.datname = $2) \
+         ORDER BY 1 NULLS FIRST, 2 NULLS FIRST",
+        &[(&runtime, Type::TEXT_ARRAY), (&model.db_name, Type::TEXT)],
+    )? {
+        let (role, database): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+        for entry in row.get::<_, Vec<String>>(2) {
+            let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            settings.push(RoleSetting {
+                role: role.clone(),
+                database: database.clone(),
+                name: name.to_string(),
+                value: value.to_string(),
+            });
+        }
+    }
+
     Ok(Snapshot {
         server_version,
         admin,
@@ -470,6 +488,7 @@ pub fn read_cluster(
         database,
         other_databases,
         tablespaces,
+        settings,
         db: DbContents::default(),
         queries: cluster.sent,
     })
@@ -520,9 +539,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             acl: parse_acl(&row.get::<_, Vec<String>>(5))?,
             owned_by: None,
             lock_cost: 1,
-            security_invoker: options.iter().any(|o| {
-                o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && matches!(v, "true" | "on" | "1" | "yes"))
-            }),
+            security_invoker: crate::reach::security_invoker(&options),
             rls_enabled: row.get(7),
             rls_forced: row.get(8),
             policies: row.get(9),
@@ -606,7 +623,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
              WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass \
                AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
-               AND s.classid NOT IN ('pg_default_acl'::regclass, 'pg_class'::regclass) \
+               AND s.classid NOT IN ('pg_default_acl'::regclass, 'pg_class'::regclass, 'pg_user_mapping'::regclass) \
            UNION ALL SELECT 'pg_class'::regclass, r.oid, r.relowner FROM pg_class r \
              WHERE r.relowner IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
                AND r.relnamespace NOT IN (SELECT oid FROM managed) AND r.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
@@ -644,12 +661,13 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         });
     }
 
+    // Every role's default privileges: the model's roles' own, and any
+    // other role's that grant to the runtime roles (or to PUBLIC).
     let mut default_acls = Vec::new();
     for row in db.query(
         "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text, d.defaclacl::text[] \
-         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
-         WHERE pg_get_userbyid(d.defaclrole) = ANY($1) ORDER BY 1, 2, 3",
-        &[(&model.role_names(), Type::TEXT_ARRAY)],
+         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace ORDER BY 1, 2, 3",
+        &[],
     )? {
         let objtype: String = row.get(2);
         default_acls.push(DefaultAcl {
@@ -669,46 +687,50 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let view_reads = db
-        .query(
-            // Driven from pg_rewrite (a few rows per view): joined the other way
-            // the planner walks every relation of a large database.
-            "SELECT DISTINCT w.ev_class::int8, d.refobjid::int8 FROM pg_rewrite w \
-             CROSS JOIN LATERAL (SELECT c.relkind, c.relnamespace FROM pg_class c WHERE c.oid = w.ev_class OFFSET 0) v \
-             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
-               AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.ev_class \
-             WHERE v.relkind IN ('v', 'm') \
-               AND v.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))",
-            &[(&managed, Type::TEXT_ARRAY)],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let definer_functions = db
-        .query(
-            "SELECT n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')', r.rolname::text, \
-                    r.rolsuper OR r.rolbypassrls \
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner \
-             WHERE p.prosecdef AND n.nspname = ANY($1) \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
-                               AND e.objid = p.oid AND e.deptype = 'e') \
-             ORDER BY 1",
-            &[(&managed, Type::TEXT_ARRAY)],
-        )?
-        .iter()
-        .map(|r| DefinerFunction { identity: r.get(0), owner: r.get(1), owner_bypasses_rls: r.get(2) })
-        .collect();
+    let reach = crate::reach::read(&mut db, model)?;
+    // Every other schema of the database but PostgreSQL's own: who owns it,
+    // and who may create in it.
     let mut other_schemas = Vec::new();
     for row in db.query(
         "SELECT nspname::text, pg_get_userbyid(nspowner)::text, coalesce(nspacl, acldefault('n', nspowner))::text[] \
-         FROM pg_namespace WHERE NOT (nspname = ANY($1)) AND pg_get_userbyid(nspowner) = ANY($2) ORDER BY nspname",
-        &[(&managed, Type::TEXT_ARRAY), (&model.role_names(), Type::TEXT_ARRAY)],
+         FROM pg_namespace WHERE NOT (nspname = ANY($1)) AND nspname NOT LIKE 'pg\\_%' \
+           AND nspname <> 'information_schema' ORDER BY nspname",
+        &[(&managed, Type::TEXT_ARRAY)],
     )? {
         other_schemas.push(Schema {
             name: row.get(0),
             owner: row.get(1),
             acl: parse_acl(&row.get::<_, Vec<String>>(2))?,
         });
+    }
+    // Foreign-data wrappers and servers (USAGE lets a role create servers
+    // and user mappings), and the user mappings of the runtime roles.
+    let mut foreign = Vec::new();
+    let mut user_mappings = Vec::new();
+    for row in db
+        .query(
+            "SELECT 'FOREIGN DATA WRAPPER', fdwname::text, pg_get_userbyid(fdwowner)::text, \
+                    coalesce(fdwacl, acldefault('F', fdwowner))::text[], NULL::text FROM pg_foreign_data_wrapper \
+             UNION ALL SELECT 'SERVER', srvname::text, pg_get_userbyid(srvowner)::text, \
+                    coalesce(srvacl, acldefault('S', srvowner))::text[], NULL FROM pg_foreign_server \
+             UNION ALL SELECT 'USER MAPPING', srvname::text, NULL, NULL, usename::text FROM pg_user_mappings \
+                    WHERE usename = ANY($1) OR umuser = 0 \
+             ORDER BY 1, 2, 5",
+            &[(&runtime, Type::TEXT_ARRAY)],
+        )
+        .context("read foreign-data wrappers, servers and user mappings")?
+    {
+        let keyword: String = row.get(0);
+        let name: String = row.get(1);
+        match keyword.as_str() {
+            "USER MAPPING" => user_mappings.push((name, row.get(4))),
+            _ => foreign.push(ForeignObject {
+                keyword: if keyword == "SERVER" { "SERVER" } else { "FOREIGN DATA WRAPPER" },
+                name,
+                owner: row.get(2),
+                acl: parse_acl(&row.get::<_, Vec<String>>(3))?,
+            }),
+        }
     }
     Ok(DbContents {
         schemas,
@@ -717,9 +739,10 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         objects,
         default_acls,
         foreign_keys,
-        view_reads,
-        definer_functions,
+        reach,
         other_schemas,
+        foreign,
+        user_mappings,
         queries: db.sent,
     })
 }

@@ -89,3 +89,29 @@ pub fn migrator_default(model: &Model, schema: Option<&str>, objtype: char) -> V
     }
     wants
 }
+
+/// Why a role or database default (`ALTER ROLE … SET`, `ALTER DATABASE …
+/// SET`) that applies to a runtime role breaks or weakens the model, if it
+/// does. `role` is `None` for a database-wide default. Provisioning removes
+/// these; the audit names each.
+pub fn setting_problem(model: &Model, role: Option<&str>, name: &str, value: &str) -> Option<String> {
+    let enforced = role.is_none_or(|r| r == model.runtime.name);
+    let name = name.to_ascii_lowercase();
+    if name == "row_security" && enforced && crate::reach::parse_bool(value) == Some(false) {
+        return Some(format!(
+            "row_security = {value}: every query of `{}` on an RLS table fails (\"query would be affected by \
+             row-level security policy\")",
+            model.runtime.name
+        ));
+    }
+    if name == "session_replication_role" && !value.eq_ignore_ascii_case("origin") {
+        return Some(format!("session_replication_role = {value}: switches off triggers and foreign-key checks"));
+    }
+    if name == model.tenant_setting.to_ascii_lowercase() && enforced {
+        return Some(format!(
+            "{} = '{value}' by default: a session that sets no tenant acts as that tenant instead of seeing no row",
+            model.tenant_setting
+        ));
+    }
+    None
+}

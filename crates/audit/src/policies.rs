@@ -1,0 +1,194 @@
+//! What the RLS policies allow, not only that RLS is on: a permissive
+//! policy whose predicate is `true` lets every row through, and permissive
+//! policies for one command add up (OR), so an extra one widens the rest.
+//! Tables readable without a tenant by design are declared in the
+//! exemptions file (`[[public]]`); the live write probe proves the rest.
+
+use std::collections::BTreeSet;
+
+use postgres::types::Type;
+use roles::snapshot::{DbContents, Queries};
+use roles::Model;
+
+use crate::exemptions::{Exemptions, Kind};
+use crate::report::{CheckSummary, Verdict};
+
+/// One row of `pg_policy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub table_oid: i64,
+    /// `schema.table`, as the exemptions file names it.
+    pub table: String,
+    pub name: String,
+    pub permissive: bool,
+    /// `r` SELECT, `a` INSERT, `w` UPDATE, `d` DELETE, `*` ALL.
+    pub command: char,
+    /// Role names it applies to; `PUBLIC` for everyone.
+    pub roles: Vec<String>,
+    /// `USING`, as `pg_get_expr` prints it; empty when absent.
+    pub using: String,
+    /// `WITH CHECK`; empty when absent.
+    pub with_check: String,
+}
+
+impl Policy {
+    /// Whether it applies to the runtime role.
+    fn applies_to(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == "PUBLIC" || r == role)
+    }
+
+    /// Whether it governs `command` (one of `r`, `a`, `w`, `d`).
+    fn covers(&self, command: char) -> bool {
+        self.command == '*' || self.command == command
+    }
+
+    /// The settings its expressions read with `current_setting('…')`.
+    pub fn settings_read(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for text in [&self.using, &self.with_check] {
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("current_setting('") {
+                rest = &rest[at + "current_setting('".len()..];
+                if let Some(end) = rest.find('\'') {
+                    found.push(rest[..end].to_string());
+                    rest = &rest[end..];
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Reads every policy of the database (one query).
+pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
+    let rows = db.query(
+        "SELECT p.polrelid::int8, n.nspname || '.' || c.relname, p.polname::text, p.polpermissive, p.polcmd::text, \
+                array(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END FROM unnest(p.polroles) r), \
+                coalesce(pg_get_expr(p.polqual, p.polrelid), ''), coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') \
+         FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname <> ALL ($1) ORDER BY 2, 3",
+        &[(&vec!["pg_catalog".to_string(), "information_schema".to_string()], Type::TEXT_ARRAY)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let command: String = row.get(4);
+            Policy {
+                table_oid: row.get(0),
+                table: row.get(1),
+                name: row.get(2),
+                permissive: row.get(3),
+                command: command.chars().next().unwrap_or('*'),
+                roles: row.get(5),
+                using: row.get(6),
+                with_check: row.get(7),
+            }
+        })
+        .collect())
+}
+
+fn command_word(command: char) -> &'static str {
+    match command {
+        'r' => "SELECT",
+        'a' => "INSERT",
+        'w' => "UPDATE",
+        'd' => "DELETE",
+        _ => "ALL",
+    }
+}
+
+/// A predicate that lets every row through.
+fn always_true(expression: &str) -> bool {
+    let trimmed = expression.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    trimmed.eq_ignore_ascii_case("true")
+}
+
+/// The `rls-policy-content` check.
+pub fn check(
+    model: &Model,
+    db: &DbContents,
+    policies: &[Policy],
+    exemptions: &Exemptions,
+    used: &mut BTreeSet<(Kind, String)>,
+) -> CheckSummary {
+    let mut check =
+        CheckSummary::new("rls-policy-content", "no RLS policy lets every row through or widens another for app_user");
+    let runtime = &model.runtime.name;
+    let tables: BTreeSet<(&str, i64)> = policies.iter().map(|p| (p.table.as_str(), p.table_oid)).collect();
+    for (table, oid) in tables {
+        if db.relations.iter().any(|r| r.oid == oid && !r.rls_enabled) {
+            continue; // policies without RLS are the `rls-policies` check's
+        }
+        check.checked += 1;
+        let mine: Vec<&Policy> = policies.iter().filter(|p| p.table_oid == oid && p.applies_to(runtime)).collect();
+        let public = exemptions.find(Kind::Public, table);
+        let mut problems = Vec::new();
+        for policy in mine.iter().filter(|p| p.permissive) {
+            let public_read = policy.command == 'r' && public.is_some_and(|e| e.rows.is_none());
+            if always_true(&policy.using) && !public_read {
+                problems.push(format!(
+                    "policy `{}` (FOR {}) has USING (true): every row is visible or changeable",
+                    policy.name,
+                    command_word(policy.command)
+                ));
+            }
+            if always_true(&policy.with_check) {
+                problems.push(format!(
+                    "policy `{}` (FOR {}) has WITH CHECK (true): any tenant's row may be written",
+                    policy.name,
+                    command_word(policy.command)
+                ));
+            }
+        }
+        for command in ['r', 'a', 'w', 'd'] {
+            let permissive: Vec<&str> =
+                mine.iter().filter(|p| p.permissive && p.covers(command)).map(|p| p.name.as_str()).collect();
+            // A declared public-read table has its public SELECT policy beside the tenant's.
+            let allowed = if command == 'r' && public.is_some() { 2 } else { 1 };
+            if permissive.len() > allowed {
+                problems.push(format!(
+                    "{} permissive policies allow {} ({}): they add up, so each widens the others",
+                    permissive.len(),
+                    command_word(command),
+                    permissive.join(", ")
+                ));
+            }
+        }
+        if problems.is_empty() {
+            continue;
+        }
+        match exemptions.find(Kind::Policy, table) {
+            Some(exemption) => {
+                used.insert((Kind::Policy, table.to_string()));
+                check.note(Verdict::Exempt, table, format!("{}; exempted: {}", problems.join("; "), exemption.reason));
+            }
+            None => {
+                for problem in problems {
+                    check.fail(table, problem);
+                }
+            }
+        }
+    }
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_settings_a_policy_reads() {
+        let policy = Policy {
+            table_oid: 1,
+            table: "public.t".into(),
+            name: "p".into(),
+            permissive: true,
+            command: '*',
+            roles: vec!["PUBLIC".into()],
+            using: "(owner = (NULLIF(current_setting('app.current_user_id'::text, true), ''::text))::uuid)".into(),
+            with_check: "(org = current_setting('app.org'::text))".into(),
+        };
+        assert_eq!(policy.settings_read(), ["app.current_user_id", "app.org"]);
+        assert!(always_true("true") && always_true("(true)") && !always_true("(owner = 1)") && !always_true(""));
+    }
+}

@@ -1,0 +1,310 @@
+//! RLS with rows, proven live: without a tenant the runtime role sees no
+//! row of a non-empty RLS table that the service role sees (beyond the rows
+//! declared public), and with a tenant that owns nothing it cannot insert a
+//! copy of any existing row (every tenant table's `WITH CHECK` refuses it).
+
+use anyhow::Result;
+use dbenv::{quote_literal, Dsn, RoleKind};
+use postgres::error::SqlState;
+use postgres::Client;
+use roles::Model;
+
+use crate::exemptions::{Exemptions, Kind};
+use crate::probes::connect_as;
+use crate::report::{Probe, RlsBehaviour, Verdict};
+
+/// An RLS table of the app schemas as the service role sees it.
+struct Sample {
+    table: String,
+    /// `schema.table`, as the exemptions file names it.
+    name: String,
+    /// Columns an INSERT may name (not generated).
+    columns: String,
+    /// One row, as JSON, when the table has rows.
+    row: Option<String>,
+}
+
+/// What the service role reads for both proofs: every RLS table of the app
+/// schemas with one of its rows, and a tenant value that owns nothing.
+pub struct Samples {
+    samples: Vec<Sample>,
+    fresh_tenant: String,
+}
+
+/// Reads the samples as the service role (it bypasses RLS): two queries.
+pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<Samples> {
+    *queries += 1;
+    let tables = service.query(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname, \
+                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relrowsecurity ORDER BY 1",
+        &[&model.app_schemas],
+    )?;
+    let mut samples: Vec<Sample> = tables
+        .iter()
+        .map(|r| Sample {
+            table: r.get(0),
+            name: r.get(1),
+            columns: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            row: None,
+        })
+        .collect();
+    // The tenant root's key type decides what a tenant value that owns
+    // nothing looks like.
+    let root = model
+        .app_schemas
+        .iter()
+        .map(|s| format!("{}.users", dbenv::quote_ident(s)))
+        .find(|q| samples.iter().any(|s| s.table == *q));
+    let key = match &root {
+        Some(root) => {
+            *queries += 1;
+            service
+                .query_opt(
+                    "SELECT quote_ident(a.attname), format_type(a.atttypid, NULL) FROM pg_index i JOIN pg_attribute a \
+                     ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                     WHERE i.indrelid = $1::text::regclass AND i.indisprimary AND i.indnatts = 1",
+                    &[root],
+                )?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        }
+        None => None,
+    };
+    let fresh_tenant = match (&key, &root) {
+        (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
+            *queries += 1;
+            let max: i64 =
+                service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
+            max.saturating_add(1_000_001).to_string()
+        }
+        (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
+            format!("xtask-probe-{}", fresh_uuid())
+        }
+        _ => fresh_uuid(),
+    };
+    if !samples.is_empty() {
+        *queries += 1;
+        let probe = samples
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT {}::text, (SELECT to_json(x)::text FROM {} x LIMIT 1)",
+                    quote_literal(&s.table),
+                    s.table
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for row in service.query(&probe, &[])? {
+            let table: String = row.get(0);
+            if let Some(sample) = samples.iter_mut().find(|s| s.table == table) {
+                sample.row = row.get(1);
+            }
+        }
+    }
+    Ok(Samples { samples, fresh_tenant })
+}
+
+/// A UUID no row holds (version 4 layout from the clock and the process).
+fn fresh_uuid() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mixed = nanos ^ ((std::process::id() as u128) << 64) ^ 0x5bd1_e995_5bd1_e995_5bd1_e995_5bd1_e995;
+    let hex = format!("{mixed:032x}");
+    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+}
+
+/// Without a tenant, `app_user` sees no row of a non-empty RLS table that
+/// the service role sees, except the rows the exemptions file declares
+/// public (`[[public]]`, all rows or those matching `rows`).
+pub fn behaviour(
+    model: &Model,
+    samples: &Samples,
+    runtime: &mut Client,
+    exemptions: &Exemptions,
+    queries: &mut u32,
+) -> RlsBehaviour {
+    let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
+    if samples.samples.is_empty() {
+        return RlsBehaviour { verdict: Verdict::Unproven, message: "no table has row-level security yet".into() };
+    }
+    if with_rows.is_empty() {
+        return RlsBehaviour {
+            verdict: Verdict::Unproven,
+            message: format!("unproven: none of the {} RLS tables has rows to hide", samples.samples.len()),
+        };
+    }
+    // Per table: the rows app_user must not see without a tenant.
+    let mut checked = Vec::new();
+    let mut parts = Vec::new();
+    for sample in &with_rows {
+        let hidden = match exemptions.find(Kind::Public, &sample.name) {
+            Some(public) => match &public.rows {
+                None => continue, // every row is public by design
+                Some(rows) => format!("SELECT 1 FROM {} WHERE NOT coalesce(({rows}), false)", sample.table),
+            },
+            None => format!("SELECT 1 FROM {}", sample.table),
+        };
+        checked.push(sample.name.clone());
+        parts.push(format!("SELECT {}::text, EXISTS ({hidden})", quote_literal(&sample.name)));
+    }
+    if parts.is_empty() {
+        return RlsBehaviour {
+            verdict: Verdict::Unproven,
+            message: "unproven: every RLS table with rows is declared public-readable".into(),
+        };
+    }
+    *queries += 1;
+    let runtime_name = &model.runtime.name;
+    let leaking: Vec<String> = match runtime.query(&parts.join(" UNION ALL "), &[]) {
+        Ok(rows) => rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get(0)).collect(),
+        Err(error) => {
+            return RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) };
+        }
+    };
+    let declared = with_rows.len() - checked.len();
+    let public_note = if declared > 0 { format!("; {declared} declared public-readable") } else { String::new() };
+    if leaking.is_empty() {
+        RlsBehaviour {
+            verdict: Verdict::Pass,
+            message: format!(
+                "without {}, `{runtime_name}` sees no row of {} non-empty RLS tables that `{}` sees ({}){public_note}",
+                model.tenant_setting,
+                checked.len(),
+                model.service.name,
+                checked.join(", ")
+            ),
+        }
+    } else {
+        RlsBehaviour {
+            verdict: Verdict::Fail,
+            message: format!(
+                "without {}, `{runtime_name}` sees rows of {}{}",
+                model.tenant_setting,
+                leaking.join(", "),
+                if exemptions.0.iter().any(|e| e.kind == Kind::Public) {
+                    " (beyond the rows declared public)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// The runtime role's read failed: say why in the model's terms.
+fn explain_read_error(role: &str, error: &postgres::Error) -> String {
+    let message = error.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| error.to_string());
+    if message.contains("row-level security") {
+        format!(
+            "`{role}` cannot read RLS tables at all: row_security is off in its session (a role or database default; \
+             see the role-settings check), so every app query on an RLS table fails ({message})"
+        )
+    } else {
+        format!("`{role}` could not read the RLS tables: {message}")
+    }
+}
+
+/// As `app_user` with a tenant that owns nothing, inserting a copy of an
+/// existing row must be refused by RLS (SQLSTATE 42501) on every RLS table
+/// with rows; each attempt is rolled back.
+pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: &mut Client, queries: &mut u32) -> Probe {
+    let role = model.runtime.name.clone();
+    let mut probe = Probe {
+        role: role.clone(),
+        id: "cross-tenant-insert",
+        capability: "INSERT another tenant's row into each RLS table".into(),
+        sql: format!(
+            "SET LOCAL {} = <a tenant that owns nothing>; INSERT INTO <table> SELECT <a row of another tenant>",
+            model.tenant_setting
+        ),
+        expected: "denied (42501)".into(),
+        observed: String::new(),
+        verdict: Verdict::Pass,
+    };
+    let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
+    if with_rows.is_empty() {
+        probe.observed = "n/a (no RLS table has rows)".into();
+        probe.verdict = Verdict::NotApplicable;
+        return probe;
+    }
+    *queries += 1;
+    let start = format!(
+        "BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'; SELECT set_config({}, {}, true)",
+        quote_literal(&model.tenant_setting),
+        quote_literal(&samples.fresh_tenant)
+    );
+    if let Err(error) = runtime.batch_execute(&start) {
+        let _ = runtime.batch_execute("ROLLBACK");
+        probe.observed = format!("could not start: {error}");
+        probe.verdict = Verdict::Inconclusive;
+        return probe;
+    }
+    let (mut denied, mut allowed, mut unproven) = (Vec::new(), Vec::new(), Vec::new());
+    for sample in with_rows {
+        let row = sample.row.as_deref().unwrap_or("{}");
+        let insert = format!(
+            "SAVEPOINT xtask_probe; INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
+             FROM json_populate_record(NULL::{table}, {row})",
+            table = sample.table,
+            columns = sample.columns,
+            row = quote_literal(row)
+        );
+        *queries += 2;
+        let result = runtime.batch_execute(&insert);
+        let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
+        match result {
+            Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                let rls = error.as_db_error().is_some_and(|d| d.message().contains("row-level security"));
+                if rls {
+                    denied.push(sample.name.clone());
+                } else {
+                    unproven.push(format!("{} (no INSERT privilege)", sample.name));
+                }
+            }
+            // The row passed the policies' WITH CHECK: whatever stopped it
+            // afterwards (a unique key, a foreign key, a NOT NULL) came later.
+            Ok(()) => allowed.push(sample.name.clone()),
+            Err(error) if error.code().is_some_and(|c| c.code().starts_with("23")) => {
+                allowed.push(format!("{} (then {})", sample.name, error.code().map(|c| c.code()).unwrap_or("?")))
+            }
+            Err(error) => unproven.push(format!(
+                "{} ({})",
+                sample.name,
+                error.code().map(|c| c.code().to_string()).unwrap_or_else(|| error.to_string())
+            )),
+        }
+    }
+    let _ = runtime.batch_execute("ROLLBACK");
+    if !allowed.is_empty() {
+        probe.observed = format!("ALLOWED on {}", allowed.join(", "));
+        probe.verdict = Verdict::Fail;
+    } else if denied.is_empty() {
+        probe.observed = format!("unproven: {}", unproven.join(", "));
+        probe.verdict = Verdict::Unproven;
+    } else {
+        probe.observed = format!(
+            "denied (42501) on {} tables{}",
+            denied.len(),
+            if unproven.is_empty() { String::new() } else { format!("; unproven on {}", unproven.join(", ")) }
+        );
+    }
+    probe
+}
+
+/// Connects as the service and the runtime role and runs both proofs.
+pub fn prove(
+    model: &Model,
+    runtime: &Dsn,
+    service: &Dsn,
+    exemptions: &Exemptions,
+    queries: &mut u32,
+) -> Result<(RlsBehaviour, Probe)> {
+    let (mut service_client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
+    let samples = sample(model, &mut service_client, queries)?;
+    let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
+    let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
+    let insert = cross_tenant_insert(model, &samples, &mut runtime_client, queries);
+    Ok((behaviour, insert))
+}

@@ -1,0 +1,586 @@
+//! Owner's-rights paths: everything that runs with its owner's rights and
+//! that a runtime role can set off. Once the BYPASSRLS migrator (or any role
+//! that escapes RLS) owns such a thing, the runtime role reads or writes
+//! through it with the owner's rights: every tenant's rows, or more.
+//!
+//! - plain views without `security_invoker` and materialized views, which
+//!   read as their owner (a materialized view stores what its owner saw at
+//!   refresh, also through the functions its query calls);
+//! - rules, whose actions run as the owner of the table they are on;
+//! - `SECURITY DEFINER` functions and procedures, in any schema, that a
+//!   runtime role may call or that a trigger runs;
+//! - partitions and inheritance children without RLS of an RLS table: read
+//!   directly, the parent's policies do not apply.
+//!
+//! The same analysis serves the audit (the catalogs as they are) and the
+//! plan (the catalogs as a conversion would leave them), so `db-provision`
+//! refuses, before its first change, exactly what `db-check` would fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use postgres::types::Type;
+
+use crate::exemptions::Kind;
+use crate::model::Model;
+use crate::snapshot::{DbContents, Queries};
+
+/// A view, a materialized view, or a rule, with what its query reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RightsObject {
+    /// The relation: the view itself, or the table (or view) a rule is on.
+    pub oid: i64,
+    pub schema: String,
+    pub name: String,
+    /// `pg_class.relkind` of that relation.
+    pub kind: char,
+    /// The rule's name; `None` for a view's or materialized view's own query.
+    pub rule: Option<String>,
+    pub owner: String,
+    /// The owner is a superuser or has BYPASSRLS.
+    pub owner_escapes_rls: bool,
+    /// `security_invoker` is set (views, PostgreSQL 15+), parsed as the server does.
+    pub security_invoker: bool,
+    /// A runtime role may read (views) or read or write (a rule's table) it now.
+    pub runtime_uses: bool,
+    /// RLS-enabled relations the query reads directly, `schema.name`.
+    pub rls_reads: Vec<String>,
+    /// Views and materialized views the query reads directly.
+    pub view_reads: Vec<i64>,
+    /// Functions of the database (not built in, not an extension's) the query calls.
+    pub functions: Vec<String>,
+}
+
+/// A `SECURITY DEFINER` function or procedure, anywhere in the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefinerFunction {
+    /// `schema.name(argument types)`, as the exemptions file names it.
+    pub identity: String,
+    pub schema: String,
+    pub owner: String,
+    pub owner_superuser: bool,
+    pub owner_bypasses_rls: bool,
+    /// A runtime role may call it (PUBLIC has EXECUTE by default).
+    pub runtime_executes: bool,
+    /// A trigger runs it.
+    pub trigger: bool,
+    /// The extension it belongs to.
+    pub extension: Option<String>,
+}
+
+/// A partition or inheritance child without RLS of its own, below a table with RLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnprotectedChild {
+    pub oid: i64,
+    pub qualified: String,
+    pub schema: String,
+    pub owner: String,
+    pub ancestor_oid: i64,
+    pub ancestor: String,
+    pub ancestor_schema: String,
+    pub ancestor_owner: String,
+    pub runtime_reads: bool,
+}
+
+/// What the owner's-rights analysis reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub objects: Vec<RightsObject>,
+    pub definers: Vec<DefinerFunction>,
+    pub children: Vec<UnprotectedChild>,
+}
+
+/// How PostgreSQL reads a boolean option (`parse_bool`): `true`, `yes`,
+/// `on`, `1` and their unambiguous prefixes, in any case.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    let lower = text.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str| !lower.is_empty() && word.starts_with(lower.as_str());
+    match lower.as_str() {
+        "1" => Some(true),
+        "0" => Some(false),
+        "on" => Some(true),
+        "off" | "of" => Some(false),
+        _ if prefix_of("true") || prefix_of("yes") => Some(true),
+        _ if prefix_of("false") || prefix_of("no") => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether `reloptions` turn `security_invoker` on.
+pub fn security_invoker(options: &[String]) -> bool {
+    options
+        .iter()
+        .any(|o| o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && parse_bool(v) == Some(true)))
+}
+
+/// The runtime roles that exist, as a subquery for `has_*_privilege`.
+const RUNTIME: &str = "runtime AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1))";
+
+/// Reads views, materialized views, rules, definer functions and unprotected
+/// children: three queries, whatever the size of the database.
+pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
+    let runtime = model.runtime_names();
+    let objects = read_objects(db, &runtime).context("read views, materialized views and rules")?;
+    let mut definers = Vec::new();
+    for row in db
+        .query(
+            &format!(
+                "WITH {RUNTIME} \
+                 SELECT n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')', n.nspname::text, \
+                        pg_get_userbyid(p.proowner)::text, o.rolsuper, o.rolbypassrls, \
+                        EXISTS (SELECT 1 FROM runtime u WHERE has_function_privilege(u.oid, p.oid, 'EXECUTE')), \
+                        EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid), \
+                        (SELECT x.extname::text FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid \
+                         WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e' LIMIT 1) \
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles o ON o.oid = p.proowner \
+                 WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            ),
+            &[(&runtime, Type::TEXT_ARRAY)],
+        )
+        .context("read SECURITY DEFINER functions")?
+    {
+        definers.push(DefinerFunction {
+            identity: row.get(0),
+            schema: row.get(1),
+            owner: row.get(2),
+            owner_superuser: row.get(3),
+            owner_bypasses_rls: row.get(4),
+            runtime_executes: row.get(5),
+            trigger: row.get(6),
+            extension: row.get(7),
+        });
+    }
+    let mut children = Vec::new();
+    for row in db
+        .query(
+            &format!(
+                "WITH RECURSIVE {RUNTIME}, \
+                 below(child, ancestor) AS (SELECT inhrelid, inhparent FROM pg_inherits \
+                   UNION SELECT b.child, i.inhparent FROM below b JOIN pg_inherits i ON i.inhrelid = b.ancestor) \
+                 SELECT DISTINCT ON (c.oid) c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                        n.nspname::text, pg_get_userbyid(c.relowner)::text, a.oid::int8, \
+                        quote_ident(an.nspname) || '.' || quote_ident(a.relname), an.nspname::text, \
+                        pg_get_userbyid(a.relowner)::text, \
+                        EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, c.oid, 'SELECT')) \
+                 FROM below b JOIN pg_class c ON c.oid = b.child JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_class a ON a.oid = b.ancestor JOIN pg_namespace an ON an.oid = a.relnamespace \
+                 WHERE a.relrowsecurity AND NOT c.relrowsecurity AND c.relkind IN ('r', 'p', 'f') \
+                 ORDER BY c.oid, a.oid"
+            ),
+            &[(&runtime, Type::TEXT_ARRAY)],
+        )
+        .context("read partitions and inheritance children")?
+    {
+        children.push(UnprotectedChild {
+            oid: row.get(0),
+            qualified: row.get(1),
+            schema: row.get(2),
+            owner: row.get(3),
+            ancestor_oid: row.get(4),
+            ancestor: row.get(5),
+            ancestor_schema: row.get(6),
+            ancestor_owner: row.get(7),
+            runtime_reads: row.get(8),
+        });
+    }
+    Ok(Reach { objects, definers, children })
+}
+
+fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsObject>, postgres::Error> {
+    // Driven from pg_rewrite: every view's query and every rule is a row
+    // there, and pg_depend records what each reads and calls (built-in
+    // objects are pinned and never recorded).
+    let rows = db.query(
+        &format!(
+            "WITH {RUNTIME}, \
+             rules AS (SELECT w.oid AS rule, w.ev_class, w.rulename, c.relkind, n.nspname, c.relname, c.relowner, \
+                              coalesce(c.reloptions::text[], '{{}}') AS options \
+                       FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                         AND (c.relkind IN ('v', 'm') OR w.rulename <> '_RETURN')) \
+             SELECT r.ev_class::int8, r.nspname::text, r.relname::text, r.relkind::text, \
+                    CASE WHEN r.rulename = '_RETURN' THEN NULL ELSE r.rulename::text END, \
+                    pg_get_userbyid(r.relowner)::text, o.rolsuper OR o.rolbypassrls, r.options, \
+                    EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, r.ev_class, \
+                            CASE WHEN r.rulename = '_RETURN' THEN 'SELECT' ELSE 'SELECT, INSERT, UPDATE, DELETE' END)), \
+                    coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
+                             FILTER (WHERE dc.relrowsecurity), '{{}}'), \
+                    coalesce(array_agg(DISTINCT dc.oid::int8) FILTER (WHERE dc.relkind IN ('v', 'm')), '{{}}'), \
+                    coalesce(array_agg(DISTINCT dp.oid::regprocedure::text) FILTER (WHERE dp.oid IS NOT NULL \
+                             AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
+                                             AND e.objid = dp.oid AND e.deptype = 'e')), '{{}}') \
+             FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
+             LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule AND d.deptype = 'n' \
+               AND (r.rulename <> '_RETURN' OR d.refobjid <> r.ev_class) \
+             LEFT JOIN pg_class dc ON d.refclassid = 'pg_class'::regclass AND dc.oid = d.refobjid \
+             LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+             LEFT JOIN pg_proc dp ON d.refclassid = 'pg_proc'::regclass AND dp.oid = d.refobjid \
+             GROUP BY r.rule, r.ev_class, r.nspname, r.relname, r.relkind, r.rulename, r.relowner, o.rolsuper, \
+                      o.rolbypassrls, r.options \
+             ORDER BY 2, 3, 5 NULLS FIRST"
+        ),
+        &[(&runtime, Type::TEXT_ARRAY)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let kind: String = row.get(3);
+            RightsObject {
+                oid: row.get(0),
+                schema: row.get(1),
+                name: row.get(2),
+                kind: kind.chars().next().unwrap_or('?'),
+                rule: row.get(4),
+                owner: row.get(5),
+                owner_escapes_rls: row.get(6),
+                security_invoker: security_invoker(&row.get::<_, Vec<String>>(7)),
+                runtime_uses: row.get(8),
+                rls_reads: row.get(9),
+                view_reads: row.get(10),
+                functions: row.get(11),
+            }
+        })
+        .collect())
+}
+
+/// The classes of owner's-rights paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathClass {
+    View,
+    MaterializedView,
+    Rule,
+    DefinerFunction,
+    UnprotectedChild,
+}
+
+impl PathClass {
+    /// The section of the exemptions file that accepts it.
+    pub fn exemption(self) -> Kind {
+        match self {
+            PathClass::View | PathClass::MaterializedView => Kind::View,
+            PathClass::Rule => Kind::Rule,
+            PathClass::DefinerFunction => Kind::Function,
+            PathClass::UnprotectedChild => Kind::Table,
+        }
+    }
+}
+
+/// What carries a path: the object whose owner lends its rights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    Relation(i64),
+    Function(String),
+}
+
+/// One way a runtime role reaches rows (or powers) through an owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RightsPath {
+    pub class: PathClass,
+    /// The name the exemptions file uses.
+    pub subject: String,
+    /// What is wrong, in a sentence.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+    pub carrier: Carrier,
+    /// In [`State::Converted`]: the conversion itself opens it (the carrier
+    /// changes owner).
+    pub opened_by_conversion: bool,
+}
+
+/// Whose view of ownership the analysis takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The catalogs as they are (`db-check`).
+    AsIs,
+    /// As a conversion leaves them: everything a runtime role owns, and
+    /// everything in the managed schemas, owned by the BYPASSRLS migrator;
+    /// the runtime roles holding DML on every app relation.
+    Converted,
+}
+
+/// Every owner's-rights path of `db` in `state` on a server of
+/// `server_version` (`security_invoker` exists from 15 on).
+pub fn paths(model: &Model, db: &DbContents, state: State, server_version: i32) -> Vec<RightsPath> {
+    let analysis = Analysis::new(model, db, state, server_version);
+    let mut paths = analysis.views();
+    paths.extend(analysis.rules());
+    paths.extend(analysis.definers());
+    paths.extend(analysis.children());
+    paths
+}
+
+/// What a view or materialized view of `db` reaches (an RLS table, or with
+/// `through_functions` a function), directly or through other views.
+pub fn source(model: &Model, db: &DbContents, oid: i64, through_functions: bool) -> Option<String> {
+    let analysis = Analysis::new(model, db, State::AsIs, 0);
+    analysis.by_oid.get(&oid).and_then(|object| analysis.reaches(object, through_functions))
+}
+
+struct Analysis<'a> {
+    model: &'a Model,
+    db: &'a DbContents,
+    state: State,
+    server_version: i32,
+    by_oid: BTreeMap<i64, &'a RightsObject>,
+}
+
+impl<'a> Analysis<'a> {
+    fn new(model: &'a Model, db: &'a DbContents, state: State, server_version: i32) -> Analysis<'a> {
+        let by_oid = db.reach.objects.iter().filter(|o| o.rule.is_none()).map(|o| (o.oid, o)).collect();
+        Analysis { model, db, state, server_version, by_oid }
+    }
+
+    /// Whether the conversion moves it (always false for the catalogs as they are).
+    fn opened(&self, owner: &str, schema: &str) -> bool {
+        self.state == State::Converted && self.moves(owner, schema)
+    }
+
+    /// Whether a conversion hands this object to the migrator.
+    fn moves(&self, owner: &str, schema: &str) -> bool {
+        self.model.is_runtime_role(owner)
+            || (self.model.managed_schemas().iter().any(|s| s == schema) && owner != self.model.migrator.name)
+    }
+
+    /// The owner in `state`, and whether it escapes RLS.
+    fn owner(&self, owner: &'a str, escapes: bool, schema: &str) -> (&'a str, bool) {
+        if self.state == State::Converted && self.moves(owner, schema) {
+            (self.model.migrator.name.as_str(), true)
+        } else {
+            (owner, escapes)
+        }
+    }
+
+    /// Whether a runtime role reaches a relation of `schema` in `state`.
+    fn used(&self, now: bool, schema: &str) -> bool {
+        now || (self.state == State::Converted && self.model.is_app_schema(schema))
+    }
+
+    /// An RLS table the query of `object` reads, directly or through
+    /// other views; with `through_functions`, also a function it calls
+    /// (which may read anything: its body is not tracked).
+    fn reaches(&self, object: &RightsObject, through_functions: bool) -> Option<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![object];
+        while let Some(current) = stack.pop() {
+            if let Some(table) = current.rls_reads.first() {
+                return Some(format!("RLS table `{}`", unquote(table)));
+            }
+            if through_functions {
+                if let Some(function) = current.functions.first() {
+                    return Some(format!("function `{function}` (whose body may read any table)"));
+                }
+            }
+            for read in &current.view_reads {
+                if seen.insert(*read) {
+                    stack.extend(self.by_oid.get(read).copied());
+                }
+            }
+        }
+        None
+    }
+
+    fn views(&self) -> Vec<RightsPath> {
+        let mut paths = Vec::new();
+        for object in self.db.reach.objects.iter().filter(|o| o.rule.is_none()) {
+            if !self.used(object.runtime_uses, &object.schema) {
+                continue;
+            }
+            let (owner, escapes) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema);
+            let subject = format!("{}.{}", object.schema, object.name);
+            let (class, message, fix) = if object.kind == 'm' {
+                // A materialized view stores what its owner saw at refresh,
+                // functions included: it has neither RLS nor invoker rights.
+                let Some(source) = self.reaches(object, true) else { continue };
+                if !escapes {
+                    continue;
+                }
+                (
+                    PathClass::MaterializedView,
+                    format!(
+                        "materialized view over {source}: it stores every tenant's rows as its owner `{owner}` saw \
+                         them at refresh, and a runtime role may read it"
+                    ),
+                    "drop it, or revoke SELECT from the runtime roles and read it through a function that filters by \
+                     tenant"
+                        .to_string(),
+                )
+            } else {
+                // A plain view's functions run as the caller; its tables are
+                // read as the owner unless security_invoker is on.
+                let Some(source) = self.reaches(object, false) else { continue };
+                // A conversion gives every view it moves security_invoker where
+                // the server has it (PostgreSQL 15+).
+                let invoker = object.security_invoker
+                    || (self.opened(&object.owner, &object.schema) && self.server_version >= 150000);
+                if invoker || !escapes {
+                    continue;
+                }
+                (
+                    PathClass::View,
+                    format!("view over {source} runs with its owner's rights (`{owner}`, which bypasses RLS)"),
+                    "ALTER VIEW … SET (security_invoker = true) (PostgreSQL 15+), or drop it".to_string(),
+                )
+            };
+            let opened_by_conversion = self.opened(&object.owner, &object.schema);
+            paths.push(RightsPath {
+                class,
+                subject,
+                message,
+                fix,
+                carrier: Carrier::Relation(object.oid),
+                opened_by_conversion,
+            });
+        }
+        paths
+    }
+
+    fn rules(&self) -> Vec<RightsPath> {
+        let mut paths = Vec::new();
+        for object in self.db.reach.objects.iter() {
+            let Some(rule) = &object.rule else { continue };
+            if !self.used(object.runtime_uses, &object.schema) {
+                continue;
+            }
+            let (owner, escapes) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema);
+            let Some(source) = self.reaches(object, true) else { continue };
+            if !escapes {
+                continue;
+            }
+            paths.push(RightsPath {
+                class: PathClass::Rule,
+                subject: format!("{}.{}.{rule}", object.schema, object.name),
+                message: format!(
+                    "rule `{rule}` on `{}.{}` reaches {source}; its action runs with the rights of the table's \
+                     owner `{owner}`, which bypasses RLS, whenever a runtime role writes the table",
+                    object.schema, object.name
+                ),
+                fix: format!(
+                    "DROP RULE {} ON {}.{} (a trigger runs as the user who fires it), or exempt it with a reason",
+                    dbenv::quote_ident(rule),
+                    dbenv::quote_ident(&object.schema),
+                    dbenv::quote_ident(&object.name)
+                ),
+                carrier: Carrier::Relation(object.oid),
+                opened_by_conversion: self.opened(&object.owner, &object.schema),
+            });
+        }
+        paths
+    }
+
+    fn definers(&self) -> Vec<RightsPath> {
+        let mut paths = Vec::new();
+        for function in &self.db.reach.definers {
+            let managed = self.model.managed_schemas().contains(&function.schema);
+            if !(function.runtime_executes || function.trigger || managed) {
+                continue;
+            }
+            let moving = self.opened(&function.owner, &function.schema);
+            let owner = if moving { self.model.migrator.name.as_str() } else { function.owner.as_str() };
+            if self.model.is_runtime_role(owner) {
+                // A runtime role owning it is an ownership violation of its own.
+                continue;
+            }
+            let power = if function.owner_superuser && !moving {
+                "a superuser: callers get superuser powers"
+            } else if function.owner_bypasses_rls || moving || owner == self.model.migrator.name {
+                "which bypasses RLS: callers read and write every tenant's rows"
+            } else {
+                "callers get its privileges, not their own"
+            };
+            let how = match (function.runtime_executes, function.trigger) {
+                (true, _) => "a runtime role may call it",
+                (false, true) => "a trigger runs it when the app writes",
+                (false, false) => "it sits in an app schema",
+            };
+            paths.push(RightsPath {
+                class: PathClass::DefinerFunction,
+                subject: function.identity.clone(),
+                message: format!("SECURITY DEFINER, owned by `{owner}`, {power}; {how}"),
+                fix: format!(
+                    "make it SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC, {}, {} if the app does \
+                     not call it, or exempt it with a reason after review",
+                    function.identity,
+                    dbenv::quote_ident(&self.model.runtime.name),
+                    dbenv::quote_ident(&self.model.service.name)
+                ),
+                carrier: Carrier::Function(function.identity.clone()),
+                opened_by_conversion: moving,
+            });
+        }
+        paths
+    }
+
+    fn children(&self) -> Vec<RightsPath> {
+        let mut paths = Vec::new();
+        for child in &self.db.reach.children {
+            if !self.used(child.runtime_reads, &child.schema) {
+                continue;
+            }
+            paths.push(RightsPath {
+                class: PathClass::UnprotectedChild,
+                subject: unquote(&child.qualified),
+                message: format!(
+                    "inherits from RLS table `{}` but has no row-level security of its own: read directly, it shows \
+                     every tenant's rows",
+                    unquote(&child.ancestor)
+                ),
+                fix: format!(
+                    "ALTER TABLE {} ENABLE ROW LEVEL SECURITY with the parent's policies (queries through `{}` keep \
+                     working), or exempt it with a reason",
+                    child.qualified,
+                    unquote(&child.ancestor)
+                ),
+                carrier: Carrier::Relation(child.oid),
+                opened_by_conversion: self.opened(&child.owner, &child.schema)
+                    || self.opened(&child.ancestor_owner, &child.ancestor_schema),
+            });
+        }
+        paths
+    }
+}
+
+/// `"schema"."name"` as `schema.name` for reports and exemption names.
+fn unquote(qualified: &str) -> String {
+    let mut out = String::new();
+    let mut chars = qualified.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push('"');
+            }
+            '"' => quoted = !quoted,
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_parse_as_the_server_parses_them() {
+        for yes in ["true", "TRUE", "t", "T", "yes", "Y", "on", "ON", "1", "tr"] {
+            assert_eq!(parse_bool(yes), Some(true), "{yes}");
+        }
+        for no in ["false", "f", "no", "N", "off", "OFF", "of", "0"] {
+            assert_eq!(parse_bool(no), Some(false), "{no}");
+        }
+        for neither in ["", "o", "2", "truex", "enable"] {
+            assert_eq!(parse_bool(neither), None, "{neither}");
+        }
+        assert!(security_invoker(&["security_barrier=true".into(), "security_invoker=TRUE".into()]));
+        assert!(!security_invoker(&["security_invoker=off".into()]));
+    }
+
+    #[test]
+    fn unquotes_qualified_names() {
+        assert_eq!(unquote("\"public\".\"events_p0\""), "public.events_p0");
+        assert_eq!(unquote("public.\"we\"\"ird\""), "public.we\"ird");
+    }
+}
