@@ -129,7 +129,7 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
 
     println!("  cluster on port {port}; env {}", env_file.display());
     let settings = db_provision::load_settings(&env_file)?;
-    db_provision::provision(&settings, &roles::Options::default())?;
+    db_provision::provision(&settings, &db_provision::default_options()?)?;
     db_migrate::migrate(&db_migrate::load_config(&env_file)?, &drizzle::folder::read(&migrations)?, false)?;
     let report = db_check::check(&env_file, &migrations, &root.join("platform/db/rls-exemptions.toml"))?;
     print!("{}", report.to_text());
@@ -138,7 +138,7 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
     }
     psql_denial(sh, &port, &settings.db_name)?;
     // A second provisioning run finds nothing to do.
-    db_provision::provision(&settings, &roles::Options::default())?;
+    db_provision::provision(&settings, &db_provision::default_options()?)?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
 use crate::flags::DbProvision;
 use crate::report::{print_plan, Terminal};
 
-pub fn run(env_file: &Path, flags: &DbProvision) -> Result<ExitCode> {
+pub fn run(env_file: &Path, exemptions: &Path, flags: &DbProvision) -> Result<ExitCode> {
     let settings = load_settings(env_file)?;
     if !(flags.lock_timeout > 0.0 && flags.lock_timeout.is_finite()) {
         anyhow::bail!("--lock-timeout must be a positive number of seconds");
@@ -19,6 +19,11 @@ pub fn run(env_file: &Path, flags: &DbProvision) -> Result<ExitCode> {
         dry_run: flags.dry_run,
         lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
         lock_budget: flags.lock_budget.max(1),
+        exemptions: roles::Exemptions::load(exemptions)?,
+        confirmed: roles::Confirmations {
+            take_over: flags.take_over.clone(),
+            maintenance_database: flags.allow_postgres_database,
+        },
         ..Default::default()
     };
     provision(&settings, &options)?;
@@ -37,6 +42,16 @@ pub fn load_settings(env_file: &Path) -> Result<Settings> {
     check_sibling_env_files(env_file, &vars, ProcessEnv::Include)?;
     Ok(settings)
 }
+
+/// The default options with the project's exemptions file: what `db-setup`,
+/// `db-reset` and `check` provision with.
+pub fn default_options() -> Result<roles::Options> {
+    let path = crate::project_root().join(EXEMPTIONS_FILE);
+    Ok(roles::Options { exemptions: roles::Exemptions::load(&path)?, ..Default::default() })
+}
+
+/// Where the app declares what is exempt from the model's checks.
+pub const EXEMPTIONS_FILE: &str = "platform/db/rls-exemptions.toml";
 
 /// Runs provisioning with terminal output; shared with `db-setup`.
 pub fn provision(settings: &Settings, options: &roles::Options) -> Result<()> {

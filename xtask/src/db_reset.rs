@@ -24,7 +24,7 @@ pub fn run(env_file: &Path, migrations_dir: &Path, force: bool) -> Result<ExitCo
         .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
         .with_context(|| format!("drop database `{name}`"))?;
     println!("dropped `{name}`");
-    db_provision::provision(&settings, &roles::Options::default())?;
+    db_provision::provision(&settings, &db_provision::default_options()?)?;
     db_migrate::migrate(&config, &folder, false)?;
     println!("`{name}` is reset: provisioned and migrated");
     Ok(ExitCode::SUCCESS)

@@ -34,7 +34,7 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     }
 
     println!("==> provision");
-    db_provision::provision(&settings, &roles::Options::default())?;
+    db_provision::provision(&settings, &db_provision::default_options()?)?;
 
     println!("==> migrate");
     let config = db_migrate::load_config(env_file)?;

@@ -151,6 +151,18 @@ pub struct DbProvision {
     /// table and owned sequence); smaller means shorter transactions.
     #[arg(long, value_name = "LOCKS", default_value_t = 2000)]
     pub lock_budget: u32,
+    /// The exemptions file: owner's-rights paths (rules, definer functions, views, children
+    /// without RLS) a conversion may leave because they are reviewed [default:
+    /// platform/db/rls-exemptions.toml]
+    #[arg(long, value_name = "FILE")]
+    pub exemptions: Option<PathBuf>,
+    /// An existing role with SUPERUSER, REPLICATION or CREATEROLE named in the env file may become
+    /// a model role and lose those attributes (repeat for each role).
+    #[arg(long, value_name = "ROLE")]
+    pub take_over: Vec<String>,
+    /// APP_DB_NAME may be `postgres`, the cluster's maintenance database.
+    #[arg(long)]
+    pub allow_postgres_database: bool,
 }
 
 /// `--migrations-dir`, shared by the migration commands.

@@ -53,7 +53,9 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Env(cmd) => env::run(&env_file(&cmd.env), &cmd),
         flags::Command::DbUp(cmd) => db_up::up(&env_file(&cmd.env)),
         flags::Command::DbDown(cmd) => db_up::down(&env_file(&cmd.env), cmd.purge),
-        flags::Command::DbProvision(cmd) => db_provision::run(&env_file(&cmd.env), &cmd),
+        flags::Command::DbProvision(cmd) => {
+            db_provision::run(&env_file(&cmd.env), &path_or(&cmd.exemptions, db_provision::EXEMPTIONS_FILE), &cmd)
+        }
         flags::Command::DbMigrate(cmd) => db_migrate::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
         flags::Command::DbStatus(cmd) => {
             db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
@@ -62,7 +64,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::DbCheck(cmd) => db_check::run(
             &env_file(&cmd.env),
             &migrations(&cmd.migrations),
-            &path_or(&cmd.exemptions, "platform/db/rls-exemptions.toml"),
+            &path_or(&cmd.exemptions, db_provision::EXEMPTIONS_FILE),
             &cmd,
         ),
         flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),

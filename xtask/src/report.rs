@@ -79,7 +79,7 @@ impl Reporter for Terminal {
 
     fn progress(&mut self, phase: Phase, done: usize, total: usize) {
         if total > 1 {
-            eprintln!("    [{done}/{total}] {} transactions committed", phase.title());
+            eprintln!("    [{done}/{total}] {} changes committed", phase.title());
             let _ = std::io::stderr().flush();
         }
     }

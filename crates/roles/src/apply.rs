@@ -46,6 +46,10 @@ pub struct Options {
     pub lock_budget: u32,
     /// Set to stop between transactions (Ctrl-C).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The app's exemptions file: what the conversion may leave as it is.
+    pub exemptions: crate::exemptions::Exemptions,
+    /// What the operator confirmed (`--take-over`, `--allow-postgres-database`).
+    pub confirmed: crate::model::Confirmations,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
             max_attempts: 20,
             lock_budget: 2000,
             cancel: None,
+            exemptions: Default::default(),
+            confirmed: Default::default(),
         }
     }
 }
@@ -70,7 +76,9 @@ pub trait Reporter {
     fn phase(&mut self, _phase: Phase, _steps: usize, _transactions: usize) {}
     /// A step committed.
     fn applied(&mut self, _step: &Step) {}
-    /// A batch committed: `done` of `total` transactions of the phase.
+    /// A batch committed: `done` of the phase's `total` changes are in. The
+    /// total stays what [`Reporter::phase`] announced, whatever retries or
+    /// smaller transactions the run needs.
     fn progress(&mut self, _phase: Phase, _done: usize, _total: usize) {}
     /// A transaction was rolled back and will be tried again.
     fn retry(&mut self, _phase: Phase, _attempt: u32, _reason: &str) {}
@@ -275,12 +283,11 @@ fn run_batches(
         for event in received {
             match event {
                 Event::Committed(batch) => {
-                    committed += 1;
+                    committed += batch.len();
                     for step in &batch {
                         reporter.applied(step);
                     }
-                    let left = queue.lock().map(|q| q.len()).unwrap_or(0);
-                    reporter.progress(phase, committed, committed + left);
+                    reporter.progress(phase, committed, steps);
                 }
                 Event::Retry(attempt, reason) => reporter.retry(phase, attempt, &reason),
             }

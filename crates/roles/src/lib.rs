@@ -35,7 +35,9 @@ pub struct Outcome {
 
 /// Converges the database of `settings` to the model.
 pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Reporter) -> Result<Outcome> {
-    let model = Model::from_settings(settings);
+    let mut model = Model::from_settings(settings);
+    model.exemptions = options.exemptions.clone();
+    model.confirmed = options.confirmed.clone();
     let admin_dsn = &settings.admin.dsn;
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
     let mut cluster =
@@ -47,7 +49,8 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
 
     // Read everything, under the lock, before changing anything.
     let started = std::time::Instant::now();
-    let snap = read_snapshot(&mut cluster, settings, &model, options.dry_run, silenced)?;
+    let snap = read_snapshot(&mut cluster, settings, &model, options.dry_run, silenced)
+        .context("reading the catalogs failed before any change; nothing was changed, run the command again")?;
     trace("snapshot", started);
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
@@ -98,7 +101,9 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
 
     trace("apply", started);
     // Verify: a fresh read must find nothing left to do.
-    let after = read_snapshot(&mut cluster, settings, &model, false, silenced).context("verify the result")?;
+    let after = read_snapshot(&mut cluster, settings, &model, false, silenced).context(
+        "every change committed, but reading the catalogs again to verify them failed; run the command again to verify",
+    )?;
     let left = plan::plan(&model, &after);
     trace("verify", started);
     if !left.is_empty() {

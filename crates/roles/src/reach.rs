@@ -226,17 +226,23 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
         .iter()
         .map(|row| {
             let kind: String = row.get(3);
+            let (schema, name): (String, String) = (row.get(1), row.get(2));
+            // A rule's own table is among what it "reads" (NEW and OLD are
+            // its rows): name any other RLS table first.
+            let own = format!("{}.{}", dbenv::quote_ident(&schema), dbenv::quote_ident(&name));
+            let mut rls_reads: Vec<String> = row.get(9);
+            rls_reads.sort_by_key(|t| t.eq_ignore_ascii_case(&own) || unquote(t) == format!("{schema}.{name}"));
             RightsObject {
                 oid: row.get(0),
-                schema: row.get(1),
-                name: row.get(2),
+                schema,
+                name,
                 kind: kind.chars().next().unwrap_or('?'),
                 rule: row.get(4),
                 owner: row.get(5),
                 owner_escapes_rls: row.get(6),
                 security_invoker: security_invoker(&row.get::<_, Vec<String>>(7)),
                 runtime_uses: row.get(8),
-                rls_reads: row.get(9),
+                rls_reads,
                 view_reads: row.get(10),
                 functions: row.get(11),
             }
