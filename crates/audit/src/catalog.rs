@@ -437,11 +437,8 @@ fn foreign_data(model: &Model, snap: &Snapshot) -> CheckSummary {
         let wants: Vec<(Grantee, Want)> = grantees.iter().map(|g| (g.clone(), Want::Without(Privs::ALL))).collect();
         for problem in acl_problems(&object.acl, &wants) {
             check.fail(
-                format!("{} {}", object.keyword.to_lowercase(), object.name),
-                format!(
-                    "{problem}: it may create {}",
-                    if object.keyword == "SERVER" { "user mappings" } else { "servers" }
-                ),
+                format!("{} {}", object.noun(), object.name),
+                format!("{problem}: it may create {}", if object.is_server() { "user mappings" } else { "servers" }),
             );
         }
     }

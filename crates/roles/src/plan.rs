@@ -461,7 +461,7 @@ impl Planner<'_> {
         for object in &self.snap.db.foreign {
             let changes: Vec<AclChange> =
                 runtime.iter().flat_map(|g| diff(&object.acl, g, Want::Without(Privs::ALL))).collect();
-            let noun = object.keyword.to_lowercase();
+            let noun = object.noun();
             if !changes.is_empty() {
                 let statements =
                     self.acl_statements(object.keyword, &quote_ident(&object.name), &object.owner, &changes);
@@ -477,7 +477,7 @@ impl Planner<'_> {
                     "PUBLIC holds USAGE on {noun} `{}`, so the runtime roles may create {}; revoke it if nothing \
                      else needs it (`REVOKE USAGE ON {} {} FROM PUBLIC`)",
                     object.name,
-                    if object.keyword == "SERVER" { "user mappings for themselves" } else { "foreign servers" },
+                    if object.is_server() { "user mappings for themselves" } else { "foreign servers" },
                     object.keyword,
                     quote_ident(&object.name)
                 ));

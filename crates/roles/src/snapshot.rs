@@ -253,11 +253,26 @@ pub struct DbContents {
 /// A foreign-data wrapper or a foreign server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForeignObject {
-    /// `FOREIGN DATA WRAPPER` or `SERVER`, as GRANT spells it.
+    /// `FOREIGN DATA WRAPPER` or `FOREIGN SERVER`, as GRANT spells it.
     pub keyword: &'static str,
     pub name: String,
     pub owner: String,
     pub acl: Vec<AclItem>,
+}
+
+impl ForeignObject {
+    pub fn is_server(&self) -> bool {
+        self.keyword == "FOREIGN SERVER"
+    }
+
+    /// A word for reports.
+    pub fn noun(&self) -> &'static str {
+        if self.is_server() {
+            "server"
+        } else {
+            "foreign-data wrapper"
+        }
+    }
 }
 
 /// One `ALTER ROLE … SET` or `ALTER DATABASE … SET` default that applies in
@@ -725,7 +740,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         match keyword.as_str() {
             "USER MAPPING" => user_mappings.push((name, row.get(4))),
             _ => foreign.push(ForeignObject {
-                keyword: if keyword == "SERVER" { "SERVER" } else { "FOREIGN DATA WRAPPER" },
+                keyword: if keyword == "SERVER" { "FOREIGN SERVER" } else { "FOREIGN DATA WRAPPER" },
                 name,
                 owner: row.get(2),
                 acl: parse_acl(&row.get::<_, Vec<String>>(3))?,

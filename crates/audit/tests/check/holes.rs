@@ -200,7 +200,7 @@ fn usage_on_a_foreign_data_wrapper_and_a_server() {
         "CREATE FOREIGN DATA WRAPPER loopback_fdw; CREATE SERVER elsewhere FOREIGN DATA WRAPPER loopback_fdw; \
          GRANT USAGE ON FOREIGN DATA WRAPPER loopback_fdw TO app_user; GRANT USAGE ON FOREIGN SERVER elsewhere TO app_service",
     );
-    assert_caught(&report, "foreign-data", "foreign data wrapper loopback_fdw: app_user holds USAGE");
+    assert_caught(&report, "foreign-data", "foreign-data wrapper loopback_fdw: app_user holds USAGE");
     assert_caught(&report, "foreign-data", "server elsewhere: app_service holds USAGE");
     assert_eq!(probe_failures(&report, "foreign-data").len(), 2);
 }

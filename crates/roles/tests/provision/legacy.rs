@@ -12,7 +12,7 @@ const TENANT_B: &str = "00000000-0000-4000-a000-00000000000b";
 
 /// Builds the database the way upstream's `provision.sh` and migrations run
 /// as `app_user` did, with data in it.
-fn build_legacy(fx: &Fixture) {
+pub fn build_legacy(fx: &Fixture) {
     let mut admin = fx.admin("postgres");
     admin
         .batch_execute(
@@ -65,7 +65,7 @@ fn build_legacy(fx: &Fixture) {
 }
 
 /// What the app does on every request, as `app_user` for tenant A.
-fn app_works(fx: &Fixture) {
+pub fn app_works(fx: &Fixture) {
     let mut app = fx.runtime();
     let mut tx = app.transaction().unwrap();
     tx.batch_execute(&format!("SELECT set_config('app.current_user_id', '{TENANT_A}', true)")).unwrap();
@@ -85,26 +85,26 @@ fn app_works(fx: &Fixture) {
     tx.rollback().unwrap();
 }
 
-fn server_version(fx: &Fixture) -> i32 {
+pub fn server_version(fx: &Fixture) -> i32 {
     fx.admin("postgres").query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0)
 }
 
 /// On PostgreSQL 13/14 a view over an RLS table cannot keep RLS once the
 /// BYPASSRLS migrator owns it: provisioning refuses, changing nothing, until
 /// it is dropped.
-fn drop_leaking_view_before_15(fx: &Fixture) {
+pub fn drop_leaking_view_before_15(fx: &Fixture) {
     if server_version(fx) >= 150000 {
         return;
     }
     let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains("nothing was changed"), "{message}");
-    assert!(message.contains("view `public.user_emails` reads RLS table `public.users`"), "{message}");
+    assert!(message.contains("`public.user_emails`: view over RLS table `public.users`"), "{message}");
     assert!(message.contains("has no security_invoker"), "{message}");
     fx.connect_as("app_user", "password").batch_execute("DROP VIEW user_emails").unwrap();
 }
 
-fn assert_converted(fx: &Fixture) {
+pub fn assert_converted(fx: &Fixture) {
     let mut admin = fx.admin(DB);
     // app_user and app_service own nothing at all, in any database.
     let owned: Vec<String> = admin

@@ -1,6 +1,7 @@
 //! `db-provision` against real PostgreSQL servers, one throwaway cluster per test.
 
 mod common;
+mod conversion;
 mod fresh;
 mod input;
 mod legacy;
