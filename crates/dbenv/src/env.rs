@@ -159,12 +159,14 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
             Err(dotenvy::Error::LineParse(logical_line, _)) => {
                 let text = String::from_utf8_lossy(&text);
                 let (line, variable) = locate_bad_line(&text, &logical_line);
+                let place = line.map(|n| format!(", line {n}")).unwrap_or_default();
                 let what = match variable {
                     Some(name) => format!("the value of {name}"),
                     None => "a line that is not `NAME=value`".to_string(),
                 };
                 bail!(
-                    "env file `{}`, line {line}: cannot parse {what} (an unclosed quote, a stray character or a                      missing `=`); write values in single quotes, e.g. NAME='value'",
+                    "env file `{}`{place}: cannot parse {what} (an unclosed quote, a stray character or a missing \
+                     `=`); write values in single quotes, e.g. NAME='value'",
                     path.display()
                 );
             }
@@ -179,19 +181,26 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
 }
 
 /// Where dotenvy's failing logical line starts (1-based line number) and the
-/// variable it defines, when one can be read from it. Nothing of the value
-/// leaves this function.
-fn locate_bad_line(text: &str, logical_line: &str) -> (usize, Option<String>) {
-    let first = logical_line.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let line = text.lines().position(|l| !first.is_empty() && l.trim_end() == first.trim_end()).map(|i| i + 1);
-    let declaration = first.trim_start();
-    let declaration = declaration.strip_prefix("export ").unwrap_or(declaration);
+/// variable it defines, when one can be read from it. dotenvy reports either
+/// the whole line or only its value; nothing of the value leaves this function.
+fn locate_bad_line(text: &str, logical_line: &str) -> (Option<usize>, Option<String>) {
+    let first = logical_line.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if first.is_empty() {
+        return (None, None);
+    }
+    let index = text.lines().position(|l| {
+        let l = l.trim();
+        l == first || l.split_once('=').is_some_and(|(_, value)| value.trim() == first)
+    });
+    let Some(index) = index else { return (None, None) };
+    let physical = text.lines().nth(index).unwrap_or("").trim_start();
+    let declaration = physical.strip_prefix("export ").unwrap_or(physical);
     let name = declaration.split_once('=').map(|(name, _)| name.trim()).filter(|name| {
         let mut chars = name.chars();
         chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
     });
-    (line.unwrap_or(0), name.map(str::to_string))
+    (Some(index + 1), name.map(str::to_string))
 }
 
 /// Why dotenvy may have read a value differently from what the file shows:

@@ -118,6 +118,22 @@ fn bad_env_values_dsns_and_names() {
         ),
         ("a missing password", vec![("POSTGRES_ROOT_PASSWORD", String::new())], "POSTGRES_ROOT_PASSWORD is not set"),
         (
+            "a template database",
+            vec![
+                ("APP_DB_NAME", "template1".into()),
+                (
+                    "DATABASE_URL",
+                    dsn("app_user", "").replace(SECRET, "password").replace("cogni_template_dev", "template1"),
+                ),
+            ],
+            "APP_DB_NAME: `template1` is a template database",
+        ),
+        (
+            "the SQL-standard catalog schema",
+            vec![("APP_DB_SCHEMAS", "public,information_schema".into())],
+            "APP_DB_SCHEMAS: `information_schema` is PostgreSQL's own catalog schema",
+        ),
+        (
             "the bookkeeping schema among the app schemas",
             vec![("APP_DB_SCHEMAS", "public,drizzle".into())],
             "DRIZZLE_MIGRATIONS_SCHEMA `drizzle` is also listed in APP_DB_SCHEMAS",

@@ -5,4 +5,5 @@ mod common;
 mod faults;
 mod hostile;
 mod migrate;
+mod secrets;
 mod setup;
