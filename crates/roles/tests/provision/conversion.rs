@@ -322,3 +322,68 @@ fn progress_counts_changes_against_one_total() {
     assert!(reports.windows(2).all(|w| w[0].0 < w[1].0), "counts grow: {reports:?}");
     assert_eq!(reports.last().unwrap().0, *totals.iter().next().unwrap(), "ends at the total: {reports:?}");
 }
+
+#[test]
+fn a_legacy_partition_without_rls_stops_the_conversion() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    fx.connect_as("app_user", "password")
+        .batch_execute(
+            "CREATE TABLE ledger_archive (id int, billing_account_id int) PARTITION BY LIST (id); \
+             ALTER TABLE ledger_archive ENABLE ROW LEVEL SECURITY; ALTER TABLE ledger_archive FORCE ROW LEVEL SECURITY; \
+             CREATE TABLE ledger_archive_rest PARTITION OF ledger_archive DEFAULT",
+        )
+        .unwrap();
+    let message = refusal(&fx, &roles::Options::default());
+    assert!(
+        message.contains("`public.ledger_archive_rest`: inherits from RLS table `public.ledger_archive`"),
+        "{message}"
+    );
+    assert!(message.contains("ENABLE ROW LEVEL SECURITY"), "{message}");
+    assert_untouched(&fx);
+    fx.connect_as("app_user", "password")
+        .batch_execute("ALTER TABLE ledger_archive_rest ENABLE ROW LEVEL SECURITY")
+        .unwrap();
+    let before = runtime_powers(&fx);
+    fx.provision();
+    app_works(&fx);
+    assert_no_new_powers(&before, &fx);
+}
+
+/// The connection dies while the catalogs are read: the error says so and
+/// that nothing was changed.
+#[test]
+fn losing_the_server_while_reading_the_catalogs_changes_nothing() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    let mut blocker = fx.admin(DB);
+    // The owner's-rights read walks pg_inherits; holding it makes the read wait.
+    blocker.batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_inherits IN ACCESS EXCLUSIVE MODE").unwrap();
+    let settings = fx.settings();
+    let run = std::thread::spawn(move || roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet));
+    let mut watcher = fx.admin("postgres");
+    let mut killed = false;
+    for _ in 0..200 {
+        let waiting: Vec<i32> = watcher
+            .query(
+                "SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'pg_catalog.pg_inherits'::regclass",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(pid) = waiting.first() {
+            watcher.execute("SELECT pg_terminate_backend($1)", &[pid]).unwrap();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    blocker.batch_execute("ROLLBACK").unwrap();
+    assert!(killed, "the read never waited on the lock");
+    let message = format!("{:#}", run.join().unwrap().unwrap_err());
+    assert!(message.contains("reading the catalogs failed before any change; nothing was changed"), "{message}");
+    assert_untouched(&fx);
+}
