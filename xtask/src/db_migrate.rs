@@ -73,7 +73,8 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
     } else if dry_run {
         println!("dry run: {} pending, nothing applied:", outcome.applied.len());
         for tag in &outcome.applied {
-            println!("  {tag}");
+            let note = folder.migrations.iter().find(|m| m.tag == *tag).map(Migration::transaction_note);
+            println!("  {tag}{}", note.unwrap_or_default());
         }
     } else {
         println!(
@@ -199,7 +200,8 @@ pub fn status(env_file: &Path, migrations_dir: &Path, json: bool) -> Result<Exit
                 State::Pending => "·",
                 _ => "✗",
             };
-            println!("  {mark} {:<28} {}", entry.state.label(), entry.migration.tag);
+            let note = if entry.state == State::Pending { entry.migration.transaction_note() } else { String::new() };
+            println!("  {mark} {:<28} {}{note}", entry.state.label(), entry.migration.tag);
         }
         for problem in status.refusals(false) {
             println!("  ✗ {problem}");

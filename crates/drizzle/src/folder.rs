@@ -33,6 +33,25 @@ impl Migration {
         split(&self.text)
     }
 
+    /// The first `COMMIT` (or `END`) written in the migration: it ends the
+    /// batch transaction, and what follows runs in autocommit.
+    pub fn ends_transaction(&self) -> Option<(usize, String)> {
+        crate::transactions::statements(&self.text)
+            .into_iter()
+            .find(|s| s.control == crate::transactions::Control::Commit)
+            .map(|s| (s.line, s.keyword))
+    }
+
+    /// A note for listings: where it leaves the batch transaction.
+    pub fn transaction_note(&self) -> String {
+        match self.ends_transaction() {
+            Some((line, keyword)) => {
+                format!(" ({keyword} at line {line}: what follows runs outside the batch transaction)")
+            }
+            None => String::new(),
+        }
+    }
+
     /// Whether `stored` (a bookkeeping hash) is this file with other line
     /// endings: an edit that changed nothing but CRLF/LF.
     pub fn differs_only_in_line_endings(&self, stored: &str) -> bool {
@@ -40,122 +59,6 @@ impl Migration {
         let crlf = lf.replace('\n', "\r\n");
         stored != self.hash && (hash(&lf) == stored || hash(&crlf) == stored)
     }
-}
-
-/// The first top-level statement that ends or starts a transaction (COMMIT,
-/// ROLLBACK, END, ABORT, BEGIN, START TRANSACTION, PREPARE TRANSACTION), as
-/// `(line, keyword)`. Comments, string literals, quoted identifiers and
-/// dollar-quoted bodies (DO blocks, functions) are skipped, so a COMMIT
-/// inside a procedure body does not count.
-pub fn transaction_control(text: &str) -> Option<(usize, String)> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let mut line = 1;
-    let mut at_statement_start = true;
-    let mut first_word: Option<(usize, String)> = None;
-    let advance_line = |from: usize, to: usize, line: &mut usize| {
-        *line += bytes[from..to].iter().filter(|b| **b == b'\n').count();
-    };
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                let end = text[i..].find('\n').map(|n| i + n).unwrap_or(bytes.len());
-                i = end;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                // Block comments nest in PostgreSQL.
-                let (mut depth, mut j) = (1, i + 2);
-                while j < bytes.len() && depth > 0 {
-                    if bytes[j] == b'/' && bytes.get(j + 1) == Some(&b'*') {
-                        depth += 1;
-                        j += 2;
-                    } else if bytes[j] == b'*' && bytes.get(j + 1) == Some(&b'/') {
-                        depth -= 1;
-                        j += 2;
-                    } else {
-                        j += 1;
-                    }
-                }
-                advance_line(i, j, &mut line);
-                i = j;
-            }
-            b'\'' | b'"' => {
-                // E'…' strings take backslash escapes.
-                let escapes = c == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
-                let mut j = i + 1;
-                while j < bytes.len() {
-                    if escapes && bytes[j] == b'\\' {
-                        j += 2;
-                        continue;
-                    }
-                    if bytes[j] == c {
-                        if bytes.get(j + 1) == Some(&c) {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    j += 1;
-                }
-                let end = (j + 1).min(bytes.len());
-                advance_line(i, end, &mut line);
-                i = end;
-                at_statement_start = false;
-            }
-            b'$' => {
-                // $tag$ … $tag$, where tag is empty or an identifier ($1 is a parameter).
-                let tag_end =
-                    text[i + 1..].find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).map(|n| i + 1 + n);
-                match tag_end {
-                    Some(end) if bytes[end] == b'$' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) => {
-                        let tag = &text[i..=end];
-                        let close = text[end + 1..].find(tag).map(|n| end + 1 + n + tag.len()).unwrap_or(bytes.len());
-                        advance_line(i, close, &mut line);
-                        i = close;
-                    }
-                    _ => i += 1,
-                }
-                at_statement_start = false;
-            }
-            b';' => {
-                at_statement_start = true;
-                first_word = None;
-                i += 1;
-            }
-            b'\n' => {
-                line += 1;
-                i += 1;
-            }
-            _ if c.is_ascii_alphabetic() => {
-                let end = text[i..]
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                    .map(|n| i + n)
-                    .unwrap_or(bytes.len());
-                let word = text[i..end].to_ascii_uppercase();
-                if at_statement_start {
-                    if matches!(word.as_str(), "COMMIT" | "ROLLBACK" | "END" | "ABORT" | "BEGIN") {
-                        return Some((line, word));
-                    }
-                    first_word = Some((line, word));
-                    at_statement_start = false;
-                } else if let Some((start_line, first)) = first_word.take() {
-                    if matches!(first.as_str(), "START" | "PREPARE") && word == "TRANSACTION" {
-                        return Some((start_line, format!("{first} TRANSACTION")));
-                    }
-                }
-                i = end;
-            }
-            _ => {
-                if !c.is_ascii_whitespace() {
-                    at_statement_start = false;
-                    first_word = None;
-                }
-                i += 1;
-            }
-        }
-    }
-    None
 }
 
 /// A migrations folder read from disk.
@@ -294,26 +197,6 @@ mod tests {
         assert_eq!(split("no breakpoints"), ["no breakpoints"]);
         // The marker must be exact: a near miss is SQL (a comment), not a split.
         assert_eq!(split("SELECT 1;\n-->statement-breakpoint\nSELECT 2;").len(), 1);
-    }
-
-    #[test]
-    fn finds_transaction_control_outside_comments_strings_and_bodies() {
-        let found = |text: &str| transaction_control(text).map(|(line, word)| format!("{line} {word}"));
-        assert_eq!(found("CREATE TABLE a (id int);\nCOMMIT;"), Some("2 COMMIT".into()));
-        assert_eq!(found("SELECT 1;\n\n  rollback ;"), Some("3 ROLLBACK".into()));
-        assert_eq!(found("select 1; begin; select 2;"), Some("1 BEGIN".into()));
-        assert_eq!(found("SELECT 1;\nSTART TRANSACTION;"), Some("2 START TRANSACTION".into()));
-        assert_eq!(found("SELECT 1; PREPARE TRANSACTION 'x';"), Some("1 PREPARE TRANSACTION".into()));
-        assert_eq!(found("-- COMMIT;\n/* COMMIT; /* nested */ COMMIT; */ SELECT 'COMMIT; x';"), None);
-        assert_eq!(found("DO $$ BEGIN PERFORM 1; COMMIT; END $$;"), None);
-        assert_eq!(
-            found("CREATE FUNCTION f() RETURNS int AS $body$ BEGIN RETURN 1; END $body$ LANGUAGE plpgsql;"),
-            None
-        );
-        assert_eq!(found("SELECT E'it\\'s; COMMIT'; SELECT \"COMMIT\" FROM t;"), None);
-        assert_eq!(found("SELECT CASE WHEN true THEN 1 END; SELECT $1;"), None);
-        assert_eq!(found("PREPARE q AS SELECT 1;"), None);
-        assert_eq!(found("SELECT 1;\n--> statement-breakpoint\nEND;"), Some("3 END".into()));
     }
 
     #[test]

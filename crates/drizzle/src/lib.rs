@@ -10,6 +10,7 @@ pub mod bookkeeping;
 pub mod folder;
 pub mod runner;
 pub mod status;
+pub mod transactions;
 
 pub use bookkeeping::{Row, Table, TableState};
 pub use folder::{Folder, Migration, BREAKPOINT};

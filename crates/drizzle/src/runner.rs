@@ -12,6 +12,7 @@ use postgres::Client;
 use crate::bookkeeping::{self, Table, TableState};
 use crate::folder::{Folder, Migration, BREAKPOINT};
 use crate::status::{status, Status};
+use crate::transactions::Control;
 
 /// Everything a run needs, from the environment and the flags.
 #[derive(Clone, Debug)]
@@ -308,45 +309,248 @@ fn apply(
             config.table.sql()
         ))?;
     }
-    let mut applied = Vec::new();
-    let groups: Vec<&[&Migration]> = if config.per_migration { pending.chunks(1).collect() } else { vec![pending] };
-    for group in groups {
-        let mut tx = client.transaction()?;
-        // A marker that lives exactly as long as this transaction: if it is
-        // gone at the end, a migration ended the transaction itself (the
-        // folder check refuses COMMIT and friends; this is the backstop).
-        tx.batch_execute("SELECT set_config('xtask.migration_batch', 'open', true)")?;
-        for migration in group {
-            let index = applied.len() + 1;
-            progress.applying(migration, index, pending.len());
-            let started = Instant::now();
-            run_migration(&mut tx, migration)
-                .map_err(|error| rollback_context(error, pending.len(), config.per_migration))?;
-            progress.applied(migration, started.elapsed());
-            applied.push(migration.tag.clone());
+    let mut run = Run { client, config, in_transaction: false, unrecorded: Vec::new(), recorded: Vec::new() };
+    run.begin()?;
+    for (position, migration) in pending.iter().enumerate() {
+        progress.applying(migration, position + 1, pending.len());
+        let started = Instant::now();
+        run.migration(migration).map_err(|failure| run.fail(failure, pending.len()))?;
+        progress.applied(migration, started.elapsed());
+        let last = position + 1 == pending.len();
+        if run.in_transaction && (config.per_migration || last) {
+            run.unrecorded.push(migration);
+            run.commit()?;
+            if !last {
+                run.begin()?;
+            }
+        } else if run.in_transaction {
+            run.unrecorded.push(migration);
+        } else {
+            // It ended in autocommit: its row goes in now, after its last
+            // statement, and the migrations after it get a new transaction.
+            run.record_now(migration)?;
+            if !last {
+                run.begin()?;
+            }
         }
+    }
+    Ok(run.recorded)
+}
+
+/// The state of a run: whether the session is inside a transaction the
+/// runner (or a migration's `BEGIN`) opened, the migrations finished in it
+/// whose rows are not written yet, and the tags recorded (committed).
+struct Run<'a, 'c> {
+    client: &'c mut Client,
+    config: &'a Config,
+    in_transaction: bool,
+    unrecorded: Vec<&'a Migration>,
+    recorded: Vec<String>,
+}
+
+/// Where a migration failed, and what of it had committed by then.
+struct Failure {
+    error: anyhow::Error,
+    tag: String,
+    /// Statements of the failing migration committed before the failure
+    /// (before a `COMMIT` in it, or run in autocommit).
+    committed_statements: usize,
+    /// The failing statement (1-based) and the migration's statement count.
+    failed_at: usize,
+    total: usize,
+    /// The failing statement was sent in autocommit.
+    autocommit: bool,
+    /// A `CREATE INDEX CONCURRENTLY` failed (it may leave an INVALID index).
+    concurrent_index: bool,
+}
+
+impl<'a> Run<'a, '_> {
+    /// Opens the batch transaction, with a marker that lives exactly as long
+    /// as it: if it is gone when rows are written, something ended the
+    /// transaction where no `COMMIT` was seen (a procedure that commits).
+    fn begin(&mut self) -> Result<()> {
+        self.client.batch_execute("BEGIN; SELECT set_config('xtask.migration_batch', 'open', true)")?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Writes the rows of the migrations finished in this transaction, in
+    /// order, in one statement (the same rows as drizzle's one INSERT per
+    /// migration). Hashes are hex and `when` a number: safe literals.
+    fn write_rows(&mut self) -> Result<()> {
         let marker: Option<String> =
-            tx.query_typed_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
+            self.client.query_typed_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
         if marker.as_deref() != Some("open") {
             bail!(
-                "a migration ended the transaction itself (COMMIT, ROLLBACK or END inside the SQL): statements may \
-                 have been committed without bookkeeping rows. Remove the transaction control from the file, check \
-                 the database by hand, then run again"
+                "the transaction ended where no COMMIT was written (a procedure that commits?): statements may have \
+                 been committed without bookkeeping rows. Check the database by hand, then run again"
             );
         }
-        // The bookkeeping rows, in order, in one statement: the same rows
-        // (ids follow the order) as drizzle's one INSERT per migration, in the
-        // same transaction. Hashes are hex and `when` a number: safe literals.
-        let values: Vec<String> = group.iter().map(|m| format!("('{}', {})", m.hash, m.when)).collect();
-        tx.batch_execute(&format!(
-            "INSERT INTO {} (\"hash\", \"created_at\") VALUES {}",
-            config.table.sql(),
-            values.join(", ")
-        ))
-        .with_context(|| format!("record the migrations in `{}`", config.table))?;
-        tx.commit().context("commit the migrations")?;
+        if self.unrecorded.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = self.unrecorded.iter().map(|m| format!("('{}', {})", m.hash, m.when)).collect();
+        self.client
+            .batch_execute(&format!(
+                "INSERT INTO {} (\"hash\", \"created_at\") VALUES {}",
+                self.config.table.sql(),
+                values.join(", ")
+            ))
+            .with_context(|| format!("record the migrations in `{}`", self.config.table))?;
+        Ok(())
     }
-    Ok(applied)
+
+    /// The rows are in the transaction that is about to commit.
+    fn committed(&mut self) {
+        self.recorded.extend(self.unrecorded.drain(..).map(|m| m.tag.clone()));
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.write_rows()?;
+        self.client.batch_execute("COMMIT").context("commit the migrations")?;
+        self.in_transaction = false;
+        self.committed();
+        Ok(())
+    }
+
+    /// A migration that ended in autocommit: its row, on its own.
+    fn record_now(&mut self, migration: &'a Migration) -> Result<()> {
+        self.client
+            .batch_execute(&format!(
+                "INSERT INTO {} (\"hash\", \"created_at\") VALUES ('{}', {})",
+                self.config.table.sql(),
+                migration.hash,
+                migration.when
+            ))
+            .with_context(|| format!("record migration `{}` in `{}`", migration.tag, self.config.table))?;
+        self.recorded.push(migration.tag.clone());
+        Ok(())
+    }
+
+    /// Sends each piece as one simple-protocol query, as drizzle does,
+    /// following the transaction statements written in the migration.
+    fn migration(&mut self, migration: &'a Migration) -> Result<(), Failure> {
+        let controls = crate::transactions::statements(&migration.text);
+        let pieces = migration.pieces();
+        let mut offset = 0usize;
+        let mut committed_statements = 0;
+        for (index, piece) in pieces.iter().enumerate() {
+            let range = offset..offset + piece.len();
+            let mine: Vec<&crate::transactions::TxStatement> =
+                controls.iter().filter(|s| range.contains(&s.offset)).collect();
+            let commits = mine.iter().any(|s| s.control == Control::Commit);
+            let failure = |error: anyhow::Error, autocommit: bool, committed_statements: usize| Failure {
+                error,
+                tag: migration.tag.clone(),
+                committed_statements,
+                failed_at: index + 1,
+                total: pieces.len(),
+                autocommit,
+                concurrent_index: piece
+                    .to_ascii_uppercase()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .contains("INDEX CONCURRENTLY"),
+            };
+            if commits && self.in_transaction {
+                // The migrations finished in this transaction are committed
+                // by this COMMIT: their rows go in first, as drizzle's do.
+                self.write_rows().map_err(|e| failure(e, false, committed_statements))?;
+            }
+            let autocommit = !self.in_transaction;
+            if let Err(error) = self.client.batch_execute(piece) {
+                let error = statement_error(migration, &error, index, pieces.len(), offset, piece);
+                return Err(failure(error, autocommit, committed_statements));
+            }
+            if commits && self.in_transaction {
+                self.committed();
+            }
+            if let Some(last) = mine.last() {
+                self.in_transaction = last.control == Control::Begin;
+                if self.in_transaction {
+                    let _ = self.client.batch_execute("SELECT set_config('xtask.migration_batch', 'open', true)");
+                }
+            }
+            let opens = mine.last().is_some_and(|s| s.control == Control::Begin);
+            if (autocommit && !opens) || commits {
+                committed_statements = index + 1;
+            }
+            offset += piece.len() + BREAKPOINT.len();
+        }
+        if !controls.is_empty() {
+            // A migration may set its own lock_timeout for what runs outside
+            // the transaction; the runner's applies again after it.
+            let _ =
+                self.client.batch_execute(&format!("SET lock_timeout = '{}ms'", self.config.lock_timeout.as_millis()));
+        }
+        Ok(())
+    }
+
+    /// Ends the run after a failure, saying exactly what stays and what not.
+    fn fail(&mut self, failure: Failure, pending: usize) -> anyhow::Error {
+        let rolled_back: Vec<String> = self.unrecorded.iter().map(|m| m.tag.clone()).collect();
+        // Whatever the failing statement left open (the batch, or a BEGIN of
+        // the migration's own) is rolled back; in autocommit this only warns.
+        let _ = self.client.batch_execute("ROLLBACK");
+        self.in_transaction = false;
+        let classic = failure.committed_statements == 0 && (self.config.per_migration || self.recorded.is_empty());
+        if classic {
+            return rollback_context(failure.error, pending, self.config.per_migration);
+        }
+        let mut said = Vec::new();
+        if !self.recorded.is_empty() {
+            said.push(format!("applied and recorded before it: {}", self.recorded.join(", ")));
+        }
+        let statements = |from: usize, to: usize| {
+            if from == to {
+                format!("statement {from}")
+            } else {
+                format!("statements {from}–{to}")
+            }
+        };
+        if failure.committed_statements > 0 {
+            let rolled = failure.failed_at - 1 - failure.committed_statements;
+            said.push(format!(
+                "of `{}`, {} of {} {} committed (after a COMMIT in the migration, or outside a transaction); \
+                 statement {} failed{}{}",
+                failure.tag,
+                statements(1, failure.committed_statements),
+                failure.total,
+                if failure.committed_statements == 1 { "was" } else { "were" },
+                failure.failed_at,
+                if failure.autocommit { " (outside a transaction)" } else { "" },
+                match rolled {
+                    0 => String::new(),
+                    1 => format!(" and statement {} was rolled back", failure.committed_statements + 1),
+                    _ => format!(
+                        " and {} were rolled back",
+                        statements(failure.committed_statements + 1, failure.failed_at - 1)
+                    ),
+                }
+            ));
+        } else {
+            said.push(format!(
+                "`{}` failed at statement {} of {}; nothing of it was committed",
+                failure.tag, failure.failed_at, failure.total
+            ));
+        }
+        if !rolled_back.is_empty() {
+            said.push(format!("rolled back with it: {}", rolled_back.join(", ")));
+        }
+        said.push(format!(
+            "`{}` is not recorded, so the next run starts it again from its first statement: make the committed \
+             statements idempotent (IF NOT EXISTS){}, then run again",
+            failure.tag,
+            if failure.concurrent_index {
+                "; a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: drop it (DROP INDEX CONCURRENTLY …) \
+                 before running again"
+            } else {
+                ""
+            }
+        ));
+        failure.error.context(said.join("; "))
+    }
 }
 
 fn rollback_context(error: anyhow::Error, pending: usize, per_migration: bool) -> anyhow::Error {
@@ -357,19 +561,6 @@ fn rollback_context(error: anyhow::Error, pending: usize, per_migration: bool) -
             "the whole batch was rolled back: none of the {pending} pending migrations was applied, the bookkeeping is unchanged"
         ))
     }
-}
-
-/// Sends each piece as one simple-protocol query, as drizzle does.
-fn run_migration(tx: &mut postgres::Transaction<'_>, migration: &Migration) -> Result<()> {
-    let pieces = migration.pieces();
-    let mut offset = 0usize;
-    for (index, piece) in pieces.iter().enumerate() {
-        if let Err(error) = tx.batch_execute(piece) {
-            return Err(statement_error(migration, &error, index, pieces.len(), offset, piece));
-        }
-        offset += piece.len() + BREAKPOINT.len();
-    }
-    Ok(())
 }
 
 /// `migration `0003_x` failed at statement 2 of 5 (line 14): … (SQLSTATE …)`.

@@ -113,6 +113,7 @@ impl Status<'_> {
                 "line_endings_only": matches!(e.state, State::Changed { line_endings_only: true, .. }),
                 "hash": e.migration.hash,
                 "row_id": e.row_id,
+                "ends_transaction_at_line": e.migration.ends_transaction().map(|(line, _)| line),
             })).collect::<Vec<_>>(),
             "unknown_rows": rows(&self.unknown_rows),
             "null_created_at_rows": rows(&self.null_rows),
@@ -174,14 +175,9 @@ impl Status<'_> {
                      altered SQL; save the file as UTF-8",
                     m.tag
                 )),
-                State::Pending if crate::folder::transaction_control(&m.text).is_some() => {
-                    let (line, word) = crate::folder::transaction_control(&m.text).unwrap_or_default();
-                    problems.push(format!(
-                        "`{}.sql` line {line}: `{word}` controls the transaction every migration runs in; a failure \
-                         after it would leave a half-applied batch. Remove it (each migration already runs in a \
-                         transaction)",
-                        m.tag
-                    ))
+                State::Pending if refused(m).is_some() => {
+                    let (line, keyword, reason) = refused(m).unwrap_or_default();
+                    problems.push(format!("`{}.sql` line {line}: `{keyword}` is refused: {reason}", m.tag))
                 }
                 State::Pending if m.text.starts_with('\u{FEFF}') => problems.push(format!(
                     "`{}.sql` starts with a UTF-8 byte order mark, which PostgreSQL rejects as a syntax error \
@@ -290,4 +286,12 @@ mod tests {
         assert_eq!(status.pending().len(), 2);
         assert!(!status.has_findings());
     }
+}
+
+/// The first transaction statement of `migration` the runner refuses.
+fn refused(migration: &Migration) -> Option<(usize, String, String)> {
+    crate::transactions::statements(&migration.text).into_iter().find_map(|s| match s.control {
+        crate::transactions::Control::Refused(reason) => Some((s.line, s.keyword, reason)),
+        _ => None,
+    })
 }

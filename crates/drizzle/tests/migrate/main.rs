@@ -5,3 +5,4 @@ mod common;
 mod interop;
 mod refusals;
 mod runs;
+mod transactions;

@@ -46,14 +46,15 @@ fn per_migration_transactions_keep_what_succeeded() {
 }
 
 #[test]
-fn a_commit_inside_a_migration_is_caught() {
+fn a_rollback_inside_a_migration_is_refused_before_anything_runs() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_before", 500, b"CREATE TABLE before_it (id int);");
-    folder.add("0001_commits", 1000, b"CREATE TABLE early (id int);\n--> statement-breakpoint\n-- done\nCOMMIT;");
+    folder.add("0001_rolls_back", 1000, b"CREATE TABLE early (id int);\n--> statement-breakpoint\n-- undo\nROLLBACK;");
     let message =
         format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("`0001_commits.sql` line 4: `COMMIT` controls the transaction"), "{message}");
+    assert!(message.contains("`0001_rolls_back.sql` line 4: `ROLLBACK` is refused"), "{message}");
+    assert!(message.contains("silently discard"), "{message}");
     let nothing: bool = fx
         .admin(DB)
         .query_one("SELECT to_regclass('before_it') IS NULL AND to_regclass('early') IS NULL", &[])

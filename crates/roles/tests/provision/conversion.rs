@@ -366,10 +366,7 @@ fn losing_the_server_while_reading_the_catalogs_changes_nothing() {
     let mut killed = false;
     for _ in 0..200 {
         let waiting: Vec<i32> = watcher
-            .query(
-                "SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'pg_catalog.pg_inherits'::regclass",
-                &[],
-            )
+            .query("SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'pg_catalog.pg_inherits'::regclass", &[])
             .unwrap()
             .iter()
             .map(|r| r.get(0))

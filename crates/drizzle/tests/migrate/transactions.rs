@@ -1,0 +1,195 @@
+//! Migrations that end drizzle's batch transaction (`COMMIT` for `CREATE
+//! INDEX CONCURRENTLY` or an enum value used after being added, `COMMIT …
+//! BEGIN` pairs): applied with the stated semantics, failures that say what
+//! was committed, and refusals for what would discard work.
+
+use crate::common::{Fixture, TestFolder};
+
+const DB: &str = "tx_test";
+
+fn exists(fx: &Fixture, relation: &str) -> bool {
+    fx.admin(DB).query_one("SELECT to_regclass($1) IS NOT NULL", &[&relation]).unwrap().get(0)
+}
+
+fn recorded(fx: &Fixture) -> Vec<i64> {
+    fx.rows(DB).iter().map(|(_, _, when)| when.unwrap()).collect()
+}
+
+#[test]
+fn commit_then_create_index_concurrently_applies_and_records_every_migration() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_webhook", 1000, b"CREATE TABLE \"webhook\" (\"id\" serial PRIMARY KEY, \"url\" text);")
+        .add(
+            "0001_routing_key",
+            2000,
+            b"ALTER TABLE \"webhook\" ADD COLUMN \"routing_key\" text;--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nSET lock_timeout = 0;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY IF NOT EXISTS \"webhook_routing_key_idx\" ON \"webhook\" USING btree (\"routing_key\");",
+        )
+        .add("0002_after", 3000, b"CREATE TABLE \"delivery\" (\"id\" serial PRIMARY KEY);");
+    let read = folder.read();
+    assert_eq!(read.migrations[1].ends_transaction(), Some((2, "COMMIT".to_string())));
+    let outcome = drizzle::migrate(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap();
+    assert_eq!(outcome.applied, ["0000_webhook", "0001_routing_key", "0002_after"]);
+    assert_eq!(recorded(&fx), [1000, 2000, 3000], "one row each, in order");
+    let valid: bool = fx
+        .admin(DB)
+        .query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = 'webhook_routing_key_idx'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    assert!(exists(&fx, "delivery"));
+    // Nothing left to do, and the rows are the same a second time.
+    assert!(drizzle::migrate(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap().applied.is_empty());
+}
+
+#[test]
+fn an_enum_value_is_usable_after_a_commit_and_refused_without_it() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add(
+            "0000_status",
+            1000,
+            b"CREATE TYPE \"status\" AS ENUM('queued', 'sent');--> statement-breakpoint\nCREATE TABLE \"job\" (\"id\" int, \"status\" \"status\");--> statement-breakpoint\nINSERT INTO \"job\" VALUES (1, 'queued');",
+        )
+        .add(
+            "0001_failed",
+            2000,
+            b"ALTER TYPE \"status\" ADD VALUE 'failed';--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nUPDATE \"job\" SET \"status\" = 'failed' WHERE \"id\" = 1;",
+        );
+    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let status: String = fx.admin(DB).query_one("SELECT status::text FROM job", &[]).unwrap().get(0);
+    assert_eq!(status, "failed");
+    assert_eq!(recorded(&fx), [1000, 2000]);
+
+    // Without the COMMIT the server refuses (55P04) and nothing stays.
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_status", 1000, b"CREATE TYPE \"status\" AS ENUM('queued');--> statement-breakpoint\nCREATE TABLE \"job\" (\"id\" int, \"status\" \"status\");")
+        .add(
+            "0001_failed",
+            2000,
+            b"ALTER TYPE \"status\" ADD VALUE 'failed';--> statement-breakpoint\nINSERT INTO \"job\" VALUES (1, 'failed');",
+        );
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("SQLSTATE 55P04"), "{message}");
+    assert!(message.contains("none of the 2 pending migrations was applied"), "{message}");
+    assert!(!exists(&fx, "job"));
+}
+
+#[test]
+fn a_commit_begin_pair_keeps_the_rest_in_a_transaction() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_t", 1000, b"CREATE TABLE t (id int, note text);")
+        .add(
+            "0001_pair",
+            2000,
+            b"INSERT INTO t VALUES (1, 'a');--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_note_idx ON t (note);--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nINSERT INTO t VALUES (2, 'b');",
+        )
+        .add("0002_more", 3000, b"INSERT INTO t VALUES (3, 'c');");
+    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let count: i64 = fx.admin(DB).query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(count, 3);
+    assert_eq!(recorded(&fx), [1000, 2000, 3000]);
+}
+
+#[test]
+fn a_failure_outside_the_transaction_says_what_was_committed() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_first", 1000, b"CREATE TABLE first_table (id int);")
+        .add(
+            "0001_index",
+            2000,
+            b"CREATE TABLE dupes (v int);--> statement-breakpoint\nINSERT INTO dupes VALUES (1), (1);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE UNIQUE INDEX CONCURRENTLY dupes_v_idx ON dupes (v);",
+        )
+        .add("0002_never", 3000, b"CREATE TABLE never_table (id int);");
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("applied and recorded before it: 0000_first"), "{message}");
+    assert!(message.contains("of `0001_index`, statements 1–3 of 4 were committed"), "{message}");
+    assert!(message.contains("statement 4 failed (outside a transaction)"), "{message}");
+    assert!(message.contains("`0001_index` is not recorded"), "{message}");
+    assert!(message.contains("INVALID index"), "{message}");
+    assert!(message.contains("SQLSTATE 23505"), "{message}");
+    assert_eq!(recorded(&fx), [1000], "nothing is recorded that did not run");
+    assert!(exists(&fx, "first_table") && exists(&fx, "dupes") && !exists(&fx, "never_table"));
+    let invalid: bool = fx
+        .admin(DB)
+        .query_one("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'dupes_v_idx'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert!(invalid, "what the advice is about");
+}
+
+#[test]
+fn the_migrations_after_a_commit_run_in_a_new_transaction() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_commits", 1000, b"CREATE TABLE a (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE TABLE b (id int);")
+        .add("0001_ok", 2000, b"CREATE TABLE c (id int);")
+        .add("0002_bad", 3000, b"CREATE TABLE d (id int);--> statement-breakpoint\nSELECT 1/0;");
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("applied and recorded before it: 0000_commits"), "{message}");
+    assert!(message.contains("rolled back with it: 0001_ok"), "{message}");
+    assert_eq!(recorded(&fx), [1000]);
+    assert!(exists(&fx, "a") && exists(&fx, "b"));
+    assert!(!exists(&fx, "c") && !exists(&fx, "d"), "the new transaction was rolled back");
+}
+
+#[test]
+fn a_failure_in_the_transaction_after_a_commit_names_the_committed_part() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder.add(
+        "0000_half",
+        1000,
+        b"CREATE TABLE kept (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE lost (id int);--> statement-breakpoint\nSELECT 1/0;",
+    );
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("of `0000_half`, statements 1–2 of 5 were committed"), "{message}");
+    assert!(message.contains("statements 3–4 were rolled back"), "{message}");
+    assert!(fx.rows(DB).is_empty());
+    assert!(exists(&fx, "kept") && !exists(&fx, "lost"));
+}
+
+#[test]
+fn one_transaction_per_migration_with_a_commit_inside() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add("0000_t", 1000, b"CREATE TABLE t (id int);")
+        .add("0001_index", 2000, b"COMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);")
+        .add("0002_u", 3000, b"CREATE TABLE u (id int);");
+    let mut config = fx.config(DB);
+    config.per_migration = true;
+    drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    assert_eq!(recorded(&fx), [1000, 2000, 3000]);
+}
+
+#[test]
+fn savepoints_and_two_phase_commit_are_refused_before_anything_runs() {
+    for (sql, keyword) in [
+        ("CREATE TABLE x (id int);\nSAVEPOINT s;\nCREATE TABLE y (id int);", "SAVEPOINT"),
+        ("CREATE TABLE x (id int);\nCOMMIT;\nABORT;", "ABORT"),
+        ("CREATE TABLE x (id int);\nPREPARE TRANSACTION 'p';", "PREPARE TRANSACTION"),
+        ("COMMIT AND CHAIN;", "COMMIT AND CHAIN"),
+    ] {
+        let fx = Fixture::provisioned(DB);
+        let mut folder = TestFolder::new();
+        folder.add("0000_ok", 500, b"CREATE TABLE ok (id int);").add("0001_bad", 1000, sql.as_bytes());
+        let message =
+            format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+        assert!(message.contains(&format!("`{keyword}` is refused")), "{sql}: {message}");
+        assert!(!exists(&fx, "ok") && !exists(&fx, "x"), "{sql}: nothing ran");
+    }
+}
