@@ -215,6 +215,14 @@ impl Status<'_> {
     }
 }
 
+/// The first transaction statement of `migration` the runner refuses.
+fn refused(migration: &Migration) -> Option<(usize, String, String)> {
+    crate::transactions::statements(&migration.text).into_iter().find_map(|s| match s.control {
+        crate::transactions::Control::Refused(reason) => Some((s.line, s.keyword, reason)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,12 +294,4 @@ mod tests {
         assert_eq!(status.pending().len(), 2);
         assert!(!status.has_findings());
     }
-}
-
-/// The first transaction statement of `migration` the runner refuses.
-fn refused(migration: &Migration) -> Option<(usize, String, String)> {
-    crate::transactions::statements(&migration.text).into_iter().find_map(|s| match s.control {
-        crate::transactions::Control::Refused(reason) => Some((s.line, s.keyword, reason)),
-        _ => None,
-    })
 }
