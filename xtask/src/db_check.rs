@@ -5,22 +5,22 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use audit::{CheckConfig, Exemptions, Report};
+use audit::{CheckConfig, Report};
 use dbenv::{EnvVars, ProcessEnv};
 
 use crate::flags::DbCheck;
 
 /// Runs the check and prints it as asked; shared with `db-setup`.
-pub fn check(env_file: &Path, migrations_dir: &Path, exemptions: &Path) -> Result<Report> {
+pub fn check(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>) -> Result<Report> {
     let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
     let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
-    let exemptions = Exemptions::load(exemptions)?;
+    let exemptions = crate::db_provision::policy_file(policy)?;
     let config = CheckConfig::from_env(&vars, Some(migrations_dir.to_path_buf()), exemptions)?;
     audit::check(&config)
 }
 
-pub fn run(env_file: &Path, migrations_dir: &Path, exemptions: &Path, flags: &DbCheck) -> Result<ExitCode> {
-    let report = check(env_file, migrations_dir, exemptions)?;
+pub fn run(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
+    let report = check(env_file, migrations_dir, policy)?;
     if flags.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else if flags.markdown {

@@ -10,7 +10,7 @@ use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
 use crate::flags::DbProvision;
 use crate::report::{print_plan, Terminal};
 
-pub fn run(env_file: &Path, exemptions: &Path, flags: &DbProvision) -> Result<ExitCode> {
+pub fn run(env_file: &Path, policy: Option<&Path>, flags: &DbProvision) -> Result<ExitCode> {
     let settings = load_settings(env_file)?;
     if !(flags.lock_timeout > 0.0 && flags.lock_timeout.is_finite()) {
         anyhow::bail!("--lock-timeout must be a positive number of seconds");
@@ -19,7 +19,7 @@ pub fn run(env_file: &Path, exemptions: &Path, flags: &DbProvision) -> Result<Ex
         dry_run: flags.dry_run,
         lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
         lock_budget: flags.lock_budget.max(1),
-        exemptions: roles::Exemptions::load(exemptions)?,
+        exemptions: policy_file(policy)?,
         confirmed: roles::Confirmations {
             take_over: flags.take_over.clone(),
             maintenance_database: flags.allow_postgres_database,
@@ -43,15 +43,20 @@ pub fn load_settings(env_file: &Path) -> Result<Settings> {
     Ok(settings)
 }
 
-/// The default options with the project's exemptions file: what `db-setup`,
+/// The default options with the project's policy file: what `db-setup`,
 /// `db-reset` and `check` provision with.
 pub fn default_options() -> Result<roles::Options> {
-    let path = crate::project_root().join(EXEMPTIONS_FILE);
-    Ok(roles::Options { exemptions: roles::Exemptions::load(&path)?, ..Default::default() })
+    Ok(roles::Options { exemptions: policy_file(None)?, ..Default::default() })
 }
 
-/// Where the app declares what is exempt from the model's checks.
-pub const EXEMPTIONS_FILE: &str = "platform/db/rls-exemptions.toml";
+/// The RLS policy file named on the command line (it must exist), or the
+/// project's own (`platform/db/rls-policy.toml`, or the older exemptions file).
+pub fn policy_file(given: Option<&Path>) -> Result<roles::Exemptions> {
+    match given {
+        Some(path) => roles::Exemptions::load(path),
+        None => roles::Exemptions::load_default(&crate::project_root()),
+    }
+}
 
 /// Runs provisioning with terminal output; shared with `db-setup`.
 pub fn provision(settings: &Settings, options: &roles::Options) -> Result<()> {

@@ -43,8 +43,7 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
 
     println!("==> check");
     let root = crate::project_root();
-    let report =
-        db_check::check(env_file, &root.join("platform/db/migrations"), &root.join("platform/db/rls-exemptions.toml"))?;
+    let report = db_check::check(env_file, &root.join("platform/db/migrations"), None)?;
     print!("{}", report.to_text());
     if !report.holds() {
         anyhow::bail!("db-check found the model violated (above); `cargo xtask db-provision` fixes what it can");

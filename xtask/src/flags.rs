@@ -151,11 +151,11 @@ pub struct DbProvision {
     /// table and owned sequence); smaller means shorter transactions.
     #[arg(long, value_name = "LOCKS", default_value_t = 2000)]
     pub lock_budget: u32,
-    /// The exemptions file: owner's-rights paths (rules, definer functions, views, children
-    /// without RLS) a conversion may leave because they are reviewed [default:
-    /// platform/db/rls-exemptions.toml]
-    #[arg(long, value_name = "FILE")]
-    pub exemptions: Option<PathBuf>,
+    /// The app's RLS policy file: the tenant declaration, and the owner's-rights paths (rules,
+    /// definer functions, views, children without RLS) a conversion may leave because they are
+    /// reviewed [default: platform/db/rls-policy.toml, else platform/db/rls-exemptions.toml]
+    #[arg(long, visible_alias = "exemptions", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// An existing role with SUPERUSER, REPLICATION or CREATEROLE named in the env file may become
     /// a model role and lose those attributes (repeat for each role).
     #[arg(long, value_name = "ROLE")]
@@ -236,9 +236,11 @@ pub struct DbCheck {
     pub env: EnvFile,
     #[command(flatten)]
     pub migrations: MigrationsDir,
-    /// The exemptions file (default: `platform/db/rls-exemptions.toml` in the project root).
-    #[arg(long, value_name = "FILE")]
-    pub exemptions: Option<PathBuf>,
+    /// The app's RLS policy file: tenant roots and setting (or `enabled = false`), public-readable
+    /// tables, exemptions [default: platform/db/rls-policy.toml, else
+    /// platform/db/rls-exemptions.toml]; a file named here must exist.
+    #[arg(long, visible_alias = "exemptions", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Print JSON instead of the text matrix.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,

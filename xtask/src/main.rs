@@ -54,19 +54,18 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::DbUp(cmd) => db_up::up(&env_file(&cmd.env)),
         flags::Command::DbDown(cmd) => db_up::down(&env_file(&cmd.env), cmd.purge),
         flags::Command::DbProvision(cmd) => {
-            db_provision::run(&env_file(&cmd.env), &path_or(&cmd.exemptions, db_provision::EXEMPTIONS_FILE), &cmd)
+            let policy = cmd.policy.as_ref().map(|p| invoked_from.join(p));
+            db_provision::run(&env_file(&cmd.env), policy.as_deref(), &cmd)
         }
         flags::Command::DbMigrate(cmd) => db_migrate::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
         flags::Command::DbStatus(cmd) => {
             db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
         }
         flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.force),
-        flags::Command::DbCheck(cmd) => db_check::run(
-            &env_file(&cmd.env),
-            &migrations(&cmd.migrations),
-            &path_or(&cmd.exemptions, db_provision::EXEMPTIONS_FILE),
-            &cmd,
-        ),
+        flags::Command::DbCheck(cmd) => {
+            let policy = cmd.policy.as_ref().map(|p| invoked_from.join(p));
+            db_check::run(&env_file(&cmd.env), &migrations(&cmd.migrations), policy.as_deref(), &cmd)
+        }
         flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),
         flags::Command::Bench(cmd) => bench::run(cmd, &sh),
         flags::Command::Check(cmd) => check::run(cmd, &sh),

@@ -271,8 +271,21 @@ pub fn audit(
         None => check.fail(subject, message),
     };
 
+    let roots = tenant_roots(model, snap, &exemptions.rls);
+    let declared_none = !exemptions.rls.enabled;
+    let not_applicable = |check: &mut CheckSummary| {
+        check.note(
+            Verdict::NotApplicable,
+            "rls",
+            format!("not applicable: the app declares no RLS ({})", exemptions.source_text()),
+        )
+    };
+
     let mut policies = CheckSummary::new("rls-policies", "RLS enabled on every table with a policy");
-    for rel in db.relations.iter().filter(|r| is_table(r) && r.policies > 0) {
+    if declared_none {
+        not_applicable(&mut policies);
+    }
+    for rel in db.relations.iter().filter(|r| is_table(r) && r.policies > 0 && !declared_none) {
         policies.checked += 1;
         if !rel.rls_enabled {
             exempt_or_fail(
@@ -285,47 +298,37 @@ pub fn audit(
     }
     checks.push(policies);
 
-    let mut tenancy = CheckSummary::new("rls-tenancy", "RLS on every table that reaches `users` through foreign keys");
-    let users = model
-        .app_schemas
-        .iter()
-        .find_map(|schema| db.relations.iter().find(|r| r.schema == *schema && r.name == "users" && is_table(r)));
-    match users {
-        None => tenancy.note(Verdict::NotApplicable, "users", "no `users` table in the app schemas yet"),
-        Some(users) => {
-            // Tables that reach `users` directly or through other tables.
-            let mut referencing: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-            for (from, to) in &db.foreign_keys {
-                referencing.entry(*to).or_default().push(*from);
-            }
-            let mut reach: BTreeMap<i64, Option<i64>> = BTreeMap::from([(users.oid, None)]);
-            let mut queue = VecDeque::from([users.oid]);
-            while let Some(target) = queue.pop_front() {
-                for from in referencing.get(&target).into_iter().flatten() {
-                    if !reach.contains_key(from) {
-                        reach.insert(*from, Some(target));
-                        queue.push_back(*from);
-                    }
+    let mut tenancy =
+        CheckSummary::new("rls-tenancy", "RLS on every table that reaches a tenant root through foreign keys");
+    if declared_none {
+        not_applicable(&mut tenancy);
+        if let Some(rel) = db.relations.iter().find(|r| r.rls_enabled && model.is_app_schema(&r.schema)) {
+            tenancy.note(
+                Verdict::NotApplicable,
+                qualified(rel),
+                "has RLS although the policy file says the app uses none; it is not checked",
+            );
+        }
+    } else {
+        match &roots {
+            Roots::Found { tables, how } => {
+                tenancy.note(Verdict::Pass, "tenant roots", how.clone());
+                for root in tables {
+                    tenancy_from(root, db, model, &by_oid, &mut tenancy, &mut exempt_or_fail);
                 }
             }
-            for (oid, via) in &reach {
-                let Some(rel) = by_oid.get(oid).filter(|r| is_table(r) && model.is_app_schema(&r.schema)) else {
-                    continue;
-                };
-                tenancy.checked += 1;
-                if !rel.rls_enabled {
-                    let path = via
-                        .and_then(|v| by_oid.get(&v))
-                        .map(|v| format!(" (references `{}`)", qualified(v)))
-                        .unwrap_or_default();
-                    exempt_or_fail(
-                        &mut tenancy,
-                        Kind::Table,
-                        qualified(rel),
-                        format!("reaches `users`{path} but has no row-level security: every tenant's rows are visible"),
+            Roots::Missing(missing) => {
+                for name in missing {
+                    tenancy.fail(
+                        name.clone(),
+                        format!(
+                            "declared as a tenant root in {}, but no such table exists in the app schemas",
+                            exemptions.source_text()
+                        ),
                     );
                 }
             }
+            Roots::None(why) => tenancy.note(Verdict::Unproven, "tenant roots", why.clone()),
         }
     }
     checks.push(tenancy);
@@ -470,4 +473,132 @@ fn other_databases(model: &Model, snap: &Snapshot) -> CheckSummary {
         "objects inside other databases of the cluster are not checked here; run db-check against each app database",
     );
     check
+}
+
+/// The tables tenancy hangs from, and how they were found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Roots {
+    /// `schema.name` of each root table, and a sentence saying why.
+    Found { tables: Vec<String>, how: String },
+    /// Declared roots that do not exist.
+    Missing(Vec<String>),
+    /// None found: why, and what to declare.
+    None(String),
+}
+
+impl Roots {
+    /// The first root, for the live proof.
+    pub fn first(&self) -> Option<&str> {
+        match self {
+            Roots::Found { tables, .. } => tables.first().map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a table's name says it holds the users (or accounts) of a
+/// multi-tenant app: `users`, `user`, `accounts`, `account`, or a
+/// prefixed `<app>_user` as better-auth writes it.
+pub fn looks_like_user_table(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "users" | "user" | "accounts" | "account")
+        || name.ends_with("_user")
+        || name.ends_with("_users")
+}
+
+/// The tenant roots: declared in the policy file, or the table named like a
+/// user table that most foreign keys reference, or none (said, never a
+/// silent pass).
+pub fn tenant_roots(model: &Model, snap: &Snapshot, rls: &roles::exemptions::RlsDeclaration) -> Roots {
+    let db = &snap.db;
+    let tables: Vec<&Relation> =
+        db.relations.iter().filter(|r| matches!(r.kind, 'r' | 'p') && model.is_app_schema(&r.schema)).collect();
+    if !rls.tenant_roots.is_empty() {
+        let missing: Vec<String> =
+            rls.tenant_roots.iter().filter(|root| !tables.iter().any(|t| qualified(t) == **root)).cloned().collect();
+        if !missing.is_empty() {
+            return Roots::Missing(missing);
+        }
+        return Roots::Found {
+            tables: rls.tenant_roots.clone(),
+            how: format!("declared in the policy file: {}", rls.tenant_roots.join(", ")),
+        };
+    }
+    let uses_rls = tables.iter().any(|t| t.rls_enabled || t.policies > 0);
+    if !uses_rls {
+        return Roots::None(
+            "no table of the app schemas uses RLS, so no tenancy was checked; if the app uses none by design, say \
+             `[rls] enabled = false` in the policy file (platform/db/rls-policy.toml)"
+                .to_string(),
+        );
+    }
+    let referenced = |oid: i64| db.foreign_keys.iter().filter(|(from, to)| *to == oid && *from != oid).count();
+    let best = tables
+        .iter()
+        .filter(|t| looks_like_user_table(&t.name))
+        .max_by_key(|t| (referenced(t.oid), t.rls_enabled, std::cmp::Reverse(qualified(t))));
+    match best {
+        Some(root) => Roots::Found {
+            tables: vec![qualified(root)],
+            how: format!(
+                "took `{}` as the tenant root: it is named like a user table and {} foreign keys reference it; \
+                 declare `[rls] tenant_roots` in the policy file to make it certain",
+                qualified(root),
+                referenced(root.oid)
+            ),
+        },
+        None => Roots::None(
+            "no table looks like the tenant root (users, user, accounts, <prefix>_user), so no tenancy through foreign \
+             keys was checked; declare `[rls] tenant_roots` in the policy file"
+                .to_string(),
+        ),
+    }
+}
+
+/// RLS on every table that reaches `root` through foreign keys.
+fn tenancy_from(
+    root: &str,
+    db: &roles::snapshot::DbContents,
+    model: &Model,
+    by_oid: &BTreeMap<i64, &Relation>,
+    tenancy: &mut CheckSummary,
+    exempt_or_fail: &mut dyn FnMut(&mut CheckSummary, Kind, String, String),
+) {
+    let Some(root_rel) = db.relations.iter().find(|r| qualified(r) == root) else { return };
+    let mut referencing: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (from, to) in &db.foreign_keys {
+        referencing.entry(*to).or_default().push(*from);
+    }
+    let mut reach: BTreeMap<i64, Option<i64>> = BTreeMap::from([(root_rel.oid, None)]);
+    let mut queue = VecDeque::from([root_rel.oid]);
+    while let Some(target) = queue.pop_front() {
+        for from in referencing.get(&target).into_iter().flatten() {
+            if !reach.contains_key(from) {
+                reach.insert(*from, Some(target));
+                queue.push_back(*from);
+            }
+        }
+    }
+    for (oid, via) in &reach {
+        let Some(rel) = by_oid.get(oid).filter(|r| matches!(r.kind, 'r' | 'p') && model.is_app_schema(&r.schema))
+        else {
+            continue;
+        };
+        tenancy.checked += 1;
+        if !rel.rls_enabled {
+            let path = via
+                .and_then(|v| by_oid.get(&v))
+                .map(|v| format!(" (references `{}`)", qualified(v)))
+                .unwrap_or_default();
+            exempt_or_fail(
+                tenancy,
+                Kind::Table,
+                qualified(rel),
+                format!(
+                    "reaches `{}`{path} but has no row-level security: every tenant's rows are visible",
+                    root_rel.name
+                ),
+            );
+        }
+    }
 }

@@ -68,7 +68,11 @@ impl CheckConfig {
             migrator: spec(RoleKind::Migrator, migrator_name),
             runtime: spec(RoleKind::Runtime, runtime.name.clone()),
             service: spec(RoleKind::Service, service.name.clone()),
-            tenant_setting: roles::model::TENANT_SETTING.to_string(),
+            tenant_setting: exemptions
+                .rls
+                .tenant_setting
+                .clone()
+                .unwrap_or_else(|| roles::model::TENANT_SETTING.into()),
             exemptions: exemptions.clone(),
             confirmed: roles::Confirmations::default(),
         };
@@ -87,6 +91,8 @@ impl CheckConfig {
 /// What the catalog audit found.
 struct Catalog {
     checks: Vec<report::CheckSummary>,
+    /// The tenant root the live proof builds its tenant value from.
+    root: Option<String>,
     used: BTreeSet<(exemptions::Kind, String)>,
     notes: Vec<String>,
     server_version: String,
@@ -131,14 +137,15 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
                 if pending > 0 {
                     notes.push(format!("{pending} migrations are pending (`cargo xtask db-migrate`)"));
                 }
-                Ok(status.refusals(false))
+                Ok(status.disagreements())
             }
         },
     };
     let mut used = BTreeSet::new();
     let checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, bookkeeping, &mut used);
+    let root = catalog::tenant_roots(model, &snapshot, &config.exemptions.rls).first().map(str::to_string);
     trace("catalog audit", started);
-    Ok(Catalog { checks, used, notes, server_version, catalog_queries, queries })
+    Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })
 }
 
 /// With `XTASK_TRACE_QUERIES` set, phase times go to stderr.
@@ -174,7 +181,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
             probes.into_iter().map(|h| h.join().map_err(|_| anyhow::format_err!("BUG: a probe panicked"))).collect();
         (catalog, probes)
     });
-    let Catalog { checks, used, notes, server_version, catalog_queries, mut queries } = catalog??;
+    let Catalog { checks, root, used, notes, server_version, catalog_queries, mut queries } = catalog??;
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {
@@ -184,12 +191,13 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         residuals.extend(found.residuals);
     }
     let phase = Instant::now();
-    let (rls, insert) = tenancy::prove(model, &config.runtime, &config.service, &config.exemptions, &mut queries)?;
+    let (rls, insert) =
+        tenancy::prove(model, &config.runtime, &config.service, &config.exemptions, root.as_deref(), &mut queries)?;
     all_probes.push(insert);
     trace("rls behaviour", phase);
     let probes = all_probes;
     let exemptions =
-        config.exemptions.0.iter().map(|e| (e.clone(), used.contains(&(e.kind, e.name.clone())))).collect();
+        config.exemptions.entries.iter().map(|e| (e.clone(), used.contains(&(e.kind, e.name.clone())))).collect();
     Ok(Report {
         database: model.db_name.clone(),
         server_version,
@@ -198,6 +206,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         residuals,
         rls,
         exemptions,
+        policy_file: config.exemptions.source_text(),
         roles: vec![model.runtime.name.clone(), model.service.name.clone()],
         catalog_queries,
         queries,

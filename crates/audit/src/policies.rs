@@ -113,6 +113,10 @@ pub fn check(
 ) -> CheckSummary {
     let mut check =
         CheckSummary::new("rls-policy-content", "no RLS policy lets every row through or widens another for app_user");
+    if !exemptions.rls.enabled {
+        check.note(Verdict::NotApplicable, "rls", "not applicable: the app declares no RLS");
+        return check;
+    }
     let runtime = &model.runtime.name;
     let tables: BTreeSet<(&str, i64)> = policies.iter().map(|p| (p.table.as_str(), p.table_oid)).collect();
     for (table, oid) in tables {

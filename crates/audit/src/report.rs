@@ -84,6 +84,8 @@ impl CheckSummary {
     pub fn verdict(&self) -> Verdict {
         if self.findings.iter().any(|f| f.verdict == Verdict::Fail) {
             Verdict::Fail
+        } else if self.findings.iter().any(|f| f.verdict == Verdict::Unproven) {
+            Verdict::Unproven
         } else if !self.findings.is_empty() && self.findings.iter().all(|f| f.verdict == Verdict::NotApplicable) {
             Verdict::NotApplicable
         } else {
@@ -121,6 +123,8 @@ pub struct Report {
     pub rls: RlsBehaviour,
     /// Every exemption of the file, and whether it was needed.
     pub exemptions: Vec<(Exemption, bool)>,
+    /// The policy file read (or that none was).
+    pub policy_file: String,
     pub roles: Vec<String>,
     /// Queries the catalog audit sent: the same for 10 tables and 10,000.
     pub catalog_queries: u32,
@@ -137,6 +141,17 @@ impl Report {
         self.checks.iter().all(|c| c.verdict() != Verdict::Fail)
             && self.probes.iter().all(|p| !matches!(p.verdict, Verdict::Fail | Verdict::Inconclusive))
             && self.rls.verdict != Verdict::Fail
+    }
+
+    /// What could not be proven (tenancy without a root, RLS without rows):
+    /// not a failure, but never a silent pass.
+    pub fn unproven(&self) -> Vec<String> {
+        let mut all: Vec<String> =
+            self.checks.iter().filter(|c| c.verdict() == Verdict::Unproven).map(|c| c.id.to_string()).collect();
+        if self.rls.verdict == Verdict::Unproven {
+            all.push("row-level security with rows".to_string());
+        }
+        all
     }
 
     /// Every failure, catalog first, as `(where, subject, message)`.
@@ -215,7 +230,7 @@ impl Report {
             }
         }
 
-        let _ = writeln!(out, "\nEXEMPTIONS (platform/db/rls-exemptions.toml)");
+        let _ = writeln!(out, "\nEXEMPTIONS ({})", self.policy_file);
         if self.exemptions.is_empty() {
             let _ = writeln!(out, "  none");
         }
@@ -240,7 +255,9 @@ impl Report {
         let _ = writeln!(
             out,
             "\n{} ({} ms; {} queries, {} of them for the catalog audit)",
-            if self.holds() {
+            if self.holds() && !self.unproven().is_empty() {
+                format!("the model holds, but unproven: {}", self.unproven().join(", "))
+            } else if self.holds() {
                 "the model holds".to_string()
             } else {
                 format!("the model does NOT hold: {} failures", failures.len())
@@ -269,6 +286,8 @@ impl Report {
             "probes": self.probes.iter().map(probe).collect::<Vec<_>>(),
             "rls_behaviour": {"verdict": self.rls.verdict.word(), "message": self.rls.message},
             "residual_capabilities": self.residuals.iter().map(probe).collect::<Vec<_>>(),
+            "policy_file": self.policy_file,
+            "unproven": self.unproven(),
             "exemptions": self.exemptions.iter().map(|(e, used)| json!({"kind": e.kind.key(), "name": e.name, "reason": e.reason, "needed": used})).collect::<Vec<_>>(),
             "queries": self.queries,
             "catalog_queries": self.catalog_queries,

@@ -35,7 +35,7 @@ pub struct Samples {
 }
 
 /// Reads the samples as the service role (it bypasses RLS): two queries.
-pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<Samples> {
+pub fn sample(model: &Model, service: &mut Client, root: Option<&str>, queries: &mut u32) -> Result<Samples> {
     *queries += 1;
     let tables = service.query(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname, \
@@ -59,11 +59,7 @@ pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<
     let maybe_rows: Vec<String> = tables.iter().filter(|r| r.get::<_, bool>(3)).map(|r| r.get(0)).collect();
     // The tenant root's key type decides what a tenant value that owns
     // nothing looks like.
-    let root = model
-        .app_schemas
-        .iter()
-        .map(|s| format!("{}.users", dbenv::quote_ident(s)))
-        .find(|q| samples.iter().any(|s| s.table == *q));
+    let root = root.and_then(|root| samples.iter().find(|s| s.name == root)).map(|s| s.table.clone());
     let key = match &root {
         Some(root) => {
             *queries += 1;
@@ -190,7 +186,7 @@ pub fn behaviour(
                 "without {}, `{runtime_name}` sees rows of {}{}",
                 model.tenant_setting,
                 leaking.join(", "),
-                if exemptions.0.iter().any(|e| e.kind == Kind::Public) {
+                if exemptions.entries.iter().any(|e| e.kind == Kind::Public) {
                     " (beyond the rows declared public)"
                 } else {
                     ""
@@ -216,7 +212,7 @@ fn explain_read_error(role: &str, error: &postgres::Error) -> String {
 /// As `app_user` with a tenant that owns nothing, inserting a copy of an
 /// existing row must be refused by RLS (SQLSTATE 42501) on every RLS table
 /// with rows; each attempt is rolled back.
-pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: &mut Client, queries: &mut u32) -> Probe {
+pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mut Client>, queries: &mut u32) -> Probe {
     let role = model.runtime.name.clone();
     let mut probe = Probe {
         role: role.clone(),
@@ -231,11 +227,11 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: &mut Clien
         verdict: Verdict::Pass,
     };
     let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
-    if with_rows.is_empty() {
+    let Some(runtime) = runtime.filter(|_| !with_rows.is_empty()) else {
         probe.observed = "n/a (no RLS table has rows)".into();
         probe.verdict = Verdict::NotApplicable;
         return probe;
-    }
+    };
     *queries += 1;
     let start = format!(
         "BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'; SELECT set_config({}, {}, true)",
@@ -306,12 +302,20 @@ pub fn prove(
     runtime: &Dsn,
     service: &Dsn,
     exemptions: &Exemptions,
+    root: Option<&str>,
     queries: &mut u32,
 ) -> Result<(RlsBehaviour, Probe)> {
+    if !exemptions.rls.enabled {
+        let why = format!("not applicable: the app declares no RLS ({})", exemptions.source_text());
+        let mut insert =
+            cross_tenant_insert(model, &Samples { samples: Vec::new(), fresh_tenant: String::new() }, None, queries);
+        insert.observed = why.clone();
+        return Ok((RlsBehaviour { verdict: Verdict::NotApplicable, message: why }, insert));
+    }
     let (mut service_client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
-    let samples = sample(model, &mut service_client, queries)?;
+    let samples = sample(model, &mut service_client, root, queries)?;
     let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
     let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
-    let insert = cross_tenant_insert(model, &samples, &mut runtime_client, queries);
+    let insert = cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries);
     Ok((behaviour, insert))
 }

@@ -138,12 +138,18 @@ impl Status<'_> {
         self.entries.iter().filter(|e| wanted(&e.state)).count()
     }
 
-    /// Findings that make `db-status` exit 2.
+    /// Findings that make `db-status` exit 2: every problem it lists.
     pub fn has_findings(&self) -> bool {
-        self.entries.iter().any(|e| matches!(e.state, State::Changed { .. } | State::OutOfOrder))
-            || !self.unknown_rows.is_empty()
-            || !self.null_rows.is_empty()
-            || !self.duplicates.is_empty()
+        !self.refusals(false).is_empty()
+    }
+
+    /// Where the database and the folder disagree (an edited or skipped
+    /// migration, rows from elsewhere, duplicates): what `db-check` fails on.
+    /// Pending migrations, and problems of files not applied yet, are not.
+    pub fn disagreements(&self) -> Vec<String> {
+        let mut disagreeing = self.clone();
+        disagreeing.entries.retain(|e| e.state != State::Pending);
+        disagreeing.refusals(false)
     }
 
     /// Everything drizzle-kit would get silently wrong, each with the fix. A

@@ -1,11 +1,14 @@
-//! The committed exemptions file (`platform/db/rls-exemptions.toml`): tables
-//! the app leaves without RLS on purpose, views over RLS tables,
-//! `SECURITY DEFINER` functions and rules reviewed as safe, tables whose
-//! policies are reviewed, and tables readable without a tenant by design,
-//! each with a reason. `db-check` reads it, and so does `db-provision`, which
+//! The app's RLS policy file, committed next to its migrations
+//! (`platform/db/rls-policy.toml`; the older `rls-exemptions.toml`, which
+//! holds only exemptions, is still read): what the app expects of RLS (the
+//! tenant root tables, the tenant setting, or that it uses no RLS at all),
+//! and what it leaves outside the rules on purpose, each with a reason:
+//! tables without RLS, views, `SECURITY DEFINER` functions and rules reviewed
+//! as safe, tables whose policies are reviewed, tables readable without a
+//! tenant by design. `db-check` reads it, and so does `db-provision`, which
 //! refuses to convert what `db-check` would then fail.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, format_err, Context, Result};
 
@@ -53,17 +56,71 @@ pub struct Exemption {
     pub rows: Option<String>,
 }
 
+/// What the app declares about RLS (`[rls]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RlsDeclaration {
+    /// `enabled = false`: the app uses no RLS; the RLS checks do not apply.
+    pub enabled: bool,
+    /// `tenant_roots = ["public.users"]`: the tables every tenant's rows
+    /// hang from (through foreign keys). Empty: not declared.
+    pub tenant_roots: Vec<String>,
+    /// `tenant_setting = "app.current_user_id"`: the setting the policies
+    /// read the tenant from.
+    pub tenant_setting: Option<String>,
+    /// Whether the file has an `[rls]` section at all.
+    pub declared: bool,
+}
+
+impl Default for RlsDeclaration {
+    fn default() -> RlsDeclaration {
+        RlsDeclaration { enabled: true, tenant_roots: Vec::new(), tenant_setting: None, declared: false }
+    }
+}
+
+/// The policy file: the RLS declaration and the exemptions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exemptions(pub Vec<Exemption>);
+pub struct Exemptions {
+    pub entries: Vec<Exemption>,
+    pub rls: RlsDeclaration,
+    /// The file it was read from.
+    pub source: Option<PathBuf>,
+}
+
+/// The policy file's name, beside the migrations.
+pub const POLICY_FILE: &str = "platform/db/rls-policy.toml";
+/// Its former name, read when the new one is absent.
+pub const LEGACY_EXEMPTIONS_FILE: &str = "platform/db/rls-exemptions.toml";
 
 impl Exemptions {
-    /// Reads the file; a missing file means no exemptions.
+    /// Reads the file the user named: it must exist.
     pub fn load(path: &Path) -> Result<Exemptions> {
-        if !path.exists() {
-            return Ok(Exemptions::default());
+        if !path.is_file() {
+            bail!("the policy file `{}` does not exist; check the path (or leave the flag out)", path.display());
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
-        Exemptions::parse(&text).with_context(|| format!("`{}`", path.display()))
+        let mut parsed = Exemptions::parse(&text).with_context(|| format!("`{}`", path.display()))?;
+        parsed.source = Some(path.to_path_buf());
+        Ok(parsed)
+    }
+
+    /// The project's policy file under `root`: `rls-policy.toml`, else the
+    /// older `rls-exemptions.toml`, else none (nothing declared).
+    pub fn load_default(root: &Path) -> Result<Exemptions> {
+        for name in [POLICY_FILE, LEGACY_EXEMPTIONS_FILE] {
+            let path = root.join(name);
+            if path.is_file() {
+                return Exemptions::load(&path);
+            }
+        }
+        Ok(Exemptions::default())
+    }
+
+    /// Where the file came from, for reports.
+    pub fn source_text(&self) -> String {
+        match &self.source {
+            Some(path) => path.display().to_string(),
+            None => "no policy file".to_string(),
+        }
     }
 
     /// Parses `[[table]]`, `[[view]]`, `[[function]]`, `[[rule]]`,
@@ -73,10 +130,15 @@ impl Exemptions {
     pub fn parse(text: &str) -> Result<Exemptions> {
         let table: toml::Table = text.parse().map_err(|e| format_err!("not valid TOML: {e}"))?;
         let mut all = Vec::new();
+        let mut rls = RlsDeclaration::default();
         for (key, value) in &table {
+            if key == "rls" {
+                rls = parse_rls(value)?;
+                continue;
+            }
             let Some(kind) = Kind::ALL.into_iter().find(|k| k.key() == key) else {
                 bail!(
-                    "unknown section `{key}`: use {}",
+                    "unknown section `{key}`: use [rls], {}",
                     Kind::ALL.iter().map(|k| format!("[[{}]]", k.key())).collect::<Vec<_>>().join(", ")
                 );
             };
@@ -121,12 +183,46 @@ impl Exemptions {
             }
         }
         all.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        Ok(Exemptions(all))
+        Ok(Exemptions { entries: all, rls, source: None })
     }
 
     pub fn find(&self, kind: Kind, name: &str) -> Option<&Exemption> {
-        self.0.iter().find(|e| e.kind == kind && e.name == name)
+        self.entries.iter().find(|e| e.kind == kind && e.name == name)
     }
+}
+
+/// `[rls]`: `enabled`, `tenant_roots`, `tenant_setting`; nothing else.
+fn parse_rls(value: &toml::Value) -> Result<RlsDeclaration> {
+    let table = value.as_table().ok_or_else(|| format_err!("`rls` must be a table: write [rls]"))?;
+    let mut rls = RlsDeclaration { declared: true, ..Default::default() };
+    for (key, value) in table {
+        match key.as_str() {
+            "enabled" => {
+                rls.enabled = value.as_bool().ok_or_else(|| format_err!("[rls] `enabled` must be true or false"))?
+            }
+            "tenant_roots" => {
+                let roots = value.as_array().ok_or_else(|| format_err!("[rls] `tenant_roots` must be a list"))?;
+                for root in roots {
+                    let root = root.as_str().filter(|r| r.contains('.')).ok_or_else(|| {
+                        format_err!("[rls] `tenant_roots` holds `schema.table` names, e.g. \"public.users\"")
+                    })?;
+                    rls.tenant_roots.push(root.to_string());
+                }
+            }
+            "tenant_setting" => {
+                let setting =
+                    value.as_str().filter(|s| s.contains('.') && !s.contains(char::is_whitespace)).ok_or_else(
+                        || format_err!("[rls] `tenant_setting` must name a setting such as \"app.current_user_id\""),
+                    )?;
+                rls.tenant_setting = Some(setting.to_string());
+            }
+            other => bail!("[rls] has an unknown key `{other}`; use `enabled`, `tenant_roots` or `tenant_setting`"),
+        }
+    }
+    if !rls.enabled && !rls.tenant_roots.is_empty() {
+        bail!("[rls] says `enabled = false` but lists `tenant_roots`; keep one");
+    }
+    Ok(rls)
 }
 
 #[cfg(test)]
@@ -140,9 +236,19 @@ mod tests {
              [[function]]\nname = \"public.lookup(uuid)\"\nreason = \"reviewed\"\n",
         )
         .unwrap();
-        assert_eq!(exemptions.0.len(), 2);
+        assert_eq!(exemptions.entries.len(), 2);
+        assert!(!exemptions.rls.declared && exemptions.rls.enabled);
         assert_eq!(exemptions.find(Kind::Table, "public.telemetry").unwrap().reason, "no tenant column");
         assert!(exemptions.find(Kind::View, "public.telemetry").is_none());
+        let declared = Exemptions::parse(
+            "[rls]\ntenant_roots = [\"app.user\"]\ntenant_setting = \"app.tenant\"\n\n\
+             [[public]]\nname = \"app.post\"\nrows = \"visibility = 'public'\"\nreason = \"public posts\"\n",
+        )
+        .unwrap();
+        assert_eq!(declared.rls.tenant_roots, ["app.user"]);
+        assert_eq!(declared.rls.tenant_setting.as_deref(), Some("app.tenant"));
+        assert_eq!(declared.find(Kind::Public, "app.post").unwrap().rows.as_deref(), Some("visibility = 'public'"));
+        assert!(!Exemptions::parse("[rls]\nenabled = false\n").unwrap().rls.enabled);
     }
 
     #[test]
@@ -157,6 +263,10 @@ mod tests {
             ("[[table]]\nname = \"t\"\nreason = \"x\"\n", "not schema-qualified"),
             ("table = 1", "must be written [[table]]"),
             ("[[table]", "not valid TOML"),
+            ("[rls]\nenabled = \"no\"\n", "`enabled` must be true or false"),
+            ("[rls]\ntenant_roots = [\"users\"]\n", "`schema.table` names"),
+            ("[rls]\nroots = []\n", "unknown key `roots`"),
+            ("[rls]\nenabled = false\ntenant_roots = [\"public.users\"]\n", "keep one"),
         ] {
             let error = format!("{:#}", Exemptions::parse(text).unwrap_err());
             assert!(error.contains(expected), "{text}: {error}");

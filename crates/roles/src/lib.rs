@@ -37,6 +37,9 @@ pub struct Outcome {
 pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Reporter) -> Result<Outcome> {
     let mut model = Model::from_settings(settings);
     model.exemptions = options.exemptions.clone();
+    if let Some(setting) = &options.exemptions.rls.tenant_setting {
+        model.tenant_setting = setting.clone();
+    }
     model.confirmed = options.confirmed.clone();
     let admin_dsn = &settings.admin.dsn;
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";

@@ -135,7 +135,7 @@ fn an_applied_migration_whose_file_changed() {
     let text =
         std::fs::read_to_string(&file).unwrap().replace("FORCE ROW LEVEL SECURITY", "NO FORCE ROW LEVEL SECURITY");
     std::fs::write(&file, text).unwrap();
-    let exemptions = Exemptions::load(&crate::common::repo_root().join("platform/db/rls-exemptions.toml")).unwrap();
+    let exemptions = Exemptions::load_default(&crate::common::repo_root()).unwrap();
     assert_caught(&fx.check_with(&dir, exemptions), "bookkeeping", "applied migration `0004_rls_policies` was edited");
 }
 
