@@ -77,6 +77,9 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
             println!("  {tag}{}", note.unwrap_or_default());
         }
     } else {
+        for grant in &outcome.granted {
+            println!("  granted: {grant}");
+        }
         println!(
             "applied {} migration{} as `{}` in {} ({:.2} s)",
             outcome.applied.len(),
@@ -167,6 +170,16 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
         .filter(|e| e.state == State::Pending && prepared.pending.contains(&e.migration.tag))
         .map(|e| e.migration.tag.as_str())
         .collect();
+    // What drizzle-kit created in app schemas the runtime roles must reach,
+    // granted while the lock is still held.
+    let granted = if status.success() && still_pending.is_empty() {
+        prepared.client.batch_execute("BEGIN")?;
+        let granted = drizzle::grants::converge(&mut prepared.client, config)?;
+        prepared.client.batch_execute("COMMIT")?;
+        granted
+    } else {
+        Vec::new()
+    };
     let _ = drizzle::runner::release_lock(&mut prepared.client, config);
     if !status.success() {
         bail!(
@@ -180,6 +193,9 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
     }
     if !still_pending.is_empty() {
         bail!("drizzle-kit exited successfully but left {} pending", still_pending.join(", "));
+    }
+    for grant in &granted {
+        println!("  granted: {grant}");
     }
     println!("drizzle-kit applied {}", prepared.pending.join(", "));
     Ok(())

@@ -54,6 +54,10 @@ impl Reporter for Terminal {
         eprintln!("warning: {message}");
     }
 
+    fn note(&mut self, message: &str) {
+        println!("note: {message}");
+    }
+
     fn phase(&mut self, phase: Phase, steps: usize, transactions: usize) {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
         println!(
@@ -106,5 +110,8 @@ pub fn print_plan(plan: &Plan) {
     }
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
     }
 }

@@ -114,6 +114,11 @@ pub fn audit(
     for schema in model.managed_schemas() {
         owners.checked += 1;
         match db.schemas.iter().find(|s| s.name == schema) {
+            None if model.is_app_schema(&schema) && schema != "public" => owners.note(
+                Verdict::NotApplicable,
+                &schema,
+                "does not exist yet: the migrations create it (`cargo xtask db-migrate`)",
+            ),
             None => owners.fail(&schema, "schema missing; run `cargo xtask db-provision`"),
             Some(s) if s.owner != *migrator => owners.fail(&schema, format!("schema owned by `{}`", s.owner)),
             Some(_) => {}
@@ -197,6 +202,9 @@ pub fn audit(
     let mut defaults =
         CheckSummary::new("default-privileges", "default privileges FOR ROLE the migrator in each app schema");
     for (schema, objtype) in wants::default_rows(model) {
+        if schema.as_ref().is_some_and(|s| !db.schemas.iter().any(|have| have.name == *s)) {
+            continue; // not created yet (see the owners check)
+        }
         defaults.checked += 1;
         let acl = db
             .default_acls
@@ -316,6 +324,16 @@ pub fn audit(
                 for root in tables {
                     tenancy_from(root, db, model, &by_oid, &mut tenancy, &mut exempt_or_fail);
                 }
+            }
+            Roots::Missing(missing) if !db.relations.iter().any(|r| model.is_app_schema(&r.schema) && is_table(r)) => {
+                tenancy.note(
+                    Verdict::NotApplicable,
+                    "tenant roots",
+                    format!(
+                        "{} not created yet: no table in the app schemas (migrations pending?)",
+                        missing.join(", ")
+                    ),
+                )
             }
             Roots::Missing(missing) => {
                 for name in missing {

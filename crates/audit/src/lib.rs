@@ -68,6 +68,7 @@ impl CheckConfig {
             migrator: spec(RoleKind::Migrator, migrator_name),
             runtime: spec(RoleKind::Runtime, runtime.name.clone()),
             service: spec(RoleKind::Service, service.name.clone()),
+            extensions: dbenv::app_extensions(vars)?,
             tenant_setting: exemptions
                 .rls
                 .tenant_setting

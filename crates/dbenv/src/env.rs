@@ -27,6 +27,7 @@ pub const CONTRACT_KEYS: &[&str] = &[
     "PG_TIMEOUT",
     "APP_DB_NAME",
     "APP_DB_SCHEMAS",
+    "APP_DB_EXTENSIONS",
     "APP_DB_USER",
     "APP_DB_PASSWORD",
     "APP_DB_SERVICE_USER",
@@ -325,6 +326,8 @@ pub struct Settings {
     pub port: u16,
     pub db_name: String,
     pub schemas: Vec<String>,
+    /// `APP_DB_EXTENSIONS`: extensions provisioning creates as the admin.
+    pub extensions: Vec<String>,
     pub admin: AdminCreds,
     pub migrator: RoleCreds,
     pub runtime: RoleCreds,
@@ -342,6 +345,7 @@ impl Settings {
         let server = errors.take(server_address(vars));
         let db_name = errors.take(db_name(vars));
         let schemas = errors.take(app_schemas(vars));
+        let extensions = errors.take(app_extensions(vars));
         let (drizzle_schema, drizzle_table) = errors.take(drizzle_bookkeeping(vars)).unzip();
         let pg_timeout = errors.take(pg_timeout(vars));
         let (host, port) = server.clone().unzip();
@@ -399,6 +403,7 @@ impl Settings {
             port,
             db_name: db_name.ok_or_else(missing)?,
             schemas: schemas.ok_or_else(missing)?,
+            extensions: extensions.ok_or_else(missing)?,
             admin: admin.ok_or_else(missing)?,
             migrator: migrator.ok_or_else(missing)?,
             runtime: runtime.ok_or_else(missing)?,
@@ -510,6 +515,27 @@ pub fn app_schemas(vars: &EnvVars) -> Result<Vec<String>> {
         schemas.push(schema.to_string());
     }
     Ok(schemas)
+}
+
+/// `APP_DB_EXTENSIONS`: comma-separated extension names (letters, digits,
+/// `_` and `-`, as in `uuid-ossp`), none by default.
+pub fn app_extensions(vars: &EnvVars) -> Result<Vec<String>> {
+    let Some(text) = vars.get("APP_DB_EXTENSIONS") else { return Ok(Vec::new()) };
+    let mut extensions: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name.len() > crate::MAX_IDENTIFIER_BYTES
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            bail!(
+                "APP_DB_EXTENSIONS: `{}` is not an extension name (letters, digits, `_` and `-`, at most 63 bytes)",
+                name.escape_debug()
+            );
+        }
+        if !extensions.iter().any(|e| e == name) {
+            extensions.push(name.to_string());
+        }
+    }
+    Ok(extensions)
 }
 
 /// `DRIZZLE_MIGRATIONS_SCHEMA` and `DRIZZLE_MIGRATIONS_TABLE`, with drizzle's defaults.

@@ -8,6 +8,7 @@
 
 pub mod bookkeeping;
 pub mod folder;
+pub mod grants;
 pub mod runner;
 pub mod status;
 pub mod transactions;

@@ -11,6 +11,7 @@ use postgres::Client;
 
 use crate::bookkeeping::{self, Table, TableState};
 use crate::folder::{Folder, Migration, BREAKPOINT};
+use crate::grants;
 use crate::status::{status, Status};
 use crate::transactions::Control;
 
@@ -124,8 +125,8 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
     let row = client.query_typed_one(
         "SELECT current_user::text, r.rolsuper, r.rolbypassrls, d.datdba = r.oid, \
                 has_database_privilege(current_database(), 'CREATE'), \
-                ARRAY(SELECT s FROM unnest($1::text[]) s WHERE NOT EXISTS \
-                      (SELECT 1 FROM pg_namespace n WHERE n.nspname = s AND n.nspowner = r.oid)), \
+                ARRAY(SELECT s FROM unnest($1::text[]) s JOIN pg_namespace n ON n.nspname = s \
+                      WHERE n.nspowner <> r.oid), \
                 (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2) \
          FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
         &[(&config.app_schemas, Type::TEXT_ARRAY), (&config.table.schema, Type::TEXT)],
@@ -250,8 +251,57 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
             refusals.join("\n  - ")
         );
     }
-    let pending = status.pending().iter().map(|m| m.tag.clone()).collect();
+    let pending: Vec<String> = status.pending().iter().map(|m| m.tag.clone()).collect();
+    check_extensions(&mut client, folder, &pending)?;
     Ok(Prepared { client, table, pending })
+}
+
+/// Extensions the pending migrations create that the migrator may not
+/// (not trusted, so only an admin may create them: pgvector, postgis, …)
+/// and that are not installed yet: refused before anything runs, naming
+/// `APP_DB_EXTENSIONS`, which makes `db-provision` create them as the admin.
+fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) -> Result<()> {
+    let mut wanted: Vec<(String, usize, String)> = Vec::new();
+    for migration in folder.migrations.iter().filter(|m| pending.contains(&m.tag)) {
+        for (line, name) in crate::transactions::created_extensions(&migration.text) {
+            wanted.push((migration.tag.clone(), line, name));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = wanted.iter().map(|(_, _, name)| name.clone()).collect();
+    let rows = client.query_typed(
+        "SELECT n, x.extname IS NOT NULL, e.name IS NOT NULL, coalesce(v.trusted, false) FROM unnest($1::text[]) n \
+         LEFT JOIN pg_extension x ON x.extname = n LEFT JOIN pg_available_extensions e ON e.name = n \
+         LEFT JOIN pg_available_extension_versions v ON v.name = n AND v.version = e.default_version",
+        &[(&names, Type::TEXT_ARRAY)],
+    )?;
+    let mut problems = Vec::new();
+    for (tag, line, name) in &wanted {
+        let Some(row) = rows.iter().find(|r| r.get::<_, String>(0) == *name) else { continue };
+        let (installed, available, trusted): (bool, bool, bool) = (row.get(1), row.get(2), row.get(3));
+        if installed || (available && trusted) {
+            continue;
+        }
+        problems.push(if available {
+            format!(
+                "`{tag}.sql` line {line} creates extension `{name}`, which is not trusted: only an admin may create \
+                 it. Add it to APP_DB_EXTENSIONS (comma-separated) and run `cargo xtask db-provision`, which creates \
+                 it as the admin before the migrations run; the migration's `CREATE EXTENSION IF NOT EXISTS` is then \
+                 a no-op"
+            )
+        } else {
+            format!(
+                "`{tag}.sql` line {line} creates extension `{name}`, which this server does not have: install its \
+                 package on the server (pgvector: postgresql-<major>-pgvector), then add it to APP_DB_EXTENSIONS"
+            )
+        });
+    }
+    if !problems.is_empty() {
+        bail!("nothing was applied:\n  - {}", problems.join("\n  - "));
+    }
+    Ok(())
 }
 
 /// The status of the database against `folder`, read-only.
@@ -266,6 +316,9 @@ pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<Status<'a>> {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub applied: Vec<String>,
+    /// Grants sent so the runtime roles reach what the migrations created
+    /// (app schemas the migrations made, objects default privileges missed).
+    pub granted: Vec<String>,
     /// A dry run: `applied` lists what would have been.
     pub dry_run: bool,
 }
@@ -276,14 +329,14 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
     let mut prepared = prepare(config, folder, dry_run, progress)?;
     let pending: Vec<&Migration> = folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
     if dry_run || pending.is_empty() {
-        return Ok(Outcome { applied: prepared.pending, dry_run });
+        return Ok(Outcome { applied: prepared.pending, granted: Vec::new(), dry_run });
     }
     let result = apply(&mut prepared.client, config, &prepared.table, &pending, progress);
     // The lock goes with the session too; releasing it keeps the session reusable.
     let released = release_lock(&mut prepared.client, config);
     let applied = result?;
     released?;
-    Ok(Outcome { applied, dry_run: false })
+    Ok(Outcome { applied: applied.tags, granted: applied.granted, dry_run: false })
 }
 
 fn apply(
@@ -292,7 +345,7 @@ fn apply(
     table: &TableState,
     pending: &[&Migration],
     progress: &mut dyn Progress,
-) -> Result<Vec<String>> {
+) -> Result<Applied> {
     if *table == TableState::Missing {
         // What drizzle runs, minus its CREATE SCHEMA when the schema exists
         // (which fails for a role without CREATE on the database).
@@ -317,24 +370,31 @@ fn apply(
         run.migration(migration).map_err(|failure| run.fail(failure, pending.len()))?;
         progress.applied(migration, started.elapsed());
         let last = position + 1 == pending.len();
-        if run.in_transaction && (config.per_migration || last) {
+        if run.in_transaction {
             run.unrecorded.push(migration);
-            run.commit()?;
-            if !last {
+            if config.per_migration && !last {
+                run.commit()?;
                 run.begin()?;
             }
-        } else if run.in_transaction {
-            run.unrecorded.push(migration);
         } else {
             // It ended in autocommit: its row goes in now, after its last
-            // statement, and the migrations after it get a new transaction.
+            // statement, and what follows gets a new transaction.
             run.record_now(migration)?;
-            if !last {
-                run.begin()?;
-            }
+            run.begin()?;
         }
     }
-    Ok(run.recorded)
+    // The runtime roles' access to what the migrations created, in the same
+    // transaction as the last migrations' rows.
+    let granted = grants::converge(run.client, config)
+        .context("the migrations ran, but granting the runtime roles their access failed; nothing of the last transaction stays, run again")?;
+    run.commit()?;
+    Ok(Applied { tags: run.recorded, granted })
+}
+
+/// What `apply` did.
+struct Applied {
+    tags: Vec<String>,
+    granted: Vec<String>,
 }
 
 /// The state of a run: whether the session is inside a transaction the
@@ -585,8 +645,18 @@ fn statement_error(
     let line = migration.text[..offset + within].matches('\n').count() + 1;
     let one_line = piece.split_whitespace().collect::<Vec<_>>().join(" ");
     let excerpt: String = one_line.chars().take(160).collect();
+    // The migrator may not create an untrusted extension (the preflight
+    // names it first; this is for what it cannot see, e.g. inside DO blocks).
+    let extension_hint = if *db.code() == postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
+        && one_line.to_ascii_uppercase().contains("CREATE EXTENSION")
+    {
+        "\n  hint: only an admin may create this extension: add it to APP_DB_EXTENSIONS and run `cargo xtask \
+         db-provision`, which creates it before the migrations run"
+    } else {
+        ""
+    };
     format_err!(
-        "migration `{}` failed at statement {} of {total} (line {line} of {}.sql): {} (SQLSTATE {}){}\n  statement: {}{}",
+        "migration `{}` failed at statement {} of {total} (line {line} of {}.sql): {} (SQLSTATE {}){}\n  statement: {}{}{extension_hint}",
         migration.tag,
         index + 1,
         migration.tag,

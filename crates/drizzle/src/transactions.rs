@@ -33,10 +33,21 @@ pub struct TxStatement {
     pub control: Control,
 }
 
-/// The leading words of every top-level statement: `(offset, line, first, second)`.
-fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
+/// How many leading words of a statement are kept.
+const HEAD_WORDS: usize = 6;
+
+/// A top-level statement's start and first words: bare words upper-cased,
+/// quoted identifiers as written (their quotes kept).
+struct Head {
+    offset: usize,
+    line: usize,
+    words: Vec<String>,
+}
+
+/// The leading words of every top-level statement.
+fn statement_heads(text: &str) -> Vec<Head> {
     let bytes = text.as_bytes();
-    let mut heads: Vec<(usize, usize, String, Option<String>)> = Vec::new();
+    let mut heads: Vec<Head> = Vec::new();
     let (mut i, mut line) = (0, 1);
     let mut at_start = true;
     // Inside the head of the current statement: how many words were read.
@@ -87,10 +98,17 @@ fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
                     j += 1;
                 }
                 let end = (j + 1).min(bytes.len());
+                if c == b'"' && atomic_depth == 0 && words_in_statement > 0 && words_in_statement < HEAD_WORDS {
+                    if let Some(head) = heads.last_mut() {
+                        head.words.push(text[i..end].to_string());
+                    }
+                    words_in_statement += 1;
+                } else {
+                    words_in_statement = HEAD_WORDS;
+                }
                 line += count_lines(i, end);
                 i = end;
                 at_start = false;
-                words_in_statement = words_in_statement.max(2);
             }
             b'$' => {
                 // $tag$ … $tag$, where tag is empty or an identifier ($1 is a parameter).
@@ -106,7 +124,7 @@ fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
                     _ => i += 1,
                 }
                 at_start = false;
-                words_in_statement = words_in_statement.max(2);
+                words_in_statement = HEAD_WORDS;
             }
             b';' => {
                 if atomic_depth == 0 {
@@ -134,14 +152,14 @@ fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
                 } else if word == "ATOMIC" && previous_word == "BEGIN" && !at_start {
                     atomic_depth = 1;
                 } else if at_start {
-                    heads.push((i, line, word.clone(), None));
+                    heads.push(Head { offset: i, line, words: vec![word.clone()] });
                     at_start = false;
                     words_in_statement = 1;
-                } else if words_in_statement == 1 {
+                } else if words_in_statement < HEAD_WORDS {
                     if let Some(head) = heads.last_mut() {
-                        head.3 = Some(word.clone());
+                        head.words.push(word.clone());
                     }
-                    words_in_statement = 2;
+                    words_in_statement += 1;
                 }
                 previous_word = word;
                 i = end;
@@ -149,7 +167,7 @@ fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
             _ => {
                 if !c.is_ascii_whitespace() {
                     at_start = false;
-                    words_in_statement = words_in_statement.max(2);
+                    words_in_statement = HEAD_WORDS;
                 }
                 i += 1;
             }
@@ -161,8 +179,10 @@ fn statement_heads(text: &str) -> Vec<(usize, usize, String, Option<String>)> {
 /// Every top-level transaction statement of `text`, in order.
 pub fn statements(text: &str) -> Vec<TxStatement> {
     let mut found = Vec::new();
-    for (offset, line, first, second) in statement_heads(text) {
-        let second = second.unwrap_or_default();
+    for head in statement_heads(text) {
+        let (offset, line) = (head.offset, head.line);
+        let first = head.words[0].clone();
+        let second = head.words.get(1).cloned().unwrap_or_default();
         let (keyword, control) = match (first.as_str(), second.as_str()) {
             ("COMMIT" | "END", "PREPARED") => (
                 format!("{first} PREPARED"),
@@ -203,6 +223,24 @@ pub fn statements(text: &str) -> Vec<TxStatement> {
     found
 }
 
+/// The extensions a migration creates at top level (`CREATE EXTENSION [IF
+/// NOT EXISTS] name`), as `(line, name)`, the name as PostgreSQL reads it.
+pub fn created_extensions(text: &str) -> Vec<(usize, String)> {
+    statement_heads(text)
+        .into_iter()
+        .filter(|h| h.words.len() >= 3 && h.words[0] == "CREATE" && h.words[1] == "EXTENSION")
+        .filter_map(|h| {
+            let rest: &[String] = if h.words[2] == "IF" { h.words.get(5..)? } else { &h.words[2..] };
+            let name = rest.first()?;
+            let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => name.to_ascii_lowercase(),
+            };
+            Some((h.line, name))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +257,17 @@ mod tests {
                 format!("{} {} {what}", s.line, s.keyword)
             })
             .collect()
+    }
+
+    #[test]
+    fn finds_the_extensions_a_migration_creates() {
+        assert_eq!(
+            created_extensions(
+                "CREATE EXTENSION IF NOT EXISTS \"vector\";\n-- CREATE EXTENSION nope;\ncreate extension pg_trgm with schema public;\nCREATE EXTENSION \"uuid-ossp\";"
+            ),
+            [(1, "vector".to_string()), (3, "pg_trgm".to_string()), (4, "uuid-ossp".to_string())]
+        );
+        assert!(created_extensions("SELECT 'CREATE EXTENSION x'; DO $$ BEGIN CREATE EXTENSION y; END $$;").is_empty());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub trait Reporter {
     fn waiting_for_server(&mut self, _elapsed: Duration) {}
     fn waiting_for_lock(&mut self, _holder: Option<i32>) {}
     fn warning(&mut self, _message: &str) {}
+    /// Something the run leaves to others on purpose.
+    fn note(&mut self, _message: &str) {}
     /// A phase starts: its number of steps and of transactions.
     fn phase(&mut self, _phase: Phase, _steps: usize, _transactions: usize) {}
     /// A step committed.

@@ -76,6 +76,9 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     for warning in &plan.warnings {
         reporter.warning(warning);
     }
+    for note in &plan.notes {
+        reporter.note(note);
+    }
     let sets_passwords =
         plan.steps_of(Phase::Roles).any(|s| s.statements.iter().any(|q| q.to_string().contains("PASSWORD")));
     if sets_passwords && !silenced && matches!(snap.admin.log_statement.as_str(), "ddl" | "all") {

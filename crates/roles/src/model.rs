@@ -30,6 +30,8 @@ pub struct Model {
     pub migrator: RoleSpec,
     pub runtime: RoleSpec,
     pub service: RoleSpec,
+    /// Extensions provisioning creates as the admin (`APP_DB_EXTENSIONS`).
+    pub extensions: Vec<String>,
     /// The setting the RLS policies read the tenant from (`app.current_user_id`).
     pub tenant_setting: String,
     /// What the app declares safe on purpose (the exemptions file): the plan
@@ -66,6 +68,7 @@ impl Model {
             migrator: spec(RoleKind::Migrator),
             runtime: spec(RoleKind::Runtime),
             service: spec(RoleKind::Service),
+            extensions: settings.extensions.clone(),
             tenant_setting: TENANT_SETTING.to_string(),
             exemptions: Exemptions::default(),
             confirmed: Confirmations::default(),

@@ -94,6 +94,8 @@ pub enum Phase {
     Database,
     /// App and bookkeeping schemas: one transaction.
     Schemas,
+    /// `APP_DB_EXTENSIONS`, created as the admin: one transaction.
+    Extensions,
     /// Owner changes with their grants, in batches that each commit.
     Ownership,
     /// `REASSIGN OWNED` for what `ALTER … OWNER` cannot move (extensions).
@@ -105,11 +107,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Roles,
         Phase::CreateDatabase,
         Phase::Database,
         Phase::Schemas,
+        Phase::Extensions,
         Phase::Ownership,
         Phase::Reassign,
         Phase::Grants,
@@ -122,6 +125,7 @@ impl Phase {
             Phase::CreateDatabase => "create database",
             Phase::Database => "database",
             Phase::Schemas => "schemas",
+            Phase::Extensions => "extensions (APP_DB_EXTENSIONS)",
             Phase::Ownership => "ownership",
             Phase::Reassign => "extensions (REASSIGN OWNED)",
             Phase::Grants => "grants",
@@ -159,9 +163,17 @@ pub enum Need {
     GiveBypassRls(String),
     AlterRole(String),
     CreateDatabaseOwnedBy(String),
-    ChangeOwner { from: String, to: String },
+    /// An extension that is not trusted: only a superuser creates it.
+    CreateUntrustedExtension(String),
+    ChangeOwner {
+        from: String,
+        to: String,
+    },
     ActAs(String),
-    Reassign { from: String, to: String },
+    Reassign {
+        from: String,
+        to: String,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -169,6 +181,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Things worth knowing that do not stop the run.
     pub warnings: Vec<String>,
+    /// What the plan deliberately leaves to others (schemas to the migrations).
+    pub notes: Vec<String>,
     /// Problems that stop the run before anything changes.
     pub refusals: Vec<String>,
     pub needs: BTreeSet<Need>,
@@ -203,6 +217,7 @@ pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
     planner.roles();
     planner.database();
     planner.schemas();
+    planner.extensions();
     planner.other_schemas();
     planner.relations();
     planner.foreign();
@@ -453,6 +468,40 @@ impl Planner<'_> {
         }
     }
 
+    /// `APP_DB_EXTENSIONS` that are not installed yet, created as the admin
+    /// (with what they require) before the migrations run, so that a
+    /// migration's own `CREATE EXTENSION IF NOT EXISTS` does nothing. A
+    /// trusted one a non-superuser admin creates as the migrator, the
+    /// database's owner.
+    fn extensions(&mut self) {
+        let migrator = self.migrator().to_string();
+        for extension in self.snap.db.extensions.iter().filter(|e| !e.installed) {
+            if !extension.available {
+                self.plan.refusals.push(format!(
+                    "APP_DB_EXTENSIONS names `{}`, which this server does not have: install its package on the server \
+                     (pgvector: postgresql-<major>-pgvector), or remove it from APP_DB_EXTENSIONS",
+                    extension.name
+                ));
+                continue;
+            }
+            let actor = match (self.snap.admin.superuser, extension.trusted) {
+                (true, _) => None,
+                (false, true) => self.actor(&migrator, None),
+                (false, false) => {
+                    self.plan.needs.insert(Need::CreateUntrustedExtension(extension.name.clone()));
+                    None
+                }
+            };
+            self.plan.push(
+                Phase::Extensions,
+                format!("create extension `{}` (APP_DB_EXTENSIONS)", extension.name),
+                vec![Sql::new(format!("CREATE EXTENSION IF NOT EXISTS {} CASCADE", quote_ident(&extension.name)))
+                    .run_as(actor)],
+                0,
+            );
+        }
+    }
+
     /// No USAGE on foreign-data wrappers and servers for the runtime roles:
     /// with it they create servers and user mappings. USAGE granted to
     /// PUBLIC is named, not revoked (other roles of the database may use it).
@@ -661,9 +710,24 @@ impl Planner<'_> {
         }
     }
 
+    /// An app schema (other than `public`) that does not exist yet is the
+    /// migrations' to create: a set whose first migration says `CREATE
+    /// SCHEMA "app";` would otherwise fail on it. `db-migrate` grants the
+    /// runtime roles what they need there once it exists.
+    fn left_to_migrations(&self, schema: &str) -> bool {
+        self.model.is_app_schema(schema) && schema != "public" && !self.snap.db.schemas.iter().any(|s| s.name == schema)
+    }
+
     fn schemas(&mut self) {
         let migrator = self.migrator().to_string();
         for name in self.model.managed_schemas() {
+            if self.left_to_migrations(&name) {
+                self.plan.notes.push(format!(
+                    "schema `{name}` does not exist yet: it is left to the migrations, which create it as `{migrator}`; \
+                     `cargo xtask db-migrate` then grants the runtime roles their access there"
+                ));
+                continue;
+            }
             let quoted = quote_ident(&name);
             let mut statements = Vec::new();
             let mut summary = Vec::new();
@@ -992,7 +1056,8 @@ impl Planner<'_> {
 
     fn default_privileges(&mut self) {
         let migrator = self.migrator().to_string();
-        let wanted = wants::default_rows(self.model);
+        let mut wanted = wants::default_rows(self.model);
+        wanted.retain(|(schema, _)| !schema.as_deref().is_some_and(|s| self.left_to_migrations(s)));
         // Rows that exist, and the migrator's per-schema rows the model wants.
         let mut rows: Vec<(String, Option<String>, char, Vec<AclItem>)> = self
             .snap

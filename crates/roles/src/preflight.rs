@@ -79,6 +79,11 @@ pub fn missing_capabilities(snap: &Snapshot, plan: &Plan) -> Vec<String> {
                     ));
                 }
             }
+            Need::CreateUntrustedExtension(name) => missing.push(format!(
+                "only a superuser may create extension `{name}` (APP_DB_EXTENSIONS), which is not trusted: create it \
+                 once as one (CREATE EXTENSION IF NOT EXISTS \"{name}\" in the app database) or through the \
+                 provider's console, then run db-provision again"
+            )),
             Need::ActAs(role) if !access(role).set => missing.push(format!(
                 "`{who}` must run grants as `{role}`, the owner or grantor, and cannot SET ROLE {role} \
                  (GRANT {role} TO {who} WITH SET TRUE)"

@@ -246,6 +246,8 @@ pub struct DbContents {
     pub foreign: Vec<ForeignObject>,
     /// User mappings for the runtime roles or PUBLIC: `(server, user)`.
     pub user_mappings: Vec<(String, String)>,
+    /// The extensions of `APP_DB_EXTENSIONS` (read only when it names some).
+    pub extensions: Vec<ExtensionState>,
     /// Queries this part of the read sent.
     pub queries: u32,
 }
@@ -273,6 +275,17 @@ impl ForeignObject {
             "foreign-data wrapper"
         }
     }
+}
+
+/// An extension `APP_DB_EXTENSIONS` asks for, as the server has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionState {
+    pub name: String,
+    pub installed: bool,
+    /// The server has its files.
+    pub available: bool,
+    /// A non-superuser with CREATE on the database may create it.
+    pub trusted: bool,
 }
 
 /// One `ALTER ROLE … SET` or `ALTER DATABASE … SET` default that applies in
@@ -747,6 +760,26 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
             }),
         }
     }
+    let mut extensions = Vec::new();
+    if !model.extensions.is_empty() {
+        for row in db
+            .query(
+                "SELECT n, x.extname IS NOT NULL, e.name IS NOT NULL, coalesce(v.trusted, false) \
+                 FROM unnest($1::text[]) n LEFT JOIN pg_extension x ON x.extname = n \
+                 LEFT JOIN pg_available_extensions e ON e.name = n \
+                 LEFT JOIN pg_available_extension_versions v ON v.name = n AND v.version = e.default_version",
+                &[(&model.extensions, Type::TEXT_ARRAY)],
+            )
+            .context("read the extensions of APP_DB_EXTENSIONS")?
+        {
+            extensions.push(ExtensionState {
+                name: row.get(0),
+                installed: row.get(1),
+                available: row.get(2),
+                trusted: row.get(3),
+            });
+        }
+    }
     Ok(DbContents {
         schemas,
         relations,
@@ -758,6 +791,7 @@ pub fn read_db(db: &mut Client, model: &Model, server_version: i32) -> Result<Db
         other_schemas,
         foreign,
         user_mappings,
+        extensions,
         queries: db.sent,
     })
 }

@@ -217,12 +217,12 @@ fn broken_migration_folders() {
             "`0000_a.sql` is not valid UTF-8",
         ),
         (
-            "an explicit COMMIT",
+            "an explicit ROLLBACK",
             vec![
                 ("meta/_journal.json", journal(&[entry(0, "0000_a", 1)]).into_bytes()),
-                ("0000_a.sql", b"CREATE TABLE t (id int);\nCOMMIT;".to_vec()),
+                ("0000_a.sql", b"CREATE TABLE t (id int);\nROLLBACK;".to_vec()),
             ],
-            "`0000_a.sql` line 2: `COMMIT` controls the transaction",
+            "`0000_a.sql` line 2: `ROLLBACK` is refused",
         ),
         (
             "drizzle-kit 1.0's layout",
@@ -239,7 +239,7 @@ fn broken_migration_folders() {
         }
         let dir = dir.display().to_string();
         assert_error(&project.run(&["db-migrate", "--migrations-dir", &dir]), case, expected);
-        if *case != "duplicate tags" && *case != "non-UTF-8 SQL" && *case != "an explicit COMMIT" {
+        if *case != "duplicate tags" && *case != "non-UTF-8 SQL" && *case != "an explicit ROLLBACK" {
             assert_error(&project.run(&["db-status", "--migrations-dir", &dir]), case, expected);
         }
     }

@@ -18,6 +18,8 @@ pub fn repo_root() -> PathBuf {
 pub struct Fixture {
     pub cluster: TestCluster,
     pub migrations: PathBuf,
+    /// Variables beyond the defaults (`APP_DB_SCHEMAS`, `APP_DB_EXTENSIONS`).
+    pub extra: Vec<(String, String)>,
 }
 
 impl Fixture {
@@ -31,17 +33,30 @@ impl Fixture {
     }
 
     pub fn provisioned() -> Fixture {
+        Fixture::provisioned_with(&repo_root().join("platform/db/migrations"), &[])
+    }
+
+    /// Provisioned for another migration set, with extra variables.
+    pub fn provisioned_with(migrations: &Path, extra: &[(&str, &str)]) -> Fixture {
         let cluster = TestCluster::start().unwrap();
-        let fixture = Fixture { cluster, migrations: repo_root().join("platform/db/migrations") };
+        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let fixture = Fixture { cluster, migrations: migrations.to_path_buf(), extra };
         roles::provision(&Settings::from_env(&fixture.env()).unwrap(), &roles::Options::default(), &mut roles::Quiet)
             .unwrap();
         fixture
     }
 
+    /// Applies this fixture's migrations with the runner.
+    pub fn migrate(&self) -> drizzle::Outcome {
+        let folder = drizzle::folder::read(&self.migrations).unwrap();
+        let config = drizzle::Config::from_env(&self.env()).unwrap();
+        drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap()
+    }
+
     pub fn env(&self) -> EnvVars {
         let port = self.cluster.port().to_string();
         let dsn = |user: &str, password: &str| format!("postgresql://{user}:{password}@127.0.0.1:{port}/{DB}");
-        let pairs: Vec<(String, String)> = vec![
+        let mut pairs: Vec<(String, String)> = vec![
             ("DB_HOST".into(), "127.0.0.1".into()),
             ("DB_PORT".into(), port.clone()),
             ("POSTGRES_ROOT_USER".into(), "postgres".into()),
@@ -51,6 +66,7 @@ impl Fixture {
             ("DATABASE_SERVICE_URL".into(), dsn("app_service", "service_password")),
             ("DATABASE_MIGRATOR_URL".into(), dsn("app_migrator", "migrator_password")),
         ];
+        pairs.extend(self.extra.iter().cloned());
         EnvVars::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
     }
 

@@ -4,4 +4,5 @@
 mod common;
 mod holds;
 mod holes;
+mod realworld;
 mod violations;

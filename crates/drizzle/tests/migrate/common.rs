@@ -43,6 +43,58 @@ impl Fixture {
         roles::provision(&self.settings(db), &roles::Options::default(), &mut roles::Quiet).unwrap();
     }
 
+    /// `db` provisioned with extra variables (`APP_DB_SCHEMAS`, `APP_DB_EXTENSIONS`).
+    pub fn provision_with(&self, db: &str, extra: &[(&str, &str)]) {
+        let settings = Settings::from_env(&self.env_with(db, extra)).unwrap();
+        roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap();
+    }
+
+    pub fn env_with(&self, db: &str, extra: &[(&str, &str)]) -> EnvVars {
+        let mut vars = self.vars(db);
+        vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    pub fn config_with(&self, db: &str, extra: &[(&str, &str)]) -> drizzle::Config {
+        drizzle::Config::from_env(&self.env_with(db, extra)).unwrap()
+    }
+
+    /// The structure of the app's schemas, as text lines, to compare two
+    /// databases: schemas, columns, constraints, indexes (and whether they
+    /// are valid), enum labels, policies, RLS flags, extensions.
+    pub fn schema_fingerprint(&self, db: &str) -> Vec<String> {
+        self.admin(db)
+            .query(
+                "WITH app AS (SELECT oid, nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
+                              AND nspname NOT IN ('information_schema', 'drizzle')) \
+                 SELECT 'schema ' || nspname FROM app \
+                 UNION ALL SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' ' || \
+                        format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || \
+                        coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') \
+                   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN app n ON n.oid = c.relnamespace \
+                   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                   WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm') \
+                 UNION ALL SELECT 'constraint ' || n.nspname || '.' || k.conname || ' ' || pg_get_constraintdef(k.oid) \
+                   FROM pg_constraint k JOIN app n ON n.oid = k.connamespace \
+                 UNION ALL SELECT 'index ' || pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END \
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN app n ON n.oid = c.relnamespace \
+                 UNION ALL SELECT 'enum ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) \
+                   FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN app n ON n.oid = t.typnamespace GROUP BY t.typname \
+                 UNION ALL SELECT 'policy ' || p.polname || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '') \
+                   FROM pg_policy p \
+                 UNION ALL SELECT 'rls ' || n.nspname || '.' || c.relname || ' ' || c.relrowsecurity \
+                   FROM pg_class c JOIN app n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
+                 UNION ALL SELECT 'extension ' || extname FROM pg_extension \
+                 ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub fn vars(&self, db: &str) -> Vec<(String, String)> {
         let port = self.cluster.port();
         let dsn = |role: &str, password: &str| self.dsn(role, password, db).expose_url();
@@ -166,6 +218,11 @@ pub fn drizzle_kit() -> Option<PathBuf> {
     }
     assert!(bin.exists(), "drizzle-kit is not installed: run `npm ci --prefix platform/db` (cargo xtask check does)");
     Some(bin)
+}
+
+/// A real-world fixture set (`tests/fixtures/realworld/<name>/migrations`).
+pub fn realworld(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realworld").join(name).join("migrations")
 }
 
 /// `drizzle-kit migrate` with only the migrator DSN in its environment.

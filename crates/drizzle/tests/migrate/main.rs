@@ -3,6 +3,7 @@
 mod app;
 mod common;
 mod interop;
+mod realworld;
 mod refusals;
 mod runs;
 mod transactions;

@@ -1,0 +1,96 @@
+//! After migrations that created an app schema, or objects the migrator's
+//! default privileges do not cover (a schema `db-provision` left to the
+//! migrations has none yet), the runner converges the runtime roles'
+//! access there as the migrator, which owns it all: `USAGE` on the schema,
+//! DML on tables and views, `USAGE, SELECT` on sequences, and the
+//! migrator's default privileges for what later migrations create. It runs
+//! in the batch's transaction where it can, so no request ever meets a
+//! table without its grants, and sends nothing when nothing is missing.
+
+use anyhow::{Context, Result};
+use postgres::types::Type;
+use postgres::Client;
+
+use crate::runner::Config;
+
+/// One query: everything the runtime roles lack in the app schemas the
+/// session's role owns, as `(kind, object, role)`.
+const MISSING: &str = "\
+WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
+grantees AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($2)), \
+schemas AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY($1) AND n.nspowner = (SELECT oid FROM me)) \
+SELECT 'schema', quote_ident(s.nspname), g.rolname::text FROM schemas s CROSS JOIN grantees g \
+  WHERE NOT has_schema_privilege(g.oid, s.oid, 'USAGE') \
+UNION ALL \
+SELECT 'table', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
+  FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relowner = (SELECT oid FROM me) \
+    AND NOT (has_table_privilege(g.oid, c.oid, 'SELECT') AND has_table_privilege(g.oid, c.oid, 'INSERT') \
+         AND has_table_privilege(g.oid, c.oid, 'UPDATE') AND has_table_privilege(g.oid, c.oid, 'DELETE')) \
+UNION ALL \
+SELECT 'sequence', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
+  FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
+  WHERE c.relkind = 'S' AND c.relowner = (SELECT oid FROM me) \
+    AND NOT (has_sequence_privilege(g.oid, c.oid, 'USAGE') AND has_sequence_privilege(g.oid, c.oid, 'SELECT')) \
+UNION ALL \
+SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text \
+  FROM schemas s CROSS JOIN (VALUES ('r'), ('S')) t(objtype) CROSS JOIN grantees g \
+  WHERE (SELECT count(DISTINCT a.privilege_type) FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
+         WHERE d.defaclrole = (SELECT oid FROM me) AND d.defaclnamespace = s.oid AND d.defaclobjtype = t.objtype::\"char\" \
+           AND a.grantee = g.oid AND a.privilege_type = ANY (CASE t.objtype WHEN 'r' \
+               THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] ELSE ARRAY['USAGE', 'SELECT'] END)) \
+        < CASE t.objtype WHEN 'r' THEN 4 ELSE 2 END \
+ORDER BY 1, 2, 3";
+
+/// The runtime roles the grants go to: the names the environment gives
+/// (`APP_DB_USER`, `APP_DB_SERVICE_USER` or their DSNs), else the defaults.
+fn grantees(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config.runtime_users.iter().map(|(_, name)| name.clone()).collect();
+    if names.is_empty() {
+        names = vec![dbenv::RoleKind::Runtime.default_name().into(), dbenv::RoleKind::Service.default_name().into()];
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Grants what is missing; returns a line per statement sent (nothing when
+/// nothing was missing).
+pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
+    let roles = grantees(config);
+    let rows = client
+        .query_typed(MISSING, &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
+        .context("read what the runtime roles lack in the app schemas")?;
+    // (kind, role) → objects, so one statement covers many objects.
+    let mut grouped: Vec<((String, String), Vec<String>)> = Vec::new();
+    for row in &rows {
+        let key = (row.get::<_, String>(0), row.get::<_, String>(2));
+        let object: String = row.get(1);
+        match grouped.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, objects)) => objects.push(object),
+            None => grouped.push((key, vec![object])),
+        }
+    }
+    let mut sent = Vec::new();
+    for ((kind, role), objects) in grouped {
+        let role = dbenv::quote_ident(&role);
+        let statements: Vec<String> = match kind.as_str() {
+            "schema" => vec![format!("GRANT USAGE ON SCHEMA {} TO {role}", objects.join(", "))],
+            "table" => vec![format!("GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {role}", objects.join(", "))],
+            "sequence" => vec![format!("GRANT USAGE, SELECT ON SEQUENCE {} TO {role}", objects.join(", "))],
+            "default r" => objects
+                .iter()
+                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"))
+                .collect(),
+            _ => objects
+                .iter()
+                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {role}"))
+                .collect(),
+        };
+        for statement in statements {
+            client.batch_execute(&statement).with_context(|| format!("grant the runtime roles: {statement}"))?;
+            sent.push(statement);
+        }
+    }
+    Ok(sent)
+}
