@@ -163,8 +163,21 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     let model = &config.model;
     // The catalog audit and the probes of each role use their own sessions
     // and run side by side: the server works on one while we wait on another.
-    let (catalog, probes) = std::thread::scope(|scope| {
+    let (catalog, probes, sampled) = std::thread::scope(|scope| {
         let catalog = scope.spawn(|| audit_catalog(config));
+        // The RLS tables' rows, read as the service role, unless the app
+        // declares no RLS.
+        let sampled = scope.spawn(|| {
+            let phase = Instant::now();
+            let mut queries = 0;
+            let sampled = if config.exemptions.rls.enabled {
+                tenancy::sample_as_service(model, &config.service, &mut queries).map(Some)
+            } else {
+                Ok(None)
+            };
+            trace("rls samples", phase);
+            sampled.map(|s| (s, queries))
+        });
         let probes: Vec<_> = [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)]
             .into_iter()
             .map(|(kind, dsn)| {
@@ -180,7 +193,8 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         let catalog = catalog.join().map_err(|_| anyhow::format_err!("BUG: the catalog audit panicked"));
         let probes: Vec<_> =
             probes.into_iter().map(|h| h.join().map_err(|_| anyhow::format_err!("BUG: a probe panicked"))).collect();
-        (catalog, probes)
+        let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
+        (catalog, probes, sampled)
     });
     let Catalog { checks, root, used, notes, server_version, catalog_queries, mut queries } = catalog??;
     let mut all_probes = Vec::new();
@@ -192,8 +206,10 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         residuals.extend(found.residuals);
     }
     let phase = Instant::now();
+    let (sampled, sent) = sampled??;
+    queries += sent;
     let (rls, insert) =
-        tenancy::prove(model, &config.runtime, &config.service, &config.exemptions, root.as_deref(), &mut queries)?;
+        tenancy::prove(model, &config.runtime, sampled, &config.exemptions, root.as_deref(), &mut queries)?;
     all_probes.push(insert);
     trace("rls behaviour", phase);
     let probes = all_probes;

@@ -30,62 +30,46 @@ struct Sample {
 /// What the service role reads for both proofs: every RLS table of the app
 /// schemas with one of its rows, and a tenant value that owns nothing.
 pub struct Samples {
+    /// The RLS tables of the app schemas that may hold rows.
     samples: Vec<Sample>,
+    /// How many RLS tables the app schemas have.
+    rls_tables: usize,
     fresh_tenant: String,
 }
 
-/// Reads the samples as the service role (it bypasses RLS): two queries.
-pub fn sample(model: &Model, service: &mut Client, root: Option<&str>, queries: &mut u32) -> Result<Samples> {
+/// Reads the samples as the service role (it bypasses RLS): one query for
+/// the tables, one per 200 tables that may hold rows. The tenant value is
+/// chosen later, once the catalog audit named the tenant root.
+pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<Samples> {
     *queries += 1;
+    // Only tables with a page can hold a row: the others are counted, not
+    // described (describing 10,000 empty tables costs more than the rest).
     let tables = service.query(
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname, \
+        "WITH rls AS (SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c \
+                      JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relrowsecurity), \
+              paged AS (SELECT * FROM rls WHERE relkind = 'p' OR pg_relation_size(oid) > 0) \
+         SELECT (SELECT count(*) FROM rls), quote_ident(p.nspname) || '.' || quote_ident(p.relname), \
+                p.nspname || '.' || p.relname, \
                 (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a \
-                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), \
-                c.relkind = 'p' OR pg_relation_size(c.oid) > 0 \
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relrowsecurity ORDER BY 1",
+                 WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') \
+         FROM (SELECT 1) one LEFT JOIN paged p ON true ORDER BY 2",
         &[&model.app_schemas],
     )?;
-    let mut samples: Vec<Sample> = tables
+    let rls_tables = tables.first().map(|r| r.get::<_, i64>(0) as usize).unwrap_or(0);
+    let samples: Vec<Sample> = tables
         .iter()
-        .map(|r| Sample {
-            table: r.get(0),
-            name: r.get(1),
-            columns: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            row: None,
+        .filter_map(|r| {
+            Some(Sample {
+                table: r.get::<_, Option<String>>(1)?,
+                name: r.get::<_, Option<String>>(2)?,
+                columns: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                row: None,
+            })
         })
         .collect();
-    // A table that never held a row has no page: only the others are read.
-    let maybe_rows: Vec<String> = tables.iter().filter(|r| r.get::<_, bool>(3)).map(|r| r.get(0)).collect();
-    // The tenant root's key type decides what a tenant value that owns
-    // nothing looks like.
-    let root = root.and_then(|root| samples.iter().find(|s| s.name == root)).map(|s| s.table.clone());
-    let key = match &root {
-        Some(root) => {
-            *queries += 1;
-            service
-                .query_opt(
-                    "SELECT quote_ident(a.attname), format_type(a.atttypid, NULL) FROM pg_index i JOIN pg_attribute a \
-                     ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                     WHERE i.indrelid = $1::text::regclass AND i.indisprimary AND i.indnatts = 1",
-                    &[root],
-                )?
-                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-        }
-        None => None,
-    };
-    let fresh_tenant = match (&key, &root) {
-        (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
-            *queries += 1;
-            let max: i64 =
-                service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
-            max.saturating_add(1_000_001).to_string()
-        }
-        (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
-            format!("xtask-probe-{}", fresh_uuid())
-        }
-        _ => fresh_uuid(),
-    };
+    let maybe_rows: Vec<String> = samples.iter().map(|s| s.table.clone()).collect();
+    let mut samples = samples;
     // One row per table, a bounded number of tables per query (a UNION of
     // thousands exhausts the server's stack).
     for chunk in maybe_rows.chunks(TABLES_PER_QUERY) {
@@ -104,7 +88,46 @@ pub fn sample(model: &Model, service: &mut Client, root: Option<&str>, queries: 
             }
         }
     }
-    Ok(Samples { samples, fresh_tenant })
+    Ok(Samples { samples, rls_tables, fresh_tenant: String::new() })
+}
+
+/// Picks a tenant value that owns nothing, of the tenant root's key type.
+fn choose_fresh_tenant(
+    service: &mut Client,
+    samples: &mut Samples,
+    root: Option<&str>,
+    queries: &mut u32,
+) -> Result<()> {
+    // The tenant root's key type decides what a tenant value that owns
+    // nothing looks like.
+    let root = root.and_then(|root| samples.samples.iter().find(|s| s.name == root)).map(|s| s.table.clone());
+    let key = match &root {
+        Some(root) => {
+            *queries += 1;
+            service
+                .query_opt(
+                    "SELECT quote_ident(a.attname), format_type(a.atttypid, NULL) FROM pg_index i JOIN pg_attribute a \
+                     ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                     WHERE i.indrelid = $1::text::regclass AND i.indisprimary AND i.indnatts = 1",
+                    &[root],
+                )?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        }
+        None => None,
+    };
+    samples.fresh_tenant = match (&key, &root) {
+        (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
+            *queries += 1;
+            let max: i64 =
+                service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
+            max.saturating_add(1_000_001).to_string()
+        }
+        (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
+            format!("xtask-probe-{}", fresh_uuid())
+        }
+        _ => fresh_uuid(),
+    };
+    Ok(())
 }
 
 /// A UUID no row holds (version 4 layout from the clock and the process).
@@ -126,13 +149,13 @@ pub fn behaviour(
     queries: &mut u32,
 ) -> RlsBehaviour {
     let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
-    if samples.samples.is_empty() {
+    if samples.rls_tables == 0 {
         return RlsBehaviour { verdict: Verdict::Unproven, message: "no table has row-level security yet".into() };
     }
     if with_rows.is_empty() {
         return RlsBehaviour {
             verdict: Verdict::Unproven,
-            message: format!("unproven: none of the {} RLS tables has rows to hide", samples.samples.len()),
+            message: format!("unproven: none of the {} RLS tables has rows to hide", samples.rls_tables),
         };
     }
     // Per table: the rows app_user must not see without a tenant.
@@ -296,24 +319,39 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
     probe
 }
 
-/// Connects as the service and the runtime role and runs both proofs.
+/// What the service role read, in its own session, while the rest of the
+/// check ran.
+pub struct Sampled {
+    client: Client,
+    samples: Samples,
+}
+
+/// Connects as the service role and samples the RLS tables (run beside the
+/// catalog audit and the probes: it is the slowest read on large databases).
+pub fn sample_as_service(model: &Model, service: &Dsn, queries: &mut u32) -> Result<Sampled> {
+    let (mut client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
+    let samples = sample(model, &mut client, queries)?;
+    Ok(Sampled { client, samples })
+}
+
+/// Both proofs, from the samples: RLS without a tenant, and the
+/// cross-tenant insert with a tenant value chosen after `root`'s key.
 pub fn prove(
     model: &Model,
     runtime: &Dsn,
-    service: &Dsn,
+    sampled: Option<Sampled>,
     exemptions: &Exemptions,
     root: Option<&str>,
     queries: &mut u32,
 ) -> Result<(RlsBehaviour, Probe)> {
-    if !exemptions.rls.enabled {
+    let Some(Sampled { mut client, mut samples }) = sampled.filter(|_| exemptions.rls.enabled) else {
         let why = format!("not applicable: the app declares no RLS ({})", exemptions.source_text());
-        let mut insert =
-            cross_tenant_insert(model, &Samples { samples: Vec::new(), fresh_tenant: String::new() }, None, queries);
+        let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
+        let mut insert = cross_tenant_insert(model, &empty, None, queries);
         insert.observed = why.clone();
         return Ok((RlsBehaviour { verdict: Verdict::NotApplicable, message: why }, insert));
-    }
-    let (mut service_client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
-    let samples = sample(model, &mut service_client, root, queries)?;
+    };
+    choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
     let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
     let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
     let insert = cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries);
