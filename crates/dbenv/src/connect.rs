@@ -1,16 +1,25 @@
 //! Opening connections from a [`Dsn`], with errors that say what to do, and
-//! TLS as libpq's `sslmode` means it (through `native-tls`, i.e. the system's
-//! OpenSSL): `prefer` (the default) and `require` encrypt without checking
-//! the certificate (`require` checks the CA when `sslrootcert` is given;
-//! `prefer` stays plain on loopback), `verify-ca` checks the chain,
-//! `verify-full` also the host name.
+//! TLS as libpq's `sslmode` means it, through rustls (pure Rust, the `ring`
+//! provider: no OpenSSL at build or run time): `prefer` (the default) and
+//! `require` encrypt without checking the certificate (`require` checks the
+//! CA when `sslrootcert` is given; `prefer` stays plain on loopback),
+//! `verify-ca` checks the chain, `verify-full` also the host name;
+//! `sslrootcert=system` trusts the system's CA store, `sslcert`/`sslkey`
+//! present a client certificate.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
-use postgres_native_tls::MakeTlsConnector;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::dsn::{Dsn, Host, SslMode};
 
@@ -53,47 +62,131 @@ pub fn pg_config(dsn: &Dsn) -> Config {
 }
 
 /// The TLS connector `dsn` asks for, or `None` for plain TCP.
-pub fn tls_connector(dsn: &Dsn, var: &str) -> Result<Option<MakeTlsConnector>> {
+pub fn tls_connector(dsn: &Dsn, var: &str) -> Result<Option<MakeRustlsConnect>> {
     let mode = dsn.sslmode.unwrap_or(SslMode::Prefer);
     let local = dsn.host.as_ref().is_none_or(Host::is_local);
     // On loopback `prefer` (the default) encrypts nothing worth encrypting,
-    // and setting OpenSSL up loads the system's CA bundle: ~30 ms a connection.
+    // and loading a trust store costs time on every connection.
     if mode == SslMode::Disable || matches!(dsn.host, Some(Host::Socket(_))) || (local && mode <= SslMode::Prefer) {
         return Ok(None);
     }
-    let mut builder = native_tls::TlsConnector::builder();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let root = dsn.param("sslrootcert");
     let verify_ca = mode >= SslMode::VerifyCa || (mode == SslMode::Require && root.is_some());
-    match root {
-        Some("system") => {}
+    let roots = match root {
+        Some("system") => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                bail!("{var}: sslrootcert=system, but the system has no CA certificates (install ca-certificates)");
+            }
+            Some(store)
+        }
         Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("{var}: cannot read sslrootcert `{path}`"))?;
-            let certificate = native_tls::Certificate::from_pem(&pem)
+            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format_err!("{var}: cannot read sslrootcert `{path}`: {e}"))?
+                .collect::<Result<_, _>>()
                 .map_err(|e| format_err!("{var}: sslrootcert `{path}` is not a PEM certificate: {e}"))?;
-            builder.add_root_certificate(certificate).disable_built_in_roots(true);
+            let mut store = RootCertStore::empty();
+            let (added, _) = store.add_parsable_certificates(certificates);
+            if added == 0 {
+                bail!("{var}: sslrootcert `{path}` holds no usable certificate");
+            }
+            Some(store)
         }
         None if verify_ca => bail!(
             "{var} asks for sslmode={} but names no sslrootcert: add `sslrootcert=/path/to/root.crt` \
              (or `sslrootcert=system` for the system's CAs)",
             mode.as_str()
         ),
-        None => {}
+        None => None,
+    };
+    let chain = match roots.filter(|_| verify_ca) {
+        Some(store) => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                .build()
+                .map_err(|e| format_err!("{var}: cannot set up certificate checks: {e}"))?,
+        ),
+        None => None,
+    };
+    let verifier =
+        Arc::new(SslModeVerifier { chain, check_name: mode == SslMode::VerifyFull, provider: provider.clone() });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format_err!("{var}: cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (dsn.param("sslcert"), dsn.param("sslkey")) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format_err!("{var}: cannot read sslcert `{cert}`: {e}"))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format_err!("{var}: sslcert `{cert}` is not a PEM certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format_err!("{var}: cannot read sslkey `{key}` as a PEM private key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format_err!("{var}: sslcert and sslkey do not make a client certificate: {e}"))?
+        }
+        (Some(_), None) | (None, Some(_)) => bail!("{var}: sslcert and sslkey go together; give both or neither"),
+        (None, None) => builder.with_no_client_auth(),
+    };
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// The server-certificate check each `sslmode` asks for: none (`prefer`,
+/// `require` without a root: encrypted, unauthenticated, as libpq), the
+/// chain (`verify-ca`, `require` with a root), or the chain and the host
+/// name (`verify-full`). Handshake signatures are always checked.
+#[derive(Debug)]
+struct SslModeVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for SslModeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            // The chain is checked before the name: a name error means the
+            // chain held, which is all verify-ca asks.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
-    if !verify_ca {
-        builder.danger_accept_invalid_certs(true);
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
-    if mode != SslMode::VerifyFull {
-        builder.danger_accept_invalid_hostnames(true);
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
-    if let (Some(cert), Some(key)) = (dsn.param("sslcert"), dsn.param("sslkey")) {
-        let cert_pem = std::fs::read(cert).with_context(|| format!("{var}: cannot read sslcert `{cert}`"))?;
-        let key_pem = std::fs::read(key).with_context(|| format!("{var}: cannot read sslkey `{key}`"))?;
-        let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem)
-            .map_err(|e| format_err!("{var}: sslcert/sslkey are not a PEM certificate and PKCS#8 key: {e}"))?;
-        builder.identity(identity);
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
-    let connector = builder.build().map_err(|e| format_err!("{var}: cannot set up TLS: {e}"))?;
-    Ok(Some(MakeTlsConnector::new(connector)))
 }
 
 /// Why a connection attempt failed.

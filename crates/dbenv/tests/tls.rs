@@ -66,6 +66,37 @@ impl Certificates {
             "-out",
             "server.crt",
         ]);
+        // A client certificate (X.509 v3) for the role `postgres`, signed by the CA.
+        std::fs::write(dir.path().join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=postgres",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            "client.crt",
+        ]);
         // The server's OS user must read its key, and nobody else.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         std::fs::set_permissions(dir.path().join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -89,6 +120,8 @@ fn tls_cluster(certs: &Certificates) -> TestCluster {
             ("ssl".into(), "on".into()),
             ("ssl_cert_file".into(), file("server.crt")),
             ("ssl_key_file".into(), file("server.key")),
+            // The server asks for (but does not require) a client certificate.
+            ("ssl_ca_file".into(), file("ca.crt")),
         ],
         ..Default::default()
     })
@@ -156,4 +189,45 @@ fn require_fails_against_a_server_without_tls() {
     let error = format!("{:#}", encrypted(&dsn(&cluster, "127.0.0.1", "?sslmode=require")).unwrap_err());
     assert!(error.contains("cannot connect"), "{error}");
     assert!(!encrypted(&dsn(&cluster, "127.0.0.1", "?sslmode=prefer")).unwrap(), "prefer falls back to plain TCP");
+}
+
+#[test]
+fn a_client_certificate_is_presented_with_sslcert_and_sslkey() {
+    let certs = Certificates::new();
+    let cluster = tls_cluster(&certs);
+    let file = |name: &str| dbenv::percent_encode(&certs.path(name).display().to_string());
+    let query = format!(
+        "?sslmode=verify-full{}&sslcert={}&sslkey={}",
+        root(&certs.path("ca.crt")),
+        file("client.crt"),
+        file("client.key")
+    );
+    let mut client = connect(&dsn(&cluster, "localhost", &query), "DATABASE_URL").unwrap();
+    let client_dn: Option<String> =
+        client.query_one("SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert_eq!(client_dn.as_deref(), Some("/CN=postgres"));
+    // Without them no certificate is presented.
+    let mut plain = connect(
+        &dsn(&cluster, "localhost", &format!("?sslmode=verify-full{}", root(&certs.path("ca.crt")))),
+        "DATABASE_URL",
+    )
+    .unwrap();
+    let none: Option<String> =
+        plain.query_one("SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+    assert_eq!(none, None);
+    let half = format!(
+        "{:#}",
+        encrypted(&dsn(&cluster, "localhost", &format!("?sslmode=require&sslcert={}", file("client.crt"))))
+            .unwrap_err()
+    );
+    assert!(half.contains("sslcert and sslkey go together"), "{half}");
+}
+
+#[test]
+fn sslrootcert_system_trusts_the_system_store_only() {
+    let certs = Certificates::new();
+    let cluster = tls_cluster(&certs);
+    // The test CA is not in the system's store: the chain is refused.
+    let error = encrypted(&dsn(&cluster, "localhost", "?sslmode=verify-full&sslrootcert=system")).unwrap_err();
+    assert!(format!("{error:#}").contains("cannot connect"), "{error:#}");
 }
