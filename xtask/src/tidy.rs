@@ -105,10 +105,21 @@ fn the_compose_file_gives_db_migrate_only_the_migrator_dsn() {
     let root = project_root();
     let file = root.join("platform/infra/services/runtime/docker-compose.dev.yml");
     let compose = std::fs::read_to_string(&file).unwrap();
+    // The migrator's DSN is its only secret; the role names (not
+    // credentials) let it grant what migrations create in new schemas.
+    let migrate = service_environment(&compose, "db-migrate");
     assert_eq!(
-        service_environment(&compose, "db-migrate"),
-        ["DATABASE_MIGRATOR_URL", "DRIZZLE_MIGRATIONS_SCHEMA", "DRIZZLE_MIGRATIONS_TABLE"]
+        migrate,
+        [
+            "DATABASE_MIGRATOR_URL",
+            "APP_DB_SCHEMAS",
+            "APP_DB_USER",
+            "APP_DB_SERVICE_USER",
+            "DRIZZLE_MIGRATIONS_SCHEMA",
+            "DRIZZLE_MIGRATIONS_TABLE"
+        ]
     );
+    assert!(!migrate.iter().any(|k| k.contains("PASSWORD") || k.starts_with("POSTGRES_")), "{migrate:?}");
     let provision = service_environment(&compose, "db-provision");
     assert!(provision.contains(&"APP_DB_MIGRATOR_PASSWORD".to_string()));
     assert!(!provision.iter().any(|k| k.starts_with("DATABASE_")), "{provision:?}");

@@ -21,6 +21,16 @@ fn exit_codes_and_renderings() {
     let holds = project.run(&["db:check"]);
     assert_eq!(holds.status.code(), Some(0), "{}", text(&holds));
     assert!(text(&holds).contains("the model holds"));
+    assert!(text(&holds).contains("EXEMPTIONS ("), "{}", text(&holds));
+    assert!(text(&holds).contains("platform/db/rls-policy.toml)"), "the report names the file it read");
+    // A policy file named on the command line must exist (exit 1), for both commands.
+    for command in ["db-check", "db-provision"] {
+        let missing = project.run(&[command, "--policy", "no-such-policy.toml"]);
+        assert_eq!(missing.status.code(), Some(1), "{command}: {}", text(&missing));
+        assert!(text(&missing).contains("no-such-policy.toml` does not exist"), "{command}: {}", text(&missing));
+        let legacy_flag = project.run(&[command, "--exemptions", "no-such-policy.toml"]);
+        assert_eq!(legacy_flag.status.code(), Some(1), "{command}: {}", text(&legacy_flag));
+    }
 
     Client::connect(&cluster.admin_url(DB), NoTls)
         .unwrap()
