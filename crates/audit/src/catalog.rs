@@ -56,6 +56,7 @@ pub fn audit(
     snap: &Snapshot,
     exemptions: &Exemptions,
     policy_rows: &[Policy],
+    roots: &Roots,
     bookkeeping: Result<Vec<String>, String>,
     used: &mut BTreeSet<(Kind, String)>,
 ) -> Vec<CheckSummary> {
@@ -279,7 +280,6 @@ pub fn audit(
         None => check.fail(subject, message),
     };
 
-    let roots = tenant_roots(model, snap, &exemptions.rls);
     let declared_none = !exemptions.rls.enabled;
     let not_applicable = |check: &mut CheckSummary| {
         check.note(
@@ -318,7 +318,7 @@ pub fn audit(
             );
         }
     } else {
-        match &roots {
+        match roots {
             Roots::Found { tables, how } => {
                 tenancy.note(Verdict::Pass, "tenant roots", how.clone());
                 for root in tables {

@@ -143,8 +143,11 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
         },
     };
     let mut used = BTreeSet::new();
-    let checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, bookkeeping, &mut used);
-    let root = catalog::tenant_roots(model, &snapshot, &config.exemptions.rls).first().map(str::to_string);
+    // The tenant roots, found once: the catalog checks tenancy from them and
+    // the live proof builds its tenant value after the first.
+    let roots = catalog::tenant_roots(model, &snapshot, &config.exemptions.rls);
+    let checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
+    let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
     Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })
 }
