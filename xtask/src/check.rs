@@ -9,12 +9,19 @@ use pgcluster::{ClusterOptions, PgBin, TestCluster};
 use xshell::{cmd, Shell};
 
 use crate::flags::Check;
-use crate::{db_check, db_migrate, db_provision, pg_matrix};
+use crate::{containers, db_check, db_migrate, db_provision, pg_matrix};
 
 /// One step of the check: runs, and says whether it passed.
 type Step<'a> = Box<dyn FnOnce() -> bool + 'a>;
 
 pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
+    if flags.containers_only {
+        println!("==> containers");
+        let started = Instant::now();
+        let ok = report(containers::run(sh));
+        println!("  {} containers {:>7.1} s", if ok { "ok  " } else { "FAIL" }, started.elapsed().as_secs_f64());
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     // The interop tests read platform/db's npm packages; install them once.
     if !sh.path_exists("platform/db/node_modules") && cmd!(sh, "npm --version").quiet().ignore_stdout().run().is_ok() {
         println!("==> npm ci (platform/db)");
@@ -49,6 +56,12 @@ pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
     }
     if flags.pg_matrix {
         matrix(sh, nextest, &mut results);
+    }
+    if flags.containers {
+        println!("==> containers");
+        let started = Instant::now();
+        let ok = report(containers::run(sh));
+        results.push(("containers".into(), ok, started.elapsed()));
     }
 
     println!("\n==> summary");

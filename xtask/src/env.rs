@@ -1,21 +1,29 @@
-//! `cargo xtask env`: create or complete `.env.local` and `.env.test`;
-//! `--check` validates them and writes nothing.
+//! `cargo xtask env`: create or complete `.env.local` and `.env.test`, or
+//! exactly the files named with `--env-file`; `--check` validates them, each
+//! in the role it plays, and writes nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::flags::EnvCmd;
 use anyhow::{bail, Result};
-use dbenv::envfile::{sync_env_files, FileAction, MANAGED_FILES};
-use dbenv::invariants::{self, Context, Severity};
-use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
+use dbenv::envfile::{sync_env_files, sync_env_files_named, FileAction, SyncReport, MANAGED_FILES};
+use dbenv::filecheck::{check_file, password_conflicts};
+use dbenv::{EnvVars, ProcessEnv};
 
-pub fn run(env_file: &Path, flags: &EnvCmd) -> Result<ExitCode> {
-    let dir = directory_of(env_file);
+/// `files`: the `--env-file` paths given (none: `.env.local` and
+/// `.env.test` in the project root, both created or checked).
+pub fn run(root: &Path, files: &[PathBuf], flags: &EnvCmd) -> Result<ExitCode> {
     if flags.check {
-        return check(dir);
+        return match files {
+            [] => check_managed(root),
+            files => check_named(files),
+        };
     }
-    sync(dir, flags.dry_run)?;
+    match files {
+        [] => sync(root, flags.dry_run)?,
+        files => sync_named(root, files, flags.dry_run)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -26,10 +34,32 @@ pub fn directory_of(env_file: &Path) -> &Path {
 
 /// Creates or completes the env files in `dir`; prints what it did.
 pub fn sync(dir: &Path, dry_run: bool) -> Result<()> {
-    let report = sync_env_files(dir, dry_run)?;
+    print_sync(sync_env_files(dir, dry_run)?, dry_run)
+}
+
+/// Creates or completes the named files only (together: values they share
+/// come from each other, and disagreements are reported). Each starts from
+/// the example beside it, else the project's (`.env.test.example` for a file
+/// named `.env.test`, `.env.local.example` for any other).
+fn sync_named(root: &Path, files: &[PathBuf], dry_run: bool) -> Result<()> {
+    let pairs: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .map(|file| {
+            let example = match file.file_name().and_then(|n| n.to_str()) {
+                Some(".env.test") => ".env.test.example",
+                _ => ".env.local.example",
+            };
+            let beside = directory_of(file).join(example);
+            (file.clone(), if beside.exists() { beside } else { root.join(example) })
+        })
+        .collect();
+    print_sync(sync_env_files_named(&pairs, dry_run)?, dry_run)
+}
+
+fn print_sync(report: SyncReport, dry_run: bool) -> Result<()> {
     let verb = |done: &'static str, would: &'static str| if dry_run { would } else { done };
     for file in &report.files {
-        let name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let name = file.path.display();
         match &file.action {
             FileAction::Created => println!("{} {name} from its example (mode 0600)", verb("created", "would create")),
             FileAction::Added(keys) => println!("{} to {name}: {}", verb("added", "would add"), keys.join(", ")),
@@ -45,39 +75,59 @@ pub fn sync(dir: &Path, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-/// Validates both env files: each gives complete settings, and together they
-/// give every role one password.
-fn check(dir: &Path) -> Result<ExitCode> {
+/// `.env.local` and `.env.test` in the project root, with the process
+/// environment over them (what the commands read): each complete, and
+/// together one password per role.
+fn check_managed(dir: &Path) -> Result<ExitCode> {
     let mut problems = Vec::new();
+    let mut loaded = Vec::new();
     for (file, _) in MANAGED_FILES {
         let path = dir.join(file);
         if !path.exists() {
-            problems.push(format!("`{file}` does not exist; run `cargo xtask env`"));
+            problems.push(format!("`{}` does not exist; run `cargo xtask env`", path.display()));
             continue;
         }
-        let vars = EnvVars::load(&path, true, ProcessEnv::Include)?;
-        if let Err(error) = Settings::from_env(&vars) {
-            problems.push(format!("`{file}`: {error:#}"));
+        loaded.push((path.clone(), EnvVars::load(&path, true, ProcessEnv::Include)?));
+    }
+    Ok(report_checks(&loaded, problems))
+}
+
+/// Exactly the files named, each alone (the process environment is left
+/// out: the file is what is checked), in the role it plays.
+fn check_named(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for path in files {
+        if !path.is_file() {
+            problems.push(format!("`{}` does not exist or is not a file", path.display()));
+            continue;
         }
-        for violation in invariants::check(&vars, Context::EnvFile) {
-            match violation.severity {
-                Severity::Error => problems.push(format!("`{file}` [{}]: {}", violation.rule, violation.message)),
-                Severity::Warning => eprintln!("warning: `{file}` [{}]: {}", violation.rule, violation.message),
-            }
-        }
-        // The comparison is symmetric: once, from the first file, is enough.
-        if *file == MANAGED_FILES[0].0 {
-            if let Err(error) = check_sibling_env_files(&path, &vars, ProcessEnv::Include) {
-                problems.push(format!("{error:#}"));
-            }
+        match EnvVars::load(path, true, ProcessEnv::Ignore) {
+            Ok(vars) => loaded.push((path.clone(), vars)),
+            Err(error) => problems.push(format!("{error:#}")),
         }
     }
+    Ok(report_checks(&loaded, problems))
+}
+
+/// Prints every file's role, errors and warnings; exit 2 on any error.
+fn report_checks(files: &[(PathBuf, EnvVars)], mut problems: Vec<String>) -> ExitCode {
+    for (path, vars) in files {
+        let check = check_file(path, vars);
+        println!("{}: {}", path.display(), check.role);
+        for warning in &check.warnings {
+            eprintln!("warning: `{}`: {warning}", path.display());
+        }
+        problems.extend(check.errors.iter().map(|error| format!("`{}`: {error}", path.display())));
+    }
+    problems.extend(password_conflicts(files));
     if problems.is_empty() {
-        println!("env files are valid, keep the roles apart, and agree on every role's password");
-        return Ok(ExitCode::SUCCESS);
+        let what = if files.len() > 1 { "agree on every role's password, " } else { "" };
+        println!("valid: the roles are kept apart, {what}nothing to fix");
+        return ExitCode::SUCCESS;
     }
     for problem in &problems {
         eprintln!("error: {problem}");
     }
-    Ok(ExitCode::from(2))
+    ExitCode::from(2)
 }

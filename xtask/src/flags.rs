@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "xtask",
     bin_name = "cargo xtask",
+    version,
     about = "Provision, migrate and check the three-role PostgreSQL model (app_migrator, app_user, app_service)",
     after_help = "Start here: `cargo xtask db-setup` (everything for local development), then `cargo xtask check`."
 )]
@@ -109,15 +110,17 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct EnvCmd {
-    /// The env files (and their examples) live in this file's directory.
-    #[command(flatten)]
-    pub env: EnvFile,
+    /// The env file to create, complete or check (repeatable). Without it: `.env.local` and
+    /// `.env.test` in the project root.
+    #[arg(long = "env-file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     /// Report what would be written, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Validate both env files: they parse, pass the start-up invariants (the runtime, service and
-    /// migrator users differ, no admin names, TLS off-host), and agree on role passwords. Writes
-    /// nothing; exits 2 on a problem.
+    /// Validate the env files, each in the role it plays (development file, migration or runtime
+    /// environment): they parse, pass the start-up invariants (the runtime, service and migrator
+    /// users differ, no admin names, TLS off-host), and files on one server agree on role
+    /// passwords. Writes nothing; exits 2 on a problem.
     #[arg(long, conflicts_with = "dry_run")]
     pub check: bool,
 }
@@ -272,4 +275,12 @@ pub struct Check {
     /// under target/pg-matrix).
     #[arg(long)]
     pub pg_matrix: bool,
+    /// Also run the container tier: build the images and run the compose stack with a real Docker
+    /// engine (installed and started here when missing, as root), as the README's container
+    /// section shows. Fails when no engine can be had; leave the flag out to skip it.
+    #[arg(long)]
+    pub containers: bool,
+    /// Run the container tier alone (what --containers adds), without format, lint and tests.
+    #[arg(long, conflicts_with = "pg_matrix")]
+    pub containers_only: bool,
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod containers;
 mod db_check;
 mod db_migrate;
 mod db_provision;
@@ -13,6 +14,7 @@ mod env;
 mod flags;
 mod pg_matrix;
 mod report;
+mod standins;
 #[cfg(test)]
 mod tidy;
 
@@ -50,7 +52,10 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let env_file = |flag: &flags::EnvFile| path_or(&flag.path, dbenv::DEFAULT_ENV_FILE);
     let migrations = |flag: &flags::MigrationsDir| path_or(&flag.path, "platform/db/migrations");
     match flags.command {
-        flags::Command::Env(cmd) => env::run(&env_file(&cmd.env), &cmd),
+        flags::Command::Env(cmd) => {
+            let files: Vec<PathBuf> = cmd.files.iter().map(|path| invoked_from.join(path)).collect();
+            env::run(&root, &files, &cmd)
+        }
         flags::Command::DbUp(cmd) => db_up::up(&env_file(&cmd.env)),
         flags::Command::DbDown(cmd) => db_up::down(&env_file(&cmd.env), cmd.purge),
         flags::Command::DbProvision(cmd) => {

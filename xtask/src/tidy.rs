@@ -101,17 +101,20 @@ fn service_environment(compose: &str, service: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_compose_file_gives_db_migrate_only_the_migrator_dsn() {
+fn the_compose_file_gives_db_migrate_only_the_migrator_credentials() {
     let root = project_root();
     let file = root.join("platform/infra/services/runtime/docker-compose.dev.yml");
     let compose = std::fs::read_to_string(&file).unwrap();
-    // The migrator's DSN is its only secret; the role names (not
-    // credentials) let it grant what migrations create in new schemas.
+    // The migrator's password is its only secret, in a variable of its own
+    // (the URL holds none, so no character needs percent-encoding); the
+    // role names (not credentials) let it grant what migrations create in
+    // new schemas.
     let migrate = service_environment(&compose, "db-migrate");
     assert_eq!(
         migrate,
         [
             "DATABASE_MIGRATOR_URL",
+            "APP_DB_MIGRATOR_PASSWORD",
             "APP_DB_SCHEMAS",
             "APP_DB_USER",
             "APP_DB_SERVICE_USER",
@@ -119,11 +122,18 @@ fn the_compose_file_gives_db_migrate_only_the_migrator_dsn() {
             "DRIZZLE_MIGRATIONS_TABLE"
         ]
     );
-    assert!(!migrate.iter().any(|k| k.contains("PASSWORD") || k.starts_with("POSTGRES_")), "{migrate:?}");
+    assert!(
+        !migrate
+            .iter()
+            .any(|k| (k.contains("PASSWORD") && k != "APP_DB_MIGRATOR_PASSWORD") || k.starts_with("POSTGRES_")),
+        "{migrate:?}"
+    );
+    let url = compose.lines().find(|l| l.trim_start().starts_with("DATABASE_MIGRATOR_URL:")).unwrap();
+    assert!(!url.contains("PASSWORD"), "the URL must not carry the password: {url}");
     let provision = service_environment(&compose, "db-provision");
     assert!(provision.contains(&"APP_DB_MIGRATOR_PASSWORD".to_string()));
     assert!(!provision.iter().any(|k| k.starts_with("DATABASE_")), "{provision:?}");
-    assert!(compose.contains("\"127.0.0.1:55432:5432\""));
+    assert!(compose.contains("\"127.0.0.1:${DB_PORT:-55432}:5432\""));
 
     // docker-compose 1.29 validates the file (no engine needed).
     let available = Command::new("docker-compose").arg("version").output().is_ok_and(|o| o.status.success());

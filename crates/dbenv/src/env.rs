@@ -567,6 +567,30 @@ pub fn role_creds(
     port: Option<u16>,
     db_name: Option<&str>,
 ) -> Result<RoleCreds> {
+    let (name, password, dsn) = name_and_password(vars, kind)?;
+    let dsn_var = kind.dsn_var();
+    let dsn_given = dsn.is_some();
+    let dsn = match dsn {
+        Some(mut dsn) => {
+            check_dsn_target(&dsn, dsn_var, host, port, db_name)?;
+            // A DSN without a password logs in with the password variable's:
+            // how a container passes a password that a URL would need
+            // percent-encoded (docker-compose.dev.yml's db-migrate).
+            if dsn.password.is_none() {
+                dsn.password = Some(password.clone());
+            }
+            dsn
+        }
+        None => match (host, port, db_name) {
+            (Some(host), Some(port), Some(db)) => Dsn::new(&name, &password, host, port, db),
+            _ => bail!("{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"),
+        },
+    };
+    Ok(RoleCreds { kind, name, password, dsn, dsn_given })
+}
+
+/// A role's name and password from its variables and DSN, which must agree.
+pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<(String, Secret, Option<Dsn>)> {
     let (user_var, password_var, dsn_var) = (kind.user_var(), kind.password_var(), kind.dsn_var());
     let dsn = optional_dsn(vars, dsn_var)?;
     // The name rules first: a name that breaks them is the real problem,
@@ -595,18 +619,7 @@ pub fn role_creds(
         (None, Some(password)) => password.clone(),
         (None, None) => bail!("{password_var} is not set (nor a password in {dsn_var}); {}", vars.missing_hint()),
     };
-    let dsn_given = dsn.is_some();
-    let dsn = match dsn {
-        Some(dsn) => {
-            check_dsn_target(&dsn, dsn_var, host, port, db_name)?;
-            dsn
-        }
-        None => match (host, port, db_name) {
-            (Some(host), Some(port), Some(db)) => Dsn::new(&name, &password, host, port, db),
-            _ => bail!("{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"),
-        },
-    };
-    Ok(RoleCreds { kind, name, password, dsn, dsn_given })
+    Ok((name, password, dsn))
 }
 
 /// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
@@ -687,8 +700,8 @@ pub fn role_passwords(vars: &EnvVars) -> Result<Vec<(String, &'static str, Secre
     RoleKind::ALL
         .iter()
         .map(|kind| {
-            let creds = role_creds(vars, *kind, None, None, None)?;
-            Ok((creds.name, creds.kind.password_var(), creds.password))
+            let (name, password, _) = name_and_password(vars, *kind)?;
+            Ok((name, kind.password_var(), password))
         })
         .collect()
 }
@@ -775,6 +788,37 @@ mod tests {
 
     fn error(changes: &[(&'static str, &'static str)]) -> String {
         format!("{:#}", Settings::from_env(&with(changes)).unwrap_err())
+    }
+
+    #[test]
+    fn role_passwords_need_no_dsn() {
+        // A container's environment: the pieces, no DSN (db-provision).
+        let mut pairs = example();
+        pairs.retain(|(k, _)| !k.starts_with("DATABASE_"));
+        let passwords = role_passwords(&EnvVars::from_pairs(pairs)).unwrap();
+        let names: Vec<&str> = passwords.iter().map(|(name, _, _)| name.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.contains(&"app_migrator"));
+    }
+
+    #[test]
+    fn a_dsn_without_a_password_takes_the_password_variable() {
+        // docker-compose.dev.yml's db-migrate: the password needs no
+        // percent-encoding because it is not in the URL.
+        let vars = EnvVars::from_pairs([
+            ("DATABASE_MIGRATOR_URL", "postgresql://app_migrator@postgres:5432/app?sslmode=disable"),
+            ("APP_DB_MIGRATOR_PASSWORD", "p@ss:w/rd?#%&$x"),
+        ]);
+        let creds = role_creds(&vars, RoleKind::Migrator, None, None, None).unwrap();
+        assert_eq!(creds.dsn.password.as_ref().map(Secret::expose), Some("p@ss:w/rd?#%&$x"));
+        assert_eq!(creds.dsn.to_string(), "postgresql://app_migrator:***@postgres:5432/app?sslmode=disable");
+        // Without the variable it is still an error naming both.
+        let vars = EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", "postgresql://app_migrator@postgres:5432/app")]);
+        let error = role_creds(&vars, RoleKind::Migrator, None, None, None).unwrap_err().to_string();
+        assert!(
+            error.contains("APP_DB_MIGRATOR_PASSWORD is not set (nor a password in DATABASE_MIGRATOR_URL)"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -76,6 +76,18 @@ enum Line {
 /// Creates or completes the managed env files in `dir`. With `dry_run`,
 /// computes the same report and writes nothing.
 pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
+    let files: Vec<(PathBuf, PathBuf)> =
+        MANAGED_FILES.iter().map(|(file, example)| (dir.join(file), dir.join(example))).collect();
+    sync_files(&files, dry_run)
+}
+
+/// Creates or completes exactly the files given, each from its example;
+/// no other file is read or written.
+pub fn sync_env_files_named(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport> {
+    sync_files(files, dry_run)
+}
+
+fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport> {
     struct Target {
         path: PathBuf,
         example_lines: Vec<Line>,
@@ -83,21 +95,19 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
         existing: Option<HashMap<String, String>>,
     }
     let mut targets = Vec::new();
-    for (file, example) in MANAGED_FILES {
-        let example_path = dir.join(example);
+    for (path, example_path) in files {
         if !example_path.exists() {
             bail!(
                 "`{}` is missing; it is committed with the project, restore it with `git checkout`",
                 example_path.display()
             );
         }
-        let text = fs::read_to_string(&example_path).with_context(|| format!("read `{}`", example_path.display()))?;
-        let path = dir.join(file);
-        let existing = if path.exists() { Some(read_env_file(&path)?) } else { None };
+        let text = fs::read_to_string(example_path).with_context(|| format!("read `{}`", example_path.display()))?;
+        let existing = if path.exists() { Some(read_env_file(path)?) } else { None };
         targets.push(Target {
-            path,
+            path: path.clone(),
             example_lines: example_lines(&text),
-            example_values: read_env_file(&example_path)?,
+            example_values: read_env_file(example_path)?,
             existing,
         });
     }
@@ -107,16 +117,19 @@ pub fn sync_env_files(dir: &Path, dry_run: bool) -> Result<SyncReport> {
         targets.iter().map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default()).collect();
 
     let mut conflicts = Vec::new();
-    if let [a, b] = known.as_slice() {
-        for key in SHARED_KEYS {
-            if let (Some(x), Some(y)) = (a.get(*key), b.get(*key)) {
-                if x != y {
-                    let shown = if SECRET_KEYS.contains(key) { String::new() } else { format!(" (`{x}` and `{y}`)") };
-                    conflicts.push(format!(
-                        "{key} differs between `{}` and `{}`{shown}; edit one so they agree",
-                        targets[0].path.display(),
-                        targets[1].path.display()
-                    ));
+    for (i, a) in known.iter().enumerate() {
+        for (j, b) in known.iter().enumerate().skip(i + 1) {
+            for key in SHARED_KEYS {
+                if let (Some(x), Some(y)) = (a.get(*key), b.get(*key)) {
+                    if x != y {
+                        let shown =
+                            if SECRET_KEYS.contains(key) { String::new() } else { format!(" (`{x}` and `{y}`)") };
+                        conflicts.push(format!(
+                            "{key} differs between `{}` and `{}`{shown}; edit one so they agree",
+                            targets[i].path.display(),
+                            targets[j].path.display()
+                        ));
+                    }
                 }
             }
         }

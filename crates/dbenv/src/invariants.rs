@@ -23,6 +23,8 @@ pub enum Context {
     Runtime,
     /// A developer's env file, which holds every DSN on purpose.
     EnvFile,
+    /// A migration job's environment: the migrator's DSN only.
+    Migration,
 }
 
 /// One broken rule, with its fix.
@@ -50,8 +52,16 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
     let mut dsns: Vec<(RoleKind, Dsn)> = Vec::new();
     for kind in [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator] {
         let var = kind.dsn_var();
+        let required = match context {
+            Context::Migration => kind == RoleKind::Migrator,
+            _ => kind != RoleKind::Migrator,
+        };
         match vars.get(var) {
-            None if kind == RoleKind::Migrator => {}
+            None if !required => {}
+            None if kind == RoleKind::Migrator => error(
+                "dsn-present",
+                format!("{var} is missing or empty: migrations run only as the migrator role; set it"),
+            ),
             None => error(
                 "dsn-present",
                 format!("{var} is missing or empty: the app needs it to connect as the {kind} role; set it (`cargo xtask env`)"),
@@ -89,14 +99,17 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
     }
     if let Some(migrator) = user(RoleKind::Migrator) {
         for kind in [RoleKind::Runtime, RoleKind::Service] {
-            if user(kind).as_deref() == Some(migrator.as_str()) {
+            // A migration environment names the runtime roles without DSNs.
+            let named = match user(kind) {
+                Some(name) => Some((kind.dsn_var(), "logs in as", name)),
+                None => vars.get(kind.user_var()).map(|name| (kind.user_var(), "names", name.to_string())),
+            };
+            if let Some((var, verb, name)) = named.filter(|(_, _, name)| *name == migrator) {
                 error(
                     "migrator-separate",
                     format!(
-                        "{} logs in as `{migrator}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
-                         the schema; point {} at the {kind} role",
-                        kind.dsn_var(),
-                        kind.dsn_var()
+                        "{var} {verb} `{name}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
+                         the schema; point {var} at the {kind} role"
                     ),
                 );
             }

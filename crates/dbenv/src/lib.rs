@@ -8,6 +8,7 @@ mod connect;
 mod dsn;
 mod env;
 pub mod envfile;
+pub mod filecheck;
 pub mod invariants;
 mod names;
 mod secret;

@@ -2,6 +2,8 @@
 
 mod check;
 mod common;
+mod containers;
+mod envcheck;
 mod faults;
 mod hostile;
 mod migrate;

@@ -12,7 +12,7 @@ fn db_setup_from_nothing_then_the_tasks_own_check_holds() {
     let first = project.xtask(&["db-setup", "--env-file", &env_file]);
     let log = text(&first);
     assert!(first.status.success(), "{log}");
-    assert!(log.contains("created .env.local from its example (mode 0600)"), "{log}");
+    assert!(log.contains("/.env.local from its example (mode 0600)"), "{log}");
     assert!(log.contains("started PostgreSQL"), "{log}");
     assert!(log.contains("provisioned `cogni_template_dev`"), "{log}");
     assert!(!log.contains("migrator_password") && !log.contains(":password@"), "no password is printed: {log}");
@@ -49,7 +49,8 @@ fn db_setup_from_nothing_then_the_tasks_own_check_holds() {
 fn env_files_that_disagree_stop_provisioning_before_it_connects() {
     let project = Project::new();
     let env_file = project.env_local();
-    assert!(project.xtask(&["env", "--env-file", &env_file]).status.success());
+    let test_env = project.path(".env.test").display().to_string();
+    assert!(project.xtask(&["env", "--env-file", &env_file, "--env-file", &test_env]).status.success());
     let test_file = project.path(".env.test");
     let edited = std::fs::read_to_string(&test_file)
         .unwrap()
@@ -57,8 +58,12 @@ fn env_files_that_disagree_stop_provisioning_before_it_connects() {
         .replace("app_service:service_password@", "app_service:other-secret@");
     std::fs::write(&test_file, edited).unwrap();
 
+    // Each file alone is valid; together they give a role two passwords.
     let check = project.xtask(&["env", "--check", "--env-file", &env_file]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let check = project.xtask(&["env", "--check", "--env-file", &env_file, "--env-file", &test_env]);
     assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    assert!(text(&check).contains("role `app_service`"), "{}", text(&check));
     let provision = project.xtask(&["db-provision", "--env-file", &env_file]);
     let log = text(&provision);
     assert_eq!(provision.status.code(), Some(1), "{log}");
@@ -66,7 +71,7 @@ fn env_files_that_disagree_stop_provisioning_before_it_connects() {
     assert!(log.contains("cargo xtask env --check"), "{log}");
     assert!(!log.contains("other-secret") && !log.contains("service_password"), "{log}");
     // `env` reports the disagreement and overwrites nothing.
-    let sync = project.xtask(&["env", "--env-file", &env_file]);
+    let sync = project.xtask(&["env", "--env-file", &env_file, "--env-file", &test_env]);
     assert_eq!(sync.status.code(), Some(1));
     assert!(text(&sync).contains("APP_DB_SERVICE_PASSWORD differs"), "{}", text(&sync));
     assert!(std::fs::read_to_string(&test_file).unwrap().contains("other-secret"));
@@ -105,9 +110,9 @@ fn written_values_read_back_identically_in_dotenvy_node_and_compose() {
     );
     std::fs::write(project.path(".env.local"), local).unwrap();
     let env_file = project.env_local();
-    let sync = project.xtask(&["env", "--env-file", &env_file]);
-    assert!(sync.status.success(), "{}", text(&sync));
     let test_file = project.path(".env.test");
+    let sync = project.xtask(&["env", "--env-file", &env_file, "--env-file", &test_file.display().to_string()]);
+    assert!(sync.status.success(), "{}", text(&sync));
     let expected_url = format!("postgresql://app_user:{encoded}@localhost:{}/cogni_template_stack_test", project.port);
 
     // dotenvy (this tool, and any Rust service).

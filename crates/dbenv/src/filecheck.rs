@@ -1,0 +1,248 @@
+//! `cargo xtask env --check`: each env file checked in the role it plays,
+//! and the files given together checked for one password per role.
+//!
+//! - a **development** file holds the admin's credentials (`POSTGRES_ROOT_*`
+//!   or `DATABASE_ROOT_URL`): every setting `db-provision` reads, plus the
+//!   start-up invariants of an env file;
+//! - a **migration** environment holds `DATABASE_MIGRATOR_URL` and no
+//!   `DATABASE_URL`: the migrator's credentials, never a runtime role's;
+//! - a **runtime** environment is everything else: `DATABASE_URL` and
+//!   `DATABASE_SERVICE_URL` pass the start-up invariants, and the
+//!   migrator's credentials are warned about.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::env::{name_and_password, EnvVars, RoleKind, Settings};
+use crate::invariants::{self, Context, Severity, Violation};
+use crate::Dsn;
+
+/// The role an env file plays, read from what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    Development,
+    Migration,
+    Runtime,
+}
+
+impl FileRole {
+    pub fn of(vars: &EnvVars) -> FileRole {
+        let admin = ["POSTGRES_ROOT_PASSWORD", "DATABASE_ROOT_URL"].iter().any(|key| vars.get(key).is_some());
+        if admin {
+            FileRole::Development
+        } else if vars.get("DATABASE_MIGRATOR_URL").is_some() && vars.get("DATABASE_URL").is_none() {
+            FileRole::Migration
+        } else {
+            FileRole::Runtime
+        }
+    }
+}
+
+impl fmt::Display for FileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileRole::Development => "development file (admin and every role)",
+            FileRole::Migration => "migration environment (DATABASE_MIGRATOR_URL)",
+            FileRole::Runtime => "runtime environment (DATABASE_URL, DATABASE_SERVICE_URL)",
+        })
+    }
+}
+
+/// What one file's check found.
+#[derive(Debug)]
+pub struct FileCheck {
+    pub path: PathBuf,
+    pub role: FileRole,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks one file's variables in the role they play.
+pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
+    let role = FileRole::of(vars);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let context = match role {
+        FileRole::Development => {
+            if let Err(error) = Settings::from_env(vars) {
+                errors.push(format!("{error:#}"));
+            }
+            Context::EnvFile
+        }
+        FileRole::Migration => {
+            for kind in [RoleKind::Runtime, RoleKind::Service] {
+                for var in [kind.dsn_var(), kind.password_var()] {
+                    if vars.get(var).is_some() {
+                        warnings.push(format!(
+                            "{var} is set in a migration environment: migrations never need the {kind} role's \
+                             credentials; remove it (its name, {}, is enough to grant to it)",
+                            kind.user_var()
+                        ));
+                    }
+                }
+            }
+            Context::Migration
+        }
+        FileRole::Runtime => {
+            if vars.get(RoleKind::Migrator.password_var()).is_some() {
+                warnings.push(
+                    "APP_DB_MIGRATOR_PASSWORD is set in a runtime environment: the app never needs the migrator's \
+                     password; remove it (least secret exposure)"
+                        .to_string(),
+                );
+            }
+            Context::Runtime
+        }
+    };
+    // Each role whose variables or DSN are present must agree with itself
+    // (DSN user and password against APP_DB_* when both are given).
+    if role != FileRole::Development {
+        for kind in RoleKind::ALL {
+            let present = [kind.dsn_var(), kind.user_var(), kind.password_var()].iter().any(|v| vars.get(v).is_some());
+            let needed = match role {
+                FileRole::Migration => kind == RoleKind::Migrator,
+                _ => kind != RoleKind::Migrator,
+            };
+            if present && needed {
+                if let Err(error) = name_and_password(vars, kind) {
+                    errors.push(format!("{error:#}"));
+                }
+            }
+        }
+    }
+    for Violation { rule, severity, message } in invariants::check(vars, context) {
+        let line = format!("[{rule}] {message}");
+        match severity {
+            Severity::Error => errors.push(line),
+            Severity::Warning => warnings.push(line),
+        }
+    }
+    errors.dedup();
+    FileCheck { path: path.to_path_buf(), role, errors, warnings }
+}
+
+/// The server a file points at: `DB_HOST`/`DB_PORT`, else its first DSN.
+fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
+    let dsn = RoleKind::ALL.iter().find_map(|kind| vars.get(kind.dsn_var()).and_then(|t| Dsn::parse("", t).ok()));
+    let host = vars
+        .get("DB_HOST")
+        .map(str::to_string)
+        .or_else(|| dsn.as_ref().and_then(|d| d.host.as_ref()).map(|h| h.to_string()))?;
+    let port = match vars.get("DB_PORT") {
+        Some(text) => text.parse().ok()?,
+        None => dsn.as_ref().map(Dsn::port_or_default)?,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// Files given together that point at one server must give each role one
+/// password (roles are cluster-wide). Never names a value.
+pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<String> {
+    let mut conflicts = Vec::new();
+    for (i, (path_a, a)) in files.iter().enumerate() {
+        for (path_b, b) in &files[i + 1..] {
+            if server_of(a).is_none() || server_of(a) != server_of(b) {
+                continue;
+            }
+            for kind in RoleKind::ALL {
+                let (Ok((name_a, password_a, _)), Ok((name_b, password_b, _))) =
+                    (name_and_password(a, kind), name_and_password(b, kind))
+                else {
+                    continue;
+                };
+                if name_a == name_b && password_a != password_b {
+                    conflicts.push(format!(
+                        "role `{name_a}`: `{}` and `{}` give it different passwords on the same server; make them \
+                         equal{}{}",
+                        path_a.display(),
+                        path_b.display(),
+                        a.quoting_hint(&[kind.password_var(), kind.dsn_var()]),
+                        b.quoting_hint(&[kind.password_var(), kind.dsn_var()])
+                    ));
+                }
+            }
+        }
+    }
+    conflicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNTIME: &str = "postgresql://app_user:pw1@db.internal:5432/app?sslmode=verify-full";
+    const SERVICE: &str = "postgresql://app_service:pw2@db.internal:5432/app?sslmode=verify-full";
+    const MIGRATOR: &str = "postgresql://app_migrator:pw3@db.internal:5432/app?sslmode=verify-full";
+
+    fn vars(pairs: &[(&str, &str)]) -> EnvVars {
+        EnvVars::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn roles_are_read_from_what_a_file_holds() {
+        assert_eq!(FileRole::of(&vars(&[("DATABASE_URL", RUNTIME)])), FileRole::Runtime);
+        assert_eq!(FileRole::of(&vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR)])), FileRole::Migration);
+        assert_eq!(
+            FileRole::of(&vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_MIGRATOR_URL", MIGRATOR)])),
+            FileRole::Runtime
+        );
+        assert_eq!(FileRole::of(&vars(&[("POSTGRES_ROOT_PASSWORD", "x")])), FileRole::Development);
+    }
+
+    #[test]
+    fn a_production_runtime_file_passes_and_the_migrator_is_warned_about() {
+        let check =
+            check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE)]));
+        assert!(check.errors.is_empty() && check.warnings.is_empty(), "{check:?}");
+        let check = check_file(
+            Path::new("prod.env"),
+            &vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", MIGRATOR)]),
+        );
+        assert!(check.errors.is_empty(), "{check:?}");
+        assert!(check.warnings.iter().any(|w| w.contains("migrator-absent-at-runtime")), "{check:?}");
+    }
+
+    #[test]
+    fn a_runtime_file_with_the_same_user_twice_or_no_tls_fails() {
+        let check =
+            check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", RUNTIME)]));
+        assert!(check.errors.iter().any(|e| e.contains("[distinct-users]")), "{check:?}");
+        let plain = "postgresql://app_user:pw1@db.internal:5432/app";
+        let check =
+            check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", plain), ("DATABASE_SERVICE_URL", SERVICE)]));
+        assert!(check.errors.iter().any(|e| e.contains("[tls-off-host]")), "{check:?}");
+    }
+
+    #[test]
+    fn a_migration_environment_needs_only_the_migrator() {
+        let check = check_file(Path::new("migrate.env"), &vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR)]));
+        assert!(check.errors.is_empty() && check.warnings.is_empty(), "{check:?}");
+        let check = check_file(
+            Path::new("migrate.env"),
+            &vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR), ("APP_DB_PASSWORD", "pw1")]),
+        );
+        assert!(check.warnings.iter().any(|w| w.starts_with("APP_DB_PASSWORD is set in a migration")), "{check:?}");
+        let admin = "postgresql://postgres:pw@db.internal:5432/app?sslmode=require";
+        let check = check_file(Path::new("migrate.env"), &vars(&[("DATABASE_MIGRATOR_URL", admin)]));
+        assert!(check.errors.iter().any(|e| e.contains("[no-admin-user]")), "{check:?}");
+        let check = check_file(
+            Path::new("migrate.env"),
+            &vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR), ("APP_DB_USER", "app_migrator")]),
+        );
+        assert!(check.errors.iter().any(|e| e.contains("[migrator-separate]")), "{check:?}");
+    }
+
+    #[test]
+    fn files_on_one_server_must_agree_on_passwords_and_never_name_them() {
+        let runtime = vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE)]);
+        let other = vars(&[("DATABASE_URL", "postgresql://app_user:other-secret@db.internal:5432/app")]);
+        let conflicts =
+            password_conflicts(&[(PathBuf::from("a.env"), runtime.clone()), (PathBuf::from("b.env"), other)]);
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts[0].contains("role `app_user`") && !conflicts[0].contains("other-secret"), "{conflicts:?}");
+        let elsewhere = vars(&[("DATABASE_URL", "postgresql://app_user:other-secret@db2.internal:5432/app")]);
+        assert!(
+            password_conflicts(&[(PathBuf::from("a.env"), runtime), (PathBuf::from("c.env"), elsewhere)]).is_empty()
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! `cargo xtask check --containers`: the compose path users run, with a real
+//! Docker engine, exactly as the README shows it.
+//!
+//! 1. An engine: the one that answers, or `dockerd` started here (installed
+//!    with apt when missing, as root) and stopped by its PID at the end.
+//! 2. The base images the project's files name, pulled or stood in for
+//!    (`standins`).
+//! 3. The stack, from an env file whose passwords need quoting and
+//!    percent-encoding: `up -d postgres`, `run --rm db-provision`,
+//!    `run --rm db-migrate`; from the host, the task's `psql` denial and
+//!    `db-check`; a second run of each one-shot service changes nothing;
+//!    the `db-migrate` container holds no admin or runtime credential; the
+//!    runtime image runs as a non-root user. `down -v` always runs.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dbenv::{envfile::quote_value, Dsn, Secret};
+use xshell::{cmd, Shell};
+
+use crate::{db_check, standins};
+
+const COMPOSE_FILE: &str = "platform/infra/services/runtime/docker-compose.dev.yml";
+/// Compose projects of this tier are named `xtask-containers-<pid>`, so
+/// nothing of a user's `runtime` stack, or of another run, is touched.
+const PROJECT_PREFIX: &str = "xtask-containers";
+
+/// Passwords with what breaks naive handling: URL delimiters (`@ : / ? #`),
+/// `%`, `&`, `$`, a space, double quotes. Each role has its own, and every
+/// one of them must log in.
+const PASSWORDS: [(&str, &str); 4] = [
+    ("POSTGRES_ROOT_PASSWORD", "root p@ss/w:rd?#1"),
+    ("APP_DB_PASSWORD", "user p@ss:w/rd?#%&$1"),
+    ("APP_DB_SERVICE_PASSWORD", "svc \"p@ss\" w%25rd#/?"),
+    ("APP_DB_MIGRATOR_PASSWORD", "mig p@ss:w/rd?#%&=$x"),
+];
+
+pub fn run(sh: &Shell) -> Result<()> {
+    let started = Instant::now();
+    let _engine = Engine::ensure(sh)?;
+    println!("  engine ready ({:.1} s)", started.elapsed().as_secs_f64());
+    let images = Instant::now();
+    standins::ensure(sh)?;
+    println!("  base images ready ({:.1} s)", images.elapsed().as_secs_f64());
+    let stack = Stack::new(sh)?;
+    let result = stack.exercise(sh);
+    stack.down(sh);
+    result?;
+    println!("  container tier passed ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The Docker engine for the tier. Dropping it stops `dockerd` if, and only
+/// if, this run started it.
+struct Engine {
+    started: Option<Child>,
+}
+
+impl Engine {
+    fn ensure(sh: &Shell) -> Result<Engine> {
+        if answers(sh) {
+            println!("  a Docker engine answers; using it");
+            return Ok(Engine { started: None });
+        }
+        let missing: Vec<&str> = [("dockerd", "docker.io"), ("docker-compose", "docker-compose")]
+            .into_iter()
+            .filter(|(program, _)| which(program).is_none())
+            .map(|(_, package)| package)
+            .collect();
+        if !missing.is_empty() {
+            require_root(&format!(
+                "install {} (no Docker engine answers and none is installed)",
+                missing.join(" and ")
+            ))?;
+            apt_install(sh, &missing)?;
+        }
+        require_root("start dockerd (no Docker engine answers)")?;
+        let dockerd = which("dockerd").context("dockerd is not on PATH after installing docker.io")?;
+        let dir = sh.current_dir().join("target/containers");
+        sh.create_dir(&dir)?;
+        let log = dir.join("dockerd.log");
+        let mut command = Command::new(&dockerd);
+        command.stdin(Stdio::null()).stdout(File::create(&log)?).stderr(File::create(&log)?);
+        // Its own process group: a Ctrl-C meant for the tests does not kill
+        // the engine under a half-torn-down stack; the guard stops it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().with_context(|| format!("start {}", dockerd.display()))?;
+        println!("  started dockerd (PID {}), log {}", child.id(), log.display());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if answers(sh) {
+                return Ok(Engine { started: Some(child) });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("dockerd exited ({status}) before answering; see {}", log.display());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("dockerd did not answer within 60 s; see {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let Some(child) = &mut self.started else { return };
+        let pid = child.id();
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                println!("  stopped dockerd (PID {pid})");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        println!("  killed dockerd (PID {pid}): it did not stop within 30 s");
+    }
+}
+
+fn answers(sh: &Shell) -> bool {
+    cmd!(sh, "docker info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "the container tier needs to {what}, which only root may do here; install and start Docker \
+             yourself, or run `cargo xtask check` without --containers"
+        );
+    }
+    Ok(())
+}
+
+pub fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+    if which("apt-get").is_none() {
+        bail!(
+            "{} missing and apt-get is not available; install them, or run `cargo xtask check` without \
+             --containers",
+            packages.join(", ")
+        );
+    }
+    println!("  installing {}", packages.join(" "));
+    cmd!(sh, "apt-get update -qq").run()?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .with_context(|| format!("apt-get install {}", packages.join(" ")))
+}
+
+/// The compose stack of one run, with its env file.
+struct Stack {
+    _dir: tempfile::TempDir,
+    project: String,
+    env_file: PathBuf,
+    port: u16,
+    db_name: String,
+}
+
+impl Stack {
+    fn new(sh: &Shell) -> Result<Stack> {
+        let dir = tempfile::Builder::new().prefix("xtask-containers-").tempdir()?;
+        let port = free_port()?;
+        let env_file = dir.path().join(".env.local");
+        let example = std::fs::read_to_string(sh.current_dir().join(".env.local.example"))?;
+        let text = env_text(&example, port)?;
+        std::fs::write(&env_file, text)?;
+        let db_name = "cogni_template_dev".to_string();
+        let project = format!("{PROJECT_PREFIX}-{}", std::process::id());
+        Ok(Stack { _dir: dir, project, env_file, port, db_name })
+    }
+
+    /// `docker-compose -f <file> --env-file <env> <args…>`, as the README
+    /// shows it, in this run's project; output captured (it is printed by
+    /// the caller, and holds no secret: the tool never prints one).
+    fn compose(&self, sh: &Shell, args: &[&str]) -> Result<Output> {
+        let env_file = &self.env_file;
+        cmd!(sh, "docker-compose -f {COMPOSE_FILE} --env-file {env_file} {args...}")
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("run docker-compose")
+    }
+
+    /// Runs a compose command that must succeed, prints its output, and
+    /// returns its standard output.
+    fn step(&self, sh: &Shell, what: &str, args: &[&str]) -> Result<String> {
+        let started = Instant::now();
+        println!("  $ docker-compose -f {COMPOSE_FILE} --env-file <env> {}", args.join(" "));
+        let output = self.compose(sh, args)?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for line in stdout.lines().chain(stderr.lines()) {
+            println!("    {line}");
+        }
+        if !output.status.success() {
+            bail!("{what} failed ({})", output.status);
+        }
+        println!("  {what}: ok ({:.1} s)", started.elapsed().as_secs_f64());
+        Ok(stdout)
+    }
+
+    fn exercise(&self, sh: &Shell) -> Result<()> {
+        // `run` builds an image only when it is missing; `build` brings it
+        // up to date with the sources (from the layer cache when nothing
+        // changed).
+        let build_started = unix_now();
+        self.step(sh, "build", &["--profile", "bootstrap", "build"])?;
+        // Build stages of earlier runs are dangling images of about 1.5 GB
+        // each; this run's stays as the layer cache of the next.
+        let label = "label=org.opencontainers.image.title=xtask-build-stage";
+        let until = format!("until={build_started}");
+        let _ = cmd!(sh, "docker image prune -f --filter {label} --filter {until}").quiet().ignore_stdout().run();
+        self.step(sh, "postgres up", &["up", "-d", "postgres"])?;
+        let provision = self.step(sh, "db-provision", &["--profile", "bootstrap", "run", "--rm", "db-provision"])?;
+        if provision.contains("nothing to change") {
+            bail!("the first db-provision on a new server changed nothing");
+        }
+        // db-migrate depends on db-provision completing, so compose runs
+        // provisioning once more first: it must find nothing to change.
+        self.step(sh, "db-migrate", &["--profile", "bootstrap", "run", "--rm", "db-migrate"])?;
+
+        let root = crate::project_root();
+        self.psql_denial(sh)?;
+        let report = db_check::check(&self.env_file, &root.join("platform/db/migrations"), None)?;
+        print!("{}", report.to_text());
+        if !report.holds() {
+            bail!("db-check from the host: the model does not hold on the compose stack");
+        }
+
+        let again = self.step(sh, "db-provision again", &["--profile", "bootstrap", "run", "--rm", "db-provision"])?;
+        if !again.contains("nothing to change") {
+            bail!("a second db-provision should find nothing to change");
+        }
+        let migrate =
+            self.step(sh, "db-migrate again", &["--profile", "bootstrap", "run", "--rm", "--no-deps", "db-migrate"])?;
+        if !migrate.contains("nothing to apply") {
+            bail!("a second db-migrate should find nothing pending");
+        }
+        self.migrate_environment(sh)?;
+        self.runtime_image(sh)
+    }
+
+    /// The task's own acceptance check, through the published port.
+    fn psql_denial(&self, sh: &Shell) -> Result<()> {
+        let port = self.port.to_string();
+        let db = &self.db_name;
+        let password = PASSWORDS[1].1;
+        let output =
+            cmd!(sh, "psql -h 127.0.0.1 -p {port} -U app_user -d {db} -c 'CREATE TABLE _test_ddl_check (id int);'")
+                .env("PGPASSWORD", password)
+                .quiet()
+                .ignore_status()
+                .output()
+                .context("run psql (install postgresql-client)")?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() || !stderr.contains("ERROR:  permission denied for schema public") {
+            bail!("psql as app_user: expected `ERROR:  permission denied for schema public`, got: {stderr}");
+        }
+        println!("  psql as app_user from the host: {}", stderr.lines().next().unwrap_or_default());
+        Ok(())
+    }
+
+    /// What the `db-migrate` container holds: the migrator's credentials and
+    /// names, nothing of the admin or the runtime roles.
+    fn migrate_environment(&self, sh: &Shell) -> Result<()> {
+        let output = self.compose(
+            sh,
+            &["--profile", "bootstrap", "run", "--rm", "--no-deps", "--entrypoint", "env", "db-migrate"],
+        )?;
+        if !output.status.success() {
+            bail!("reading db-migrate's environment failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        // Never printed: it holds the migrator's password.
+        let environment = String::from_utf8_lossy(&output.stdout);
+        let names: Vec<&str> = environment.lines().filter_map(|line| line.split_once('=')).map(|(k, _)| k).collect();
+        for forbidden in ["POSTGRES_ROOT_PASSWORD", "APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "DATABASE_URL"] {
+            if names.contains(&forbidden) {
+                bail!("the db-migrate container's environment holds {forbidden}");
+            }
+        }
+        for (var, password) in &PASSWORDS[..3] {
+            if environment.contains(password) {
+                bail!("the db-migrate container's environment holds the value of {var}");
+            }
+        }
+        if !names.contains(&"DATABASE_MIGRATOR_URL") {
+            bail!("the db-migrate container's environment has no DATABASE_MIGRATOR_URL");
+        }
+        println!("  db-migrate's environment: {}", names.join(" "));
+        Ok(())
+    }
+
+    /// The runtime image: a non-root user, no secret in its configuration,
+    /// and its size.
+    fn runtime_image(&self, sh: &Shell) -> Result<()> {
+        let image = format!("{}_db-migrate", self.project);
+        let inspect = |format: &str| cmd!(sh, "docker image inspect --format {format} {image}").quiet().read();
+        let user = inspect("{{.Config.User}}")?;
+        if user.is_empty() || user == "root" || user == "0" {
+            bail!("the runtime image runs as root (USER `{user}`)");
+        }
+        let uid = cmd!(sh, "docker run --rm --entrypoint id {image} -u").quiet().read()?;
+        if uid.trim() == "0" {
+            bail!("the runtime image runs as uid 0");
+        }
+        let env = inspect("{{json .Config.Env}}")?;
+        for (var, password) in &PASSWORDS {
+            if env.contains(var) || env.contains(password) {
+                bail!("the runtime image's configuration holds {var}");
+            }
+        }
+        let version = cmd!(sh, "docker run --rm --entrypoint xtask {image} --version").quiet().read()?;
+        let size: u64 = inspect("{{.Size}}")?.trim().parse()?;
+        println!(
+            "  runtime image: user {user} (uid {}), `{}` starts, {:.1} MB",
+            uid.trim(),
+            version.trim(),
+            size as f64 / 1e6
+        );
+        Ok(())
+    }
+
+    fn down(&self, sh: &Shell) {
+        // The images go too (the build cache keeps their layers).
+        match self.compose(sh, &["--profile", "bootstrap", "down", "-v", "--rmi", "local", "--remove-orphans"]) {
+            Ok(output) if output.status.success() => println!("  stack down (volumes and images removed)"),
+            Ok(output) => eprintln!("  docker-compose down failed: {}", String::from_utf8_lossy(&output.stderr)),
+            Err(error) => eprintln!("  docker-compose down failed: {error:#}"),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `.env.local.example` for this stack: its port, and the hostile passwords
+/// written as `cargo xtask env` writes values (single-quoted; percent-encoded
+/// inside DSNs).
+fn env_text(example: &str, port: u16) -> Result<String> {
+    let mut lines = Vec::new();
+    for line in example.lines() {
+        let key = line.split_once('=').map(|(k, _)| k.trim()).unwrap_or_default();
+        let replaced = match key {
+            "DB_PORT" => format!("DB_PORT={port}"),
+            "DATABASE_URL" => dsn_line(key, "app_user", PASSWORDS[1].1, port)?,
+            "DATABASE_SERVICE_URL" => dsn_line(key, "app_service", PASSWORDS[2].1, port)?,
+            "DATABASE_MIGRATOR_URL" => dsn_line(key, "app_migrator", PASSWORDS[3].1, port)?,
+            _ => match PASSWORDS.iter().find(|(var, _)| *var == key) {
+                Some((var, password)) => format!("{var}={}", quote_value(var, password)?),
+                None => line.to_string(),
+            },
+        };
+        lines.push(replaced);
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+fn dsn_line(key: &str, user: &str, password: &str, port: u16) -> Result<String> {
+    let dsn = Dsn::new(user, &Secret::new(password), "localhost", port, "cogni_template_dev");
+    Ok(format!("{key}={}", quote_value(key, &dsn.expose_url())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_env_file_reads_back_with_the_hostile_passwords() {
+        let example = std::fs::read_to_string(crate::project_root().join(".env.local.example")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env.local");
+        std::fs::write(&path, env_text(&example, 54321).unwrap()).unwrap();
+        let vars = dbenv::EnvVars::load(&path, true, dbenv::ProcessEnv::Ignore).unwrap();
+        for (var, password) in PASSWORDS {
+            assert_eq!(vars.get(var), Some(password), "{var}");
+        }
+        let settings = dbenv::Settings::from_env(&vars).unwrap();
+        assert_eq!(settings.port, 54321);
+        assert_eq!(settings.role(dbenv::RoleKind::Migrator).password.expose(), PASSWORDS[3].1);
+        assert!(Path::new(COMPOSE_FILE).is_relative());
+    }
+}
