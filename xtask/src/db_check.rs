@@ -21,7 +21,18 @@ pub fn check(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>) -> R
 
 pub fn run(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
     let report = check(env_file, migrations_dir, policy)?;
-    if flags.json {
+    let invoked_from = std::env::current_dir()?;
+    if let Some(path) = &flags.junit {
+        write_report(&invoked_from.join(path), &report.to_junit(), "--junit")?;
+    }
+    let tap_to_stdout = flags.tap.as_deref() == Some(Path::new("-"));
+    match &flags.tap {
+        Some(path) if !tap_to_stdout => write_report(&invoked_from.join(path), &report.to_tap(), "--tap")?,
+        _ => {}
+    }
+    if tap_to_stdout {
+        print!("{}", report.to_tap());
+    } else if flags.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else if flags.markdown {
         let markdown = report.to_markdown();
@@ -38,4 +49,15 @@ pub fn run(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, flags:
         print!("{}", report.to_text());
     }
     Ok(if report.holds() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Writes a CI report, replacing the file through a rename so a reader
+/// never sees half of it.
+fn write_report(path: &Path, text: &str, flag: &str) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("{flag}: cannot write in `{}`; create the directory first", dir.display()))?;
+    temp.write_all(text.as_bytes())?;
+    temp.persist(path).with_context(|| format!("{flag}: write `{}`", path.display()))?;
+    Ok(())
 }

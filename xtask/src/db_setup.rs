@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::{db_check, db_migrate, db_provision, db_up, env};
 use anyhow::{Context, Result};
 use dbenv::Host;
-use pgcluster::{default_base_dir, port_answers, DevServer, PgBin};
+use pgcluster::{default_base_dir, port_answers, DevServer};
 
 pub fn run(env_file: &Path) -> Result<ExitCode> {
     let started = Instant::now();
@@ -19,18 +19,24 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     println!("==> server");
     let local = Host::Tcp(settings.host.clone()).is_local();
     let answers = port_answers(&settings.host, settings.port);
-    match (local, PgBin::find()) {
-        (true, Ok(bin)) => {
+    // Binaries are fetched only when they are needed: nothing answers here.
+    let bin = match (local, answers) {
+        (true, false) => Some(
+            pgcluster::fetch::find_or_fetch(|line| println!("{line}"))
+                .context("nothing answers on DB_PORT and db-up cannot start a server")?,
+        ),
+        (true, true) => pgcluster::fetch::find_or_cached(),
+        (false, _) => None,
+    };
+    match bin {
+        Some(bin) => {
             // db-up's own checks: its server already runs, another server
             // answers on the port, or it starts one (creating it first).
             let server = DevServer::new(bin, default_base_dir(settings.port), settings.port)?;
             let password = settings.admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
             db_up::start(&server, &settings.host, &settings.admin.name, &password).context("start the local server")?;
         }
-        (true, Err(error)) if !answers => {
-            return Err(error.context("nothing answers on DB_PORT and db-up cannot start a server"))
-        }
-        _ => println!("using the server on {}:{}", settings.host, settings.port),
+        None => println!("using the server on {}:{}", settings.host, settings.port),
     }
 
     println!("==> provision");

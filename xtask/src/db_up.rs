@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use dbenv::{admin_creds, server_address, EnvVars, Host, ProcessEnv};
-use pgcluster::{default_base_dir, port_answers, DevServer, PgBin, Status};
+use pgcluster::{default_base_dir, port_answers, DevServer, Status};
 
 /// The dev server for the env file's `DB_HOST`/`DB_PORT`, and the admin.
 fn dev_server(env_file: &Path) -> Result<(DevServer, String, String, String)> {
@@ -19,7 +19,8 @@ fn dev_server(env_file: &Path) -> Result<(DevServer, String, String, String)> {
     }
     let admin = admin_creds(&vars, &host, port)?;
     let password = admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
-    let server = DevServer::new(PgBin::find()?, default_base_dir(port), port)?;
+    let bin = pgcluster::fetch::find_or_fetch(|line| println!("{line}"))?;
+    let server = DevServer::new(bin, default_base_dir(port), port)?;
     Ok((server, host, admin.name, password))
 }
 

@@ -250,6 +250,14 @@ pub struct DbCheck {
     /// Print Markdown (and append it to $GITHUB_STEP_SUMMARY when that is set).
     #[arg(long)]
     pub markdown: bool,
+    /// Also write a JUnit XML report to PATH (one test case per catalog check and per probe and
+    /// role; GitLab, Jenkins, CircleCI and Buildkite display it).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Also write a TAP (version 13) report to PATH; `--tap` alone prints TAP instead of the text,
+    /// for `prove`/`pg_prove`-style harnesses that read standard output.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
+    pub tap: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

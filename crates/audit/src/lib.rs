@@ -5,6 +5,7 @@
 //! and try what it must not be able to do. Needs no admin credentials.
 
 pub mod catalog;
+mod ci;
 pub mod policies;
 pub mod powers;
 pub mod probes;

