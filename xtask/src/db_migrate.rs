@@ -11,6 +11,7 @@ use dbenv::{EnvVars, ProcessEnv};
 use drizzle::{Config, Folder, Migration, State};
 
 use crate::flags::{DbMigrate, Engine};
+use crate::progress::Activity;
 
 /// Reads the migration settings: `DATABASE_MIGRATOR_URL` and friends.
 pub fn load_config(env_file: &Path) -> Result<Config> {
@@ -41,28 +42,55 @@ pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress on the terminal.
-struct Terminal;
+/// Progress: a live line on a terminal, a few lines in a log (the summary
+/// is printed by the caller).
+#[derive(Default)]
+struct Terminal {
+    lock: Option<Activity>,
+    applying: Option<Activity>,
+    done: u64,
+}
 
 impl drizzle::Progress for Terminal {
-    fn waiting_for_lock(&mut self, holder: Option<i32>, waited: Duration) {
-        let holder = holder.map(|pid| format!(" (server pid {pid})")).unwrap_or_default();
-        eprintln!("waiting for another migration run{holder} to finish… {} s", waited.as_secs());
+    fn waiting_for_lock(&mut self, holder: Option<i32>, _waited: Duration) {
+        match &mut self.lock {
+            Some(activity) => activity.update(0, ""),
+            None => {
+                let holder = holder.map(|pid| format!(" (server pid {pid})")).unwrap_or_default();
+                self.lock = Some(Activity::start(format!("waiting for another migration run{holder} to finish"), None));
+            }
+        }
     }
 
-    fn applying(&mut self, migration: &Migration, index: usize, total: usize) {
-        eprint!("  [{index}/{total}] {} … ", migration.tag);
+    fn applying(&mut self, migration: &Migration, _index: usize, total: usize) {
+        if let Some(lock) = self.lock.take() {
+            let seconds = lock.elapsed().as_secs_f64();
+            lock.finish(Some(&format!("the other migration run finished after {seconds:.1} s")));
+        }
+        let activity = self.applying.get_or_insert_with(|| Activity::start("applying migrations", Some(total as u64)));
+        activity.update(self.done, &migration.tag);
     }
 
-    fn applied(&mut self, _migration: &Migration, elapsed: Duration) {
-        eprintln!("done ({} ms)", elapsed.as_millis());
+    fn applied(&mut self, migration: &Migration, _elapsed: Duration) {
+        self.done += 1;
+        if let Some(activity) = &mut self.applying {
+            activity.update(self.done, &migration.tag);
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        for activity in [self.lock.take(), self.applying.take()].into_iter().flatten() {
+            activity.finish(None);
+        }
     }
 }
 
 /// The built-in engine; shared with `db-setup` and `db-reset`.
 pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
     let started = Instant::now();
-    let outcome = drizzle::migrate(config, folder, dry_run, &mut Terminal)?;
+    let outcome = drizzle::migrate(config, folder, dry_run, &mut Terminal::default())?;
     let total = folder.migrations.len();
     if outcome.applied.is_empty() {
         println!(
@@ -103,7 +131,7 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
     if !bin.exists() {
         bail!("drizzle-kit is not installed in `{}`: run `npm ci --prefix platform/db`", package.display());
     }
-    let mut prepared = drizzle::prepare(config, folder, false, &mut Terminal)?;
+    let mut prepared = drizzle::prepare(config, folder, false, &mut Terminal::default())?;
     if prepared.pending.is_empty() {
         println!(
             "nothing to apply: none of the {} migrations is pending; drizzle-kit was not started",

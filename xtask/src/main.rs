@@ -13,6 +13,7 @@ mod db_up;
 mod env;
 mod flags;
 mod pg_matrix;
+mod progress;
 mod report;
 mod standins;
 #[cfg(test)]

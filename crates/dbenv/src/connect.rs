@@ -262,19 +262,36 @@ pub fn is_transient(error: &ConnectError) -> bool {
     }
 }
 
+/// What [`connect_waiting`] tells its caller while it waits.
+#[derive(Clone, Debug)]
+pub struct Wait {
+    /// `host:port`.
+    pub address: String,
+    pub elapsed: Duration,
+    pub timeout: Duration,
+    /// The address is this machine's and the connection was refused:
+    /// no server runs there (yet), which deserves saying at once.
+    pub nothing_listens_locally: bool,
+}
+
 /// Connects, retrying while the server is not up yet, for at most `timeout`.
-/// `on_wait` is told how long it has waited, once a second, so the caller
-/// can show that it waits.
-pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: impl FnMut(Duration)) -> Result<Client> {
+/// `on_wait` hears at the first failed attempt (so the caller can say at
+/// once that nothing listens) and then once a second.
+pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: impl FnMut(&Wait)) -> Result<Client> {
     let start = Instant::now();
-    let mut last_report = start;
+    let mut last_report: Option<Instant> = None;
     loop {
         match open(&pg_config(dsn), dsn, var)? {
             Ok(client) => return Ok(client),
             Err(error) if is_transient(&error) && start.elapsed() < timeout => {
-                if last_report.elapsed() >= Duration::from_secs(1) {
-                    on_wait(start.elapsed());
-                    last_report = Instant::now();
+                if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    on_wait(&Wait {
+                        address: dsn.address(),
+                        elapsed: start.elapsed(),
+                        timeout,
+                        nothing_listens_locally: refused(&error) && dsn.host.as_ref().is_none_or(Host::is_local),
+                    });
+                    last_report = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -288,6 +305,19 @@ pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: imp
             Err(error) => return Err(describe_connect_error(&error, dsn, var)),
         }
     }
+}
+
+/// The socket was refused: nothing listens on the address.
+fn refused(error: &ConnectError) -> bool {
+    let ConnectError::Server(error) = error else { return false };
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound);
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Turns a connection failure into a sentence with the fix.

@@ -69,7 +69,7 @@ impl Default for Options {
 /// What the caller hears while a run goes on. Every method has a default
 /// that ignores the event.
 pub trait Reporter {
-    fn waiting_for_server(&mut self, _elapsed: Duration) {}
+    fn waiting_for_server(&mut self, _wait: &dbenv::Wait) {}
     fn waiting_for_lock(&mut self, _holder: Option<i32>) {}
     fn warning(&mut self, _message: &str) {}
     /// Something the run leaves to others on purpose.

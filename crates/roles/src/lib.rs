@@ -44,7 +44,7 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let admin_dsn = &settings.admin.dsn;
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
     let mut cluster =
-        connect_waiting(admin_dsn, admin_var, settings.pg_timeout, |elapsed| reporter.waiting_for_server(elapsed))?;
+        connect_waiting(admin_dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
     let silenced = apply::prepare_session(&mut cluster, options.dry_run)?;
     if !options.dry_run {
         apply::take_lock(&mut cluster, settings.pg_timeout, reporter)?;

@@ -7,5 +7,6 @@ mod envcheck;
 mod faults;
 mod hostile;
 mod migrate;
+mod progress;
 mod secrets;
 mod setup;

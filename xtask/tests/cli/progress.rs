@@ -1,0 +1,81 @@
+//! Progress shaped for a log (the tests' stderr is not a terminal): a start
+//! line, a line every few seconds at most, a summary; and a missing local
+//! server is named at once, not after PG_TIMEOUT.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use pgcluster::TestCluster;
+
+use crate::common::{text, Project, CONTRACT, XTASK};
+
+#[test]
+fn a_missing_local_server_is_named_at_once_and_the_wait_is_not_a_line_a_second() {
+    let project = Project::new();
+    let text_env =
+        std::fs::read_to_string(project.path(".env.local.example")).unwrap().replace("PG_TIMEOUT=120", "PG_TIMEOUT=7");
+    std::fs::write(project.path(".env.local"), text_env).unwrap();
+    let mut command = Command::new(XTASK);
+    for key in CONTRACT {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .args(["db-provision", "--env-file", &project.env_local()])
+        .current_dir(project.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Said while the tool still waits out PG_TIMEOUT, not after it.
+    assert!(child.try_wait().unwrap().is_none(), "the first line came only at the end: {first}");
+    assert!(
+        first.starts_with(&format!(
+            "no PostgreSQL server is running on localhost:{} (nothing listens there)",
+            project.port
+        )),
+        "{first}"
+    );
+    assert!(first.contains("cargo xtask db-up"), "{first}");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{first}\n{}", rest.join("\n"));
+    let waits = rest.iter().filter(|l| l.contains("still waiting")).count();
+    // 7 s of waiting: the start line and one line per 5 s, not one a second.
+    assert!(waits <= 2, "{}", rest.join("\n"));
+    assert!(rest[0].starts_with("waiting for PostgreSQL on localhost:"), "{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("did not accept connections within 7 s (PG_TIMEOUT)")),
+        "{}",
+        rest.join("\n")
+    );
+}
+
+#[test]
+fn many_migrations_print_a_start_line_and_a_summary_not_a_line_each() {
+    let cluster = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&cluster, "progress_db");
+    assert!(project.run(&["db-provision"]).status.success());
+    let folder = project.path("many");
+    std::fs::create_dir_all(folder.join("meta")).unwrap();
+    let count = 120;
+    let entries: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            let tag = format!("{i:04}_table_{i}");
+            std::fs::write(folder.join(format!("{tag}.sql")), format!("CREATE TABLE t_{i} (id int PRIMARY KEY);\n")).unwrap();
+            serde_json::json!({"idx": i, "version": "7", "when": 1_700_000_000_000u64 + i as u64, "tag": tag, "breakpoints": true})
+        })
+        .collect();
+    let journal = serde_json::json!({"version": "7", "dialect": "postgresql", "entries": entries});
+    std::fs::write(folder.join("meta/_journal.json"), journal.to_string()).unwrap();
+
+    let output = project.run(&["db-migrate", "--migrations-dir", &folder.display().to_string()]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("applying migrations: {count} to do")), "{stderr}");
+    assert!(!stderr.contains("0007_table_7"), "no line per migration: {stderr}");
+    assert!(stderr.lines().count() < 10, "{stderr}");
+    assert!(log.contains(&format!("applied {count} migrations")), "{log}");
+}
