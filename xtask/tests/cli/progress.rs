@@ -79,3 +79,28 @@ fn many_migrations_print_a_start_line_and_a_summary_not_a_line_each() {
     assert!(stderr.lines().count() < 10, "{stderr}");
     assert!(log.contains(&format!("applied {count} migrations")), "{log}");
 }
+
+#[test]
+fn on_a_terminal_the_wait_is_one_live_line() {
+    if !crate::common::have_tool("script", &["--version"]) {
+        return;
+    }
+    let project = Project::new();
+    let env =
+        std::fs::read_to_string(project.path(".env.local.example")).unwrap().replace("PG_TIMEOUT=120", "PG_TIMEOUT=3");
+    std::fs::write(project.path(".env.local"), env).unwrap();
+    // `script` runs the command on a pseudo-terminal and copies what it drew.
+    let mut command = Command::new("script");
+    for key in CONTRACT {
+        command.env_remove(key);
+    }
+    let line = format!("{XTASK} db-provision --env-file {}", project.env_local());
+    let output = command.args(["-qec", &line, "/dev/null"]).current_dir(project.dir.path()).output().unwrap();
+    let drawn = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{drawn}");
+    assert!(drawn.contains("no PostgreSQL server is running on localhost:"), "{drawn}");
+    // A live line redrawn in place (escape sequences), not log lines.
+    assert!(drawn.contains("waiting for PostgreSQL on localhost:"), "{drawn}");
+    assert!(drawn.contains("\u{1b}["), "no terminal drawing: {drawn:?}");
+    assert!(!drawn.contains("still waiting"), "log lines on a terminal: {drawn}");
+}
