@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -38,7 +39,29 @@ const PASSWORDS: [(&str, &str); 4] = [
     ("APP_DB_MIGRATOR_PASSWORD", "mig p@ss:w/rd?#%&=$x"),
 ];
 
+/// Set by SIGINT or SIGTERM during the tier: the run stops at the next
+/// step and still tears the stack down and stops the engine it started.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
 pub fn run(sh: &Shell) -> Result<()> {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; the previous handlers are not needed afterwards
+    // (the process ends when `check` returns).
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
     let started = Instant::now();
     let _engine = Engine::ensure(sh)?;
     println!("  engine ready ({:.1} s)", started.elapsed().as_secs_f64());
@@ -48,6 +71,11 @@ pub fn run(sh: &Shell) -> Result<()> {
     let stack = Stack::new(sh)?;
     let result = stack.exercise(sh);
     stack.down(sh);
+    // SAFETY: restores the default dispositions set aside above.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
     result?;
     println!("  container tier passed ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
@@ -84,21 +112,25 @@ impl Engine {
         let log = dir.join("dockerd.log");
         let mut command = Command::new(&dockerd);
         command.stdin(Stdio::null()).stdout(File::create(&log)?).stderr(File::create(&log)?);
-        // Its own process group: a Ctrl-C meant for the tests does not kill
-        // the engine under a half-torn-down stack; the guard stops it.
+        // Its own process group: a Ctrl-C does not kill the engine under a
+        // half-torn-down stack; the tier notes the signal, tears the stack
+        // down, and the guard stops the engine.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().with_context(|| format!("start {}", dockerd.display()))?;
+        let child = command.spawn().with_context(|| format!("start {}", dockerd.display()))?;
         println!("  started dockerd (PID {}), log {}", child.id(), log.display());
+        // From here on, any early return stops it (Drop).
+        let mut engine = Engine { started: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if answers(sh) {
-                return Ok(Engine { started: Some(child) });
+                return Ok(engine);
             }
-            if let Some(status) = child.try_wait()? {
+            interrupted()?;
+            if let Some(status) = engine.started.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+                engine.started = None;
                 bail!("dockerd exited ({status}) before answering; see {}", log.display());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
                 bail!("dockerd did not answer within 60 s; see {}", log.display());
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -201,8 +233,9 @@ impl Stack {
     }
 
     /// Runs a compose command that must succeed, prints its output, and
-    /// returns its standard output.
+    /// returns it (standard output, then standard error).
     fn step(&self, sh: &Shell, what: &str, args: &[&str]) -> Result<String> {
+        interrupted()?;
         let started = Instant::now();
         println!("  $ docker-compose -f {COMPOSE_FILE} --env-file <env> {}", args.join(" "));
         let output = self.compose(sh, args)?;
@@ -215,27 +248,23 @@ impl Stack {
             bail!("{what} failed ({})", output.status);
         }
         println!("  {what}: ok ({:.1} s)", started.elapsed().as_secs_f64());
-        Ok(stdout)
+        Ok(format!("{stdout}{stderr}"))
     }
 
     fn exercise(&self, sh: &Shell) -> Result<()> {
         // `run` builds an image only when it is missing; `build` brings it
         // up to date with the sources (from the layer cache when nothing
         // changed).
-        let build_started = unix_now();
-        self.step(sh, "build", &["--profile", "bootstrap", "build"])?;
-        // Build stages of earlier runs are dangling images of about 1.5 GB
-        // each; this run's stays as the layer cache of the next.
-        let label = "label=org.opencontainers.image.title=xtask-build-stage";
-        let until = format!("until={build_started}");
-        let _ = cmd!(sh, "docker image prune -f --filter {label} --filter {until}").quiet().ignore_stdout().run();
+        let built = self.step(sh, "build", &["--profile", "bootstrap", "build"])?;
+        prune_build_stages(sh, &built);
         self.step(sh, "postgres up", &["up", "-d", "postgres"])?;
         let provision = self.step(sh, "db-provision", &["--profile", "bootstrap", "run", "--rm", "db-provision"])?;
         if provision.contains("nothing to change") {
             bail!("the first db-provision on a new server changed nothing");
         }
         // db-migrate depends on db-provision completing, so compose runs
-        // provisioning once more first: it must find nothing to change.
+        // provisioning once more first (its output is not shown; the second
+        // explicit run below is the one checked to change nothing).
         self.step(sh, "db-migrate", &["--profile", "bootstrap", "run", "--rm", "db-migrate"])?;
 
         let root = crate::project_root();
@@ -292,13 +321,26 @@ impl Stack {
         // Never printed: it holds the migrator's password.
         let environment = String::from_utf8_lossy(&output.stdout);
         let names: Vec<&str> = environment.lines().filter_map(|line| line.split_once('=')).map(|(k, _)| k).collect();
-        for forbidden in ["POSTGRES_ROOT_PASSWORD", "APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "DATABASE_URL"] {
-            if names.contains(&forbidden) {
-                bail!("the db-migrate container's environment holds {forbidden}");
-            }
+        // An allow-list: the migrator's credentials, the role names, and
+        // what Docker itself sets.
+        const ALLOWED: &[&str] = &[
+            "DATABASE_MIGRATOR_URL",
+            "APP_DB_MIGRATOR_PASSWORD",
+            "APP_DB_SCHEMAS",
+            "APP_DB_USER",
+            "APP_DB_SERVICE_USER",
+            "DRIZZLE_MIGRATIONS_SCHEMA",
+            "DRIZZLE_MIGRATIONS_TABLE",
+            "PATH",
+            "HOSTNAME",
+            "HOME",
+            "TERM",
+        ];
+        if let Some(extra) = names.iter().find(|name| !ALLOWED.contains(name)) {
+            bail!("the db-migrate container's environment holds {extra}, which it must not need");
         }
         for (var, password) in &PASSWORDS[..3] {
-            if environment.contains(password) {
+            if environment.contains(password) || environment.contains(&dbenv::percent_encode(password)) {
                 bail!("the db-migrate container's environment holds the value of {var}");
             }
         }
@@ -312,7 +354,12 @@ impl Stack {
     /// The runtime image: a non-root user, no secret in its configuration,
     /// and its size.
     fn runtime_image(&self, sh: &Shell) -> Result<()> {
-        let image = format!("{}_db-migrate", self.project);
+        // Compose v1 names a built image `<project>_<service>`, v2
+        // `<project>-<service>`.
+        let image = [format!("{}_db-migrate", self.project), format!("{}-db-migrate", self.project)]
+            .into_iter()
+            .find(|name| cmd!(sh, "docker image inspect {name}").quiet().ignore_stdout().ignore_stderr().run().is_ok())
+            .context("the db-migrate image is not there after the build")?;
         let inspect = |format: &str| cmd!(sh, "docker image inspect --format {format} {image}").quiet().read();
         let user = inspect("{{.Config.User}}")?;
         if user.is_empty() || user == "root" || user == "0" {
@@ -349,8 +396,29 @@ impl Stack {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+/// Build stages of earlier runs stay behind as dangling images of about
+/// 1.5 GB each. This run's stage (named in the legacy builder's output after
+/// the `cargo build` step) stays as the next run's layer cache; the others
+/// with the stage's label go. Without that name nothing is removed.
+fn prune_build_stages(sh: &Shell, build_output: &str) {
+    let Some(keep) = build_stage_id(build_output) else { return };
+    let label = "label=org.opencontainers.image.title=xtask-build-stage";
+    let Ok(ids) = cmd!(sh, "docker images -q --no-trunc --filter dangling=true --filter {label}").quiet().read() else {
+        return;
+    };
+    for id in ids.lines().map(str::trim).filter(|id| !id.trim_start_matches("sha256:").starts_with(&keep)) {
+        let _ = cmd!(sh, "docker rmi {id}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// The image id printed after the `RUN cargo build` step.
+fn build_stage_id(output: &str) -> Option<String> {
+    let mut lines = output.lines().skip_while(|line| !line.contains("RUN cargo build"));
+    lines.next()?;
+    lines.map(str::trim).filter_map(|line| line.strip_prefix("---> ")).find_map(|rest| {
+        let id = rest.trim();
+        (id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_string())
+    })
 }
 
 fn free_port() -> Result<u16> {
@@ -390,6 +458,15 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn the_build_stage_is_found_in_the_legacy_builders_output() {
+        let output = "Step 3/12 : COPY . .\n ---> Using cache\n ---> 1111aaaa2222\nStep 4/12 : RUN cargo build --release --locked -p xtask\n ---> Running in 9f9f9f9f9f9f\n   Compiling xtask\nRemoving intermediate container 9f9f9f9f9f9f\n ---> 5d32be559b6a\nStep 5/12 : FROM debian:bookworm-slim\n ---> 5ea4ee4ac5de\n";
+        assert_eq!(build_stage_id(output).as_deref(), Some("5d32be559b6a"));
+        let cached = "Step 4/12 : RUN cargo build --release --locked -p xtask\n ---> Using cache\n ---> abcdef012345\n";
+        assert_eq!(build_stage_id(cached).as_deref(), Some("abcdef012345"));
+        assert_eq!(build_stage_id("BuildKit output without steps"), None);
+    }
 
     #[test]
     fn the_env_file_reads_back_with_the_hostile_passwords() {

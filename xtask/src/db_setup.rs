@@ -13,7 +13,12 @@ use pgcluster::{default_base_dir, port_answers, DevServer};
 pub fn run(env_file: &Path) -> Result<ExitCode> {
     let started = Instant::now();
     println!("==> env files");
-    env::sync(env::directory_of(env_file), false)?;
+    // The project's pair (`.env.local` and `.env.test`) beside each other,
+    // or exactly the file named otherwise.
+    match env_file.file_name().and_then(|n| n.to_str()) {
+        Some(".env.local" | ".env.test") => env::sync(env::directory_of(env_file), false)?,
+        _ => env::sync_named(&crate::project_root(), &[env_file.to_path_buf()], false)?,
+    }
 
     let settings = db_provision::load_settings(env_file)?;
     println!("==> server");

@@ -3,12 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use dbenv::{admin_creds, server_address, EnvVars, Host, ProcessEnv};
 use pgcluster::{default_base_dir, port_answers, DevServer, Status};
 
 /// The dev server for the env file's `DB_HOST`/`DB_PORT`, and the admin.
-fn dev_server(env_file: &Path) -> Result<(DevServer, String, String, String)> {
+/// `fetch`: whether missing server binaries may be downloaded (`db-up`), or
+/// only installed or already cached ones used (`db-down`).
+fn dev_server(env_file: &Path, fetch: bool) -> Result<(DevServer, String, String, String)> {
     let vars = EnvVars::load(env_file, false, ProcessEnv::Include)?;
     let (host, port) = server_address(&vars)?;
     if !Host::Tcp(host.clone()).is_local() {
@@ -19,13 +21,18 @@ fn dev_server(env_file: &Path) -> Result<(DevServer, String, String, String)> {
     }
     let admin = admin_creds(&vars, &host, port)?;
     let password = admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
-    let bin = pgcluster::fetch::find_or_fetch(|line| println!("{line}"))?;
+    let bin = if fetch {
+        pgcluster::fetch::find_or_fetch(|line| println!("{line}"))?
+    } else {
+        pgcluster::fetch::find_or_cached()
+            .context("no PostgreSQL server binaries are installed or cached, so no db-up server can be running here")?
+    };
     let server = DevServer::new(bin, default_base_dir(port), port)?;
     Ok((server, host, admin.name, password))
 }
 
 pub fn up(env_file: &Path) -> Result<ExitCode> {
-    let (server, host, superuser, password) = dev_server(env_file)?;
+    let (server, host, superuser, password) = dev_server(env_file, true)?;
     start(&server, &host, &superuser, &password)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -67,7 +74,7 @@ pub fn start(server: &DevServer, host: &str, superuser: &str, password: &str) ->
 }
 
 pub fn down(env_file: &Path, purge: bool) -> Result<ExitCode> {
-    let (server, host, _, _) = dev_server(env_file)?;
+    let (server, host, _, _) = dev_server(env_file, false)?;
     let address = format!("{host}:{}", server.port);
     if server.stop()? {
         println!("stopped PostgreSQL on {address}");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::flags::EnvCmd;
 use anyhow::{bail, Result};
 use dbenv::envfile::{sync_env_files, sync_env_files_named, FileAction, SyncReport, MANAGED_FILES};
-use dbenv::filecheck::{check_file, password_conflicts};
+use dbenv::filecheck::{check_file, password_conflicts, FileRole};
 use dbenv::{EnvVars, ProcessEnv};
 
 /// `files`: the `--env-file` paths given (none: `.env.local` and
@@ -41,8 +41,30 @@ pub fn sync(dir: &Path, dry_run: bool) -> Result<()> {
 /// come from each other, and disagreements are reported). Each starts from
 /// the example beside it, else the project's (`.env.test.example` for a file
 /// named `.env.test`, `.env.local.example` for any other).
-fn sync_named(root: &Path, files: &[PathBuf], dry_run: bool) -> Result<()> {
-    let pairs: Vec<(PathBuf, PathBuf)> = files
+pub fn sync_named(root: &Path, files: &[PathBuf], dry_run: bool) -> Result<()> {
+    // A runtime or migration environment is never completed from a
+    // development example: that would add the admin's and other roles'
+    // credentials to it.
+    let mut development = Vec::new();
+    for file in files {
+        if file.exists() {
+            let role = FileRole::of(&EnvVars::load(file, true, ProcessEnv::Ignore)?);
+            if role != FileRole::Development {
+                println!(
+                    "{} is a {role}: left as it is (`env` completes development files only); check it with \
+                     `cargo xtask env --check --env-file {}`",
+                    file.display(),
+                    file.display()
+                );
+                continue;
+            }
+        }
+        development.push(file.clone());
+    }
+    if development.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(PathBuf, PathBuf)> = development
         .iter()
         .map(|file| {
             let example = match file.file_name().and_then(|n| n.to_str()) {

@@ -15,6 +15,7 @@ pub struct Activity {
     label: String,
     bar: Option<ProgressBar>,
     total: Option<u64>,
+    done: u64,
     started: Instant,
     last_line: Instant,
 }
@@ -46,11 +47,12 @@ impl Activity {
             }
         }
         let now = Instant::now();
-        Activity { label, bar, total, started: now, last_line: now }
+        Activity { label, bar, total, done: 0, started: now, last_line: now }
     }
 
     /// `done` items so far; `current` names the one in hand.
     pub fn update(&mut self, done: u64, current: &str) {
+        self.done = done;
         if let Some(bar) = &self.bar {
             bar.set_position(done);
             if !current.is_empty() {
@@ -71,6 +73,14 @@ impl Activity {
             Some(bar) => bar.suspend(print),
             None => print(),
         }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    pub fn total(&self) -> Option<u64> {
+        self.total
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -35,9 +35,18 @@ impl Terminal {
         }
     }
 
+    /// The phase's commits are done (or the run stopped): the live line
+    /// goes, and a log gets the count it reached.
     fn end_commits(&mut self) {
-        if let Some((_, activity)) = self.committing.take() {
-            activity.finish(None);
+        if let Some((phase, activity)) = self.committing.take() {
+            let summary = format!(
+                "    {}: {} of {} changes committed in {:.1} s",
+                phase.title(),
+                activity.done(),
+                activity.total().unwrap_or_default(),
+                activity.elapsed().as_secs_f64()
+            );
+            activity.finish(Some(&summary));
         }
     }
 

@@ -26,13 +26,27 @@ pub const RUST: &str = "rust:1.95-bookworm";
 /// Makes sure the three base images exist, in dependency order.
 pub fn ensure(sh: &Shell) -> Result<()> {
     for tag in [DEBIAN, POSTGRES, RUST] {
-        if exists(sh, tag) {
-            println!("  {tag}: present{}", if is_standin(sh, tag) { " (stand-in)" } else { "" });
+        let standin = exists(sh, tag).then(|| is_standin(sh, tag));
+        if standin == Some(false) {
+            println!("  {tag}: present");
             continue;
         }
-        if cmd!(sh, "docker pull -q {tag}").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
-            println!("  {tag}: pulled");
-            continue;
+        // A stand-in gives way to the real image as soon as a registry
+        // answers.
+        match pull(sh, tag) {
+            Pull::Pulled => {
+                println!("  {tag}: pulled");
+                continue;
+            }
+            Pull::Refused(reason) => bail!(
+                "`docker pull {tag}` failed ({reason}); a stand-in replaces a public image only when no registry \
+                 can be reached at all, so fix the pull (log in, wait for a rate limit) and run again"
+            ),
+            Pull::Unreachable if standin == Some(true) => {
+                println!("  {tag}: present (stand-in; no registry answers)");
+                continue;
+            }
+            Pull::Unreachable => {}
         }
         let started = Instant::now();
         println!("  {tag}: no registry answers; building a stand-in");
@@ -44,6 +58,45 @@ pub fn ensure(sh: &Shell) -> Result<()> {
         println!("  {tag}: stand-in built ({:.0} s)", started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+enum Pull {
+    Pulled,
+    /// No registry could be reached: DNS, TCP or TLS failed.
+    Unreachable,
+    /// A registry answered and said no (authentication, rate limit…).
+    Refused(String),
+}
+
+fn pull(sh: &Shell, tag: &str) -> Pull {
+    let output = match cmd!(sh, "docker pull -q {tag}").quiet().ignore_status().output() {
+        Ok(output) => output,
+        Err(error) => return Pull::Refused(error.to_string()),
+    };
+    if output.status.success() {
+        return Pull::Pulled;
+    }
+    let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if unreachable(&reason) {
+        Pull::Unreachable
+    } else {
+        Pull::Refused(reason)
+    }
+}
+
+/// Whether a pull failed for want of any registry to talk to.
+fn unreachable(reason: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "no such host",
+        "dial tcp",
+        "connection refused",
+        "network is unreachable",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "Client.Timeout exceeded",
+        "server misbehaving",
+    ];
+    SIGNS.iter().any(|sign| reason.contains(sign))
 }
 
 fn exists(sh: &Shell, tag: &str) -> bool {
@@ -76,12 +129,13 @@ fn debian(sh: &Shell) -> Result<()> {
     let root = tempfile::Builder::new().prefix("xtask-bookworm-").tempdir()?;
     let dir = root.path().join("rootfs");
     let log = root.path().join("debootstrap.log");
+    let log_file = std::fs::File::create(&log)?;
     let status = std::process::Command::new("debootstrap")
         .args(["--variant=minbase", "bookworm"])
         .arg(&dir)
         .arg("http://deb.debian.org/debian")
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log)?)
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
         .status()
         .context("run debootstrap")?;
     if !status.success() {
@@ -106,7 +160,7 @@ fn debian(sh: &Shell) -> Result<()> {
     );
     let path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     let shell = "CMD [\"bash\"]";
-    let tar = std::process::Command::new("tar")
+    let mut tar = std::process::Command::new("tar")
         .arg("-C")
         .arg(&dir)
         .args(["-c", "."])
@@ -115,10 +169,16 @@ fn debian(sh: &Shell) -> Result<()> {
         .context("run tar")?;
     let status = std::process::Command::new("docker")
         .args(["import", "--change", &label, "--change", path, "--change", shell, "-", DEBIAN])
-        .stdin(tar.stdout.context("tar's output")?)
+        .stdin(tar.stdout.take().context("tar's output")?)
         .stdout(std::process::Stdio::null())
         .status()
         .context("run docker import")?;
+    let tar_status = tar.wait().context("wait for tar")?;
+    if !tar_status.success() {
+        // A partial root file system must not pass for the base image.
+        let _ = cmd!(sh, "docker rmi {DEBIAN}").quiet().ignore_stdout().ignore_stderr().run();
+        bail!("tar of the debootstrap root failed ({tar_status}); the {DEBIAN} stand-in was not kept");
+    }
     if !status.success() {
         bail!("docker import of the {DEBIAN} stand-in failed ({status})");
     }
@@ -157,4 +217,18 @@ fn rust(sh: &Shell) -> Result<()> {
         }
     }
     build(sh, RUST, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_registry_calls_for_a_stand_in() {
+        let offline = "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup \
+                       registry-1.docker.io on 10.255.255.53:53: no such host";
+        assert!(unreachable(offline));
+        assert!(!unreachable("Error response from daemon: toomanyrequests: You have reached your pull rate limit."));
+        assert!(!unreachable("Error response from daemon: pull access denied for postgres, repository does not exist"));
+    }
 }

@@ -163,3 +163,15 @@ fn the_compose_file_gives_db_migrate_only_the_migrator_credentials() {
 fn the_command_line_is_well_formed() {
     flags::Xtask::command().debug_assert();
 }
+
+#[test]
+fn the_image_build_context_leaves_out_build_output_packages_and_env_files() {
+    let ignore = std::fs::read_to_string(project_root().join(".dockerignore")).unwrap();
+    let lines: Vec<&str> = ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for pattern in ["**/target", "**/node_modules", "**/.env", "**/.env.*", "**/*.env", ".git"] {
+        assert!(lines.contains(&pattern), "`.dockerignore` must list `{pattern}`: {lines:?}");
+    }
+    // Only the examples (which hold no credential) come back in.
+    let negations: Vec<&&str> = lines.iter().filter(|l| l.starts_with('!')).collect();
+    assert_eq!(negations, [&"!**/.env*.example"]);
+}

@@ -168,6 +168,16 @@ impl Dsn {
         if rest.contains('#') {
             bail!("{variable} contains `#`; percent-encode it as %23 (in a password too)");
         }
+        // An `@` after the first `/` or `?` means a user name or password
+        // holds one of them unencoded: the URI would split inside the
+        // secret, and the errors below would quote a piece of it.
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if rest[authority_end..].contains('@') {
+            bail!(
+                "{variable}: an `@` follows a `/` or `?`, so the user name or password holds `/`, `?` or `@` \
+                 unencoded; percent-encode them (%2F, %3F, %40)"
+            );
+        }
         let (authority_and_path, query) = match rest.split_once('?') {
             Some((head, query)) => (head, Some(query)),
             None => (rest, None),
@@ -473,6 +483,15 @@ mod tests {
         assert_eq!(dsn.to_string(), "postgres://u@db.example.com/app");
         let bare = parse("postgresql://");
         assert_eq!((bare.user, bare.host, bare.dbname), (None, None, None));
+    }
+
+    #[test]
+    fn an_unencoded_slash_or_question_mark_in_a_password_is_named_without_quoting_it() {
+        for text in ["postgresql://app:zq9/x8@db:5432/app", "postgresql://app:zq9?x8@db/app"] {
+            let error = format!("{:#}", Dsn::parse("DATABASE_URL", text).unwrap_err());
+            assert!(error.contains("percent-encode them"), "{text}: {error}");
+            assert!(!error.contains("zq9") && !error.contains("x8"), "{text}: {error}");
+        }
     }
 
     #[test]

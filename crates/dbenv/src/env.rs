@@ -719,6 +719,7 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
     };
     let mine = role_passwords(vars)?;
     let mut conflicts = Vec::new();
+    let mut others = Vec::new();
     for other_name in ENV_FILES.iter().filter(|name| **name != this_name) {
         let other_path = dir.join(other_name);
         if !other_path.exists() {
@@ -732,6 +733,9 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
         for (name, other_var, other_password) in theirs {
             if let Some((_, var, password)) = mine.iter().find(|(n, _, _)| *n == name) {
                 if *password != other_password {
+                    if !others.contains(&other_path) {
+                        others.push(other_path.clone());
+                    }
                     conflicts.push(format!(
                         "role `{name}`: {var} in `{}` and {other_var} in `{}` differ{}{}",
                         path.display(),
@@ -746,8 +750,11 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
     if !conflicts.is_empty() {
         bail!(
             "the env files give one role two passwords on the same server ({}); each provisioning run would \
-             rotate the other's. Make the passwords equal in both files (check with `cargo xtask env --check`):\n  - {}",
+             rotate the other's. Make the passwords equal in both files (check with `cargo xtask env --check \
+             --env-file {}{}`):\n  - {}",
             this_server.0,
+            path.display(),
+            others.iter().map(|p| format!(" --env-file {}", p.display())).collect::<String>(),
             conflicts.join("\n  - ")
         );
     }

@@ -135,6 +135,9 @@ fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport>
         }
     }
 
+    // Files that disagree are left exactly as they are: completing one
+    // from the other would spread a value the user has not settled.
+    let dry_run = dry_run || !conflicts.is_empty();
     let mut reports = Vec::new();
     for (index, target) in targets.iter().enumerate() {
         let own = &known[index];

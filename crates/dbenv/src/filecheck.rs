@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{name_and_password, EnvVars, RoleKind, Settings};
 use crate::invariants::{self, Context, Severity, Violation};
-use crate::Dsn;
+use crate::{Dsn, Host};
 
 /// The role an env file plays, read from what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl FileRole {
 impl fmt::Display for FileRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            FileRole::Development => "development file (admin and every role)",
+            FileRole::Development => "development or provisioning file (admin and every role)",
             FileRole::Migration => "migration environment (DATABASE_MIGRATOR_URL)",
             FileRole::Runtime => "runtime environment (DATABASE_URL, DATABASE_SERVICE_URL)",
         })
@@ -66,6 +66,13 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
         FileRole::Development => {
             if let Err(error) = Settings::from_env(vars) {
                 errors.push(format!("{error:#}"));
+            }
+            if let Some((host, _)) = server_of(vars).filter(|(host, _)| !Host::Tcp(host.clone()).is_local()) {
+                warnings.push(format!(
+                    "holds the admin's credentials (POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL) for `{host}`, \
+                     not this machine: only the provisioning job needs them; never give this file to the app or \
+                     the migration job"
+                ));
             }
             Context::EnvFile
         }
@@ -211,6 +218,20 @@ mod tests {
         let check =
             check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", plain), ("DATABASE_SERVICE_URL", SERVICE)]));
         assert!(check.errors.iter().any(|e| e.contains("[tls-off-host]")), "{check:?}");
+    }
+
+    #[test]
+    fn admin_credentials_for_a_remote_server_are_warned_about() {
+        let pairs = [("POSTGRES_ROOT_PASSWORD", "root-pw"), ("DB_HOST", "db.internal"), ("DATABASE_URL", RUNTIME)];
+        let check = check_file(Path::new("prod.env"), &vars(&pairs));
+        assert_eq!(check.role, FileRole::Development);
+        assert!(
+            check.warnings.iter().any(|w| w.contains("holds the admin's credentials") && w.contains("db.internal")),
+            "{check:?}"
+        );
+        assert!(!format!("{check:?}").contains("root-pw"));
+        let local = [("POSTGRES_ROOT_PASSWORD", "root-pw"), ("DB_HOST", "localhost")];
+        assert!(!check_file(Path::new(".env.local"), &vars(&local)).warnings.iter().any(|w| w.contains("admin")));
     }
 
     #[test]

