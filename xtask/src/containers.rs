@@ -29,6 +29,22 @@ const COMPOSE_FILE: &str = "platform/infra/services/runtime/docker-compose.dev.y
 /// nothing of a user's `runtime` stack, or of another run, is touched.
 const PROJECT_PREFIX: &str = "xtask-containers";
 
+/// The environment docker-compose.dev.yml gives `db-migrate`, in order:
+/// the migrator's credentials and the runtime roles' names, nothing else
+/// (the tidy test reads the file against it; the tier, the container).
+pub const MIGRATE_ENVIRONMENT: &[&str] = &[
+    "DATABASE_MIGRATOR_URL",
+    "APP_DB_MIGRATOR_PASSWORD",
+    "APP_DB_SCHEMAS",
+    "APP_DB_USER",
+    "APP_DB_SERVICE_USER",
+    "DRIZZLE_MIGRATIONS_SCHEMA",
+    "DRIZZLE_MIGRATIONS_TABLE",
+];
+
+/// What Docker sets in every container.
+const DOCKER_ENVIRONMENT: &[&str] = &["PATH", "HOSTNAME", "HOME", "TERM"];
+
 /// Passwords with what breaks naive handling: URL delimiters (`@ : / ? #`),
 /// `%`, `&`, `$`, a space, double quotes. Each role has its own, and every
 /// one of them must log in.
@@ -321,22 +337,10 @@ impl Stack {
         // Never printed: it holds the migrator's password.
         let environment = String::from_utf8_lossy(&output.stdout);
         let names: Vec<&str> = environment.lines().filter_map(|line| line.split_once('=')).map(|(k, _)| k).collect();
-        // An allow-list: the migrator's credentials, the role names, and
-        // what Docker itself sets.
-        const ALLOWED: &[&str] = &[
-            "DATABASE_MIGRATOR_URL",
-            "APP_DB_MIGRATOR_PASSWORD",
-            "APP_DB_SCHEMAS",
-            "APP_DB_USER",
-            "APP_DB_SERVICE_USER",
-            "DRIZZLE_MIGRATIONS_SCHEMA",
-            "DRIZZLE_MIGRATIONS_TABLE",
-            "PATH",
-            "HOSTNAME",
-            "HOME",
-            "TERM",
-        ];
-        if let Some(extra) = names.iter().find(|name| !ALLOWED.contains(name)) {
+        // An allow-list: what the compose file gives it, and what Docker
+        // itself sets.
+        let allowed = |name: &&str| MIGRATE_ENVIRONMENT.contains(name) || DOCKER_ENVIRONMENT.contains(name);
+        if let Some(extra) = names.iter().find(|name| !allowed(name)) {
             bail!("the db-migrate container's environment holds {extra}, which it must not need");
         }
         for (var, password) in &PASSWORDS[..3] {
