@@ -706,6 +706,27 @@ pub fn role_passwords(vars: &EnvVars) -> Result<Vec<(String, &'static str, Secre
         .collect()
 }
 
+/// The roles two environments give different passwords, matched by role
+/// name: `(name, its kind in a, its kind in b)`. Roles one of them does not
+/// define are skipped. The one comparison behind `db-provision`'s sibling
+/// check and `env --check`.
+pub(crate) fn conflicting_roles(a: &EnvVars, b: &EnvVars) -> Vec<(String, RoleKind, RoleKind)> {
+    let known = |vars: &EnvVars| -> Vec<(String, Secret, RoleKind)> {
+        RoleKind::ALL
+            .iter()
+            .filter_map(|kind| name_and_password(vars, *kind).ok().map(|(name, password, _)| (name, password, *kind)))
+            .collect()
+    };
+    let theirs = known(b);
+    let mut found = Vec::new();
+    for (name, password, kind) in known(a) {
+        if let Some((_, _, other_kind)) = theirs.iter().find(|(n, p, _)| *n == name && *p != password) {
+            found.push((name, kind, *other_kind));
+        }
+    }
+    found
+}
+
 /// Checks that the other dev/test env file beside `path`, when it exists and
 /// points at the same server, gives the same roles the same passwords.
 /// Provisioning one file would otherwise rotate the other's passwords.
@@ -717,7 +738,6 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
     let Ok(this_server) = server_address(vars) else {
         return Ok(());
     };
-    let mine = role_passwords(vars)?;
     let mut conflicts = Vec::new();
     let mut others = Vec::new();
     for other_name in ENV_FILES.iter().filter(|name| **name != this_name) {
@@ -729,22 +749,18 @@ pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: Process
         if server_address(&other).ok().as_ref() != Some(&this_server) {
             continue;
         }
-        let theirs = role_passwords(&other).with_context(|| format!("read the roles of `{}`", other_path.display()))?;
-        for (name, other_var, other_password) in theirs {
-            if let Some((_, var, password)) = mine.iter().find(|(n, _, _)| *n == name) {
-                if *password != other_password {
-                    if !others.contains(&other_path) {
-                        others.push(other_path.clone());
-                    }
-                    conflicts.push(format!(
-                        "role `{name}`: {var} in `{}` and {other_var} in `{}` differ{}{}",
-                        path.display(),
-                        other_path.display(),
-                        vars.quoting_hint(&[var]),
-                        other.quoting_hint(&[other_var])
-                    ));
-                }
+        for (name, mine, theirs) in conflicting_roles(vars, &other) {
+            if !others.contains(&other_path) {
+                others.push(other_path.clone());
             }
+            let (var, other_var) = (mine.password_var(), theirs.password_var());
+            conflicts.push(format!(
+                "role `{name}`: {var} in `{}` and {other_var} in `{}` differ{}{}",
+                path.display(),
+                other_path.display(),
+                vars.quoting_hint(&[var]),
+                other.quoting_hint(&[other_var])
+            ));
         }
     }
     if !conflicts.is_empty() {

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::env::{name_and_password, EnvVars, RoleKind, Settings};
+use crate::env::{conflicting_roles, name_and_password, EnvVars, RoleKind, Settings};
 use crate::invariants::{self, Context, Severity, Violation};
 use crate::{Dsn, Host};
 
@@ -151,22 +151,14 @@ pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<String> {
             if server_of(a).is_none() || server_of(a) != server_of(b) {
                 continue;
             }
-            for kind in RoleKind::ALL {
-                let (Ok((name_a, password_a, _)), Ok((name_b, password_b, _))) =
-                    (name_and_password(a, kind), name_and_password(b, kind))
-                else {
-                    continue;
-                };
-                if name_a == name_b && password_a != password_b {
-                    conflicts.push(format!(
-                        "role `{name_a}`: `{}` and `{}` give it different passwords on the same server; make them \
-                         equal{}{}",
-                        path_a.display(),
-                        path_b.display(),
-                        a.quoting_hint(&[kind.password_var(), kind.dsn_var()]),
-                        b.quoting_hint(&[kind.password_var(), kind.dsn_var()])
-                    ));
-                }
+            for (name, kind_a, kind_b) in conflicting_roles(a, b) {
+                conflicts.push(format!(
+                    "role `{name}`: `{}` and `{}` give it different passwords on the same server; make them equal{}{}",
+                    path_a.display(),
+                    path_b.display(),
+                    a.quoting_hint(&[kind_a.password_var(), kind_a.dsn_var()]),
+                    b.quoting_hint(&[kind_b.password_var(), kind_b.dsn_var()])
+                ));
             }
         }
     }
