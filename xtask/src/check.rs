@@ -149,7 +149,7 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
     if !report.holds() {
         bail!("db-check: the model does not hold on a freshly provisioned and migrated database");
     }
-    psql_denial(sh, &port, &settings.db_name)?;
+    psql_denial(sh, &port, &settings.db_name, settings.role(dbenv::RoleKind::Runtime))?;
     // A second provisioning run finds nothing to do.
     db_provision::provision(&settings, &db_provision::default_options()?)?;
     Ok(())
@@ -157,7 +157,7 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
 
 /// The task's acceptance check, with `psql` (skipped only if it is missing
 /// and CI does not insist).
-fn psql_denial(sh: &Shell, port: &str, db: &str) -> Result<()> {
+fn psql_denial(sh: &Shell, port: &str, db: &str, runtime: &dbenv::RoleCreds) -> Result<()> {
     if cmd!(sh, "psql --version").quiet().ignore_stdout().run().is_err() {
         if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
             bail!("psql is not installed");
@@ -165,15 +165,15 @@ fn psql_denial(sh: &Shell, port: &str, db: &str) -> Result<()> {
         println!("  SKIPPED the psql check: psql is not installed");
         return Ok(());
     }
-    let output =
-        cmd!(sh, "psql -h localhost -p {port} -U app_user -d {db} -c 'CREATE TABLE _test_ddl_check (id int);'")
-            .env("PGPASSWORD", "password")
-            .ignore_status()
-            .output()?;
+    let user = &runtime.name;
+    let output = cmd!(sh, "psql -h localhost -p {port} -U {user} -d {db} -c 'CREATE TABLE _test_ddl_check (id int);'")
+        .env("PGPASSWORD", runtime.password.expose())
+        .ignore_status()
+        .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.success() || !stderr.contains("ERROR:  permission denied for schema public") {
-        bail!("psql as app_user: expected `ERROR:  permission denied for schema public`, got: {stderr}");
+        bail!("psql as {user}: expected `ERROR:  permission denied for schema public`, got: {stderr}");
     }
-    println!("  psql as app_user: {}", stderr.lines().next().unwrap_or_default());
+    println!("  psql as {user}: {}", stderr.lines().next().unwrap_or_default());
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! `cargo xtask db-migrate` and `db-status`: Drizzle migrations as the
 //! migrator, with the built-in runner or the real drizzle-kit.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use dbenv::{EnvVars, ProcessEnv};
 use drizzle::{Config, Folder, Migration, State};
 
@@ -120,112 +119,23 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-/// `--engine drizzle-kit`: this tool's refusals and lock, then the real
-/// drizzle-kit with only the migrator DSN in its environment. The child dies
-/// with this process (parent-death signal) and is killed if the connection
-/// holding the lock breaks, so no second run can start beside it.
+/// `--engine drizzle-kit`: the real drizzle-kit under this tool's refusals
+/// and lock (`drizzle::kit`).
 fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
-    let root = crate::project_root();
-    let package = root.join("platform/db");
-    let bin = package.join("node_modules/drizzle-kit/bin.cjs");
-    if !bin.exists() {
-        bail!("drizzle-kit is not installed in `{}`: run `npm ci --prefix platform/db`", package.display());
-    }
-    let mut prepared = drizzle::prepare(config, folder, false, &mut Terminal::default())?;
-    if prepared.pending.is_empty() {
+    let package = crate::project_root().join("platform/db");
+    let announce = &mut |pending: &[String]| println!("pending: {}; running drizzle-kit migrate", pending.join(", "));
+    let outcome = drizzle::kit::migrate(config, folder, &package, &mut Terminal::default(), announce)?;
+    if outcome.applied.is_empty() {
         println!(
             "nothing to apply: none of the {} migrations is pending; drizzle-kit was not started",
             folder.migrations.len()
         );
         return Ok(());
     }
-    println!("pending: {}; running drizzle-kit migrate", prepared.pending.join(", "));
-
-    // lock_timeout reaches drizzle-kit's session through the DSN's `options`,
-    // and so does the dead-client check that ends its transaction if it dies.
-    let mut dsn = config.dsn.clone();
-    let mut options: Vec<String> = dsn.param("options").map(|o| vec![o.to_string()]).unwrap_or_default();
-    options.push(format!("-c lock_timeout={}", config.lock_timeout.as_millis()));
-    if drizzle::runner::server_version(&mut prepared.client)? >= 140000 {
-        options.push("-c client_connection_check_interval=1000".to_string());
-    }
-    dsn.set_param("options", &options.join(" "));
-    let mut command = Command::new("node");
-    command
-        .arg(&bin)
-        .arg("migrate")
-        .current_dir(&package)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_MIGRATOR_URL", dsn.expose_url())
-        .env("DRIZZLE_MIGRATIONS_DIR", &folder.dir)
-        .env("DRIZZLE_MIGRATIONS_SCHEMA", &config.table.schema)
-        .env("DRIZZLE_MIGRATIONS_TABLE", &config.table.name);
-    // SAFETY: prctl is async-signal-safe and the closure allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().context("start `node` (is Node.js installed?)")?;
-    let mut last_ping = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if last_ping.elapsed() >= Duration::from_secs(1) {
-            last_ping = Instant::now();
-            if prepared.client.batch_execute("SELECT 1").is_err() {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "the connection holding the migration lock broke, so drizzle-kit was stopped (another run could \
-                     otherwise start beside it); its open transaction is rolled back. Run again"
-                );
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-
-    let table = drizzle::bookkeeping::read(&mut prepared.client, &config.table)?;
-    let after = drizzle::status::status(folder, &table);
-    let still_pending: Vec<&str> = after
-        .entries
-        .iter()
-        .filter(|e| e.state == State::Pending && prepared.pending.contains(&e.migration.tag))
-        .map(|e| e.migration.tag.as_str())
-        .collect();
-    // What drizzle-kit created in app schemas the runtime roles must reach,
-    // granted while the lock is still held.
-    let granted = if status.success() && still_pending.is_empty() {
-        prepared.client.batch_execute("BEGIN")?;
-        let granted = drizzle::grants::converge(&mut prepared.client, config)?;
-        prepared.client.batch_execute("COMMIT")?;
-        granted
-    } else {
-        Vec::new()
-    };
-    let _ = drizzle::runner::release_lock(&mut prepared.client, config);
-    if !status.success() {
-        bail!(
-            "drizzle-kit migrate failed ({status}) while {} {} pending; still pending now: {}. drizzle-kit 0.31.10+ \
-             exits without printing the error: run `cargo xtask db-migrate` (the built-in engine) to see the failing \
-             statement and its SQLSTATE, or look in the server log",
-            prepared.pending.join(", "),
-            if prepared.pending.len() == 1 { "was" } else { "were" },
-            if still_pending.is_empty() { "none".to_string() } else { still_pending.join(", ") }
-        );
-    }
-    if !still_pending.is_empty() {
-        bail!("drizzle-kit exited successfully but left {} pending", still_pending.join(", "));
-    }
-    for grant in &granted {
+    for grant in &outcome.granted {
         println!("  granted: {grant}");
     }
-    println!("drizzle-kit applied {}", prepared.pending.join(", "));
+    println!("drizzle-kit applied {}", outcome.applied.join(", "));
     Ok(())
 }
 

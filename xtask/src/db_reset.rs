@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use dbenv::{connect, quote_ident};
+use anyhow::Result;
 
 use crate::{db_migrate, db_provision};
 
@@ -15,14 +14,7 @@ pub fn run(env_file: &Path, migrations_dir: &Path, force: bool) -> Result<ExitCo
     let config = db_migrate::load_config(env_file)?;
     let folder = drizzle::folder::read(migrations_dir)?;
     let name = &settings.db_name;
-    if !name.ends_with("_test") && !force {
-        bail!("db-reset drops `{name}`; it resets only databases whose name ends in `_test` (pass --force to reset this one)");
-    }
-    let mut admin = connect(&settings.admin.dsn, "the admin DSN")?;
-    // WITH (FORCE) ends the sessions still connected (PostgreSQL 13+).
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
-        .with_context(|| format!("drop database `{name}`"))?;
+    roles::reset::drop_database(&settings, force)?;
     println!("dropped `{name}`");
     db_provision::provision(&settings, &db_provision::default_options()?)?;
     db_migrate::migrate(&config, &folder, false)?;

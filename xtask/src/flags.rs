@@ -148,11 +148,11 @@ pub struct DbProvision {
     #[arg(long)]
     pub dry_run: bool,
     /// How long one transaction waits for a lock before it is rolled back and retried.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = roles::apply::DEFAULT_LOCK_TIMEOUT.as_secs_f64())]
     pub lock_timeout: f64,
     /// Locks one owner-change transaction may take (a table costs one, plus one per index, TOAST
     /// table and owned sequence); smaller means shorter transactions.
-    #[arg(long, value_name = "LOCKS", default_value_t = 2000)]
+    #[arg(long, value_name = "LOCKS", default_value_t = roles::apply::DEFAULT_LOCK_BUDGET)]
     pub lock_budget: u32,
     /// The app's RLS policy file: the tenant declaration, and the owner's-rights paths (rules,
     /// definer functions, views, children without RLS) a conversion may leave because they are
@@ -204,10 +204,10 @@ pub struct DbMigrate {
     #[arg(long, conflicts_with = "engine")]
     pub transaction_per_migration: bool,
     /// lock_timeout of the migrating session, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::runner::DEFAULT_LOCK_TIMEOUT.as_secs_f64())]
     pub lock_timeout: f64,
     /// How long to wait for another run's lock, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::runner::DEFAULT_LOCK_WAIT.as_secs_f64())]
     pub lock_wait: f64,
 }
 
@@ -274,6 +274,10 @@ pub struct Bench {
     /// Skip the 10,000-table measures (they build large databases).
     #[arg(long)]
     pub quick: bool,
+    /// Another build's `xtask` binary, timed beside this checkout's in the
+    /// same run (before and after a change): `--baseline ../before/target/release/xtask`.
+    #[arg(long, value_name = "BINARY")]
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

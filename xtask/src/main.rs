@@ -27,6 +27,7 @@ use xshell::Shell;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
+    tracing_setup();
     let result = run(flags);
     match result {
         Ok(code) => code,
@@ -35,6 +36,26 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The one tracing subscriber: the libraries' events (catalog queries and
+/// their times, stages, phases) go to stderr, filtered by `RUST_LOG`
+/// (`RUST_LOG=roles::query=debug`). `XTASK_TRACE_QUERIES=1` is a shorthand
+/// for every query and stage. Nothing is printed otherwise.
+fn tracing_setup() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (std::env::var("RUST_LOG"), std::env::var_os("XTASK_TRACE_QUERIES")) {
+        (Ok(spec), _) => EnvFilter::new(spec),
+        (Err(_), Some(_)) => EnvFilter::new("roles=debug,audit=debug,drizzle=debug"),
+        (Err(_), None) => return,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .init();
 }
 
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {

@@ -46,6 +46,15 @@ fn the_readme_shows_every_command() {
 }
 
 #[test]
+fn the_readme_role_table_says_what_the_code_does() {
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    for kind in dbenv::RoleKind::ALL {
+        let row = format!("| `{}` | {} |", kind.default_name(), roles::model::attributes_prose(kind));
+        assert!(readme.contains(&row), "README.md's role table should read `{row}` (roles::model::Attribute)");
+    }
+}
+
+#[test]
 fn the_env_examples_are_valid_and_agree() {
     let root = project_root();
     for example in [".env.local.example", ".env.test.example"] {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use roles::acl::{AclItem, Grantee, Privs, Want, CREATE};
+use roles::drift::{self, qualified, Check, Drift};
 use roles::reach::{self, PathClass, State};
 use roles::snapshot::{Relation, Snapshot};
 use roles::{wants, Model};
@@ -12,45 +12,9 @@ use crate::exemptions::{Exemptions, Kind};
 use crate::policies::Policy;
 use crate::report::{CheckSummary, Verdict};
 
-/// What is wrong with `acl` for each grantee of `wants`, one sentence each.
-pub fn acl_problems(acl: &[AclItem], wants: &[(Grantee, Want)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (grantee, want) in wants {
-        let items: Vec<&AclItem> = acl.iter().filter(|i| &i.grantee == grantee).collect();
-        let held = items.iter().fold(Privs::NONE, |all, i| all.union(i.privs));
-        let options = items.iter().fold(Privs::NONE, |all, i| all.union(i.grant_option));
-        let show = |p: Privs| if p.is_empty() { "nothing".to_string() } else { p.sql() };
-        match want {
-            Want::Exactly(expected) => {
-                if held != *expected {
-                    problems.push(format!("{grantee} holds {} (expected {})", show(held), show(*expected)));
-                } else if !options.is_empty() {
-                    problems.push(format!("{grantee} may grant {} to others (WITH GRANT OPTION)", options.sql()));
-                }
-            }
-            Want::AtLeast(expected) => {
-                let missing = expected.minus(held);
-                if !missing.is_empty() {
-                    problems.push(format!("{grantee} lacks {}", missing.sql()));
-                }
-            }
-            Want::Without(forbidden) => {
-                let bad = held.intersect(*forbidden);
-                if !bad.is_empty() {
-                    problems.push(format!("{grantee} holds {}", bad.sql()));
-                }
-            }
-        }
-    }
-    problems
-}
-
-fn qualified(rel: &Relation) -> String {
-    format!("{}.{}", rel.schema, rel.name)
-}
-
 /// Every catalog check. `bookkeeping` is the Drizzle status when it could be
-/// read, or why not.
+/// read, or why not. The model's checks render [`drift`] (the reading
+/// `db-provision` plans from); the rest are the audit's alone.
 pub fn audit(
     model: &Model,
     snap: &Snapshot,
@@ -60,216 +24,8 @@ pub fn audit(
     bookkeeping: Result<Vec<String>, String>,
     used: &mut BTreeSet<(Kind, String)>,
 ) -> Vec<CheckSummary> {
-    let db = &snap.db;
-    let by_oid: BTreeMap<i64, &Relation> = db.relations.iter().map(|r| (r.oid, r)).collect();
-    let mut checks = Vec::new();
-
-    let mut roles_check = CheckSummary::new("roles", "role attributes");
-    for spec in model.roles() {
-        roles_check.checked += 1;
-        let Some(row) = snap.roles.get(&spec.name) else {
-            roles_check
-                .fail(&spec.name, format!("the {} role does not exist; run `cargo xtask db-provision`", spec.kind));
-            continue;
-        };
-        let mut wrong = Vec::new();
-        for (have, want, name) in [
-            (row.superuser, false, "SUPERUSER"),
-            (row.createdb, false, "CREATEDB"),
-            (row.createrole, false, "CREATEROLE"),
-            (row.replication, false, "REPLICATION"),
-            (row.login, true, "LOGIN"),
-            (row.bypassrls, spec.bypassrls(), "BYPASSRLS"),
-        ] {
-            if have != want {
-                wrong.push(if have { format!("has {name}") } else { format!("lacks {name}") });
-            }
-        }
-        if !wrong.is_empty() {
-            roles_check.fail(&spec.name, wrong.join(", "));
-        }
-    }
-    checks.push(roles_check);
-
-    let mut memberships = CheckSummary::new("memberships", "no role memberships (pg_auth_members)");
-    memberships.checked = 3;
-    let names = model.role_names();
-    for m in snap.memberships.iter().filter(|m| names.contains(&m.member)) {
-        memberships.fail(
-            &m.member,
-            format!("is a member of `{}` (granted by `{}`) and can use its privileges", m.role, m.grantor),
-        );
-    }
-    checks.push(memberships);
-
-    let migrator = &model.migrator.name;
-    let mut owners = CheckSummary::new("owners", "everything owned by the migrator");
-    owners.checked += 1;
-    match &snap.database {
-        None => owners.fail(&model.db_name, "the database does not exist; run `cargo xtask db-provision`"),
-        Some(database) if database.owner != *migrator => {
-            owners.fail(&database.name, format!("database owned by `{}`, not `{migrator}`", database.owner))
-        }
-        Some(_) => {}
-    }
-    for schema in model.managed_schemas() {
-        owners.checked += 1;
-        match db.schemas.iter().find(|s| s.name == schema) {
-            None if model.is_app_schema(&schema) && schema != "public" => owners.note(
-                Verdict::NotApplicable,
-                &schema,
-                "does not exist yet: the migrations create it (`cargo xtask db-migrate`)",
-            ),
-            None => owners.fail(&schema, "schema missing; run `cargo xtask db-provision`"),
-            Some(s) if s.owner != *migrator => owners.fail(&schema, format!("schema owned by `{}`", s.owner)),
-            Some(_) => {}
-        }
-    }
-    for rel in &db.relations {
-        owners.checked += 1;
-        if rel.owner != *migrator {
-            owners.fail(qualified(rel), format!("{} owned by `{}`", rel.noun(), rel.owner));
-        }
-    }
-    for object in &db.objects {
-        if matches!(object.kind.as_str(), "index" | "toast table" | "toast table index") {
-            continue;
-        }
-        let in_managed = object.schema.as_ref().is_some_and(|s| model.managed_schemas().contains(s));
-        if object.catalog == "pg_class" && in_managed {
-            continue; // a relation of a managed schema: counted above
-        }
-        owners.checked += 1;
-        owners.fail(&object.identity, format!("{} owned by `{}`", object.kind, object.owner));
-    }
-    checks.push(owners);
-
-    let mut stray = CheckSummary::new("stray-schemas", "no app-owned schema outside APP_DB_SCHEMAS");
-    for schema in db.other_schemas.iter().filter(|s| model.role_names().contains(&s.owner)) {
-        stray.checked += 1;
-        stray.fail(
-            &schema.name,
-            format!(
-                "owned by `{}` but not in APP_DB_SCHEMAS: the runtime roles get no grants there; add it or drop it",
-                schema.owner
-            ),
-        );
-    }
-    checks.push(stray);
-
-    let mut database_acl = CheckSummary::new("database-acl", "database: CONNECT only, nothing for PUBLIC");
-    if let Some(database) = &snap.database {
-        database_acl.checked = 1;
-        for problem in acl_problems(&database.acl, &wants::database(model, None)) {
-            database_acl.fail(&database.name, problem);
-        }
-    }
-    checks.push(database_acl);
-
-    let mut schema_acl = CheckSummary::new("schema-acl", "app schemas: USAGE only, no CREATE for PUBLIC");
-    let mut bookkeeping_acl = CheckSummary::new("bookkeeping-access", "no runtime access to the Drizzle bookkeeping");
-    for schema in &db.schemas {
-        let target = if model.is_app_schema(&schema.name) { &mut schema_acl } else { &mut bookkeeping_acl };
-        target.checked += 1;
-        for problem in acl_problems(&schema.acl, &wants::schema(model, &schema.name)) {
-            target.fail(format!("schema {}", schema.name), problem);
-        }
-    }
-    let mut table_acl = CheckSummary::new("table-acl", "tables and views: exactly DML for the runtime roles");
-    let mut sequence_acl = CheckSummary::new("sequence-acl", "sequences: exactly USAGE, SELECT for the runtime roles");
-    for rel in &db.relations {
-        let target = if !model.is_app_schema(&rel.schema) {
-            &mut bookkeeping_acl
-        } else if rel.is_sequence() {
-            &mut sequence_acl
-        } else {
-            &mut table_acl
-        };
-        target.checked += 1;
-        for problem in acl_problems(&rel.acl, &wants::relation(model, rel)) {
-            target.fail(qualified(rel), problem);
-        }
-    }
-    let mut column_acl = CheckSummary::new("column-acl", "no column grants to the runtime roles or PUBLIC");
-    column_acl.checked = db.columns.len();
-    for column in &db.columns {
-        let table = by_oid.get(&column.table_oid).map(|r| qualified(r)).unwrap_or_else(|| column.table_oid.to_string());
-        for problem in acl_problems(&column.acl, &wants::column(model)) {
-            column_acl.fail(format!("{table}.{}", column.column), problem);
-        }
-    }
-    checks.extend([schema_acl, table_acl, sequence_acl, column_acl, bookkeeping_acl]);
-
-    let mut defaults =
-        CheckSummary::new("default-privileges", "default privileges FOR ROLE the migrator in each app schema");
-    for (schema, objtype) in wants::default_rows(model) {
-        if schema.as_ref().is_some_and(|s| !db.schemas.iter().any(|have| have.name == *s)) {
-            continue; // not created yet (see the owners check)
-        }
-        defaults.checked += 1;
-        let acl = db
-            .default_acls
-            .iter()
-            .find(|d| d.role == *migrator && d.schema == schema && d.objtype == objtype)
-            .map(|d| d.acl.clone())
-            .unwrap_or_default();
-        let noun = if objtype == 'r' { "tables" } else { "sequences" };
-        for problem in acl_problems(&acl, &wants::migrator_default(model, schema.as_deref(), objtype)) {
-            defaults.fail(
-                format!("{noun} created by {migrator} in {}", schema.as_deref().unwrap_or("every schema")),
-                problem,
-            );
-        }
-    }
-    for row in &db.default_acls {
-        let place = row.schema.as_deref().unwrap_or("every schema");
-        if row.role == *migrator {
-            if wants::default_rows(model).contains(&(row.schema.clone(), row.objtype)) {
-                continue;
-            }
-            defaults.checked += 1;
-            for problem in acl_problems(&row.acl, &wants::migrator_default(model, row.schema.as_deref(), row.objtype)) {
-                defaults.fail(format!("objects ({}) created by {migrator} in {place}", row.objtype), problem);
-            }
-        } else if model.is_runtime_role(&row.role) {
-            defaults.checked += 1;
-            defaults.fail(
-                format!("FOR ROLE {} in {place}", row.role),
-                "legacy default privileges of a runtime role; `cargo xtask db-provision` removes them",
-            );
-        } else {
-            // Another role's defaults: what it creates later goes to the
-            // runtime roles (directly, or through PUBLIC) outside the model.
-            defaults.checked += 1;
-            for item in &row.acl {
-                let to_runtime = matches!(&item.grantee, Grantee::Role(r) if model.is_runtime_role(r));
-                let to_public =
-                    item.grantee == Grantee::Public && !(row.schema.is_none() && matches!(row.objtype, 'f' | 'T'));
-                if to_runtime || to_public {
-                    defaults.fail(
-                        format!("FOR ROLE {} in {place}", row.role),
-                        format!(
-                            "grants {} on every new {} to {}{}",
-                            item.privs.sql(),
-                            match row.objtype {
-                                'r' => "table",
-                                'S' => "sequence",
-                                'f' => "function",
-                                'T' => "type",
-                                'n' => "schema",
-                                _ => "object",
-                            },
-                            item.grantee,
-                            if to_runtime { "; `cargo xtask db-provision` removes it" } else { "; revoke it" }
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    checks.push(defaults);
-
-    let is_table = |r: &Relation| matches!(r.kind, 'r' | 'p');
+    let drift = drift::drift(model, snap);
+    let mut checks = model_checks(model, snap, &drift);
     let mut exempt_or_fail = |check: &mut CheckSummary, kind: Kind, subject: String, message: String| match exemptions
         .find(kind, &subject)
     {
@@ -279,21 +35,121 @@ pub fn audit(
         }
         None => check.fail(subject, message),
     };
+    checks.push(rls_policies(snap, exemptions, &mut exempt_or_fail));
+    checks.push(rls_tenancy(model, snap, exemptions, roots, &mut exempt_or_fail));
+    checks.extend(owners_rights(model, snap, &mut exempt_or_fail));
+    checks.push(crate::policies::check(model, &snap.db, policy_rows, exemptions, used));
+    checks.push(role_settings(model, snap, &drift, policy_rows));
+    checks.push(drift_check(Check::SchemaCreate, snap.db.other_schemas.len(), &drift));
+    checks.push(foreign_data(snap, &drift));
+    checks.push(other_databases(&drift));
+    checks.push(drizzle_bookkeeping(bookkeeping));
+    checks
+}
 
-    let declared_none = !exemptions.rls.enabled;
-    let not_applicable = |check: &mut CheckSummary| {
-        check.note(
-            Verdict::NotApplicable,
-            "rls",
-            format!("not applicable: the app declares no RLS ({})", exemptions.source_text()),
-        )
-    };
-
-    let mut policies = CheckSummary::new("rls-policies", "RLS enabled on every table with a policy");
-    if declared_none {
-        not_applicable(&mut policies);
+/// A check that fails once per drift item of its kind.
+fn drift_check(check: Check, checked: usize, drift: &[Drift]) -> CheckSummary {
+    let mut summary = CheckSummary::new(check.id(), check.title());
+    summary.checked = checked;
+    for item in drift.iter().filter(|d| d.check() == check) {
+        summary.fail(item.subject(), item.to_string());
     }
-    for rel in db.relations.iter().filter(|r| is_table(r) && r.policies > 0 && !declared_none) {
+    summary
+}
+
+/// The checks of the model itself, from role attributes to default
+/// privileges, in report order.
+fn model_checks(model: &Model, snap: &Snapshot, drift: &[Drift]) -> Vec<CheckSummary> {
+    let db = &snap.db;
+    let app = |schema: &str| model.is_app_schema(schema);
+    let relations = |check: Check| db.relations.iter().filter(|r| drift::relation_check(model, r) == check).count();
+    let bookkeeping = db.schemas.iter().filter(|s| !app(&s.name)).count() + relations(Check::BookkeepingAccess);
+    vec![
+        roles_check(model, drift),
+        drift_check(Check::Memberships, model.roles().len(), drift),
+        owners_check(model, snap, drift),
+        drift_check(Check::StraySchemas, drift.iter().filter(|d| d.check() == Check::StraySchemas).count(), drift),
+        drift_check(Check::DatabaseAcl, usize::from(snap.database.is_some()), drift),
+        drift_check(Check::SchemaAcl, db.schemas.iter().filter(|s| app(&s.name)).count(), drift),
+        drift_check(Check::TableAcl, relations(Check::TableAcl), drift),
+        drift_check(Check::SequenceAcl, relations(Check::SequenceAcl), drift),
+        drift_check(Check::ColumnAcl, db.columns.len(), drift),
+        drift_check(Check::BookkeepingAccess, bookkeeping, drift),
+        drift_check(Check::DefaultPrivileges, default_rows_checked(model, snap), drift),
+    ]
+}
+
+/// One row per role: what it has and lacks of the model's attributes.
+fn roles_check(model: &Model, drift: &[Drift]) -> CheckSummary {
+    let mut check = CheckSummary::new(Check::Roles.id(), Check::Roles.title());
+    check.checked = model.roles().len();
+    for spec in model.roles() {
+        let items: Vec<&Drift> =
+            drift.iter().filter(|d| d.check() == Check::Roles && d.subject() == spec.name).collect();
+        if !items.is_empty() {
+            check.fail(&spec.name, items.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+        }
+    }
+    check
+}
+
+/// Ownership, plus a note for each app schema the migrations have not
+/// created yet.
+fn owners_check(model: &Model, snap: &Snapshot, drift: &[Drift]) -> CheckSummary {
+    let managed = model.managed_schemas();
+    let objects = snap.db.objects.iter().filter(|o| drift::owner_checked(model, o));
+    let checked = 1 + managed.len() + snap.db.relations.len() + objects.count();
+    let mut check = drift_check(Check::Owners, checked, drift);
+    for schema in managed.iter().filter(|s| drift::left_to_migrations(model, s)) {
+        if !snap.db.schemas.iter().any(|have| have.name == **schema) {
+            check.note(
+                Verdict::NotApplicable,
+                schema.as_str(),
+                "does not exist yet: the migrations create it (`cargo xtask db-migrate`)",
+            );
+        }
+    }
+    check
+}
+
+/// How many default-privilege rows the check reads: the migrator's wanted
+/// rows in schemas that exist, and every other row.
+fn default_rows_checked(model: &Model, snap: &Snapshot) -> usize {
+    let wanted = wants::default_rows(model);
+    let schemas = &snap.db.schemas;
+    let wanted_existing = wanted
+        .iter()
+        .filter(|(schema, _)| schema.as_ref().is_none_or(|s| schemas.iter().any(|h| h.name == *s)))
+        .count();
+    let others = snap
+        .db
+        .default_acls
+        .iter()
+        .filter(|row| !(row.role == model.migrator.name && wanted.contains(&(row.schema.clone(), row.objtype))));
+    wanted_existing + others.count()
+}
+
+type ExemptOrFail<'a> = dyn FnMut(&mut CheckSummary, Kind, String, String) + 'a;
+
+fn is_table(rel: &Relation) -> bool {
+    matches!(rel.kind, 'r' | 'p')
+}
+
+fn not_applicable(check: &mut CheckSummary, exemptions: &Exemptions) {
+    check.note(
+        Verdict::NotApplicable,
+        "rls",
+        format!("not applicable: the app declares no RLS ({})", exemptions.source_text()),
+    )
+}
+
+fn rls_policies(snap: &Snapshot, exemptions: &Exemptions, exempt_or_fail: &mut ExemptOrFail<'_>) -> CheckSummary {
+    let mut policies = CheckSummary::new("rls-policies", "RLS enabled on every table with a policy");
+    if !exemptions.rls.enabled {
+        not_applicable(&mut policies, exemptions);
+        return policies;
+    }
+    for rel in snap.db.relations.iter().filter(|r| is_table(r) && r.policies > 0) {
         policies.checked += 1;
         if !rel.rls_enabled {
             exempt_or_fail(
@@ -304,12 +160,21 @@ pub fn audit(
             );
         }
     }
-    checks.push(policies);
+    policies
+}
 
+fn rls_tenancy(
+    model: &Model,
+    snap: &Snapshot,
+    exemptions: &Exemptions,
+    roots: &Roots,
+    exempt_or_fail: &mut ExemptOrFail<'_>,
+) -> CheckSummary {
+    let db = &snap.db;
     let mut tenancy =
         CheckSummary::new("rls-tenancy", "RLS on every table that reaches a tenant root through foreign keys");
-    if declared_none {
-        not_applicable(&mut tenancy);
+    if !exemptions.rls.enabled {
+        not_applicable(&mut tenancy, exemptions);
         if let Some(rel) = db.relations.iter().find(|r| r.rls_enabled && model.is_app_schema(&r.schema)) {
             tenancy.note(
                 Verdict::NotApplicable,
@@ -317,47 +182,40 @@ pub fn audit(
                 "has RLS although the policy file says the app uses none; it is not checked",
             );
         }
-    } else {
-        match roots {
-            Roots::Found { tables, how } => {
-                tenancy.note(Verdict::Pass, "tenant roots", how.clone());
-                for root in tables {
-                    tenancy_from(root, db, model, &by_oid, &mut tenancy, &mut exempt_or_fail);
-                }
-            }
-            Roots::Missing(missing) if !db.relations.iter().any(|r| model.is_app_schema(&r.schema) && is_table(r)) => {
-                tenancy.note(
-                    Verdict::NotApplicable,
-                    "tenant roots",
-                    format!(
-                        "{} not created yet: no table in the app schemas (migrations pending?)",
-                        missing.join(", ")
-                    ),
-                )
-            }
-            Roots::Missing(missing) => {
-                for name in missing {
-                    tenancy.fail(
-                        name.clone(),
-                        format!(
-                            "declared as a tenant root in {}, but no such table exists in the app schemas",
-                            exemptions.source_text()
-                        ),
-                    );
-                }
-            }
-            Roots::None(why) => tenancy.note(Verdict::Unproven, "tenant roots", why.clone()),
-        }
+        return tenancy;
     }
-    checks.push(tenancy);
+    match roots {
+        Roots::Found { tables, how } => {
+            tenancy.note(Verdict::Pass, "tenant roots", how.clone());
+            let by_oid: BTreeMap<i64, &Relation> = db.relations.iter().map(|r| (r.oid, r)).collect();
+            for root in tables {
+                tenancy_from(root, db, model, &by_oid, &mut tenancy, exempt_or_fail);
+            }
+        }
+        Roots::Missing(missing) if !db.relations.iter().any(|r| model.is_app_schema(&r.schema) && is_table(r)) => {
+            tenancy.note(
+                Verdict::NotApplicable,
+                "tenant roots",
+                format!("{} not created yet: no table in the app schemas (migrations pending?)", missing.join(", ")),
+            )
+        }
+        Roots::Missing(missing) => {
+            for name in missing {
+                tenancy.fail(
+                    name.clone(),
+                    format!(
+                        "declared as a tenant root in {}, but no such table exists in the app schemas",
+                        exemptions.source_text()
+                    ),
+                );
+            }
+        }
+        Roots::None(why) => tenancy.note(Verdict::Unproven, "tenant roots", why.clone()),
+    }
+    tenancy
+}
 
-    checks.extend(owners_rights(model, snap, &mut exempt_or_fail));
-    checks.push(crate::policies::check(model, db, policy_rows, exemptions, used));
-    checks.push(role_settings(model, snap, policy_rows));
-    checks.push(other_schemas_create(model, snap));
-    checks.push(foreign_data(model, snap));
-    checks.push(other_databases(model, snap));
-
+fn drizzle_bookkeeping(bookkeeping: Result<Vec<String>, String>) -> CheckSummary {
     let mut drizzle = CheckSummary::new("bookkeeping", "Drizzle bookkeeping matches the migrations folder");
     match bookkeeping {
         Ok(problems) => {
@@ -368,17 +226,12 @@ pub fn audit(
         }
         Err(why) => drizzle.note(Verdict::NotApplicable, "drizzle", why),
     }
-    checks.push(drizzle);
-    checks
+    drizzle
 }
 
 /// Owner's-rights paths (`roles::reach`) as they are: views and
 /// materialized views, rules, definer functions, children without RLS.
-fn owners_rights(
-    model: &Model,
-    snap: &Snapshot,
-    exempt_or_fail: &mut dyn FnMut(&mut CheckSummary, Kind, String, String),
-) -> Vec<CheckSummary> {
+fn owners_rights(model: &Model, snap: &Snapshot, exempt_or_fail: &mut ExemptOrFail<'_>) -> Vec<CheckSummary> {
     let reach = &snap.db.reach;
     let mut views = CheckSummary::new("views-over-rls", "no view or materialized view bypasses RLS through its owner");
     views.checked = reach.objects.iter().filter(|o| o.rule.is_none()).count();
@@ -403,45 +256,28 @@ fn owners_rights(
 }
 
 /// Role and database defaults that break or weaken the model for the
-/// runtime roles (`wants::setting_problem`), and defaults of any setting the
-/// policies read.
-fn role_settings(model: &Model, snap: &Snapshot, policies: &[Policy]) -> CheckSummary {
-    let mut check = CheckSummary::new("role-settings", "no role or database default that weakens RLS");
+/// runtime roles (drift), and defaults of any setting the policies read (the
+/// audit's alone: the snapshot does not know the policies).
+fn role_settings(model: &Model, snap: &Snapshot, drift: &[Drift], policies: &[Policy]) -> CheckSummary {
+    let mut check = drift_check(Check::RoleSettings, snap.settings.len(), drift);
     let read_by_policies: BTreeSet<String> =
         policies.iter().flat_map(|p| p.settings_read()).map(|s| s.to_ascii_lowercase()).collect();
     for setting in &snap.settings {
-        check.checked += 1;
-        let place = match (&setting.role, &setting.database) {
-            (Some(role), Some(db)) => format!("ALTER ROLE {role} IN DATABASE {db} SET {}", setting.name),
-            (Some(role), None) => format!("ALTER ROLE {role} SET {}", setting.name),
-            (None, db) => format!("ALTER DATABASE {} SET {}", db.as_deref().unwrap_or("?"), setting.name),
-        };
-        let problem =
-            wants::setting_problem(model, setting.role.as_deref(), &setting.name, &setting.value).or_else(|| {
-                let runtime = setting.role.as_deref().is_none_or(|r| r == model.runtime.name);
-                (runtime && read_by_policies.contains(&setting.name.to_ascii_lowercase())).then(|| {
-                    format!(
-                        "{} = '{}' by default, and the RLS policies read it: a session that sets nothing acts with it",
-                        setting.name, setting.value
-                    )
-                })
-            });
-        if let Some(problem) = problem {
-            check.fail(place, format!("{problem}; `cargo xtask db-provision` removes it"));
+        if drift.iter().any(|d| matches!(d, Drift::Setting { setting: s, .. } if s == setting)) {
+            continue;
         }
-    }
-    check
-}
-
-/// CREATE on a schema outside the app schemas, for a runtime role or PUBLIC.
-fn other_schemas_create(model: &Model, snap: &Snapshot) -> CheckSummary {
-    let mut check = CheckSummary::new("schema-create", "no CREATE for the runtime roles on any other schema");
-    let grantees = [Grantee::role(&model.runtime.name), Grantee::role(&model.service.name), Grantee::Public];
-    for schema in &snap.db.other_schemas {
-        check.checked += 1;
-        let wants: Vec<(Grantee, Want)> = grantees.iter().map(|g| (g.clone(), Want::Without(CREATE))).collect();
-        for problem in acl_problems(&schema.acl, &wants) {
-            check.fail(format!("schema {}", schema.name), format!("{problem}: it may create objects there"));
+        let runtime = setting.role.as_deref().is_none_or(|r| r == model.runtime.name);
+        if runtime && read_by_policies.contains(&setting.name.to_ascii_lowercase()) {
+            check.fail(
+                drift::setting_place(setting),
+                format!(
+                    "{} = '{}' by default, and the RLS policies read it: a session that sets nothing acts with it; \
+                     remove it (`{}`)",
+                    setting.name,
+                    setting.value,
+                    drift::setting_place(setting).replacen(" SET ", " RESET ", 1)
+                ),
+            );
         }
     }
     check
@@ -449,20 +285,8 @@ fn other_schemas_create(model: &Model, snap: &Snapshot) -> CheckSummary {
 
 /// USAGE on foreign-data wrappers and servers lets a role create servers and
 /// user mappings; user mappings of the runtime roles are listed.
-fn foreign_data(model: &Model, snap: &Snapshot) -> CheckSummary {
-    let mut check =
-        CheckSummary::new("foreign-data", "no USAGE on foreign-data wrappers or servers for the runtime roles");
-    let grantees = [Grantee::role(&model.runtime.name), Grantee::role(&model.service.name), Grantee::Public];
-    for object in &snap.db.foreign {
-        check.checked += 1;
-        let wants: Vec<(Grantee, Want)> = grantees.iter().map(|g| (g.clone(), Want::Without(Privs::ALL))).collect();
-        for problem in acl_problems(&object.acl, &wants) {
-            check.fail(
-                format!("{} {}", object.noun(), object.name),
-                format!("{problem}: it may create {}", if object.is_server() { "user mappings" } else { "servers" }),
-            );
-        }
-    }
+fn foreign_data(snap: &Snapshot, drift: &[Drift]) -> CheckSummary {
+    let mut check = drift_check(Check::ForeignData, snap.db.foreign.len(), drift);
     for (server, user) in &snap.db.user_mappings {
         check.note(
             Verdict::Residual,
@@ -475,16 +299,9 @@ fn foreign_data(model: &Model, snap: &Snapshot) -> CheckSummary {
 
 /// Databases and tablespaces the runtime roles own elsewhere in the cluster;
 /// what other databases contain is out of this check's scope.
-fn other_databases(model: &Model, snap: &Snapshot) -> CheckSummary {
-    let mut check = CheckSummary::new("other-databases", "the runtime roles own no database or tablespace");
-    for database in snap.other_databases.iter().filter(|d| model.is_runtime_role(&d.owner)) {
-        check.checked += 1;
-        check.fail(format!("database {}", database.name), format!("owned by `{}`", database.owner));
-    }
-    for tablespace in snap.tablespaces.iter().filter(|t| model.is_runtime_role(&t.owner)) {
-        check.checked += 1;
-        check.fail(format!("tablespace {}", tablespace.name), format!("owned by `{}`", tablespace.owner));
-    }
+fn other_databases(drift: &[Drift]) -> CheckSummary {
+    let owned = drift.iter().filter(|d| d.check() == Check::OtherDatabases).count();
+    let mut check = drift_check(Check::OtherDatabases, owned, drift);
     check.note(
         Verdict::NotApplicable,
         "scope",
@@ -580,7 +397,7 @@ fn tenancy_from(
     model: &Model,
     by_oid: &BTreeMap<i64, &Relation>,
     tenancy: &mut CheckSummary,
-    exempt_or_fail: &mut dyn FnMut(&mut CheckSummary, Kind, String, String),
+    exempt_or_fail: &mut ExemptOrFail<'_>,
 ) {
     let Some(root_rel) = db.relations.iter().find(|r| qualified(r) == root) else { return };
     let mut referencing: BTreeMap<i64, Vec<i64>> = BTreeMap::new();

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{format_err, Context, Result};
-use dbenv::{app_schemas, drizzle_bookkeeping, role_creds, Dsn, EnvVars, RoleKind, Secret};
-use roles::{Model, RoleSpec};
+use dbenv::{app_schemas, drizzle_bookkeeping, role_from_env, Dsn, EnvVars, RoleKind, Secret};
+use roles::{Model, Purpose, RoleSpec};
 
 pub use exemptions::{Exemption, Exemptions};
 pub use report::{Report, Verdict};
@@ -44,40 +44,25 @@ impl CheckConfig {
     /// Reads `DATABASE_URL`, `DATABASE_SERVICE_URL`, `DATABASE_MIGRATOR_URL`
     /// (or the `APP_DB_*` pieces), `APP_DB_SCHEMAS` and the Drizzle keys.
     pub fn from_env(vars: &EnvVars, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
-        let host = vars.get("DB_HOST");
-        let port = vars
-            .get("DB_PORT")
-            .map(|p| p.parse::<u16>())
-            .transpose()
-            .map_err(|_| format_err!("DB_PORT is not a port number"))?;
-        let db = vars.get("APP_DB_NAME");
-        let runtime = role_creds(vars, RoleKind::Runtime, host, port, db)?;
-        let service = role_creds(vars, RoleKind::Service, host, port, db)?;
-        let migrator = role_creds(vars, RoleKind::Migrator, host, port, db).ok();
+        let runtime = role_from_env(vars, RoleKind::Runtime)?;
+        let service = role_from_env(vars, RoleKind::Service)?;
+        let migrator = role_from_env(vars, RoleKind::Migrator).ok();
         let db_name = runtime.dsn.dbname.clone().ok_or_else(|| format_err!("DATABASE_URL names no database"))?;
         let (schema, table) = drizzle_bookkeeping(vars)?;
+        // The audit logs in with DSNs; the model's passwords are not needed.
         let spec = |kind: RoleKind, name: String| RoleSpec { kind, name, password: Secret::default() };
         let migrator_name = match (&migrator, vars.get("APP_DB_MIGRATOR_USER")) {
             (Some(creds), _) => creds.name.clone(),
             (None, Some(name)) => name.to_string(),
             (None, None) => RoleKind::Migrator.default_name().to_string(),
         };
-        let model = Model {
-            db_name,
-            app_schemas: app_schemas(vars)?,
-            bookkeeping_schema: schema.clone(),
-            migrator: spec(RoleKind::Migrator, migrator_name),
-            runtime: spec(RoleKind::Runtime, runtime.name.clone()),
-            service: spec(RoleKind::Service, service.name.clone()),
-            extensions: dbenv::app_extensions(vars)?,
-            tenant_setting: exemptions
-                .rls
-                .tenant_setting
-                .clone()
-                .unwrap_or_else(|| roles::model::TENANT_SETTING.into()),
-            exemptions: exemptions.clone(),
-            confirmed: roles::Confirmations::default(),
-        };
+        let roles = [
+            spec(RoleKind::Migrator, migrator_name),
+            spec(RoleKind::Runtime, runtime.name.clone()),
+            spec(RoleKind::Service, service.name.clone()),
+        ];
+        let mut model = Model::new(&db_name, &app_schemas(vars)?, &schema, roles).with_exemptions(&exemptions);
+        model.extensions = dbenv::app_extensions(vars)?;
         Ok(CheckConfig {
             model,
             runtime: runtime.dsn,
@@ -111,15 +96,12 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
         None => (&config.runtime, "DATABASE_URL"),
     };
     let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
-    // jit off: see `roles::apply::prepare_session`.
-    client.batch_execute(
-        "SET default_transaction_read_only = on; SET application_name = 'cargo xtask db-check'; SET jit = off",
-    )?;
-    let mut snapshot = roles::snapshot::read_cluster(&mut client, model, None, false)?;
-    snapshot.db = roles::snapshot::read_db(&mut client, model, snapshot.server_version)?;
+    roles::snapshot::prepare_session(&mut client, Purpose::Audit)?;
+    let how = roles::snapshot::Read { purpose: Purpose::Audit, login_dsn: None, can_silence_log: false };
+    let snapshot = roles::snapshot::read(&mut client, None, model, how)?;
     let mut reads = roles::snapshot::Queries::new(&mut client);
     let policies = policies::read(&mut reads).context("read the RLS policies")?;
-    let catalog_queries = snapshot.queries + snapshot.db.queries + reads.sent;
+    let catalog_queries = snapshot.queries + reads.sent;
     let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
@@ -153,11 +135,10 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })
 }
 
-/// With `XTASK_TRACE_QUERIES` set, phase times go to stderr.
-fn trace(phase: &str, started: Instant) {
-    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
-        eprintln!("{:>8.1} ms  phase {phase}", started.elapsed().as_secs_f64() * 1000.0);
-    }
+/// How long each phase took, as a `debug` event of target `audit::phase`.
+pub(crate) fn trace(phase: &str, started: Instant) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!(target: "audit::phase", "{ms:>8.1} ms  phase {phase}");
 }
 
 /// Runs the whole check. `Err` means it could not run (exit 1); a report

@@ -105,241 +105,144 @@ fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries:
     })
 }
 
+/// The probes as data, one a line: the id, what it tries (`{shown}`: the
+/// first app schema), the statement with placeholders for the names and the
+/// discovered targets (see [`Ctx::render`]), and what must happen. Creating
+/// objects anywhere first, then DDL on the app's tables, the schema, roles
+/// and database, the other objects, and last the DML the roles must keep.
+const PROBES: &str = "\
+create-table      | CREATE TABLE in {shown}                   | CREATE TABLE {schema}._xtask_probe (id int) | denied
+create-temp-table | CREATE TEMP TABLE                         | CREATE TEMP TABLE _xtask_probe (id int) | denied
+create-view       | CREATE VIEW in {shown}                    | CREATE VIEW {schema}._xtask_probe AS SELECT 1 AS x | denied
+create-function   | CREATE FUNCTION in {shown}                | CREATE FUNCTION {schema}._xtask_probe() RETURNS int LANGUAGE sql AS 'SELECT 1' | denied
+create-type       | CREATE TYPE in {shown}                    | CREATE TYPE {schema}._xtask_probe AS ENUM ('a') | denied
+create-sequence   | CREATE SEQUENCE in {shown}                | CREATE SEQUENCE {schema}._xtask_probe | denied
+create-schema     | CREATE SCHEMA                             | CREATE SCHEMA _xtask_probe | denied
+create-extension  | CREATE EXTENSION                          | CREATE EXTENSION {extension} SCHEMA {schema} | denied
+drop-extension    | DROP EXTENSION plpgsql                    | DROP EXTENSION plpgsql | denied
+drop-table        | DROP TABLE                                | DROP TABLE {table} | denied
+alter-table       | ALTER TABLE … ADD COLUMN                  | ALTER TABLE {table} ADD COLUMN _xtask_probe int | denied
+disable-rls       | ALTER TABLE … DISABLE ROW LEVEL SECURITY  | ALTER TABLE {table} DISABLE ROW LEVEL SECURITY | denied
+no-force-rls      | ALTER TABLE … NO FORCE ROW LEVEL SECURITY | ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY | denied
+truncate          | TRUNCATE                                  | TRUNCATE {table} | denied
+create-index      | CREATE INDEX                              | CREATE INDEX _xtask_probe ON {table} ({column}) | denied
+comment           | COMMENT ON TABLE                          | COMMENT ON TABLE {table} IS 'probe' | denied
+create-policy     | CREATE POLICY                             | CREATE POLICY _xtask_probe ON {table} USING (true) | denied
+drop-policy       | DROP POLICY                               | DROP POLICY {policy} ON {table} | denied
+create-trigger    | CREATE TRIGGER                            | CREATE TRIGGER _xtask_probe BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger() | denied
+alter-owner       | ALTER TABLE … OWNER TO itself             | ALTER TABLE {table} OWNER TO CURRENT_USER | denied
+drop-schema       | DROP SCHEMA {shown}                       | DROP SCHEMA {schema} | denied
+rename-schema     | ALTER SCHEMA {shown} RENAME               | ALTER SCHEMA {schema} RENAME TO _xtask_probe | denied
+set-role-migrator | SET ROLE the migrator                     | SET ROLE {migrator} | denied
+set-role-other    | SET ROLE the other runtime role           | SET ROLE {other} | denied
+create-role       | CREATE ROLE                               | CREATE ROLE _xtask_probe | denied
+alter-migrator    | ALTER ROLE the migrator                   | ALTER ROLE {migrator} NOLOGIN | denied
+alter-database    | ALTER DATABASE … SET                      | ALTER DATABASE {db} SET work_mem = '4MB' | denied
+read-bookkeeping  | read the Drizzle bookkeeping              | SELECT 1 FROM {bookkeeping} LIMIT 1 | denied
+write-bookkeeping | write the Drizzle bookkeeping             | INSERT INTO {bookkeeping} (hash, created_at) VALUES ('probe', 0) | denied
+setval            | setval() on a sequence                    | SELECT setval('{sequence}', 1) | denied
+alter-sequence    | ALTER SEQUENCE                            | ALTER SEQUENCE {sequence} RESTART | denied
+drop-type         | DROP TYPE … CASCADE                       | DROP TYPE {type} CASCADE | denied
+drop-function     | DROP FUNCTION … CASCADE                   | DROP FUNCTION {function} CASCADE | denied
+refresh-matview   | REFRESH MATERIALIZED VIEW                 | REFRESH MATERIALIZED VIEW {matview} | denied
+select            | SELECT (no row touched)                   | SELECT * FROM {table} WHERE false | allowed
+insert            | INSERT (no row touched)                   | INSERT INTO {table} ({column}) SELECT {column} FROM {table} WHERE false | allowed
+update            | UPDATE (no row touched)                   | UPDATE {table} SET {column} = {column} WHERE false | allowed
+delete            | DELETE (no row touched)                   | DELETE FROM {table} WHERE false | allowed
+";
+
+/// The rows of [`PROBES`].
+fn rows() -> impl Iterator<Item = (&'static str, &'static str, &'static str, Expect)> {
+    PROBES.lines().map(|line| {
+        let fields: Vec<&str> = line.split(" | ").map(str::trim).collect();
+        let expect = match fields.get(3) {
+            Some(&"allowed") => Expect::Allowed,
+            Some(&"denied") => Expect::Denied,
+            _ => panic!("BUG: probe row `{line}` does not end in `| denied` or `| allowed`"),
+        };
+        (fields[0], fields[1], fields[2], expect)
+    })
+}
+
+/// What the specs are built from: the probe targets and the names they need.
+struct Ctx<'a> {
+    t: &'a Targets,
+    /// The first app schema as shown.
+    shown_schema: &'a str,
+    /// The other runtime role, the migrator and the database, quoted.
+    other: String,
+    migrator: String,
+    db: String,
+}
+
+impl Ctx<'_> {
+    /// `template` with the names and the discovered targets filled in, or
+    /// why the probe does not apply here (a target this database lacks).
+    fn render(&self, template: &str) -> Result<String, String> {
+        let t = self.t;
+        let targets = [
+            ("{policy}", &t.policy, "policy"),
+            ("{column}", &t.column, "table"),
+            ("{table}", &t.table, "table"),
+            ("{sequence}", &t.sequence, "sequence"),
+            ("{type}", &t.user_type, "enum or domain"),
+            ("{function}", &t.function, "function"),
+            ("{matview}", &t.matview, "materialized view"),
+            ("{extension}", &t.extension, "extension available to install"),
+            ("{bookkeeping}", &t.bookkeeping, "bookkeeping table yet"),
+        ];
+        let mut sql = template
+            .replace("{schema}", &t.schema)
+            .replace("{migrator}", &self.migrator)
+            .replace("{other}", &self.other)
+            .replace("{db}", &self.db);
+        for (placeholder, target, noun) in targets {
+            if sql.contains(placeholder) {
+                let Some(value) = target else { return Err(format!("n/a (no {noun})")) };
+                sql = sql.replace(placeholder, value);
+            }
+        }
+        Ok(sql)
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        rows()
+            .map(|(id, capability, sql, expect)| Spec {
+                id,
+                capability: capability.replace("{shown}", self.shown_schema),
+                sql: self.render(sql),
+                expect,
+                acl_of: None,
+            })
+            .collect()
+    }
+}
+
 fn specs(model: &Model, me: RoleKind, t: &Targets) -> Vec<Spec> {
-    let schema = &t.schema;
-    let shown_schema = &model.app_schemas[0];
     let other = match me {
         RoleKind::Service => &model.runtime.name,
         _ => &model.service.name,
     };
-    let migrator = dbenv::quote_ident(&model.migrator.name);
-    let need = |what: &Option<String>, noun: &str| what.clone().ok_or_else(|| format!("n/a (no {noun})"));
-    let table = need(&t.table, "table");
-    let on_table = |f: &dyn Fn(&str) -> String| table.as_ref().map(|t| f(t)).map_err(Clone::clone);
-    let with_column = |f: &dyn Fn(&str, &str) -> String| match (&t.table, &t.column) {
-        (Some(table), Some(column)) => Ok(f(table, column)),
-        _ => Err("n/a (no table)".to_string()),
+    let c = Ctx {
+        t,
+        shown_schema: &model.app_schemas[0],
+        other: dbenv::quote_ident(other),
+        migrator: dbenv::quote_ident(&model.migrator.name),
+        db: dbenv::quote_ident(&model.db_name),
     };
-    let spec = |id, capability: &str, sql: Result<String, String>, expect| Spec {
-        id,
-        capability: capability.to_string(),
-        sql,
-        expect,
-        acl_of: None,
-    };
-    let mut all = vec![
-        spec(
-            "create-table",
-            &format!("CREATE TABLE in {shown_schema}"),
-            Ok(format!("CREATE TABLE {schema}._xtask_probe (id int)")),
-            Expect::Denied,
-        ),
-        spec(
-            "create-temp-table",
-            "CREATE TEMP TABLE",
-            Ok("CREATE TEMP TABLE _xtask_probe (id int)".into()),
-            Expect::Denied,
-        ),
-        spec(
-            "create-view",
-            &format!("CREATE VIEW in {shown_schema}"),
-            Ok(format!("CREATE VIEW {schema}._xtask_probe AS SELECT 1 AS x")),
-            Expect::Denied,
-        ),
-        spec(
-            "create-function",
-            &format!("CREATE FUNCTION in {shown_schema}"),
-            Ok(format!("CREATE FUNCTION {schema}._xtask_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'")),
-            Expect::Denied,
-        ),
-        spec(
-            "create-type",
-            &format!("CREATE TYPE in {shown_schema}"),
-            Ok(format!("CREATE TYPE {schema}._xtask_probe AS ENUM ('a')")),
-            Expect::Denied,
-        ),
-        spec(
-            "create-sequence",
-            &format!("CREATE SEQUENCE in {shown_schema}"),
-            Ok(format!("CREATE SEQUENCE {schema}._xtask_probe")),
-            Expect::Denied,
-        ),
-        spec("create-schema", "CREATE SCHEMA", Ok("CREATE SCHEMA _xtask_probe".into()), Expect::Denied),
-        spec(
-            "create-extension",
-            "CREATE EXTENSION",
-            need(&t.extension, "extension available to install")
-                .map(|e| format!("CREATE EXTENSION {e} SCHEMA {schema}")),
-            Expect::Denied,
-        ),
-        spec("drop-extension", "DROP EXTENSION plpgsql", Ok("DROP EXTENSION plpgsql".into()), Expect::Denied),
-        spec("drop-table", "DROP TABLE", on_table(&|t| format!("DROP TABLE {t}")), Expect::Denied),
-        spec(
-            "alter-table",
-            "ALTER TABLE … ADD COLUMN",
-            on_table(&|t| format!("ALTER TABLE {t} ADD COLUMN _xtask_probe int")),
-            Expect::Denied,
-        ),
-        spec(
-            "disable-rls",
-            "ALTER TABLE … DISABLE ROW LEVEL SECURITY",
-            on_table(&|t| format!("ALTER TABLE {t} DISABLE ROW LEVEL SECURITY")),
-            Expect::Denied,
-        ),
-        spec(
-            "no-force-rls",
-            "ALTER TABLE … NO FORCE ROW LEVEL SECURITY",
-            on_table(&|t| format!("ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY")),
-            Expect::Denied,
-        ),
-        spec("truncate", "TRUNCATE", on_table(&|t| format!("TRUNCATE {t}")), Expect::Denied),
-        spec(
-            "create-index",
-            "CREATE INDEX",
-            with_column(&|t, c| format!("CREATE INDEX _xtask_probe ON {t} ({c})")),
-            Expect::Denied,
-        ),
-        spec("comment", "COMMENT ON TABLE", on_table(&|t| format!("COMMENT ON TABLE {t} IS 'probe'")), Expect::Denied),
-        spec(
-            "create-policy",
-            "CREATE POLICY",
-            on_table(&|t| format!("CREATE POLICY _xtask_probe ON {t} USING (true)")),
-            Expect::Denied,
-        ),
-        spec(
-            "drop-policy",
-            "DROP POLICY",
-            match (&t.table, &t.policy) {
-                (Some(table), Some(policy)) => Ok(format!("DROP POLICY {policy} ON {table}")),
-                _ => Err("n/a (no policy)".into()),
-            },
-            Expect::Denied,
-        ),
-        spec(
-            "create-trigger",
-            "CREATE TRIGGER",
-            on_table(&|t| {
-                format!("CREATE TRIGGER _xtask_probe BEFORE UPDATE ON {t} FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()")
-            }),
-            Expect::Denied,
-        ),
-        spec(
-            "alter-owner",
-            "ALTER TABLE … OWNER TO itself",
-            on_table(&|t| format!("ALTER TABLE {t} OWNER TO CURRENT_USER")),
-            Expect::Denied,
-        ),
-        spec(
-            "drop-schema",
-            &format!("DROP SCHEMA {shown_schema}"),
-            Ok(format!("DROP SCHEMA {schema}")),
-            Expect::Denied,
-        ),
-        spec(
-            "rename-schema",
-            &format!("ALTER SCHEMA {shown_schema} RENAME"),
-            Ok(format!("ALTER SCHEMA {schema} RENAME TO _xtask_probe")),
-            Expect::Denied,
-        ),
-        spec("set-role-migrator", "SET ROLE the migrator", Ok(format!("SET ROLE {migrator}")), Expect::Denied),
-        spec(
-            "set-role-other",
-            "SET ROLE the other runtime role",
-            Ok(format!("SET ROLE {}", dbenv::quote_ident(other))),
-            Expect::Denied,
-        ),
-        spec("create-role", "CREATE ROLE", Ok("CREATE ROLE _xtask_probe".into()), Expect::Denied),
-        spec("alter-migrator", "ALTER ROLE the migrator", Ok(format!("ALTER ROLE {migrator} NOLOGIN")), Expect::Denied),
-        spec(
-            "alter-database",
-            "ALTER DATABASE … SET",
-            Ok("ALTER DATABASE CURRENT_DATABASE SET work_mem = '4MB'"
-                .replace("CURRENT_DATABASE", &dbenv::quote_ident(&model.db_name))),
-            Expect::Denied,
-        ),
-        spec(
-            "read-bookkeeping",
-            "read the Drizzle bookkeeping",
-            need(&t.bookkeeping, "bookkeeping table yet").map(|b| format!("SELECT 1 FROM {b} LIMIT 1")),
-            Expect::Denied,
-        ),
-        spec(
-            "write-bookkeeping",
-            "write the Drizzle bookkeeping",
-            need(&t.bookkeeping, "bookkeeping table yet")
-                .map(|b| format!("INSERT INTO {b} (hash, created_at) VALUES ('probe', 0)")),
-            Expect::Denied,
-        ),
-        spec(
-            "setval",
-            "setval() on a sequence",
-            need(&t.sequence, "sequence").map(|s| format!("SELECT setval('{s}', 1)")),
-            Expect::Denied,
-        ),
-        spec(
-            "alter-sequence",
-            "ALTER SEQUENCE",
-            need(&t.sequence, "sequence").map(|s| format!("ALTER SEQUENCE {s} RESTART")),
-            Expect::Denied,
-        ),
-        spec(
-            "drop-type",
-            "DROP TYPE … CASCADE",
-            need(&t.user_type, "enum or domain").map(|y| format!("DROP TYPE {y} CASCADE")),
-            Expect::Denied,
-        ),
-        spec(
-            "drop-function",
-            "DROP FUNCTION … CASCADE",
-            need(&t.function, "function").map(|f| format!("DROP FUNCTION {f} CASCADE")),
-            Expect::Denied,
-        ),
-        spec(
-            "refresh-matview",
-            "REFRESH MATERIALIZED VIEW",
-            need(&t.matview, "materialized view").map(|m| format!("REFRESH MATERIALIZED VIEW {m}")),
-            Expect::Denied,
-        ),
-        spec(
-            "select",
-            "SELECT (no row touched)",
-            on_table(&|t| format!("SELECT * FROM {t} WHERE false")),
-            Expect::Allowed,
-        ),
-        spec(
-            "insert",
-            "INSERT (no row touched)",
-            with_column(&|t, c| format!("INSERT INTO {t} ({c}) SELECT {c} FROM {t} WHERE false")),
-            Expect::Allowed,
-        ),
-        spec(
-            "update",
-            "UPDATE (no row touched)",
-            with_column(&|t, c| format!("UPDATE {t} SET {c} = {c} WHERE false")),
-            Expect::Allowed,
-        ),
-        spec(
-            "delete",
-            "DELETE (no row touched)",
-            on_table(&|t| format!("DELETE FROM {t} WHERE false")),
-            Expect::Allowed,
-        ),
-    ];
+    let mut all = c.specs();
+    // Changing another role's access: a warning, with the ACL shown.
     if let Some(table) = &t.table {
-        all.push(Spec {
-            id: "grant",
-            capability: "GRANT SELECT … TO PUBLIC".into(),
-            sql: Ok(format!("GRANT SELECT ON {table} TO PUBLIC")),
+        let warning = |id, capability: &str, sql: String| Spec {
+            id,
+            capability: capability.to_string(),
+            sql: Ok(sql),
             expect: Expect::Warning,
             acl_of: Some(table.clone()),
-        });
-        all.push(Spec {
-            id: "revoke",
-            capability: "REVOKE … FROM the other runtime role".into(),
-            sql: Ok(format!("REVOKE SELECT ON {table} FROM {}", dbenv::quote_ident(other))),
-            expect: Expect::Warning,
-            acl_of: Some(table.clone()),
-        });
+        };
+        all.push(warning("grant", "GRANT SELECT … TO PUBLIC", format!("GRANT SELECT ON {table} TO PUBLIC")));
+        let revoke = format!("REVOKE SELECT ON {table} FROM {}", c.other);
+        all.push(warning("revoke", "REVOKE … FROM the other runtime role", revoke));
     }
     all
 }
@@ -478,43 +381,29 @@ pub fn probe_role(
     let (mut client, notices) = connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?;
     let role = model.role(kind).name.clone();
     let targets = discover(&mut client, model, bookkeeping, queries)?;
-    let mut probes = Vec::new();
-    for spec in specs(model, kind, &targets) {
-        let (observed, verdict) = run(&mut client, &notices, &spec, queries);
-        probes.push(Probe {
-            role: role.clone(),
-            id: spec.id,
-            capability: spec.capability,
-            sql: spec.sql.unwrap_or_default(),
-            expected: spec.expect.text().into(),
-            observed,
-            verdict,
-        });
-    }
+    let probe = |spec: Spec, client: &mut Client, queries: &mut u32| {
+        let (observed, verdict) = run(client, &notices, &spec, queries);
+        let (sql, expected) = (spec.sql.unwrap_or_default(), spec.expect.text().into());
+        Probe { role: role.clone(), id: spec.id, capability: spec.capability, sql, expected, observed, verdict }
+    };
+    let mut probes: Vec<Probe> =
+        specs(model, kind, &targets).into_iter().map(|spec| probe(spec, &mut client, queries)).collect();
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
     let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
     *queries += 1;
     probes.extend(crate::powers::check(&mut client, &role, version, queries)?);
-    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
-        eprintln!("{:>8.1} ms  privilege checks as {role}", started.elapsed().as_secs_f64() * 1000.0);
-    }
-    let residuals = residual_specs(model, kind, &targets)
-        .into_iter()
-        .map(|spec| {
-            let (observed, verdict) = run(&mut client, &notices, &spec, queries);
-            Probe {
-                role: role.clone(),
-                id: spec.id,
-                capability: spec.capability,
-                sql: spec.sql.unwrap_or_default(),
-                expected: spec.expect.text().into(),
-                observed,
-                verdict,
-            }
-        })
-        .collect();
+    crate::trace(&format!("privilege checks as {role}"), started);
+    let residuals =
+        residual_specs(model, kind, &targets).into_iter().map(|spec| probe(spec, &mut client, queries)).collect();
     Ok(RoleProbes { probes, residuals })
+}
+
+/// At most five names, and how many more.
+fn list(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = if names.len() > 5 { format!(" and {} more", names.len() - 5) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
 }
 
 /// DML on every app table and USAGE on every sequence a column default
@@ -554,30 +443,14 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
     )?;
     let defaults: i64 = sequences.get(0);
     let unusable: Option<Vec<String>> = sequences.get(1);
-    let list = |names: &[String]| {
-        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-        format!(
-            "{}{}",
-            shown.join(", "),
-            if names.len() > 5 { format!(" and {} more", names.len() - 5) } else { String::new() }
-        )
-    };
-    let probe = |id, capability: String, sql: &str, expected: &str, problem: Option<String>, empty: bool| Probe {
-        role: role.to_string(),
-        id,
-        capability,
-        sql: sql.to_string(),
-        expected: expected.to_string(),
-        observed: match (&problem, empty) {
-            (Some(problem), _) => problem.clone(),
-            (None, true) => "nothing to check".to_string(),
-            (None, false) => "as expected".to_string(),
-        },
-        verdict: match (&problem, empty) {
-            (Some(_), _) => Verdict::Fail,
-            (None, true) => Verdict::NotApplicable,
-            (None, false) => Verdict::Pass,
-        },
+    let probe = |id, capability: String, sql: &str, expected: &str, problem: Option<String>, empty: bool| {
+        let (observed, verdict) = match (problem, empty) {
+            (Some(problem), _) => (problem, Verdict::Fail),
+            (None, true) => ("nothing to check".to_string(), Verdict::NotApplicable),
+            (None, false) => ("as expected".to_string(), Verdict::Pass),
+        };
+        let (sql, expected) = (sql.to_string(), expected.to_string());
+        Probe { role: role.to_string(), id, capability, sql, expected, observed, verdict }
     };
     Ok(vec![
         probe(
@@ -605,4 +478,23 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
             defaults == 0,
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_probe_row_has_four_fields_and_a_unique_id() {
+        let rows: Vec<_> = rows().collect();
+        assert_eq!(rows.len(), PROBES.lines().count());
+        let mut ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), rows.len(), "a probe id appears twice");
+        for (id, capability, sql, _) in &rows {
+            assert!(!id.contains(' ') && !capability.is_empty() && !sql.is_empty(), "{id}");
+        }
+        assert_eq!(rows.iter().filter(|r| r.3 == Expect::Allowed).count(), 4, "the DML the roles keep");
+    }
 }

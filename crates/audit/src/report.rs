@@ -191,7 +191,28 @@ impl Report {
                 let _ = writeln!(out, "  ✗ {place:<26} {subject}: {message}");
             }
         }
+        self.probes_text(&mut out);
+        self.catalog_text(&mut out);
+        let _ = writeln!(
+            out,
+            "\n{} ({} ms; {} queries, {} of them for the catalog audit)",
+            if self.holds() && !self.unproven().is_empty() {
+                format!("the model holds, but unproven: {}", self.unproven().join(", "))
+            } else if self.holds() {
+                "the model holds".to_string()
+            } else {
+                format!("the model does NOT hold: {} failures", failures.len())
+            },
+            self.elapsed.as_millis(),
+            self.queries,
+            self.catalog_queries
+        );
+        out
+    }
 
+    /// The probes as a table: a row per capability, a column per role,
+    /// failures first.
+    fn probes_text(&self, out: &mut String) {
         let _ = writeln!(out, "\nLIVE PROBES (each in a transaction that is rolled back)");
         let width = self.probes.iter().map(|p| p.capability.chars().count()).max().unwrap_or(10).max(10);
         let _ = write!(out, "  {:<width$}  {:<22}", "capability", "expected");
@@ -220,7 +241,10 @@ impl Report {
             let _ = writeln!(out);
         }
         let _ = writeln!(out, "  {} row-level security: {}", self.rls.verdict.mark(), self.rls.message);
+    }
 
+    /// The catalog checks, the exemptions, the residual capabilities, the notes.
+    fn catalog_text(&self, out: &mut String) {
         let _ = writeln!(out, "\nCATALOG");
         for check in &self.checks {
             let verdict = check.verdict();
@@ -229,22 +253,14 @@ impl Report {
                 let _ = writeln!(out, "      {} {}: {}", finding.verdict.mark(), finding.subject, finding.message);
             }
         }
-
         let _ = writeln!(out, "\nEXEMPTIONS ({})", self.policy_file);
         if self.exemptions.is_empty() {
             let _ = writeln!(out, "  none");
         }
         for (exemption, used) in &self.exemptions {
-            let _ = writeln!(
-                out,
-                "  ~ {} {}: {}{}",
-                exemption.kind.key(),
-                exemption.name,
-                exemption.reason,
-                if *used { "" } else { " (not needed by anything today)" }
-            );
+            let unused = if *used { "" } else { " (not needed by anything today)" };
+            let _ = writeln!(out, "  ~ {} {}: {}{unused}", exemption.kind.key(), exemption.name, exemption.reason);
         }
-
         let _ = writeln!(out, "\nRESIDUAL CAPABILITIES (no privilege can take these from a login role)");
         for residual in &self.residuals {
             let _ = writeln!(out, "  · {:<10} {}: {}", residual.role, residual.capability, residual.observed);
@@ -252,21 +268,6 @@ impl Report {
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
-        let _ = writeln!(
-            out,
-            "\n{} ({} ms; {} queries, {} of them for the catalog audit)",
-            if self.holds() && !self.unproven().is_empty() {
-                format!("the model holds, but unproven: {}", self.unproven().join(", "))
-            } else if self.holds() {
-                "the model holds".to_string()
-            } else {
-                format!("the model does NOT hold: {} failures", failures.len())
-            },
-            self.elapsed.as_millis(),
-            self.queries,
-            self.catalog_queries
-        );
-        out
     }
 
     pub fn to_json(&self) -> serde_json::Value {

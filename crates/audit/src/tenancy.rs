@@ -232,6 +232,49 @@ fn explain_read_error(role: &str, error: &postgres::Error) -> String {
     }
 }
 
+/// What one attempt to insert another tenant's row did.
+enum Insert {
+    /// Refused by row-level security.
+    Denied,
+    /// Passed the policies: the table, and what stopped the row later if anything.
+    Allowed(String),
+    /// Refused for another reason: the table and the reason.
+    Unproven(String),
+}
+
+/// Inserts a copy of `sample`'s row under a savepoint, rolled back.
+fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
+    let row = sample.row.as_deref().unwrap_or("{}");
+    let insert = format!(
+        "SAVEPOINT xtask_probe; INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
+         FROM json_populate_record(NULL::{table}, {row})",
+        table = sample.table,
+        columns = sample.columns,
+        row = quote_literal(row)
+    );
+    let result = runtime.batch_execute(&insert);
+    let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
+    let code = |error: &postgres::Error| error.code().map(|c| c.code().to_string());
+    match result {
+        Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            if error.as_db_error().is_some_and(|d| d.message().contains("row-level security")) {
+                Insert::Denied
+            } else {
+                Insert::Unproven(format!("{} (no INSERT privilege)", sample.name))
+            }
+        }
+        // The row passed the policies' WITH CHECK: whatever stopped it
+        // afterwards (a unique key, a foreign key, a NOT NULL) came later.
+        Ok(()) => Insert::Allowed(sample.name.clone()),
+        Err(error) if code(&error).is_some_and(|c| c.starts_with("23")) => {
+            Insert::Allowed(format!("{} (then {})", sample.name, code(&error).unwrap_or_default()))
+        }
+        Err(error) => {
+            Insert::Unproven(format!("{} ({})", sample.name, code(&error).unwrap_or_else(|| error.to_string())))
+        }
+    }
+}
+
 /// As `app_user` with a tenant that owns nothing, inserting a copy of an
 /// existing row must be refused by RLS (SQLSTATE 42501) on every RLS table
 /// with rows; each attempt is rolled back.
@@ -269,37 +312,11 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
     }
     let (mut denied, mut allowed, mut unproven) = (Vec::new(), Vec::new(), Vec::new());
     for sample in with_rows {
-        let row = sample.row.as_deref().unwrap_or("{}");
-        let insert = format!(
-            "SAVEPOINT xtask_probe; INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
-             FROM json_populate_record(NULL::{table}, {row})",
-            table = sample.table,
-            columns = sample.columns,
-            row = quote_literal(row)
-        );
         *queries += 2;
-        let result = runtime.batch_execute(&insert);
-        let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
-        match result {
-            Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                let rls = error.as_db_error().is_some_and(|d| d.message().contains("row-level security"));
-                if rls {
-                    denied.push(sample.name.clone());
-                } else {
-                    unproven.push(format!("{} (no INSERT privilege)", sample.name));
-                }
-            }
-            // The row passed the policies' WITH CHECK: whatever stopped it
-            // afterwards (a unique key, a foreign key, a NOT NULL) came later.
-            Ok(()) => allowed.push(sample.name.clone()),
-            Err(error) if error.code().is_some_and(|c| c.code().starts_with("23")) => {
-                allowed.push(format!("{} (then {})", sample.name, error.code().map(|c| c.code()).unwrap_or("?")))
-            }
-            Err(error) => unproven.push(format!(
-                "{} ({})",
-                sample.name,
-                error.code().map(|c| c.code().to_string()).unwrap_or_else(|| error.to_string())
-            )),
+        match insert_other_tenants_row(runtime, sample) {
+            Insert::Denied => denied.push(sample.name.clone()),
+            Insert::Allowed(how) => allowed.push(how),
+            Insert::Unproven(why) => unproven.push(why),
         }
     }
     let _ = runtime.batch_execute("ROLLBACK");

@@ -119,12 +119,17 @@ impl SslMode {
 /// A parsed connection URI.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
+    /// `postgresql://` or `postgres://`, kept as written.
     pub scheme: Scheme,
+    /// The user and password, percent-decoded.
     pub user: Option<String>,
     pub password: Option<Secret>,
+    /// A TCP host or a socket directory, and the port.
     pub host: Option<Host>,
     pub port: Option<u16>,
+    /// The database.
     pub dbname: Option<String>,
+    /// `sslmode`, when given.
     pub sslmode: Option<SslMode>,
     /// The other supported parameters, in the order they appeared.
     pub params: Vec<(String, String)>,
@@ -152,47 +157,8 @@ impl Dsn {
     /// Parses `text`, the value of `variable`. Errors name the variable and
     /// never repeat the value.
     pub fn parse(variable: &str, text: &str) -> Result<Dsn> {
-        let text = text.trim();
-        let (scheme, rest) = if let Some(rest) = text.strip_prefix("postgresql://") {
-            (Scheme::Postgresql, rest)
-        } else if let Some(rest) = text.strip_prefix("postgres://") {
-            (Scheme::Postgres, rest)
-        } else if text.is_empty() {
-            bail!("{variable} is empty; set it to a URI like postgresql://user:password@localhost:5432/dbname");
-        } else {
-            bail!(
-                "{variable} does not start with `postgresql://` or `postgres://`; \
-                 write it as a URI like postgresql://user:password@localhost:5432/dbname"
-            );
-        };
-        if rest.contains('#') {
-            bail!("{variable} contains `#`; percent-encode it as %23 (in a password too)");
-        }
-        // An `@` after the first `/` or `?` means a user name or password
-        // holds one of them unencoded: the URI would split inside the
-        // secret, and the errors below would quote a piece of it.
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if rest[authority_end..].contains('@') {
-            bail!(
-                "{variable}: an `@` follows a `/` or `?`, so the user name or password holds `/`, `?` or `@` \
-                 unencoded; percent-encode them (%2F, %3F, %40)"
-            );
-        }
-        let (authority_and_path, query) = match rest.split_once('?') {
-            Some((head, query)) => (head, Some(query)),
-            None => (rest, None),
-        };
-        let (authority, path) = match authority_and_path.split_once('/') {
-            Some((authority, path)) => (authority, Some(path)),
-            None => (authority_and_path, None),
-        };
-        // The password may contain `@` when percent-encoded only, so the last
-        // `@` separates user info from the host, as in libpq.
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
-        };
-
+        let (scheme, rest) = scheme(variable, text.trim())?;
+        let (authority, path, query) = split_uri(variable, rest)?;
         let mut dsn = Dsn {
             scheme,
             user: None,
@@ -203,70 +169,83 @@ impl Dsn {
             sslmode: None,
             params: Vec::new(),
         };
+        dsn.read_authority(variable, authority)?;
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            dsn.dbname = Some(percent_decode(variable, "database name", path)?);
+        }
+        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            dsn.read_param(variable, pair)?;
+        }
+        Ok(dsn)
+    }
 
+    /// `user:password@host:port`. The password may contain `@` when
+    /// percent-encoded only, so the last `@` separates user info from the
+    /// host, as in libpq.
+    fn read_authority(&mut self, variable: &str, authority: &str) -> Result<()> {
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
         if let Some(userinfo) = userinfo {
             let (user, password) = match userinfo.split_once(':') {
                 Some((user, password)) => (user, Some(password)),
                 None => (userinfo, None),
             };
             if !user.is_empty() {
-                dsn.user = Some(percent_decode(variable, "user name", user)?);
+                self.user = Some(percent_decode(variable, "user name", user)?);
             }
             if let Some(password) = password {
-                dsn.password = Some(Secret::new(percent_decode(variable, "password", password)?));
+                self.password = Some(Secret::new(percent_decode(variable, "password", password)?));
             }
         }
-
         if hostport.contains(',') {
             bail!("{variable} names several hosts; this tool connects to exactly one, so keep one `host:port`");
         }
         let (host, port) = split_host_port(variable, hostport)?;
         if !host.is_empty() {
             let host = percent_decode(variable, "host", host)?;
-            dsn.host = Some(tcp_or_socket(variable, host)?);
+            self.host = Some(tcp_or_socket(variable, host)?);
         }
         if let Some(port) = port {
-            dsn.port = Some(parse_port(variable, port)?);
+            self.port = Some(parse_port(variable, port)?);
         }
-        if let Some(path) = path {
-            if !path.is_empty() {
-                dsn.dbname = Some(percent_decode(variable, "database name", path)?);
-            }
-        }
+        Ok(())
+    }
 
-        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format_err!("{variable}: query parameter `{}` has no `=value`", pair.escape_debug()))?;
-            let key = percent_decode(variable, "query parameter name", key)?;
-            if !SUPPORTED_PARAMS.contains(&key.as_str()) {
-                bail!(
-                    "{variable}: query parameter `{}` is not supported; remove it (supported: {})",
-                    key.escape_debug(),
-                    SUPPORTED_PARAMS.join(", ")
-                );
-            }
-            let value = percent_decode(variable, &format!("parameter `{key}`"), value)?;
-            match key.as_str() {
-                "host" => dsn.host = Some(tcp_or_socket(variable, value)?),
-                "port" => dsn.port = Some(parse_port(variable, &value)?),
-                "user" => dsn.user = Some(value),
-                "password" => dsn.password = Some(Secret::new(value)),
-                "dbname" => dsn.dbname = Some(value),
-                "sslmode" => dsn.sslmode = Some(SslMode::parse(variable, &value)?),
-                "connect_timeout" => {
-                    value.parse::<u64>().map_err(|_| {
-                        format_err!(
-                            "{variable}: connect_timeout `{}` is not a whole number of seconds",
-                            value.escape_debug()
-                        )
-                    })?;
-                    dsn.params.push((key, value));
-                }
-                _ => dsn.params.push((key, value)),
-            }
+    /// One `key=value` of the query string.
+    fn read_param(&mut self, variable: &str, pair: &str) -> Result<()> {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format_err!("{variable}: query parameter `{}` has no `=value`", pair.escape_debug()))?;
+        let key = percent_decode(variable, "query parameter name", key)?;
+        if !SUPPORTED_PARAMS.contains(&key.as_str()) {
+            bail!(
+                "{variable}: query parameter `{}` is not supported; remove it (supported: {})",
+                key.escape_debug(),
+                SUPPORTED_PARAMS.join(", ")
+            );
         }
-        Ok(dsn)
+        let value = percent_decode(variable, &format!("parameter `{key}`"), value)?;
+        match key.as_str() {
+            "host" => self.host = Some(tcp_or_socket(variable, value)?),
+            "port" => self.port = Some(parse_port(variable, &value)?),
+            "user" => self.user = Some(value),
+            "password" => self.password = Some(Secret::new(value)),
+            "dbname" => self.dbname = Some(value),
+            "sslmode" => self.sslmode = Some(SslMode::parse(variable, &value)?),
+            "connect_timeout" => {
+                value.parse::<u64>().map_err(|_| {
+                    format_err!(
+                        "{variable}: connect_timeout `{}` is not a whole number of seconds",
+                        value.escape_debug()
+                    )
+                })?;
+                self.params.push((key, value));
+            }
+            _ => self.params.push((key, value)),
+        }
+        Ok(())
     }
 
     /// The port, libpq's default when the URI names none.
@@ -371,6 +350,50 @@ impl fmt::Debug for Dsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Dsn({self})")
     }
+}
+
+/// The scheme and what follows it.
+fn scheme<'t>(variable: &str, text: &'t str) -> Result<(Scheme, &'t str)> {
+    if let Some(rest) = text.strip_prefix("postgresql://") {
+        Ok((Scheme::Postgresql, rest))
+    } else if let Some(rest) = text.strip_prefix("postgres://") {
+        Ok((Scheme::Postgres, rest))
+    } else if text.is_empty() {
+        bail!("{variable} is empty; set it to a URI like postgresql://user:password@localhost:5432/dbname");
+    } else {
+        bail!(
+            "{variable} does not start with `postgresql://` or `postgres://`; \
+             write it as a URI like postgresql://user:password@localhost:5432/dbname"
+        );
+    }
+}
+
+/// The authority, the path and the query string of what follows the
+/// scheme, refusing what would split inside a secret.
+type UriParts<'t> = (&'t str, Option<&'t str>, Option<&'t str>);
+
+fn split_uri<'t>(variable: &str, rest: &'t str) -> Result<UriParts<'t>> {
+    if rest.contains('#') {
+        bail!("{variable} contains `#`; percent-encode it as %23 (in a password too)");
+    }
+    // An `@` after the first `/` or `?` means a user name or password
+    // holds one of them unencoded: the URI would split inside the
+    // secret, and the errors below would quote a piece of it.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if rest[authority_end..].contains('@') {
+        bail!(
+            "{variable}: an `@` follows a `/` or `?`, so the user name or password holds `/`, `?` or `@` \
+             unencoded; percent-encode them (%2F, %3F, %40)"
+        );
+    }
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    Ok(match authority_and_path.split_once('/') {
+        Some((authority, path)) => (authority, Some(path), query),
+        None => (authority_and_path, None, query),
+    })
 }
 
 /// A unix socket directory (an absolute path) or a TCP host: a name, an

@@ -322,18 +322,26 @@ pub struct AdminCreds {
 /// Everything `db-provision` needs, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// `DB_HOST`, or the host of the first role DSN.
     pub host: String,
+    /// `DB_PORT`, or that DSN's port.
     pub port: u16,
+    /// `APP_DB_NAME`.
     pub db_name: String,
+    /// `APP_DB_SCHEMAS`: the app schemas, `public` first by default.
     pub schemas: Vec<String>,
     /// `APP_DB_EXTENSIONS`: extensions provisioning creates as the admin.
     pub extensions: Vec<String>,
+    /// The admin provisioning runs as.
     pub admin: AdminCreds,
+    /// The three roles, each with its DSN.
     pub migrator: RoleCreds,
     pub runtime: RoleCreds,
     pub service: RoleCreds,
+    /// `DRIZZLE_MIGRATIONS_SCHEMA` and `DRIZZLE_MIGRATIONS_TABLE`.
     pub drizzle_schema: String,
     pub drizzle_table: String,
+    /// `PG_TIMEOUT`: how long to wait for the server.
     pub pg_timeout: Duration,
 }
 
@@ -463,15 +471,15 @@ fn optional_dsn(vars: &EnvVars, var: &str) -> Result<Option<Dsn>> {
 /// `DB_HOST`/`DB_PORT`, checked against every DSN that is set.
 pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
     let host = vars.get("DB_HOST").map(str::to_string);
-    let port = match vars.get("DB_PORT") {
-        Some(text) => match text.parse::<u16>() {
-            Ok(port) if port > 0 => Some(port),
-            _ => bail!("DB_PORT `{}` is not a port number (1-65535)", text.escape_debug()),
-        },
-        None => None,
-    };
-    // Without DB_HOST/DB_PORT, the runtime DSN says where the server is.
-    let fallback = optional_dsn(vars, "DATABASE_URL")?;
+    let port = db_port(vars)?;
+    // Without DB_HOST/DB_PORT, the roles' DSNs say where the server is.
+    let fallback = [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator]
+        .into_iter()
+        .map(|kind| optional_dsn(vars, kind.dsn_var()))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .next();
     let host = match host {
         Some(host) => host,
         None => match fallback.as_ref().and_then(|d| d.host.clone()) {
@@ -487,6 +495,40 @@ pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
         },
     };
     Ok((host, port))
+}
+
+/// `DB_PORT` when it is set: a port number, or an error that names it.
+pub fn db_port(vars: &EnvVars) -> Result<Option<u16>> {
+    match vars.get("DB_PORT") {
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Some(port)),
+            _ => bail!("DB_PORT `{}` is not a port number (1-65535)", text.escape_debug()),
+        },
+        None => Ok(None),
+    }
+}
+
+/// A role's credentials from the environment alone: its DSN (checked
+/// against `DB_HOST`, `DB_PORT` and `APP_DB_NAME` where set), or a DSN built
+/// from those pieces.
+pub fn role_from_env(vars: &EnvVars, kind: RoleKind) -> Result<RoleCreds> {
+    role_creds(vars, kind, vars.get("DB_HOST"), db_port(vars)?, vars.get("APP_DB_NAME"))
+}
+
+/// The users the environment names for `kinds`, each with the variable
+/// that names it: the user of its DSN and its `*_USER` variable.
+pub fn named_users(vars: &EnvVars, kinds: &[RoleKind]) -> Vec<(&'static str, String)> {
+    let mut users = Vec::new();
+    for kind in kinds {
+        let from_dsn = vars
+            .get(kind.dsn_var())
+            .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
+            .and_then(|dsn| dsn.user)
+            .map(|user| (kind.dsn_var(), user));
+        let from_var = vars.get(kind.user_var()).map(|user| (kind.user_var(), user.to_string()));
+        users.extend(from_dsn.into_iter().chain(from_var));
+    }
+    users
 }
 
 fn db_name(vars: &EnvVars) -> Result<String> {

@@ -25,18 +25,13 @@ pub const MANAGED_FILES: &[(&str, &str)] = &[(".env.local", ".env.local.example"
 /// Keys whose value must be the same in both files: the server and the
 /// cluster-wide roles (provisioning one file would otherwise rotate the
 /// other's passwords).
-const SHARED_KEYS: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "POSTGRES_ROOT_USER",
-    "POSTGRES_ROOT_PASSWORD",
-    "APP_DB_USER",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_USER",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_USER",
-    "APP_DB_MIGRATOR_PASSWORD",
-];
+const SERVER_KEYS: &[&str] = &["DB_HOST", "DB_PORT", "POSTGRES_ROOT_USER", "POSTGRES_ROOT_PASSWORD"];
+
+/// [`SERVER_KEYS`] and every role's name and password variables.
+fn shared_keys() -> Vec<&'static str> {
+    let roles = [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator];
+    SERVER_KEYS.iter().copied().chain(roles.iter().flat_map(|kind| [kind.user_var(), kind.password_var()])).collect()
+}
 
 /// Keys that hold secrets: compared, never printed.
 const SECRET_KEYS: &[&str] =
@@ -87,15 +82,16 @@ pub fn sync_env_files_named(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Resu
     sync_files(files, dry_run)
 }
 
-fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport> {
-    struct Target {
-        path: PathBuf,
-        example_lines: Vec<Line>,
-        example_values: HashMap<String, String>,
-        existing: Option<HashMap<String, String>>,
-    }
-    let mut targets = Vec::new();
-    for (path, example_path) in files {
+/// One file to create or complete, with its example.
+struct Target {
+    path: PathBuf,
+    example_lines: Vec<Line>,
+    example_values: HashMap<String, String>,
+    existing: Option<HashMap<String, String>>,
+}
+
+impl Target {
+    fn read(path: &Path, example_path: &Path) -> Result<Target> {
         if !example_path.exists() {
             bail!(
                 "`{}` is missing; it is committed with the project, restore it with `git checkout`",
@@ -104,22 +100,90 @@ fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport>
         }
         let text = fs::read_to_string(example_path).with_context(|| format!("read `{}`", example_path.display()))?;
         let existing = if path.exists() { Some(read_env_file(path)?) } else { None };
-        targets.push(Target {
-            path: path.clone(),
+        Ok(Target {
+            path: path.to_path_buf(),
             example_lines: example_lines(&text),
             example_values: read_env_file(example_path)?,
             existing,
-        });
+        })
     }
 
-    // What each existing file says about every key, DSN pieces included.
-    let known: Vec<HashMap<String, String>> =
-        targets.iter().map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default()).collect();
+    /// The example's keys, in order.
+    fn keys(&self) -> Vec<&String> {
+        self.example_lines.iter().filter_map(|l| if let Line::Var(k) = l { Some(k) } else { None }).collect()
+    }
 
+    /// The value of every example key for this file: its own, else another
+    /// file's for a shared key, else the example's; DSNs derived last.
+    fn resolve(
+        &self,
+        own: &HashMap<String, String>,
+        others: &[&HashMap<String, String>],
+    ) -> Result<HashMap<String, String>> {
+        let keys = self.keys();
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        for key in keys.iter().filter(|k| !is_dsn_key(k)) {
+            let shared =
+                || shared_keys().contains(&key.as_str()).then(|| others.iter().find_map(|o| o.get(*key))).flatten();
+            let value = own.get(*key).or_else(shared).or_else(|| self.example_values.get(*key));
+            resolved.insert((*key).clone(), value.cloned().unwrap_or_default());
+        }
+        for key in keys.iter().filter(|k| is_dsn_key(k)) {
+            let value = match own.get(*key) {
+                Some(value) => value.clone(),
+                None => derive_dsn(key, self.example_values.get(*key), &resolved)?,
+            };
+            resolved.insert((*key).clone(), value);
+        }
+        Ok(resolved)
+    }
+
+    /// Writes the file from the example (or appends what it lacks), unless `dry_run`.
+    fn write(&self, resolved: &HashMap<String, String>, dry_run: bool) -> Result<FileReport> {
+        let Some(existing) = &self.existing else {
+            let mut text = String::new();
+            for line in &self.example_lines {
+                match line {
+                    Line::Var(key) => text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[key])?)),
+                    Line::Other(other) => {
+                        text.push_str(other);
+                        text.push('\n');
+                    }
+                }
+            }
+            if !dry_run {
+                write_new_file(&self.path, &text)?;
+            }
+            return Ok(FileReport { path: self.path.clone(), action: FileAction::Created, tightened_mode: false });
+        };
+        let missing: Vec<&String> = self.keys().into_iter().filter(|k| !existing.contains_key(*k)).collect();
+        let mut tightened_mode = false;
+        if !missing.is_empty() {
+            let mut text = String::from("\n# Added by `cargo xtask env`: keys the example has and this file lacked.\n");
+            for key in &missing {
+                text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[*key])?));
+            }
+            if !dry_run {
+                tightened_mode = append_to_file(&self.path, &text)?;
+            }
+        } else if !dry_run {
+            tightened_mode = tighten_mode(&self.path)?;
+        }
+        let action = if missing.is_empty() {
+            FileAction::Unchanged
+        } else {
+            FileAction::Added(missing.into_iter().cloned().collect())
+        };
+        Ok(FileReport { path: self.path.clone(), action, tightened_mode })
+    }
+}
+
+/// Shared keys the existing files give different values; secrets are named, never shown.
+fn conflicts(targets: &[Target], known: &[HashMap<String, String>]) -> Vec<String> {
     let mut conflicts = Vec::new();
     for (i, a) in known.iter().enumerate() {
         for (j, b) in known.iter().enumerate().skip(i + 1) {
-            for key in SHARED_KEYS {
+            for key in &shared_keys() {
                 if let (Some(x), Some(y)) = (a.get(*key), b.get(*key)) {
                     if x != y {
                         let shown =
@@ -134,79 +198,25 @@ fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport>
             }
         }
     }
+    conflicts
+}
 
+fn sync_files(files: &[(PathBuf, PathBuf)], dry_run: bool) -> Result<SyncReport> {
+    let targets: Vec<Target> =
+        files.iter().map(|(path, example)| Target::read(path, example)).collect::<Result<_>>()?;
+    // What each existing file says about every key, DSN pieces included.
+    let known: Vec<HashMap<String, String>> =
+        targets.iter().map(|t| t.existing.as_ref().map(with_dsn_pieces).unwrap_or_default()).collect();
+    let conflicts = conflicts(&targets, &known);
     // Files that disagree are left exactly as they are: completing one
     // from the other would spread a value the user has not settled.
     let dry_run = dry_run || !conflicts.is_empty();
     let mut reports = Vec::new();
     for (index, target) in targets.iter().enumerate() {
-        let own = &known[index];
         let others: Vec<&HashMap<String, String>> =
             known.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, k)| k).collect();
-        // The value of every example key for this file.
-        let mut resolved: HashMap<String, String> = HashMap::new();
-        let keys: Vec<&String> =
-            target.example_lines.iter().filter_map(|l| if let Line::Var(k) = l { Some(k) } else { None }).collect();
-        for key in keys.iter().filter(|k| !is_dsn_key(k)) {
-            let value = own
-                .get(*key)
-                .or_else(|| {
-                    SHARED_KEYS.contains(&key.as_str()).then(|| others.iter().find_map(|o| o.get(*key))).flatten()
-                })
-                .or_else(|| target.example_values.get(*key))
-                .cloned()
-                .unwrap_or_default();
-            resolved.insert((*key).clone(), value);
-        }
-        for key in keys.iter().filter(|k| is_dsn_key(k)) {
-            let value = match own.get(*key) {
-                Some(value) => value.clone(),
-                None => derive_dsn(key, target.example_values.get(*key), &resolved)?,
-            };
-            resolved.insert((*key).clone(), value);
-        }
-
-        let report = match &target.existing {
-            None => {
-                let mut text = String::new();
-                for line in &target.example_lines {
-                    match line {
-                        Line::Var(key) => text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[key])?)),
-                        Line::Other(other) => {
-                            text.push_str(other);
-                            text.push('\n');
-                        }
-                    }
-                }
-                if !dry_run {
-                    write_new_file(&target.path, &text)?;
-                }
-                FileReport { path: target.path.clone(), action: FileAction::Created, tightened_mode: false }
-            }
-            Some(existing) => {
-                let missing: Vec<&String> = keys.iter().copied().filter(|k| !existing.contains_key(*k)).collect();
-                let mut tightened_mode = false;
-                if !missing.is_empty() {
-                    let mut text =
-                        String::from("\n# Added by `cargo xtask env`: keys the example has and this file lacked.\n");
-                    for key in &missing {
-                        text.push_str(&format!("{key}={}\n", quote_value(key, &resolved[*key])?));
-                    }
-                    if !dry_run {
-                        tightened_mode = append_to_file(&target.path, &text)?;
-                    }
-                } else if !dry_run {
-                    tightened_mode = tighten_mode(&target.path)?;
-                }
-                let action = if missing.is_empty() {
-                    FileAction::Unchanged
-                } else {
-                    FileAction::Added(missing.into_iter().cloned().collect())
-                };
-                FileReport { path: target.path.clone(), action, tightened_mode }
-            }
-        };
-        reports.push(report);
+        let resolved = target.resolve(&known[index], &others)?;
+        reports.push(target.write(&resolved, dry_run)?);
     }
     Ok(SyncReport { files: reports, conflicts })
 }

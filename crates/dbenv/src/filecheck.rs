@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{conflicting_roles, name_and_password, EnvVars, RoleKind, Settings};
 use crate::invariants::{self, Context, Severity, Violation};
-use crate::{Dsn, Host};
+use crate::Host;
 
 /// The role an env file plays, read from what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,16 +130,7 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
 
 /// The server a file points at: `DB_HOST`/`DB_PORT`, else its first DSN.
 fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
-    let dsn = RoleKind::ALL.iter().find_map(|kind| vars.get(kind.dsn_var()).and_then(|t| Dsn::parse("", t).ok()));
-    let host = vars
-        .get("DB_HOST")
-        .map(str::to_string)
-        .or_else(|| dsn.as_ref().and_then(|d| d.host.as_ref()).map(|h| h.to_string()))?;
-    let port = match vars.get("DB_PORT") {
-        Some(text) => text.parse().ok()?,
-        None => dsn.as_ref().map(Dsn::port_or_default)?,
-    };
-    Some((host.to_ascii_lowercase(), port))
+    crate::env::server_address(vars).ok().map(|(host, port)| (host.to_ascii_lowercase(), port))
 }
 
 /// Files given together that point at one server must give each role one

@@ -47,104 +47,11 @@ impl fmt::Display for Violation {
 
 /// Every rule, over the process environment and env file in `vars`.
 pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
-    let mut found = Vec::new();
-    let mut error = |rule, message: String| found.push(Violation { rule, severity: Severity::Error, message });
-    let mut dsns: Vec<(RoleKind, Dsn)> = Vec::new();
-    for kind in [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator] {
-        let var = kind.dsn_var();
-        let required = match context {
-            Context::Migration => kind == RoleKind::Migrator,
-            _ => kind != RoleKind::Migrator,
-        };
-        match vars.get(var) {
-            None if !required => {}
-            None if kind == RoleKind::Migrator => error(
-                "dsn-present",
-                format!("{var} is missing or empty: migrations run only as the migrator role; set it"),
-            ),
-            None => error(
-                "dsn-present",
-                format!("{var} is missing or empty: the app needs it to connect as the {kind} role; set it (`cargo xtask env`)"),
-            ),
-            Some(text) => match Dsn::parse(var, text) {
-                Ok(dsn) if dsn.user.is_none() => {
-                    error("dsn-user", format!("{var} names no user; write it as postgresql://USER:PASSWORD@HOST:PORT/DB"))
-                }
-                Ok(dsn) => dsns.push((kind, dsn)),
-                Err(e) => error("dsn-parse", format!("{e:#}")),
-            },
-        }
-    }
-    let user = |kind: RoleKind| dsns.iter().find(|(k, _)| *k == kind).and_then(|(_, d)| d.user.clone());
-    for (kind, dsn) in &dsns {
-        let name = dsn.user.as_deref().unwrap_or_default();
-        if ADMIN_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
-            error(
-                "no-admin-user",
-                format!(
-                    "{} logs in as `{name}`, an administrative name: the {kind} role must be its own least-privileged \
-                     role (`cargo xtask db-provision` creates it)",
-                    kind.dsn_var()
-                ),
-            );
-        }
-    }
-    if let (Some(runtime), Some(service)) = (user(RoleKind::Runtime), user(RoleKind::Service)) {
-        if runtime == service {
-            error(
-                "distinct-users",
-                format!("DATABASE_URL and DATABASE_SERVICE_URL both log in as `{runtime}`: the runtime role must not bypass RLS, so they must differ"),
-            );
-        }
-    }
-    if let Some(migrator) = user(RoleKind::Migrator) {
-        for kind in [RoleKind::Runtime, RoleKind::Service] {
-            // A migration environment names the runtime roles without DSNs.
-            let named = match user(kind) {
-                Some(name) => Some((kind.dsn_var(), "logs in as", name)),
-                None => vars.get(kind.user_var()).map(|name| (kind.user_var(), "names", name.to_string())),
-            };
-            if let Some((var, verb, name)) = named.filter(|(_, _, name)| *name == migrator) {
-                error(
-                    "migrator-separate",
-                    format!(
-                        "{var} {verb} `{name}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
-                         the schema; point {var} at the {kind} role"
-                    ),
-                );
-            }
-        }
-    }
-    for (kind, dsn) in &dsns {
-        let var = kind.dsn_var();
-        let local = dsn.host.as_ref().is_none_or(Host::is_local);
-        if local {
-            continue;
-        }
-        match dsn.sslmode {
-            Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => {}
-            Some(SslMode::Disable) => found.push(Violation {
-                rule: "tls-off-host",
-                severity: Severity::Warning,
-                message: format!(
-                    "{var} connects to `{}` without TLS (sslmode=disable): acceptable only on a private network, as \
-                     inside the compose network; otherwise use sslmode=verify-full",
-                    dsn.address()
-                ),
-            }),
-            other => found.push(Violation {
-                rule: "tls-off-host",
-                severity: Severity::Error,
-                message: format!(
-                    "{var} connects to `{}`, not this machine, with sslmode={}: credentials would cross the network \
-                     unencrypted or unverified; add `sslmode=verify-full&sslrootcert=…` (or `sslmode=require`), or \
-                     `sslmode=disable` to say the network is private",
-                    dsn.address(),
-                    other.map(SslMode::as_str).unwrap_or("prefer (the default)")
-                ),
-            }),
-        }
-    }
+    let (dsns, mut found) = read_dsns(vars, context);
+    found.extend(admin_names(&dsns));
+    found.extend(distinct_users(&dsns));
+    found.extend(migrator_separate(vars, &dsns));
+    found.extend(dsns.iter().filter_map(|(kind, dsn)| tls_off_host(*kind, dsn)));
     if context == Context::Runtime && vars.get("DATABASE_MIGRATOR_URL").is_some() {
         found.push(Violation {
             rule: "migrator-absent-at-runtime",
@@ -155,6 +62,128 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
         });
     }
     found
+}
+
+fn error(rule: &'static str, message: String) -> Violation {
+    Violation { rule, severity: Severity::Error, message }
+}
+
+/// The DSNs `context` needs, parsed, and what is wrong with them.
+fn read_dsns(vars: &EnvVars, context: Context) -> (Vec<(RoleKind, Dsn)>, Vec<Violation>) {
+    let mut found = Vec::new();
+    let mut dsns = Vec::new();
+    for kind in [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator] {
+        let var = kind.dsn_var();
+        let required = match context {
+            Context::Migration => kind == RoleKind::Migrator,
+            _ => kind != RoleKind::Migrator,
+        };
+        match vars.get(var) {
+            None if !required => {}
+            None if kind == RoleKind::Migrator => found.push(error(
+                "dsn-present",
+                format!("{var} is missing or empty: migrations run only as the migrator role; set it"),
+            )),
+            None => found.push(error(
+                "dsn-present",
+                format!("{var} is missing or empty: the app needs it to connect as the {kind} role; set it (`cargo xtask env`)"),
+            )),
+            Some(text) => match Dsn::parse(var, text) {
+                Ok(dsn) if dsn.user.is_none() => found.push(error(
+                    "dsn-user",
+                    format!("{var} names no user; write it as postgresql://USER:PASSWORD@HOST:PORT/DB"),
+                )),
+                Ok(dsn) => dsns.push((kind, dsn)),
+                Err(e) => found.push(error("dsn-parse", format!("{e:#}"))),
+            },
+        }
+    }
+    (dsns, found)
+}
+
+fn user(dsns: &[(RoleKind, Dsn)], kind: RoleKind) -> Option<String> {
+    dsns.iter().find(|(k, _)| *k == kind).and_then(|(_, d)| d.user.clone())
+}
+
+fn admin_names(dsns: &[(RoleKind, Dsn)]) -> Vec<Violation> {
+    let admin = |(_, dsn): &&(RoleKind, Dsn)| {
+        ADMIN_NAMES.contains(&dsn.user.as_deref().unwrap_or_default().to_ascii_lowercase().as_str())
+    };
+    dsns.iter()
+        .filter(admin)
+        .map(|(kind, dsn)| {
+            error(
+                "no-admin-user",
+                format!(
+                    "{} logs in as `{}`, an administrative name: the {kind} role must be its own least-privileged \
+                     role (`cargo xtask db-provision` creates it)",
+                    kind.dsn_var(),
+                    dsn.user.as_deref().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+fn distinct_users(dsns: &[(RoleKind, Dsn)]) -> Option<Violation> {
+    let (runtime, service) = (user(dsns, RoleKind::Runtime)?, user(dsns, RoleKind::Service)?);
+    (runtime == service).then(|| {
+        error(
+            "distinct-users",
+            format!("DATABASE_URL and DATABASE_SERVICE_URL both log in as `{runtime}`: the runtime role must not bypass RLS, so they must differ"),
+        )
+    })
+}
+
+fn migrator_separate(vars: &EnvVars, dsns: &[(RoleKind, Dsn)]) -> Vec<Violation> {
+    let Some(migrator) = user(dsns, RoleKind::Migrator) else { return Vec::new() };
+    let mut found = Vec::new();
+    for kind in [RoleKind::Runtime, RoleKind::Service] {
+        // A migration environment names the runtime roles without DSNs.
+        let named = match user(dsns, kind) {
+            Some(name) => Some((kind.dsn_var(), "logs in as", name)),
+            None => vars.get(kind.user_var()).map(|name| (kind.user_var(), "names", name.to_string())),
+        };
+        if let Some((var, verb, name)) = named.filter(|(_, _, name)| *name == migrator) {
+            found.push(error(
+                "migrator-separate",
+                format!(
+                    "{var} {verb} `{name}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
+                     the schema; point {var} at the {kind} role"
+                ),
+            ));
+        }
+    }
+    found
+}
+
+fn tls_off_host(kind: RoleKind, dsn: &Dsn) -> Option<Violation> {
+    let var = kind.dsn_var();
+    if dsn.host.as_ref().is_none_or(Host::is_local) {
+        return None;
+    }
+    let (severity, message) = match dsn.sslmode {
+        Some(SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) => return None,
+        Some(SslMode::Disable) => (
+            Severity::Warning,
+            format!(
+                "{var} connects to `{}` without TLS (sslmode=disable): acceptable only on a private network, as \
+                 inside the compose network; otherwise use sslmode=verify-full",
+                dsn.address()
+            ),
+        ),
+        other => (
+            Severity::Error,
+            format!(
+                "{var} connects to `{}`, not this machine, with sslmode={}: credentials would cross the network \
+                 unencrypted or unverified; add `sslmode=verify-full&sslrootcert=…` (or `sslmode=require`), or \
+                 `sslmode=disable` to say the network is private",
+                dsn.address(),
+                other.map(SslMode::as_str).unwrap_or("prefer (the default)")
+            ),
+        ),
+    };
+    Some(Violation { rule: "tls-off-host", severity, message })
 }
 
 /// The start-up check a Rust service calls before it serves: `Err` lists

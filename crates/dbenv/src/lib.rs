@@ -19,9 +19,9 @@ pub use connect::{
 };
 pub use dsn::{percent_decode, percent_encode, Dsn, Host, Scheme, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use env::{
-    admin_creds, app_extensions, app_schemas, check_sibling_env_files, drizzle_bookkeeping, pg_timeout, read_env_file,
-    role_creds, role_passwords, server_address, AdminCreds, EnvVars, ProcessEnv, RoleCreds, RoleKind, Settings,
-    CONTRACT_KEYS, DEFAULT_ENV_FILE, ENV_FILES,
+    admin_creds, app_extensions, app_schemas, check_sibling_env_files, db_port, drizzle_bookkeeping, named_users,
+    pg_timeout, read_env_file, role_creds, role_from_env, role_passwords, server_address, AdminCreds, EnvVars,
+    ProcessEnv, RoleCreds, RoleKind, Settings, CONTRACT_KEYS, DEFAULT_ENV_FILE, ENV_FILES,
 };
 pub use names::{quote_ident, quote_literal, validate_name, NameKind, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES};
 pub use secret::Secret;

@@ -9,6 +9,7 @@
 pub mod bookkeeping;
 pub mod folder;
 pub mod grants;
+pub mod kit;
 pub mod runner;
 pub mod status;
 pub mod transactions;

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
-use dbenv::{app_schemas, drizzle_bookkeeping, role_creds, Dsn, EnvVars, RoleKind};
+use dbenv::{app_schemas, drizzle_bookkeeping, named_users, role_from_env, Dsn, EnvVars, RoleKind};
 use postgres::types::Type;
 use postgres::Client;
+use roles::model::Attribute;
 
 use crate::bookkeeping::{self, Table, TableState};
 use crate::folder::{Folder, Migration, BREAKPOINT};
@@ -50,21 +51,8 @@ impl Config {
                  DATABASE_URL; {hint}"
             );
         }
-        let port = match vars.get("DB_PORT") {
-            Some(text) => Some(text.parse::<u16>().map_err(|_| format_err!("DB_PORT `{text}` is not a port number"))?),
-            None => None,
-        };
-        let creds = role_creds(vars, RoleKind::Migrator, vars.get("DB_HOST"), port, vars.get("APP_DB_NAME"))?;
-        let mut runtime_users = Vec::new();
-        for kind in [RoleKind::Runtime, RoleKind::Service] {
-            let from_dsn = vars
-                .get(kind.dsn_var())
-                .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
-                .and_then(|dsn| dsn.user)
-                .map(|user| (kind.dsn_var(), user));
-            let from_var = vars.get(kind.user_var()).map(|user| (kind.user_var(), user.to_string()));
-            runtime_users.extend(from_dsn.into_iter().chain(from_var));
-        }
+        let creds = role_from_env(vars, RoleKind::Migrator)?;
+        let runtime_users = named_users(vars, &[RoleKind::Runtime, RoleKind::Service]);
         let (schema, table) = drizzle_bookkeeping(vars)?;
         if creds.dsn.dbname.is_none() {
             bail!("DATABASE_MIGRATOR_URL names no database; append `/<database>`");
@@ -74,8 +62,8 @@ impl Config {
             table: Table::new(&schema, &table),
             app_schemas: app_schemas(vars)?,
             runtime_users,
-            lock_timeout: Duration::from_secs(5),
-            lock_wait: Duration::from_secs(120),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            lock_wait: DEFAULT_LOCK_WAIT,
             allow_changed: false,
             per_migration: false,
         })
@@ -85,6 +73,11 @@ impl Config {
         self.dsn.dbname.as_deref().unwrap_or("?")
     }
 }
+
+/// `lock_timeout` of the migrating session unless the caller says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a run waits for another run's lock unless the caller says otherwise.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// What a run hears about, for progress on a terminal.
 pub trait Progress {
@@ -122,20 +115,30 @@ pub fn server_version(client: &mut Client) -> Result<i32> {
 /// database and the app schemas, has BYPASSRLS, is no superuser, and is
 /// neither the runtime nor the service role. Also the privilege preflight.
 pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
+    let attributes: Vec<String> = Attribute::ALL.iter().map(|a| format!("r.{}", a.column())).collect();
     let row = client.query_typed_one(
-        "SELECT current_user::text, r.rolsuper, r.rolbypassrls, d.datdba = r.oid, \
-                has_database_privilege(current_database(), 'CREATE'), \
-                ARRAY(SELECT s FROM unnest($1::text[]) s JOIN pg_namespace n ON n.nspname = s \
-                      WHERE n.nspowner <> r.oid), \
-                (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2) \
-         FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
+        &format!(
+            "SELECT current_user::text, d.datdba = r.oid, has_database_privilege(current_database(), 'CREATE'), \
+                    ARRAY(SELECT s FROM unnest($1::text[]) s JOIN pg_namespace n ON n.nspname = s \
+                          WHERE n.nspowner <> r.oid), \
+                    (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2), {} \
+             FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
+            attributes.join(", ")
+        ),
         &[(&config.app_schemas, Type::TEXT_ARRAY), (&config.table.schema, Type::TEXT)],
     )?;
     let user: String = row.get(0);
-    let (superuser, bypassrls, owns_db, can_create): (bool, bool, bool, bool) =
-        (row.get(1), row.get(2), row.get(3), row.get(4));
-    let foreign_schemas: Vec<String> = row.get(5);
-    let owns_bookkeeping: Option<bool> = row.get(6);
+    let (owns_db, can_create): (bool, bool) = (row.get(1), row.get(2));
+    let foreign_schemas: Vec<String> = row.get(3);
+    let owns_bookkeeping: Option<bool> = row.get(4);
+    // The model's migrator, attribute by attribute (`roles::Attribute`).
+    let wrong: Vec<(Attribute, bool)> = Attribute::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (*a, row.get::<_, bool>(5 + i)))
+        .filter(|(a, held)| *held != a.wanted(RoleKind::Migrator))
+        .collect();
+    let superuser = wrong.iter().any(|(a, _)| *a == Attribute::Superuser);
     if let Some((var, _)) = config.runtime_users.iter().find(|(_, name)| *name == user) {
         bail!(
             "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
@@ -158,8 +161,8 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
             foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         ));
     }
-    if !bypassrls {
-        lacks.push("lacks BYPASSRLS".to_string());
+    for (attribute, held) in &wrong {
+        lacks.push(format!("{} {}", if *held { "has" } else { "lacks" }, attribute.keyword()));
     }
     if owns_bookkeeping == Some(false) {
         lacks.push(format!("does not own the bookkeeping schema `{}`", config.table.schema));

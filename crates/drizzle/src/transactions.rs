@@ -46,134 +46,176 @@ struct Head {
 
 /// The leading words of every top-level statement.
 fn statement_heads(text: &str) -> Vec<Head> {
-    let bytes = text.as_bytes();
-    let mut heads: Vec<Head> = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    let mut at_start = true;
-    // Inside the head of the current statement: how many words were read.
-    let mut words_in_statement = 0;
-    // `BEGIN ATOMIC` bodies: depth of BEGIN/CASE … END nesting.
-    let mut atomic_depth = 0usize;
-    let mut previous_word = String::new();
-    let count_lines = |from: usize, to: usize| bytes[from..to].iter().filter(|b| **b == b'\n').count();
-    while i < bytes.len() {
-        let c = bytes[i];
+    let mut scan = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        i: 0,
+        line: 1,
+        at_start: true,
+        words_in_statement: 0,
+        atomic_depth: 0,
+        previous_word: String::new(),
+        heads: Vec::new(),
+    };
+    while scan.i < scan.bytes.len() {
+        let c = scan.bytes[scan.i];
         match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = text[i..].find('\n').map(|n| i + n).unwrap_or(bytes.len());
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                // Block comments nest in PostgreSQL.
-                let (mut depth, mut j) = (1, i + 2);
-                while j < bytes.len() && depth > 0 {
-                    if bytes[j] == b'/' && bytes.get(j + 1) == Some(&b'*') {
-                        depth += 1;
-                        j += 2;
-                    } else if bytes[j] == b'*' && bytes.get(j + 1) == Some(&b'/') {
-                        depth -= 1;
-                        j += 2;
-                    } else {
-                        j += 1;
-                    }
-                }
-                line += count_lines(i, j);
-                i = j;
-            }
-            b'\'' | b'"' => {
-                // E'…' strings take backslash escapes.
-                let escapes = c == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
-                let mut j = i + 1;
-                while j < bytes.len() {
-                    if escapes && bytes[j] == b'\\' {
-                        j += 2;
-                        continue;
-                    }
-                    if bytes[j] == c {
-                        if bytes.get(j + 1) == Some(&c) {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    j += 1;
-                }
-                let end = (j + 1).min(bytes.len());
-                if c == b'"' && atomic_depth == 0 && words_in_statement > 0 && words_in_statement < HEAD_WORDS {
-                    if let Some(head) = heads.last_mut() {
-                        head.words.push(text[i..end].to_string());
-                    }
-                    words_in_statement += 1;
-                } else {
-                    words_in_statement = HEAD_WORDS;
-                }
-                line += count_lines(i, end);
-                i = end;
-                at_start = false;
-            }
-            b'$' => {
-                // $tag$ … $tag$, where tag is empty or an identifier ($1 is a parameter).
-                let tag_end =
-                    text[i + 1..].find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).map(|n| i + 1 + n);
-                match tag_end {
-                    Some(end) if bytes[end] == b'$' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) => {
-                        let tag = &text[i..=end];
-                        let close = text[end + 1..].find(tag).map(|n| end + 1 + n + tag.len()).unwrap_or(bytes.len());
-                        line += count_lines(i, close);
-                        i = close;
-                    }
-                    _ => i += 1,
-                }
-                at_start = false;
-                words_in_statement = HEAD_WORDS;
-            }
+            b'-' if scan.next_is(b'-') => scan.line_comment(),
+            b'/' if scan.next_is(b'*') => scan.block_comment(),
+            b'\'' | b'"' => scan.quoted(c),
+            b'$' => scan.dollar(),
             b';' => {
-                if atomic_depth == 0 {
-                    at_start = true;
-                    words_in_statement = 0;
+                if scan.atomic_depth == 0 {
+                    scan.at_start = true;
+                    scan.words_in_statement = 0;
                 }
-                i += 1;
+                scan.i += 1;
             }
             b'\n' => {
-                line += 1;
-                i += 1;
+                scan.line += 1;
+                scan.i += 1;
             }
-            _ if c.is_ascii_alphabetic() || c == b'_' => {
-                let end = text[i..]
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '$'))
-                    .map(|n| i + n)
-                    .unwrap_or(bytes.len());
-                let word = text[i..end].to_ascii_uppercase();
-                if atomic_depth > 0 {
-                    match word.as_str() {
-                        "BEGIN" | "CASE" => atomic_depth += 1,
-                        "END" => atomic_depth -= 1,
-                        _ => {}
-                    }
-                } else if word == "ATOMIC" && previous_word == "BEGIN" && !at_start {
-                    atomic_depth = 1;
-                } else if at_start {
-                    heads.push(Head { offset: i, line, words: vec![word.clone()] });
-                    at_start = false;
-                    words_in_statement = 1;
-                } else if words_in_statement < HEAD_WORDS {
-                    if let Some(head) = heads.last_mut() {
-                        head.words.push(word.clone());
-                    }
-                    words_in_statement += 1;
-                }
-                previous_word = word;
-                i = end;
-            }
+            _ if c.is_ascii_alphabetic() || c == b'_' => scan.word(),
             _ => {
                 if !c.is_ascii_whitespace() {
-                    at_start = false;
-                    words_in_statement = HEAD_WORDS;
+                    scan.at_start = false;
+                    scan.words_in_statement = HEAD_WORDS;
                 }
-                i += 1;
+                scan.i += 1;
             }
         }
     }
-    heads
+    scan.heads
+}
+
+/// A lexer over SQL text that keeps only what [`statement_heads`] needs.
+struct Scanner<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    i: usize,
+    line: usize,
+    at_start: bool,
+    /// Inside the head of the current statement: how many words were read.
+    words_in_statement: usize,
+    /// `BEGIN ATOMIC` bodies: depth of BEGIN/CASE … END nesting.
+    atomic_depth: usize,
+    previous_word: String,
+    heads: Vec<Head>,
+}
+
+impl Scanner<'_> {
+    fn next_is(&self, byte: u8) -> bool {
+        self.bytes.get(self.i + 1) == Some(&byte)
+    }
+
+    fn count_lines(&self, to: usize) -> usize {
+        self.bytes[self.i..to].iter().filter(|b| **b == b'\n').count()
+    }
+
+    /// Moves to `to`, counting the lines passed.
+    fn skip_to(&mut self, to: usize) {
+        self.line += self.count_lines(to);
+        self.i = to;
+    }
+
+    fn line_comment(&mut self) {
+        self.i = self.text[self.i..].find('\n').map(|n| self.i + n).unwrap_or(self.bytes.len());
+    }
+
+    /// Block comments nest in PostgreSQL.
+    fn block_comment(&mut self) {
+        let (mut depth, mut j) = (1, self.i + 2);
+        while j < self.bytes.len() && depth > 0 {
+            if self.bytes[j] == b'/' && self.bytes.get(j + 1) == Some(&b'*') {
+                depth += 1;
+                j += 2;
+            } else if self.bytes[j] == b'*' && self.bytes.get(j + 1) == Some(&b'/') {
+                depth -= 1;
+                j += 2;
+            } else {
+                j += 1;
+            }
+        }
+        self.skip_to(j);
+    }
+
+    /// A string or a quoted identifier; E'…' strings take backslash escapes.
+    fn quoted(&mut self, quote: u8) {
+        let (bytes, i) = (self.bytes, self.i);
+        let escapes = quote == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
+        let mut j = i + 1;
+        while j < bytes.len() {
+            if escapes && bytes[j] == b'\\' {
+                j += 2;
+                continue;
+            }
+            if bytes[j] == quote {
+                if bytes.get(j + 1) == Some(&quote) {
+                    j += 2;
+                    continue;
+                }
+                break;
+            }
+            j += 1;
+        }
+        let end = (j + 1).min(bytes.len());
+        let in_head = self.words_in_statement > 0 && self.words_in_statement < HEAD_WORDS;
+        if quote == b'"' && self.atomic_depth == 0 && in_head {
+            if let Some(head) = self.heads.last_mut() {
+                head.words.push(self.text[i..end].to_string());
+            }
+            self.words_in_statement += 1;
+        } else {
+            self.words_in_statement = HEAD_WORDS;
+        }
+        self.skip_to(end);
+        self.at_start = false;
+    }
+
+    /// `$tag$ … $tag$`, where tag is empty or an identifier (`$1` is a parameter).
+    fn dollar(&mut self) {
+        let (text, bytes, i) = (self.text, self.bytes, self.i);
+        let tag_end = text[i + 1..].find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).map(|n| i + 1 + n);
+        match tag_end {
+            Some(end) if bytes[end] == b'$' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) => {
+                let tag = &text[i..=end];
+                let close = text[end + 1..].find(tag).map(|n| end + 1 + n + tag.len()).unwrap_or(bytes.len());
+                self.skip_to(close);
+            }
+            _ => self.i += 1,
+        }
+        self.at_start = false;
+        self.words_in_statement = HEAD_WORDS;
+    }
+
+    fn word(&mut self) {
+        let i = self.i;
+        let end = self.text[i..]
+            .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '$'))
+            .map(|n| i + n)
+            .unwrap_or(self.bytes.len());
+        let word = self.text[i..end].to_ascii_uppercase();
+        if self.atomic_depth > 0 {
+            match word.as_str() {
+                "BEGIN" | "CASE" => self.atomic_depth += 1,
+                "END" => self.atomic_depth -= 1,
+                _ => {}
+            }
+        } else if word == "ATOMIC" && self.previous_word == "BEGIN" && !self.at_start {
+            self.atomic_depth = 1;
+        } else if self.at_start {
+            self.heads.push(Head { offset: i, line: self.line, words: vec![word.clone()] });
+            self.at_start = false;
+            self.words_in_statement = 1;
+        } else if self.words_in_statement < HEAD_WORDS {
+            if let Some(head) = self.heads.last_mut() {
+                head.words.push(word.clone());
+            }
+            self.words_in_statement += 1;
+        }
+        self.previous_word = word;
+        self.i = end;
+    }
 }
 
 /// Every top-level transaction statement of `text`, in order.

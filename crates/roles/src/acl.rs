@@ -274,10 +274,45 @@ pub enum AclChange {
     },
 }
 
-/// The changes that make `acl` give `grantee` what `want` says.
-pub fn diff(acl: &[AclItem], grantee: &Grantee, want: Want) -> Vec<AclChange> {
+/// How one grantee's privileges on one object differ from what the model
+/// wants: what it holds and the changes that fix it. The plan runs the
+/// changes, the audit states the [`problem`](AclDrift::problem); both come
+/// from this one reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclDrift {
+    pub grantee: Grantee,
+    pub want: Want,
+    /// Everything the grantee holds, from any grantor.
+    pub held: Privs,
+    /// What it holds WITH GRANT OPTION.
+    pub options: Privs,
+    /// Never empty.
+    pub changes: Vec<AclChange>,
+}
+
+impl AclDrift {
+    /// One sentence: `app_user holds TRUNCATE (expected …)`.
+    pub fn problem(&self) -> String {
+        let show = |p: Privs| if p.is_empty() { "nothing".to_string() } else { p.sql() };
+        let grantee = &self.grantee;
+        match self.want {
+            Want::Exactly(expected) if self.held != expected => {
+                format!("{grantee} holds {} (expected {})", show(self.held), show(expected))
+            }
+            Want::Exactly(_) => {
+                format!("{grantee} may grant {} to others (WITH GRANT OPTION)", self.options.sql())
+            }
+            Want::AtLeast(expected) => format!("{grantee} lacks {}", expected.minus(self.held).sql()),
+            Want::Without(forbidden) => format!("{grantee} holds {}", self.held.intersect(forbidden).sql()),
+        }
+    }
+}
+
+/// How `acl` differs from what `want` says for `grantee`, if it does.
+pub fn drift(acl: &[AclItem], grantee: &Grantee, want: Want) -> Option<AclDrift> {
     let items: Vec<&AclItem> = acl.iter().filter(|item| &item.grantee == grantee).collect();
     let held = items.iter().fold(Privs::NONE, |all, item| all.union(item.privs));
+    let options = items.iter().fold(Privs::NONE, |all, item| all.union(item.grant_option));
     let mut changes = Vec::new();
     let (required, allowed, options_allowed) = match want {
         Want::Exactly(privs) => (privs, privs, false),
@@ -309,7 +344,22 @@ pub fn diff(acl: &[AclItem], grantee: &Grantee, want: Want) -> Vec<AclChange> {
             });
         }
     }
-    changes
+    (!changes.is_empty()).then(|| AclDrift { grantee: grantee.clone(), want, held, options, changes })
+}
+
+/// [`drift`] for every grantee of `wants`, in their order.
+pub fn drifts(acl: &[AclItem], wants: &[(Grantee, Want)]) -> Vec<AclDrift> {
+    wants.iter().filter_map(|(grantee, want)| drift(acl, grantee, *want)).collect()
+}
+
+/// The changes that make `acl` give every grantee of `wants` what it wants.
+pub fn changes(acl: &[AclItem], wants: &[(Grantee, Want)]) -> Vec<AclChange> {
+    drifts(acl, wants).into_iter().flat_map(|d| d.changes).collect()
+}
+
+/// The changes that make `acl` give `grantee` what `want` says.
+pub fn diff(acl: &[AclItem], grantee: &Grantee, want: Want) -> Vec<AclChange> {
+    drift(acl, grantee, want).map(|d| d.changes).unwrap_or_default()
 }
 
 /// Applies changes to an ACL as the server would (for dry runs and for

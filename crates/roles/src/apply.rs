@@ -52,13 +52,18 @@ pub struct Options {
     pub confirmed: crate::model::Confirmations,
 }
 
+/// How long one transaction waits for a lock before it is rolled back and retried.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Locks one owner-change transaction may take.
+pub const DEFAULT_LOCK_BUDGET: u32 = 2000;
+
 impl Default for Options {
     fn default() -> Options {
         Options {
             dry_run: false,
-            lock_timeout: Duration::from_secs(3),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             max_attempts: 20,
-            lock_budget: 2000,
+            lock_budget: DEFAULT_LOCK_BUDGET,
             cancel: None,
             exemptions: Default::default(),
             confirmed: Default::default(),
@@ -89,47 +94,6 @@ pub trait Reporter {
 /// A reporter that ignores everything.
 pub struct Quiet;
 impl Reporter for Quiet {}
-
-/// Settings for every provisioning session: a recognisable name, and no
-/// statement text in the server log where the admin may say so
-/// (superusers; PostgreSQL 15+ also lets `GRANT SET ON PARAMETER` allow it).
-/// Returns whether the log was silenced.
-pub fn prepare_session(client: &mut Client, read_only: bool) -> Result<bool> {
-    // jit off: the catalog queries are cheap but their estimates cross
-    // jit_above_cost, and compiling them costs ~100 ms for nothing.
-    client.batch_execute("SET application_name = 'cargo xtask db-provision'; SET jit = off")?;
-    let version: i32 = client.query_typed_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
-    let mut settings = vec![
-        "log_statement = 'none'",
-        "log_min_error_statement = 'panic'",
-        "log_min_duration_statement = -1",
-        "debug_print_parse = off",
-        "debug_print_rewritten = off",
-        "debug_print_plan = off",
-        // pg_stat_activity would show an ALTER ROLE with its verifier while it runs.
-        "track_activities = off",
-    ];
-    if version >= 120000 {
-        settings.push("log_transaction_sample_rate = 0");
-    }
-    if version >= 130000 {
-        settings.push("log_min_duration_sample = -1");
-    }
-    let mut silenced = true;
-    for setting in settings {
-        if let Err(error) = client.batch_execute(&format!("SET {setting}")) {
-            if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-                silenced = false;
-            } else {
-                return Err(error).with_context(|| format!("SET {setting}"));
-            }
-        }
-    }
-    if read_only {
-        client.batch_execute("SET default_transaction_read_only = on")?;
-    }
-    Ok(silenced)
-}
 
 /// Takes [`PROVISION_LOCK_KEY`] for the session, waiting up to `timeout`
 /// for another run to finish.
@@ -393,40 +357,13 @@ fn run_transaction(
     if !synchronous {
         text.push_str("SET LOCAL synchronous_commit = off;\n");
     }
-    // Grants of the same privileges to the same grantee become one statement
-    // over many objects, after the rest of the transaction (after each
-    // object's owner change, in the same transaction): thousands of owner
-    // changes then cost a handful of GRANTs, not thousands.
-    let mut merged: Vec<(&Sql, Vec<&str>)> = Vec::new();
-    for sql in statements {
-        match (&sql.grant, &sql.as_role) {
-            (Some(grant), None) => {
-                let same = merged.iter_mut().find(|(first, objects)| {
-                    first.grant.as_ref().is_some_and(|g| {
-                        g.privs == grant.privs && g.keyword == grant.keyword && g.grantee == grant.grantee
-                    }) && objects.len() < 1000
-                });
-                match same {
-                    Some((_, objects)) => objects.push(&grant.object),
-                    None => merged.push((sql, vec![&grant.object])),
-                }
-            }
-            _ => push_statement(&mut text, sql),
-        }
+    let (others, grants) = crate::plan::merge_grants(statements);
+    for sql in others {
+        push_statement(&mut text, sql);
     }
-    // Grantees given the same privileges on the same objects share the
-    // statement too: each catalog row is then rewritten once, not per grantee.
-    let mut statements: Vec<(&str, &str, String, Vec<&str>)> = Vec::new();
-    for (first, objects) in merged {
-        let grant = first.grant.as_ref().expect("BUG: merged a statement that is not a grant");
-        let objects = objects.join(", ");
-        match statements.iter_mut().find(|(p, k, o, _)| *p == grant.privs && *k == grant.keyword && *o == objects) {
-            Some((_, _, _, grantees)) => grantees.push(&grant.grantee),
-            None => statements.push((&grant.privs, &grant.keyword, objects, vec![&grant.grantee])),
-        }
-    }
-    for (privs, keyword, objects, grantees) in statements {
-        text.push_str(&format!("GRANT {privs} ON {keyword} {objects} TO {};\n", grantees.join(", ")));
+    for grant in grants {
+        text.push_str(&grant);
+        text.push_str(";\n");
     }
     text.push_str("COMMIT;");
     let result = client.batch_execute(&text);

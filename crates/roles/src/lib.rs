@@ -8,11 +8,13 @@
 
 pub mod acl;
 pub mod apply;
+pub mod drift;
 pub mod exemptions;
 pub mod model;
 pub mod plan;
 pub mod preflight;
 pub mod reach;
+pub mod reset;
 pub mod scram;
 pub mod snapshot;
 pub mod wants;
@@ -24,7 +26,7 @@ pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
 pub use exemptions::{Exemption, Exemptions};
 pub use model::{Confirmations, Model, RoleSpec};
 pub use plan::{plan, Phase, Plan, Sql, Step};
-pub use snapshot::Snapshot;
+pub use snapshot::{Purpose, Snapshot};
 
 /// What a run did (or, for a dry run, would do).
 #[derive(Debug)]
@@ -35,17 +37,11 @@ pub struct Outcome {
 
 /// Converges the database of `settings` to the model.
 pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Reporter) -> Result<Outcome> {
-    let mut model = Model::from_settings(settings);
-    model.exemptions = options.exemptions.clone();
-    if let Some(setting) = &options.exemptions.rls.tenant_setting {
-        model.tenant_setting = setting.clone();
-    }
-    model.confirmed = options.confirmed.clone();
-    let admin_dsn = &settings.admin.dsn;
+    let model = model_for(settings, options);
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
     let mut cluster =
-        connect_waiting(admin_dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
-    let silenced = apply::prepare_session(&mut cluster, options.dry_run)?;
+        connect_waiting(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
+    let silenced = snapshot::prepare_session(&mut cluster, Purpose::Provision { read_only: options.dry_run })?;
     if !options.dry_run {
         apply::take_lock(&mut cluster, settings.pg_timeout, reporter)?;
     }
@@ -57,6 +53,35 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("snapshot", started);
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
+    refuse_early(&snap, &plan)?;
+    tell(&snap, &plan, silenced, reporter);
+    if options.dry_run || plan.is_empty() {
+        return Ok(Outcome { plan, applied: false });
+    }
+
+    let app_dsn = settings.admin_app_dsn();
+    let open = || {
+        let mut client = connect(&app_dsn, admin_var)?;
+        snapshot::prepare_session(&mut client, Purpose::Provision { read_only: false })?;
+        Ok(client)
+    };
+    apply::execute(&plan, &mut cluster, open, options, reporter)?;
+    trace("apply", started);
+    verify(&mut cluster, settings, &model, silenced)?;
+    trace("verify", started);
+    Ok(Outcome { plan, applied: true })
+}
+
+/// The model `settings` and `options` describe.
+fn model_for(settings: &Settings, options: &Options) -> Model {
+    let mut model = Model::from_settings(settings).with_exemptions(&options.exemptions);
+    model.confirmed = options.confirmed.clone();
+    model
+}
+
+/// Stops before the first change when the plan refuses, or when the admin
+/// cannot do everything it needs.
+fn refuse_early(snap: &Snapshot, plan: &Plan) -> Result<()> {
     if !plan.refusals.is_empty() {
         bail!(
             "nothing was changed; {} problem{} must be fixed first:\n  - {}",
@@ -65,7 +90,7 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
             plan.refusals.join("\n  - ")
         );
     }
-    let missing = preflight::missing_capabilities(&snap, &plan);
+    let missing = preflight::missing_capabilities(snap, plan);
     if !missing.is_empty() {
         bail!(
             "nothing was changed: the admin `{}` cannot do everything the plan needs:\n  - {}",
@@ -73,6 +98,12 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
             missing.join("\n  - ")
         );
     }
+    Ok(())
+}
+
+/// The plan's warnings and notes, and a warning when new verifiers would
+/// reach a server log this admin cannot silence.
+fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, reporter: &mut dyn Reporter) {
     for warning in &plan.warnings {
         reporter.warning(warning);
     }
@@ -88,30 +119,14 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
             snap.admin.name, snap.admin.log_statement
         ));
     }
-    if options.dry_run || plan.is_empty() {
-        return Ok(Outcome { plan, applied: false });
-    }
+}
 
-    let app_dsn = settings.admin_app_dsn();
-    apply::execute(
-        &plan,
-        &mut cluster,
-        || {
-            let mut client = connect(&app_dsn, admin_var)?;
-            apply::prepare_session(&mut client, false)?;
-            Ok(client)
-        },
-        options,
-        reporter,
-    )?;
-
-    trace("apply", started);
-    // Verify: a fresh read must find nothing left to do.
-    let after = read_snapshot(&mut cluster, settings, &model, false, silenced).context(
+/// A fresh read must find nothing left to do.
+fn verify(cluster: &mut postgres::Client, settings: &Settings, model: &Model, silenced: bool) -> Result<()> {
+    let after = read_snapshot(cluster, settings, model, false, silenced).context(
         "every change committed, but reading the catalogs again to verify them failed; run the command again to verify",
     )?;
-    let left = plan::plan(&model, &after);
-    trace("verify", started);
+    let left = plan::plan(model, &after);
     if !left.is_empty() {
         let summaries: Vec<&str> = left.steps.iter().map(|s| s.summary.as_str()).collect();
         bail!(
@@ -120,14 +135,13 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
             summaries.join("\n  - ")
         );
     }
-    Ok(Outcome { plan, applied: true })
+    Ok(())
 }
 
-/// With `XTASK_TRACE_QUERIES` set, how long each stage took goes to stderr.
+/// How long each stage took, as a `debug` event of target `roles::stage`.
 fn trace(stage: &str, started: std::time::Instant) {
-    if std::env::var_os("XTASK_TRACE_QUERIES").is_some() {
-        eprintln!("{:>8.1} ms  until {stage} done", started.elapsed().as_secs_f64() * 1000.0);
-    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!(target: "roles::stage", "{ms:>8.1} ms  until {stage} done");
 }
 
 /// Reads a snapshot: the cluster through `cluster`, the app database (or
@@ -148,7 +162,12 @@ pub fn read_snapshot(
     let db_name = if exists { settings.db_name.as_str() } else { "template1" };
     let db_dsn = settings.admin.dsn.with_dbname(db_name);
     let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;
-    apply::prepare_session(&mut db, read_only)?;
+    snapshot::prepare_session(&mut db, Purpose::Provision { read_only })?;
     let login_dsn = if exists { db_dsn.clone() } else { settings.admin.dsn.clone() };
-    snapshot::read(cluster, &mut db, model, Some(&login_dsn), silenced)
+    let how = snapshot::Read {
+        purpose: Purpose::Provision { read_only },
+        login_dsn: Some(&login_dsn),
+        can_silence_log: silenced,
+    };
+    snapshot::read(cluster, Some(&mut db), model, how)
 }

@@ -30,12 +30,14 @@ use crate::snapshot::{DbContents, Queries};
 pub struct RightsObject {
     /// The relation: the view itself, or the table (or view) a rule is on.
     pub oid: i64,
+    /// Its schema and name.
     pub schema: String,
     pub name: String,
     /// `pg_class.relkind` of that relation.
     pub kind: char,
     /// The rule's name; `None` for a view's or materialized view's own query.
     pub rule: Option<String>,
+    /// Whose rights the query runs with.
     pub owner: String,
     /// The owner is a superuser or has BYPASSRLS.
     pub owner_escapes_rls: bool,

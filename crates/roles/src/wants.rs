@@ -65,6 +65,22 @@ pub fn column(model: &Model) -> Vec<(Grantee, Want)> {
     wants
 }
 
+/// A schema outside the managed ones: no CREATE for the runtime roles or
+/// PUBLIC (PostgreSQL 13/14 give PUBLIC CREATE on `public`).
+pub fn other_schema(model: &Model) -> Vec<(Grantee, Want)> {
+    runtime_and_public(model, Want::Without(CREATE))
+}
+
+/// Foreign-data wrappers and servers: no USAGE for the runtime roles or
+/// PUBLIC (with it a role creates servers and user mappings).
+pub fn foreign(model: &Model) -> Vec<(Grantee, Want)> {
+    runtime_and_public(model, Want::Without(Privs::ALL))
+}
+
+fn runtime_and_public(model: &Model, want: Want) -> Vec<(Grantee, Want)> {
+    runtime_roles(model).into_iter().chain([Grantee::Public]).map(|g| (g, want)).collect()
+}
+
 /// The migrator's default-privilege rows the model needs: tables and
 /// sequences in each app schema (per schema, so the bookkeeping schema gets
 /// nothing).

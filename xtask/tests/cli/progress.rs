@@ -105,3 +105,33 @@ fn on_a_terminal_the_wait_is_one_live_line() {
     assert!(drawn.contains("\u{1b}["), "no terminal drawing: {drawn:?}");
     assert!(!drawn.contains("still waiting"), "log lines on a terminal: {drawn}");
 }
+
+/// The libraries' query and stage times reach stderr only when asked for:
+/// `XTASK_TRACE_QUERIES=1` for all of them, `RUST_LOG` to choose.
+#[test]
+fn catalog_query_times_are_printed_only_when_asked_for() {
+    let cluster = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&cluster, "trace_db");
+    let provision = |env: &[(&str, &str)]| {
+        let mut command = Command::new(XTASK);
+        for key in CONTRACT.iter().chain(&["RUST_LOG", "XTASK_TRACE_QUERIES"]) {
+            command.env_remove(key);
+        }
+        let output = command
+            .envs(env.iter().copied())
+            .args(["db-provision", "--env-file", &project.env_local()])
+            .current_dir(project.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let query_line = |stderr: &str| stderr.lines().any(|l| l.contains(" rows  SELECT"));
+    let stage_line = |stderr: &str| stderr.lines().any(|l| l.contains("until plan done"));
+    let quiet = provision(&[]);
+    assert!(!query_line(&quiet) && !stage_line(&quiet), "{quiet}");
+    let everything = provision(&[("XTASK_TRACE_QUERIES", "1")]);
+    assert!(query_line(&everything) && stage_line(&everything), "{everything}");
+    let stages = provision(&[("RUST_LOG", "roles::stage=debug")]);
+    assert!(!query_line(&stages) && stage_line(&stages), "{stages}");
+}

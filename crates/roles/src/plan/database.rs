@@ -1,0 +1,217 @@
+//! The database, the managed schemas, other schemas' CREATE, the
+//! extensions of `APP_DB_EXTENSIONS` and foreign-data access.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn database(&mut self) {
+        let migrator = self.migrator().to_string();
+        if self.model.db_name == dbenv::MAINTENANCE_DATABASE && !self.model.confirmed.maintenance_database {
+            self.plan.refusals.push(format!(
+                "APP_DB_NAME is `{}`, the cluster's maintenance database, which admin tools connect to: provisioning \
+                 would give it to `{migrator}` and take CONNECT from PUBLIC. Give the app a database of its own, or \
+                 run with `--allow-postgres-database` if this is really meant",
+                self.model.db_name
+            ));
+        }
+        let db = quote_ident(&self.model.db_name);
+        let acl = match &self.snap.database {
+            None => {
+                self.plan.needs.insert(Need::CreateDatabaseOwnedBy(migrator.clone()));
+                self.plan.push(
+                    Phase::CreateDatabase,
+                    format!("create database `{}` owned by `{migrator}`", self.model.db_name),
+                    vec![Sql::new(format!("CREATE DATABASE {db} OWNER {}", quote_ident(&migrator)))],
+                    0,
+                );
+                // A new database's ACL is the default one: PUBLIC has CONNECT, TEMP.
+                vec![
+                    AclItem {
+                        grantee: Grantee::Public,
+                        grantor: migrator.clone(),
+                        privs: Privs::from_letters("Tc"),
+                        grant_option: Privs::NONE,
+                    },
+                    AclItem {
+                        grantee: Grantee::role(&migrator),
+                        grantor: migrator.clone(),
+                        privs: DATABASE_ALL,
+                        grant_option: Privs::NONE,
+                    },
+                ]
+            }
+            Some(existing) if existing.owner != migrator => {
+                self.plan.needs.insert(Need::ChangeOwner { from: existing.owner.clone(), to: migrator.clone() });
+                self.plan.push(
+                    Phase::Database,
+                    format!("owner of database `{}`: `{}` → `{migrator}`", existing.name, existing.owner),
+                    vec![Sql::new(format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&migrator)))],
+                    0,
+                );
+                change_owner(&existing.acl, &existing.owner, &migrator)
+            }
+            Some(existing) => existing.acl.clone(),
+        };
+        // CONNECT for the roles comes before PUBLIC loses it (same
+        // transaction, grants sorted first): the running app never sees a
+        // moment without access.
+        let admin = (!self.snap.admin.superuser).then_some(self.snap.admin.name.as_str());
+        let wants = wants::database(self.model, admin);
+        let changes = acl::changes(&acl, &wants);
+        if !changes.is_empty() {
+            let statements = self.acl_statements("DATABASE", &db, &migrator, &changes);
+            self.plan.push(
+                Phase::Database,
+                format!("access to database `{}`: {}", self.model.db_name, describe(&changes)),
+                statements,
+                0,
+            );
+        }
+    }
+
+    /// An app schema (other than `public`) that does not exist yet is the
+    /// migrations' to create: a set whose first migration says `CREATE
+    /// SCHEMA "app";` would otherwise fail on it. `db-migrate` grants the
+    /// runtime roles what they need there once it exists.
+    pub(super) fn left_to_migrations(&self, schema: &str) -> bool {
+        self.model.is_app_schema(schema) && schema != "public" && !self.snap.db.schemas.iter().any(|s| s.name == schema)
+    }
+
+    pub(super) fn schemas(&mut self) {
+        let migrator = self.migrator().to_string();
+        for name in self.model.managed_schemas() {
+            if self.left_to_migrations(&name) {
+                self.plan.notes.push(format!(
+                    "schema `{name}` does not exist yet: it is left to the migrations, which create it as `{migrator}`; \
+                     `cargo xtask db-migrate` then grants the runtime roles their access there"
+                ));
+                continue;
+            }
+            let quoted = quote_ident(&name);
+            let mut statements = Vec::new();
+            let mut summary = Vec::new();
+            let acl = match self.snap.db.schemas.iter().find(|s| s.name == name) {
+                None => {
+                    statements
+                        .push(Sql::new(format!("CREATE SCHEMA {quoted} AUTHORIZATION {}", quote_ident(&migrator))));
+                    summary.push(format!("create schema `{name}` owned by `{migrator}`"));
+                    vec![AclItem {
+                        grantee: Grantee::role(&migrator),
+                        grantor: migrator.clone(),
+                        privs: Privs::from_letters("UC"),
+                        grant_option: Privs::NONE,
+                    }]
+                }
+                Some(schema) if schema.owner != migrator => {
+                    self.plan.needs.insert(Need::ChangeOwner { from: schema.owner.clone(), to: migrator.clone() });
+                    statements.push(Sql::new(format!("ALTER SCHEMA {quoted} OWNER TO {}", quote_ident(&migrator))));
+                    summary.push(format!("owner of schema `{name}`: `{}` → `{migrator}`", schema.owner));
+                    change_owner(&schema.acl, &schema.owner, &migrator)
+                }
+                Some(schema) => schema.acl.clone(),
+            };
+            let wants = wants::schema(self.model, &name);
+            let changes = acl::changes(&acl, &wants);
+            if !changes.is_empty() {
+                summary.push(format!("access to schema `{name}`: {}", describe(&changes)));
+                statements.extend(self.acl_statements("SCHEMA", &quoted, &migrator, &changes));
+            }
+            self.plan.push(Phase::Schemas, summary.join("; "), statements, 0);
+        }
+    }
+
+    /// No CREATE for the runtime roles or PUBLIC on any schema of the
+    /// database outside the managed ones (PostgreSQL 13/14 give PUBLIC
+    /// CREATE on `public`, which may not be an app schema).
+    pub(super) fn other_schemas(&mut self) {
+        let wants = wants::other_schema(self.model);
+        for schema in &self.snap.db.other_schemas {
+            if self.model.is_runtime_role(&schema.owner) {
+                continue; // refused: a runtime role owns it
+            }
+            let changes = acl::changes(&schema.acl, &wants);
+            if changes.is_empty() {
+                continue;
+            }
+            let statements = self.acl_statements("SCHEMA", &quote_ident(&schema.name), &schema.owner, &changes);
+            self.plan.push(
+                Phase::Schemas,
+                format!("access to schema `{}` (not an app schema): {}", schema.name, describe(&changes)),
+                statements,
+                0,
+            );
+        }
+    }
+
+    /// `APP_DB_EXTENSIONS` that are not installed yet, created as the admin
+    /// (with what they require) before the migrations run, so that a
+    /// migration's own `CREATE EXTENSION IF NOT EXISTS` does nothing. A
+    /// trusted one a non-superuser admin creates as the migrator, the
+    /// database's owner.
+    pub(super) fn extensions(&mut self) {
+        let migrator = self.migrator().to_string();
+        for extension in self.snap.db.extensions.iter().filter(|e| !e.installed) {
+            if !extension.available {
+                self.plan.refusals.push(format!(
+                    "APP_DB_EXTENSIONS names `{}`, which this server does not have: install its package on the server \
+                     (pgvector: postgresql-<major>-pgvector), or remove it from APP_DB_EXTENSIONS",
+                    extension.name
+                ));
+                continue;
+            }
+            let actor = match (self.snap.admin.superuser, extension.trusted) {
+                (true, _) => None,
+                (false, true) => self.actor(&migrator, None),
+                (false, false) => {
+                    self.plan.needs.insert(Need::CreateUntrustedExtension(extension.name.clone()));
+                    None
+                }
+            };
+            self.plan.push(
+                Phase::Extensions,
+                format!("create extension `{}` (APP_DB_EXTENSIONS)", extension.name),
+                vec![Sql::new(format!("CREATE EXTENSION IF NOT EXISTS {} CASCADE", quote_ident(&extension.name)))
+                    .run_as(actor)],
+                0,
+            );
+        }
+    }
+
+    /// No USAGE on foreign-data wrappers and servers for the runtime roles:
+    /// with it they create servers and user mappings. USAGE granted to
+    /// PUBLIC is named, not revoked (other roles of the database may use it).
+    pub(super) fn foreign(&mut self) {
+        let (public, runtime): (Vec<_>, Vec<_>) =
+            wants::foreign(self.model).into_iter().partition(|(grantee, _)| *grantee == Grantee::Public);
+        for object in &self.snap.db.foreign {
+            let changes = acl::changes(&object.acl, &runtime);
+            let noun = object.noun();
+            if !changes.is_empty() {
+                let statements =
+                    self.acl_statements(object.keyword, &quote_ident(&object.name), &object.owner, &changes);
+                self.plan.push(
+                    Phase::Grants,
+                    format!("access to {noun} `{}`: {}", object.name, describe(&changes)),
+                    statements,
+                    0,
+                );
+            }
+            if !acl::drifts(&object.acl, &public).is_empty() {
+                self.plan.warnings.push(format!(
+                    "PUBLIC holds USAGE on {noun} `{}`, so the runtime roles may create {}; revoke it if nothing \
+                     else needs it (`REVOKE USAGE ON {} {} FROM PUBLIC`)",
+                    object.name,
+                    if object.is_server() { "user mappings for themselves" } else { "foreign servers" },
+                    object.keyword,
+                    quote_ident(&object.name)
+                ));
+            }
+        }
+        for (server, user) in &self.snap.db.user_mappings {
+            self.plan.warnings.push(format!(
+                "user mapping for `{user}` on server `{server}` stays: a mapping belongs to no one, so it is not \
+                 moved; the runtime roles reach the remote database through it only via foreign tables they may read"
+            ));
+        }
+    }
+}

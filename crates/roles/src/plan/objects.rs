@@ -1,0 +1,201 @@
+//! Every other object: owner changes, `REASSIGN OWNED` for what `ALTER`
+//! cannot move, refusals for what lives outside the managed schemas, and
+//! the owner's-rights paths a conversion would open.
+
+use super::*;
+
+impl Planner<'_> {
+    /// What differs from the model where the plan changes nothing: a schema
+    /// a model role owns outside `APP_DB_SCHEMAS` stops the run (`db-check`
+    /// fails it, so "nothing to change" would be a lie); databases and
+    /// tablespaces the runtime roles own elsewhere are named.
+    pub(super) fn outside_the_plan(&mut self) {
+        for item in drift::stray_schemas(self.model, self.snap) {
+            let Drift::StraySchema { name, owner } = &item else { continue };
+            self.plan.refusals.push(format!(
+                "`{owner}` owns schema `{name}`, which is not in APP_DB_SCHEMAS: add it to APP_DB_SCHEMAS so the \
+                 runtime roles get their access there (and `db-check` checks what it holds), or drop it if nothing \
+                 uses it"
+            ));
+        }
+        let others = self.snap.db.default_acls.iter().filter(|row| !self.model.role_names().contains(&row.role));
+        for item in others.flat_map(|row| drift::other_defaults(self.model, row)) {
+            if let Drift::OtherDefaults { row, item, to_runtime: false } = &item {
+                self.plan.warnings.push(format!(
+                    "default privileges of `{}` give PUBLIC {} on every new {} it creates{}: the runtime roles \
+                     get them too; revoke them if nothing needs them (`ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE …`)",
+                    row.role,
+                    item.privs.sql(),
+                    default_acl_keyword(row.objtype).unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s'),
+                    row.schema.as_deref().map(|s| format!(" in schema `{s}`")).unwrap_or_default(),
+                    quote_ident(&row.role)
+                ));
+            }
+        }
+        for item in drift::other_databases(self.model, self.snap) {
+            self.plan.warnings.push(format!(
+                "{} is owned by a runtime role ({item}): `db-check` fails it; give it another owner by hand",
+                item.subject()
+            ));
+        }
+    }
+
+    pub(super) fn objects(&mut self) {
+        let migrator = self.migrator().to_string();
+        let managed = self.model.managed_schemas();
+        let mut reassign_from = BTreeSet::new();
+        let mut extensions = Vec::new();
+        for object in &self.snap.db.objects {
+            let runtime_owned = self.model.is_runtime_role(&object.owner);
+            if object.catalog == "pg_class" {
+                // Relations of managed schemas are handled above; indexes and
+                // TOAST tables follow their table.
+                if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
+                    if !matches!(object.kind.as_str(), "index" | "toast table" | "toast table index") {
+                        self.refuse_outside(object, schema);
+                    }
+                }
+                continue;
+            }
+            if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
+                self.refuse_outside(object, schema);
+                continue;
+            }
+            if object.kind == "schema" {
+                continue; // a managed one changes owner with the schemas; another is a stray schema
+            }
+            if object.kind == "extension" {
+                extensions.push(format!("extension {}", object.identity));
+                reassign_from.insert(object.owner.clone());
+                continue;
+            }
+            let Some(keyword) = alter_keyword(&object.kind) else {
+                if runtime_owned {
+                    reassign_from.insert(object.owner.clone());
+                    extensions.push(format!("{} {}", object.kind, object.identity));
+                } else {
+                    self.plan.warnings.push(format!(
+                        "{} `{}` is owned by `{}`, not `{migrator}`; change its owner by hand",
+                        object.kind, object.identity, object.owner
+                    ));
+                }
+                continue;
+            };
+            self.plan.needs.insert(Need::ChangeOwner { from: object.owner.clone(), to: migrator.clone() });
+            let mut statements =
+                vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
+            statements.extend(self.keep_usage(object));
+            self.plan.push(
+                Phase::Ownership,
+                format!("owner of {} `{}`: `{}` → `{migrator}`", object.kind, object.identity, object.owner),
+                statements,
+                1,
+            );
+        }
+        if !reassign_from.is_empty() {
+            self.reassign(&reassign_from, &extensions);
+        }
+    }
+
+    pub(super) fn refuse_outside(&mut self, object: &OwnedObject, schema: &str) {
+        self.plan.refusals.push(format!(
+            "`{}` owns {} `{}` in schema `{schema}`, which is not in APP_DB_SCHEMAS: add `{schema}` to APP_DB_SCHEMAS \
+             so the runtime roles keep access to it, or move the object",
+            object.owner, object.kind, object.identity
+        ));
+    }
+
+    /// Functions and types stay usable by the runtime role that owned them:
+    /// the owner change takes its implicit EXECUTE/USAGE away, which only
+    /// matters where PUBLIC does not hold it (PostgreSQL's default is that it does).
+    pub(super) fn keep_usage(&mut self, object: &OwnedObject) -> Vec<Sql> {
+        let migrator = self.migrator().to_string();
+        let (Some(acl), true) = (&object.acl, self.model.is_runtime_role(&object.owner)) else { return Vec::new() };
+        let (privilege, keyword) = match object.kind.as_str() {
+            "function" | "aggregate" => (EXECUTE, "FUNCTION"),
+            "procedure" => (EXECUTE, "PROCEDURE"),
+            "type" | "domain" => (USAGE, "TYPE"),
+            "large object" => (LARGE_OBJECT_USE, "LARGE OBJECT"),
+            _ => return Vec::new(),
+        };
+        let after = change_owner(acl, &object.owner, &migrator);
+        let holds = |grantee: &Grantee| after.iter().any(|i| &i.grantee == grantee && i.privs.contains(privilege));
+        if holds(&Grantee::Public) || holds(&Grantee::role(&object.owner)) {
+            return Vec::new();
+        }
+        let change = AclChange::Grant { grantee: Grantee::role(&object.owner), privs: privilege };
+        self.acl_statements(keyword, &object.identity, &migrator, &[change])
+    }
+
+    /// Extensions cannot change owner with ALTER; `REASSIGN OWNED` can, but
+    /// it also takes every database and tablespace the role owns. Those are
+    /// lent to the migrator for the statement and given back, in one
+    /// transaction, so other databases end as they were.
+    pub(super) fn reassign(&mut self, from: &BTreeSet<String>, what: &[String]) {
+        let migrator = self.migrator().to_string();
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        // Cluster-wide objects REASSIGN OWNED would also move.
+        let databases = self.snap.other_databases.iter().map(|d| ("DATABASE", "database", &d.name, &d.owner, &d.acl));
+        let tablespaces = self.snap.tablespaces.iter().map(|t| ("TABLESPACE", "tablespace", &t.name, &t.owner, &t.acl));
+        for (keyword, kind, name, owner, acl) in databases.chain(tablespaces).filter(|o| from.contains(o.3)) {
+            if acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
+                self.plan.refusals.push(format!(
+                    "`{owner}` owns {} here and also owns {kind} `{name}`, whose ACL names `{migrator}`; moving them \
+                     would change that {kind}'s ACL. Move them by hand",
+                    what.join(", ")
+                ));
+                return;
+            }
+            let name = quote_ident(name);
+            before.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(&migrator))));
+            after.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(owner))));
+        }
+        for role in from {
+            self.plan.needs.insert(Need::Reassign { from: role.clone(), to: migrator.clone() });
+        }
+        let roles: Vec<String> = from.iter().map(|r| quote_ident(r)).collect();
+        let mut statements = before;
+        statements.push(Sql::new(format!("REASSIGN OWNED BY {} TO {}", roles.join(", "), quote_ident(&migrator))));
+        statements.extend(after);
+        self.plan.push(
+            Phase::Reassign,
+            format!(
+                "owner of {}: `{}` → `{migrator}`",
+                what.join(", "),
+                from.iter().cloned().collect::<Vec<_>>().join("`, `")
+            ),
+            statements,
+            0,
+        );
+    }
+
+    /// Owner's-rights paths a conversion would open (a rule, a definer
+    /// function, a view or materialized view, a child without RLS, handed to
+    /// the BYPASSRLS migrator): refused before the first change, unless the
+    /// exemptions file accepts them, because `db-check` would fail them and
+    /// the runtime roles would end more powerful than they were.
+    pub(super) fn owners_rights(&mut self) {
+        let migrator = self.migrator().to_string();
+        for path in reach::paths(self.model, &self.snap.db, State::Converted, self.snap.server_version) {
+            if !path.opened_by_conversion || self.model.exemptions.find(path.class.exemption(), &path.subject).is_some()
+            {
+                continue;
+            }
+            let version_note = match path.class {
+                reach::PathClass::View if self.snap.server_version < 150000 => {
+                    format!(" (PostgreSQL {} has no security_invoker)", self.snap.major())
+                }
+                _ => String::new(),
+            };
+            self.plan.refusals.push(format!(
+                "`{}`: {}{version_note}. Converting hands it to `{migrator}`, so the runtime roles would gain its \
+                 rights. Fix: {}; or list it under [[{}]] in the exemptions file with a reason",
+                path.subject,
+                path.message,
+                path.fix,
+                path.class.exemption().key()
+            ));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The roles phase: the three roles, their attributes ([`Attribute`]),
+//! passwords, memberships and defaults, and the memberships a non-superuser
+//! admin needs to act through them.
+
+use super::*;
+
+impl Planner<'_> {
+    pub(super) fn roles(&mut self) {
+        for spec in self.model.roles() {
+            match self.snap.roles.get(&spec.name) {
+                None => self.create_role(spec),
+                Some(row) => {
+                    self.refuse_demotion(row);
+                    self.alter_role(spec, row);
+                }
+            }
+        }
+        self.settings();
+        // None of the three roles is a member of any role: not of each
+        // other, not of pg_* roles, not of anything that could lend it
+        // privileges the model does not give.
+        for item in drift::memberships(self.model, self.snap) {
+            let Drift::Membership(membership) = item else { continue };
+            let granted_by = if self.snap.server_version >= 160000 && !membership.grantor.is_empty() {
+                format!(" GRANTED BY {}", quote_ident(&membership.grantor))
+            } else {
+                String::new()
+            };
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(membership.role.clone()));
+            }
+            self.plan.push(
+                Phase::Roles,
+                format!("remove membership of `{}` in `{}`", membership.member, membership.role),
+                vec![Sql::new(format!(
+                    "REVOKE {} FROM {}{granted_by} CASCADE",
+                    quote_ident(&membership.role),
+                    quote_ident(&membership.member)
+                ))],
+                0,
+            );
+        }
+    }
+
+    /// An existing role with powers no model role has is probably not one
+    /// of ours yet (a typo in an env file, an admin's name): stripping it
+    /// silently could lock an operator out. Only on `--take-over`.
+    pub(super) fn refuse_demotion(&mut self, row: &RoleRow) {
+        let powers: Vec<&str> = Attribute::ALL
+            .into_iter()
+            .filter(|a| a.needs_take_over() && a.held_by(row))
+            .map(Attribute::keyword)
+            .collect();
+        if powers.is_empty() || self.model.confirmed.take_over.contains(&row.name) {
+            return;
+        }
+        self.plan.refusals.push(format!(
+            "role `{}` exists with {}, which no role of the model may have: provisioning would take {} away. If \
+             `{}` is meant to be a model role, run again with `--take-over {}`; otherwise name another role in \
+             the env file",
+            row.name,
+            powers.join(", "),
+            if powers.len() == 1 { "it" } else { "them" },
+            row.name,
+            row.name
+        ));
+    }
+
+    /// Role and database defaults that break or weaken the model for the
+    /// runtime roles are removed (`wants::setting_problem`).
+    pub(super) fn settings(&mut self) {
+        for item in drift::settings(self.model, self.snap) {
+            let Drift::Setting { setting, problem } = &item else { continue };
+            if item.remedy(self.model) == Remedy::Warn {
+                self.plan.warnings.push(format!("{}: {item}", item.subject()));
+                continue;
+            }
+            let name = quote_ident(&setting.name);
+            let (phase, sql, place) = match (&setting.role, &setting.database) {
+                (Some(role), database) => {
+                    if !self.snap.admin.superuser {
+                        self.plan.needs.insert(Need::AlterRole(role.clone()));
+                    }
+                    let scope =
+                        database.as_ref().map(|d| format!(" IN DATABASE {}", quote_ident(d))).unwrap_or_default();
+                    let place = database.as_ref().map(|d| format!(" in `{d}`")).unwrap_or_default();
+                    (
+                        Phase::Roles,
+                        Sql::new(format!("ALTER ROLE {}{scope} RESET {name}", quote_ident(role))),
+                        format!("role `{role}`{place}"),
+                    )
+                }
+                (None, Some(database)) => {
+                    let owner = self.snap.database.as_ref().map(|d| d.owner.clone()).unwrap_or_default();
+                    let actor = self.actor(&owner, None);
+                    (
+                        Phase::Database,
+                        Sql::new(format!("ALTER DATABASE {} RESET {name}", quote_ident(database))).run_as(actor),
+                        format!("database `{database}`"),
+                    )
+                }
+                (None, None) => continue,
+            };
+            self.plan.push(phase, format!("default of {place} removed: {problem}"), vec![sql], 0);
+        }
+    }
+
+    pub(super) fn create_role(&mut self, spec: &RoleSpec) {
+        let name = quote_ident(&spec.name);
+        let attributes = attributes_sql(spec.kind);
+        let verifier = new_verifier(&spec.password);
+        self.plan.needs.insert(Need::CreateRole);
+        if spec.bypassrls() {
+            self.plan.needs.insert(Need::GiveBypassRls(spec.name.clone()));
+        }
+        self.plan.push(
+            Phase::Roles,
+            format!("create {} role `{}` ({attributes})", spec.kind, spec.name),
+            vec![Sql::secret(
+                format!("CREATE ROLE {name} WITH {attributes} PASSWORD {}", quote_literal(verifier.expose())),
+                format!("CREATE ROLE {name} WITH {attributes} PASSWORD '***'"),
+            )],
+            0,
+        );
+    }
+
+    pub(super) fn alter_role(&mut self, spec: &RoleSpec, row: &RoleRow) {
+        let name = quote_ident(&spec.name);
+        let changes: Vec<String> = Attribute::ALL
+            .into_iter()
+            .filter(|a| a.held_by(row) != a.wanted(spec.kind))
+            .map(|a| a.spelled(a.wanted(spec.kind)))
+            .collect();
+        if !changes.is_empty() {
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
+            }
+            if changes.iter().any(|c| c == "BYPASSRLS") || row.superuser {
+                self.plan.needs.insert(Need::GiveBypassRls(spec.name.clone()));
+            }
+            let attributes = changes.join(" ");
+            self.plan.push(
+                Phase::Roles,
+                format!("set attributes of `{}`: {attributes}", spec.name),
+                vec![Sql::new(format!("ALTER ROLE {name} WITH {attributes}"))],
+                0,
+            );
+        }
+        let reason = match &row.password {
+            StoredPassword::Scram(verifier) if verifier_matches(verifier, &spec.password) => None,
+            StoredPassword::Scram(_) => Some("password changed"),
+            StoredPassword::Md5 => Some("md5 hash replaced by a SCRAM verifier"),
+            StoredPassword::Absent => Some("password set (there was none)"),
+            StoredPassword::Other => Some("plaintext password replaced by a SCRAM verifier"),
+            StoredPassword::Unknown => match row.login_check {
+                Some(true) => None,
+                Some(false) => Some("password changed"),
+                None => Some("password set again (it cannot be verified with this admin)"),
+            },
+        };
+        if let Some(reason) = reason {
+            if !self.snap.admin.superuser {
+                self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
+            }
+            let verifier = new_verifier(&spec.password);
+            self.plan.push(
+                Phase::Roles,
+                format!("`{}`: {reason}", spec.name),
+                vec![Sql::secret(
+                    format!("ALTER ROLE {name} WITH PASSWORD {}", quote_literal(verifier.expose())),
+                    format!("ALTER ROLE {name} WITH PASSWORD '***'"),
+                )],
+                0,
+            );
+        }
+    }
+
+    /// A non-superuser admin acts through the roles: it must be able to SET
+    /// ROLE to the migrator (to own what it creates and to grant as the
+    /// owner) and to inherit the privileges of every role it takes objects
+    /// from. Where it holds ADMIN on such a role (it created it, on
+    /// PostgreSQL 16+) it grants itself the membership; the preflight
+    /// reports the rest.
+    pub(super) fn admin_memberships(&mut self) {
+        if self.snap.admin.superuser {
+            return;
+        }
+        let mut wanted: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        for need in &self.plan.needs {
+            match need {
+                Need::CreateDatabaseOwnedBy(role) | Need::ActAs(role) => {
+                    wanted.entry(role.clone()).or_default().1 = true
+                }
+                Need::ChangeOwner { from, to } | Need::Reassign { from, to } => {
+                    wanted.entry(from.clone()).or_default().0 = true;
+                    wanted.entry(to.clone()).or_default().1 = true;
+                }
+                _ => {}
+            }
+        }
+        // The database owner's objects (schema public on 15+) are taken
+        // through the database owner, the migrator once the plan has run.
+        if wanted.remove("pg_database_owner").is_some() {
+            wanted.entry(self.migrator().to_string()).or_default().0 = true;
+        }
+        let major = self.snap.major();
+        for (role, (inherit, set)) in wanted {
+            if !self.model.roles().iter().any(|r| r.name == role) {
+                continue;
+            }
+            let created_now = !self.snap.roles.contains_key(&role);
+            let access = self.snap.admin.access.get(&role).copied().unwrap_or_default();
+            let lacks = (inherit && !access.usage) || (set && !access.set);
+            // Since 16 the creator of a role holds ADMIN on it; before, CREATEROLE suffices.
+            let may_grant = if major >= 16 { access.admin || created_now } else { self.snap.admin.createrole };
+            if !lacks || !may_grant {
+                continue;
+            }
+            let admin = quote_ident(&self.snap.admin.name);
+            let options = if major >= 16 { " WITH INHERIT TRUE, SET TRUE" } else { "" };
+            self.plan.admin_grants.push((role.clone(), true, true));
+            self.plan.push(
+                Phase::Roles,
+                format!("`{}` may act as `{role}` (membership for the admin, not the app)", self.snap.admin.name),
+                vec![Sql::new(format!("GRANT {} TO {admin}{options}", quote_ident(&role)))],
+                0,
+            );
+        }
+    }
+}
