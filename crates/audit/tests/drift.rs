@@ -107,6 +107,7 @@ fn converged(model: &Model) -> Snapshot {
             role: MIGRATOR.into(),
             schema,
             objtype,
+            builtin: Vec::new(),
         })
         .collect();
     let db = DbContents {
@@ -338,6 +339,23 @@ const CASES: &[Case] = &[
                 schema: Some("public".into()),
                 objtype: 'r',
                 acl: vec![item(Grantee::role(SERVICE), RUNTIME, Privs::from_letters("arwd"), Privs::NONE)],
+                builtin: Vec::new(),
+            })
+        },
+        check: Check::DefaultPrivileges,
+        remedy: Remedy::Change,
+    },
+    Case {
+        name: "runtime role's defaults for every schema, PUBLIC's EXECUTE taken away",
+        change: |s| {
+            let own = item(Grantee::role(RUNTIME), RUNTIME, Privs::from_letters("X"), Privs::NONE);
+            let public = item(Grantee::Public, RUNTIME, Privs::from_letters("X"), Privs::NONE);
+            s.db.default_acls.push(DefaultAcl {
+                role: RUNTIME.into(),
+                schema: None,
+                objtype: 'f',
+                acl: vec![own.clone()],
+                builtin: vec![own, public],
             })
         },
         check: Check::DefaultPrivileges,
@@ -351,6 +369,7 @@ const CASES: &[Case] = &[
                 schema: None,
                 objtype: 'r',
                 acl: vec![item(Grantee::role(RUNTIME), "postgres", Privs::from_letters("r"), Privs::NONE)],
+                builtin: Vec::new(),
             })
         },
         check: Check::DefaultPrivileges,
@@ -364,6 +383,7 @@ const CASES: &[Case] = &[
                 schema: None,
                 objtype: 'r',
                 acl: vec![item(Grantee::Public, "postgres", Privs::from_letters("r"), Privs::NONE)],
+                builtin: Vec::new(),
             })
         },
         check: Check::DefaultPrivileges,

@@ -472,14 +472,18 @@ fn optional_dsn(vars: &EnvVars, var: &str) -> Result<Option<Dsn>> {
 pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
     let host = vars.get("DB_HOST").map(str::to_string);
     let port = db_port(vars)?;
-    // Without DB_HOST/DB_PORT, the roles' DSNs say where the server is.
-    let fallback = [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator]
+    if let (Some(host), Some(port)) = (&host, port) {
+        return Ok((host.clone(), port));
+    }
+    // Without DB_HOST/DB_PORT, the first role DSN set says where the server is.
+    let var = [RoleKind::Runtime, RoleKind::Service, RoleKind::Migrator]
         .into_iter()
-        .map(|kind| optional_dsn(vars, kind.dsn_var()))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .next();
+        .map(RoleKind::dsn_var)
+        .find(|var| vars.get(var).is_some());
+    let fallback = match var {
+        Some(var) => optional_dsn(vars, var)?,
+        None => None,
+    };
     let host = match host {
         Some(host) => host,
         None => match fallback.as_ref().and_then(|d| d.host.clone()) {

@@ -131,14 +131,13 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
     let (owns_db, can_create): (bool, bool) = (row.get(1), row.get(2));
     let foreign_schemas: Vec<String> = row.get(3);
     let owns_bookkeeping: Option<bool> = row.get(4);
-    // The model's migrator, attribute by attribute (`roles::Attribute`).
-    let wrong: Vec<(Attribute, bool)> = Attribute::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (*a, row.get::<_, bool>(5 + i)))
-        .filter(|(a, held)| *held != a.wanted(RoleKind::Migrator))
-        .collect();
-    let superuser = wrong.iter().any(|(a, _)| *a == Attribute::Superuser);
+    // The model's migrator (`roles::Attribute`): no superuser, and every
+    // attribute it must have. Powers it should not have beyond that are
+    // db-check's and db-provision's business, not a reason to stop a deploy.
+    let attributes: Vec<(Attribute, bool)> =
+        Attribute::ALL.iter().enumerate().map(|(i, a)| (*a, row.get::<_, bool>(5 + i))).collect();
+    let superuser = attributes.iter().any(|(a, held)| *a == Attribute::Superuser && *held);
+    let lacking = attributes.iter().filter(|(a, held)| a.wanted(RoleKind::Migrator) && !held).map(|(a, _)| *a);
     if let Some((var, _)) = config.runtime_users.iter().find(|(_, name)| *name == user) {
         bail!(
             "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
@@ -161,8 +160,8 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
             foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         ));
     }
-    for (attribute, held) in &wrong {
-        lacks.push(format!("{} {}", if *held { "has" } else { "lacks" }, attribute.keyword()));
+    for attribute in lacking {
+        lacks.push(format!("lacks {}", attribute.keyword()));
     }
     if owns_bookkeeping == Some(false) {
         lacks.push(format!("does not own the bookkeeping schema `{}`", config.table.schema));

@@ -148,7 +148,8 @@ pub enum Drift {
     /// inert once it creates nothing, and misleading.
     RuntimeDefaults {
         row: DefaultAcl,
-        revoke: Vec<AclChange>,
+        /// What removes it (see [`runtime_default_changes`]).
+        changes: Vec<AclChange>,
     },
     /// Another role's default privileges give a runtime role (or PUBLIC)
     /// privileges on every object that role creates later.
@@ -510,9 +511,12 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
                 drift.extend(acl_drift(Check::DefaultPrivileges, subject, &row.acl, &wants));
             }
         } else if model.is_runtime_role(&row.role) {
-            let revoke = runtime_default_revokes(row);
-            if !revoke.is_empty() {
-                drift.push(Drift::RuntimeDefaults { row: row.clone(), revoke });
+            // A row of a runtime role always differs from the built-in
+            // defaults (PostgreSQL deletes one that does not), even if only
+            // by what it takes away from them.
+            let changes = runtime_default_changes(row);
+            if !changes.is_empty() {
+                drift.push(Drift::RuntimeDefaults { row: row.clone(), changes });
             }
         } else {
             drift.extend(other_defaults(model, row));
@@ -521,20 +525,22 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     drift
 }
 
-/// What goes from a runtime role's default-privilege row. A per-schema row
-/// only adds to the global defaults, so all of it goes; a global row keeps
-/// what PostgreSQL grants by default (the owner's own rights, PUBLIC's
-/// EXECUTE and USAGE), which a role that creates nothing never uses.
-pub fn runtime_default_revokes(row: &DefaultAcl) -> Vec<AclChange> {
-    row.acl
-        .iter()
-        .filter(|item| {
-            let builtin = item.grantee == Grantee::role(&row.role)
-                || (item.grantee == Grantee::Public && matches!(row.objtype, 'f' | 'T'));
-            row.schema.is_some() || !builtin
+/// What removes a runtime role's default-privilege row. A per-schema row
+/// only adds to the global defaults, so all of it goes; a global row returns
+/// to PostgreSQL's built-in defaults (the owner's own rights, PUBLIC's
+/// EXECUTE and USAGE), which removes it.
+pub fn runtime_default_changes(row: &DefaultAcl) -> Vec<AclChange> {
+    let mut grantees: Vec<&Grantee> = row.acl.iter().chain(&row.builtin).map(|item| &item.grantee).collect();
+    grantees.sort();
+    grantees.dedup();
+    let wants: Vec<(Grantee, Want)> = grantees
+        .into_iter()
+        .map(|grantee| {
+            let builtin = row.builtin.iter().filter(|i| &i.grantee == grantee);
+            (grantee.clone(), Want::Exactly(builtin.fold(crate::acl::Privs::NONE, |all, i| all.union(i.privs))))
         })
-        .map(|item| AclChange::Revoke { grantee: item.grantee.clone(), privs: item.privs, grantor: row.role.clone() })
-        .collect()
+        .collect();
+    crate::acl::changes(&row.acl, &wants)
 }
 
 /// Another role's defaults (`FOR ROLE postgres … TO app_user`): what it

@@ -51,6 +51,8 @@ pub struct RightsObject {
     pub view_reads: Vec<i64>,
     /// Functions of the database (not built in, not an extension's) the query calls.
     pub functions: Vec<String>,
+    /// The relation belongs to an extension.
+    pub extension: bool,
 }
 
 /// A `SECURITY DEFINER` function or procedure, anywhere in the database.
@@ -211,7 +213,9 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                     coalesce(array_agg(DISTINCT dc.oid::int8) FILTER (WHERE dc.relkind IN ('v', 'm')), '{{}}'), \
                     coalesce(array_agg(DISTINCT dp.oid::regprocedure::text) FILTER (WHERE dp.oid IS NOT NULL \
                              AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
-                                             AND e.objid = dp.oid AND e.deptype = 'e')), '{{}}') \
+                                             AND e.objid = dp.oid AND e.deptype = 'e')), '{{}}'), \
+                    EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
+                            AND e.deptype = 'e') \
              FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
              LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule AND d.deptype = 'n' \
                AND (r.rulename <> '_RETURN' OR d.refobjid <> r.ev_class) \
@@ -247,6 +251,7 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                 rls_reads,
                 view_reads: row.get(10),
                 functions: row.get(11),
+                extension: row.get(12),
             }
         })
         .collect())
@@ -341,19 +346,22 @@ impl<'a> Analysis<'a> {
     }
 
     /// Whether the conversion moves it (always false for the catalogs as they are).
-    fn opened(&self, owner: &str, schema: &str) -> bool {
-        self.state == State::Converted && self.moves(owner, schema)
+    fn opened(&self, owner: &str, schema: &str, extension: bool) -> bool {
+        self.state == State::Converted && self.moves(owner, schema, extension)
     }
 
-    /// Whether a conversion hands this object to the migrator.
-    fn moves(&self, owner: &str, schema: &str) -> bool {
+    /// Whether a conversion hands this object to the migrator: what a
+    /// runtime role owns (`REASSIGN OWNED` takes an extension's members
+    /// with it), and what anyone but the migrator owns in the managed
+    /// schemas, except an extension's members, which stay with the extension.
+    fn moves(&self, owner: &str, schema: &str, extension: bool) -> bool {
         self.model.is_runtime_role(owner)
-            || (self.model.managed_schemas().iter().any(|s| s == schema) && owner != self.model.migrator.name)
+            || (!extension && self.model.is_managed_schema(schema) && owner != self.model.migrator.name)
     }
 
     /// The owner in `state`, and whether it escapes RLS.
-    fn owner(&self, owner: &'a str, escapes: bool, schema: &str) -> (&'a str, bool) {
-        if self.state == State::Converted && self.moves(owner, schema) {
+    fn owner(&self, owner: &'a str, escapes: bool, schema: &str, extension: bool) -> (&'a str, bool) {
+        if self.state == State::Converted && self.moves(owner, schema, extension) {
             (self.model.migrator.name.as_str(), true)
         } else {
             (owner, escapes)
@@ -395,7 +403,8 @@ impl<'a> Analysis<'a> {
             if !self.used(object.runtime_uses, &object.schema) {
                 continue;
             }
-            let (owner, escapes) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema);
+            let (owner, escapes) =
+                self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
             let subject = format!("{}.{}", object.schema, object.name);
             let (class, message, fix) = if object.kind == 'm' {
                 // A materialized view stores what its owner saw at refresh,
@@ -421,7 +430,7 @@ impl<'a> Analysis<'a> {
                 // A conversion gives every view it moves security_invoker where
                 // the server has it (PostgreSQL 15+).
                 let invoker = object.security_invoker
-                    || (self.opened(&object.owner, &object.schema) && self.server_version >= 150000);
+                    || (self.opened(&object.owner, &object.schema, object.extension) && self.server_version >= 150000);
                 if invoker || !escapes {
                     continue;
                 }
@@ -431,7 +440,7 @@ impl<'a> Analysis<'a> {
                     "ALTER VIEW … SET (security_invoker = true) (PostgreSQL 15+), or drop it".to_string(),
                 )
             };
-            let opened_by_conversion = self.opened(&object.owner, &object.schema);
+            let opened_by_conversion = self.opened(&object.owner, &object.schema, object.extension);
             paths.push(RightsPath {
                 class,
                 subject,
@@ -451,7 +460,8 @@ impl<'a> Analysis<'a> {
             if !self.used(object.runtime_uses, &object.schema) {
                 continue;
             }
-            let (owner, escapes) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema);
+            let (owner, escapes) =
+                self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
             let Some(source) = self.reaches(object, true) else { continue };
             if !escapes {
                 continue;
@@ -471,7 +481,7 @@ impl<'a> Analysis<'a> {
                     dbenv::quote_ident(&object.name)
                 ),
                 carrier: Carrier::Relation(object.oid),
-                opened_by_conversion: self.opened(&object.owner, &object.schema),
+                opened_by_conversion: self.opened(&object.owner, &object.schema, object.extension),
             });
         }
         paths
@@ -484,7 +494,7 @@ impl<'a> Analysis<'a> {
             if !(function.runtime_executes || function.trigger || managed) {
                 continue;
             }
-            let moving = self.opened(&function.owner, &function.schema);
+            let moving = self.opened(&function.owner, &function.schema, function.extension.is_some());
             let owner = if moving { self.model.migrator.name.as_str() } else { function.owner.as_str() };
             if self.model.is_runtime_role(owner) {
                 // A runtime role owning it is an ownership violation of its own.
@@ -541,8 +551,8 @@ impl<'a> Analysis<'a> {
                     unquote(&child.ancestor)
                 ),
                 carrier: Carrier::Relation(child.oid),
-                opened_by_conversion: self.opened(&child.owner, &child.schema)
-                    || self.opened(&child.ancestor_owner, &child.ancestor_schema),
+                opened_by_conversion: self.opened(&child.owner, &child.schema, false)
+                    || self.opened(&child.ancestor_owner, &child.ancestor_schema, false),
             });
         }
         paths

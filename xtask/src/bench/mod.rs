@@ -411,20 +411,22 @@ fn convert_ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
     println!("==> a legacy database with 10,000 tables owned by the runtime role (building it)");
     fixtures::legacy_template(bench)?;
     let reassign_note = fixtures::reassign_owned_note(bench)?;
-    let runs = runs.min(3);
+    // At most three conversions (each copies 10,000 tables); each converged
+    // database is provisioned `runs` times.
+    let conversions = runs.min(3);
     let mut anchor = Vec::new();
-    for run in 0..runs {
+    for run in 0..conversions {
         anchor.push(fixtures::owner_loop(bench, &format!("legacy_loop_{run}"))?);
     }
     let mut converted = Vec::new();
-    let (ours, baseline) = bench.per_binary(runs, |binary, run| {
+    let (ours, baseline) = bench.per_binary(conversions, |binary, run| {
         let db = format!("legacy_{}_{run}", converted.len());
         fixtures::legacy_copy(bench, &db)?;
         converted.push((binary.to_path_buf(), db.clone()));
         Ok(timed(&mut bench.xtask(binary, &db, &["db-provision"])?)?.0)
     })?;
     let mut rewritten = 0usize;
-    let (converged, converged_baseline) = bench.per_binary(runs * runs, |binary, run| {
+    let (converged, converged_baseline) = bench.per_binary(conversions * runs, |binary, run| {
         let dbs: Vec<&String> = converted.iter().filter(|(b, _)| b == binary).map(|(_, db)| db).collect();
         let db = dbs[run % dbs.len()];
         let before = fixtures::catalog_fingerprint(bench, db)?;

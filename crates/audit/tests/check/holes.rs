@@ -295,6 +295,14 @@ fn a_default_tenant_for_app_user_is_named() {
 }
 
 #[test]
+fn a_default_tenant_for_every_role_everywhere_is_named() {
+    // The fixture's cluster is its own: ALTER ROLE ALL reaches no other test.
+    let (_, report) =
+        planted_as(Who::Admin, "ALTER ROLE ALL SET app.current_user_id = '00000000-0000-4000-a000-000000000001'");
+    assert_caught(&report, "role-settings", "ALTER ROLE ALL SET app.current_user_id");
+}
+
+#[test]
 fn a_database_default_that_switches_off_triggers() {
     let (_, report) =
         planted_as(Who::Admin, "ALTER DATABASE cogni_template_test SET session_replication_role = replica");

@@ -23,7 +23,13 @@ impl Planner<'_> {
         let mut rows = self.snap.db.default_acls.clone();
         for (schema, objtype) in wanted {
             if !rows.iter().any(|r| r.role == migrator && r.schema == schema && r.objtype == objtype) {
-                rows.push(DefaultAcl { role: migrator.to_string(), schema, objtype, acl: Vec::new() });
+                rows.push(DefaultAcl {
+                    role: migrator.to_string(),
+                    schema,
+                    objtype,
+                    acl: Vec::new(),
+                    builtin: Vec::new(),
+                });
             }
         }
         rows.sort_by(|a, b| (&a.role, &a.schema, a.objtype).cmp(&(&b.role, &b.schema, b.objtype)));
@@ -31,14 +37,14 @@ impl Planner<'_> {
     }
 
     /// The migrator's rows give what [`wants::migrator_default`] says; a
-    /// runtime role's rows go ([`drift::runtime_default_revokes`]); another
+    /// runtime role's rows go ([`drift::runtime_default_changes`]); another
     /// role's grants to the runtime roles go.
     fn default_changes(&self, row: &DefaultAcl) -> Vec<AclChange> {
         if row.role == self.migrator() {
             return acl::changes(&row.acl, &wants::migrator_default(self.model, row.schema.as_deref(), row.objtype));
         }
         if self.model.is_runtime_role(&row.role) {
-            return drift::runtime_default_revokes(row);
+            return drift::runtime_default_changes(row);
         }
         drift::other_defaults(self.model, row)
             .into_iter()

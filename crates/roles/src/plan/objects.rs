@@ -62,7 +62,15 @@ impl Planner<'_> {
                 continue;
             }
             if object.kind == "schema" {
-                continue; // a managed one changes owner with the schemas; another is a stray schema
+                // A managed one changes owner with the schemas; another is a
+                // stray schema (`outside_the_plan`), unless PostgreSQL's own.
+                let name = object.identity.trim_matches('"').replace("\"\"", "\"");
+                if !managed.contains(&name) && !self.snap.db.other_schemas.iter().any(|s| s.name == name) {
+                    self.plan
+                        .refusals
+                        .push(format!("`{}` owns schema `{name}`: give it back to its owner by hand", object.owner));
+                }
+                continue;
             }
             if object.kind == "extension" {
                 extensions.push(format!("extension {}", object.identity));

@@ -197,13 +197,15 @@ fn read_tablespaces(cluster: &mut Queries<'_>, model: &Model) -> Result<Vec<Tabl
 }
 
 /// Defaults that apply to the runtime roles in the app database: their
-/// own (everywhere or in it) and the database's (for every role).
+/// own (everywhere or in it), the database's (for every role) and
+/// `ALTER ROLE ALL`'s (every role everywhere).
 fn read_settings(cluster: &mut Queries<'_>, model: &Model) -> Result<Vec<RoleSetting>> {
     let mut settings = Vec::new();
     for row in cluster.query(
         "SELECT r.rolname::text, d.datname::text, s.setconfig FROM pg_db_role_setting s \
          LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase \
          WHERE (r.rolname = ANY($1) AND (s.setdatabase = 0 OR d.datname = $2)) OR (s.setrole = 0 AND d.datname = $2) \
+            OR (s.setrole = 0 AND s.setdatabase = 0) \
          ORDER BY 1 NULLS FIRST, 2 NULLS FIRST",
         &[(&model.runtime_names(), Type::TEXT_ARRAY), (&model.db_name, Type::TEXT)],
     )? {

@@ -225,8 +225,11 @@ fn read_objects(db: &mut Queries<'_>, model: &Model, server_version: i32) -> Res
 /// Every role's default privileges: the model's roles' own, and any other
 /// role's that grant to the runtime roles (or to PUBLIC).
 fn read_default_acls(db: &mut Queries<'_>) -> Result<Vec<DefaultAcl>> {
+    // acldefault spells a sequence `s` where pg_default_acl says `S`.
     let rows = db.query(
-        "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text, d.defaclacl::text[] \
+        "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text, d.defaclacl::text[], \
+                CASE WHEN d.defaclnamespace = 0 THEN acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' \
+                     ELSE d.defaclobjtype END, d.defaclrole)::text[] ELSE '{}' END \
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace ORDER BY 1, 2, 3",
         &[],
     )?;
@@ -238,6 +241,7 @@ fn read_default_acls(db: &mut Queries<'_>) -> Result<Vec<DefaultAcl>> {
                 schema: row.get(1),
                 objtype: objtype.chars().next().unwrap_or('?'),
                 acl: acl_column(row, 3)?,
+                builtin: acl_column(row, 4)?,
             })
         })
         .collect()

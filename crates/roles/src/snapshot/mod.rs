@@ -293,7 +293,7 @@ pub struct OwnedObject {
     pub security_definer: bool,
 }
 
-/// A `pg_default_acl` row of one of the three roles.
+/// A `pg_default_acl` row (of any role).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefaultAcl {
     pub role: String,
@@ -302,6 +302,10 @@ pub struct DefaultAcl {
     /// `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects.
     pub objtype: char,
     pub acl: Vec<AclItem>,
+    /// For a row of all schemas: PostgreSQL's built-in defaults it differs
+    /// from (`acldefault`), which the row returns to when it is removed.
+    /// Empty for a per-schema row, which only adds to them.
+    pub builtin: Vec<AclItem>,
 }
 
 /// The state of the app database (or of `template1`, which a new database

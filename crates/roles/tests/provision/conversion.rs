@@ -384,3 +384,23 @@ fn losing_the_server_while_reading_the_catalogs_changes_nothing() {
     assert!(message.contains("reading the catalogs failed before any change; nothing was changed"), "{message}");
     assert_untouched(&fx);
 }
+
+#[test]
+fn a_runtime_roles_defaults_for_every_schema_return_to_the_built_in_ones() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    // Only taken away, nothing granted: the row holds app_user's own rights
+    // and differs from PostgreSQL's defaults by PUBLIC's EXECUTE.
+    fx.admin(DB)
+        .batch_execute("ALTER DEFAULT PRIVILEGES FOR ROLE app_user REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
+        .unwrap();
+    fx.provision();
+    let rows: i64 = fx
+        .admin(DB)
+        .query_one("SELECT count(*) FROM pg_default_acl WHERE defaclrole = 'app_user'::regrole", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the runtime role's default privileges are PostgreSQL's own again");
+    assert!(fx.provision().plan.is_empty(), "a re-run converges");
+}
