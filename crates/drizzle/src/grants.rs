@@ -11,12 +11,27 @@ use anyhow::{Context, Result};
 use postgres::types::Type;
 use postgres::Client;
 
+use roles::acl::{Privs, DML, SEQUENCE_USE};
+
 use crate::runner::Config;
+
+/// The privileges the runtime roles hold on app tables and sequences, as
+/// the model declares them (`roles::acl::DML`, `SEQUENCE_USE`), by name.
+fn privileges() -> (Vec<String>, Vec<String>) {
+    let names = |privs: Privs| privs.sql().split(", ").map(str::to_string).collect();
+    (names(DML), names(SEQUENCE_USE))
+}
 
 /// One query: everything the runtime roles lack in the app schemas the
 /// session's role owns, as `(kind, object, role)`.
-const MISSING: &str = "\
-WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
+fn missing_sql() -> String {
+    let (table, sequence) = privileges();
+    let holds = |function: &str, privs: &[String]| {
+        privs.iter().map(|p| format!("{function}(g.oid, c.oid, '{p}')")).collect::<Vec<_>>().join(" AND ")
+    };
+    let list = |privs: &[String]| privs.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    format!(
+        "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
 grantees AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($2)), \
 schemas AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY($1) AND n.nspowner = (SELECT oid FROM me)) \
 SELECT 'schema', quote_ident(s.nspname), g.rolname::text FROM schemas s CROSS JOIN grantees g \
@@ -24,23 +39,28 @@ SELECT 'schema', quote_ident(s.nspname), g.rolname::text FROM schemas s CROSS JO
 UNION ALL \
 SELECT 'table', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
-  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relowner = (SELECT oid FROM me) \
-    AND NOT (has_table_privilege(g.oid, c.oid, 'SELECT') AND has_table_privilege(g.oid, c.oid, 'INSERT') \
-         AND has_table_privilege(g.oid, c.oid, 'UPDATE') AND has_table_privilege(g.oid, c.oid, 'DELETE')) \
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relowner = (SELECT oid FROM me) AND NOT ({table_holds}) \
 UNION ALL \
 SELECT 'sequence', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
-  WHERE c.relkind = 'S' AND c.relowner = (SELECT oid FROM me) \
-    AND NOT (has_sequence_privilege(g.oid, c.oid, 'USAGE') AND has_sequence_privilege(g.oid, c.oid, 'SELECT')) \
+  WHERE c.relkind = 'S' AND c.relowner = (SELECT oid FROM me) AND NOT ({sequence_holds}) \
 UNION ALL \
 SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text \
   FROM schemas s CROSS JOIN (VALUES ('r'), ('S')) t(objtype) CROSS JOIN grantees g \
   WHERE (SELECT count(DISTINCT a.privilege_type) FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
          WHERE d.defaclrole = (SELECT oid FROM me) AND d.defaclnamespace = s.oid AND d.defaclobjtype = t.objtype::\"char\" \
            AND a.grantee = g.oid AND a.privilege_type = ANY (CASE t.objtype WHEN 'r' \
-               THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] ELSE ARRAY['USAGE', 'SELECT'] END)) \
-        < CASE t.objtype WHEN 'r' THEN 4 ELSE 2 END \
-ORDER BY 1, 2, 3";
+               THEN ARRAY[{table_list}] ELSE ARRAY[{sequence_list}] END)) \
+        < CASE t.objtype WHEN 'r' THEN {table_count} ELSE {sequence_count} END \
+ORDER BY 1, 2, 3",
+        table_holds = holds("has_table_privilege", &table),
+        sequence_holds = holds("has_sequence_privilege", &sequence),
+        table_list = list(&table),
+        sequence_list = list(&sequence),
+        table_count = table.len(),
+        sequence_count = sequence.len(),
+    )
+}
 
 /// The runtime roles the grants go to: the names the environment gives
 /// (`APP_DB_USER`, `APP_DB_SERVICE_USER` or their DSNs), else the defaults.
@@ -59,7 +79,7 @@ fn grantees(config: &Config) -> Vec<String> {
 pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
     let roles = grantees(config);
     let rows = client
-        .query_typed(MISSING, &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
+        .query_typed(&missing_sql(), &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
         .context("read what the runtime roles lack in the app schemas")?;
     // (kind, role) → objects, so one statement covers many objects.
     let mut grouped: Vec<((String, String), Vec<String>)> = Vec::new();
@@ -76,15 +96,20 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
         let role = dbenv::quote_ident(&role);
         let statements: Vec<String> = match kind.as_str() {
             "schema" => vec![format!("GRANT USAGE ON SCHEMA {} TO {role}", objects.join(", "))],
-            "table" => vec![format!("GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {role}", objects.join(", "))],
-            "sequence" => vec![format!("GRANT USAGE, SELECT ON SEQUENCE {} TO {role}", objects.join(", "))],
+            "table" => vec![format!("GRANT {} ON TABLE {} TO {role}", DML.sql(), objects.join(", "))],
+            "sequence" => vec![format!("GRANT {} ON SEQUENCE {} TO {role}", SEQUENCE_USE.sql(), objects.join(", "))],
             "default r" => objects
                 .iter()
-                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"))
+                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {} ON TABLES TO {role}", DML.sql()))
                 .collect(),
             _ => objects
                 .iter()
-                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {role}"))
+                .map(|s| {
+                    format!(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {} ON SEQUENCES TO {role}",
+                        SEQUENCE_USE.sql()
+                    )
+                })
                 .collect(),
         };
         for statement in statements {
