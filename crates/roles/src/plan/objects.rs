@@ -7,8 +7,9 @@ use super::*;
 impl Planner<'_> {
     /// What differs from the model where the plan changes nothing: a schema
     /// a model role owns outside `APP_DB_SCHEMAS` stops the run (`db-check`
-    /// fails it, so "nothing to change" would be a lie); databases and
-    /// tablespaces the runtime roles own elsewhere are named.
+    /// fails it, so "nothing to change" would be a lie); PUBLIC's grants in
+    /// other roles' default privileges, and databases and tablespaces the
+    /// runtime roles own elsewhere, are named (others may rely on them).
     pub(super) fn outside_the_plan(&mut self) {
         for item in drift::stray_schemas(self.model, self.snap) {
             let Drift::StraySchema { name, owner } = &item else { continue };
