@@ -401,7 +401,7 @@ fn owners(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     for name in model.managed_schemas() {
         match snap.db.schemas.iter().find(|s| s.name == name) {
             Some(schema) => drift.extend(owner(Owned::Schema, name, &schema.owner)),
-            None if left_to_migrations(model, &name) => {}
+            None if left_to_migrations(model, snap, &name) => {}
             None => drift.push(Drift::MissingSchema { name }),
         }
     }
@@ -426,8 +426,8 @@ pub fn owner_checked(model: &Model, object: &OwnedObject) -> bool {
 
 /// An app schema other than `public` that does not exist yet: the
 /// migrations create it (their first statement is often `CREATE SCHEMA`).
-pub fn left_to_migrations(model: &Model, schema: &str) -> bool {
-    model.is_app_schema(schema) && schema != "public"
+pub fn left_to_migrations(model: &Model, snap: &Snapshot, schema: &str) -> bool {
+    model.is_app_schema(schema) && schema != "public" && !snap.db.schemas.iter().any(|s| s.name == schema)
 }
 
 pub fn stray_schemas(model: &Model, snap: &Snapshot) -> Vec<Drift> {

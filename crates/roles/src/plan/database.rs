@@ -70,11 +70,10 @@ impl Planner<'_> {
     }
 
     /// An app schema (other than `public`) that does not exist yet is the
-    /// migrations' to create: a set whose first migration says `CREATE
-    /// SCHEMA "app";` would otherwise fail on it. `db-migrate` grants the
-    /// runtime roles what they need there once it exists.
+    /// migrations' to create ([`drift::left_to_migrations`]); `db-migrate`
+    /// grants the runtime roles what they need there once it exists.
     pub(super) fn left_to_migrations(&self, schema: &str) -> bool {
-        self.model.is_app_schema(schema) && schema != "public" && !self.snap.db.schemas.iter().any(|s| s.name == schema)
+        drift::left_to_migrations(self.model, self.snap, schema)
     }
 
     pub(super) fn schemas(&mut self) {
