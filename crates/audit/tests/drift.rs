@@ -128,7 +128,7 @@ fn converged(model: &Model) -> Snapshot {
         database: Some(Database {
             name: "app".into(),
             owner: MIGRATOR.into(),
-            acl: converged_acl(&wants::database(model, None), MIGRATOR),
+            acl: converged_acl(&wants::database(model), MIGRATOR),
         }),
         other_databases: Vec::new(),
         tablespaces: Vec::new(),

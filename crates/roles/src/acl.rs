@@ -274,6 +274,16 @@ pub enum AclChange {
     },
 }
 
+impl AclChange {
+    pub fn grantee(&self) -> &Grantee {
+        match self {
+            AclChange::Grant { grantee, .. }
+            | AclChange::Revoke { grantee, .. }
+            | AclChange::RevokeGrantOption { grantee, .. } => grantee,
+        }
+    }
+}
+
 /// How one grantee's privileges on one object differ from what the model
 /// wants: what it holds and the changes that fix it. The plan runs the
 /// changes, the audit states the [`problem`](AclDrift::problem); both come

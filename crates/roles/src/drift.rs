@@ -99,10 +99,40 @@ pub enum Owned {
     /// A relation of a managed schema, with its noun (`table`, `view`, …).
     Relation(&'static str),
     /// Anything else, by `pg_identify_object` type (`function`, `type`,
-    /// `schema`, …) and the schema it lives in.
+    /// `schema`, …) and the schema it lives in; `catalog` and `oid` find it
+    /// in the snapshot.
     Other {
         kind: String,
         schema: Option<String>,
+        catalog: String,
+        oid: i64,
+    },
+}
+
+/// The object an ACL item is about, for the plan to name in its statements
+/// (the audit prints the item's subject instead).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum On {
+    Database,
+    /// A managed schema, or another schema of the database (CREATE only).
+    Schema(String),
+    /// A relation of a managed schema, by oid.
+    Relation(i64),
+    /// A column of one, by its table's oid.
+    Column {
+        table: i64,
+        column: String,
+    },
+    /// A foreign-data wrapper or server, by keyword and name.
+    Foreign {
+        keyword: &'static str,
+        name: String,
+    },
+    /// The migrator's default privileges in a schema (`None`: all of them)
+    /// for one kind of object.
+    DefaultRow {
+        schema: Option<String>,
+        objtype: char,
     },
 }
 
@@ -142,13 +172,15 @@ pub enum Drift {
     Acl {
         check: Check,
         subject: String,
+        on: On,
         drift: AclDrift,
     },
     /// Default privileges of a runtime role (the legacy `FOR ROLE app_user`):
     /// inert once it creates nothing, and misleading.
     RuntimeDefaults {
         row: DefaultAcl,
-        /// What removes it (see [`runtime_default_changes`]).
+        /// What removes it: all of a per-schema row; a global row back to
+        /// PostgreSQL's built-in defaults.
         changes: Vec<AclChange>,
     },
     /// Another role's default privileges give a runtime role (or PUBLIC)
@@ -192,7 +224,7 @@ impl Drift {
             Drift::OtherDefaults { to_runtime: false, .. } | Drift::OtherDatabase { .. } => Remedy::Warn,
             // `ALTER ROLE ALL SET …`: applies everywhere, belongs to no role of ours.
             Drift::Setting { setting, .. } if setting.role.is_none() && setting.database.is_none() => Remedy::Warn,
-            Drift::Owner { owned: Owned::Other { kind, schema }, subject, owner } => {
+            Drift::Owner { owned: Owned::Other { kind, schema, .. }, subject, owner } => {
                 other_owner_remedy(model, kind, schema.as_deref(), subject, owner)
             }
             _ => Remedy::Change,
@@ -245,7 +277,7 @@ impl fmt::Display for Drift {
             Drift::Acl { check: Check::SchemaCreate, drift, .. } => {
                 write!(f, "{}: it may create objects there", drift.problem())
             }
-            Drift::Acl { check: Check::ForeignData, drift, subject } => write!(
+            Drift::Acl { check: Check::ForeignData, drift, subject, .. } => write!(
                 f,
                 "{}: it may create {}",
                 drift.problem(),
@@ -381,7 +413,7 @@ fn roles(model: &Model, snap: &Snapshot) -> Vec<Drift> {
 }
 
 /// None of the three roles is a member of any role.
-pub fn memberships(model: &Model, snap: &Snapshot) -> Vec<Drift> {
+fn memberships(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     let names = model.role_names();
     snap.memberships.iter().filter(|m| names.contains(&m.member)).cloned().map(Drift::Membership).collect()
 }
@@ -409,7 +441,12 @@ fn owners(model: &Model, snap: &Snapshot) -> Vec<Drift> {
         drift.extend(owner(Owned::Relation(rel.noun()), qualified(rel), &rel.owner));
     }
     for object in snap.db.objects.iter().filter(|o| owner_checked(model, o)) {
-        let owned = Owned::Other { kind: object.kind.clone(), schema: object.schema.clone() };
+        let owned = Owned::Other {
+            kind: object.kind.clone(),
+            schema: object.schema.clone(),
+            catalog: object.catalog.clone(),
+            oid: object.oid,
+        };
         drift.extend(owner(owned, object.identity.clone(), &object.owner));
     }
     drift
@@ -430,7 +467,7 @@ pub fn left_to_migrations(model: &Model, snap: &Snapshot, schema: &str) -> bool 
     model.is_app_schema(schema) && schema != "public" && !snap.db.schemas.iter().any(|s| s.name == schema)
 }
 
-pub fn stray_schemas(model: &Model, snap: &Snapshot) -> Vec<Drift> {
+fn stray_schemas(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     let names = model.role_names();
     snap.db
         .other_schemas
@@ -440,8 +477,16 @@ pub fn stray_schemas(model: &Model, snap: &Snapshot) -> Vec<Drift> {
         .collect()
 }
 
-fn acl_drift(check: Check, subject: impl Fn() -> String, acl: &[AclItem], wants: &[(Grantee, Want)]) -> Vec<Drift> {
-    drifts(acl, wants).into_iter().map(|drift| Drift::Acl { check, subject: subject(), drift }).collect()
+fn acl_drift(
+    (check, on): (Check, On),
+    subject: impl Fn() -> String,
+    acl: &[AclItem],
+    wants: &[(Grantee, Want)],
+) -> Vec<Drift> {
+    drifts(acl, wants)
+        .into_iter()
+        .map(|drift| Drift::Acl { check, subject: subject(), on: on.clone(), drift })
+        .collect()
 }
 
 /// The check a relation's ACL belongs to.
@@ -459,23 +504,26 @@ fn acls(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     let db = &snap.db;
     let mut drift = Vec::new();
     if let Some(database) = &snap.database {
-        let wants = wants::database(model, None);
-        drift.extend(acl_drift(Check::DatabaseAcl, || database.name.clone(), &database.acl, &wants));
+        let wants = wants::database(model);
+        drift.extend(acl_drift((Check::DatabaseAcl, On::Database), || database.name.clone(), &database.acl, &wants));
     }
     for schema in &db.schemas {
         let check = if model.is_app_schema(&schema.name) { Check::SchemaAcl } else { Check::BookkeepingAccess };
         let wants = wants::schema(model, &schema.name);
-        drift.extend(acl_drift(check, || format!("schema {}", schema.name), &schema.acl, &wants));
+        let on = On::Schema(schema.name.clone());
+        drift.extend(acl_drift((check, on), || format!("schema {}", schema.name), &schema.acl, &wants));
     }
     for rel in &db.relations {
         let wants = wants::relation(model, rel);
-        drift.extend(acl_drift(relation_check(model, rel), || qualified(rel), &rel.acl, &wants));
+        let on = (relation_check(model, rel), On::Relation(rel.oid));
+        drift.extend(acl_drift(on, || qualified(rel), &rel.acl, &wants));
     }
     let tables: BTreeMap<i64, &Relation> = db.relations.iter().map(|r| (r.oid, r)).collect();
     let wants = wants::column(model);
     for column in &db.columns {
         let table = tables.get(&column.table_oid).map(|r| qualified(r)).unwrap_or_else(|| column.table_oid.to_string());
-        drift.extend(acl_drift(Check::ColumnAcl, || format!("{table}.{}", column.column), &column.acl, &wants));
+        let on = On::Column { table: column.table_oid, column: column.column.clone() };
+        drift.extend(acl_drift((Check::ColumnAcl, on), || format!("{table}.{}", column.column), &column.acl, &wants));
     }
     drift
 }
@@ -496,19 +544,17 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
         let acl = row.map(|d| d.acl.clone()).unwrap_or_default();
         let noun = if *objtype == 'r' { "tables" } else { "sequences" };
         let subject = || format!("{noun} created by {migrator} in {}", place(schema));
-        drift.extend(acl_drift(
-            Check::DefaultPrivileges,
-            subject,
-            &acl,
-            &wants::migrator_default(model, schema.as_deref(), *objtype),
-        ));
+        let on = On::DefaultRow { schema: schema.clone(), objtype: *objtype };
+        let wants = wants::migrator_default(model, schema.as_deref(), *objtype);
+        drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &acl, &wants));
     }
     for row in &snap.db.default_acls {
         if row.role == *migrator {
             if !wanted.contains(&(row.schema.clone(), row.objtype)) {
                 let subject = || format!("objects ({}) created by {migrator} in {}", row.objtype, place(&row.schema));
                 let wants = wants::migrator_default(model, row.schema.as_deref(), row.objtype);
-                drift.extend(acl_drift(Check::DefaultPrivileges, subject, &row.acl, &wants));
+                let on = On::DefaultRow { schema: row.schema.clone(), objtype: row.objtype };
+                drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &row.acl, &wants));
             }
         } else if model.is_runtime_role(&row.role) {
             // A row of a runtime role always differs from the built-in
@@ -529,7 +575,7 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
 /// only adds to the global defaults, so all of it goes; a global row returns
 /// to PostgreSQL's built-in defaults (the owner's own rights, PUBLIC's
 /// EXECUTE and USAGE), which removes it.
-pub fn runtime_default_changes(row: &DefaultAcl) -> Vec<AclChange> {
+fn runtime_default_changes(row: &DefaultAcl) -> Vec<AclChange> {
     let mut grantees: Vec<&Grantee> = row.acl.iter().chain(&row.builtin).map(|item| &item.grantee).collect();
     grantees.sort();
     grantees.dedup();
@@ -546,7 +592,7 @@ pub fn runtime_default_changes(row: &DefaultAcl) -> Vec<AclChange> {
 /// Another role's defaults (`FOR ROLE postgres … TO app_user`): what it
 /// creates later goes to the runtime roles (directly, or through PUBLIC
 /// beyond PostgreSQL's own defaults) outside the model.
-pub fn other_defaults(model: &Model, row: &DefaultAcl) -> Vec<Drift> {
+fn other_defaults(model: &Model, row: &DefaultAcl) -> Vec<Drift> {
     row.acl
         .iter()
         .filter_map(|item| {
@@ -558,7 +604,7 @@ pub fn other_defaults(model: &Model, row: &DefaultAcl) -> Vec<Drift> {
         .collect()
 }
 
-pub fn settings(model: &Model, snap: &Snapshot) -> Vec<Drift> {
+fn settings(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     snap.settings
         .iter()
         .filter_map(|setting| {
@@ -573,20 +619,27 @@ pub fn settings(model: &Model, snap: &Snapshot) -> Vec<Drift> {
 /// `public`), and no USAGE on foreign-data wrappers and servers (with it a
 /// role creates servers and user mappings).
 fn other_schemas_and_foreign(model: &Model, snap: &Snapshot) -> Vec<Drift> {
-    let schemas = snap.db.other_schemas.iter().map(|s| (Check::SchemaCreate, format!("schema {}", s.name), &s.acl));
-    let foreign = snap.db.foreign.iter().map(|o| (Check::ForeignData, format!("{} {}", o.noun(), o.name), &o.acl));
+    let schemas = snap
+        .db
+        .other_schemas
+        .iter()
+        .map(|s| ((Check::SchemaCreate, On::Schema(s.name.clone())), format!("schema {}", s.name), &s.acl));
+    let foreign = snap.db.foreign.iter().map(|o| {
+        let on = On::Foreign { keyword: o.keyword, name: o.name.clone() };
+        ((Check::ForeignData, on), format!("{} {}", o.noun(), o.name), &o.acl)
+    });
     let (schema_wants, foreign_wants) = (wants::other_schema(model), wants::foreign(model));
     schemas
         .chain(foreign)
-        .flat_map(|(check, subject, acl)| {
-            let wants = if check == Check::SchemaCreate { &schema_wants } else { &foreign_wants };
-            acl_drift(check, || subject.clone(), acl, wants)
+        .flat_map(|(on, subject, acl)| {
+            let wants = if on.0 == Check::SchemaCreate { &schema_wants } else { &foreign_wants };
+            acl_drift(on, || subject.clone(), acl, wants)
         })
         .collect()
 }
 
 /// What other databases contain is out of scope; who owns them is not.
-pub fn other_databases(model: &Model, snap: &Snapshot) -> Vec<Drift> {
+fn other_databases(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     let databases = snap.other_databases.iter().map(|d| ("database", &d.name, &d.owner));
     let tablespaces = snap.tablespaces.iter().map(|t| ("tablespace", &t.name, &t.owner));
     databases

@@ -12,16 +12,18 @@ fn runtime_roles(model: &Model) -> [Grantee; 2] {
 
 /// The app database: CONNECT for the runtime roles and nothing else; the
 /// migrator keeps its owner rights; PUBLIC has nothing (no CONNECT, no TEMP).
-/// `admin` is a non-superuser admin, which must keep its own CONNECT.
-pub fn database(model: &Model, admin: Option<&str>) -> Vec<(Grantee, Want)> {
+pub fn database(model: &Model) -> Vec<(Grantee, Want)> {
     let mut wants: Vec<(Grantee, Want)> =
         runtime_roles(model).into_iter().map(|g| (g, Want::Exactly(CONNECT))).collect();
     wants.push((Grantee::role(&model.migrator.name), Want::AtLeast(DATABASE_ALL)));
-    if let Some(admin) = admin {
-        wants.push((Grantee::role(admin), Want::AtLeast(CONNECT)));
-    }
     wants.push((Grantee::Public, Want::Without(DATABASE_ALL)));
     wants
+}
+
+/// A non-superuser admin keeps CONNECT once PUBLIC loses it (the plan's
+/// alone: the audit has no admin).
+pub fn admin_database(admin: &str) -> (Grantee, Want) {
+    (Grantee::role(admin), Want::AtLeast(CONNECT))
 }
 
 /// An app schema: USAGE for the runtime roles; PUBLIC keeps PostgreSQL's

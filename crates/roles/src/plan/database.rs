@@ -15,7 +15,7 @@ impl Planner<'_> {
             ));
         }
         let db = quote_ident(&self.model.db_name);
-        let acl = match &self.snap.database {
+        match &self.snap.database {
             None => {
                 self.plan.needs.insert(Need::CreateDatabaseOwnedBy(migrator.clone()));
                 self.plan.push(
@@ -24,21 +24,6 @@ impl Planner<'_> {
                     vec![Sql::new(format!("CREATE DATABASE {db} OWNER {}", quote_ident(&migrator)))],
                     0,
                 );
-                // A new database's ACL is the default one: PUBLIC has CONNECT, TEMP.
-                vec![
-                    AclItem {
-                        grantee: Grantee::Public,
-                        grantor: migrator.clone(),
-                        privs: Privs::from_letters("Tc"),
-                        grant_option: Privs::NONE,
-                    },
-                    AclItem {
-                        grantee: Grantee::role(&migrator),
-                        grantor: migrator.clone(),
-                        privs: DATABASE_ALL,
-                        grant_option: Privs::NONE,
-                    },
-                ]
             }
             Some(existing) if existing.owner != migrator => {
                 self.plan.needs.insert(Need::ChangeOwner { from: existing.owner.clone(), to: migrator.clone() });
@@ -48,16 +33,19 @@ impl Planner<'_> {
                     vec![Sql::new(format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&migrator)))],
                     0,
                 );
-                change_owner(&existing.acl, &existing.owner, &migrator)
             }
-            Some(existing) => existing.acl.clone(),
-        };
+            Some(_) => {}
+        }
         // CONNECT for the roles comes before PUBLIC loses it (same
         // transaction, grants sorted first): the running app never sees a
-        // moment without access.
-        let admin = (!self.snap.admin.superuser).then_some(self.snap.admin.name.as_str());
-        let wants = wants::database(self.model, admin);
-        let changes = acl::changes(&acl, &wants);
+        // moment without access. A non-superuser admin keeps its CONNECT.
+        let mut changes = self.access(&On::Database);
+        if !self.snap.admin.superuser {
+            let (admin, want) = wants::admin_database(&self.snap.admin.name);
+            let admin = acl::diff(&self.access.database_acl, &admin, want);
+            let public = changes.iter().position(|c| c.grantee() == &Grantee::Public).unwrap_or(changes.len());
+            changes.splice(public..public, admin);
+        }
         if !changes.is_empty() {
             let statements = self.acl_statements("DATABASE", &db, &migrator, &changes);
             self.plan.push(
@@ -89,28 +77,20 @@ impl Planner<'_> {
             let quoted = quote_ident(&name);
             let mut statements = Vec::new();
             let mut summary = Vec::new();
-            let acl = match self.snap.db.schemas.iter().find(|s| s.name == name) {
+            match self.snap.db.schemas.iter().find(|s| s.name == name) {
                 None => {
                     statements
                         .push(Sql::new(format!("CREATE SCHEMA {quoted} AUTHORIZATION {}", quote_ident(&migrator))));
                     summary.push(format!("create schema `{name}` owned by `{migrator}`"));
-                    vec![AclItem {
-                        grantee: Grantee::role(&migrator),
-                        grantor: migrator.clone(),
-                        privs: Privs::from_letters("UC"),
-                        grant_option: Privs::NONE,
-                    }]
                 }
                 Some(schema) if schema.owner != migrator => {
                     self.plan.needs.insert(Need::ChangeOwner { from: schema.owner.clone(), to: migrator.clone() });
                     statements.push(Sql::new(format!("ALTER SCHEMA {quoted} OWNER TO {}", quote_ident(&migrator))));
                     summary.push(format!("owner of schema `{name}`: `{}` → `{migrator}`", schema.owner));
-                    change_owner(&schema.acl, &schema.owner, &migrator)
                 }
-                Some(schema) => schema.acl.clone(),
-            };
-            let wants = wants::schema(self.model, &name);
-            let changes = acl::changes(&acl, &wants);
+                Some(_) => {}
+            }
+            let changes = self.access(&On::Schema(name.clone()));
             if !changes.is_empty() {
                 summary.push(format!("access to schema `{name}`: {}", describe(&changes)));
                 statements.extend(self.acl_statements("SCHEMA", &quoted, &migrator, &changes));
@@ -123,12 +103,11 @@ impl Planner<'_> {
     /// database outside the managed ones (PostgreSQL 13/14 give PUBLIC
     /// CREATE on `public`, which may not be an app schema).
     pub(super) fn other_schemas(&mut self) {
-        let wants = wants::other_schema(self.model);
         for schema in &self.snap.db.other_schemas {
             if self.model.is_runtime_role(&schema.owner) {
                 continue; // refused: a runtime role owns it
             }
-            let changes = acl::changes(&schema.acl, &wants);
+            let changes = self.access(&On::Schema(schema.name.clone()));
             if changes.is_empty() {
                 continue;
             }
@@ -180,10 +159,8 @@ impl Planner<'_> {
     /// with it they create servers and user mappings. USAGE granted to
     /// PUBLIC is named, not revoked (other roles of the database may use it).
     pub(super) fn foreign(&mut self) {
-        let (public, runtime): (Vec<_>, Vec<_>) =
-            wants::foreign(self.model).into_iter().partition(|(grantee, _)| *grantee == Grantee::Public);
         for object in &self.snap.db.foreign {
-            let changes = acl::changes(&object.acl, &runtime);
+            let changes = self.access(&On::Foreign { keyword: object.keyword, name: object.name.clone() });
             let noun = object.noun();
             if !changes.is_empty() {
                 let statements =
@@ -195,7 +172,11 @@ impl Planner<'_> {
                     0,
                 );
             }
-            if !acl::drifts(&object.acl, &public).is_empty() {
+            let public = |item: &Drift| {
+                matches!(item, Drift::Acl { on: On::Foreign { keyword, name }, drift, .. }
+                    if *keyword == object.keyword && *name == object.name && drift.grantee == Grantee::Public)
+            };
+            if self.access.named.iter().any(public) {
                 self.plan.warnings.push(format!(
                     "PUBLIC holds USAGE on {noun} `{}`, so the runtime roles may create {}; revoke it if nothing \
                      else needs it (`REVOKE USAGE ON {} {} FROM PUBLIC`)",

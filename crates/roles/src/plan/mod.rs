@@ -2,24 +2,26 @@
 //! the model, and nothing for what already holds. A pure function: an empty
 //! plan is what "converged" means.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use dbenv::{quote_ident, quote_literal};
 
 use crate::acl::{
-    self, change_owner, diff, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE, USAGE,
+    self, change_owner, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE, USAGE,
 };
-use crate::drift::{self, alter_keyword, Drift, Remedy};
+use crate::drift::{self, alter_keyword, Drift, On, Owned, Remedy};
 use crate::model::{attributes_sql, Attribute, Model, RoleSpec};
 use crate::reach::{self, State};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
-use crate::snapshot::{DefaultAcl, OwnedObject, Relation, RoleRow, Snapshot};
+use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
 use crate::wants;
 
 mod database;
 mod defaults;
 mod objects;
+mod predict;
 mod relations;
 mod roles;
 
@@ -226,8 +228,18 @@ impl Plan {
 }
 
 /// Computes the plan. Passwords enter it only as fresh SCRAM verifiers.
+///
+/// Roles, the database, schemas and owners are rendered from the drift of
+/// `snap`; grants and revokes from the drift of the state those steps leave
+/// (`predict.rs`): `ALTER … OWNER` rewrites an ACL, and a new database or
+/// schema starts with PostgreSQL's default one.
 pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
-    let mut planner = Planner { model, snap, plan: Plan::default() };
+    let found = drift::drift(model, snap);
+    let access = match predict::predict(model, snap) {
+        Cow::Borrowed(same) => Access::of(model, found.clone(), same),
+        Cow::Owned(next) => Access::of(model, drift::drift(model, &next), &next),
+    };
+    let mut planner = Planner { model, snap, plan: Plan::default(), found, access };
     planner.roles();
     planner.database();
     planner.schemas();
@@ -249,6 +261,43 @@ struct Planner<'a> {
     model: &'a Model,
     snap: &'a Snapshot,
     plan: Plan,
+    /// The drift of `snap`: roles, memberships, settings, owners, and what
+    /// the plan refuses or names.
+    found: Vec<Drift>,
+    access: Access,
+}
+
+/// The access drift of the predicted state, as the plan renders it.
+struct Access {
+    /// What the GRANTs and REVOKEs change, by object.
+    changes: BTreeMap<On, Vec<AclChange>>,
+    /// Default privileges of the runtime roles and of other roles to remove.
+    defaults: Vec<Drift>,
+    /// What the plan leaves to the operator and names (PUBLIC's USAGE on
+    /// foreign data).
+    named: Vec<Drift>,
+    /// The predicted database ACL, for the admin's CONNECT.
+    database_acl: Vec<AclItem>,
+}
+
+impl Access {
+    fn of(model: &Model, drift: Vec<Drift>, predicted: &Snapshot) -> Access {
+        let mut access = Access {
+            changes: BTreeMap::new(),
+            defaults: Vec::new(),
+            named: Vec::new(),
+            database_acl: predicted.database.as_ref().map(|d| d.acl.clone()).unwrap_or_default(),
+        };
+        for item in drift {
+            match item {
+                Drift::Acl { .. } if item.remedy(model) == Remedy::Warn => access.named.push(item),
+                Drift::Acl { on, drift, .. } => access.changes.entry(on).or_default().extend(drift.changes),
+                Drift::RuntimeDefaults { .. } | Drift::OtherDefaults { .. } => access.defaults.push(item),
+                _ => {}
+            }
+        }
+        access
+    }
 }
 
 impl Planner<'_> {
@@ -268,6 +317,16 @@ impl Planner<'_> {
             self.plan.needs.insert(Need::ActAs(role.to_string()));
         }
         Some(role.to_string())
+    }
+
+    /// The items of [`Planner::found`] that `pick` keeps.
+    fn found(&self, pick: impl Fn(&Drift) -> bool) -> Vec<Drift> {
+        self.found.iter().filter(|item| pick(item)).cloned().collect()
+    }
+
+    /// The grants and revokes `on` needs, taken out of [`Access`].
+    fn access(&mut self, on: &On) -> Vec<AclChange> {
+        self.access.changes.remove(on).unwrap_or_default()
     }
 
     /// GRANT/REVOKE statements for `changes` on `objects` (already quoted),

@@ -11,18 +11,22 @@ impl Planner<'_> {
     /// other roles' default privileges, and databases and tablespaces the
     /// runtime roles own elsewhere, are named (others may rely on them).
     pub(super) fn outside_the_plan(&mut self) {
-        for item in drift::stray_schemas(self.model, self.snap) {
-            let Drift::StraySchema { name, owner } = &item else { continue };
-            self.plan.refusals.push(format!(
-                "`{owner}` owns schema `{name}`, which is not in APP_DB_SCHEMAS: add it to APP_DB_SCHEMAS so the \
-                 runtime roles get their access there (and `db-check` checks what it holds), or drop it if nothing \
-                 uses it"
-            ));
-        }
-        let others = self.snap.db.default_acls.iter().filter(|row| !self.model.role_names().contains(&row.role));
-        for item in others.flat_map(|row| drift::other_defaults(self.model, row)) {
-            if let Drift::OtherDefaults { row, item, to_runtime: false } = &item {
-                self.plan.warnings.push(format!(
+        let named = |d: &Drift| {
+            matches!(
+                d,
+                Drift::StraySchema { .. }
+                    | Drift::OtherDefaults { to_runtime: false, .. }
+                    | Drift::OtherDatabase { .. }
+            )
+        };
+        for item in self.found(named) {
+            match &item {
+                Drift::StraySchema { name, owner } => self.plan.refusals.push(format!(
+                    "`{owner}` owns schema `{name}`, which is not in APP_DB_SCHEMAS: add it to APP_DB_SCHEMAS so the \
+                     runtime roles get their access there (and `db-check` checks what it holds), or drop it if \
+                     nothing uses it"
+                )),
+                Drift::OtherDefaults { row, item, .. } => self.plan.warnings.push(format!(
                     "default privileges of `{}` give PUBLIC {} on every new {} it creates{}: the runtime roles \
                      get them too; revoke them if nothing needs them (`ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE …`)",
                     row.role,
@@ -30,80 +34,75 @@ impl Planner<'_> {
                     default_acl_keyword(row.objtype).unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s'),
                     row.schema.as_deref().map(|s| format!(" in schema `{s}`")).unwrap_or_default(),
                     quote_ident(&row.role)
-                ));
+                )),
+                _ => self.plan.warnings.push(format!(
+                    "{} is owned by a runtime role ({item}): `db-check` fails it; give it another owner by hand",
+                    item.subject()
+                )),
             }
-        }
-        for item in drift::other_databases(self.model, self.snap) {
-            self.plan.warnings.push(format!(
-                "{} is owned by a runtime role ({item}): `db-check` fails it; give it another owner by hand",
-                item.subject()
-            ));
         }
     }
 
+    /// Objects other than the managed schemas and their relations, as their
+    /// owner drift says ([`Drift::remedy`]): moved with `ALTER … OWNER`, or
+    /// with `REASSIGN OWNED` where ALTER cannot (extensions); refused where
+    /// they live outside the managed schemas; named where only the operator
+    /// can move them.
     pub(super) fn objects(&mut self) {
         let migrator = self.migrator().to_string();
-        let managed = self.model.managed_schemas();
+        let snap = self.snap;
+        let by_oid: BTreeMap<(&str, i64), &OwnedObject> =
+            snap.db.objects.iter().map(|o| ((o.catalog.as_str(), o.oid), o)).collect();
         let mut reassign_from = BTreeSet::new();
         let mut extensions = Vec::new();
-        for object in &self.snap.db.objects {
-            let runtime_owned = self.model.is_runtime_role(&object.owner);
-            if object.catalog == "pg_class" {
-                // Relations of managed schemas are handled above; indexes and
-                // TOAST tables follow their table.
-                if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
-                    if !matches!(object.kind.as_str(), "index" | "toast table" | "toast table index") {
-                        self.refuse_outside(object, schema);
+        for item in self.found(|d| matches!(d, Drift::Owner { owned: Owned::Other { .. }, .. })) {
+            let Drift::Owner { owned: Owned::Other { kind, schema, catalog, oid }, .. } = &item else { continue };
+            let Some(object) = by_oid.get(&(catalog.as_str(), *oid)).copied() else { continue };
+            match (item.remedy(self.model), kind.as_str()) {
+                (Remedy::Refuse, "schema") => {
+                    // Another schema a model role owns is a stray schema
+                    // (`outside_the_plan`); this is one of PostgreSQL's own.
+                    let name = object.identity.trim_matches('"').replace("\"\"", "\"");
+                    if !snap.db.other_schemas.iter().any(|s| s.name == name) {
+                        self.plan.refusals.push(format!(
+                            "`{}` owns schema `{name}`: give it back to its owner by hand",
+                            object.owner
+                        ));
                     }
                 }
-                continue;
+                (Remedy::Refuse, _) => self.refuse_outside(object, schema.as_deref().unwrap_or_default()),
+                (Remedy::Warn, _) => self.plan.warnings.push(format!(
+                    "{} `{}` is owned by `{}`, not `{migrator}`; change its owner by hand",
+                    object.kind, object.identity, object.owner
+                )),
+                // A managed schema changes owner with the schemas.
+                (Remedy::Change, "schema") => {}
+                (Remedy::Change, _) => match alter_keyword(kind).filter(|_| kind != "extension") {
+                    Some(keyword) => self.alter_owner(object, keyword),
+                    None => {
+                        reassign_from.insert(object.owner.clone());
+                        extensions.push(format!("{} {}", object.kind, object.identity));
+                    }
+                },
             }
-            if let Some(schema) = object.schema.as_ref().filter(|s| !managed.contains(s)) {
-                self.refuse_outside(object, schema);
-                continue;
-            }
-            if object.kind == "schema" {
-                // A managed one changes owner with the schemas; another is a
-                // stray schema (`outside_the_plan`), unless PostgreSQL's own.
-                let name = object.identity.trim_matches('"').replace("\"\"", "\"");
-                if !managed.contains(&name) && !self.snap.db.other_schemas.iter().any(|s| s.name == name) {
-                    self.plan
-                        .refusals
-                        .push(format!("`{}` owns schema `{name}`: give it back to its owner by hand", object.owner));
-                }
-                continue;
-            }
-            if object.kind == "extension" {
-                extensions.push(format!("extension {}", object.identity));
-                reassign_from.insert(object.owner.clone());
-                continue;
-            }
-            let Some(keyword) = alter_keyword(&object.kind) else {
-                if runtime_owned {
-                    reassign_from.insert(object.owner.clone());
-                    extensions.push(format!("{} {}", object.kind, object.identity));
-                } else {
-                    self.plan.warnings.push(format!(
-                        "{} `{}` is owned by `{}`, not `{migrator}`; change its owner by hand",
-                        object.kind, object.identity, object.owner
-                    ));
-                }
-                continue;
-            };
-            self.plan.needs.insert(Need::ChangeOwner { from: object.owner.clone(), to: migrator.clone() });
-            let mut statements =
-                vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
-            statements.extend(self.keep_usage(object));
-            self.plan.push(
-                Phase::Ownership,
-                format!("owner of {} `{}`: `{}` → `{migrator}`", object.kind, object.identity, object.owner),
-                statements,
-                1,
-            );
         }
         if !reassign_from.is_empty() {
             self.reassign(&reassign_from, &extensions);
         }
+    }
+
+    fn alter_owner(&mut self, object: &OwnedObject, keyword: &str) {
+        let migrator = self.migrator().to_string();
+        self.plan.needs.insert(Need::ChangeOwner { from: object.owner.clone(), to: migrator.clone() });
+        let mut statements =
+            vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
+        statements.extend(self.keep_usage(object));
+        self.plan.push(
+            Phase::Ownership,
+            format!("owner of {} `{}`: `{}` → `{migrator}`", object.kind, object.identity, object.owner),
+            statements,
+            1,
+        );
     }
 
     pub(super) fn refuse_outside(&mut self, object: &OwnedObject, schema: &str) {

@@ -48,10 +48,10 @@ impl Planner<'_> {
                 continue;
             }
             for member in group {
-                for change in self.relation_changes(member, &member.acl) {
+                for change in self.access(&On::Relation(member.oid)) {
                     grouped.entry((keyword(member), change)).or_default().push(member.qualified());
                 }
-                let statements = self.column_statements(member, groups.columns.get(&member.oid), None);
+                let statements = self.column_statements(member, groups.columns.get(&member.oid));
                 if !statements.is_empty() {
                     self.plan.push(
                         Phase::Grants,
@@ -89,10 +89,9 @@ impl Planner<'_> {
             summary.push_str(" with security_invoker");
         }
         for member in group {
-            let acl = change_owner(&member.acl, &member.owner, &migrator);
-            let changes = self.relation_changes(member, &acl);
+            let changes = self.access(&On::Relation(member.oid));
             statements.extend(self.acl_statements(keyword(member), &member.qualified(), &migrator, &changes));
-            statements.extend(self.column_statements(member, columns.get(&member.oid), Some(&member.owner)));
+            statements.extend(self.column_statements(member, columns.get(&member.oid)));
         }
         if statements.len() > 1 {
             summary.push_str(" (grants restored)");
@@ -120,55 +119,32 @@ impl Planner<'_> {
         }
     }
 
-    /// The ACL changes a relation needs, given its (possibly predicted) ACL.
-    pub(super) fn relation_changes(&self, rel: &Relation, acl: &[AclItem]) -> Vec<AclChange> {
-        acl::changes(acl, &wants::relation(self.model, rel))
-    }
-
     /// Column grants to the runtime roles or PUBLIC are removed: table-level
-    /// DML is all they get. `old_owner` is set when the table changes owner
-    /// in the same step (grantors are then the migrator's).
-    pub(super) fn column_statements(
-        &mut self,
-        rel: &Relation,
-        columns: Option<&Vec<&ColumnAcl>>,
-        old_owner: Option<&str>,
-    ) -> Vec<Sql> {
-        let migrator = self.migrator().to_string();
-        let owner = if old_owner.is_some() { migrator.as_str() } else { rel.owner.as_str() };
-        let owner = owner.to_string();
+    /// DML is all they get. Revokes run as their grantors (the migrator's,
+    /// once the table has moved to it).
+    fn column_statements(&mut self, rel: &Relation, columns: Option<&Vec<&ColumnAcl>>) -> Vec<Sql> {
+        let owner = self.migrator().to_string();
         let mut statements = Vec::new();
         for column in columns.into_iter().flatten() {
-            let acl = match old_owner {
-                Some(old) => change_owner(&column.acl, old, &migrator),
-                None => column.acl.clone(),
-            };
-            for (grantee, want) in wants::column(self.model) {
-                for change in diff(&acl, &grantee, want) {
-                    if let AclChange::Revoke { privs, grantor, .. } = &change {
-                        let column_privs: Vec<String> = privs
-                            .letters()
-                            .chars()
-                            .map(|l| {
-                                format!(
-                                    "{} ({})",
-                                    Privs::from_letters(&l.to_string()).sql(),
-                                    quote_ident(&column.column)
-                                )
-                            })
-                            .collect();
-                        let actor = self.actor(&owner, Some(grantor));
-                        statements.push(
-                            Sql::new(format!(
-                                "REVOKE {} ON TABLE {} FROM {} CASCADE",
-                                column_privs.join(", "),
-                                rel.qualified(),
-                                grantee.sql()
-                            ))
-                            .run_as(actor),
-                        );
-                    }
-                }
+            let on = On::Column { table: rel.oid, column: column.column.clone() };
+            for change in self.access(&on) {
+                // Columns want nothing (`wants::column`): only revokes arise.
+                let AclChange::Revoke { privs, grantor, grantee } = &change else { continue };
+                let column_privs: Vec<String> = privs
+                    .letters()
+                    .chars()
+                    .map(|l| format!("{} ({})", Privs::from_letters(&l.to_string()).sql(), quote_ident(&column.column)))
+                    .collect();
+                let actor = self.actor(&owner, Some(grantor));
+                statements.push(
+                    Sql::new(format!(
+                        "REVOKE {} ON TABLE {} FROM {} CASCADE",
+                        column_privs.join(", "),
+                        rel.qualified(),
+                        grantee.sql()
+                    ))
+                    .run_as(actor),
+                );
             }
         }
         statements

@@ -19,7 +19,7 @@ impl Planner<'_> {
         // None of the three roles is a member of any role: not of each
         // other, not of pg_* roles, not of anything that could lend it
         // privileges the model does not give.
-        for item in drift::memberships(self.model, self.snap) {
+        for item in self.found(|d| matches!(d, Drift::Membership(_))) {
             let Drift::Membership(membership) = item else { continue };
             let granted_by = if self.snap.server_version >= 160000 && !membership.grantor.is_empty() {
                 format!(" GRANTED BY {}", quote_ident(&membership.grantor))
@@ -69,7 +69,7 @@ impl Planner<'_> {
     /// Role and database defaults that break or weaken the model for the
     /// runtime roles are removed (`wants::setting_problem`).
     pub(super) fn settings(&mut self) {
-        for item in drift::settings(self.model, self.snap) {
+        for item in self.found(|d| matches!(d, Drift::Setting { .. })) {
             let Drift::Setting { setting, problem } = &item else { continue };
             if item.remedy(self.model) == Remedy::Warn {
                 self.plan.warnings.push(format!("{}: {item}", item.subject()));
@@ -126,10 +126,13 @@ impl Planner<'_> {
 
     pub(super) fn alter_role(&mut self, spec: &RoleSpec, row: &RoleRow) {
         let name = quote_ident(&spec.name);
-        let changes: Vec<String> = Attribute::ALL
-            .into_iter()
-            .filter(|a| a.held_by(row) != a.wanted(spec.kind))
-            .map(|a| a.spelled(a.wanted(spec.kind)))
+        let changes: Vec<String> = self
+            .found
+            .iter()
+            .filter_map(|item| match item {
+                Drift::Attribute { role, attribute, held } if *role == spec.name => Some(attribute.spelled(!held)),
+                _ => None,
+            })
             .collect();
         if !changes.is_empty() {
             if !self.snap.admin.superuser {

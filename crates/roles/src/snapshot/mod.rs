@@ -1,8 +1,8 @@
 //! One read of the catalogs: everything the plan (and the audit) needs, in a
 //! fixed number of set-based queries whatever the size of the database. The
 //! one place sessions are set up for reading ([`prepare_session`]) and the
-//! one entry point ([`read`]), for the cluster part ([`cluster`]) and the
-//! database part ([`db`]).
+//! one entry point ([`read`]), for the cluster part (`cluster.rs`) and the
+//! database part (`db.rs`).
 
 mod cluster;
 mod db;
