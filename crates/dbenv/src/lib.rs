@@ -23,5 +23,7 @@ pub use env::{
     pg_timeout, read_env_file, role_creds, role_from_env, role_passwords, server_address, AdminCreds, EnvVars,
     ProcessEnv, RoleCreds, RoleKind, Settings, CONTRACT_KEYS, DEFAULT_ENV_FILE, ENV_FILES,
 };
-pub use names::{quote_ident, quote_literal, validate_name, NameKind, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES};
+pub use names::{
+    quote_ident, quote_literal, unquote_ident, validate_name, NameKind, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES,
+};
 pub use secret::Secret;

@@ -86,6 +86,26 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A name as the server prints it (`"public"."we""ird"`, `public.users`)
+/// back to its plain spelling (`public.we"ird`): for reports, exemption
+/// names and lookups.
+pub fn unquote_ident(quoted: &str) -> String {
+    let mut out = String::new();
+    let mut chars = quoted.chars().peekable();
+    let mut inside = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if inside && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push('"');
+            }
+            '"' => inside = !inside,
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Quotes a string literal for SQL with standard-conforming strings
 /// (`'text'`, doubling inner quotes). Backslashes are literal with
 /// `standard_conforming_strings = on`, the default since 9.1; callers that
@@ -97,6 +117,15 @@ pub fn quote_literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquotes_what_quote_ident_quotes() {
+        assert_eq!(unquote_ident("\"public\".\"events_p0\""), "public.events_p0");
+        assert_eq!(unquote_ident("public.\"we\"\"ird\""), "public.we\"ird");
+        for name in ["plain", "we\"ird", "a.b", "\"\"", "Mixed Case"] {
+            assert_eq!(unquote_ident(&quote_ident(name)), name);
+        }
+    }
 
     #[test]
     fn accepts_the_upstream_names() {

@@ -311,7 +311,7 @@ impl fmt::Display for Drift {
 fn other_owner_remedy(model: &Model, kind: &str, schema: Option<&str>, identity: &str, owner: &str) -> Remedy {
     let managed = model.managed_schemas();
     if kind == "schema" {
-        let name = identity.trim_matches('"').replace("\"\"", "\"");
+        let name = dbenv::unquote_ident(identity);
         return if managed.contains(&name) { Remedy::Change } else { Remedy::Refuse };
     }
     if schema.is_some_and(|s| !managed.iter().any(|m| m == s)) {

@@ -237,7 +237,8 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
             // its rows): name any other RLS table first.
             let own = format!("{}.{}", dbenv::quote_ident(&schema), dbenv::quote_ident(&name));
             let mut rls_reads: Vec<String> = row.get(9);
-            rls_reads.sort_by_key(|t| t.eq_ignore_ascii_case(&own) || unquote(t) == format!("{schema}.{name}"));
+            rls_reads
+                .sort_by_key(|t| t.eq_ignore_ascii_case(&own) || dbenv::unquote_ident(t) == format!("{schema}.{name}"));
             RightsObject {
                 oid: row.get(0),
                 schema,
@@ -381,7 +382,7 @@ impl<'a> Analysis<'a> {
         let mut stack = vec![object];
         while let Some(current) = stack.pop() {
             if let Some(table) = current.rls_reads.first() {
-                return Some(format!("RLS table `{}`", unquote(table)));
+                return Some(format!("RLS table `{}`", dbenv::unquote_ident(table)));
             }
             if through_functions {
                 if let Some(function) = current.functions.first() {
@@ -538,17 +539,17 @@ impl<'a> Analysis<'a> {
             }
             paths.push(RightsPath {
                 class: PathClass::UnprotectedChild,
-                subject: unquote(&child.qualified),
+                subject: dbenv::unquote_ident(&child.qualified),
                 message: format!(
                     "inherits from RLS table `{}` but has no row-level security of its own: read directly, it shows \
                      every tenant's rows",
-                    unquote(&child.ancestor)
+                    dbenv::unquote_ident(&child.ancestor)
                 ),
                 fix: format!(
                     "ALTER TABLE {} ENABLE ROW LEVEL SECURITY with the parent's policies (queries through `{}` keep \
                      working), or exempt it with a reason",
                     child.qualified,
-                    unquote(&child.ancestor)
+                    dbenv::unquote_ident(&child.ancestor)
                 ),
                 carrier: Carrier::Relation(child.oid),
                 opened_by_conversion: self.opened(&child.owner, &child.schema, false)
@@ -557,24 +558,6 @@ impl<'a> Analysis<'a> {
         }
         paths
     }
-}
-
-/// `"schema"."name"` as `schema.name` for reports and exemption names.
-fn unquote(qualified: &str) -> String {
-    let mut out = String::new();
-    let mut chars = qualified.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                out.push('"');
-            }
-            '"' => quoted = !quoted,
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -594,11 +577,5 @@ mod tests {
         }
         assert!(security_invoker(&["security_barrier=true".into(), "security_invoker=TRUE".into()]));
         assert!(!security_invoker(&["security_invoker=off".into()]));
-    }
-
-    #[test]
-    fn unquotes_qualified_names() {
-        assert_eq!(unquote("\"public\".\"events_p0\""), "public.events_p0");
-        assert_eq!(unquote("public.\"we\"\"ird\""), "public.we\"ird");
     }
 }

@@ -62,7 +62,7 @@ impl Planner<'_> {
                 (Remedy::Refuse, "schema") => {
                     // Another schema a model role owns is a stray schema
                     // (`outside_the_plan`); this is one of PostgreSQL's own.
-                    let name = object.identity.trim_matches('"').replace("\"\"", "\"");
+                    let name = dbenv::unquote_ident(&object.identity);
                     if !snap.db.other_schemas.iter().any(|s| s.name == name) {
                         self.plan.refusals.push(format!(
                             "`{}` owns schema `{name}`: give it back to its owner by hand",

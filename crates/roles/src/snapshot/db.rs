@@ -149,7 +149,11 @@ fn read_columns(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<ColumnAc
 /// Every non-relation object of the managed schemas not owned by the
 /// migrator, plus everything the runtime roles own anywhere in this
 /// database (pg_shdepend; the bootstrap superuser's objects are not
-/// recorded there, which is why the managed schemas are scanned too).
+/// recorded there, which is why the managed schemas are scanned too). Their
+/// relations outside the managed schemas come from pg_shdepend as well
+/// (every relation but a TOAST table records its owner there): an index
+/// lookup, where scanning pg_class costs a third of the query on a
+/// database of 10,000 tables.
 fn objects_sql(server_version: i32) -> String {
     let multirange_filter = if server_version >= 140000 {
         "AND NOT EXISTS (SELECT 1 FROM pg_range g WHERE g.rngmultitypid = t.oid)"
@@ -176,10 +180,9 @@ fn objects_sql(server_version: i32) -> String {
              WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass \
                AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
-               AND s.classid NOT IN ('pg_default_acl'::regclass, 'pg_class'::regclass, 'pg_user_mapping'::regclass) \
-           UNION ALL SELECT 'pg_class'::regclass, r.oid, r.relowner FROM pg_class r \
-             WHERE r.relowner IN (SELECT oid FROM pg_roles WHERE rolname = ANY($2)) \
-               AND r.relnamespace NOT IN (SELECT oid FROM managed) AND r.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+               AND s.classid NOT IN ('pg_default_acl'::regclass, 'pg_user_mapping'::regclass) \
+               AND (s.classid <> 'pg_class'::regclass OR EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.objid \
+                    AND r.relnamespace NOT IN (SELECT oid FROM managed) AND r.relkind IN ('r', 'p', 'v', 'm', 'f', 'S'))) \
          ) \
          SELECT DISTINCT c.classid::regclass::text, c.objid::int8, pg_get_userbyid(c.owner)::text, o.type, o.schema, o.identity, \
                 CASE WHEN c.classid = 'pg_proc'::regclass THEN \
