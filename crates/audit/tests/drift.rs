@@ -517,6 +517,58 @@ fn a_stray_schema_the_migrator_owns_is_refused_by_the_plan_and_failed_by_the_aud
     assert_eq!(failed(&drift_checks(&model, &snap)), vec!["stray-schemas: reports".to_string()]);
 }
 
+/// Every statement of the plan, as `--dry-run` prints it.
+fn statements(plan: &Plan) -> Vec<String> {
+    plan.steps.iter().flat_map(|step| step.statements.iter().map(|sql| sql.to_string())).collect()
+}
+
+#[test]
+fn a_server_a_runtime_role_owns_moves_and_its_old_owner_is_not_revoked_from_afterwards() {
+    let model = model(&["public"]);
+    let mut snap = converged(&model);
+    snap.db.foreign.push(ForeignObject {
+        keyword: "FOREIGN SERVER",
+        name: "warehouse".into(),
+        owner: RUNTIME.into(),
+        acl: vec![item(Grantee::role(RUNTIME), RUNTIME, Privs::from_letters("U"), Privs::NONE)],
+    });
+    snap.db.objects.push(OwnedObject {
+        catalog: "pg_foreign_server".into(),
+        oid: 77,
+        owner: RUNTIME.into(),
+        kind: "server".into(),
+        schema: None,
+        identity: "warehouse".into(),
+        acl: None,
+        security_definer: false,
+    });
+    let sql = statements(&plan(&model, &snap));
+    assert_eq!(sql, vec!["ALTER SERVER warehouse OWNER TO \"app_migrator\"".to_string()]);
+}
+
+#[test]
+fn a_schema_made_by_the_plan_starts_from_the_migrators_defaults_for_schemas() {
+    let model = model(&["public"]);
+    let mut snap = converged(&model);
+    snap.db.schemas.retain(|s| s.name != "drizzle");
+    let own = item(Grantee::role(MIGRATOR), MIGRATOR, Privs::from_letters("UC"), Privs::NONE);
+    snap.db.default_acls.push(DefaultAcl {
+        role: MIGRATOR.into(),
+        schema: None,
+        objtype: 'n',
+        acl: vec![own.clone(), item(Grantee::Public, MIGRATOR, Privs::from_letters("UC"), Privs::NONE)],
+        builtin: vec![own],
+    });
+    let sql = statements(&plan(&model, &snap));
+    assert_eq!(
+        sql,
+        vec![
+            "CREATE SCHEMA \"drizzle\" AUTHORIZATION \"app_migrator\"".to_string(),
+            "REVOKE USAGE, CREATE ON SCHEMA \"drizzle\" FROM PUBLIC CASCADE".to_string(),
+        ]
+    );
+}
+
 // ---- the property ----
 
 /// Privileges that matter on one kind of object.

@@ -159,7 +159,7 @@ impl Planner<'_> {
     /// with it they create servers and user mappings. USAGE granted to
     /// PUBLIC is named, not revoked (other roles of the database may use it).
     pub(super) fn foreign(&mut self) {
-        for object in &self.snap.db.foreign {
+        for object in std::mem::take(&mut self.access.foreign) {
             let changes = self.access(&On::Foreign { keyword: object.keyword, name: object.name.clone() });
             let noun = object.noun();
             if !changes.is_empty() {

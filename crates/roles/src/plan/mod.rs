@@ -15,7 +15,7 @@ use crate::drift::{self, alter_keyword, Drift, On, Owned, Remedy};
 use crate::model::{attributes_sql, Attribute, Model, RoleSpec};
 use crate::reach::{self, State};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
-use crate::snapshot::{OwnedObject, Relation, RoleRow, Snapshot};
+use crate::snapshot::{ForeignObject, OwnedObject, Relation, RoleRow, Snapshot};
 use crate::wants;
 
 mod database;
@@ -278,6 +278,8 @@ struct Access {
     named: Vec<Drift>,
     /// The predicted database ACL, for the admin's CONNECT.
     database_acl: Vec<AclItem>,
+    /// The foreign-data wrappers and servers, with their predicted owners.
+    foreign: Vec<ForeignObject>,
 }
 
 impl Access {
@@ -287,6 +289,7 @@ impl Access {
             defaults: Vec::new(),
             named: Vec::new(),
             database_acl: predicted.database.as_ref().map(|d| d.acl.clone()).unwrap_or_default(),
+            foreign: predicted.db.foreign.clone(),
         };
         for item in drift {
             match item {

@@ -1,8 +1,9 @@
 //! What the access phases find: the database and the managed schemas
-//! created where missing, and the database, the managed schemas and their
-//! relations owned by the migrator, with the ACLs as `ALTER … OWNER` leaves
-//! them. The plan's grants and revokes are the drift of that state: the same
-//! reading `db-check` makes of the current one.
+//! created where missing, and the database, the managed schemas, their
+//! relations and the runtime roles' foreign servers owned by the migrator,
+//! with the ACLs as `ALTER … OWNER` leaves them. The plan's grants and
+//! revokes are the drift of that state: the same reading `db-check` makes of
+//! the current one.
 
 use std::borrow::Cow;
 
@@ -20,7 +21,8 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
             None => !drift::left_to_migrations(model, snap, name),
         });
     let relations_move = snap.db.relations.iter().any(|r| r.owner != migrator);
-    if !(database_moves || schema_moves || relations_move) {
+    let foreign_moves = snap.db.foreign.iter().any(|f| model.is_runtime_role(&f.owner));
+    if !(database_moves || schema_moves || relations_move || foreign_moves) {
         return Cow::Borrowed(snap);
     }
     let mut next = snap.clone();
@@ -36,22 +38,39 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
         },
         Some(database) => moved(database.clone(), |d| (&mut d.owner, &mut d.acl), migrator),
     });
+    // A new schema's ACL: the migrator's defaults for schemas everywhere
+    // (`ALTER DEFAULT PRIVILEGES FOR ROLE … ON SCHEMAS`) where it has them.
+    let new_schema_acl = snap
+        .db
+        .default_acls
+        .iter()
+        .find(|d| d.role == migrator && d.schema.is_none() && d.objtype == 'n')
+        .map(|d| d.acl.clone())
+        .unwrap_or_else(|| vec![owned_item(Grantee::role(migrator), migrator, Privs::from_letters("UC"))]);
     for name in model.managed_schemas() {
         match next.db.schemas.iter_mut().find(|s| s.name == name) {
             Some(schema) => *schema = moved(schema.clone(), |s| (&mut s.owner, &mut s.acl), migrator),
             None if drift::left_to_migrations(model, snap, &name) => {}
-            None => next.db.schemas.push(Schema {
-                name,
-                owner: migrator.to_string(),
-                acl: vec![owned_item(Grantee::role(migrator), migrator, Privs::from_letters("UC"))],
-            }),
+            None => next.db.schemas.push(Schema { name, owner: migrator.to_string(), acl: new_schema_acl.clone() }),
         }
     }
+    // A relation moves with its group: a serial or identity sequence with
+    // the table that owns it (`relations.rs`).
+    let owners: BTreeMap<i64, &str> = snap.db.relations.iter().map(|r| (r.oid, r.owner.as_str())).collect();
+    let moves = |rel: &Relation| match rel.owned_by.and_then(|table| owners.get(&table)) {
+        Some(table_owner) => *table_owner != migrator,
+        None => rel.owner != migrator,
+    };
     let mut old_owners = BTreeMap::new();
-    for rel in next.db.relations.iter_mut().filter(|r| r.owner != migrator) {
+    for rel in next.db.relations.iter_mut().filter(|r| moves(r)) {
         old_owners.insert(rel.oid, rel.owner.clone());
         rel.acl = change_owner(&rel.acl, &rel.owner, migrator);
         rel.owner = migrator.to_string();
+    }
+    // `objects()` moves what a runtime role owns (`ALTER SERVER … OWNER`).
+    for object in next.db.foreign.iter_mut().filter(|f| model.is_runtime_role(&f.owner)) {
+        object.acl = change_owner(&object.acl, &object.owner, migrator);
+        object.owner = migrator.to_string();
     }
     for column in &mut next.db.columns {
         if let Some(old) = old_owners.get(&column.table_oid) {
