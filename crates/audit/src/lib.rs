@@ -13,6 +13,7 @@ pub mod policies;
 pub mod powers;
 pub mod probes;
 pub mod report;
+pub mod shadowing;
 pub mod tenancy;
 
 pub use roles::exemptions;
@@ -104,6 +105,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let snapshot = roles::snapshot::read(&mut client, None, model, how)?;
     let mut reads = roles::snapshot::Queries::new(&mut client);
     let policies = policies::read(&mut reads).context("read the RLS policies")?;
+    let shadowing = shadowing::read(&mut reads, model).context("read what shadows the built-in functions")?;
     let catalog_queries = snapshot.queries + reads.sent;
     let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
@@ -132,7 +134,8 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     // The tenant roots, found once: the catalog checks tenancy from them and
     // the live proof builds its tenant value after the first.
     let roots = catalog::tenant_roots(model, &snapshot, &config.exemptions.rls);
-    let checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
+    let mut checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
+    checks.push(shadowing::check(&shadowing, &config.exemptions, &mut used));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
     Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })

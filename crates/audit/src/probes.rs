@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use dbenv::{Dsn, RoleKind};
+use dbenv::{quote_literal, Dsn, RoleKind};
 use postgres::error::SqlState;
 use postgres::Client;
 use roles::Model;
@@ -44,6 +44,12 @@ struct Spec {
     expect: Expect,
     /// For GRANT/REVOKE probes: the relation whose ACL must stay as it was.
     acl_of: Option<String>,
+    /// A boolean the role's own catalog answers: when true, the role holds
+    /// the power the probe would try (it owns the object, or holds the
+    /// privilege), so the statement is not sent (it could change something
+    /// a rollback does not undo, or lock the app out) and the probe fails on
+    /// the catalog's word.
+    guard: Option<String>,
 }
 
 /// Objects to aim the probes at, found by the probing role itself.
@@ -140,7 +146,6 @@ alter-migrator    | ALTER ROLE the migrator                   | ALTER ROLE {migr
 alter-database    | ALTER DATABASE … SET                      | ALTER DATABASE {db} SET work_mem = '4MB' | denied
 read-bookkeeping  | read the Drizzle bookkeeping              | SELECT 1 FROM {bookkeeping} LIMIT 1 | denied
 write-bookkeeping | write the Drizzle bookkeeping             | INSERT INTO {bookkeeping} (hash, created_at) VALUES ('probe', 0) | denied
-setval            | setval() on a sequence                    | SELECT setval('{sequence}', 1) | denied
 alter-sequence    | ALTER SEQUENCE                            | ALTER SEQUENCE {sequence} RESTART | denied
 drop-type         | DROP TYPE … CASCADE                       | DROP TYPE {type} CASCADE | denied
 drop-function     | DROP FUNCTION … CASCADE                   | DROP FUNCTION {function} CASCADE | denied
@@ -205,6 +210,46 @@ impl Ctx<'_> {
         Ok(sql)
     }
 
+    /// The catalog's answer to the power probe `id` tries on a relation,
+    /// type or function, asked as the role (see [`Spec::guard`]).
+    fn guard(&self, id: &str) -> Option<String> {
+        let t = self.t;
+        let owns_relation = |r: &str| {
+            format!("pg_has_role((SELECT relowner FROM pg_class WHERE oid = {}::regclass), 'USAGE')", quote_literal(r))
+        };
+        let table = t.table.as_deref();
+        match id {
+            "drop-table" | "alter-table" | "disable-rls" | "no-force-rls" | "create-index" | "comment"
+            | "create-policy" | "drop-policy" | "alter-owner" => table.map(owns_relation),
+            "truncate" => table.map(|r| format!("has_table_privilege({}::regclass, 'TRUNCATE')", quote_literal(r))),
+            "create-trigger" => {
+                table.map(|r| format!("has_table_privilege({}::regclass, 'TRIGGER')", quote_literal(r)))
+            }
+            "alter-sequence" => t.sequence.as_deref().map(owns_relation),
+            "refresh-matview" => t.matview.as_deref().map(|m| {
+                format!(
+                    "{} OR (current_setting('server_version_num')::int >= 170000 \
+                     AND has_table_privilege({}::regclass, 'MAINTAIN'))",
+                    owns_relation(m),
+                    quote_literal(m)
+                )
+            }),
+            "drop-type" => t.user_type.as_deref().map(|y| {
+                format!(
+                    "pg_has_role((SELECT typowner FROM pg_type WHERE oid = {}::regtype), 'USAGE')",
+                    quote_literal(y)
+                )
+            }),
+            "drop-function" => t.function.as_deref().map(|f| {
+                format!(
+                    "pg_has_role((SELECT proowner FROM pg_proc WHERE oid = {}::regprocedure), 'USAGE')",
+                    quote_literal(f)
+                )
+            }),
+            _ => None,
+        }
+    }
+
     fn specs(&self) -> Vec<Spec> {
         rows()
             .map(|(id, capability, sql, expect)| Spec {
@@ -213,6 +258,7 @@ impl Ctx<'_> {
                 sql: self.render(sql),
                 expect,
                 acl_of: None,
+                guard: self.guard(id),
             })
             .collect()
     }
@@ -239,6 +285,7 @@ fn specs(model: &Model, me: RoleKind, t: &Targets) -> Vec<Spec> {
             sql: Ok(sql),
             expect: Expect::Warning,
             acl_of: Some(table.clone()),
+            guard: None,
         };
         all.push(warning("grant", "GRANT SELECT … TO PUBLIC", format!("GRANT SELECT ON {table} TO PUBLIC")));
         let revoke = format!("REVOKE SELECT ON {table} FROM {}", c.other);
@@ -261,6 +308,7 @@ fn residual_specs(model: &Model, me: RoleKind, t: &Targets) -> Vec<Spec> {
         sql,
         expect: Expect::Residual,
         acl_of: None,
+        guard: None,
     };
     vec![
         residual("own-password", "change its own password", Ok("ALTER ROLE CURRENT_USER PASSWORD NULL".into())),
@@ -291,8 +339,61 @@ fn residual_specs(model: &Model, me: RoleKind, t: &Targets) -> Vec<Spec> {
     ]
 }
 
-/// Runs one probe in its own transaction, rolled back whatever happens.
-fn run(client: &mut Client, notices: &Arc<Mutex<Vec<String>>>, spec: &Spec, queries: &mut u32) -> (String, Verdict) {
+/// How long a probe statement may wait for a lock. While it waits, the
+/// app's requests for conflicting locks queue behind it, so it is short; a
+/// probe that times out is tried again after a pause (see [`PROBE_ATTEMPTS`]).
+pub const PROBE_LOCK_TIMEOUT_MS: u64 = 50;
+/// Attempts of a probe whose lock is taken, pausing 100, 200, 400 ms between.
+const PROBE_ATTEMPTS: u32 = 4;
+
+/// The transaction every probe statement runs in: rolled back, waiting at
+/// most [`PROBE_LOCK_TIMEOUT_MS`] for a lock and 10 s in all.
+pub(crate) fn begin_probe() -> String {
+    format!("BEGIN; SET LOCAL lock_timeout = '{PROBE_LOCK_TIMEOUT_MS}ms'; SET LOCAL statement_timeout = '10s'")
+}
+
+/// What the catalog said of a probe's power before it was tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// Not held, or nothing to ask: the statement is tried.
+    No,
+    /// Held: the statement is not sent.
+    Yes,
+    /// The question itself failed: the statement is not sent either.
+    Unknown,
+}
+
+/// Runs one probe in its own transaction, rolled back whatever happens,
+/// unless the catalog already answered; tried again when a lock was taken.
+fn run(
+    client: &mut Client,
+    notices: &Arc<Mutex<Vec<String>>>,
+    spec: &Spec,
+    held: Held,
+    queries: &mut u32,
+) -> (String, Verdict) {
+    match held {
+        Held::Yes => return ("HELD (the catalog shows it; not tried)".into(), Verdict::Fail),
+        Held::Unknown => return ("not tried: the catalog could not be asked".into(), Verdict::Inconclusive),
+        Held::No => {}
+    }
+    let mut attempt = 1;
+    loop {
+        let (observed, verdict) = run_once(client, notices, spec, queries);
+        if verdict != Verdict::Inconclusive || !observed.starts_with("timed out") || attempt == PROBE_ATTEMPTS {
+            return (observed, verdict);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+        attempt += 1;
+    }
+}
+
+fn run_once(
+    client: &mut Client,
+    notices: &Arc<Mutex<Vec<String>>>,
+    spec: &Spec,
+    queries: &mut u32,
+) -> (String, Verdict) {
     let sql = match &spec.sql {
         Ok(sql) => sql,
         Err(reason) => {
@@ -303,9 +404,7 @@ fn run(client: &mut Client, notices: &Arc<Mutex<Vec<String>>>, spec: &Spec, quer
         }
     };
     *queries += 3;
-    if let Err(error) =
-        client.batch_execute("BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'")
-    {
+    if let Err(error) = client.batch_execute(&begin_probe()) {
         return (format!("could not start: {error}"), Verdict::Inconclusive);
     }
     let acl = |client: &mut Client, relation: &str| -> Option<String> {
@@ -355,7 +454,10 @@ pub(crate) fn connect_as(dsn: &Dsn, var: &str) -> Result<(Client, Arc<Mutex<Vec<
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let mut config = dbenv::pg_config(dsn);
-    config.application_name("cargo xtask db-check");
+    // The sessions that prove what the runtime roles can do look like the
+    // app's: nothing a policy could test (`current_setting('application_name')`)
+    // tells them apart.
+    config.application_name(dsn.param("application_name").unwrap_or(""));
     config.notice_callback(move |notice| {
         sink.lock().unwrap().push(format!("{}: {}", notice.code().code(), notice.message()))
     });
@@ -381,22 +483,59 @@ pub fn probe_role(
     let (mut client, notices) = connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?;
     let role = model.role(kind).name.clone();
     let targets = discover(&mut client, model, bookkeeping, queries)?;
-    let probe = |spec: Spec, client: &mut Client, queries: &mut u32| {
-        let (observed, verdict) = run(client, &notices, &spec, queries);
+    let probe = |spec: Spec, held: Held, client: &mut Client, queries: &mut u32| {
+        let (observed, verdict) = run(client, &notices, &spec, held, queries);
         let (sql, expected) = (spec.sql.unwrap_or_default(), spec.expect.text().into());
         Probe { role: role.clone(), id: spec.id, capability: spec.capability, sql, expected, observed, verdict }
     };
+    let specs = specs(model, kind, &targets);
+    let held = ask_the_catalog(&mut client, &specs, queries);
     let mut probes: Vec<Probe> =
-        specs(model, kind, &targets).into_iter().map(|spec| probe(spec, &mut client, queries)).collect();
+        specs.into_iter().zip(held).map(|(spec, held)| probe(spec, held, &mut client, queries)).collect();
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
     let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
     *queries += 1;
     probes.extend(crate::powers::check(&mut client, &role, version, queries)?);
     crate::trace(&format!("privilege checks as {role}"), started);
-    let residuals =
-        residual_specs(model, kind, &targets).into_iter().map(|spec| probe(spec, &mut client, queries)).collect();
+    let residuals = residual_specs(model, kind, &targets)
+        .into_iter()
+        .map(|spec| probe(spec, Held::No, &mut client, queries))
+        .collect();
     Ok(RoleProbes { probes, residuals })
+}
+
+/// Every probe's guard in one query, asked as the role: whether it holds
+/// the power the probe would try (see [`Spec::guard`]).
+fn ask_the_catalog(client: &mut Client, specs: &[Spec], queries: &mut u32) -> Vec<Held> {
+    let guards: Vec<&str> = specs.iter().filter_map(|s| s.guard.as_deref()).collect();
+    if guards.is_empty() {
+        return vec![Held::No; specs.len()];
+    }
+    *queries += 1;
+    let answers: Option<Vec<bool>> = client
+        .query_one(
+            &format!(
+                "SELECT ARRAY[{}]",
+                guards.iter().map(|g| format!("coalesce(({g}), false)")).collect::<Vec<_>>().join(", ")
+            ),
+            &[],
+        )
+        .ok()
+        .map(|row| row.get(0));
+    let mut answers = answers.map(Vec::into_iter);
+    specs
+        .iter()
+        .map(|spec| match (&spec.guard, answers.as_mut()) {
+            (None, _) => Held::No,
+            (Some(_), None) => Held::Unknown,
+            (Some(_), Some(answers)) => match answers.next() {
+                Some(true) => Held::Yes,
+                Some(false) => Held::No,
+                None => Held::Unknown,
+            },
+        })
+        .collect()
 }
 
 /// At most five names, and how many more.
@@ -443,6 +582,18 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
     )?;
     let defaults: i64 = sequences.get(0);
     let unusable: Option<Vec<String>> = sequences.get(1);
+    // setval() is not undone by a rollback: the catalog answers, the
+    // function is never called.
+    *queries += 1;
+    let settable = client.query_one(
+        "SELECT count(*), array_agg(quote_ident(n.nspname) || '.' || quote_ident(s.relname) ORDER BY 1) \
+                  FILTER (WHERE has_sequence_privilege(s.oid, 'UPDATE')) \
+         FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace \
+         WHERE n.nspname = ANY($1) AND s.relkind = 'S'",
+        &[&model.app_schemas],
+    )?;
+    let sequences_checked: i64 = settable.get(0);
+    let settable: Option<Vec<String>> = settable.get(1);
     let probe = |id, capability: String, sql: &str, expected: &str, problem: Option<String>, empty: bool| {
         let (observed, verdict) = match (problem, empty) {
             (Some(problem), _) => (problem, Verdict::Fail),
@@ -476,6 +627,14 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
             "all held",
             unusable.filter(|l| !l.is_empty()).map(|l| format!("LACKS on {}", list(&l))),
             defaults == 0,
+        ),
+        probe(
+            "setval",
+            format!("setval() on the {sequences_checked} app sequences"),
+            "has_sequence_privilege(…, 'UPDATE') as the role (setval is not undone by a rollback: never called)",
+            "none held",
+            settable.filter(|l| !l.is_empty()).map(|l| format!("HELD on {}", list(&l))),
+            sequences_checked == 0,
         ),
     ])
 }

@@ -300,7 +300,8 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
     };
     *queries += 1;
     let start = format!(
-        "BEGIN; SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '10s'; SELECT set_config({}, {}, true)",
+        "{}; SELECT set_config({}, {}, true)",
+        crate::probes::begin_probe(),
         quote_literal(&model.tenant_setting),
         quote_literal(&samples.fresh_tenant)
     );

@@ -207,6 +207,25 @@ pub fn connect_raw(dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>>
     open(&pg_config(dsn), dsn, var)
 }
 
+/// The `search_path` of every session the tool opens, set before its first
+/// query. A migrator that defines `public.quote_ident(name)` or sets its
+/// own (or the database's) `search_path` to `public, pg_catalog` would
+/// otherwise have its functions and operators chosen over the built-in
+/// ones in the tool's catalog SQL, run with the admin's rights during
+/// `db-provision` or made to lie to `db-check` (CVE-2018-1058's class).
+/// With `pg_catalog` first and `pg_temp` named last, an unqualified name in
+/// the tool's SQL can only mean a built-in: functions and operators are
+/// never looked up in `pg_temp`. `SET` resolves no function, so the pin
+/// itself cannot be hijacked. `RESET search_path` gives back the value the
+/// role and database configure (the runner does, for migrations).
+pub const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+
+/// Pins the session's `search_path` (see [`PINNED_SEARCH_PATH`]).
+fn pin_search_path(mut client: Client) -> Result<Client, postgres::Error> {
+    client.batch_execute(PINNED_SEARCH_PATH)?;
+    Ok(client)
+}
+
 /// Connects `config` with the TLS `dsn` asks for, within the DSN's connect
 /// timeout for the whole exchange (as libpq's `connect_timeout`): the
 /// `postgres` crate bounds only the TCP connect, so a server that accepts
@@ -224,7 +243,7 @@ fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectE
                 Some(tls) => config.connect(tls),
                 None => config.connect(NoTls),
             };
-            let _ = sender.send(result);
+            let _ = sender.send(result.and_then(pin_search_path));
         })
         .context("start a connection thread")?;
     Ok(match receiver.recv_timeout(deadline + Duration::from_millis(250)) {

@@ -18,7 +18,7 @@ mod secret;
 
 pub use connect::{
     connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config,
-    tls_connector, ConnectError, Wait,
+    tls_connector, ConnectError, Wait, PINNED_SEARCH_PATH,
 };
 pub use dsn::{percent_decode, percent_encode, Dsn, Host, Scheme, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use env::{

@@ -334,8 +334,14 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
         return Ok(Outcome { applied: prepared.pending, granted: Vec::new(), dry_run });
     }
     let result = apply(&mut prepared.client, config, &prepared.table, &pending, progress);
-    // The lock goes with the session too; releasing it keeps the session reusable.
-    let released = release_lock(&mut prepared.client, config);
+    // The lock goes with the session too; releasing it keeps the session
+    // reusable. The migrations ran with the migrator's own search_path: the
+    // runner's statements run pinned again.
+    let released = prepared
+        .client
+        .batch_execute(dbenv::PINNED_SEARCH_PATH)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| release_lock(&mut prepared.client, config));
     let applied = result?;
     released?;
     Ok(Outcome { applied: applied.tags, granted: applied.granted, dry_run: false })
@@ -364,6 +370,11 @@ fn apply(
             config.table.sql()
         ))?;
     }
+    // The migrations run with the search_path the migrator's role and the
+    // database configure, as under drizzle-kit; the runner's own statements
+    // between them call only qualified functions and no operator, and are
+    // pinned again before the grants.
+    client.batch_execute("RESET search_path")?;
     let mut run = Run { client, config, in_transaction: false, unrecorded: Vec::new(), recorded: Vec::new() };
     run.begin()?;
     for (position, migration) in pending.iter().enumerate() {
@@ -387,6 +398,7 @@ fn apply(
     }
     // The runtime roles' access to what the migrations created, in the same
     // transaction as the last migrations' rows.
+    run.client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
     let granted = grants::converge(run.client, config)
         .context("the migrations ran, but granting the runtime roles their access failed; nothing of the last transaction stays, run again")?;
     run.commit()?;
@@ -431,7 +443,7 @@ impl<'a> Run<'a, '_> {
     /// as it: if it is gone when rows are written, something ended the
     /// transaction where no `COMMIT` was seen (a procedure that commits).
     fn begin(&mut self) -> Result<()> {
-        self.client.batch_execute("BEGIN; SELECT set_config('xtask.migration_batch', 'open', true)")?;
+        self.client.batch_execute("BEGIN; SELECT pg_catalog.set_config('xtask.migration_batch', 'open', true)")?;
         self.in_transaction = true;
         Ok(())
     }
@@ -440,8 +452,10 @@ impl<'a> Run<'a, '_> {
     /// order, in one statement (the same rows as drizzle's one INSERT per
     /// migration). Hashes are hex and `when` a number: safe literals.
     fn write_rows(&mut self) -> Result<()> {
-        let marker: Option<String> =
-            self.client.query_typed_one("SELECT current_setting('xtask.migration_batch', true)", &[])?.get(0);
+        let marker: Option<String> = self
+            .client
+            .query_typed_one("SELECT pg_catalog.current_setting('xtask.migration_batch', true)", &[])?
+            .get(0);
         if marker.as_deref() != Some("open") {
             bail!(
                 "the transaction ended where no COMMIT was written (a procedure that commits?): statements may have \
@@ -531,7 +545,9 @@ impl<'a> Run<'a, '_> {
             if let Some(last) = mine.last() {
                 self.in_transaction = last.control == Control::Begin;
                 if self.in_transaction {
-                    let _ = self.client.batch_execute("SELECT set_config('xtask.migration_batch', 'open', true)");
+                    let _ = self
+                        .client
+                        .batch_execute("SELECT pg_catalog.set_config('xtask.migration_batch', 'open', true)");
                 }
             }
             let opens = mine.last().is_some_and(|s| s.control == Control::Begin);

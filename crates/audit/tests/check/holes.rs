@@ -107,7 +107,7 @@ fn a_materialized_view_reaching_an_rls_table_through_a_function() {
     assert_caught(
         &report,
         "views-over-rls",
-        "public.mailing_list: materialized view over function `tenant_emails()` (whose body may read any table)",
+        "public.mailing_list: materialized view over function `public.tenant_emails()` (whose body may read any table)",
     );
 }
 

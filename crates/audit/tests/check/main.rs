@@ -5,4 +5,5 @@ mod common;
 mod holds;
 mod holes;
 mod realworld;
+mod sessions;
 mod violations;

@@ -139,7 +139,10 @@ impl Fixture {
 
     pub fn connect_as(&self, role: &str, db: &str) -> Client {
         let password = PASSWORDS.iter().find(|(r, _)| *r == role).map(|(_, p)| *p).unwrap_or("password");
-        dbenv::connect(&self.dsn(role, password, db), role).unwrap()
+        let mut client = dbenv::connect(&self.dsn(role, password, db), role).unwrap();
+        // A session as the app or a migration has it, not the tool's pinned one.
+        client.batch_execute("RESET search_path").unwrap();
+        client
     }
 
     /// The bookkeeping rows: (id, hash, created_at).

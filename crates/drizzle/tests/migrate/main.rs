@@ -6,4 +6,5 @@ mod interop;
 mod realworld;
 mod refusals;
 mod runs;
+mod search_path;
 mod transactions;

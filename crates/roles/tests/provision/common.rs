@@ -64,7 +64,10 @@ impl Fixture {
     }
 
     pub fn connect_as(&self, role: &str, password: &str) -> Client {
-        dbenv::connect(&self.dsn(role, password, DB), role).unwrap()
+        let mut client = dbenv::connect(&self.dsn(role, password, DB), role).unwrap();
+        // A session as the app or a migration has it, not the tool's pinned one.
+        client.batch_execute("RESET search_path").unwrap();
+        client
     }
 
     pub fn runtime(&self) -> Client {

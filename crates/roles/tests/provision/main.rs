@@ -7,3 +7,4 @@ mod input;
 mod legacy;
 mod managed;
 mod passwords;
+mod sessions;

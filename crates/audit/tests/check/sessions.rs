@@ -1,0 +1,51 @@
+//! `db-check` cannot be made to lie by the migrator it watches: its
+//! sessions are pinned to `pg_catalog, pg_temp`, and it names what could
+//! steer anybody else's unpinned SQL (search_path defaults that put a schema
+//! before pg_catalog, functions and operators named like built-ins).
+
+use crate::common::{assert_caught, catalog_failures, probe_failures, Fixture};
+
+#[test]
+fn a_search_path_default_and_a_lying_privilege_function_do_not_fool_the_check() {
+    let fx = Fixture::migrated();
+    assert!(fx.check().holds());
+    let mut migrator = fx.migrator();
+    // The lie: TRUNCATE granted, and a has_table_privilege(oid, text) that
+    // admits to DML only, searched first by every session in the database.
+    migrator
+        .batch_execute(&format!(
+            "GRANT TRUNCATE ON public.users TO app_user; \
+             CREATE FUNCTION public.has_table_privilege(oid, text) RETURNS boolean LANGUAGE sql \
+               AS $$ SELECT $2 = ANY (ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) $$; \
+             ALTER DATABASE {} SET search_path = public, pg_catalog",
+            crate::common::DB
+        ))
+        .unwrap();
+    let report = fx.check();
+    let extra = probe_failures(&report, "no-extra-table-privileges");
+    assert!(
+        extra.iter().any(|f| f.starts_with("app_user") && f.contains("public.users")),
+        "the probe asked the real has_table_privilege: {extra:?}\n{}",
+        report.to_text()
+    );
+    assert_caught(&report, "search-path", "search_path = public, pg_catalog searches public before pg_catalog");
+    assert_caught(&report, "search-path", "public.has_table_privilege(oid,text)");
+}
+
+#[test]
+fn functions_and_operators_named_like_built_ins_are_named() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$; \
+             CREATE FUNCTION public.name_eq_text(name, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$; \
+             CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = text, FUNCTION = public.name_eq_text)",
+        )
+        .unwrap();
+    let report = fx.check();
+    assert_caught(&report, "search-path", "public.quote_ident(name): a function named like the built-in");
+    assert_caught(&report, "search-path", "public.=(name, text): an operator named like the built-in");
+    // A function of its own name is nobody's shadow.
+    let found = catalog_failures(&report, "search-path");
+    assert!(!found.iter().any(|f| f.contains("name_eq_text")), "{found:?}");
+}
