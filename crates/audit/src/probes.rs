@@ -538,6 +538,21 @@ fn ask_the_catalog(client: &mut Client, specs: &[Spec], queries: &mut u32) -> Ve
         .collect()
 }
 
+/// The app sequences the role may `setval()`, and how many there are.
+/// `setval` is not undone by a rollback: the catalog answers, the function
+/// is never called.
+fn settable_sequences(client: &mut Client, model: &Model, queries: &mut u32) -> Result<(i64, Option<Vec<String>>)> {
+    *queries += 1;
+    let row = client.query_one(
+        "SELECT count(*), array_agg(quote_ident(n.nspname) || '.' || quote_ident(s.relname) ORDER BY n.nspname, s.relname) \
+                  FILTER (WHERE has_sequence_privilege(s.oid, 'UPDATE')) \
+         FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace \
+         WHERE n.nspname = ANY($1) AND s.relkind = 'S'",
+        &[&model.app_schemas],
+    )?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// At most five names, and how many more.
 fn list(names: &[String]) -> String {
     let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
@@ -582,18 +597,7 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
     )?;
     let defaults: i64 = sequences.get(0);
     let unusable: Option<Vec<String>> = sequences.get(1);
-    // setval() is not undone by a rollback: the catalog answers, the
-    // function is never called.
-    *queries += 1;
-    let settable = client.query_one(
-        "SELECT count(*), array_agg(quote_ident(n.nspname) || '.' || quote_ident(s.relname) ORDER BY 1) \
-                  FILTER (WHERE has_sequence_privilege(s.oid, 'UPDATE')) \
-         FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace \
-         WHERE n.nspname = ANY($1) AND s.relkind = 'S'",
-        &[&model.app_schemas],
-    )?;
-    let sequences_checked: i64 = settable.get(0);
-    let settable: Option<Vec<String>> = settable.get(1);
+    let (sequences_checked, settable) = settable_sequences(client, model, queries)?;
     let probe = |id, capability: String, sql: &str, expected: &str, problem: Option<String>, empty: bool| {
         let (observed, verdict) = match (problem, empty) {
             (Some(problem), _) => (problem, Verdict::Fail),

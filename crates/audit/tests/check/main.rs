@@ -4,6 +4,7 @@
 mod common;
 mod holds;
 mod holes;
+mod nothing_changes;
 mod realworld;
 mod sessions;
 mod violations;
