@@ -143,7 +143,10 @@ impl EnvVars {
 }
 
 /// Reads an env file with dotenvy's parser, without touching the process
-/// environment. The first occurrence of a key wins, as in `dotenvy::from_path`.
+/// environment. A key set twice is an error: dotenvy keeps the first value,
+/// Node's dotenv and docker compose the last, so a runtime file that ends in
+/// the migrator's DSN would pass this tool's checks and give the app the
+/// migrator's credentials.
 ///
 /// A parse error names the file, the line and the variable, never a value:
 /// dotenvy's own error carries the text from the bad line to the end of the
@@ -152,10 +155,15 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
     let text = std::fs::read(path).with_context(|| format!("read env file `{}`", path.display()))?;
     let iter = dotenvy::from_read_iter(text.as_slice());
     let mut values = HashMap::new();
+    let mut twice = Vec::new();
     for item in iter {
         match item {
             Ok((key, value)) => {
-                values.entry(key).or_insert(value);
+                if values.contains_key(&key) {
+                    twice.push(key);
+                } else {
+                    values.insert(key, value);
+                }
             }
             Err(dotenvy::Error::LineParse(logical_line, _)) => {
                 let text = String::from_utf8_lossy(&text);
@@ -178,7 +186,31 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
             Err(_) => bail!("env file `{}` could not be read", path.display()),
         }
     }
+    if !twice.is_empty() {
+        let text = String::from_utf8_lossy(&text);
+        let places: Vec<String> =
+            twice.iter().map(|key| format!("{key} (lines {})", lines_setting(&text, key).join(", "))).collect();
+        bail!(
+            "env file `{}` sets {} more than once: dotenvy reads the first value, Node's dotenv and docker compose \
+             the last; keep one line for each",
+            path.display(),
+            places.join(", ")
+        );
+    }
     Ok(values)
+}
+
+/// The 1-based numbers of the lines that set `key` (`KEY=…`, `export KEY=…`).
+fn lines_setting(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+            line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(n, _)| (n + 1).to_string())
+        .collect()
 }
 
 /// Where dotenvy's failing logical line starts (1-based line number) and the
@@ -857,6 +889,23 @@ mod tests {
 
     fn error(changes: &[(&'static str, &'static str)]) -> String {
         format!("{:#}", Settings::from_env(&with(changes)).unwrap_err())
+    }
+
+    #[test]
+    fn a_key_set_twice_is_an_error_that_names_it_and_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env.runtime");
+        std::fs::write(
+            &path,
+            "DATABASE_URL='postgresql://app_user:s3cret@db/app'\nAPP_DB_NAME=app\n\
+             export DATABASE_URL = 'postgresql://app_migrator:m1grator@db/app'\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", read_env_file(&path).unwrap_err());
+        assert!(error.contains("sets DATABASE_URL (lines 1, 3) more than once"), "{error}");
+        assert!(!error.contains("s3cret") && !error.contains("m1grator"), "{error}");
+        let error = format!("{:#}", EnvVars::load(&path, true, ProcessEnv::Ignore).unwrap_err());
+        assert!(error.contains("more than once"), "{error}");
     }
 
     #[test]

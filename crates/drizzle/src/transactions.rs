@@ -140,9 +140,16 @@ impl Scanner<'_> {
     }
 
     /// A string or a quoted identifier; E'…' strings take backslash escapes.
+    /// The `E` must be a token of its own: in `name'a\'` (a typed literal of
+    /// type `name`) the backslash is an ordinary character and the quote
+    /// after it ends the string.
     fn quoted(&mut self, quote: u8) {
         let (bytes, i) = (self.bytes, self.i);
-        let escapes = quote == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
+        let identifier_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        let escapes = quote == b'\''
+            && i > 0
+            && matches!(bytes[i - 1], b'E' | b'e')
+            && (i == 1 || !identifier_byte(bytes[i - 2]));
         let mut j = i + 1;
         while j < bytes.len() {
             if escapes && bytes[j] == b'\\' {
@@ -310,6 +317,16 @@ mod tests {
             [(1, "vector".to_string()), (3, "pg_trgm".to_string()), (4, "uuid-ossp".to_string())]
         );
         assert!(created_extensions("SELECT 'CREATE EXTENSION x'; DO $$ BEGIN CREATE EXTENSION y; END $$;").is_empty());
+    }
+
+    #[test]
+    fn only_an_e_of_its_own_starts_an_escape_string() {
+        // A typed literal of type `name`: the backslash does not escape.
+        assert_eq!(found("SELECT name'a\\';\nCOMMIT;"), ["2 COMMIT commit"]);
+        assert_eq!(found("SELECT type'a\\';\nCOMMIT;"), ["2 COMMIT commit"]);
+        // E'…' and e'…' do escape: the COMMIT is inside the string.
+        assert!(found("SELECT E'a\\';\nCOMMIT;'").is_empty());
+        assert!(found("SELECT (e'a\\';\nCOMMIT;')").is_empty());
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
     refuse_early(&snap, &plan)?;
-    tell(&snap, &plan, silenced, reporter);
+    let tracked = snapshot::statements_tracked(&mut cluster)?;
+    tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
         return Ok(Outcome { plan, applied: false });
     }
@@ -106,7 +107,7 @@ fn refuse_early(snap: &Snapshot, plan: &Plan) -> Result<()> {
 
 /// The plan's warnings and notes, and a warning when new verifiers would
 /// reach a server log this admin cannot silence.
-fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, reporter: &mut dyn Reporter) {
+fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, tracked: bool, reporter: &mut dyn Reporter) {
     for warning in &plan.warnings {
         reporter.warning(warning);
     }
@@ -120,6 +121,13 @@ fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, reporter: &mut dyn Reporte
             "`{}` may not change log_statement, which is `{}` on this server: the new SCRAM verifiers (not the \
              passwords) will appear in the server log",
             snap.admin.name, snap.admin.log_statement
+        ));
+    }
+    if sets_passwords && tracked {
+        reporter.warning(&format!(
+            "`{}` may not change pg_stat_statements.track: the new SCRAM verifiers (not the passwords) will be \
+             recorded in pg_stat_statements; run as a superuser, or `GRANT SET ON PARAMETER pg_stat_statements.track`",
+            snap.admin.name
         ));
     }
 }

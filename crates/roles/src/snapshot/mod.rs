@@ -117,6 +117,7 @@ fn silence_log(client: &mut Client) -> Result<bool> {
     if version >= 130000 {
         settings.push("log_min_duration_sample = -1");
     }
+    untrack_statements(client)?;
     let mut silenced = true;
     for setting in settings {
         if let Err(error) = client.batch_execute(&format!("SET {setting}")) {
@@ -128,6 +129,32 @@ fn silence_log(client: &mut Client) -> Result<bool> {
         }
     }
     Ok(silenced)
+}
+
+/// Keeps the session's statements (an `ALTER ROLE … PASSWORD` with its
+/// SCRAM verifier) out of `pg_stat_statements`, where the admin may say so
+/// (superusers, or `GRANT SET ON PARAMETER`). Where the module is not loaded
+/// the setting is an inert placeholder; where the admin may not, the caller
+/// warns ([`statements_tracked`]).
+fn untrack_statements(client: &mut Client) -> Result<()> {
+    match client.batch_execute("SET pg_stat_statements.track = 'none'") {
+        Err(error) if error.code() != Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            Err(error).context("SET pg_stat_statements.track = 'none'")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `pg_stat_statements` is loaded and still records this
+/// session's statements.
+pub fn statements_tracked(client: &mut Client) -> Result<bool> {
+    Ok(client
+        .query_typed_one(
+            "SELECT current_setting('shared_preload_libraries') ~ '(^|[ ,])\"?pg_stat_statements\"?($|[ ,])' \
+                    AND coalesce(current_setting('pg_stat_statements.track', true), 'none') <> 'none'",
+            &[],
+        )?
+        .get(0))
 }
 
 /// The admin role provisioning runs as, and what it may do.

@@ -61,3 +61,43 @@ fn a_database_search_path_default_never_steers_the_admins_session() {
         .unwrap();
     assert!(!migrator_is_superuser(&fx));
 }
+
+#[test]
+fn scram_verifiers_stay_out_of_pg_stat_statements() {
+    // Debian's PostgreSQL (the default run) ships the module; a build of the
+    // version matrix may not, and a cluster that preloads a missing library
+    // does not start.
+    let shipped: bool = Fixture::new()
+        .admin("postgres")
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements')", &[])
+        .unwrap()
+        .get(0);
+    if !shipped {
+        eprintln!("pg_stat_statements is not part of this PostgreSQL build: nothing to keep verifiers out of");
+        return;
+    }
+    let mut fx = Fixture::with_settings(&[("shared_preload_libraries", "pg_stat_statements")]);
+    let mut admin = fx.admin("postgres");
+    admin.batch_execute("CREATE EXTENSION pg_stat_statements").unwrap();
+    fx.provision();
+    // A rotation: the roles exist and get new verifiers.
+    fx.passwords[1] = "a new runtime password".into();
+    let outcome = fx.provision();
+    let rotates = outcome
+        .plan
+        .steps_of(roles::Phase::Roles)
+        .any(|s| s.statements.iter().any(|q| q.to_string().contains("PASSWORD")));
+    assert!(rotates, "the plan rotates a password");
+    let recorded: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_statements WHERE query ILIKE '%SCRAM-SHA-256$%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0, "a SCRAM verifier reached pg_stat_statements");
+    // The check is not vacuous: statements of other sessions are recorded.
+    admin.batch_execute("ALTER ROLE app_service CONNECTION LIMIT 7").unwrap();
+    let others: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_statements WHERE query ILIKE '%CONNECTION LIMIT%'", &[])
+        .unwrap()
+        .get(0);
+    assert!(others > 0);
+}
