@@ -159,10 +159,11 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
     for item in iter {
         match item {
             Ok((key, value)) => {
-                if values.contains_key(&key) {
-                    twice.push(key);
-                } else {
-                    values.insert(key, value);
+                match values.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(entry) => twice.push(entry.key().clone()),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(value);
+                    }
                 }
             }
             Err(dotenvy::Error::LineParse(logical_line, _)) => {
