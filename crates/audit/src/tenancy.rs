@@ -179,24 +179,21 @@ pub fn behaviour(
         };
     }
     let runtime_name = &model.runtime.name;
-    let mut leaking: Vec<String> = Vec::new();
-    for chunk in parts.chunks(TABLES_PER_QUERY) {
-        *queries += 1;
-        match runtime.query(&chunk.join(" UNION ALL "), &[]) {
-            Ok(rows) => leaking.extend(rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, String>(0))),
-            Err(error) => {
-                return RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) };
-            }
-        }
-    }
+    let setting = &model.tenant_setting;
+    let (leaks, failing) = match every_state(model, samples, runtime, &parts, queries) {
+        Ok(found) => found,
+        Err(failed) => return failed,
+    };
     let declared = with_rows.len() - checked.len();
     let public_note = if declared > 0 { format!("; {declared} declared public-readable") } else { String::new() };
-    if leaking.is_empty() {
+    let failing_note =
+        if failing.is_empty() { String::new() } else { format!("; the app's queries fail {}", failing.join("; ")) };
+    if leaks.is_empty() {
         RlsBehaviour {
             verdict: Verdict::Pass,
             message: format!(
-                "without {}, `{runtime_name}` sees no row of {} non-empty RLS tables that `{}` sees ({}){public_note}",
-                model.tenant_setting,
+                "without {setting}, with a tenant that owns nothing and on a pooled session, `{runtime_name}` sees \
+                 no row of {} non-empty RLS tables that `{}` sees ({}){public_note}{failing_note}",
                 checked.len(),
                 model.service.name,
                 checked.join(", ")
@@ -206,9 +203,8 @@ pub fn behaviour(
         RlsBehaviour {
             verdict: Verdict::Fail,
             message: format!(
-                "without {}, `{runtime_name}` sees rows of {}{}",
-                model.tenant_setting,
-                leaking.join(", "),
+                "{}{}",
+                leaks.join("; "),
                 if exemptions.entries.iter().any(|e| e.kind == Kind::Public) {
                     " (beyond the rows declared public)"
                 } else {
@@ -217,6 +213,80 @@ pub fn behaviour(
             ),
         }
     }
+}
+
+/// The runtime role's view of the hidden rows in each state a session is
+/// in: fresh; with a tenant that owns nothing; and pooled, after an earlier
+/// transaction committed a `SET LOCAL` of the tenant (the setting then
+/// reads '', not NULL). Returns what leaked and where the app's queries
+/// fail instead, or the verdict when reading failed.
+fn every_state(
+    model: &Model,
+    samples: &Samples,
+    runtime: &mut Client,
+    parts: &[String],
+    queries: &mut u32,
+) -> Result<(Vec<String>, Vec<String>), RlsBehaviour> {
+    let runtime_name = &model.runtime.name;
+    let setting = &model.tenant_setting;
+    let set_fresh =
+        format!("SELECT set_config({}, {}, true)", quote_literal(setting), quote_literal(&samples.fresh_tenant));
+    // The states a runtime session is in: fresh; with a tenant that owns
+    // nothing; and pooled, after an earlier transaction committed a
+    // `SET LOCAL` of the tenant (the setting then reads '', not NULL).
+    let states = [
+        (format!("without {setting}"), None, None),
+        (
+            format!("with {setting} set to a tenant that owns nothing"),
+            Some(format!("BEGIN; {set_fresh}")),
+            Some("ROLLBACK"),
+        ),
+        (
+            format!("after an earlier transaction set {setting} locally (it reads '')"),
+            Some(format!("BEGIN; {set_fresh}; COMMIT")),
+            None,
+        ),
+    ];
+    let mut leaks: Vec<String> = Vec::new();
+    let mut failing: Vec<String> = Vec::new();
+    for (state, before, after) in &states {
+        if let Some(before) = before {
+            *queries += 1;
+            if let Err(error) = runtime.batch_execute(before) {
+                return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) });
+            }
+        }
+        let seen = leaking_in(runtime, parts, queries);
+        if let Some(after) = after {
+            *queries += 1;
+            let _ = runtime.batch_execute(after);
+        }
+        match seen {
+            Ok(leaking) if leaking.is_empty() => {}
+            Ok(leaking) => leaks.push(format!("{state}, `{runtime_name}` sees rows of {}", leaking.join(", "))),
+            // A data error (the empty setting cast to uuid): the app's query
+            // fails in that state, it does not see another tenant's rows.
+            Err(error) if error.code().is_some_and(|c| c.code().starts_with("22")) && before.is_some() => {
+                failing.push(format!("{state}: {}", error.as_db_error().map(|d| d.message()).unwrap_or("error")))
+            }
+            Err(error) => {
+                return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) })
+            }
+        }
+    }
+    Ok((leaks, failing))
+}
+
+/// The tables of `parts` whose hidden rows the session sees, a bounded
+/// number of tables per query.
+fn leaking_in(runtime: &mut Client, parts: &[String], queries: &mut u32) -> Result<Vec<String>, postgres::Error> {
+    let mut leaking = Vec::new();
+    for chunk in parts.chunks(TABLES_PER_QUERY) {
+        *queries += 1;
+        let rows = runtime.query(&chunk.join(" UNION ALL "), &[])?;
+        leaking.extend(rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, String>(0)));
+    }
+    Ok(leaking)
 }
 
 /// The runtime role's read failed: say why in the model's terms.

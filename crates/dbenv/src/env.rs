@@ -158,14 +158,12 @@ pub fn read_env_file(path: &Path) -> Result<HashMap<String, String>> {
     let mut twice = Vec::new();
     for item in iter {
         match item {
-            Ok((key, value)) => {
-                match values.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(entry) => twice.push(entry.key().clone()),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(value);
-                    }
+            Ok((key, value)) => match values.entry(key) {
+                std::collections::hash_map::Entry::Occupied(entry) => twice.push(entry.key().clone()),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(value);
                 }
-            }
+            },
             Err(dotenvy::Error::LineParse(logical_line, _)) => {
                 let text = String::from_utf8_lossy(&text);
                 let (line, variable) = locate_bad_line(&text, &logical_line);

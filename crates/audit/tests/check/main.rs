@@ -7,4 +7,5 @@ mod holes;
 mod nothing_changes;
 mod realworld;
 mod sessions;
+mod tenant_states;
 mod violations;

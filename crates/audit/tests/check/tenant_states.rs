@@ -1,0 +1,61 @@
+//! Tenancy proven in every state a runtime session is in: fresh (no tenant),
+//! with a tenant that owns nothing, and pooled (an earlier transaction
+//! committed a `SET LOCAL` of the tenant, which then reads '' rather than
+//! NULL). Each plant passes the no-tenant read alone.
+
+use audit::Verdict;
+
+use crate::common::Fixture;
+
+/// The migrated app with `billing_accounts`' policy replaced by `using`.
+fn with_policy(using: &str) -> audit::Report {
+    let fx = Fixture::migrated();
+    assert!(fx.check().holds());
+    fx.migrator()
+        .batch_execute(&format!(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts USING ({using}) WITH CHECK ({using})"
+        ))
+        .unwrap();
+    fx.check()
+}
+
+#[test]
+fn a_policy_true_whenever_any_tenant_is_set_fails() {
+    let report = with_policy("current_setting('app.current_user_id', true) <> ''");
+    assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
+    assert!(
+        report.rls.message.contains(
+            "with app.current_user_id set to a tenant that owns nothing, `app_user` sees rows of public.billing_accounts"
+        ),
+        "{}",
+        report.rls.message
+    );
+}
+
+#[test]
+fn a_policy_that_lets_the_pooled_empty_setting_through_fails() {
+    let report = with_policy(
+        "current_setting('app.current_user_id', true) = '' \
+         OR owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid",
+    );
+    assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
+    assert!(
+        report.rls.message.contains("after an earlier transaction set app.current_user_id locally (it reads '')"),
+        "{}",
+        report.rls.message
+    );
+    assert!(!report.rls.message.contains("without app.current_user_id,"), "{}", report.rls.message);
+}
+
+#[test]
+fn the_apps_policies_hold_in_every_state() {
+    let fx = Fixture::migrated();
+    let report = fx.check();
+    assert_eq!(report.rls.verdict, Verdict::Pass, "{}", report.to_text());
+    assert!(
+        report.rls.message.contains("with a tenant that owns nothing and on a pooled session"),
+        "{}",
+        report.rls.message
+    );
+}
