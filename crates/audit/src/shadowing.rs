@@ -102,11 +102,29 @@ fn setting_place(role: &str, database: &str) -> String {
 /// The schemas a `search_path` value searches before `pg_catalog`, when it
 /// names `pg_catalog` at all (without it, `pg_catalog` comes first).
 pub fn before_pg_catalog(value: &str) -> Vec<String> {
-    let entries: Vec<String> = value.split(',').map(|e| dbenv::unquote_ident(e.trim())).collect();
+    let entries: Vec<String> = split_list(value).iter().map(|e| dbenv::unquote_ident(e.trim())).collect();
     match entries.iter().position(|e| e == "pg_catalog") {
         Some(at) => entries[..at].iter().filter(|e| !e.is_empty()).cloned().collect(),
         None => Vec::new(),
     }
+}
+
+/// A `search_path` value's entries: commas inside double quotes belong to
+/// the name (`"pg_catalog, x"` is one schema, not `pg_catalog`).
+fn split_list(value: &str) -> Vec<String> {
+    let (mut entries, mut current, mut quoted) = (Vec::new(), String::new(), false);
+    for c in value.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => entries.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    entries.push(current);
+    entries
 }
 
 /// The `search-path` check: what it found fails, unless a shadowing
@@ -164,6 +182,9 @@ mod tests {
         assert_eq!(before_pg_catalog("pg_catalog, public"), Vec::<String>::new());
         assert_eq!(before_pg_catalog("\"My App\", \"pg_catalog\""), vec!["My App"]);
         assert_eq!(before_pg_catalog("pg_temp, pg_catalog"), vec!["pg_temp"]);
+        // A quoted name with a comma is one schema, not pg_catalog first.
+        assert_eq!(before_pg_catalog("\"pg_catalog, x\", public, pg_catalog"), vec!["pg_catalog, x", "public"]);
+        assert_eq!(before_pg_catalog("\"a\"\"b\", pg_catalog"), vec!["a\"b"]);
     }
 
     #[test]

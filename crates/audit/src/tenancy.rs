@@ -170,7 +170,7 @@ pub fn behaviour(
             None => format!("SELECT 1 FROM {}", sample.table),
         };
         checked.push(sample.name.clone());
-        parts.push(format!("SELECT {}::text, EXISTS ({hidden})", quote_literal(&sample.name)));
+        parts.push((sample.name.clone(), format!("SELECT {}::text, EXISTS ({hidden})", quote_literal(&sample.name))));
     }
     if parts.is_empty() {
         return RlsBehaviour {
@@ -180,7 +180,7 @@ pub fn behaviour(
     }
     let runtime_name = &model.runtime.name;
     let setting = &model.tenant_setting;
-    let (leaks, failing) = match every_state(model, samples, runtime, &parts, queries) {
+    let Seen { leaks, failing, unproven } = match every_state(model, samples, runtime, &parts, queries) {
         Ok(found) => found,
         Err(failed) => return failed,
     };
@@ -188,7 +188,12 @@ pub fn behaviour(
     let public_note = if declared > 0 { format!("; {declared} declared public-readable") } else { String::new() };
     let failing_note =
         if failing.is_empty() { String::new() } else { format!("; the app's queries fail {}", failing.join("; ")) };
-    if leaks.is_empty() {
+    if leaks.is_empty() && !unproven.is_empty() {
+        RlsBehaviour {
+            verdict: Verdict::Unproven,
+            message: format!("unproven: reading failed on {}{failing_note}", unproven.join("; ")),
+        }
+    } else if leaks.is_empty() {
         RlsBehaviour {
             verdict: Verdict::Pass,
             message: format!(
@@ -215,78 +220,115 @@ pub fn behaviour(
     }
 }
 
+/// What the runtime role saw of the hidden rows in every state.
+#[derive(Default)]
+struct Seen {
+    /// `<state>, <role> sees rows of <tables>`.
+    leaks: Vec<String>,
+    /// Tables whose read fails on the pooled session's '' (the app fails there).
+    failing: Vec<String>,
+    /// Tables whose read fails with a tenant set or with none: unproven.
+    unproven: Vec<String>,
+}
+
 /// The runtime role's view of the hidden rows in each state a session is
 /// in: fresh; with a tenant that owns nothing; and pooled, after an earlier
 /// transaction committed a `SET LOCAL` of the tenant (the setting then
-/// reads '', not NULL). Returns what leaked and where the app's queries
-/// fail instead, or the verdict when reading failed.
+/// reads '', not NULL). Each read runs in a probe transaction that is
+/// rolled back, so whatever a policy's functions do is undone. A data error
+/// (a cast of the setting) fails one table, never the others.
 fn every_state(
     model: &Model,
     samples: &Samples,
     runtime: &mut Client,
-    parts: &[String],
+    parts: &[(String, String)],
     queries: &mut u32,
-) -> Result<(Vec<String>, Vec<String>), RlsBehaviour> {
+) -> Result<Seen, RlsBehaviour> {
     let runtime_name = &model.runtime.name;
     let setting = &model.tenant_setting;
-    let set_fresh =
-        format!("SELECT set_config({}, {}, true)", quote_literal(setting), quote_literal(&samples.fresh_tenant));
-    // The states a runtime session is in: fresh; with a tenant that owns
-    // nothing; and pooled, after an earlier transaction committed a
-    // `SET LOCAL` of the tenant (the setting then reads '', not NULL).
+    let set_fresh = format!(
+        "SELECT pg_catalog.set_config({}, {}, true)",
+        quote_literal(setting),
+        quote_literal(&samples.fresh_tenant)
+    );
+    let begin = crate::probes::begin_probe();
     let states = [
-        (format!("without {setting}"), None, None),
-        (
-            format!("with {setting} set to a tenant that owns nothing"),
-            Some(format!("BEGIN; {set_fresh}")),
-            Some("ROLLBACK"),
-        ),
+        (format!("without {setting}"), begin.clone(), false),
+        (format!("with {setting} set to a tenant that owns nothing"), format!("{begin}; {set_fresh}"), false),
         (
             format!("after an earlier transaction set {setting} locally (it reads '')"),
-            Some(format!("BEGIN; {set_fresh}; COMMIT")),
-            None,
+            format!("BEGIN; {set_fresh}; COMMIT; {begin}"),
+            true,
         ),
     ];
-    let mut leaks: Vec<String> = Vec::new();
-    let mut failing: Vec<String> = Vec::new();
-    for (state, before, after) in &states {
-        if let Some(before) = before {
-            *queries += 1;
-            if let Err(error) = runtime.batch_execute(before) {
-                return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) });
-            }
+    let mut seen = Seen::default();
+    for (state, start, pooled) in &states {
+        *queries += 1;
+        if let Err(error) = runtime.batch_execute(start) {
+            let _ = runtime.batch_execute("ROLLBACK");
+            return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) });
         }
-        let seen = leaking_in(runtime, parts, queries);
-        if let Some(after) = after {
-            *queries += 1;
-            let _ = runtime.batch_execute(after);
+        let read = leaking_in(runtime, parts, queries);
+        let _ = runtime.batch_execute("ROLLBACK");
+        let (leaking, errors) = read.map_err(|error| RlsBehaviour {
+            verdict: Verdict::Fail,
+            message: explain_read_error(runtime_name, &error),
+        })?;
+        if !leaking.is_empty() {
+            seen.leaks.push(format!("{state}, `{runtime_name}` sees rows of {}", leaking.join(", ")));
         }
-        match seen {
-            Ok(leaking) if leaking.is_empty() => {}
-            Ok(leaking) => leaks.push(format!("{state}, `{runtime_name}` sees rows of {}", leaking.join(", "))),
-            // A data error (the empty setting cast to uuid): the app's query
-            // fails in that state, it does not see another tenant's rows.
-            Err(error) if error.code().is_some_and(|c| c.code().starts_with("22")) && before.is_some() => {
-                failing.push(format!("{state}: {}", error.as_db_error().map(|d| d.message()).unwrap_or("error")))
-            }
-            Err(error) => {
-                return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) })
+        for (table, message) in errors {
+            let line = format!("{table} {state}: {message}");
+            if *pooled {
+                seen.failing.push(line)
+            } else {
+                seen.unproven.push(line)
             }
         }
     }
-    Ok((leaks, failing))
+    Ok(seen)
 }
 
 /// The tables of `parts` whose hidden rows the session sees, a bounded
-/// number of tables per query.
-fn leaking_in(runtime: &mut Client, parts: &[String], queries: &mut u32) -> Result<Vec<String>, postgres::Error> {
-    let mut leaking = Vec::new();
+/// number of tables per query, and the tables whose read failed with a
+/// data error (read one by one once their chunk failed). Runs inside a
+/// transaction.
+#[allow(clippy::type_complexity)]
+fn leaking_in(
+    runtime: &mut Client,
+    parts: &[(String, String)],
+    queries: &mut u32,
+) -> Result<(Vec<String>, Vec<(String, String)>), postgres::Error> {
+    let (mut leaking, mut errors) = (Vec::new(), Vec::new());
+    let data_error = |e: &postgres::Error| e.code().is_some_and(|c| c.code().starts_with("22"));
     for chunk in parts.chunks(TABLES_PER_QUERY) {
-        *queries += 1;
-        let rows = runtime.query(&chunk.join(" UNION ALL "), &[])?;
+        *queries += 2;
+        runtime.batch_execute("SAVEPOINT xtask_read")?;
+        let sql = chunk.iter().map(|(_, sql)| sql.as_str()).collect::<Vec<_>>().join(" UNION ALL ");
+        let rows = match runtime.query(&sql, &[]) {
+            Ok(rows) => rows,
+            Err(error) if data_error(&error) => {
+                runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_read")?;
+                let mut rows = Vec::new();
+                for (table, sql) in chunk {
+                    *queries += 2;
+                    match runtime.query(sql, &[]) {
+                        Ok(found) => rows.extend(found),
+                        Err(error) if data_error(&error) => {
+                            runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_read")?;
+                            let message = error.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+                            errors.push((table.clone(), message));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                rows
+            }
+            Err(error) => return Err(error),
+        };
         leaking.extend(rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, String>(0)));
     }
-    Ok(leaking)
+    Ok((leaking, errors))
 }
 
 /// The runtime role's read failed: say why in the model's terms.
@@ -370,7 +412,7 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
     };
     *queries += 1;
     let start = format!(
-        "{}; SELECT set_config({}, {}, true)",
+        "{}; SELECT pg_catalog.set_config({}, {}, true)",
         crate::probes::begin_probe(),
         quote_literal(&model.tenant_setting),
         quote_literal(&samples.fresh_tenant)

@@ -59,3 +59,24 @@ fn the_apps_policies_hold_in_every_state() {
         report.rls.message
     );
 }
+
+#[test]
+fn a_decoy_table_whose_read_fails_hides_no_other_tables_leak() {
+    let fx = Fixture::migrated();
+    // The decoy: a table with a row whose policy casts the setting to int,
+    // which fails for a uuid tenant and for ''; beside it, the leak.
+    fx.migrator()
+        .batch_execute(
+            "CREATE TABLE public.decoy (id int PRIMARY KEY); INSERT INTO public.decoy VALUES (1); \
+             ALTER TABLE public.decoy ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY decoy ON public.decoy USING (id = current_setting('app.current_user_id', true)::int); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.decoy TO app_user, app_service; \
+             DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts \
+               USING (current_setting('app.current_user_id', true) <> '')",
+        )
+        .unwrap();
+    let report = fx.check();
+    assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
+    assert!(report.rls.message.contains("sees rows of public.billing_accounts"), "{}", report.rls.message);
+}

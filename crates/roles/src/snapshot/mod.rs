@@ -145,16 +145,15 @@ fn untrack_statements(client: &mut Client) -> Result<()> {
     }
 }
 
-/// Whether `pg_stat_statements` is loaded and still records this
-/// session's statements.
+/// Whether `pg_stat_statements` is loaded and still records this session's
+/// statements: only a loaded module's setting can be refused (an unloaded
+/// one is a placeholder anyone may set). Reads nothing only superusers may.
 pub fn statements_tracked(client: &mut Client) -> Result<bool> {
-    Ok(client
-        .query_typed_one(
-            "SELECT current_setting('shared_preload_libraries') ~ '(^|[ ,])\"?pg_stat_statements\"?($|[ ,])' \
-                    AND coalesce(current_setting('pg_stat_statements.track', true), 'none') <> 'none'",
-            &[],
-        )?
-        .get(0))
+    match client.batch_execute("SET pg_stat_statements.track = 'none'") {
+        Ok(()) => Ok(false),
+        Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(true),
+        Err(error) => Err(error).context("SET pg_stat_statements.track = 'none'"),
+    }
 }
 
 /// The admin role provisioning runs as, and what it may do.
