@@ -59,6 +59,53 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// What the policy reads of the session besides custom settings (an
+    /// `app.…` tenant or organisation): built-in settings, the query text,
+    /// the backend, the client address, the activity view, or a setting whose
+    /// name is computed. Any of these can tell `db-check`'s probe sessions
+    /// from the app's, so a policy could pass the proof and fail the app.
+    pub fn session_state_read(&self) -> Vec<String> {
+        let mut found: Vec<String> =
+            self.settings_read().into_iter().filter(|s| !s.contains('.')).map(|s| format!("setting {s}")).collect();
+        for text in [&self.using, &self.with_check] {
+            let lower = text.to_ascii_lowercase();
+            let computed =
+                lower.match_indices("current_setting(").any(|(at, m)| !lower[at + m.len()..].starts_with('\''));
+            if computed {
+                found.push("a setting whose name is computed".to_string());
+            }
+            for telltale in SESSION_TELLTALES {
+                if lower.contains(telltale) {
+                    found.push(telltale.trim_end_matches('(').to_string());
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+/// Functions and views that describe the session rather than the tenant.
+const SESSION_TELLTALES: &[&str] = &[
+    "current_query(",
+    "pg_backend_pid(",
+    "inet_client_addr(",
+    "inet_client_port(",
+    "inet_server_addr(",
+    "inet_server_port(",
+    "pg_stat_activity",
+    "pg_stat_get_activity(",
+    "pg_blocking_pids(",
+    "pg_current_xact_id(",
+    "txid_current(",
+    "pg_trigger_depth(",
+    "pg_my_temp_schema(",
+    "pg_conf_load_time(",
+    "pg_postmaster_start_time(",
+];
+
 /// Reads every policy of the database (one query).
 pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
     let rows = db.query(
@@ -144,6 +191,17 @@ pub fn check(
                 ));
             }
         }
+        for policy in &mine {
+            let reads = policy.session_state_read();
+            if !reads.is_empty() {
+                problems.push(format!(
+                    "policy `{}` reads session state that is not the tenant ({}): it can let db-check's probe \
+                     sessions and the app's see different rows; read only the tenant setting",
+                    policy.name,
+                    reads.join(", ")
+                ));
+            }
+        }
         for command in ['r', 'a', 'w', 'd'] {
             let permissive: Vec<&str> =
                 mine.iter().filter(|p| p.permissive && p.covers(command)).map(|p| p.name.as_str()).collect();
@@ -194,5 +252,28 @@ mod tests {
         };
         assert_eq!(policy.settings_read(), ["app.current_user_id", "app.org"]);
         assert!(always_true("true") && always_true("(true)") && !always_true("(owner = 1)") && !always_true(""));
+        assert!(policy.session_state_read().is_empty(), "{:?}", policy.session_state_read());
+    }
+
+    #[test]
+    fn a_policy_that_can_tell_the_probe_from_the_app_is_named() {
+        let policy = |using: &str| Policy {
+            table_oid: 1,
+            table: "public.t".into(),
+            name: "p".into(),
+            permissive: true,
+            command: '*',
+            roles: vec!["PUBLIC".into()],
+            using: using.into(),
+            with_check: String::new(),
+        };
+        let reads = |using: &str| policy(using).session_state_read();
+        assert_eq!(reads("(current_setting('lock_timeout'::text) <> '50ms'::text)"), ["setting lock_timeout"]);
+        assert_eq!(
+            reads("(current_setting(('lock'::text || '_timeout'::text)) = 'x')"),
+            ["a setting whose name is computed"]
+        );
+        assert_eq!(reads("(position('xtask' in current_query()) = 0)"), ["current_query"]);
+        assert_eq!(reads("(EXISTS ( SELECT 1 FROM pg_stat_activity))"), ["pg_stat_activity"]);
     }
 }

@@ -80,3 +80,49 @@ fn a_decoy_table_whose_read_fails_hides_no_other_tables_leak() {
     assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
     assert!(report.rls.message.contains("sees rows of public.billing_accounts"), "{}", report.rls.message);
 }
+
+#[test]
+fn a_trigger_that_imitates_the_policys_refusal_for_the_probe_is_not_a_denial() {
+    let fx = Fixture::migrated();
+    // The policy lets any tenant write; a trigger refuses, in RLS's words,
+    // only the sessions that look like db-check's probe.
+    fx.migrator()
+        .batch_execute(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts \
+               USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid) WITH CHECK (true); \
+             CREATE FUNCTION public.looks_like_rls() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               RAISE EXCEPTION 'new row violates row-level security policy for table \"billing_accounts\"' \
+                 USING ERRCODE = '42501'; END $$; \
+             CREATE TRIGGER looks_like_rls BEFORE INSERT ON public.billing_accounts \
+               FOR EACH ROW EXECUTE FUNCTION public.looks_like_rls()",
+        )
+        .unwrap();
+    let report = fx.check();
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert!(
+        insert.observed.contains("billing_accounts (42501 from `exec_stmt_raise`, not the policies' WITH CHECK)"),
+        "{}",
+        insert.observed
+    );
+    assert!(!report.holds(), "{}", report.to_text());
+}
+
+#[test]
+fn a_policy_that_reads_the_probes_lock_timeout_is_named() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts \
+               USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid \
+                      OR current_setting('lock_timeout') <> '50ms')",
+        )
+        .unwrap();
+    let report = fx.check();
+    crate::common::assert_caught(
+        &report,
+        "rls-policy-content",
+        "reads session state that is not the tenant (setting lock_timeout)",
+    );
+}
