@@ -30,7 +30,7 @@ pub fn audit(
         .find(kind, &subject)
     {
         Some(exemption) => {
-            used.insert((kind, subject.clone()));
+            used.insert((kind, exemption.name.clone()));
             check.note(Verdict::Exempt, subject, format!("{message}; exempted: {}", exemption.reason));
         }
         None => check.fail(subject, message),

@@ -65,6 +65,8 @@ struct Targets {
     matview: Option<String>,
     extension: Option<String>,
     bookkeeping: Option<String>,
+    /// The bookkeeping's schema and table, unquoted, when it exists.
+    bookkeeping_names: Option<(String, String)>,
 }
 
 fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries: &mut u32) -> Result<Targets> {
@@ -108,6 +110,7 @@ fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries:
         matview: row.get(6),
         extension: row.get(7),
         bookkeeping: row.get::<_, bool>(8).then_some(bookkeeping),
+        bookkeeping_names: row.get::<_, bool>(8).then(|| (table.schema.clone(), table.name.clone())),
     })
 }
 
@@ -217,10 +220,33 @@ impl Ctx<'_> {
         let owns_relation = |r: &str| {
             format!("pg_has_role((SELECT relowner FROM pg_class WHERE oid = {}::regclass), 'USAGE')", quote_literal(r))
         };
+        // A schema's owner may drop what is in it, and the schema itself.
+        let owns_schema = |namespace: String| {
+            format!("pg_has_role((SELECT nspowner FROM pg_namespace WHERE oid = ({namespace})), 'USAGE')")
+        };
         let table = t.table.as_deref();
         match id {
-            "drop-table" | "alter-table" | "disable-rls" | "no-force-rls" | "create-index" | "comment"
-            | "create-policy" | "drop-policy" | "alter-owner" => table.map(owns_relation),
+            "drop-table" => table.map(|r| {
+                let namespace = format!("SELECT relnamespace FROM pg_class WHERE oid = {}::regclass", quote_literal(r));
+                format!("{} OR {}", owns_relation(r), owns_schema(namespace))
+            }),
+            "alter-table" | "disable-rls" | "no-force-rls" | "create-index" | "comment" | "create-policy"
+            | "drop-policy" | "alter-owner" => table.map(owns_relation),
+            "drop-schema" | "rename-schema" => Some(format!(
+                "pg_has_role((SELECT nspowner FROM pg_namespace WHERE nspname = {}), 'USAGE')",
+                quote_literal(self.shown_schema)
+            )),
+            // An INSERT would take a value of the bookkeeping's SERIAL, which
+            // a rollback does not give back. The role may lack USAGE on its
+            // schema, so the table is found by name, not cast to regclass.
+            "write-bookkeeping" => t.bookkeeping_names.as_ref().map(|(schema, name)| {
+                format!(
+                    "has_table_privilege((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = {} AND c.relname = {}), 'INSERT')",
+                    quote_literal(schema),
+                    quote_literal(name)
+                )
+            }),
             "truncate" => table.map(|r| format!("has_table_privilege({}::regclass, 'TRUNCATE')", quote_literal(r))),
             "create-trigger" => {
                 table.map(|r| format!("has_table_privilege({}::regclass, 'TRIGGER')", quote_literal(r)))
@@ -235,15 +261,17 @@ impl Ctx<'_> {
                 )
             }),
             "drop-type" => t.user_type.as_deref().map(|y| {
+                let y = quote_literal(y);
                 format!(
-                    "pg_has_role((SELECT typowner FROM pg_type WHERE oid = {}::regtype), 'USAGE')",
-                    quote_literal(y)
+                    "pg_has_role((SELECT typowner FROM pg_type WHERE oid = {y}::regtype), 'USAGE') OR {}",
+                    owns_schema(format!("SELECT typnamespace FROM pg_type WHERE oid = {y}::regtype"))
                 )
             }),
             "drop-function" => t.function.as_deref().map(|f| {
+                let f = quote_literal(f);
                 format!(
-                    "pg_has_role((SELECT proowner FROM pg_proc WHERE oid = {}::regprocedure), 'USAGE')",
-                    quote_literal(f)
+                    "pg_has_role((SELECT proowner FROM pg_proc WHERE oid = {f}::regprocedure), 'USAGE') OR {}",
+                    owns_schema(format!("SELECT pronamespace FROM pg_proc WHERE oid = {f}::regprocedure"))
                 )
             }),
             _ => None,

@@ -8,8 +8,10 @@
 //! the same signature wins. The tool's own sessions are pinned
 //! (`dbenv::PINNED_SEARCH_PATH`); the app's, an admin's `psql` and other
 //! tools are not, so `db-check` names every such object. Extension members
-//! are left out (their script made them; what a migrator adds to an
-//! extension is a separate question).
+//! are left out when a model role does not own them: an extension's script
+//! made them (a trusted extension's members belong to the bootstrap
+//! superuser); one that a model role owns was added to the extension after
+//! the fact (`ALTER EXTENSION … ADD`) and is judged like any other.
 
 use postgres::types::Type;
 use roles::snapshot::Queries;
@@ -43,7 +45,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
         "WITH user_ns AS (SELECT oid, nspname FROM pg_namespace \
                           WHERE nspname <> 'information_schema' AND nspname::text NOT LIKE 'pg\\_%'), \
               ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e'), \
-              procs AS (SELECT p.oid, p.proname, p.pronamespace, p.pronargs - p.pronargdefaults AS lo, \
+              procs AS (SELECT p.oid, p.proname, p.pronamespace, p.proowner, p.pronargs - p.pronargdefaults AS lo, \
                                CASE WHEN p.provariadic <> 0 THEN 10000 ELSE p.pronargs END AS hi \
                         FROM pg_proc p) \
          SELECT 'setting', CASE WHEN s.setrole = 0 THEN 'ALL' ELSE r.rolname::text END \
@@ -58,7 +60,8 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
          FROM procs a JOIN user_ns n ON n.oid = a.pronamespace \
          JOIN procs b ON b.proname = a.proname AND b.pronamespace = 'pg_catalog'::regnamespace \
                      AND a.lo <= b.hi AND b.lo <= a.hi \
-         WHERE NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = a.oid AND e.classid = 'pg_proc'::regclass) \
+         WHERE (NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = a.oid AND e.classid = 'pg_proc'::regclass) \
+                OR pg_get_userbyid(a.proowner) = ANY ($1)) \
          GROUP BY a.oid \
          UNION ALL \
          SELECT 'operator', n.nspname || '.' || o.oprname || '(' \
@@ -68,7 +71,8 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
          FROM pg_operator o JOIN user_ns n ON n.oid = o.oprnamespace \
          WHERE EXISTS (SELECT 1 FROM pg_operator b WHERE b.oprnamespace = 'pg_catalog'::regnamespace \
                          AND b.oprname = o.oprname AND b.oprkind = o.oprkind) \
-           AND NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = o.oid AND e.classid = 'pg_operator'::regclass) \
+           AND (NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = o.oid AND e.classid = 'pg_operator'::regclass) \
+                OR pg_get_userbyid(o.oprowner) = ANY ($1)) \
          ORDER BY 1, 2",
         &[(&roles, Type::TEXT_ARRAY), (&model.db_name, Type::TEXT)],
     )?;
@@ -162,7 +166,7 @@ pub fn check(
         );
         match exemptions.find(Kind::Function, subject) {
             Some(exemption) => {
-                used.insert((Kind::Function, subject.clone()));
+                used.insert((Kind::Function, exemption.name.clone()));
                 check.note(Verdict::Exempt, subject.clone(), format!("{message}; exempted: {}", exemption.reason));
             }
             None => check.fail(subject.clone(), message),

@@ -187,8 +187,30 @@ impl Exemptions {
     }
 
     pub fn find(&self, kind: Kind, name: &str) -> Option<&Exemption> {
-        self.entries.iter().find(|e| e.kind == kind && e.name == name)
+        match kind {
+            Kind::Function => {
+                let wanted = function_key(name);
+                self.entries.iter().find(|e| e.kind == kind && function_key(&e.name) == wanted)
+            }
+            _ => self.entries.iter().find(|e| e.kind == kind && e.name == name),
+        }
     }
+}
+
+/// A function's name as `schema.name(type, type)`, however it was spelled:
+/// spaces after commas or none, and an argument type in `public` with or
+/// without its schema (the tool's sessions print it qualified; policy files
+/// written before named it bare). Types in other schemas stay qualified.
+pub fn function_key(name: &str) -> String {
+    let Some((head, rest)) = name.split_once('(') else { return name.to_string() };
+    let args = rest.strip_suffix(')').unwrap_or(rest);
+    let args: Vec<&str> = args
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.strip_prefix("public.").or_else(|| a.strip_prefix("\"public\".")).unwrap_or(a))
+        .collect();
+    format!("{}({})", head.trim(), args.join(", "))
 }
 
 /// `[rls]`: `enabled`, `tenant_roots`, `tenant_setting`; nothing else.
@@ -228,6 +250,18 @@ fn parse_rls(value: &toml::Value) -> Result<RlsDeclaration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_function_is_found_however_its_arguments_are_spelled() {
+        let exemptions =
+            Exemptions::parse("[[function]]\nname = \"public.f(mood, uuid)\"\nreason = \"reviewed\"\n").unwrap();
+        for spelling in ["public.f(mood, uuid)", "public.f(public.mood,uuid)", "public.f(\"public\".mood, uuid)"] {
+            assert!(exemptions.find(Kind::Function, spelling).is_some(), "{spelling}");
+        }
+        // A type of the same name in another schema is another function.
+        assert!(exemptions.find(Kind::Function, "public.f(evil.mood, uuid)").is_none());
+        assert!(exemptions.find(Kind::Function, "other.f(mood, uuid)").is_none());
+    }
 
     #[test]
     fn parses_entries_with_reasons() {

@@ -127,3 +127,36 @@ fn an_app_writing_during_the_check_sees_no_error_and_nothing_changes() {
         assert_eq!(probe.verdict, audit::Verdict::Inconclusive, "{}", probe.id);
     }
 }
+
+#[test]
+fn writing_the_bookkeeping_is_answered_by_the_catalog_and_takes_no_serial_value() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "GRANT USAGE ON SCHEMA drizzle TO app_user; GRANT INSERT ON drizzle.__drizzle_migrations TO app_user; \
+             GRANT USAGE ON SEQUENCE drizzle.__drizzle_migrations_id_seq TO app_user",
+        )
+        .unwrap();
+    let last = |fx: &Fixture| -> Option<i64> {
+        fx.admin()
+            .query_one("SELECT last_value FROM pg_sequences WHERE sequencename = '__drizzle_migrations_id_seq'", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = last(&fx);
+    let report = fx.check();
+    let probe = report.probes.iter().find(|p| p.id == "write-bookkeeping" && p.role == "app_user").unwrap();
+    assert!(probe.observed.starts_with("HELD (the catalog shows it"), "{}", probe.observed);
+    assert_eq!(last(&fx), before, "db-check took a value of the bookkeeping's SERIAL");
+}
+
+#[test]
+fn a_schema_the_role_owns_is_never_dropped_to_find_out() {
+    let fx = Fixture::migrated();
+    fx.admin().batch_execute("ALTER SCHEMA public OWNER TO app_user").unwrap();
+    let report = fx.check();
+    for id in ["drop-schema", "rename-schema", "drop-table"] {
+        let probe = report.probes.iter().find(|p| p.id == id && p.role == "app_user").unwrap();
+        assert!(probe.observed.starts_with("HELD (the catalog shows it"), "{id}: {}", probe.observed);
+    }
+}

@@ -49,3 +49,22 @@ fn functions_and_operators_named_like_built_ins_are_named() {
     let found = catalog_failures(&report, "search-path");
     assert!(!found.iter().any(|f| f.contains("name_eq_text")), "{found:?}");
 }
+
+#[test]
+fn a_shadow_the_migrator_adds_to_its_own_extension_is_still_named() {
+    let fx = Fixture::migrated();
+    // pg_trgm is trusted: the migrator (the database's owner) may create it,
+    // owns the extension, and may add its own function to it.
+    fx.migrator()
+        .batch_execute(
+            "CREATE EXTENSION pg_trgm SCHEMA public; \
+             CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$; \
+             ALTER EXTENSION pg_trgm ADD FUNCTION public.quote_ident(name)",
+        )
+        .unwrap();
+    let report = fx.check();
+    assert_caught(&report, "search-path", "public.quote_ident(name): a function named like the built-in");
+    // The extension's own members (similarity, %, …) are not named.
+    let found = catalog_failures(&report, "search-path");
+    assert_eq!(found.len(), 1, "{found:?}");
+}
