@@ -30,6 +30,9 @@ pub struct Shadowing {
     pub functions: Vec<(String, String)>,
     /// `(schema.op(left, right), the built-ins it shadows)`.
     pub operators: Vec<(String, String)>,
+    /// `LEAKPROOF` functions a runtime role may call that neither `initdb`
+    /// nor an extension made.
+    pub leakproof: Vec<String>,
 }
 
 /// One query: the `search_path` defaults, and the functions and operators
@@ -73,8 +76,14 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
                          AND b.oprname = o.oprname AND b.oprkind = o.oprkind) \
            AND (NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = o.oid AND e.classid = 'pg_operator'::regclass) \
                 OR pg_get_userbyid(o.oprowner) = ANY ($1)) \
+         UNION ALL \
+         SELECT 'leakproof', p.oid::regprocedure::text, '' FROM pg_proc p \
+         WHERE p.proleakproof AND p.oid >= 16384 \
+           AND NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = p.oid AND e.classid = 'pg_proc'::regclass) \
+           AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = ANY ($3) \
+                         AND has_function_privilege(u.oid, p.oid, 'EXECUTE')) \
          ORDER BY 1, 2",
-        &[(&roles, Type::TEXT_ARRAY), (&model.db_name, Type::TEXT)],
+        &[(&roles, Type::TEXT_ARRAY), (&model.db_name, Type::TEXT), (&model.runtime_names(), Type::TEXT_ARRAY)],
     )?;
     let mut found = Shadowing::default();
     for row in rows {
@@ -86,6 +95,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
                 found.search_paths.push((setting_place(role, database), value));
             }
             "function" => found.functions.push((subject, detail)),
+            "leakproof" => found.leakproof.push(subject),
             _ => found.operators.push((subject, detail)),
         }
     }
@@ -170,6 +180,34 @@ pub fn check(
                 check.note(Verdict::Exempt, subject.clone(), format!("{message}; exempted: {}", exemption.reason));
             }
             None => check.fail(subject.clone(), message),
+        }
+    }
+    check
+}
+
+/// The `leakproof` check: a `LEAKPROOF` function runs before the RLS
+/// policies' own conditions, on rows the policies would hide; one that is not
+/// built in may show them (in an error, a notice, a timing). Only a superuser
+/// marks a function so; a reviewed one goes in the policy file.
+pub fn leakproof_check(
+    found: &Shadowing,
+    exemptions: &Exemptions,
+    used: &mut std::collections::BTreeSet<(Kind, String)>,
+) -> CheckSummary {
+    let mut check =
+        CheckSummary::new("leakproof", "no LEAKPROOF function a runtime role may call that is not built in");
+    check.checked = found.leakproof.len();
+    for function in &found.leakproof {
+        let message =
+            "LEAKPROOF and not built in: RLS lets it see rows before the policies filter them, and a runtime \
+                       role may call it; make it NOT LEAKPROOF (ALTER FUNCTION … NOT LEAKPROOF), or review it in the \
+                       policy file ([[function]])";
+        match exemptions.find(Kind::Function, function) {
+            Some(exemption) => {
+                used.insert((Kind::Function, exemption.name.clone()));
+                check.note(Verdict::Exempt, function.clone(), format!("{message}; exempted: {}", exemption.reason));
+            }
+            None => check.fail(function.clone(), message),
         }
     }
     check

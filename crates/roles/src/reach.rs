@@ -51,6 +51,10 @@ pub struct RightsObject {
     pub view_reads: Vec<i64>,
     /// Functions of the database (not built in, not an extension's) the query calls.
     pub functions: Vec<String>,
+    /// Built-in functions the query calls that run SQL text of their own
+    /// (`query_to_xml` and its family, `ts_stat`): built-ins are not
+    /// recorded in `pg_depend`, so the query's text is searched for them.
+    pub sql_runners: Vec<String>,
     /// The relation belongs to an extension.
     pub extension: bool,
 }
@@ -70,6 +74,13 @@ pub struct DefinerFunction {
     pub trigger: bool,
     /// The extension it belongs to.
     pub extension: Option<String>,
+    /// An enabled event trigger runs it: on any role's DDL attempt, before
+    /// the permission check, with no EXECUTE needed.
+    pub event_trigger: bool,
+    /// An aggregate a runtime role may call uses it as a support function
+    /// (transition, final, combine, serial, moving): the aggregate's EXECUTE
+    /// is enough to run it.
+    pub aggregate: Option<String>,
 }
 
 /// A partition or inheritance child without RLS of its own, below a table with RLS.
@@ -117,6 +128,26 @@ pub fn security_invoker(options: &[String]) -> bool {
         .any(|o| o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && parse_bool(v) == Some(true)))
 }
 
+/// Built-in functions that run SQL text given to them as their caller: in
+/// a materialized view's query or a rule's action, as its owner.
+pub const SQL_RUNNERS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+];
+
 /// The runtime roles that exist, as a subquery for `has_*_privilege`.
 const RUNTIME: &str = "runtime AS (SELECT oid FROM pg_roles WHERE rolname = ANY($1))";
 
@@ -135,9 +166,15 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
                         EXISTS (SELECT 1 FROM runtime u WHERE has_function_privilege(u.oid, p.oid, 'EXECUTE')), \
                         EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid), \
                         (SELECT x.extname::text FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid \
-                         WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e' LIMIT 1) \
+                         WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e' LIMIT 1), \
+                        EXISTS (SELECT 1 FROM pg_event_trigger t WHERE t.evtfoid = p.oid AND t.evtenabled <> 'D'), \
+                        (SELECT min(a.aggfnoid::regprocedure::text) FROM pg_aggregate a \
+                         WHERE p.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, \
+                                         a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn) \
+                           AND EXISTS (SELECT 1 FROM runtime u WHERE has_function_privilege(u.oid, a.aggfnoid, 'EXECUTE'))) \
                  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_roles o ON o.oid = p.proowner \
-                 WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+                 WHERE p.prosecdef AND (n.nspname NOT IN ('pg_catalog', 'information_schema') OR p.oid >= 16384) \
+                 ORDER BY 1"
             ),
             &[(&runtime, Type::TEXT_ARRAY)],
         )
@@ -152,6 +189,8 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
             runtime_executes: row.get(5),
             trigger: row.get(6),
             extension: row.get(7),
+            event_trigger: row.get(8),
+            aggregate: row.get(9),
         });
     }
     let mut children = Vec::new();
@@ -215,7 +254,9 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                              AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
                                              AND e.objid = dp.oid AND e.deptype = 'e')), '{{}}'), \
                     EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
-                            AND e.deptype = 'e') \
+                            AND e.deptype = 'e'), \
+                    ARRAY(SELECT f FROM unnest($2::text[]) f \
+                          WHERE pg_get_ruledef(r.rule) ~* ('(^|[^a-z0-9_$])' || f || '\\s*\\(')) \
              FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
              LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule AND d.deptype = 'n' \
                AND (r.rulename <> '_RETURN' OR d.refobjid <> r.ev_class) \
@@ -226,7 +267,7 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                       o.rolbypassrls, r.options \
              ORDER BY 2, 3, 5 NULLS FIRST"
         ),
-        &[(&runtime, Type::TEXT_ARRAY)],
+        &[(&runtime, Type::TEXT_ARRAY), (&SQL_RUNNERS, Type::TEXT_ARRAY)],
     )?;
     Ok(rows
         .iter()
@@ -253,6 +294,7 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                 view_reads: row.get(10),
                 functions: row.get(11),
                 extension: row.get(12),
+                sql_runners: row.get(13),
             }
         })
         .collect())
@@ -388,6 +430,9 @@ impl<'a> Analysis<'a> {
                 if let Some(function) = current.functions.first() {
                     return Some(format!("function `{function}` (whose body may read any table)"));
                 }
+                if let Some(runner) = current.sql_runners.first() {
+                    return Some(format!("`{runner}()`, which runs SQL text (it may read any table)"));
+                }
             }
             for read in &current.view_reads {
                 if seen.insert(*read) {
@@ -492,7 +537,12 @@ impl<'a> Analysis<'a> {
         let mut paths = Vec::new();
         for function in &self.db.reach.definers {
             let managed = self.model.managed_schemas().contains(&function.schema);
-            if !(function.runtime_executes || function.trigger || managed) {
+            if !(function.runtime_executes
+                || function.trigger
+                || function.event_trigger
+                || function.aggregate.is_some()
+                || managed)
+            {
                 continue;
             }
             let moving = self.opened(&function.owner, &function.schema, function.extension.is_some());
@@ -508,10 +558,16 @@ impl<'a> Analysis<'a> {
             } else {
                 "callers get its privileges, not their own"
             };
-            let how = match (function.runtime_executes, function.trigger) {
-                (true, _) => "a runtime role may call it",
-                (false, true) => "a trigger runs it when the app writes",
-                (false, false) => "it sits in an app schema",
+            let how = match (function.runtime_executes, function.trigger, function.event_trigger, &function.aggregate) {
+                (true, ..) => "a runtime role may call it".to_string(),
+                (_, _, true, _) => {
+                    "an event trigger runs it on any DDL attempt, before the permission check".to_string()
+                }
+                (_, _, _, Some(aggregate)) => {
+                    format!("the aggregate {aggregate}, which a runtime role may call, runs it")
+                }
+                (_, true, ..) => "a trigger runs it when the app writes".to_string(),
+                _ => "it sits in an app schema".to_string(),
             };
             paths.push(RightsPath {
                 class: PathClass::DefinerFunction,

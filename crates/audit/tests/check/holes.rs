@@ -112,6 +112,76 @@ fn a_materialized_view_reaching_an_rls_table_through_a_function() {
 }
 
 #[test]
+fn a_materialized_view_that_runs_sql_text_through_a_built_in() {
+    // query_to_xml runs its text as the refreshing owner; pg_depend records
+    // no built-in, and the text is a string.
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE MATERIALIZED VIEW public.export AS \
+           SELECT query_to_xml('SELECT * FROM public.users', true, false, '') AS doc",
+    );
+    assert_caught(
+        &report,
+        "views-over-rls",
+        "public.export: materialized view over `query_to_xml()`, which runs SQL text (it may read any table)",
+    );
+}
+
+#[test]
+fn a_rule_that_runs_sql_text_through_a_built_in() {
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE TABLE public.audit_log (doc xml); \
+         CREATE RULE copy_all AS ON INSERT TO public.ai_invocation_summaries DO ALSO \
+           INSERT INTO public.audit_log SELECT query_to_xml('SELECT * FROM public.users', true, false, '')",
+    );
+    assert_caught(&report, "rules", "public.ai_invocation_summaries.copy_all");
+}
+
+#[test]
+fn a_definer_function_an_event_trigger_runs_needs_no_execute() {
+    let (_, report) = planted_as(
+        Who::Admin,
+        "CREATE SCHEMA ops; \
+         CREATE FUNCTION ops.on_ddl() RETURNS event_trigger SECURITY DEFINER LANGUAGE plpgsql AS $$ BEGIN NULL; END $$; \
+         REVOKE EXECUTE ON FUNCTION ops.on_ddl() FROM PUBLIC; \
+         CREATE EVENT TRIGGER on_ddl ON ddl_command_start EXECUTE FUNCTION ops.on_ddl()",
+    );
+    assert_caught(&report, "security-definer", "ops.on_ddl(): SECURITY DEFINER, owned by `postgres`");
+    assert_caught(&report, "security-definer", "an event trigger runs it on any DDL attempt");
+}
+
+#[test]
+fn a_definer_support_function_of_an_aggregate_the_runtime_role_may_call() {
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE SCHEMA ops; \
+         CREATE FUNCTION ops.add_up(int, int) RETURNS int SECURITY DEFINER LANGUAGE sql AS 'SELECT $1 + $2'; \
+         REVOKE EXECUTE ON FUNCTION ops.add_up(int, int) FROM PUBLIC; \
+         CREATE AGGREGATE ops.total(int) (SFUNC = ops.add_up, STYPE = int)",
+    );
+    assert_caught(
+        &report,
+        "security-definer",
+        "the aggregate ops.total(integer), which a runtime role may call, runs it",
+    );
+}
+
+#[test]
+fn a_definer_function_someone_put_in_pg_catalog() {
+    let (_, report) = planted_as(
+        Who::Admin,
+        "CREATE FUNCTION pg_catalog.run_sql(statement text) RETURNS void SECURITY DEFINER LANGUAGE plpgsql \
+           AS $$ BEGIN EXECUTE statement; END $$",
+    );
+    assert_caught(
+        &report,
+        "security-definer",
+        "pg_catalog.run_sql(text): SECURITY DEFINER, owned by `postgres`, a superuser",
+    );
+}
+
+#[test]
 fn a_view_in_another_schema_granted_to_the_runtime_role() {
     let (_, report) = planted_as(
         Who::Admin,

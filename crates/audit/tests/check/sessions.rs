@@ -68,3 +68,18 @@ fn a_shadow_the_migrator_adds_to_its_own_extension_is_still_named() {
     let found = catalog_failures(&report, "search-path");
     assert_eq!(found.len(), 1, "{found:?}");
 }
+
+#[test]
+fn a_leakproof_function_that_is_not_built_in_is_named() {
+    let fx = Fixture::migrated();
+    // Only a superuser marks a function LEAKPROOF; this one would show every
+    // value RLS hides, before the policy filters it.
+    fx.admin()
+        .batch_execute(
+            "CREATE FUNCTION public.tell(text) RETURNS boolean LEAKPROOF LANGUAGE plpgsql \
+               AS $$ BEGIN RAISE NOTICE '%', $1; RETURN true; END $$",
+        )
+        .unwrap();
+    let report = fx.check();
+    assert_caught(&report, "leakproof", "public.tell(text): LEAKPROOF and not built in");
+}
