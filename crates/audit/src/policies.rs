@@ -42,6 +42,16 @@ impl Policy {
         self.command == '*' || self.command == command
     }
 
+    /// What new rows are checked against: `WITH CHECK`, or for ALL and
+    /// UPDATE policies without one, `USING`.
+    fn check_expression(&self) -> &str {
+        if self.with_check.is_empty() && matches!(self.command, '*' | 'w') {
+            &self.using
+        } else {
+            &self.with_check
+        }
+    }
+
     /// The settings its expressions read with `current_setting('…')`.
     pub fn settings_read(&self) -> Vec<String> {
         let mut found = Vec::new();
@@ -144,10 +154,88 @@ fn command_word(command: char) -> &'static str {
     }
 }
 
-/// A predicate that lets every row through.
-fn always_true(expression: &str) -> bool {
-    let trimmed = expression.trim().trim_start_matches('(').trim_end_matches(')').trim();
-    trimmed.eq_ignore_ascii_case("true")
+/// A predicate that lets every row through, also in disguise: `true`,
+/// `NOT false`, `x = x` (`1 = 1`), or an `OR` one of whose sides is such, as
+/// `pg_get_expr` prints them.
+pub fn always_true(expression: &str) -> bool {
+    let e = strip_parens(expression.trim());
+    if e.eq_ignore_ascii_case("true") {
+        return true;
+    }
+    if let Some(rest) = e.strip_prefix("NOT ") {
+        return strip_parens(rest.trim()).eq_ignore_ascii_case("false");
+    }
+    let disjuncts = split_top(e, " OR ");
+    if disjuncts.len() > 1 {
+        return disjuncts.iter().any(|d| always_true(d));
+    }
+    let conjuncts = split_top(e, " AND ");
+    if conjuncts.len() > 1 {
+        return conjuncts.iter().all(|c| always_true(c));
+    }
+    for operator in [" = ", " >= ", " <= "] {
+        let sides = split_top(e, operator);
+        if sides.len() == 2 && strip_parens(sides[0].trim()) == strip_parens(sides[1].trim()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `e` without parentheses that enclose all of it.
+fn strip_parens(mut e: &str) -> &str {
+    while e.starts_with('(') && e.ends_with(')') && closing_paren(e) == Some(e.len() - 1) {
+        e = e[1..e.len() - 1].trim();
+    }
+    e
+}
+
+/// Where the parenthesis opening `e` closes (quotes respected).
+fn closing_paren(e: &str) -> Option<usize> {
+    let (mut depth, mut quoted) = (0usize, None::<char>);
+    for (i, c) in e.char_indices() {
+        match (quoted, c) {
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quoted = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `e` split at `separator` where it stands outside parentheses and quotes.
+fn split_top<'a>(e: &'a str, separator: &str) -> Vec<&'a str> {
+    let (mut parts, mut start, mut depth, mut quoted) = (Vec::new(), 0, 0i32, None::<char>);
+    let bytes = e.as_bytes();
+    let mut i = 0;
+    while i < e.len() {
+        let c = bytes[i] as char;
+        match (quoted, c) {
+            (Some(q), c) if c == q => quoted = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quoted = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, _) if depth == 0 && e[i..].starts_with(separator) => {
+                parts.push(&e[start..i]);
+                i += separator.len();
+                start = i;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(&e[start..]);
+    parts
 }
 
 /// The `rls-policy-content` check.
@@ -174,20 +262,35 @@ pub fn check(
         let mine: Vec<&Policy> = policies.iter().filter(|p| p.table_oid == oid && p.applies_to(runtime)).collect();
         let public = exemptions.find(Kind::Public, table);
         let mut problems = Vec::new();
+        // Restrictive policies are ANDed with the permissive ones: one that
+        // is not always true narrows a permissive `true` for its commands.
+        let narrowed = |commands: &[char], check: bool| {
+            commands.iter().all(|command| {
+                mine.iter().any(|p| {
+                    let expression = if check { p.check_expression() } else { p.using.as_str() };
+                    !p.permissive && p.covers(*command) && !expression.is_empty() && !always_true(expression)
+                })
+            })
+        };
         for policy in mine.iter().filter(|p| p.permissive) {
             let public_read = policy.command == 'r' && public.is_some_and(|e| e.rows.is_none());
-            if always_true(&policy.using) && !public_read {
+            let reads: Vec<char> = ['r', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
+            if always_true(&policy.using) && !public_read && !narrowed(&reads, false) {
                 problems.push(format!(
-                    "policy `{}` (FOR {}) has USING (true): every row is visible or changeable",
+                    "policy `{}` (FOR {}) has USING ({}), which is always true: every row is visible or changeable",
                     policy.name,
-                    command_word(policy.command)
+                    command_word(policy.command),
+                    strip_parens(&policy.using)
                 ));
             }
-            if always_true(&policy.with_check) {
+            let writes: Vec<char> = ['a', 'w'].into_iter().filter(|c| policy.covers(*c)).collect();
+            let check = policy.check_expression();
+            if !check.is_empty() && always_true(check) && !narrowed(&writes, true) {
                 problems.push(format!(
-                    "policy `{}` (FOR {}) has WITH CHECK (true): any tenant's row may be written",
+                    "policy `{}` (FOR {}) has WITH CHECK ({}), which is always true: any tenant's row may be written",
                     policy.name,
-                    command_word(policy.command)
+                    command_word(policy.command),
+                    strip_parens(check)
                 ));
             }
         }
@@ -253,6 +356,34 @@ mod tests {
         assert_eq!(policy.settings_read(), ["app.current_user_id", "app.org"]);
         assert!(always_true("true") && always_true("(true)") && !always_true("(owner = 1)") && !always_true(""));
         assert!(policy.session_state_read().is_empty(), "{:?}", policy.session_state_read());
+    }
+
+    #[test]
+    fn predicates_that_are_always_true_in_disguise() {
+        for e in [
+            "true",
+            "(true)",
+            "(1 = 1)",
+            "(id = id)",
+            "(NOT false)",
+            "((owner = x) OR true)",
+            "(true OR (a = b))",
+            "(('a'::text = 'a'::text))",
+            "((x)::text >= (x)::text)",
+        ] {
+            assert!(always_true(e), "{e}");
+        }
+        for e in [
+            "",
+            "(owner = 1)",
+            "(a = b)",
+            "((a = b) OR (c = d))",
+            "(NOT true)",
+            "((a = 'x OR true'::text))",
+            "((a) = (b)) AND (c = c)",
+        ] {
+            assert!(!always_true(e), "{e}");
+        }
     }
 
     #[test]

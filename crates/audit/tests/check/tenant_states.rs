@@ -126,3 +126,35 @@ fn a_policy_that_reads_the_probes_lock_timeout_is_named() {
         "reads session state that is not the tenant (setting lock_timeout)",
     );
 }
+
+#[test]
+fn a_permissive_true_narrowed_by_a_restrictive_tenant_policy_isolates() {
+    let fx = Fixture::migrated();
+    // A common shape: everything permitted, then narrowed per tenant.
+    fx.migrator()
+        .batch_execute(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
+             CREATE POLICY tenant_only ON public.billing_accounts AS RESTRICTIVE \
+               USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid)",
+        )
+        .unwrap();
+    let report = fx.check();
+    let found = crate::common::catalog_failures(&report, "rls-policy-content");
+    assert!(found.is_empty(), "{found:?}\n{}", report.to_text());
+    assert!(report.holds(), "{}", report.to_text());
+}
+
+#[test]
+fn a_tautology_in_disguise_is_treated_as_true() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts \
+               USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid OR 1 = 1)",
+        )
+        .unwrap();
+    let report = fx.check();
+    crate::common::assert_caught(&report, "rls-policy-content", "which is always true");
+}
