@@ -482,11 +482,16 @@ pub fn prove(
     queries: &mut u32,
 ) -> Result<(RlsBehaviour, Probe)> {
     let Some(Sampled { mut client, mut samples }) = sampled.filter(|_| exemptions.rls.enabled) else {
-        let why = format!("not applicable: the app declares no RLS ({})", exemptions.source_text());
+        let why = format!(
+            "unproven: the app declares no RLS ({}: {})",
+            exemptions.source_text(),
+            exemptions.rls.reason.as_deref().unwrap_or("no reason given")
+        );
         let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
         let mut insert = cross_tenant_insert(model, &empty, None, queries);
         insert.observed = why.clone();
-        return Ok((RlsBehaviour { verdict: Verdict::NotApplicable, message: why }, insert));
+        // Said as unproven: a declaration in a file is not a proof.
+        return Ok((RlsBehaviour { verdict: Verdict::Unproven, message: why }, insert));
     };
     choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
     let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;

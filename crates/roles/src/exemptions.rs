@@ -69,11 +69,13 @@ pub struct RlsDeclaration {
     pub tenant_setting: Option<String>,
     /// Whether the file has an `[rls]` section at all.
     pub declared: bool,
+    /// `reason = "…"`: why the app uses no RLS (required with `enabled = false`).
+    pub reason: Option<String>,
 }
 
 impl Default for RlsDeclaration {
     fn default() -> RlsDeclaration {
-        RlsDeclaration { enabled: true, tenant_roots: Vec::new(), tenant_setting: None, declared: false }
+        RlsDeclaration { enabled: true, tenant_roots: Vec::new(), tenant_setting: None, declared: false, reason: None }
     }
 }
 
@@ -238,11 +240,23 @@ fn parse_rls(value: &toml::Value) -> Result<RlsDeclaration> {
                     )?;
                 rls.tenant_setting = Some(setting.to_string());
             }
-            other => bail!("[rls] has an unknown key `{other}`; use `enabled`, `tenant_roots` or `tenant_setting`"),
+            "reason" => {
+                let reason = value.as_str().filter(|r| !r.trim().is_empty());
+                rls.reason = Some(reason.ok_or_else(|| format_err!("[rls] `reason` must be a sentence"))?.to_string());
+            }
+            other => {
+                bail!("[rls] has an unknown key `{other}`; use `enabled`, `tenant_roots`, `tenant_setting` or `reason`")
+            }
         }
     }
     if !rls.enabled && !rls.tenant_roots.is_empty() {
         bail!("[rls] says `enabled = false` but lists `tenant_roots`; keep one");
+    }
+    // Switching the RLS proof off is a decision somebody reviews.
+    if !rls.enabled && rls.reason.is_none() {
+        bail!(
+            "[rls] says `enabled = false` without a `reason`; add reason = \"why the app isolates no tenant with RLS\""
+        );
     }
     Ok(rls)
 }
@@ -282,7 +296,11 @@ mod tests {
         assert_eq!(declared.rls.tenant_roots, ["app.user"]);
         assert_eq!(declared.rls.tenant_setting.as_deref(), Some("app.tenant"));
         assert_eq!(declared.find(Kind::Public, "app.post").unwrap().rows.as_deref(), Some("visibility = 'public'"));
-        assert!(!Exemptions::parse("[rls]\nenabled = false\n").unwrap().rls.enabled);
+        assert!(
+            !Exemptions::parse("[rls]\nenabled = false\nreason = \"one tenant per database\"\n").unwrap().rls.enabled
+        );
+        let error = format!("{:#}", Exemptions::parse("[rls]\nenabled = false\n").unwrap_err());
+        assert!(error.contains("without a `reason`"), "{error}");
     }
 
     #[test]
@@ -300,7 +318,7 @@ mod tests {
             ("[rls]\nenabled = \"no\"\n", "`enabled` must be true or false"),
             ("[rls]\ntenant_roots = [\"users\"]\n", "`schema.table` names"),
             ("[rls]\nroots = []\n", "unknown key `roots`"),
-            ("[rls]\nenabled = false\ntenant_roots = [\"public.users\"]\n", "keep one"),
+            ("[rls]\nenabled = false\nreason = \"x\"\ntenant_roots = [\"public.users\"]\n", "keep one"),
         ] {
             let error = format!("{:#}", Exemptions::parse(text).unwrap_err());
             assert!(error.contains(expected), "{text}: {error}");

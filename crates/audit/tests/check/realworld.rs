@@ -88,8 +88,9 @@ fn an_app_without_rls_holds_on_the_role_split_alone() {
     let report = fx.check_with(&fx.migrations, policy("no-rls"));
     assert!(report.holds(), "{}", report.to_text());
     assert!(tenancy_note(&report).contains("not applicable: the app declares no RLS"));
-    assert_eq!(report.rls.verdict, Verdict::NotApplicable);
-    assert!(report.unproven().is_empty(), "{:?}", report.unproven());
+    assert_eq!(report.rls.verdict, Verdict::Unproven, "a declaration is not a proof");
+    assert!(report.rls.message.contains("one deployment per customer"), "{}", report.rls.message);
+    assert_eq!(report.unproven(), ["row-level security with rows"]);
 
     // Without the file: no dozens of failures, and no silent pass either.
     let report = fx.check_with(&fx.migrations, Exemptions::default());
