@@ -238,6 +238,46 @@ fn split_top<'a>(e: &'a str, separator: &str) -> Vec<&'a str> {
     parts
 }
 
+/// Permissive policies of one table (those that apply to the runtime role)
+/// whose `USING` or `WITH CHECK` is always true and that no restrictive
+/// policy narrows. `public_read_all`: every row is declared public-readable.
+fn always_true_problems(mine: &[&Policy], public_read_all: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    // Restrictive policies are ANDed with the permissive ones: one that
+    // is not always true narrows a permissive `true` for its commands.
+    let narrowed = |commands: &[char], check: bool| {
+        commands.iter().all(|command| {
+            mine.iter().any(|p| {
+                let expression = if check { p.check_expression() } else { p.using.as_str() };
+                !p.permissive && p.covers(*command) && !expression.is_empty() && !always_true(expression)
+            })
+        })
+    };
+    for policy in mine.iter().filter(|p| p.permissive) {
+        let public_read = policy.command == 'r' && public_read_all;
+        let reads: Vec<char> = ['r', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
+        if always_true(&policy.using) && !public_read && !narrowed(&reads, false) {
+            problems.push(format!(
+                "policy `{}` (FOR {}) has USING ({}), which is always true: every row is visible or changeable",
+                policy.name,
+                command_word(policy.command),
+                strip_parens(&policy.using)
+            ));
+        }
+        let writes: Vec<char> = ['a', 'w'].into_iter().filter(|c| policy.covers(*c)).collect();
+        let check = policy.check_expression();
+        if !check.is_empty() && always_true(check) && !narrowed(&writes, true) {
+            problems.push(format!(
+                "policy `{}` (FOR {}) has WITH CHECK ({}), which is always true: any tenant's row may be written",
+                policy.name,
+                command_word(policy.command),
+                strip_parens(check)
+            ));
+        }
+    }
+    problems
+}
+
 /// The `rls-policy-content` check.
 pub fn check(
     model: &Model,
@@ -262,38 +302,8 @@ pub fn check(
         let mine: Vec<&Policy> = policies.iter().filter(|p| p.table_oid == oid && p.applies_to(runtime)).collect();
         let public = exemptions.find(Kind::Public, table);
         let mut problems = Vec::new();
-        // Restrictive policies are ANDed with the permissive ones: one that
-        // is not always true narrows a permissive `true` for its commands.
-        let narrowed = |commands: &[char], check: bool| {
-            commands.iter().all(|command| {
-                mine.iter().any(|p| {
-                    let expression = if check { p.check_expression() } else { p.using.as_str() };
-                    !p.permissive && p.covers(*command) && !expression.is_empty() && !always_true(expression)
-                })
-            })
-        };
-        for policy in mine.iter().filter(|p| p.permissive) {
-            let public_read = policy.command == 'r' && public.is_some_and(|e| e.rows.is_none());
-            let reads: Vec<char> = ['r', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
-            if always_true(&policy.using) && !public_read && !narrowed(&reads, false) {
-                problems.push(format!(
-                    "policy `{}` (FOR {}) has USING ({}), which is always true: every row is visible or changeable",
-                    policy.name,
-                    command_word(policy.command),
-                    strip_parens(&policy.using)
-                ));
-            }
-            let writes: Vec<char> = ['a', 'w'].into_iter().filter(|c| policy.covers(*c)).collect();
-            let check = policy.check_expression();
-            if !check.is_empty() && always_true(check) && !narrowed(&writes, true) {
-                problems.push(format!(
-                    "policy `{}` (FOR {}) has WITH CHECK ({}), which is always true: any tenant's row may be written",
-                    policy.name,
-                    command_word(policy.command),
-                    strip_parens(check)
-                ));
-            }
-        }
+        let public_read_all = public.is_some_and(|e| e.rows.is_none());
+        problems.extend(always_true_problems(&mine, public_read_all));
         for policy in &mine {
             let reads = policy.session_state_read();
             if !reads.is_empty() {
