@@ -356,6 +356,24 @@ fn residual_specs(model: &Model, me: RoleKind, t: &Targets) -> Vec<Spec> {
             Ok(format!("GRANT {myself} TO {}", dbenv::quote_ident(other))),
         ),
         residual("large-object", "create large objects (lo_create)", Ok("SELECT lo_create(0)".into())),
+        // What one session of the role can do to another of the same role
+        // (the app's other connections): PostgreSQL grants it to the role.
+        residual(
+            "read-own-role-queries",
+            "read the query text of the role's other sessions (pg_stat_activity)",
+            Ok("SELECT query FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid() LIMIT 0"
+                .into()),
+        ),
+        residual(
+            "terminate-own-role",
+            "cancel or terminate the role's other sessions (pg_terminate_backend)",
+            Err("not tried: it would end one of the app's sessions".into()),
+        ),
+        residual(
+            "listen-notify",
+            "LISTEN and NOTIFY on any channel, the app's included",
+            Ok("LISTEN _xtask_probe".into()),
+        ),
         residual(
             "lock-exclusive",
             "LOCK TABLE … IN ACCESS EXCLUSIVE MODE on a table it may update",

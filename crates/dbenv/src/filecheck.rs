@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{conflicting_roles, name_and_password, EnvVars, RoleKind, Settings};
 use crate::invariants::{self, Context, Severity, Violation};
-use crate::Host;
+use crate::{Dsn, Host};
 
 /// The role an env file plays, read from what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +124,31 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
             Severity::Warning => warnings.push(line),
         }
     }
+    warnings.extend(readable_admin_secret(path, vars));
     errors.dedup();
     FileCheck { path: path.to_path_buf(), role, errors, warnings }
+}
+
+/// A warning when the file itself holds the admin's password (not the
+/// process environment) and its group or others may read it.
+fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let in_file = |key: &str| vars.get(key).is_some() && vars.origin(key) != "the process environment";
+    let admin_dsn_password = in_file("DATABASE_ROOT_URL")
+        && vars
+            .get("DATABASE_ROOT_URL")
+            .and_then(|url| Dsn::parse("DATABASE_ROOT_URL", url).ok())
+            .is_some_and(|dsn| dsn.password.is_some());
+    if !(in_file("POSTGRES_ROOT_PASSWORD") || admin_dsn_password) {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "holds the admin's password and its group or others may read it (mode {mode:04o}); run `chmod 600 {}`",
+            path.display()
+        )
+    })
 }
 
 /// The server a file points at: `DB_HOST`/`DB_PORT`, else its first DSN.
@@ -166,6 +189,25 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn an_admin_password_in_a_file_others_may_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env.provision");
+        std::fs::write(&path, "POSTGRES_ROOT_USER=postgres\nPOSTGRES_ROOT_PASSWORD='s3cret'\nAPP_DB_NAME=app\n")
+            .unwrap();
+        let warned = |mode: u32| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let vars = EnvVars::load(&path, true, crate::ProcessEnv::Ignore).unwrap();
+            let check = check_file(&path, &vars);
+            assert!(!check.warnings.iter().chain(&check.errors).any(|w| w.contains("s3cret")), "{check:?}");
+            check.warnings.iter().any(|w| w.contains("its group or others may read it") && w.contains("chmod 600"))
+        };
+        assert!(warned(0o644));
+        assert!(warned(0o640));
+        assert!(!warned(0o600));
     }
 
     #[test]

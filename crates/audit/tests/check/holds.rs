@@ -13,6 +13,10 @@ fn a_provisioned_and_migrated_database_holds() {
     let denied = report.probes.iter().filter(|p| p.expected == "denied (42501)" && p.verdict == Verdict::Pass).count();
     assert!(denied >= 2 * 25, "at least 25 forbidden statements per role were refused: {denied}");
     assert!(report.residuals.iter().any(|r| r.id == "own-password"));
+    // What one app_user session can do to another is listed, not judged.
+    for id in ["read-own-role-queries", "terminate-own-role", "listen-notify"] {
+        assert!(report.residuals.iter().any(|r| r.id == id && r.role == "app_user"), "{id}");
+    }
     // Every exemption is shown.
     assert_eq!(report.exemptions.len(), 2);
     // The three renderings agree on the verdict.
