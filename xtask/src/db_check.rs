@@ -12,15 +12,20 @@ use crate::flags::DbCheck;
 
 /// Runs the check and prints it as asked; shared with `db-setup`.
 pub fn check(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>) -> Result<Report> {
+    check_with(env_file, migrations_dir, policy, true)
+}
+
+fn check_with(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, write_probes: bool) -> Result<Report> {
     let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
     let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
     let exemptions = crate::db_provision::policy_file(policy)?;
-    let config = CheckConfig::from_env(&vars, Some(migrations_dir.to_path_buf()), exemptions)?;
+    let mut config = CheckConfig::from_env(&vars, Some(migrations_dir.to_path_buf()), exemptions)?;
+    config.write_probes = write_probes;
     audit::check(&config)
 }
 
 pub fn run(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
-    let report = check(env_file, migrations_dir, policy)?;
+    let report = check_with(env_file, migrations_dir, policy, !flags.no_write_probes)?;
     let invoked_from = std::env::current_dir()?;
     if let Some(path) = &flags.junit {
         write_report(&invoked_from.join(path), &report.to_junit(), "--junit")?;

@@ -258,6 +258,11 @@ pub struct DbCheck {
     /// for `prove`/`pg_prove`-style harnesses that read standard output.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
     pub tap: Option<PathBuf>,
+    /// Skip the cross-tenant insert proof (reported as unproven): its rows are rolled back, but
+    /// the tables' BEFORE triggers fire, so use this where a trigger reaches outside the
+    /// transaction (dblink, NOTIFY consumers that act at once, sequences).
+    #[arg(long)]
+    pub no_write_probes: bool,
 }
 
 #[derive(Args, Debug)]

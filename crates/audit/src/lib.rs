@@ -42,6 +42,10 @@ pub struct CheckConfig {
     pub bookkeeping: drizzle::Table,
     pub migrations_dir: Option<PathBuf>,
     pub exemptions: Exemptions,
+    /// Run the cross-tenant insert proof (its rows are rolled back, but the
+    /// tables' BEFORE triggers fire; `--no-write-probes` for triggers that
+    /// reach outside the transaction).
+    pub write_probes: bool,
 }
 
 impl CheckConfig {
@@ -75,6 +79,7 @@ impl CheckConfig {
             bookkeeping: drizzle::Table::new(&schema, &table),
             migrations_dir,
             exemptions,
+            write_probes: true,
         })
     }
 }
@@ -200,8 +205,15 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     let phase = Instant::now();
     let (sampled, sent) = sampled??;
     queries += sent;
-    let (rls, insert) =
-        tenancy::prove(model, &config.runtime, sampled, &config.exemptions, root.as_deref(), &mut queries)?;
+    let (rls, insert) = tenancy::prove(
+        model,
+        &config.runtime,
+        sampled,
+        &config.exemptions,
+        root.as_deref(),
+        config.write_probes,
+        &mut queries,
+    )?;
     all_probes.push(insert);
     trace("rls behaviour", phase);
     let probes = all_probes;

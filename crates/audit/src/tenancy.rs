@@ -479,6 +479,7 @@ pub fn prove(
     sampled: Option<Sampled>,
     exemptions: &Exemptions,
     root: Option<&str>,
+    write_probes: bool,
     queries: &mut u32,
 ) -> Result<(RlsBehaviour, Probe)> {
     let Some(Sampled { mut client, mut samples }) = sampled.filter(|_| exemptions.rls.enabled) else {
@@ -496,6 +497,12 @@ pub fn prove(
     choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
     let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
     let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
+    if !write_probes {
+        let mut insert = cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, queries);
+        insert.observed = "not tried (--no-write-probes): the RLS write policies are unproven".into();
+        insert.verdict = Verdict::Unproven;
+        return Ok((behaviour, insert));
+    }
     let insert = cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries);
     Ok((behaviour, insert))
 }

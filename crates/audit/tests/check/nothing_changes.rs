@@ -160,3 +160,39 @@ fn a_schema_the_role_owns_is_never_dropped_to_find_out() {
         assert!(probe.observed.starts_with("HELD (the catalog shows it"), "{id}: {}", probe.observed);
     }
 }
+
+#[test]
+fn without_write_probes_no_row_is_inserted_and_the_write_proof_is_unproven() {
+    let fx = Fixture::migrated();
+    // A trigger that counts the rows it sees: with --no-write-probes it
+    // never fires.
+    fx.migrator()
+        .batch_execute(
+            "CREATE SEQUENCE public.trigger_calls; \
+             CREATE FUNCTION public.count_call() RETURNS trigger LANGUAGE plpgsql AS $$ \
+               BEGIN PERFORM nextval('public.trigger_calls'); RETURN NEW; END $$; \
+             CREATE TRIGGER count_call BEFORE INSERT ON public.billing_accounts \
+               FOR EACH ROW EXECUTE FUNCTION public.count_call()",
+        )
+        .unwrap();
+    let calls = |fx: &Fixture| -> Option<i64> {
+        fx.admin()
+            .query_one("SELECT last_value FROM pg_sequences WHERE sequencename = 'trigger_calls'", &[])
+            .unwrap()
+            .get(0)
+    };
+    let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
+    let mut config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    config.write_probes = false;
+    let report = audit::check(&config).unwrap();
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, audit::Verdict::Unproven, "{}", insert.observed);
+    assert!(insert.observed.starts_with("not tried (--no-write-probes)"), "{}", insert.observed);
+    assert_eq!(calls(&fx), None, "the trigger fired");
+    // With the write proof, the trigger fires (the sequence moves: what the
+    // docs warn about), and the insert is still refused by the policy.
+    let report = fx.check();
+    assert!(calls(&fx).is_some(), "the write proof runs the table's BEFORE triggers");
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, audit::Verdict::Pass, "{}", insert.observed);
+}
