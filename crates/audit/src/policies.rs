@@ -29,6 +29,9 @@ pub struct Policy {
     pub using: String,
     /// `WITH CHECK`; empty when absent.
     pub with_check: String,
+    /// The bodies of the functions (not built in) its expressions call
+    /// directly: what they read of the session counts as the policy's.
+    pub function_bodies: String,
 }
 
 impl Policy {
@@ -55,7 +58,7 @@ impl Policy {
     /// The settings its expressions read with `current_setting('…')`.
     pub fn settings_read(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for text in [&self.using, &self.with_check] {
+        for text in [&self.using, &self.with_check, &self.function_bodies] {
             let mut rest = text.as_str();
             while let Some(at) = rest.find("current_setting('") {
                 rest = &rest[at + "current_setting('".len()..];
@@ -78,7 +81,7 @@ impl Policy {
     pub fn session_state_read(&self) -> Vec<String> {
         let mut found: Vec<String> =
             self.settings_read().into_iter().filter(|s| !s.contains('.')).map(|s| format!("setting {s}")).collect();
-        for text in [&self.using, &self.with_check] {
+        for text in [&self.using, &self.with_check, &self.function_bodies] {
             let lower = text.to_ascii_lowercase();
             let computed =
                 lower.match_indices("current_setting(").any(|(at, m)| !lower[at + m.len()..].starts_with('\''));
@@ -114,6 +117,13 @@ const SESSION_TELLTALES: &[&str] = &[
     "pg_my_temp_schema(",
     "pg_conf_load_time(",
     "pg_postmaster_start_time(",
+    "pg_settings",
+    "pg_show_all_settings(",
+    "pg_stat_get_backend",
+    "pg_current_xact_id_if_assigned(",
+    "txid_current_if_assigned(",
+    "pg_prepared_statements",
+    "pg_locks",
 ];
 
 /// Reads every policy of the database (one query).
@@ -121,7 +131,10 @@ pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
     let rows = db.query(
         "SELECT p.polrelid::int8, n.nspname || '.' || c.relname, p.polname::text, p.polpermissive, p.polcmd::text, \
                 array(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END FROM unnest(p.polroles) r), \
-                coalesce(pg_get_expr(p.polqual, p.polrelid), ''), coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') \
+                coalesce(pg_get_expr(p.polqual, p.polrelid), ''), coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''), \
+                coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_depend d JOIN pg_proc f ON f.oid = d.refobjid \
+                          WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid \
+                            AND d.refclassid = 'pg_proc'::regclass AND f.oid >= 16384), '') \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname <> ALL ($1) ORDER BY 2, 3",
         &[(&vec!["pg_catalog".to_string(), "information_schema".to_string()], Type::TEXT_ARRAY)],
@@ -139,6 +152,7 @@ pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
                 roles: row.get(5),
                 using: row.get(6),
                 with_check: row.get(7),
+                function_bodies: row.get(8),
             }
         })
         .collect())
@@ -163,7 +177,15 @@ pub fn always_true(expression: &str) -> bool {
         return true;
     }
     if let Some(rest) = e.strip_prefix("NOT ") {
-        return strip_parens(rest.trim()).eq_ignore_ascii_case("false");
+        return always_false(rest);
+    }
+    // COALESCE(true, …) is true whatever follows.
+    if e.len() > 9 && e[..9].eq_ignore_ascii_case("COALESCE(") && e.ends_with(')') {
+        if let Some(first) = split_top(&e[9..e.len() - 1], ", ").first() {
+            if always_true(first) {
+                return true;
+            }
+        }
     }
     let disjuncts = split_top(e, " OR ");
     if disjuncts.len() > 1 {
@@ -180,6 +202,24 @@ pub fn always_true(expression: &str) -> bool {
         }
     }
     false
+}
+
+/// A predicate that lets no row through: `false`, `NOT true`, an `AND` with
+/// such a side, an `OR` of them.
+fn always_false(expression: &str) -> bool {
+    let e = strip_parens(expression.trim());
+    if e.eq_ignore_ascii_case("false") {
+        return true;
+    }
+    if let Some(rest) = e.strip_prefix("NOT ") {
+        return always_true(rest);
+    }
+    let disjuncts = split_top(e, " OR ");
+    if disjuncts.len() > 1 {
+        return disjuncts.iter().all(|d| always_false(d));
+    }
+    let conjuncts = split_top(e, " AND ");
+    conjuncts.len() > 1 && conjuncts.iter().any(|c| always_false(c))
 }
 
 /// `e` without parentheses that enclose all of it.
@@ -241,15 +281,22 @@ fn split_top<'a>(e: &'a str, separator: &str) -> Vec<&'a str> {
 /// Permissive policies of one table (those that apply to the runtime role)
 /// whose `USING` or `WITH CHECK` is always true and that no restrictive
 /// policy narrows. `public_read_all`: every row is declared public-readable.
-fn always_true_problems(mine: &[&Policy], public_read_all: bool) -> Vec<String> {
+fn always_true_problems(mine: &[&Policy], public_read_all: bool, tenant_setting: &str) -> Vec<String> {
     let mut problems = Vec::new();
     // Restrictive policies are ANDed with the permissive ones: one that
     // is not always true narrows a permissive `true` for its commands.
+    // Only a restrictive policy that reads the tenant narrows: `id IS NOT
+    // NULL` or a tautology the reading below misses would not.
+    let reads_tenant = |p: &Policy| p.settings_read().iter().any(|s| s.eq_ignore_ascii_case(tenant_setting));
     let narrowed = |commands: &[char], check: bool| {
         commands.iter().all(|command| {
             mine.iter().any(|p| {
                 let expression = if check { p.check_expression() } else { p.using.as_str() };
-                !p.permissive && p.covers(*command) && !expression.is_empty() && !always_true(expression)
+                !p.permissive
+                    && p.covers(*command)
+                    && !expression.is_empty()
+                    && !always_true(expression)
+                    && reads_tenant(p)
             })
         })
     };
@@ -303,7 +350,7 @@ pub fn check(
         let public = exemptions.find(Kind::Public, table);
         let mut problems = Vec::new();
         let public_read_all = public.is_some_and(|e| e.rows.is_none());
-        problems.extend(always_true_problems(&mine, public_read_all));
+        problems.extend(always_true_problems(&mine, public_read_all, &model.tenant_setting));
         for policy in &mine {
             let reads = policy.session_state_read();
             if !reads.is_empty() {
@@ -362,6 +409,7 @@ mod tests {
             roles: vec!["PUBLIC".into()],
             using: "(owner = (NULLIF(current_setting('app.current_user_id'::text, true), ''::text))::uuid)".into(),
             with_check: "(org = current_setting('app.org'::text))".into(),
+            function_bodies: String::new(),
         };
         assert_eq!(policy.settings_read(), ["app.current_user_id", "app.org"]);
         assert!(always_true("true") && always_true("(true)") && !always_true("(owner = 1)") && !always_true(""));
@@ -380,6 +428,10 @@ mod tests {
             "(true OR (a = b))",
             "(('a'::text = 'a'::text))",
             "((x)::text >= (x)::text)",
+            "((1 = 1) AND (NOT false))",
+            "(NOT (NOT true))",
+            "(NOT (false AND (a = b)))",
+            "COALESCE(true, (a = b))",
         ] {
             assert!(always_true(e), "{e}");
         }
@@ -407,6 +459,7 @@ mod tests {
             roles: vec!["PUBLIC".into()],
             using: using.into(),
             with_check: String::new(),
+            function_bodies: String::new(),
         };
         let reads = |using: &str| policy(using).session_state_read();
         assert_eq!(reads("(current_setting('lock_timeout'::text) <> '50ms'::text)"), ["setting lock_timeout"]);

@@ -241,8 +241,8 @@ impl Ctx<'_> {
             // schema, so the table is found by name, not cast to regclass.
             "write-bookkeeping" => t.bookkeeping_names.as_ref().map(|(schema, name)| {
                 format!(
-                    "has_table_privilege((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = {} AND c.relname = {}), 'INSERT')",
+                    "has_any_column_privilege((SELECT c.oid FROM pg_class c JOIN pg_namespace n \
+                     ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {}), 'INSERT')",
                     quote_literal(schema),
                     quote_literal(name)
                 )

@@ -151,6 +151,12 @@ impl Report {
         if self.rls.verdict == Verdict::Unproven {
             all.push("row-level security with rows".to_string());
         }
+        for probe in self.probes.iter().filter(|p| p.verdict == Verdict::Unproven) {
+            let id = format!("{} ({})", probe.id, probe.role);
+            if !all.contains(&id) {
+                all.push(id);
+            }
+        }
         all
     }
 

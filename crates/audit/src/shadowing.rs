@@ -8,10 +8,11 @@
 //! the same signature wins. The tool's own sessions are pinned
 //! (`dbenv::PINNED_SEARCH_PATH`); the app's, an admin's `psql` and other
 //! tools are not, so `db-check` names every such object. Extension members
-//! are left out when a model role does not own them: an extension's script
-//! made them (a trusted extension's members belong to the bootstrap
-//! superuser); one that a model role owns was added to the extension after
-//! the fact (`ALTER EXTENSION … ADD`) and is judged like any other.
+//! are left out when a superuser owns them: an extension's script made them
+//! (a trusted extension's members belong to the bootstrap superuser); one
+//! that another role owns was added to the extension after the fact
+//! (`ALTER EXTENSION … ADD`, then maybe given to `pg_database_owner`) and is
+//! judged like any other.
 
 use postgres::types::Type;
 use roles::snapshot::Queries;
@@ -64,7 +65,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
          JOIN procs b ON b.proname = a.proname AND b.pronamespace = 'pg_catalog'::regnamespace \
                      AND a.lo <= b.hi AND b.lo <= a.hi \
          WHERE (NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = a.oid AND e.classid = 'pg_proc'::regclass) \
-                OR pg_get_userbyid(a.proowner) = ANY ($1)) \
+                OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = a.proowner)) \
          GROUP BY a.oid \
          UNION ALL \
          SELECT 'operator', n.nspname || '.' || o.oprname || '(' \
@@ -75,7 +76,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
          WHERE EXISTS (SELECT 1 FROM pg_operator b WHERE b.oprnamespace = 'pg_catalog'::regnamespace \
                          AND b.oprname = o.oprname AND b.oprkind = o.oprkind) \
            AND (NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = o.oid AND e.classid = 'pg_operator'::regclass) \
-                OR pg_get_userbyid(o.oprowner) = ANY ($1)) \
+                OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = o.oprowner)) \
          UNION ALL \
          SELECT 'leakproof', p.oid::regprocedure::text, '' FROM pg_proc p \
          WHERE p.proleakproof AND p.oid >= 16384 \

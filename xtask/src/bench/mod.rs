@@ -142,9 +142,13 @@ impl Lab<'_> {
         Ok(Client::connect(&self.cluster.admin_url(db), NoTls)?)
     }
 
+    /// A session as the app or a migration has it (the role's own
+    /// search_path), not the tool's pinned one: fixtures name tables bare.
     fn connect(&self, db: &str, kind: RoleKind) -> Result<Client> {
         let dsn = self.settings(db)?.role(kind).dsn.clone();
-        dbenv::connect(&dsn, kind.label())
+        let mut client = dbenv::connect(&dsn, kind.label())?;
+        client.batch_execute("RESET search_path")?;
+        Ok(client)
     }
 
     fn psql(&self, db: &str, kind: RoleKind) -> Command {

@@ -128,14 +128,31 @@ fn a_materialized_view_that_runs_sql_text_through_a_built_in() {
 }
 
 #[test]
-fn a_rule_that_runs_sql_text_through_a_built_in() {
+fn a_materialized_view_over_a_function_the_migrator_added_to_an_extension() {
+    // Extension members are trusted as the extension's script made them;
+    // one the migrator added (and owns) is any other function.
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE EXTENSION pg_trgm SCHEMA public; \
+         CREATE FUNCTION public.tenant_names() RETURNS SETOF text LANGUAGE sql STABLE AS 'SELECT name FROM public.users'; \
+         ALTER EXTENSION pg_trgm ADD FUNCTION public.tenant_names(); \
+         CREATE MATERIALIZED VIEW public.names AS SELECT n FROM public.tenant_names() n",
+    );
+    assert_caught(&report, "views-over-rls", "public.names: materialized view over function `public.tenant_names()`");
+}
+
+#[test]
+fn a_rule_that_runs_sql_text_through_a_built_in_runs_it_as_the_invoker() {
+    // Unlike a materialized view's refresh, a built-in in a rule's action
+    // runs its text as the role whose statement fired the rule: RLS applies.
     let (_, report) = planted_as(
         Who::Migrator,
         "CREATE TABLE public.audit_log (doc xml); \
          CREATE RULE copy_all AS ON INSERT TO public.ai_invocation_summaries DO ALSO \
            INSERT INTO public.audit_log SELECT query_to_xml('SELECT * FROM public.users', true, false, '')",
     );
-    assert_caught(&report, "rules", "public.ai_invocation_summaries.copy_all");
+    let found = catalog_failures(&report, "rules");
+    assert!(!found.iter().any(|f| f.contains("query_to_xml")), "{found:?}");
 }
 
 #[test]

@@ -188,6 +188,7 @@ fn without_write_probes_no_row_is_inserted_and_the_write_proof_is_unproven() {
     let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
     assert_eq!(insert.verdict, audit::Verdict::Unproven, "{}", insert.observed);
     assert!(insert.observed.starts_with("not tried (--no-write-probes)"), "{}", insert.observed);
+    assert!(report.unproven().contains(&"cross-tenant-insert (app_user)".to_string()), "{:?}", report.unproven());
     assert_eq!(calls(&fx), None, "the trigger fired");
     // With the write proof, the trigger fires (the sequence moves: what the
     // docs warn about), and the insert is still refused by the policy.

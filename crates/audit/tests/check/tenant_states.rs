@@ -158,3 +158,46 @@ fn a_tautology_in_disguise_is_treated_as_true() {
     let report = fx.check();
     crate::common::assert_caught(&report, "rls-policy-content", "which is always true");
 }
+
+#[test]
+fn a_restrictive_policy_that_does_not_read_the_tenant_narrows_nothing() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
+             CREATE POLICY looks_strict ON public.billing_accounts AS RESTRICTIVE USING (id IS NOT NULL)",
+        )
+        .unwrap();
+    let report = fx.check();
+    crate::common::assert_caught(&report, "rls-policy-content", "policy `everything` (FOR ALL) has USING (true)");
+}
+
+#[test]
+fn a_policy_whose_function_reads_the_probes_lock_timeout_is_named() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "CREATE FUNCTION public.current_tenant() RETURNS uuid LANGUAGE sql STABLE AS $$ \
+               SELECT CASE WHEN current_setting('lock_timeout') = '50ms' \
+                 THEN nullif(current_setting('app.current_user_id', true), '')::uuid END $$; \
+             DROP POLICY tenant_isolation ON public.billing_accounts; \
+             CREATE POLICY tenant_isolation ON public.billing_accounts USING (owner_user_id = public.current_tenant())",
+        )
+        .unwrap();
+    let report = fx.check();
+    crate::common::assert_caught(
+        &report,
+        "rls-policy-content",
+        "reads session state that is not the tenant (setting lock_timeout)",
+    );
+}
+
+#[test]
+fn a_table_the_runtime_role_may_not_insert_into_counts_as_denied() {
+    let fx = Fixture::migrated();
+    fx.migrator().batch_execute("REVOKE INSERT ON public.billing_accounts FROM app_user").unwrap();
+    let report = fx.check();
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, Verdict::Pass, "{}", insert.observed);
+}
