@@ -53,6 +53,10 @@ pub struct RightsObject {
     /// extension's unless a role other than a superuser owns them (added to
     /// an extension after the fact).
     pub functions: Vec<String>,
+    /// Relations the query reads directly outside the app schemas (and
+    /// outside `pg_catalog` and `information_schema`): the bookkeeping, another
+    /// app's or an auth provider's tables.
+    pub outside_reads: Vec<String>,
     /// Built-in functions the query calls that run SQL text of their own
     /// (`query_to_xml` and its family, `ts_stat`): built-ins are not
     /// recorded in `pg_depend`, so the query's text is searched for them.
@@ -158,7 +162,7 @@ const RUNTIME: &str = "runtime AS (SELECT oid FROM pg_roles WHERE rolname = ANY(
 /// children: three queries, whatever the size of the database.
 pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
     let runtime = model.runtime_names();
-    let objects = read_objects(db, &runtime).context("read views, materialized views and rules")?;
+    let objects = read_objects(db, &runtime, &model.app_schemas).context("read views, materialized views and rules")?;
     let mut definers = Vec::new();
     for row in db
         .query(
@@ -232,7 +236,11 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
     Ok(Reach { objects, definers, children })
 }
 
-fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsObject>, postgres::Error> {
+fn read_objects(
+    db: &mut Queries<'_>,
+    runtime: &[String],
+    app_schemas: &[String],
+) -> Result<Vec<RightsObject>, postgres::Error> {
     // Driven from pg_rewrite: every view's query and every rule is a row
     // there, and pg_depend records what each reads and calls (built-in
     // objects are pinned and never recorded).
@@ -259,6 +267,9 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                                   OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = dp.proowner))), '{{}}'), \
                     EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
                             AND e.deptype = 'e'), \
+                    coalesce(array_agg(DISTINCT dn.nspname || '.' || dc.relname) FILTER (WHERE dc.oid IS NOT NULL \
+                             AND dn.nspname <> ALL ($3) AND dn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                             AND dc.oid <> r.ev_class), '{{}}'), \
                     ARRAY(SELECT f FROM unnest($2::text[]) f \
                           WHERE pg_get_ruledef(r.rule) ~* ('(^|[^a-z0-9_$])' || f || '\\s*\\(')) \
              FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
@@ -271,7 +282,7 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                       o.rolbypassrls, r.options \
              ORDER BY 2, 3, 5 NULLS FIRST"
         ),
-        &[(&runtime, Type::TEXT_ARRAY), (&SQL_RUNNERS, Type::TEXT_ARRAY)],
+        &[(&runtime, Type::TEXT_ARRAY), (&SQL_RUNNERS, Type::TEXT_ARRAY), (&app_schemas, Type::TEXT_ARRAY)],
     )?;
     Ok(rows
         .iter()
@@ -298,7 +309,8 @@ fn read_objects(db: &mut Queries<'_>, runtime: &[String]) -> Result<Vec<RightsOb
                 view_reads: row.get(10),
                 functions: row.get(11),
                 extension: row.get(12),
-                sql_runners: row.get(13),
+                outside_reads: row.get(13),
+                sql_runners: row.get(14),
             }
         })
         .collect())
@@ -365,6 +377,7 @@ pub enum State {
 pub fn paths(model: &Model, db: &DbContents, state: State, server_version: i32) -> Vec<RightsPath> {
     let analysis = Analysis::new(model, db, state, server_version);
     let mut paths = analysis.views();
+    paths.extend(analysis.outside_views());
     paths.extend(analysis.rules());
     paths.extend(analysis.definers());
     paths.extend(analysis.children());
@@ -447,6 +460,46 @@ impl<'a> Analysis<'a> {
             }
         }
         None
+    }
+
+    /// Views (without `security_invoker`) and materialized views a runtime
+    /// role may read that read, with their owner's rights, a relation
+    /// outside the app schemas: the bookkeeping, another app's tables, an
+    /// auth provider's users. (Over an RLS table they are `views`' paths.)
+    fn outside_views(&self) -> Vec<RightsPath> {
+        let mut paths = Vec::new();
+        for object in self.db.reach.objects.iter().filter(|o| o.rule.is_none()) {
+            let Some(outside) = object.outside_reads.first() else { continue };
+            if !self.used(object.runtime_uses, &object.schema) || self.reaches(object, object.kind == 'm').is_some() {
+                continue;
+            }
+            let (owner, _) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
+            let opened_by_conversion = self.opened(&object.owner, &object.schema, object.extension);
+            let invoker = object.kind == 'v'
+                && (object.security_invoker || (opened_by_conversion && self.server_version >= 150000));
+            if invoker || self.model.is_runtime_role(owner) {
+                continue;
+            }
+            let (class, what) = match object.kind {
+                'm' => (PathClass::MaterializedView, "materialized view"),
+                _ => (PathClass::View, "view"),
+            };
+            paths.push(RightsPath {
+                class,
+                subject: format!("{}.{}", object.schema, object.name),
+                message: format!(
+                    "{what} reads `{}`, outside the app schemas, with its owner's rights (`{owner}`), and a runtime \
+                     role may read it",
+                    dbenv::unquote_ident(outside)
+                ),
+                fix: "ALTER VIEW … SET (security_invoker = true) (PostgreSQL 15+), revoke SELECT from the runtime \
+                      roles, or drop it"
+                    .to_string(),
+                carrier: Carrier::Relation(object.oid),
+                opened_by_conversion,
+            });
+        }
+        paths
     }
 
     fn views(&self) -> Vec<RightsPath> {

@@ -142,6 +142,34 @@ fn a_materialized_view_over_a_function_the_migrator_added_to_an_extension() {
 }
 
 #[test]
+fn a_view_over_the_bookkeeping_is_an_owners_rights_path() {
+    // The runtime roles may not read the bookkeeping; a view the migrator
+    // owns in an app schema reads it for them.
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE VIEW public.schema_version AS SELECT hash, created_at FROM drizzle.__drizzle_migrations",
+    );
+    assert_caught(
+        &report,
+        "views-over-rls",
+        "public.schema_version: view reads `drizzle.__drizzle_migrations`, outside the app schemas, with its owner's \
+         rights (`app_migrator`)",
+    );
+}
+
+#[test]
+fn a_materialized_view_over_another_schemas_table_is_an_owners_rights_path() {
+    let (_, report) = planted_as(
+        Who::Admin,
+        "CREATE SCHEMA auth; CREATE TABLE auth.accounts (email text); INSERT INTO auth.accounts VALUES ('a@b.c'); \
+         CREATE MATERIALIZED VIEW public.emails AS SELECT email FROM auth.accounts; \
+         ALTER MATERIALIZED VIEW public.emails OWNER TO app_migrator; \
+         GRANT SELECT ON public.emails TO app_user",
+    );
+    assert_caught(&report, "views-over-rls", "public.emails: materialized view reads `auth.accounts`");
+}
+
+#[test]
 fn a_rule_that_runs_sql_text_through_a_built_in_runs_it_as_the_invoker() {
     // Unlike a materialized view's refresh, a built-in in a rule's action
     // runs its text as the role whose statement fired the rule: RLS applies.
