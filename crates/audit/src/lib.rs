@@ -142,6 +142,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let mut checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
     checks.push(shadowing::check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::leakproof_check(&shadowing, &config.exemptions, &mut used));
+    checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
     Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })

@@ -34,6 +34,9 @@ pub struct Shadowing {
     /// `LEAKPROOF` functions a runtime role may call that neither `initdb`
     /// nor an extension made.
     pub leakproof: Vec<String>,
+    /// `(schema.table, server)` of each foreign table a runtime role may read
+    /// whose server has a user mapping for a runtime role or PUBLIC.
+    pub foreign_logins: Vec<(String, String)>,
 }
 
 /// One query: the `search_path` defaults, and the functions and operators
@@ -83,6 +86,14 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
            AND NOT EXISTS (SELECT 1 FROM ext e WHERE e.objid = p.oid AND e.classid = 'pg_proc'::regclass) \
            AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = ANY ($3) \
                          AND has_function_privilege(u.oid, p.oid, 'EXECUTE')) \
+         UNION ALL \
+         SELECT 'foreign', n.nspname || '.' || c.relname, s.srvname::text \
+         FROM pg_foreign_table ft JOIN pg_class c ON c.oid = ft.ftrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_foreign_server s ON s.oid = ft.ftserver \
+         WHERE EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = ANY ($3) \
+                         AND has_table_privilege(u.oid, c.oid, 'SELECT')) \
+           AND EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvid = s.oid \
+                         AND (m.umuser = 0 OR m.usename = ANY ($3))) \
          ORDER BY 1, 2",
         &[(&roles, Type::TEXT_ARRAY), (&model.db_name, Type::TEXT), (&model.runtime_names(), Type::TEXT_ARRAY)],
     )?;
@@ -97,6 +108,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
             }
             "function" => found.functions.push((subject, detail)),
             "leakproof" => found.leakproof.push(subject),
+            "foreign" => found.foreign_logins.push((subject, detail)),
             _ => found.operators.push((subject, detail)),
         }
     }
@@ -209,6 +221,34 @@ pub fn leakproof_check(
                 check.note(Verdict::Exempt, function.clone(), format!("{message}; exempted: {}", exemption.reason));
             }
             None => check.fail(function.clone(), message),
+        }
+    }
+    check
+}
+
+/// The `foreign-logins` check: a foreign table reads with the credentials
+/// of its server's user mapping, so a runtime role reading it acts on the
+/// remote side as whatever role the mapping names (a BYPASSRLS role of this
+/// very cluster, say), not as itself.
+pub fn foreign_logins_check(
+    found: &Shadowing,
+    exemptions: &Exemptions,
+    used: &mut std::collections::BTreeSet<(Kind, String)>,
+) -> CheckSummary {
+    let mut check = CheckSummary::new("foreign-logins", "no foreign table reads as another role for a runtime role");
+    check.checked = found.foreign_logins.len();
+    for (table, server) in &found.foreign_logins {
+        let message = format!(
+            "foreign table on server `{server}`, which has a user mapping for a runtime role or PUBLIC: reading it \
+             logs in as the role the mapping names, whose rights (and RLS) apply, not the runtime role's; drop \
+             the mapping or revoke SELECT, or review it in the policy file ([[view]])"
+        );
+        match exemptions.find(Kind::View, table) {
+            Some(exemption) => {
+                used.insert((Kind::View, exemption.name.clone()));
+                check.note(Verdict::Exempt, table.clone(), format!("{message}; exempted: {}", exemption.reason));
+            }
+            None => check.fail(table.clone(), message),
         }
     }
     check

@@ -321,6 +321,20 @@ fn usage_on_a_foreign_data_wrapper_and_a_server() {
 }
 
 #[test]
+fn a_foreign_table_whose_server_logs_in_as_another_role_for_everyone() {
+    // A mapping FOR PUBLIC: whoever reads the foreign table acts on the
+    // remote side as `postgres`.
+    let (_, report) = planted_as(
+        Who::Admin,
+        "CREATE FOREIGN DATA WRAPPER loop_fdw; CREATE SERVER same_cluster FOREIGN DATA WRAPPER loop_fdw; \
+         CREATE USER MAPPING FOR PUBLIC SERVER same_cluster OPTIONS (user 'postgres'); \
+         CREATE SCHEMA remote; CREATE FOREIGN TABLE remote.users (id uuid) SERVER same_cluster; \
+         GRANT USAGE ON SCHEMA remote TO app_user; GRANT SELECT ON remote.users TO app_user",
+    );
+    assert_caught(&report, "foreign-logins", "remote.users: foreign table on server `same_cluster`");
+}
+
+#[test]
 fn default_privileges_of_another_role_for_a_runtime_role() {
     let (_, report) = planted_as(
         Who::Admin,
