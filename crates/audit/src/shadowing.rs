@@ -91,7 +91,7 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Shadowing, postgres::
          FROM pg_foreign_table ft JOIN pg_class c ON c.oid = ft.ftrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_foreign_server s ON s.oid = ft.ftserver \
          WHERE EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = ANY ($3) \
-                         AND has_table_privilege(u.oid, c.oid, 'SELECT')) \
+                         AND has_any_column_privilege(u.oid, c.oid, 'SELECT')) \
            AND EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvid = s.oid \
                          AND (m.umuser = 0 OR m.usename = ANY ($3))) \
          ORDER BY 1, 2",

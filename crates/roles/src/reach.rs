@@ -54,8 +54,9 @@ pub struct RightsObject {
     /// an extension after the fact).
     pub functions: Vec<String>,
     /// Relations the query reads directly outside the app schemas (and
-    /// outside `pg_catalog` and `information_schema`): the bookkeeping, another
-    /// app's or an auth provider's tables.
+    /// outside `pg_catalog` and `information_schema`): the bookkeeping always
+    /// (the runtime roles must never read it), anything else the runtime
+    /// roles may not read themselves (another app's, an auth provider's).
     pub outside_reads: Vec<String>,
     /// Built-in functions the query calls that run SQL text of their own
     /// (`query_to_xml` and its family, `ts_stat`): built-ins are not
@@ -162,7 +163,8 @@ const RUNTIME: &str = "runtime AS (SELECT oid FROM pg_roles WHERE rolname = ANY(
 /// children: three queries, whatever the size of the database.
 pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
     let runtime = model.runtime_names();
-    let objects = read_objects(db, &runtime, &model.app_schemas).context("read views, materialized views and rules")?;
+    let objects = read_objects(db, &runtime, &model.app_schemas, &model.bookkeeping_schema)
+        .context("read views, materialized views and rules")?;
     let mut definers = Vec::new();
     for row in db
         .query(
@@ -240,6 +242,7 @@ fn read_objects(
     db: &mut Queries<'_>,
     runtime: &[String],
     app_schemas: &[String],
+    bookkeeping_schema: &str,
 ) -> Result<Vec<RightsObject>, postgres::Error> {
     // Driven from pg_rewrite: every view's query and every rule is a row
     // there, and pg_depend records what each reads and calls (built-in
@@ -267,9 +270,13 @@ fn read_objects(
                                   OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = dp.proowner))), '{{}}'), \
                     EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
                             AND e.deptype = 'e'), \
-                    coalesce(array_agg(DISTINCT dn.nspname || '.' || dc.relname) FILTER (WHERE dc.oid IS NOT NULL \
+                    coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
+                             FILTER (WHERE dc.relkind IN ('r', 'p', 'v', 'm', 'f') \
                              AND dn.nspname <> ALL ($3) AND dn.nspname NOT IN ('pg_catalog', 'information_schema') \
-                             AND dc.oid <> r.ev_class), '{{}}'), \
+                             AND dc.oid <> r.ev_class \
+                             AND (dn.nspname = $4 \
+                                  OR NOT EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, dc.oid, 'SELECT')))), \
+                             '{{}}'), \
                     ARRAY(SELECT f FROM unnest($2::text[]) f \
                           WHERE pg_get_ruledef(r.rule) ~* ('(^|[^a-z0-9_$])' || f || '\\s*\\(')) \
              FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
@@ -282,7 +289,12 @@ fn read_objects(
                       o.rolbypassrls, r.options \
              ORDER BY 2, 3, 5 NULLS FIRST"
         ),
-        &[(&runtime, Type::TEXT_ARRAY), (&SQL_RUNNERS, Type::TEXT_ARRAY), (&app_schemas, Type::TEXT_ARRAY)],
+        &[
+            (&runtime, Type::TEXT_ARRAY),
+            (&SQL_RUNNERS, Type::TEXT_ARRAY),
+            (&app_schemas, Type::TEXT_ARRAY),
+            (&bookkeeping_schema, Type::TEXT),
+        ],
     )?;
     Ok(rows
         .iter()
@@ -470,13 +482,15 @@ impl<'a> Analysis<'a> {
         let mut paths = Vec::new();
         for object in self.db.reach.objects.iter().filter(|o| o.rule.is_none()) {
             let Some(outside) = object.outside_reads.first() else { continue };
-            if !self.used(object.runtime_uses, &object.schema) || self.reaches(object, object.kind == 'm').is_some() {
+            // An extension's own views read its own tables by design.
+            if !self.used(object.runtime_uses, &object.schema) || object.extension {
                 continue;
             }
             let (owner, _) = self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
             let opened_by_conversion = self.opened(&object.owner, &object.schema, object.extension);
-            let invoker = object.kind == 'v'
-                && (object.security_invoker || (opened_by_conversion && self.server_version >= 150000));
+            // A conversion sets security_invoker only on views over RLS
+            // tables, so a moved view keeps its owner's rights here.
+            let invoker = object.kind == 'v' && object.security_invoker;
             if invoker || self.model.is_runtime_role(owner) {
                 continue;
             }

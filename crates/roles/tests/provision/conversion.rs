@@ -76,6 +76,25 @@ fn assert_untouched(fx: &Fixture) {
 }
 
 #[test]
+fn a_legacy_view_over_the_bookkeeping_stops_the_conversion() {
+    // app_user owned the bookkeeping and a view over it; converted, the view
+    // would read the migrator's bookkeeping for the runtime roles.
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    fx.connect_as("app_user", "password")
+        .batch_execute("CREATE VIEW public.schema_version AS SELECT hash FROM drizzle.__drizzle_migrations")
+        .unwrap();
+    let message = refusal(&fx, &roles::Options::default());
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert!(
+        message.contains("`public.schema_version`: view reads `drizzle.__drizzle_migrations`, outside the app schemas"),
+        "{message}"
+    );
+    assert_untouched(&fx);
+}
+
+#[test]
 fn a_rule_on_a_legacy_table_stops_the_conversion_until_it_is_dropped() {
     let fx = Fixture::new();
     build_legacy(&fx);
