@@ -398,19 +398,27 @@ pub fn check(
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_the_settings_a_policy_reads() {
-        let policy = Policy {
+    /// A permissive policy for every role and command.
+    fn policy(using: &str, with_check: &str) -> Policy {
+        Policy {
             table_oid: 1,
             table: "public.t".into(),
             name: "p".into(),
             permissive: true,
             command: '*',
             roles: vec!["PUBLIC".into()],
-            using: "(owner = (NULLIF(current_setting('app.current_user_id'::text, true), ''::text))::uuid)".into(),
-            with_check: "(org = current_setting('app.org'::text))".into(),
+            using: using.into(),
+            with_check: with_check.into(),
             function_bodies: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn finds_the_settings_a_policy_reads() {
+        let policy = policy(
+            "(owner = (NULLIF(current_setting('app.current_user_id'::text, true), ''::text))::uuid)",
+            "(org = current_setting('app.org'::text))",
+        );
         assert_eq!(policy.settings_read(), ["app.current_user_id", "app.org"]);
         assert!(always_true("true") && always_true("(true)") && !always_true("(owner = 1)") && !always_true(""));
         assert!(policy.session_state_read().is_empty(), "{:?}", policy.session_state_read());
@@ -450,18 +458,7 @@ mod tests {
 
     #[test]
     fn a_policy_that_can_tell_the_probe_from_the_app_is_named() {
-        let policy = |using: &str| Policy {
-            table_oid: 1,
-            table: "public.t".into(),
-            name: "p".into(),
-            permissive: true,
-            command: '*',
-            roles: vec!["PUBLIC".into()],
-            using: using.into(),
-            with_check: String::new(),
-            function_bodies: String::new(),
-        };
-        let reads = |using: &str| policy(using).session_state_read();
+        let reads = |using: &str| policy(using, "").session_state_read();
         assert_eq!(reads("(current_setting('lock_timeout'::text) <> '50ms'::text)"), ["setting lock_timeout"]);
         assert_eq!(
             reads("(current_setting(('lock'::text || '_timeout'::text)) = 'x')"),

@@ -154,6 +154,21 @@ fn split_list(value: &str) -> Vec<String> {
     entries
 }
 
+/// What the policy file reviews, and the entries used so far.
+type Review<'a> = (&'a Exemptions, &'a mut std::collections::BTreeSet<(Kind, String)>);
+
+/// Fails `subject` with `message`, unless the policy file reviews it under
+/// `kind` (then an exempt note, and the entry counts as used).
+fn exempt_or_fail(check: &mut CheckSummary, (exemptions, used): Review<'_>, kind: Kind, subject: &str, message: &str) {
+    match exemptions.find(kind, subject) {
+        Some(exemption) => {
+            used.insert((kind, exemption.name.clone()));
+            check.note(Verdict::Exempt, subject, format!("{message}; exempted: {}", exemption.reason));
+        }
+        None => check.fail(subject, message),
+    }
+}
+
 /// The `search-path` check: what it found fails, unless a shadowing
 /// function or operator is reviewed in the policy file (`[[function]]`).
 pub fn check(
@@ -187,13 +202,7 @@ pub fn check(
              ([[function]])",
             if noun == "operator" { "an operator" } else { "a function" }
         );
-        match exemptions.find(Kind::Function, subject) {
-            Some(exemption) => {
-                used.insert((Kind::Function, exemption.name.clone()));
-                check.note(Verdict::Exempt, subject.clone(), format!("{message}; exempted: {}", exemption.reason));
-            }
-            None => check.fail(subject.clone(), message),
-        }
+        exempt_or_fail(&mut check, (exemptions, used), Kind::Function, subject, &message);
     }
     check
 }
@@ -215,13 +224,7 @@ pub fn leakproof_check(
             "LEAKPROOF and not built in: RLS lets it see rows before the policies filter them, and a runtime \
                        role may call it; make it NOT LEAKPROOF (ALTER FUNCTION … NOT LEAKPROOF), or review it in the \
                        policy file ([[function]])";
-        match exemptions.find(Kind::Function, function) {
-            Some(exemption) => {
-                used.insert((Kind::Function, exemption.name.clone()));
-                check.note(Verdict::Exempt, function.clone(), format!("{message}; exempted: {}", exemption.reason));
-            }
-            None => check.fail(function.clone(), message),
-        }
+        exempt_or_fail(&mut check, (exemptions, used), Kind::Function, function, message);
     }
     check
 }
@@ -243,13 +246,7 @@ pub fn foreign_logins_check(
              logs in as the role the mapping names, whose rights (and RLS) apply, not the runtime role's; drop \
              the mapping or revoke SELECT, or review it in the policy file ([[view]])"
         );
-        match exemptions.find(Kind::View, table) {
-            Some(exemption) => {
-                used.insert((Kind::View, exemption.name.clone()));
-                check.note(Verdict::Exempt, table.clone(), format!("{message}; exempted: {}", exemption.reason));
-            }
-            None => check.fail(table.clone(), message),
-        }
+        exempt_or_fail(&mut check, (exemptions, used), Kind::View, table, &message);
     }
     check
 }

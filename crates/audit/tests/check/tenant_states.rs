@@ -9,14 +9,15 @@ use crate::common::Fixture;
 
 /// The migrated app with `billing_accounts`' policy replaced by `using`.
 fn with_policy(using: &str) -> audit::Report {
+    replaced(&format!("CREATE POLICY tenant_isolation ON public.billing_accounts USING ({using}) WITH CHECK ({using})"))
+}
+
+/// The migrated app (which holds) with `billing_accounts`' policy dropped
+/// and `sql` run as the migrator, checked.
+fn replaced(sql: &str) -> audit::Report {
     let fx = Fixture::migrated();
     assert!(fx.check().holds());
-    fx.migrator()
-        .batch_execute(&format!(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY tenant_isolation ON public.billing_accounts USING ({using}) WITH CHECK ({using})"
-        ))
-        .unwrap();
+    fx.migrator().batch_execute(&format!("DROP POLICY tenant_isolation ON public.billing_accounts; {sql}")).unwrap();
     fx.check()
 }
 
@@ -83,22 +84,17 @@ fn a_decoy_table_whose_read_fails_hides_no_other_tables_leak() {
 
 #[test]
 fn a_trigger_that_imitates_the_policys_refusal_for_the_probe_is_not_a_denial() {
-    let fx = Fixture::migrated();
     // The policy lets any tenant write; a trigger refuses, in RLS's words,
     // only the sessions that look like db-check's probe.
-    fx.migrator()
-        .batch_execute(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY tenant_isolation ON public.billing_accounts \
+    let report = replaced(
+        "CREATE POLICY tenant_isolation ON public.billing_accounts \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid) WITH CHECK (true); \
              CREATE FUNCTION public.looks_like_rls() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
                RAISE EXCEPTION 'new row violates row-level security policy for table \"billing_accounts\"' \
                  USING ERRCODE = '42501'; END $$; \
              CREATE TRIGGER looks_like_rls BEFORE INSERT ON public.billing_accounts \
                FOR EACH ROW EXECUTE FUNCTION public.looks_like_rls()",
-        )
-        .unwrap();
-    let report = fx.check();
+    );
     let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
     assert!(
         insert.observed.contains("billing_accounts (42501 from `exec_stmt_raise`, not the policies' WITH CHECK)"),
@@ -110,16 +106,11 @@ fn a_trigger_that_imitates_the_policys_refusal_for_the_probe_is_not_a_denial() {
 
 #[test]
 fn a_policy_that_reads_the_probes_lock_timeout_is_named() {
-    let fx = Fixture::migrated();
-    fx.migrator()
-        .batch_execute(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY tenant_isolation ON public.billing_accounts \
+    let report = replaced(
+        "CREATE POLICY tenant_isolation ON public.billing_accounts \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid \
                       OR current_setting('lock_timeout') <> '50ms')",
-        )
-        .unwrap();
-    let report = fx.check();
+    );
     crate::common::assert_caught(
         &report,
         "rls-policy-content",
@@ -129,17 +120,12 @@ fn a_policy_that_reads_the_probes_lock_timeout_is_named() {
 
 #[test]
 fn a_permissive_true_narrowed_by_a_restrictive_tenant_policy_isolates() {
-    let fx = Fixture::migrated();
     // A common shape: everything permitted, then narrowed per tenant.
-    fx.migrator()
-        .batch_execute(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
+    let report = replaced(
+        "CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
              CREATE POLICY tenant_only ON public.billing_accounts AS RESTRICTIVE \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid)",
-        )
-        .unwrap();
-    let report = fx.check();
+    );
     let found = crate::common::catalog_failures(&report, "rls-policy-content");
     assert!(found.is_empty(), "{found:?}\n{}", report.to_text());
     assert!(report.holds(), "{}", report.to_text());
@@ -147,29 +133,19 @@ fn a_permissive_true_narrowed_by_a_restrictive_tenant_policy_isolates() {
 
 #[test]
 fn a_tautology_in_disguise_is_treated_as_true() {
-    let fx = Fixture::migrated();
-    fx.migrator()
-        .batch_execute(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY tenant_isolation ON public.billing_accounts \
+    let report = replaced(
+        "CREATE POLICY tenant_isolation ON public.billing_accounts \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid OR 1 = 1)",
-        )
-        .unwrap();
-    let report = fx.check();
+    );
     crate::common::assert_caught(&report, "rls-policy-content", "which is always true");
 }
 
 #[test]
 fn a_restrictive_policy_that_does_not_read_the_tenant_narrows_nothing() {
-    let fx = Fixture::migrated();
-    fx.migrator()
-        .batch_execute(
-            "DROP POLICY tenant_isolation ON public.billing_accounts; \
-             CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
+    let report = replaced(
+        "CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
              CREATE POLICY looks_strict ON public.billing_accounts AS RESTRICTIVE USING (id IS NOT NULL)",
-        )
-        .unwrap();
-    let report = fx.check();
+    );
     crate::common::assert_caught(&report, "rls-policy-content", "policy `everything` (FOR ALL) has USING (true)");
 }
 
