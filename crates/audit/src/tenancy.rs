@@ -352,19 +352,30 @@ enum Insert {
     Allowed(String),
     /// Refused for another reason: the table and the reason.
     Unproven(String),
+    /// Written, but into the probe's own tenant (a BEFORE trigger set the
+    /// tenant): no cross-tenant write.
+    OwnTenant(String),
 }
 
 /// Inserts a copy of `sample`'s row under a savepoint, rolled back.
 fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
     let row = sample.row.as_deref().unwrap_or("{}");
+    // No RETURNING here: it makes the server check the SELECT policies on
+    // the new row too, and a row its writer may not see is exactly the
+    // cross-tenant write this looks for.
     let insert = format!(
-        "SAVEPOINT xtask_probe; INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
+        "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
          FROM json_populate_record(NULL::{table}, {row})",
         table = sample.table,
         columns = sample.columns,
         row = quote_literal(row)
     );
-    let result = runtime.batch_execute(&insert);
+    let result = runtime.batch_execute(&format!("SAVEPOINT xtask_probe; {insert}"));
+    // Written: a row the probe's own tenant sees was not written for another
+    // tenant (a BEFORE trigger put it in the probe's tenant). The same insert
+    // again, with RETURNING, succeeds exactly when the new row is visible.
+    let own_tenant = result.is_ok()
+        && runtime.batch_execute(&format!("ROLLBACK TO SAVEPOINT xtask_probe; {insert} RETURNING 1")).is_ok();
     let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
     let code = |error: &postgres::Error| error.code().map(|c| c.code().to_string());
     match result {
@@ -381,6 +392,7 @@ fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
                 Insert::Unproven(format!("{} (42501 from `{routine}`, not the policies' WITH CHECK)", sample.name))
             }
         }
+        Ok(()) if own_tenant => Insert::OwnTenant(sample.name.clone()),
         // The row passed the policies' WITH CHECK: whatever stopped it
         // afterwards (a unique key, a foreign key, a NOT NULL) came later.
         Ok(()) => Insert::Allowed(sample.name.clone()),
@@ -429,15 +441,22 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
         probe.verdict = Verdict::Inconclusive;
         return probe;
     }
-    let (mut denied, mut allowed, mut unproven) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut denied, mut allowed, mut unproven, mut own) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for sample in with_rows {
-        *queries += 2;
+        *queries += 3;
         match insert_other_tenants_row(runtime, sample) {
             Insert::Denied => denied.push(sample.name.clone()),
             Insert::Allowed(how) => allowed.push(how),
             Insert::Unproven(why) => unproven.push(why),
+            Insert::OwnTenant(table) => own.push(table),
         }
     }
+    let trigger_note = if own.is_empty() {
+        String::new()
+    } else {
+        format!("; proven by a BEFORE trigger that put the row in the probe's own tenant on {}", own.join(", "))
+    };
+    denied.extend(own.iter().cloned());
     let _ = runtime.batch_execute("ROLLBACK");
     if !allowed.is_empty() {
         probe.observed = format!("ALLOWED on {}", allowed.join(", "));
@@ -447,8 +466,8 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
         probe.verdict = Verdict::Unproven;
     } else {
         probe.observed = format!(
-            "denied (42501) on {} tables{}",
-            denied.len(),
+            "denied (42501) on {} tables{trigger_note}{}",
+            denied.len() - own.len(),
             if unproven.is_empty() { String::new() } else { format!("; unproven on {}", unproven.join(", ")) }
         );
         // A table the proof could not reach is said, never folded into a pass.

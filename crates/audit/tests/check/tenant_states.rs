@@ -177,3 +177,36 @@ fn a_table_the_runtime_role_may_not_insert_into_counts_as_denied() {
     let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
     assert_eq!(insert.verdict, Verdict::Pass, "{}", insert.observed);
 }
+
+#[test]
+fn a_before_trigger_that_sets_the_tenant_is_not_a_cross_tenant_write() {
+    let fx = Fixture::migrated();
+    // A common shape: the app never names the tenant, a trigger fills it in
+    // from the setting, and the policy checks it. (The copy of a row with a
+    // unique key fails on the key after the policy passed it, with no row to
+    // look at: still reported as allowed, see docs/spec/database-rls.md.)
+    fx.migrator()
+        .batch_execute(
+            "CREATE TABLE public.notes (id int, owner uuid NOT NULL, body text); \
+             ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY tenant_isolation ON public.notes \
+               USING (owner = nullif(current_setting('app.current_user_id', true), '')::uuid); \
+             CREATE FUNCTION public.set_owner() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               NEW.owner := nullif(current_setting('app.current_user_id', true), '')::uuid; RETURN NEW; END $$; \
+             CREATE TRIGGER set_owner BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.set_owner(); \
+             ALTER TABLE public.notes DISABLE TRIGGER set_owner; \
+             INSERT INTO public.notes VALUES (1, '00000000-0000-4000-a000-000000000001', 'system note'); \
+             ALTER TABLE public.notes ENABLE TRIGGER set_owner",
+        )
+        .unwrap();
+    let report = fx.check();
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, Verdict::Pass, "{}", insert.observed);
+    assert!(
+        insert
+            .observed
+            .contains("proven by a BEFORE trigger that put the row in the probe's own tenant on public.notes"),
+        "{}",
+        insert.observed
+    );
+}
