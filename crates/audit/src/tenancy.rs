@@ -38,23 +38,33 @@ pub struct Samples {
 }
 
 /// Reads the samples as the service role (it bypasses RLS): one query for
-/// the tables, one per 200 tables that may hold rows. The tenant value is
-/// chosen later, once the catalog audit named the tenant root.
+/// the tables, one per 200 tables that may hold rows. The tables are those of
+/// the app schemas and, in any other schema, those the runtime role may use
+/// (a tenant table elsewhere with DML for `app_user` is in scope). The
+/// tenant value is chosen later, once the catalog audit named the tenant root.
 pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<Samples> {
     *queries += 1;
     // Only tables with a page can hold a row: the others are counted, not
     // described (describing 10,000 empty tables costs more than the rest).
     let tables = service.query(
-        "WITH rls AS (SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c \
+        "WITH rls AS (SELECT c.oid, n.oid AS nsp, n.nspname, c.relname, c.relkind FROM pg_class c \
                       JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relrowsecurity), \
-              paged AS (SELECT * FROM rls WHERE relkind = 'p' OR pg_relation_size(oid) > 0) \
+                      WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity \
+                        AND (n.nspname = ANY($1) \
+                             OR (n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                                 AND n.nspname::text NOT LIKE 'pg\\_%' \
+                                 AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = $2 \
+                                               AND has_schema_privilege(u.oid, n.oid, 'USAGE') \
+                                               AND has_table_privilege(u.oid, c.oid, \
+                                                                       'SELECT, INSERT, UPDATE, DELETE'))))), \
+              paged AS (SELECT * FROM rls WHERE (relkind = 'p' OR pg_relation_size(oid) > 0) \
+                          AND has_schema_privilege(nsp, 'USAGE') AND has_table_privilege(oid, 'SELECT')) \
          SELECT (SELECT count(*) FROM rls), quote_ident(p.nspname) || '.' || quote_ident(p.relname), \
                 p.nspname || '.' || p.relname, \
                 (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a \
                  WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') \
          FROM (SELECT 1) one LEFT JOIN paged p ON true ORDER BY 2",
-        &[&model.app_schemas],
+        &[&model.app_schemas, &model.runtime.name],
     )?;
     let rls_tables = tables.first().map(|r| r.get::<_, i64>(0) as usize).unwrap_or(0);
     let samples: Vec<Sample> = tables

@@ -210,3 +210,23 @@ fn a_before_trigger_that_sets_the_tenant_is_not_a_cross_tenant_write() {
         insert.observed
     );
 }
+
+#[test]
+fn a_tenant_table_outside_the_app_schemas_is_proven_too() {
+    let fx = Fixture::migrated();
+    // A schema APP_DB_SCHEMAS does not name, whose table the runtime role
+    // uses: its policy leaks with any tenant set.
+    fx.admin()
+        .batch_execute(
+            "CREATE SCHEMA crm; CREATE TABLE crm.contacts (owner uuid, email text); \
+             INSERT INTO crm.contacts VALUES ('00000000-0000-4000-a000-000000000001', 'a@example.com'); \
+             ALTER TABLE crm.contacts ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY leaky ON crm.contacts USING (current_setting('app.current_user_id', true) <> ''); \
+             GRANT USAGE ON SCHEMA crm TO app_user, app_service; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON crm.contacts TO app_user, app_service",
+        )
+        .unwrap();
+    let report = fx.check();
+    assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
+    assert!(report.rls.message.contains("sees rows of crm.contacts"), "{}", report.rls.message);
+}
