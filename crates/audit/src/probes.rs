@@ -432,11 +432,10 @@ fn run(
     }
     let mut attempt = 1;
     loop {
-        let (observed, verdict) = run_once(client, notices, spec, queries);
+        let (observed, verdict, code) = run_once(client, notices, spec, queries);
         // Only a lock that was taken is worth another try; a statement that
         // ran out of time would run out again.
-        let lock_taken = observed == format!("timed out ({})", SqlState::LOCK_NOT_AVAILABLE.code());
-        if verdict != Verdict::Inconclusive || !lock_taken || attempt == PROBE_ATTEMPTS {
+        if code != Some(SqlState::LOCK_NOT_AVAILABLE) || attempt == PROBE_ATTEMPTS {
             return (observed, verdict);
         }
         std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
@@ -444,24 +443,24 @@ fn run(
     }
 }
 
+/// One try of a probe: what was observed, the verdict, and the SQLSTATE
+/// the statement failed with.
 fn run_once(
     client: &mut Client,
     notices: &Arc<Mutex<Vec<String>>>,
     spec: &Spec,
     queries: &mut u32,
-) -> (String, Verdict) {
+) -> (String, Verdict, Option<SqlState>) {
     let sql = match &spec.sql {
         Ok(sql) => sql,
         Err(reason) => {
-            return (
-                reason.clone(),
-                if spec.expect == Expect::Residual { Verdict::Residual } else { Verdict::NotApplicable },
-            )
+            let verdict = if spec.expect == Expect::Residual { Verdict::Residual } else { Verdict::NotApplicable };
+            return (reason.clone(), verdict, None);
         }
     };
     *queries += 3;
     if let Err(error) = client.batch_execute(&begin_probe()) {
-        return (format!("could not start: {error}"), Verdict::Inconclusive);
+        return (format!("could not start: {error}"), Verdict::Inconclusive, None);
     }
     let acl = |client: &mut Client, relation: &str| -> Option<String> {
         client
@@ -477,7 +476,7 @@ fn run_once(
     let warnings = notices.lock().unwrap().clone();
     let code = result.as_ref().err().and_then(|e| e.code().cloned());
     let inconclusive = |code: &SqlState| *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED;
-    match (spec.expect, &result, &code) {
+    let (observed, verdict) = match (spec.expect, &result, &code) {
         (_, Err(_), Some(code)) if inconclusive(code) => {
             (format!("timed out ({})", code.code()), Verdict::Inconclusive)
         }
@@ -502,7 +501,8 @@ fn run_once(
             ),
             if spec.expect == Expect::Allowed { Verdict::Fail } else { Verdict::Inconclusive },
         ),
-    }
+    };
+    (observed, verdict, code)
 }
 
 /// A session as `kind`, with a notice collector.

@@ -38,6 +38,11 @@ fn fingerprint(fx: &Fixture, skip_table: &str) -> Vec<String> {
     found
 }
 
+/// A sequence's last value (`None` before its first `nextval`).
+fn last_value(fx: &Fixture, sequence: &str) -> Option<i64> {
+    fx.admin().query_one("SELECT last_value FROM pg_sequences WHERE sequencename = $1", &[&sequence]).unwrap().get(0)
+}
+
 #[test]
 fn setval_is_asked_of_the_catalog_and_never_called() {
     let fx = Fixture::migrated();
@@ -137,12 +142,7 @@ fn writing_the_bookkeeping_is_answered_by_the_catalog_and_takes_no_serial_value(
              GRANT USAGE ON SEQUENCE drizzle.__drizzle_migrations_id_seq TO app_user",
         )
         .unwrap();
-    let last = |fx: &Fixture| -> Option<i64> {
-        fx.admin()
-            .query_one("SELECT last_value FROM pg_sequences WHERE sequencename = '__drizzle_migrations_id_seq'", &[])
-            .unwrap()
-            .get(0)
-    };
+    let last = |fx: &Fixture| last_value(fx, "__drizzle_migrations_id_seq");
     let before = last(&fx);
     let report = fx.check();
     let probe = report.probes.iter().find(|p| p.id == "write-bookkeeping" && p.role == "app_user").unwrap();
@@ -175,12 +175,7 @@ fn without_write_probes_no_row_is_inserted_and_the_write_proof_is_unproven() {
                FOR EACH ROW EXECUTE FUNCTION public.count_call()",
         )
         .unwrap();
-    let calls = |fx: &Fixture| -> Option<i64> {
-        fx.admin()
-            .query_one("SELECT last_value FROM pg_sequences WHERE sequencename = 'trigger_calls'", &[])
-            .unwrap()
-            .get(0)
-    };
+    let calls = |fx: &Fixture| last_value(fx, "trigger_calls");
     let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
     let mut config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
     config.write_probes = false;
