@@ -159,8 +159,9 @@ pub struct DbProvision {
     /// reviewed [default: platform/db/rls-policy.toml, else platform/db/rls-exemptions.toml]
     #[arg(long, visible_alias = "exemptions", value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// An existing role with SUPERUSER, REPLICATION or CREATEROLE named in the env file may become
-    /// a model role and lose those attributes (repeat for each role).
+    /// An existing role named in the env file that holds an attribute or a membership no model
+    /// role may have (SUPERUSER, CREATEDB, BYPASSRLS for the runtime role, `pg_monitor`, …) may
+    /// become a model role and lose them (repeat for each role).
     #[arg(long, value_name = "ROLE")]
     pub take_over: Vec<String>,
     /// APP_DB_NAME may be `postgres`, the cluster's maintenance database.

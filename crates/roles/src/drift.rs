@@ -256,12 +256,16 @@ impl fmt::Display for Drift {
             Drift::MissingRole { kind, .. } => {
                 write!(f, "the {kind} role does not exist; run `cargo xtask db-provision`")
             }
-            Drift::Attribute { attribute, held, .. } => {
-                write!(f, "{} {}", if *held { "has" } else { "lacks" }, attribute.keyword())
+            Drift::Attribute { attribute, held: true, role } => {
+                write!(f, "has {}; `cargo xtask db-provision --take-over {role}` removes it", attribute.keyword())
             }
-            Drift::Membership(m) => {
-                write!(f, "is a member of `{}` (granted by `{}`) and can use its privileges", m.role, m.grantor)
-            }
+            Drift::Attribute { attribute, held: false, .. } => write!(f, "lacks {}", attribute.keyword()),
+            Drift::Membership(m) => write!(
+                f,
+                "is a member of `{}` (granted by `{}`) and can use its privileges; `cargo xtask db-provision \
+                 --take-over {}` removes it",
+                m.role, m.grantor, m.member
+            ),
             Drift::MissingDatabase { .. } => f.write_str("the database does not exist; run `cargo xtask db-provision`"),
             Drift::MissingSchema { .. } => f.write_str("schema missing; run `cargo xtask db-provision`"),
             Drift::Owner { owned, owner, .. } => match owned {

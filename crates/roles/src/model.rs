@@ -73,12 +73,6 @@ impl Attribute {
         }
     }
 
-    /// Powers no model role has that make an existing role probably not one
-    /// of ours yet: taking them away needs `--take-over`.
-    pub fn needs_take_over(self) -> bool {
-        matches!(self, Attribute::Superuser | Attribute::Replication | Attribute::CreateRole)
-    }
-
     /// Whether `row` has it.
     pub fn held_by(self, row: &RoleRow) -> bool {
         match self {
@@ -150,8 +144,9 @@ pub const TENANT_SETTING: &str = "app.current_user_id";
 /// Changes the plan makes only when the operator asked for them.
 #[derive(Clone, Debug, Default)]
 pub struct Confirmations {
-    /// Existing roles with SUPERUSER, REPLICATION or CREATEROLE that may be
-    /// made model roles (and lose those attributes): `--take-over ROLE`.
+    /// Existing roles not shaped like a model role (an attribute or a
+    /// membership the model would take away) that may be made model roles
+    /// and lose them: `--take-over ROLE`.
     pub take_over: Vec<String>,
     /// The cluster's `postgres` database may be the app database.
     pub maintenance_database: bool,

@@ -10,7 +10,7 @@ impl Planner<'_> {
             match self.snap.roles.get(&spec.name) {
                 None => self.create_role(spec),
                 Some(row) => {
-                    self.refuse_demotion(row);
+                    self.refuse_demotion(spec, row);
                     self.alter_role(spec, row);
                 }
             }
@@ -42,16 +42,25 @@ impl Planner<'_> {
         }
     }
 
-    /// An existing role with powers no model role has is probably not one
-    /// of ours yet (a typo in an env file, an admin's name): stripping it
-    /// silently could lock an operator out. Only on `--take-over`.
-    pub(super) fn refuse_demotion(&mut self, row: &RoleRow) {
-        let powers: Vec<&str> = Attribute::ALL
+    /// An existing role that is not shaped like a model role (an attribute
+    /// the model would take away, a membership in any role, `pg_monitor`
+    /// included) is probably not one of ours yet (a typo in an env file, an
+    /// admin's name, a monitoring login): reshaping it silently could lock
+    /// an operator or a tool out. Only on `--take-over`.
+    pub(super) fn refuse_demotion(&mut self, spec: &RoleSpec, row: &RoleRow) {
+        let mut taken: Vec<String> = Attribute::ALL
             .into_iter()
-            .filter(|a| a.needs_take_over() && a.held_by(row))
-            .map(Attribute::keyword)
+            .filter(|a| a.held_by(row) && !a.wanted(spec.kind))
+            .map(|a| a.keyword().to_string())
             .collect();
-        if powers.is_empty() || self.model.confirmed.take_over.contains(&row.name) {
+        taken.extend(
+            self.snap
+                .memberships
+                .iter()
+                .filter(|m| m.member == row.name)
+                .map(|m| format!("membership in `{}`", m.role)),
+        );
+        if taken.is_empty() || self.model.confirmed.take_over.contains(&row.name) {
             return;
         }
         self.plan.refusals.push(format!(
@@ -59,8 +68,8 @@ impl Planner<'_> {
              `{}` is meant to be a model role, run again with `--take-over {}`; otherwise name another role in \
              the env file",
             row.name,
-            powers.join(", "),
-            if powers.len() == 1 { "it" } else { "them" },
+            taken.join(", "),
+            if taken.len() == 1 { "it" } else { "them" },
             row.name,
             row.name
         ));

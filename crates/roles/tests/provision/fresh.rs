@@ -234,7 +234,27 @@ fn extra_privileges_and_memberships_are_taken_away() {
              ALTER DEFAULT PRIVILEGES FOR ROLE app_migrator GRANT TRUNCATE ON TABLES TO app_user;",
         )
         .unwrap();
-    let outcome = fx.provision();
+    // Roles that are no longer shaped like model roles are reshaped only on
+    // --take-over: nothing changes before it.
+    let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("role `app_user` exists with CREATEDB, BYPASSRLS, membership in `app_migrator`"),
+        "{message}"
+    );
+    assert!(message.contains("role `app_service` exists with membership in `pg_monitor`"), "{message}");
+    assert!(message.contains("--take-over app_service"), "{message}");
+    let member: bool =
+        admin.query_one("SELECT pg_has_role('app_service', 'pg_monitor', 'MEMBER')", &[]).unwrap().get(0);
+    assert!(member, "nothing was changed before --take-over");
+    let options = roles::Options {
+        confirmed: roles::Confirmations {
+            take_over: vec!["app_user".into(), "app_service".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let outcome = roles::provision(&fx.settings(), &options, &mut roles::Quiet).unwrap();
     assert!(!outcome.plan.is_empty());
     // provision() verifies with a fresh read; the runtime roles are back to DML.
     let mut runtime = fx.runtime();
