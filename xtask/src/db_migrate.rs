@@ -16,7 +16,14 @@ use crate::progress::Activity;
 pub fn load_config(env_file: &Path) -> Result<Config> {
     let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
     let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
-    Config::from_env(&vars)
+    let mut config = Config::from_env(&vars)?;
+    // The project's policy file: what `[[private]]` keeps from a runtime role.
+    config.policy = crate::db_provision::policy_file(None)?;
+    let runtime: Vec<String> = config.runtime_users.iter().map(|(_, name)| name.clone()).collect();
+    if !runtime.is_empty() {
+        config.policy.check_private_roles(&runtime)?;
+    }
+    Ok(config)
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration> {

@@ -23,6 +23,7 @@ pub fn run(env_file: &Path, policy: Option<&Path>, flags: &DbProvision) -> Resul
         confirmed: roles::Confirmations {
             take_over: flags.take_over.clone(),
             maintenance_database: flags.allow_postgres_database,
+            widening: flags.allow_widening,
         },
         ..Default::default()
     };

@@ -167,6 +167,10 @@ pub struct DbProvision {
     /// APP_DB_NAME may be `postgres`, the cluster's maintenance database.
     #[arg(long)]
     pub allow_postgres_database: bool,
+    /// A conversion may give a runtime role privileges on an existing relation that it never had
+    /// (listed in the plan); without it such a conversion is refused before any change.
+    #[arg(long)]
+    pub allow_widening: bool,
 }
 
 /// `--migrations-dir`, shared by the migration commands.

@@ -70,6 +70,7 @@ impl CheckConfig {
             spec(RoleKind::Service, service.name.clone()),
         ];
         let mut model = Model::new(&db_name, &app_schemas(vars)?, &schema, roles).with_exemptions(&exemptions);
+        exemptions.check_private_roles(&model.runtime_names())?;
         model.extensions = dbenv::app_extensions(vars)?;
         Ok(CheckConfig {
             model,

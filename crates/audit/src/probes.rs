@@ -616,26 +616,38 @@ fn list(names: &[String]) -> String {
     format!("{}{more}", shown.join(", "))
 }
 
-/// DML on every app table and USAGE on every sequence a column default
-/// uses, asked of the server as the role itself: two queries, whatever the
-/// number of tables.
+/// DML on every app table and invoker view the writers grant (not the ones
+/// the policy file keeps from the role) and USAGE on every sequence a column
+/// default uses, asked of the server as the role itself: two queries,
+/// whatever the number of tables.
 fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mut u32) -> Result<Vec<Probe>> {
     *queries += 2;
     let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
     let extra = if version >= 170000 { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
+    let private: Vec<String> = model
+        .exemptions
+        .entries
+        .iter()
+        .filter(|e| e.kind == roles::exemptions::Kind::Private && e.roles.iter().any(|r| r == role))
+        .map(|e| e.name.clone())
+        .collect();
+    let invoker = roles::reach::INVOKER_SQL;
     let row = client.query_one(
         &format!(
-            "SELECT count(*), \
+            "SELECT count(*) FILTER (WHERE granted), \
                     array_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY n.nspname, c.relname) \
-                      FILTER (WHERE NOT (has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT') \
+                      FILTER (WHERE granted AND NOT (has_table_privilege(c.oid, 'SELECT') \
+                                    AND has_table_privilege(c.oid, 'INSERT') \
                                     AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE'))), \
                     array_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY n.nspname, c.relname) \
                       FILTER (WHERE has_table_privilege(c.oid, 'TRUNCATE') OR has_table_privilege(c.oid, 'REFERENCES') \
                                  OR has_table_privilege(c.oid, 'TRIGGER'){extra}) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'f')"
+             CROSS JOIN LATERAL (SELECT (c.relkind IN ('r', 'p') OR (c.relkind = 'v' AND {invoker})) \
+                                        AND NOT (n.nspname || '.' || c.relname = ANY($2)) AS granted) g \
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         ),
-        &[&model.app_schemas],
+        &[&model.app_schemas, &private],
     )?;
     let tables: i64 = row.get(0);
     let lacking: Option<Vec<String>> = row.get(1);
@@ -666,7 +678,7 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
     Ok(vec![
         probe(
             "dml-everywhere",
-            format!("SELECT, INSERT, UPDATE, DELETE on all {tables} app tables"),
+            format!("SELECT, INSERT, UPDATE, DELETE on all {tables} app tables and invoker views (not [[private]])"),
             "has_table_privilege(…) as the role",
             "all held",
             lacking.filter(|l| !l.is_empty()).map(|l| format!("LACKS on {}", list(&l))),

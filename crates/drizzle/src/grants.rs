@@ -6,12 +6,17 @@
 //! migrator's default privileges for what later migrations create. It runs
 //! in the batch's transaction where it can, so no request ever meets a
 //! table without its grants, and sends nothing when nothing is missing.
+//! Like `db-provision`, it grants DML only on tables and views that run as
+//! their caller (`roles::wants::writers_grant`), and nothing the policy file
+//! declares `[[private]]` for a role.
 
 use anyhow::{Context, Result};
 use postgres::types::Type;
 use postgres::Client;
 
 use roles::acl::{Privs, DML, SEQUENCE_USE};
+use roles::reach::security_invoker;
+use roles::wants;
 
 use crate::runner::Config;
 
@@ -23,7 +28,8 @@ fn privileges() -> (Vec<String>, Vec<String>) {
 }
 
 /// One query: everything the runtime roles lack in the app schemas the
-/// session's role owns, as `(kind, object, role)`.
+/// session's role owns, as `(kind, object, role, schema.name, relkind,
+/// reloptions)`.
 fn missing_sql() -> String {
     let (table, sequence) = privileges();
     let holds = |function: &str, privs: &[String]| {
@@ -34,18 +40,21 @@ fn missing_sql() -> String {
         "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
 grantees AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($2)), \
 schemas AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY($1) AND n.nspowner = (SELECT oid FROM me)) \
-SELECT 'schema', quote_ident(s.nspname), g.rolname::text FROM schemas s CROSS JOIN grantees g \
+SELECT 'schema', quote_ident(s.nspname), g.rolname::text, s.nspname::text, 'n', NULL::text[] \
+  FROM schemas s CROSS JOIN grantees g \
   WHERE NOT has_schema_privilege(g.oid, s.oid, 'USAGE') \
 UNION ALL \
-SELECT 'table', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
+SELECT 'table', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text, \
+       s.nspname || '.' || c.relname, c.relkind::text, c.reloptions \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
-  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relowner = (SELECT oid FROM me) AND NOT ({table_holds}) \
+  WHERE c.relkind IN ('r', 'p', 'v') AND c.relowner = (SELECT oid FROM me) AND NOT ({table_holds}) \
 UNION ALL \
-SELECT 'sequence', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text \
+SELECT 'sequence', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text, \
+       s.nspname || '.' || c.relname, 'S', NULL \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
   WHERE c.relkind = 'S' AND c.relowner = (SELECT oid FROM me) AND NOT ({sequence_holds}) \
 UNION ALL \
-SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text \
+SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text, s.nspname::text, 'n', NULL \
   FROM schemas s CROSS JOIN (VALUES ('r'), ('S')) t(objtype) CROSS JOIN grantees g \
   WHERE (SELECT count(DISTINCT a.privilege_type) FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
          WHERE d.defaclrole = (SELECT oid FROM me) AND d.defaclnamespace = s.oid AND d.defaclobjtype = t.objtype::\"char\" \
@@ -85,6 +94,15 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
     let mut grouped: Vec<((String, String), Vec<String>)> = Vec::new();
     for row in &rows {
         let key = (row.get::<_, String>(0), row.get::<_, String>(2));
+        let (name, kind) = (row.get::<_, String>(3), row.get::<_, String>(4));
+        let options: Vec<String> = row.get::<_, Option<Vec<String>>>(5).unwrap_or_default();
+        let relkind = kind.chars().next().unwrap_or('?');
+        let relation = key.0 == "table" || key.0 == "sequence";
+        if relation
+            && (config.policy.private_for(&name, &key.1) || !wants::writers_grant(relkind, security_invoker(&options)))
+        {
+            continue;
+        }
         let object: String = row.get(1);
         match grouped.iter_mut().find(|(k, _)| *k == key) {
             Some((_, objects)) => objects.push(object),
@@ -116,6 +134,45 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
             client.batch_execute(&statement).with_context(|| format!("grant the runtime roles: {statement}"))?;
             sent.push(statement);
         }
+    }
+    sent.extend(keep_private(client, config, &roles)?);
+    Ok(sent)
+}
+
+/// What a migration's default privileges gave a runtime role on a relation
+/// the policy file keeps from it (`[[private]]`) is taken back, on the
+/// relations the session's role owns.
+fn keep_private(client: &mut Client, config: &Config, roles: &[String]) -> Result<Vec<String>> {
+    let pairs: Vec<(String, String)> = config
+        .policy
+        .entries
+        .iter()
+        .filter(|e| e.kind == roles::exemptions::Kind::Private)
+        .flat_map(|e| e.roles.iter().filter(|r| roles.contains(r)).map(|r| (e.name.clone(), r.clone())))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (names, grantees): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let rows = client
+        .query_typed(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), p.role \
+             FROM unnest($1::text[], $2::text[]) p(name, role) \
+             JOIN pg_class c ON true JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_roles g ON g.rolname = p.role \
+             WHERE n.nspname || '.' || c.relname = p.name AND c.relowner = \
+                   (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+               AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = g.oid) \
+             ORDER BY 1, 2",
+            &[(&names, Type::TEXT_ARRAY), (&grantees, Type::TEXT_ARRAY)],
+        )
+        .context("read the grants on the relations the policy file keeps private")?;
+    let mut sent = Vec::new();
+    for row in rows {
+        let (object, role): (String, String) = (row.get(0), row.get(1));
+        let statement = format!("REVOKE ALL ON TABLE {object} FROM {}", dbenv::quote_ident(&role));
+        client.batch_execute(&statement).with_context(|| format!("keep a private relation private: {statement}"))?;
+        sent.push(statement);
     }
     Ok(sent)
 }

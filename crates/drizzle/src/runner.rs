@@ -34,6 +34,9 @@ pub struct Config {
     pub allow_changed: bool,
     /// One transaction per migration instead of drizzle's one for the batch.
     pub per_migration: bool,
+    /// The app's policy file: the relations `[[private]]` keeps from a
+    /// runtime role get no grant from the runner.
+    pub policy: roles::Exemptions,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             lock_wait: DEFAULT_LOCK_WAIT,
             allow_changed: false,
             per_migration: false,
+            policy: roles::Exemptions::default(),
         })
     }
 

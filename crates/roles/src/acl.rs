@@ -249,6 +249,10 @@ pub enum Want {
     AtLeast(Privs),
     /// None of these; anything else is left alone.
     Without(Privs),
+    /// Some of these or none, never with grant option: what the writers
+    /// leave to the migrations (DML on a materialized view, say), never
+    /// more.
+    AtMost(Privs),
 }
 
 /// A change to one grantee's privileges on one object.
@@ -314,6 +318,10 @@ impl AclDrift {
             }
             Want::AtLeast(expected) => format!("{grantee} lacks {}", expected.minus(self.held).sql()),
             Want::Without(forbidden) => format!("{grantee} holds {}", self.held.intersect(forbidden).sql()),
+            Want::AtMost(allowed) if !self.held.minus(allowed).is_empty() => {
+                format!("{grantee} holds {} (at most {} expected)", self.held.minus(allowed).sql(), allowed.sql())
+            }
+            Want::AtMost(_) => format!("{grantee} may grant {} to others (WITH GRANT OPTION)", self.options.sql()),
         }
     }
 }
@@ -328,6 +336,7 @@ pub fn drift(acl: &[AclItem], grantee: &Grantee, want: Want) -> Option<AclDrift>
         Want::Exactly(privs) => (privs, privs, false),
         Want::AtLeast(privs) => (privs, Privs::ALL, true),
         Want::Without(privs) => (Privs::NONE, Privs::ALL.minus(privs), true),
+        Want::AtMost(privs) => (Privs::NONE, privs, false),
     };
     let missing = required.minus(held);
     if !missing.is_empty() {

@@ -28,10 +28,14 @@ pub enum Kind {
     /// A table whose rows (all, or those matching `rows`) every tenant may
     /// read by design.
     Public,
+    /// A relation the listed runtime roles must not get at all: neither
+    /// writer grants it, and the audit expects nothing there.
+    Private,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Table, Kind::View, Kind::Function, Kind::Rule, Kind::Policy, Kind::Public];
+    pub const ALL: [Kind; 7] =
+        [Kind::Table, Kind::View, Kind::Function, Kind::Rule, Kind::Policy, Kind::Public, Kind::Private];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -41,6 +45,7 @@ impl Kind {
             Kind::Rule => "rule",
             Kind::Policy => "policy",
             Kind::Public => "public",
+            Kind::Private => "private",
         }
     }
 }
@@ -54,6 +59,8 @@ pub struct Exemption {
     /// `[[public]]` only: the rows every tenant may read, as an SQL
     /// predicate over the table (all rows when absent).
     pub rows: Option<String>,
+    /// `[[private]]` only: the runtime roles that get nothing on it.
+    pub roles: Vec<String>,
 }
 
 /// What the app declares about RLS (`[rls]`).
@@ -147,8 +154,11 @@ impl Exemptions {
             let entries = value.as_array().ok_or_else(|| format_err!("`{key}` must be written [[{key}]]"))?;
             for entry in entries {
                 let entry = entry.as_table().ok_or_else(|| format_err!("each [[{key}]] needs `name` and `reason`"))?;
-                let allowed: &[&str] =
-                    if kind == Kind::Public { &["name", "reason", "rows"] } else { &["name", "reason"] };
+                let allowed: &[&str] = match kind {
+                    Kind::Public => &["name", "reason", "rows"],
+                    Kind::Private => &["name", "reason", "roles"],
+                    _ => &["name", "reason"],
+                };
                 if let Some(unknown) = entry.keys().find(|k| !allowed.contains(&k.as_str())) {
                     bail!(
                         "[[{key}]] has an unknown key `{unknown}`; only {} are allowed",
@@ -181,11 +191,59 @@ impl Exemptions {
                             .to_string(),
                     ),
                 };
-                all.push(Exemption { kind, name, reason: field("reason")?, rows });
+                let roles = match (kind, entry.get("roles")) {
+                    (Kind::Private, Some(value)) => {
+                        let names: Option<Vec<String>> = value
+                            .as_array()
+                            .map(|list| list.iter().filter_map(|v| v.as_str()).map(|v| v.trim().to_string()).collect());
+                        match names {
+                            Some(names)
+                                if !names.is_empty()
+                                    && names.len() == value.as_array().map_or(0, Vec::len)
+                                    && names.iter().all(|n| !n.is_empty()) =>
+                            {
+                                names
+                            }
+                            _ => bail!(
+                                "[[private]] `{name}`: `roles` must be a list of role names, e.g. \
+                                 roles = [\"app_user\"]"
+                            ),
+                        }
+                    }
+                    (Kind::Private, None) => bail!(
+                        "[[private]] `{name}` has no `roles`: name the runtime roles that must get nothing on it, \
+                         e.g. roles = [\"app_user\"]"
+                    ),
+                    _ => Vec::new(),
+                };
+                all.push(Exemption { kind, name, reason: field("reason")?, rows, roles });
             }
         }
         all.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(Exemptions { entries: all, rls, source: None })
+    }
+
+    /// Whether `[[private]]` keeps `role` away from the relation `name`
+    /// (`schema.name`).
+    pub fn private_for(&self, name: &str, role: &str) -> bool {
+        self.entries.iter().any(|e| e.kind == Kind::Private && e.name == name && e.roles.iter().any(|r| r == role))
+    }
+
+    /// `[[private]]` may only name the runtime roles: a typo would otherwise
+    /// leave the relation granted without a word.
+    pub fn check_private_roles(&self, runtime_roles: &[String]) -> Result<()> {
+        for entry in self.entries.iter().filter(|e| e.kind == Kind::Private) {
+            if let Some(unknown) = entry.roles.iter().find(|r| !runtime_roles.contains(r)) {
+                bail!(
+                    "{}: [[private]] `{}` names `{unknown}`, which is not a runtime role of this environment ({}); \
+                     fix the name",
+                    self.source_text(),
+                    entry.name,
+                    runtime_roles.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn find(&self, kind: Kind, name: &str) -> Option<&Exemption> {
@@ -377,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn a_private_relation_names_the_roles_it_is_kept_from() {
+        let exemptions = Exemptions::parse(
+            "[[private]]\nname = \"public.audit_log\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n",
+        )
+        .unwrap();
+        assert!(exemptions.private_for("public.audit_log", "app_user"));
+        assert!(!exemptions.private_for("public.audit_log", "app_service"));
+        assert!(!exemptions.private_for("public.other", "app_user"));
+        let runtime = ["app_user".to_string(), "app_service".to_string()];
+        exemptions.check_private_roles(&runtime).unwrap();
+        let typo = Exemptions::parse(
+            "[[private]]\nname = \"public.audit_log\"\nroles = [\"app_usr\"]\nreason = \"operators only\"\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", typo.check_private_roles(&runtime).unwrap_err());
+        assert!(error.contains("names `app_usr`, which is not a runtime role"), "{error}");
+    }
+
+    #[test]
     fn refuses_what_could_exempt_by_mistake() {
         for (text, expected) in [
             ("[[table]]\nname = \"public.t\"\n", "no `reason`"),
@@ -392,6 +469,11 @@ mod tests {
             ("[rls]\ntenant_roots = [\"users\"]\n", "`schema.table` names"),
             ("[rls]\nroots = []\n", "unknown key `roots`"),
             ("[rls]\nenabled = false\nreason = \"x\"\ntenant_roots = [\"public.users\"]\n", "keep one"),
+            ("[[private]]\nname = \"public.t\"\nreason = \"x\"\n", "has no `roles`"),
+            ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = \"app_user\"\n", "must be a list"),
+            ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = []\n", "must be a list"),
+            ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = [1]\n", "must be a list"),
+            ("[[table]]\nname = \"public.t\"\nreason = \"x\"\nroles = [\"app_user\"]\n", "unknown key `roles`"),
         ] {
             let error = format!("{:#}", Exemptions::parse(text).unwrap_err());
             assert!(error.contains(expected), "{text}: {error}");

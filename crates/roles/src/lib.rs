@@ -41,6 +41,7 @@ pub struct Outcome {
 /// Converges the database of `settings` to the model.
 pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Reporter) -> Result<Outcome> {
     let model = model_for(settings, options);
+    options.exemptions.check_private_roles(&model.runtime_names())?;
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
     let mut cluster =
         connect_waiting(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;

@@ -150,6 +150,9 @@ pub struct Confirmations {
     pub take_over: Vec<String>,
     /// The cluster's `postgres` database may be the app database.
     pub maintenance_database: bool,
+    /// A conversion may give a runtime role privileges on an existing
+    /// relation that it never had: `--allow-widening`.
+    pub widening: bool,
 }
 
 impl Model {

@@ -135,6 +135,13 @@ pub fn security_invoker(options: &[String]) -> bool {
         .any(|o| o.split_once('=').is_some_and(|(k, v)| k == "security_invoker" && parse_bool(v) == Some(true)))
 }
 
+/// SQL over a `pg_class c`: the view runs as its caller (`security_invoker`
+/// set true in `c.reloptions`, spelled in any way [`parse_bool`] reads).
+pub const INVOKER_SQL: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(c.reloptions) o \
+     WHERE o.option_name = 'security_invoker' AND (lower(o.option_value) IN ('1', 'on') \
+       OR (o.option_value <> '' AND (left('true', length(o.option_value)) = lower(o.option_value) \
+                                     OR left('yes', length(o.option_value)) = lower(o.option_value)))))";
+
 /// Built-in functions that run SQL text given to them as their caller: in
 /// a materialized view's query or a rule's action, as its owner.
 pub const SQL_RUNNERS: &[&str] = &[

@@ -39,21 +39,39 @@ pub fn schema(model: &Model, name: &str) -> Vec<(Grantee, Want)> {
     wants
 }
 
-/// What the runtime roles may hold on a relation: DML on app tables (and
-/// views, spelled out, never ALL, which includes MAINTAIN on 17+), USAGE and
-/// SELECT on app sequences, nothing in the bookkeeping schema.
-pub fn runtime_privs(model: &Model, rel: &Relation) -> Privs {
-    match (model.is_app_schema(&rel.schema), rel.is_sequence()) {
-        (false, _) => Privs::NONE,
-        (true, true) => SEQUENCE_USE,
-        (true, false) => DML,
+/// Whether the writers (`db-provision`, the migration runner) grant the
+/// runtime roles DML on a relation of this kind: tables, and views that run
+/// as their caller (`security_invoker`). Materialized views, views that run
+/// as their owner and foreign tables read with another role's rights: the
+/// migrations grant them where the app needs it, and the audit accepts up
+/// to DML there.
+pub fn writers_grant(kind: char, security_invoker: bool) -> bool {
+    matches!(kind, 'r' | 'p' | 'S') || (kind == 'v' && security_invoker)
+}
+
+/// What `role`, a runtime role, may hold on a relation: nothing where the
+/// policy file declares it `[[private]]` for the role or outside the app
+/// schemas; exactly DML on app tables and invoker views (spelled out, never
+/// ALL, which includes MAINTAIN on 17+) and USAGE, SELECT on app sequences;
+/// at most DML on the other relations (see [`writers_grant`]).
+pub fn runtime_want(model: &Model, rel: &Relation, role: &str) -> Want {
+    let private = model.exemptions.private_for(&format!("{}.{}", rel.schema, rel.name), role);
+    if private || !model.is_app_schema(&rel.schema) {
+        return Want::Exactly(Privs::NONE);
+    }
+    match (rel.is_sequence(), writers_grant(rel.kind, rel.security_invoker)) {
+        (true, _) => Want::Exactly(SEQUENCE_USE),
+        (false, true) => Want::Exactly(DML),
+        (false, false) => Want::AtMost(DML),
     }
 }
 
-/// A relation: the runtime roles get exactly [`runtime_privs`]; PUBLIC nothing.
+/// A relation: the runtime roles get [`runtime_want`]; PUBLIC nothing.
 pub fn relation(model: &Model, rel: &Relation) -> Vec<(Grantee, Want)> {
-    let runtime = Want::Exactly(runtime_privs(model, rel));
-    let mut wants: Vec<(Grantee, Want)> = runtime_roles(model).into_iter().map(|g| (g, runtime)).collect();
+    let mut wants: Vec<(Grantee, Want)> = [&model.runtime.name, &model.service.name]
+        .into_iter()
+        .map(|role| (Grantee::role(role), runtime_want(model, rel, role)))
+        .collect();
     wants.push((Grantee::Public, Want::Without(Privs::ALL)));
     wants
 }

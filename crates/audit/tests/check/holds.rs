@@ -77,3 +77,45 @@ fn rls_without_rows_is_unproven_not_a_pass() {
     let report = fx.check_with(&fx.migrations, Exemptions::default());
     assert_eq!(report.rls.verdict, Verdict::Unproven, "{}", report.rls.message);
 }
+
+#[test]
+fn a_private_table_and_a_revoked_materialized_view_hold_as_declared() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "CREATE TABLE public.ops_log (id int PRIMARY KEY, body text); \
+             REVOKE ALL ON public.ops_log FROM app_user; \
+             CREATE MATERIALIZED VIEW public.ops_count AS SELECT count(*) AS n FROM public.ops_log; \
+             REVOKE ALL ON public.ops_count FROM app_user, app_service",
+        )
+        .unwrap();
+    let policy = std::fs::read_to_string(crate::common::repo_root().join(roles::exemptions::POLICY_FILE)).unwrap();
+    let undeclared = format!("{policy}\n[[table]]\nname = \"public.ops_log\"\nreason = \"operators' log\"\n");
+    let private = format!(
+        "{undeclared}\n[[private]]\nname = \"public.ops_log\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n"
+    );
+    let with_private = Exemptions::parse(&private).unwrap();
+    let report = fx.check_with(&fx.migrations, with_private.clone());
+    assert!(report.holds(), "{}", report.to_text());
+    assert!(report
+        .exemptions
+        .iter()
+        .any(|(e, used)| e.name == "public.ops_log" && e.kind == roles::exemptions::Kind::Private && *used));
+
+    // Without the declaration the revoke is drift, named with its fix.
+    let undeclared = Exemptions::parse(&undeclared).unwrap();
+    let report = fx.check_with(&fx.migrations, undeclared);
+    assert!(!report.holds());
+    let found = catalog_failures(&report, "table-acl");
+    assert!(found.iter().any(|f| f.contains("ops_log") && f.contains("app_user holds nothing")), "{found:?}");
+    assert!(!found.iter().any(|f| f.contains("ops_count")), "a matview wants no grant: {found:?}");
+
+    // Declared private but granted: named.
+    fx.migrator().batch_execute("GRANT SELECT ON public.ops_log TO app_user").unwrap();
+    let report = fx.check_with(&fx.migrations, with_private);
+    let found = catalog_failures(&report, "table-acl");
+    assert!(
+        found.iter().any(|f| f.contains("ops_log") && f.contains("app_user holds SELECT (expected nothing)")),
+        "{found:?}"
+    );
+}

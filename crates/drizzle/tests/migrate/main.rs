@@ -2,6 +2,7 @@
 
 mod app;
 mod common;
+mod intent;
 mod interop;
 mod realworld;
 mod refusals;

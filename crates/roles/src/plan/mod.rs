@@ -239,13 +239,14 @@ pub fn plan(model: &Model, snap: &Snapshot) -> Plan {
         Cow::Borrowed(same) => Access::of(model, found.clone(), same),
         Cow::Owned(next) => Access::of(model, drift::drift(model, &next), &next),
     };
-    let mut planner = Planner { model, snap, plan: Plan::default(), found, access };
+    let mut planner = Planner { model, snap, plan: Plan::default(), found, access, widenings: Vec::new() };
     planner.roles();
     planner.database();
     planner.schemas();
     planner.extensions();
     planner.other_schemas();
     planner.relations();
+    planner.refuse_widenings();
     planner.foreign();
     planner.objects();
     planner.default_privileges();
@@ -265,6 +266,8 @@ struct Planner<'a> {
     /// the plan refuses or names.
     found: Vec<Drift>,
     access: Access,
+    /// What a conversion's grants give a runtime role that it never had.
+    widenings: Vec<String>,
 }
 
 /// The access drift of the predicted state, as the plan renders it.

@@ -62,8 +62,11 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
         None => rel.owner != migrator,
     };
     let mut old_owners = BTreeMap::new();
+    let invoker: Vec<i64> =
+        snap.db.relations.iter().filter(|r| becomes_invoker(model, snap, r)).map(|r| r.oid).collect();
     for rel in next.db.relations.iter_mut().filter(|r| moves(r)) {
         old_owners.insert(rel.oid, rel.owner.clone());
+        rel.security_invoker |= invoker.contains(&rel.oid);
         rel.acl = change_owner(&rel.acl, &rel.owner, migrator);
         rel.owner = migrator.to_string();
     }
@@ -78,6 +81,19 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
         }
     }
     Cow::Owned(next)
+}
+
+/// Whether the owner change of a view also sets `security_invoker`: a view
+/// runs with its owner's rights, and owned by the BYPASSRLS migrator it would
+/// show every tenant's rows; security_invoker (PostgreSQL 15+) keeps RLS
+/// applying to whoever queries it. What cannot be fixed so is refused in
+/// `owners_rights`.
+pub(super) fn becomes_invoker(model: &Model, snap: &Snapshot, rel: &Relation) -> bool {
+    rel.kind == 'v'
+        && rel.owner != model.migrator.name
+        && !rel.security_invoker
+        && snap.server_version >= 150000
+        && reach::source(model, &snap.db, rel.oid, false).is_some()
 }
 
 /// `object` once `ALTER … OWNER TO migrator` has run (unchanged if the

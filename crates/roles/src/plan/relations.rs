@@ -3,6 +3,7 @@
 //! relations where the owner stays.
 
 use super::*;
+use crate::acl::DML;
 use crate::snapshot::ColumnAcl;
 
 /// Relations by table: each linked sequence with the table that owns it
@@ -76,28 +77,87 @@ impl Planner<'_> {
             vec![Sql::new(format!("ALTER {} {qualified} OWNER TO {}", rel.alter_keyword(), quote_ident(&migrator)))];
         let mut summary =
             format!("owner of {} `{}.{}`: `{}` → `{migrator}`", rel.noun(), rel.schema, rel.name, rel.owner);
-        // A view runs with its owner's rights. Owned by the BYPASSRLS
-        // migrator it would show every tenant's rows; security_invoker
-        // (PostgreSQL 15+) keeps RLS applying to whoever queries it.
-        // What cannot be fixed so is refused in `owners_rights`.
-        if rel.kind == 'v'
-            && !rel.security_invoker
-            && self.snap.server_version >= 150000
-            && reach::source(self.model, &self.snap.db, rel.oid, false).is_some()
-        {
+        if predict::becomes_invoker(self.model, self.snap, rel) {
             statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
             summary.push_str(" with security_invoker");
         }
+        let mut widened = Vec::new();
         for member in group {
-            let changes = self.access(&On::Relation(member.oid));
+            let mut changes = self.access(&On::Relation(member.oid));
+            self.keep_owners_access(member, &mut changes);
+            for change in &changes {
+                if let Some(line) = self.widening(member, change) {
+                    widened.push(line);
+                }
+            }
             statements.extend(self.acl_statements(keyword(member), &member.qualified(), &migrator, &changes));
             statements.extend(self.column_statements(member, columns.get(&member.oid)));
         }
-        if statements.len() > 1 {
+        if !widened.is_empty() {
+            summary.push_str(&format!(" (widens, accepted: {})", widened.join("; ")));
+            self.widenings.extend(widened);
+        }
+        if statements.len() > 1 && !summary.contains("(widens") {
             summary.push_str(" (grants restored)");
         }
         let lock_cost = rel.lock_cost + group.len() as u32 - 1;
         self.plan.push(Phase::Ownership, summary, statements, lock_cost);
+    }
+
+    /// A runtime role that owned a relation the writers do not grant (a
+    /// materialized view, a view that runs as its owner, a foreign table)
+    /// keeps the DML it had as owner: the app's own reads go on working.
+    fn keep_owners_access(&self, rel: &Relation, changes: &mut Vec<AclChange>) {
+        let former = &rel.owner;
+        let private = self.model.exemptions.private_for(&format!("{}.{}", rel.schema, rel.name), former);
+        let predicted_invoker = rel.security_invoker || predict::becomes_invoker(self.model, self.snap, rel);
+        if !self.model.is_runtime_role(former)
+            || rel.is_sequence()
+            || private
+            || !self.model.is_app_schema(&rel.schema)
+            || wants::writers_grant(rel.kind, predicted_invoker)
+            || changes
+                .iter()
+                .any(|c| matches!(c, AclChange::Grant { grantee, .. } if *grantee == Grantee::role(former)))
+        {
+            return;
+        }
+        changes.push(AclChange::Grant { grantee: Grantee::role(former), privs: DML });
+    }
+
+    /// What a grant of a conversion gives a runtime role that it did not
+    /// hold before (as owner, by its own grants or PUBLIC's): a line for the
+    /// plan, or `None` when it only restores access.
+    fn widening(&self, rel: &Relation, change: &AclChange) -> Option<String> {
+        let AclChange::Grant { grantee: Grantee::Role(role), privs } = change else { return None };
+        // A role the run creates had nothing to widen.
+        if !self.model.is_runtime_role(role) || rel.owner == *role || !self.snap.roles.contains_key(role) {
+            return None;
+        }
+        let held = rel
+            .acl
+            .iter()
+            .filter(|item| item.grantee == Grantee::Public || item.grantee == Grantee::role(role))
+            .fold(Privs::NONE, |all, item| all.union(item.privs));
+        let new = privs.minus(held);
+        (!new.is_empty()).then(|| format!("`{role}` gains {} on `{}.{}`", new.sql(), rel.schema, rel.name))
+    }
+
+    /// The widenings of a conversion: refused unless the operator accepted
+    /// them (`--allow-widening`) or the policy file keeps them out.
+    pub(super) fn refuse_widenings(&mut self) {
+        if self.widenings.is_empty() || self.model.confirmed.widening {
+            return;
+        }
+        const SHOWN: usize = 20;
+        let more = self.widenings.len().saturating_sub(SHOWN);
+        self.plan.refusals.push(format!(
+            "the conversion would give a runtime role privileges it never had: {}{}. Accept them with \
+             `--allow-widening`, or keep a relation from a role with `[[private]]` (name, roles, reason) in the \
+             policy file",
+            self.widenings.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; "),
+            if more > 0 { format!("; and {more} more") } else { String::new() }
+        ));
     }
 
     /// One step per change and chunk of [`OBJECTS_PER_GRANT`] relations.

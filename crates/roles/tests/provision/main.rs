@@ -4,6 +4,7 @@ mod common;
 mod conversion;
 mod fresh;
 mod input;
+mod intent;
 mod legacy;
 mod managed;
 mod passwords;
