@@ -616,21 +616,24 @@ fn list(names: &[String]) -> String {
     format!("{}{more}", shown.join(", "))
 }
 
-/// DML on every app table and invoker view the writers grant (not the ones
-/// the policy file keeps from the role) and USAGE on every sequence a column
-/// default uses, asked of the server as the role itself: two queries,
-/// whatever the number of tables.
-fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mut u32) -> Result<Vec<Probe>> {
-    *queries += 2;
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+/// The relations `[[private]]` keeps from `role`.
+fn private_names(model: &Model, role: &str) -> Vec<String> {
+    let private =
+        |e: &&roles::Exemption| e.kind == roles::exemptions::Kind::Private && e.roles.iter().any(|r| r == role);
+    model.exemptions.entries.iter().filter(private).map(|e| e.name.clone()).collect()
+}
+
+/// How many relations the writers grant the role DML on, those where it
+/// lacks some, and those where it holds more than DML.
+#[allow(clippy::type_complexity)]
+fn table_privileges(
+    client: &mut Client,
+    model: &Model,
+    role: &str,
+    version: i32,
+) -> Result<(i64, Option<Vec<String>>, Option<Vec<String>>)> {
     let extra = if version >= 170000 { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
-    let private: Vec<String> = model
-        .exemptions
-        .entries
-        .iter()
-        .filter(|e| e.kind == roles::exemptions::Kind::Private && e.roles.iter().any(|r| r == role))
-        .map(|e| e.name.clone())
-        .collect();
+    let private = private_names(model, role);
     let invoker = roles::reach::INVOKER_SQL;
     let row = client.query_one(
         &format!(
@@ -649,9 +652,17 @@ fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mu
         ),
         &[&model.app_schemas, &private],
     )?;
-    let tables: i64 = row.get(0);
-    let lacking: Option<Vec<String>> = row.get(1);
-    let excess: Option<Vec<String>> = row.get(2);
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
+
+/// DML on every app table and invoker view the writers grant (not the ones
+/// the policy file keeps from the role) and USAGE on every sequence a column
+/// default uses, asked of the server as the role itself: two queries,
+/// whatever the number of tables.
+fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mut u32) -> Result<Vec<Probe>> {
+    *queries += 2;
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    let (tables, lacking, excess) = table_privileges(client, model, role, version)?;
     let sequences = client.query_one(
         "SELECT count(DISTINCT s.oid), \
                 array_agg(DISTINCT quote_ident(sn.nspname) || '.' || quote_ident(s.relname)) \

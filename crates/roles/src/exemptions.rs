@@ -191,31 +191,7 @@ impl Exemptions {
                             .to_string(),
                     ),
                 };
-                let roles = match (kind, entry.get("roles")) {
-                    (Kind::Private, Some(value)) => {
-                        let names: Option<Vec<String>> = value
-                            .as_array()
-                            .map(|list| list.iter().filter_map(|v| v.as_str()).map(|v| v.trim().to_string()).collect());
-                        match names {
-                            Some(names)
-                                if !names.is_empty()
-                                    && names.len() == value.as_array().map_or(0, Vec::len)
-                                    && names.iter().all(|n| !n.is_empty()) =>
-                            {
-                                names
-                            }
-                            _ => bail!(
-                                "[[private]] `{name}`: `roles` must be a list of role names, e.g. \
-                                 roles = [\"app_user\"]"
-                            ),
-                        }
-                    }
-                    (Kind::Private, None) => bail!(
-                        "[[private]] `{name}` has no `roles`: name the runtime roles that must get nothing on it, \
-                         e.g. roles = [\"app_user\"]"
-                    ),
-                    _ => Vec::new(),
-                };
+                let roles = if kind == Kind::Private { private_roles(&name, entry)? } else { Vec::new() };
                 all.push(Exemption { kind, name, reason: field("reason")?, rows, roles });
             }
         }
@@ -343,6 +319,23 @@ const BUILT_IN_TYPES: &[&str] = &[
     "internal",
     "char",
 ];
+
+/// `[[private]]`'s `roles`: a non-empty list of role names.
+fn private_roles(name: &str, entry: &toml::Table) -> Result<Vec<String>> {
+    let Some(value) = entry.get("roles") else {
+        bail!(
+            "[[private]] `{name}` has no `roles`: name the runtime roles that must get nothing on it, e.g. \
+             roles = [\"app_user\"]"
+        );
+    };
+    let list = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    let names: Vec<String> =
+        list.iter().filter_map(|v| v.as_str()).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+    if names.is_empty() || names.len() != list.len() {
+        bail!("[[private]] `{name}`: `roles` must be a list of role names, e.g. roles = [\"app_user\"]");
+    }
+    Ok(names)
+}
 
 /// `[rls]`: `enabled`, `tenant_roots`, `tenant_setting`; nothing else.
 fn parse_rls(value: &toml::Value) -> Result<RlsDeclaration> {
