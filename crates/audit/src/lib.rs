@@ -11,6 +11,7 @@ pub mod catalog;
 mod ci;
 pub mod policies;
 pub mod powers;
+pub mod probe_rows;
 pub mod probes;
 pub mod report;
 pub mod shadowing;
@@ -207,7 +208,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     let phase = Instant::now();
     let (sampled, sent) = sampled??;
     queries += sent;
-    let (rls, insert) = tenancy::prove(
+    let (rls, tenancy_probes) = tenancy::prove(
         model,
         &config.runtime,
         sampled,
@@ -216,7 +217,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         config.write_probes,
         &mut queries,
     )?;
-    all_probes.push(insert);
+    all_probes.extend(tenancy_probes);
     trace("rls behaviour", phase);
     let probes = all_probes;
     let exemptions =

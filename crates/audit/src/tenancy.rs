@@ -10,6 +10,7 @@ use postgres::Client;
 use roles::Model;
 
 use crate::exemptions::{Exemptions, Kind};
+use crate::probe_rows;
 use crate::probes::connect_as;
 use crate::report::{Probe, RlsBehaviour, Verdict};
 
@@ -304,7 +305,7 @@ fn every_state(
 /// data error (read one by one once their chunk failed). Runs inside a
 /// transaction.
 #[allow(clippy::type_complexity)]
-fn leaking_in(
+pub(crate) fn leaking_in(
     runtime: &mut Client,
     parts: &[(String, String)],
     queries: &mut u32,
@@ -354,8 +355,8 @@ fn explain_read_error(role: &str, error: &postgres::Error) -> String {
     }
 }
 
-/// What one attempt to insert another tenant's row did.
-enum Insert {
+/// What one attempt to write another tenant's row did.
+pub(crate) enum Insert {
     /// Refused by row-level security.
     Denied,
     /// Passed the policies: the table, and what stopped the row later if anything.
@@ -370,9 +371,6 @@ enum Insert {
 /// Inserts a copy of `sample`'s row under a savepoint, rolled back.
 fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
     let row = sample.row.as_deref().unwrap_or("{}");
-    // No RETURNING here: it makes the server check the SELECT policies on
-    // the new row too, and a row its writer may not see is exactly the
-    // cross-tenant write this looks for.
     let insert = format!(
         "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
          FROM json_populate_record(NULL::{table}, {row})",
@@ -380,12 +378,32 @@ fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
         columns = sample.columns,
         row = quote_literal(row)
     );
-    let result = runtime.batch_execute(&format!("SAVEPOINT xtask_probe; {insert}"));
-    // Written: a row the probe's own tenant sees was not written for another
-    // tenant (a BEFORE trigger put it in the probe's tenant). The same insert
-    // again, with RETURNING, succeeds exactly when the new row is visible.
-    let own_tenant = result.is_ok()
-        && runtime.batch_execute(&format!("ROLLBACK TO SAVEPOINT xtask_probe; {insert} RETURNING 1")).is_ok();
+    try_write(runtime, &sample.name, &insert, true)
+}
+
+/// Runs one write that the policies must refuse (an INSERT or UPDATE of
+/// another tenant's row) under a savepoint, rolled back, and says what it
+/// did. No RETURNING on the write itself: it makes the server check the
+/// SELECT policies on the new row too, and a row its writer may not see is
+/// exactly the cross-tenant write this looks for. An UPDATE that touched no
+/// row proves nothing (`insert` false: the writer's own row was not there).
+pub(crate) fn try_write(runtime: &mut Client, name: &str, statement: &str, insert: bool) -> Insert {
+    let _ = runtime.batch_execute("SAVEPOINT xtask_probe");
+    let result = runtime.simple_query(statement).map(|messages| {
+        messages
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    });
+    // Written: a row the writer's own tenant sees was not written for
+    // another tenant (a BEFORE trigger put it in the writer's tenant). The
+    // same write again, with RETURNING, succeeds exactly when the new row is
+    // visible.
+    let own_tenant = matches!(result, Ok(n) if n > 0)
+        && runtime.batch_execute(&format!("ROLLBACK TO SAVEPOINT xtask_probe; {statement} RETURNING 1")).is_ok();
     let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
     let code = |error: &postgres::Error| error.code().map(|c| c.code().to_string());
     match result {
@@ -393,25 +411,24 @@ fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
             // Only the server's own WITH CHECK refusal counts: a trigger can
             // raise 42501 with the same words for sessions it recognises.
             let routine = error.as_db_error().and_then(|d| d.routine());
-            // The policy's WITH CHECK, or no INSERT privilege at all (a
-            // stronger denial); a trigger's RAISE is neither.
+            // The policy's WITH CHECK, or no privilege at all (a stronger
+            // denial); a trigger's RAISE is neither.
             if matches!(routine, Some("ExecWithCheckOptions" | "aclcheck_error")) {
                 Insert::Denied
             } else {
-                let routine = error.as_db_error().and_then(|d| d.routine()).unwrap_or("?");
-                Insert::Unproven(format!("{} (42501 from `{routine}`, not the policies' WITH CHECK)", sample.name))
+                let routine = routine.unwrap_or("?");
+                Insert::Unproven(format!("{name} (42501 from `{routine}`, not the policies' WITH CHECK)"))
             }
         }
-        Ok(()) if own_tenant => Insert::OwnTenant(sample.name.clone()),
+        Ok(0) if !insert => Insert::Unproven(format!("{name} (the writer's own row was not there to update)")),
+        Ok(_) if own_tenant => Insert::OwnTenant(name.to_string()),
         // The row passed the policies' WITH CHECK: whatever stopped it
         // afterwards (a unique key, a foreign key, a NOT NULL) came later.
-        Ok(()) => Insert::Allowed(sample.name.clone()),
+        Ok(_) => Insert::Allowed(name.to_string()),
         Err(error) if code(&error).is_some_and(|c| c.starts_with("23")) => {
-            Insert::Allowed(format!("{} (then {})", sample.name, code(&error).unwrap_or_default()))
+            Insert::Allowed(format!("{name} (then {})", code(&error).unwrap_or_default()))
         }
-        Err(error) => {
-            Insert::Unproven(format!("{} ({})", sample.name, code(&error).unwrap_or_else(|| error.to_string())))
-        }
+        Err(error) => Insert::Unproven(format!("{name} ({})", code(&error).unwrap_or_else(|| error.to_string()))),
     }
 }
 
@@ -503,8 +520,9 @@ pub fn sample_as_service(model: &Model, service: &Dsn, queries: &mut u32) -> Res
     Ok(Sampled { client, samples })
 }
 
-/// Both proofs, from the samples: RLS without a tenant, and the
-/// cross-tenant insert with a tenant value chosen after `root`'s key.
+/// The proofs, from the samples: RLS without a tenant, the cross-tenant
+/// insert with a tenant value chosen after `root`'s key, and the probe-row
+/// proofs (`probe_rows`) from the root.
 pub fn prove(
     model: &Model,
     runtime: &Dsn,
@@ -513,7 +531,7 @@ pub fn prove(
     root: Option<&str>,
     write_probes: bool,
     queries: &mut u32,
-) -> Result<(RlsBehaviour, Probe)> {
+) -> Result<(RlsBehaviour, Vec<Probe>)> {
     let Some(Sampled { mut client, mut samples }) = sampled.filter(|_| exemptions.rls.enabled) else {
         let why = format!(
             "unproven: the app declares no RLS ({}: {})",
@@ -523,18 +541,34 @@ pub fn prove(
         let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
         let mut insert = cross_tenant_insert(model, &empty, None, queries);
         insert.observed = why.clone();
+        let mut probes = vec![insert];
+        probes.extend(probe_rows::not_tried(model, &why, Verdict::NotApplicable));
         // Said as unproven: a declaration in a file is not a proof.
-        return Ok((RlsBehaviour { verdict: Verdict::Unproven, message: why }, insert));
+        return Ok((RlsBehaviour { verdict: Verdict::Unproven, message: why }, probes));
     };
     choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
     let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
     let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
     if !write_probes {
         let mut insert = cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, queries);
-        insert.observed = "not tried (--no-write-probes): the RLS write policies are unproven".into();
+        let why = "not tried (--no-write-probes): the RLS write policies are unproven";
+        insert.observed = why.into();
         insert.verdict = Verdict::Unproven;
-        return Ok((behaviour, insert));
+        let mut probes = vec![insert];
+        probes.extend(probe_rows::not_tried(model, why, Verdict::Unproven));
+        return Ok((behaviour, probes));
     }
-    let insert = cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries);
-    Ok((behaviour, insert))
+    let mut probes = vec![cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries)];
+    match root {
+        None => probes.extend(probe_rows::not_tried(
+            model,
+            "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)",
+            Verdict::NotApplicable,
+        )),
+        Some(root) => match probe_rows::plan(model, &mut client, root, queries)? {
+            Ok(plan) => probes.extend(probe_rows::prove(model, &plan, &mut runtime_client, exemptions, queries)?),
+            Err((verdict, why)) => probes.extend(probe_rows::not_tried(model, &why, verdict)),
+        },
+    }
+    Ok((behaviour, probes))
 }

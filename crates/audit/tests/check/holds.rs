@@ -13,6 +13,12 @@ fn a_provisioned_and_migrated_database_holds() {
     let denied = report.probes.iter().filter(|p| p.expected == "denied (42501)" && p.verdict == Verdict::Pass).count();
     assert!(denied >= 2 * 25, "at least 25 forbidden statements per role were refused: {denied}");
     assert!(report.residuals.iter().any(|r| r.id == "own-password"));
+    // Tenancy with probe rows: every tenant table, empty ones included.
+    for id in ["probe-rows-read", "probe-rows-insert", "update-moves-row"] {
+        let probe = report.probes.iter().find(|p| p.id == id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(probe.verdict, Verdict::Pass, "{id}: {}", probe.observed);
+        println!("{id}: {}", probe.observed);
+    }
     // What one app_user session can do to another is listed, not judged.
     for id in ["read-own-role-queries", "terminate-own-role", "listen-notify"] {
         assert!(report.residuals.iter().any(|r| r.id == id && r.role == "app_user"), "{id}");

@@ -1,0 +1,796 @@
+//! Tenancy proven with probe rows, the way the app uses it, on empty tables
+//! too. In one transaction of the runtime role, rolled back at the end:
+//!
+//! - with tenant A set, it writes one row for A into every RLS table whose
+//!   policies apply to it (and the rows those need through foreign keys,
+//!   starting at the tenant root), then the same for tenant C, then only the
+//!   root row of tenant B: B exists and owns nothing;
+//! - with B set, and on a pooled session (the setting reads ''), it must see
+//!   none of A's or C's rows, nor any row already there;
+//! - with B set, inserting a copy of A's row must be refused by the
+//!   policies' `WITH CHECK` (42501);
+//! - with A set, an `UPDATE` that turns A's row into C's must be refused too.
+//!
+//! The rows are written by the runtime role itself, as the app writes its
+//! own tenant's rows: rows another session wrote would be invisible until
+//! committed, and a probe commits nothing. Every column whose default would
+//! take a sequence value gets an explicit value, so no sequence moves; a
+//! table whose triggers or rules could act outside the transaction is not
+//! touched and is reported unproven.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use dbenv::quote_literal;
+use postgres::Client;
+use roles::Model;
+
+use crate::exemptions::{Exemptions, Kind};
+use crate::report::{Probe, Verdict};
+use crate::tenancy::{leaking_in, try_write, Insert};
+
+/// At most this many RLS tables get probe rows in one run; the rest are
+/// named as unproven.
+const MAX_TABLES: usize = 500;
+
+/// Words in a trigger function's body that may act outside the transaction
+/// (or call what does): such a table gets no probe row.
+const OUTSIDE: &str = "\\m(nextval|setval|dblink\\w*|pg_advisory\\w*|insert|update|delete|merge|copy|execute|perform|\
+                       notify|pg_notify|lo_\\w+|pg_file\\w*|pg_write\\w*|http\\w*)\\M";
+
+#[derive(Clone, Debug)]
+struct Column {
+    attnum: i16,
+    /// Quoted.
+    name: String,
+    raw: String,
+    /// `format_type` with the type modifier: the cast of every value.
+    sql_type: String,
+    /// The base type (of a domain): its name, `typtype` and category.
+    base: String,
+    enum_type: Option<String>,
+    category: char,
+    /// varchar(n) / char(n): n.
+    max_len: Option<usize>,
+    not_null: bool,
+    has_default: bool,
+    /// A default that takes a sequence value, or an identity column.
+    sequence: bool,
+    identity_always: bool,
+    generated: bool,
+    primary: bool,
+}
+
+#[derive(Clone, Debug)]
+struct ForeignKey {
+    columns: Vec<i16>,
+    parent: u32,
+    parent_columns: Vec<i16>,
+}
+
+#[derive(Clone, Debug)]
+struct Table {
+    oid: u32,
+    /// `schema.name`, as the policy file names it.
+    name: String,
+    quoted: String,
+    /// An RLS table whose policies apply to the runtime role: proven.
+    /// The others only hold rows the proven ones need.
+    proven: bool,
+    columns: Vec<Column>,
+    keys: Vec<ForeignKey>,
+    /// Triggers or rules that may act outside the transaction.
+    outside: Option<String>,
+}
+
+/// The tables and the tenant values of one run.
+pub struct Plan {
+    tables: Vec<Table>,
+    root: u32,
+    /// The three tenants: A and C own a row in every table, B only its root row.
+    tenants: [Tenant; 3],
+    /// Proven tables beyond [`MAX_TABLES`].
+    skipped: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Tenant {
+    /// The setting's value.
+    setting: String,
+    /// The root key's value, as an SQL expression.
+    sql: String,
+}
+
+/// A row's explicit values by column number, as SQL expressions.
+type Row = BTreeMap<i16, String>;
+
+/// The rows one tenant got, by table, and the tables that got none, with why.
+type Written = (BTreeMap<u32, Row>, Vec<(String, String)>);
+
+/// Why there is no plan: the verdict and what to say.
+pub type NoPlan = (Verdict, String);
+
+/// Reads what the probe needs (four queries), or why there is nothing to
+/// prove (no RLS table has a policy for the runtime role) or no way to (the
+/// root has no single-column key).
+pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
+    *queries += 1;
+    let candidates: Vec<(u32, bool)> = service
+        .query(
+            "WITH RECURSIVE proven AS ( \
+               SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND NOT c.relispartition \
+                 AND (n.nspname = ANY($1) OR (n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                      AND n.nspname::text NOT LIKE 'pg\\_%' \
+                      AND EXISTS (SELECT 1 FROM pg_roles u WHERE u.rolname = $2 \
+                                    AND has_schema_privilege(u.oid, n.oid, 'USAGE') \
+                                    AND has_table_privilege(u.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE')))) \
+                 AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive \
+                               AND (0::oid = ANY (p.polroles) \
+                                    OR (SELECT oid FROM pg_roles WHERE rolname = $2) = ANY (p.polroles)))), \
+             needed(oid) AS ( \
+               SELECT oid FROM proven UNION SELECT $3::text::regclass::oid \
+               UNION SELECT f.confrelid FROM pg_constraint f JOIN needed d ON d.oid = f.conrelid \
+               WHERE f.contype = 'f') \
+             SELECT d.oid, d.oid IN (SELECT oid FROM proven) FROM needed d",
+            &[&model.app_schemas, &model.runtime.name, &root],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if !candidates.iter().any(|(_, proven)| *proven) {
+        return Ok(Err((
+            Verdict::NotApplicable,
+            "n/a: no RLS table has a policy for the runtime role (without one it sees and writes no row)".into(),
+        )));
+    }
+    let oids: Vec<u32> = candidates.iter().map(|(oid, _)| *oid).collect();
+    let mut tables = describe(service, &oids, queries)?;
+    for table in &mut tables {
+        table.proven = candidates.iter().any(|(oid, proven)| *oid == table.oid && *proven);
+    }
+    let root_oid: u32 = service.query_one("SELECT $1::text::regclass::oid", &[&root])?.get(0);
+    *queries += 1;
+    let Some(root_key) = tables.iter().find(|t| t.oid == root_oid).and_then(|t| single_key(t)).cloned() else {
+        return Ok(Err((
+            Verdict::Unproven,
+            format!("unproven: the tenant root `{root}` has no single-column primary key to make tenants of"),
+        )));
+    };
+    let tenants = tenants(service, &tables, root_oid, &root_key, queries)?;
+    let mut proven = 0;
+    let mut skipped = Vec::new();
+    tables.retain(|t| {
+        if !t.proven {
+            return true;
+        }
+        proven += 1;
+        if proven > MAX_TABLES {
+            skipped.push(t.name.clone());
+            return false;
+        }
+        true
+    });
+    Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped }))
+}
+
+/// The columns, foreign keys, triggers and rules of `oids`: two queries.
+fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec<Table>> {
+    *queries += 2;
+    let mut tables: BTreeMap<u32, Table> = BTreeMap::new();
+    let rows = service.query(
+        &format!(
+            "SELECT c.oid, n.nspname || '.' || c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                    (SELECT string_agg(x.what, ', ') FROM ( \
+                       SELECT 'trigger ' || t.tgname AS what FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+                       JOIN pg_language l ON l.oid = p.prolang \
+                       WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                         AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}') \
+                       UNION ALL SELECT 'rule ' || r.rulename FROM pg_rewrite r \
+                       WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') x), \
+                    a.attnum, quote_ident(a.attname), a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                    bt.typname::text, CASE WHEN bt.typtype = 'e' THEN format_type(bt.oid, NULL) END, \
+                    bt.typcategory::text, \
+                    CASE WHEN bt.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END, \
+                    a.attnotnull, a.atthasdef, \
+                    a.attidentity <> '' OR coalesce(pg_get_expr(ad.adbin, ad.adrelid) LIKE '%nextval(%', false), \
+                    a.attidentity = 'a', a.attgenerated <> '', \
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
+                              AND a.attnum = ANY (i.indkey)) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             JOIN pg_type t ON t.oid = a.atttypid \
+             JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+             LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum \
+             WHERE c.oid = ANY ($1) ORDER BY c.oid, a.attnum"
+        ),
+        &[&oids],
+    )?;
+    for r in &rows {
+        let oid: u32 = r.get(0);
+        let table = tables.entry(oid).or_insert_with(|| Table {
+            oid,
+            name: r.get(1),
+            quoted: r.get(2),
+            proven: false,
+            columns: Vec::new(),
+            keys: Vec::new(),
+            outside: r.get(3),
+        });
+        table.columns.push(Column {
+            attnum: r.get(4),
+            name: r.get(5),
+            raw: r.get(6),
+            sql_type: r.get(7),
+            base: r.get(8),
+            enum_type: r.get(9),
+            category: r.get::<_, String>(10).chars().next().unwrap_or('X'),
+            max_len: r.get::<_, Option<i32>>(11).map(|n| n.max(1) as usize),
+            not_null: r.get(12),
+            has_default: r.get(13),
+            sequence: r.get(14),
+            identity_always: r.get(15),
+            generated: r.get(16),
+            primary: r.get(17),
+        });
+    }
+    for r in service.query(
+        "SELECT conrelid, conkey, confrelid, confkey FROM pg_constraint \
+         WHERE contype = 'f' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+        &[&oids],
+    )? {
+        let key = ForeignKey { columns: r.get(1), parent: r.get(2), parent_columns: r.get(3) };
+        if let Some(table) = tables.get_mut(&r.get(0)) {
+            table.keys.push(key);
+        }
+    }
+    Ok(tables.into_values().collect())
+}
+
+/// The table's single-column primary key.
+fn single_key(table: &Table) -> Option<&Column> {
+    let mut keys = table.columns.iter().filter(|c| c.primary);
+    let key = keys.next()?;
+    keys.next().is_none().then_some(key)
+}
+
+/// Parents before children (foreign keys to other tables); what a cycle
+/// leaves comes last, in name order.
+fn order(tables: Vec<Table>) -> Vec<Table> {
+    let mut left: Vec<Table> = tables;
+    let mut done: BTreeSet<u32> = BTreeSet::new();
+    let mut ordered = Vec::new();
+    loop {
+        let present: BTreeSet<u32> = left.iter().map(|t| t.oid).collect();
+        let (ready, rest): (Vec<Table>, Vec<Table>) = left.into_iter().partition(|t| {
+            t.keys.iter().all(|k| k.parent == t.oid || done.contains(&k.parent) || !present.contains(&k.parent))
+        });
+        if ready.is_empty() {
+            ordered.extend(rest);
+            return ordered;
+        }
+        done.extend(ready.iter().map(|t| t.oid));
+        ordered.extend(ready);
+        left = rest;
+        if left.is_empty() {
+            return ordered;
+        }
+    }
+}
+
+/// Three tenant values no row holds, of the root key's type.
+fn tenants(service: &mut Client, tables: &[Table], root: u32, key: &Column, queries: &mut u32) -> Result<[Tenant; 3]> {
+    let seed = seed();
+    let make = |i: u64, max: i64| -> Tenant {
+        let value = match key.base.as_str() {
+            "int2" | "int4" | "int8" => (max.saturating_add(1_000_001 + i as i64)).to_string(),
+            "uuid" => uuid(mix(seed, 1000 + i)),
+            _ => format!("xtask-probe-{:012x}", mix(seed, 1000 + i) & 0xffff_ffff_ffff),
+        };
+        Tenant { sql: format!("{}::{}", quote_literal(&value), key.sql_type), setting: value }
+    };
+    let max = if matches!(key.base.as_str(), "int2" | "int4" | "int8") {
+        *queries += 1;
+        let table = tables.iter().find(|t| t.oid == root).map(|t| t.quoted.clone()).unwrap_or_default();
+        service.query_one(&format!("SELECT coalesce(max({})::int8, 0) FROM {table}", key.name), &[])?.get(0)
+    } else {
+        0
+    };
+    Ok([make(0, max), make(1, max), make(2, max)])
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64) ^ ((std::process::id() as u64) << 32)
+}
+
+/// splitmix64: distinct values from a seed and a counter.
+fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn uuid(n: u64) -> String {
+    let m = mix(n, 7);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        n >> 32,
+        (n >> 16) & 0xffff,
+        n & 0xfff,
+        m >> 52,
+        m & 0xffff_ffff_ffff
+    )
+}
+
+/// A value of the column's type that no other probe row repeats, or `None`
+/// for a type the probe cannot make up.
+fn value(column: &Column, n: u64) -> Option<String> {
+    let expression = match (column.base.as_str(), column.category) {
+        _ if column.enum_type.is_some() => format!("pg_catalog.enum_first(NULL::{})", column.enum_type.as_deref()?),
+        ("uuid", _) => quote_literal(&uuid(n)),
+        ("int2", _) => (1000 + n % 30_000).to_string(),
+        ("int4" | "int8", _) => (1_000_000 + n % 1_000_000_000).to_string(),
+        ("bool", _) => "false".into(),
+        ("json" | "jsonb", _) => "'{}'".into(),
+        ("bytea", _) => "'\\x00'".into(),
+        ("inet" | "cidr", _) => "'192.0.2.1'".into(),
+        (_, 'S') => {
+            let text = if column.raw.to_ascii_lowercase().contains("email") {
+                format!("p{:08x}@probe.invalid", n & 0xffff_ffff)
+            } else {
+                format!("xtask-probe-{:012x}", n & 0xffff_ffff_ffff)
+            };
+            let cut = column.max_len.map(|max| text.len().saturating_sub(max)).unwrap_or(0);
+            quote_literal(&text[cut..])
+        }
+        (_, 'N') => (1 + n % 900).to_string(),
+        (_, 'D') => "pg_catalog.now()".into(),
+        (_, 'T') => "'1 day'".into(),
+        (_, 'A') => "'{}'".into(),
+        _ => return None,
+    };
+    Some(format!("({expression})::{}", column.sql_type))
+}
+
+/// The explicit values of `table`'s row for `tenant`, given the rows
+/// written so far, or why none can be made.
+fn row(plan: &Plan, table: &Table, tenant: &Tenant, index: u64, written: &BTreeMap<u32, Row>) -> Result<Row, String> {
+    let referenced: BTreeSet<(u32, i16)> = plan
+        .tables
+        .iter()
+        .flat_map(|t| t.keys.iter().flat_map(|k| k.parent_columns.iter().map(move |c| (k.parent, *c))))
+        .collect();
+    let root_key = plan.tables.iter().find(|t| t.oid == plan.root).and_then(single_key);
+    let mut row = Row::new();
+    let mut keyed: BTreeSet<i16> = BTreeSet::new();
+    for key in table.keys.iter().filter(|k| k.parent != table.oid) {
+        keyed.extend(&key.columns);
+        let nullable = key.columns.iter().all(|c| table.columns.iter().any(|col| col.attnum == *c && !col.not_null));
+        match written.get(&key.parent) {
+            Some(parent) if key.parent_columns.iter().all(|c| parent.contains_key(c)) => {
+                for (column, parent_column) in key.columns.iter().zip(&key.parent_columns) {
+                    row.insert(*column, parent[parent_column].clone());
+                }
+            }
+            _ if nullable => {}
+            _ => {
+                let parent = plan.tables.iter().find(|t| t.oid == key.parent).map_or("?", |t| t.name.as_str());
+                return Err(format!("needs a row of `{parent}` that the probe could not write"));
+            }
+        }
+    }
+    for (i, column) in table.columns.iter().enumerate() {
+        if column.generated || row.contains_key(&column.attnum) || keyed.contains(&column.attnum) {
+            continue;
+        }
+        let tenant_typed = root_key.is_some_and(|k| k.sql_type == column.sql_type);
+        let needed = column.sequence
+            || column.primary
+            || referenced.contains(&(table.oid, column.attnum))
+            || (column.not_null && !column.has_default);
+        let n = mix(index, (table.oid as u64) << 16 | i as u64);
+        if table.oid == plan.root && column.primary {
+            row.insert(column.attnum, tenant.sql.clone());
+        } else if tenant_typed && !column.primary {
+            // A column of the tenant key's type that no foreign key fills
+            // is taken as the tenant column.
+            row.insert(column.attnum, tenant.sql.clone());
+        } else if needed {
+            let value = value(column, n).ok_or_else(|| {
+                format!("the probe makes up no value of type {} (column {})", column.sql_type, column.raw)
+            })?;
+            row.insert(column.attnum, value);
+        }
+    }
+    // A foreign key to the table itself points at the row itself.
+    for key in table.keys.iter().filter(|k| k.parent == table.oid) {
+        let nullable = key.columns.iter().all(|c| table.columns.iter().any(|col| col.attnum == *c && !col.not_null));
+        if !nullable {
+            for (column, parent_column) in key.columns.iter().zip(&key.parent_columns) {
+                let value = row.get(parent_column).cloned().ok_or("a key to itself the probe cannot fill")?;
+                row.insert(*column, value);
+            }
+        } else {
+            for column in &key.columns {
+                row.remove(column);
+            }
+        }
+    }
+    Ok(row)
+}
+
+fn insert_sql(table: &Table, row: &Row) -> String {
+    let names: Vec<&str> =
+        row.keys().filter_map(|n| table.columns.iter().find(|c| c.attnum == *n)).map(|c| c.name.as_str()).collect();
+    let values: Vec<&str> = row.values().map(String::as_str).collect();
+    if names.is_empty() {
+        return format!("INSERT INTO {} DEFAULT VALUES", table.quoted);
+    }
+    format!(
+        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
+        table.quoted,
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+fn set_tenant(setting: &str, value: &str) -> String {
+    format!("SELECT pg_catalog.set_config({}, {}, true)", quote_literal(setting), quote_literal(value))
+}
+
+/// What the probe found, per table.
+#[derive(Default)]
+struct Found {
+    /// Tables that got no probe rows, and why.
+    unwritten: Vec<String>,
+    read_leaks: Vec<String>,
+    read_failing: Vec<String>,
+    read_unproven: Vec<String>,
+    insert: Outcomes,
+    update: Outcomes,
+    /// B's root row could not be written: B does not exist.
+    no_b: Option<String>,
+    proven: usize,
+}
+
+#[derive(Default)]
+struct Outcomes {
+    denied: Vec<String>,
+    allowed: Vec<String>,
+    unproven: Vec<String>,
+    own: Vec<String>,
+}
+
+impl Outcomes {
+    fn add(&mut self, table: &str, outcome: Insert) {
+        match outcome {
+            Insert::Denied => self.denied.push(table.to_string()),
+            Insert::Allowed(how) => self.allowed.push(how),
+            Insert::Unproven(why) => self.unproven.push(why),
+            Insert::OwnTenant(table) => self.own.push(table),
+        }
+    }
+}
+
+/// Writes the rows of one tenant: all in one round trip when they all
+/// succeed, else table by table, each under its own savepoint.
+fn write_rows(
+    runtime: &mut Client,
+    plan: &Plan,
+    tenant: &Tenant,
+    index: u64,
+    only_root: bool,
+    queries: &mut u32,
+) -> Result<Written, postgres::Error> {
+    let tables: Vec<&Table> =
+        plan.tables.iter().filter(|t| (!only_root || t.oid == plan.root) && t.outside.is_none()).collect();
+    // Optimistic: every row can be made from the others.
+    let mut written = BTreeMap::new();
+    let mut statements = Vec::new();
+    for table in &tables {
+        if let Ok(row) = row(plan, table, tenant, index, &written) {
+            statements.push(insert_sql(table, &row));
+            written.insert(table.oid, row);
+        }
+    }
+    if written.len() == tables.len() {
+        *queries += 1;
+        let batch = format!("SAVEPOINT xtask_rows; {}; RELEASE SAVEPOINT xtask_rows", statements.join("; "));
+        if runtime.batch_execute(&batch).is_ok() {
+            return Ok((written, Vec::new()));
+        }
+        runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_rows; RELEASE SAVEPOINT xtask_rows")?;
+    }
+    let mut written = BTreeMap::new();
+    let mut failed = Vec::new();
+    for table in tables {
+        let row = match row(plan, table, tenant, index, &written) {
+            Ok(row) => row,
+            Err(why) => {
+                failed.push((table.name.clone(), why));
+                continue;
+            }
+        };
+        *queries += 1;
+        match runtime
+            .batch_execute(&format!("SAVEPOINT xtask_row; {}; RELEASE SAVEPOINT xtask_row", insert_sql(table, &row)))
+        {
+            Ok(()) => {
+                written.insert(table.oid, row);
+            }
+            Err(error) => {
+                runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_row; RELEASE SAVEPOINT xtask_row")?;
+                let code = error.code().map(|c| c.code().to_string()).unwrap_or_default();
+                let message = error.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| error.to_string());
+                failed.push((table.name.clone(), format!("its probe row was refused ({code}: {message})")));
+            }
+        }
+    }
+    Ok((written, failed))
+}
+
+/// The read proof's parts: per proven table, whether the session sees any
+/// row but B's own root row and the rows declared public.
+fn read_parts(plan: &Plan, exemptions: &Exemptions, written: &BTreeSet<u32>) -> Vec<(String, String)> {
+    let b = &plan.tenants[1];
+    let root_key = plan.tables.iter().find(|t| t.oid == plan.root).and_then(single_key);
+    plan.tables
+        .iter()
+        .filter(|t| t.proven && written.contains(&t.oid))
+        .filter_map(|t| {
+            let mut filters = Vec::new();
+            // A table every row of which is public is left out (`?`).
+            if let Some(public) = exemptions.find(Kind::Public, &t.name) {
+                filters.push(format!("NOT coalesce(({}), false)", public.rows.as_deref()?));
+            }
+            if t.oid == plan.root {
+                filters.push(format!("{} IS DISTINCT FROM {}", root_key?.name, b.sql));
+            }
+            let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+            let sql = format!("SELECT {}::text, EXISTS (SELECT 1 FROM {}{filter})", quote_literal(&t.name), t.quoted);
+            Some((t.name.clone(), sql))
+        })
+        .collect()
+}
+
+/// Runs the proof in one transaction of the runtime role, rolled back.
+pub fn prove(
+    model: &Model,
+    plan: &Plan,
+    runtime: &mut Client,
+    exemptions: &Exemptions,
+    queries: &mut u32,
+) -> Result<Vec<Probe>> {
+    *queries += 1;
+    runtime.batch_execute(&crate::probes::begin_probe())?;
+    let found = run(model, plan, runtime, exemptions, queries);
+    let _ = runtime.batch_execute("ROLLBACK");
+    Ok(probes(model, plan, &found?))
+}
+
+fn run(
+    model: &Model,
+    plan: &Plan,
+    runtime: &mut Client,
+    exemptions: &Exemptions,
+    queries: &mut u32,
+) -> Result<Found, postgres::Error> {
+    let setting = &model.tenant_setting;
+    let [a, b, c] = &plan.tenants;
+    let mut found = Found::default();
+    for table in plan.tables.iter().filter(|t| t.proven) {
+        if let Some(outside) = &table.outside {
+            found.unwritten.push(format!("{} (not touched: {outside} may act outside the transaction)", table.name));
+        }
+    }
+    *queries += 1;
+    runtime.batch_execute(&set_tenant(setting, &a.setting))?;
+    let (rows_a, failed_a) = write_rows(runtime, plan, a, 1, false, queries)?;
+    runtime.batch_execute(&set_tenant(setting, &c.setting))?;
+    let (rows_c, _) = write_rows(runtime, plan, c, 3, false, queries)?;
+    runtime.batch_execute(&set_tenant(setting, &b.setting))?;
+    let (rows_b, failed_b) = write_rows(runtime, plan, b, 2, true, queries)?;
+    if rows_b.is_empty() {
+        found.no_b = Some(failed_b.first().map(|(_, why)| why.clone()).unwrap_or_else(|| "not written".into()));
+    }
+    let proven_names: BTreeSet<&str> = plan.tables.iter().filter(|t| t.proven).map(|t| t.name.as_str()).collect();
+    for (table, why) in failed_a.iter().filter(|(t, _)| proven_names.contains(t.as_str())) {
+        found.unwritten.push(format!("{table} ({why})"));
+    }
+    let written: BTreeSet<u32> = rows_a.keys().copied().collect();
+    found.proven = plan.tables.iter().filter(|t| t.proven && written.contains(&t.oid)).count();
+    // Reads: with B set, then on a pooled session ('').
+    let parts = read_parts(plan, exemptions, &written);
+    for (state, value, pooled) in [
+        ("with a tenant that exists and owns nothing", b.setting.as_str(), false),
+        ("after a pooled transaction ('')", "", true),
+    ] {
+        *queries += 1;
+        runtime.batch_execute(&set_tenant(setting, value))?;
+        let (leaking, errors) = leaking_in(runtime, &parts, queries)?;
+        if !leaking.is_empty() {
+            found.read_leaks.push(format!("{state}, `{}` sees rows of {}", model.runtime.name, leaking.join(", ")));
+        }
+        for (table, message) in errors {
+            let line = format!("{table} {state}: {message}");
+            if pooled {
+                found.read_failing.push(line)
+            } else {
+                found.read_unproven.push(line)
+            }
+        }
+    }
+    // A copy of A's row, with B set.
+    runtime.batch_execute(&set_tenant(setting, &b.setting))?;
+    for table in plan.tables.iter().filter(|t| t.proven) {
+        let Some(row) = rows_a.get(&table.oid) else { continue };
+        *queries += 3;
+        found.insert.add(&table.name, try_write(runtime, &table.name, &insert_sql(table, row), true));
+    }
+    // A's row turned into C's, with A set.
+    runtime.batch_execute(&set_tenant(setting, &a.setting))?;
+    for table in plan.tables.iter().filter(|t| t.proven) {
+        let (Some(_), Some(row_c)) = (rows_a.get(&table.oid), rows_c.get(&table.oid)) else { continue };
+        let sets: Vec<(&str, &str)> = row_c
+            .iter()
+            .filter_map(|(n, v)| {
+                table
+                    .columns
+                    .iter()
+                    .find(|c| c.attnum == *n && !c.identity_always)
+                    .map(|c| (c.name.as_str(), v.as_str()))
+            })
+            .collect();
+        if sets.is_empty() {
+            continue;
+        }
+        let update = format!(
+            "UPDATE {} SET ({}) = ROW({})",
+            table.quoted,
+            sets.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            sets.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(", ")
+        );
+        *queries += 3;
+        found.update.add(&table.name, try_write(runtime, &table.name, &update, false));
+    }
+    Ok(found)
+}
+
+fn probes(model: &Model, plan: &Plan, found: &Found) -> Vec<Probe> {
+    let role = &model.runtime.name;
+    let setting = &model.tenant_setting;
+    let mut unproven: Vec<String> = found.unwritten.clone();
+    unproven.extend(plan.skipped.iter().map(|t| format!("{t} (beyond the first {MAX_TABLES} tables)")));
+    vec![
+        read_probe(role, setting, found, &unproven),
+        write_probe(
+            role,
+            ("probe-rows-insert", "INSERT another tenant's row with a tenant that exists set, empty tables included"),
+            &format!("SET LOCAL {setting} = <tenant B>; INSERT INTO <table> VALUES (<tenant A's probe row>)"),
+            &found.insert,
+            &unproven,
+        ),
+        write_probe(
+            role,
+            ("update-moves-row", "UPDATE a row of its own tenant into another tenant's"),
+            &format!("SET LOCAL {setting} = <tenant A>; UPDATE <table> SET (<columns>) = ROW(<tenant C's probe row>)"),
+            &found.update,
+            &unproven,
+        ),
+    ]
+}
+
+/// `; unproven on …`, or nothing.
+fn unproven_note(unproven: &[String], separator: &str) -> String {
+    if unproven.is_empty() {
+        String::new()
+    } else {
+        format!("; unproven on {}", unproven.join(separator))
+    }
+}
+
+/// `unproven: <why>`, naming every table the proof did not reach.
+fn unproven_because(unproven: &[String], more: &[String]) -> String {
+    let why: Vec<&str> = unproven.iter().chain(more).map(String::as_str).collect();
+    format!("unproven: {}", if why.is_empty() { "no probe row could be written".into() } else { why.join("; ") })
+}
+
+fn read_probe(role: &str, setting: &str, found: &Found, unproven: &[String]) -> Probe {
+    let mut read = Probe {
+        role: role.to_string(),
+        id: "probe-rows-read",
+        capability: "read another tenant's rows, empty tables included (probe rows, rolled back)".into(),
+        sql: format!("SET LOCAL {setting} = <a tenant that exists and owns nothing>, then ''; SELECT … FROM <table>"),
+        expected: "no row".into(),
+        observed: String::new(),
+        verdict: Verdict::Pass,
+    };
+    if !found.read_leaks.is_empty() {
+        read.observed = found.read_leaks.join("; ");
+        read.verdict = Verdict::Fail;
+    } else if found.proven == 0 || !found.read_unproven.is_empty() || found.no_b.is_some() {
+        let b_note = match &found.no_b {
+            Some(why) => format!(" (tenant B could not be written, so it exists nowhere: {why})"),
+            None => String::new(),
+        };
+        read.observed = format!("{}{b_note}", unproven_because(unproven, &found.read_unproven));
+        read.verdict = Verdict::Unproven;
+    } else {
+        let failing = if found.read_failing.is_empty() {
+            String::new()
+        } else {
+            format!("; the app's queries fail {}", found.read_failing.join("; "))
+        };
+        read.observed =
+            format!("no row of another tenant on {} tables{failing}{}", found.proven, unproven_note(unproven, "; "));
+        if !unproven.is_empty() {
+            read.verdict = Verdict::Unproven;
+        }
+    }
+    read
+}
+
+fn write_probe(
+    role: &str,
+    (id, capability): (&'static str, &str),
+    sql: &str,
+    outcomes: &Outcomes,
+    unproven: &[String],
+) -> Probe {
+    let mut probe = Probe {
+        role: role.to_string(),
+        id,
+        capability: capability.into(),
+        sql: sql.into(),
+        expected: "denied (42501)".into(),
+        observed: String::new(),
+        verdict: Verdict::Pass,
+    };
+    if !outcomes.allowed.is_empty() {
+        probe.observed = format!("ALLOWED on {}", outcomes.allowed.join(", "));
+        probe.verdict = Verdict::Fail;
+    } else if outcomes.denied.is_empty() && outcomes.own.is_empty() {
+        probe.observed = unproven_because(unproven, &outcomes.unproven);
+        probe.verdict = Verdict::Unproven;
+    } else {
+        let own = if outcomes.own.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; proven by a BEFORE trigger that kept the row in the writer's tenant on {}",
+                outcomes.own.join(", ")
+            )
+        };
+        probe.observed = format!(
+            "denied (42501) on {} tables{own}{}{}",
+            outcomes.denied.len(),
+            unproven_note(&outcomes.unproven, ", "),
+            unproven_note(unproven, "; ")
+        );
+        if !outcomes.unproven.is_empty() || !unproven.is_empty() {
+            probe.verdict = Verdict::Unproven;
+        }
+    }
+    probe
+}
+
+/// The three probes, said as not tried.
+pub fn not_tried(model: &Model, why: &str, verdict: Verdict) -> Vec<Probe> {
+    let found = Found::default();
+    let plan = Plan {
+        tables: Vec::new(),
+        root: 0,
+        tenants: std::array::from_fn(|_| Tenant { setting: String::new(), sql: String::new() }),
+        skipped: Vec::new(),
+    };
+    probes(model, &plan, &found)
+        .into_iter()
+        .map(|mut p| {
+            p.observed = why.to_string();
+            p.verdict = verdict;
+            p
+        })
+        .collect()
+}

@@ -1,0 +1,131 @@
+//! Tenancy proven with probe rows: on empty tables, with a tenant that
+//! exists and owns nothing, and for an UPDATE that would move a row into
+//! another tenant. Each plant is on a database that held before it, and
+//! passes every proof that reads only the rows already there.
+
+use audit::{Report, Verdict};
+
+use crate::common::Fixture;
+
+/// The migrated app (which holds) with `sql` run as the migrator, checked.
+fn planted(sql: &str) -> (Fixture, Report) {
+    let fx = Fixture::migrated();
+    assert!(fx.check().holds());
+    fx.migrator().batch_execute(sql).unwrap();
+    let report = fx.check();
+    (fx, report)
+}
+
+fn probe<'r>(report: &'r Report, id: &str) -> &'r audit::report::Probe {
+    report.probes.iter().find(|p| p.id == id && p.role == "app_user").unwrap_or_else(|| panic!("no {id}"))
+}
+
+/// An empty tenant table whose policy is `using` for every command.
+fn empty_table(using: &str) -> String {
+    format!(
+        "CREATE TABLE public.notes (id bigserial PRIMARY KEY, owner_user_id uuid NOT NULL REFERENCES users(id), \
+                                    body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now()); \
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY tenant_isolation ON public.notes USING ({using}) WITH CHECK ({using})"
+    )
+}
+
+#[test]
+fn an_empty_table_whose_policy_is_true_for_any_tenant_fails() {
+    let (_, report) = planted(&empty_table("current_setting('app.current_user_id', true) <> ''"));
+    // The rows already there cannot tell: the table is empty.
+    assert_ne!(report.rls.verdict, Verdict::Fail, "{}", report.rls.message);
+    let read = probe(&report, "probe-rows-read");
+    assert_eq!(read.verdict, Verdict::Fail, "{}", read.observed);
+    assert!(
+        read.observed.contains("with a tenant that exists and owns nothing, `app_user` sees rows of public.notes"),
+        "{}",
+        read.observed
+    );
+    assert!(!report.holds());
+}
+
+#[test]
+fn a_policy_true_for_any_existing_tenant_fails() {
+    // A tenant that does not exist sees nothing; one that exists sees all.
+    let (_, report) = planted(&empty_table(
+        "EXISTS (SELECT 1 FROM public.users u WHERE u.id::text = current_setting('app.current_user_id', true))",
+    ));
+    let read = probe(&report, "probe-rows-read");
+    assert_eq!(read.verdict, Verdict::Fail, "{}", read.observed);
+    assert!(read.observed.contains("sees rows of public.notes"), "{}", read.observed);
+    let insert = probe(&report, "probe-rows-insert");
+    assert_eq!(insert.verdict, Verdict::Fail, "{}", insert.observed);
+    assert!(insert.observed.contains("ALLOWED on public.notes"), "{}", insert.observed);
+}
+
+#[test]
+fn an_update_that_moves_a_row_to_another_tenant_fails() {
+    // Reads, inserts and deletes are the tenant's own; an UPDATE's new row
+    // may belong to anyone (the check reads the setting, so it looks scoped).
+    let own = "owner_user_id::text = current_setting('app.current_user_id', true)";
+    let (_, report) = planted(&format!(
+        "DROP POLICY tenant_isolation ON public.billing_accounts; \
+         CREATE POLICY read_own ON public.billing_accounts FOR SELECT USING ({own}); \
+         CREATE POLICY insert_own ON public.billing_accounts FOR INSERT WITH CHECK ({own}); \
+         CREATE POLICY delete_own ON public.billing_accounts FOR DELETE USING ({own}); \
+         CREATE POLICY update_own ON public.billing_accounts FOR UPDATE USING ({own}) \
+           WITH CHECK ({own} OR owner_user_id::text <> current_setting('app.current_user_id', true))"
+    ));
+    assert_eq!(report.rls.verdict, Verdict::Pass, "reads hold: {}", report.rls.message);
+    assert_eq!(probe(&report, "cross-tenant-insert").verdict, Verdict::Pass, "inserts hold");
+    let update = probe(&report, "update-moves-row");
+    assert_eq!(update.verdict, Verdict::Fail, "{}", update.observed);
+    assert!(update.observed.contains("ALLOWED on public.billing_accounts"), "{}", update.observed);
+    assert!(!report.holds());
+    assert!(
+        report.checks.iter().filter(|c| c.verdict() == Verdict::Fail).count() == 0,
+        "the catalog alone does not see it: {}",
+        report.to_text()
+    );
+}
+
+#[test]
+fn a_table_whose_trigger_reaches_outside_the_transaction_is_untouched_and_unproven() {
+    let (fx, report) = planted(&format!(
+        "{}; CREATE SEQUENCE public.note_numbers; \
+         CREATE FUNCTION public.number_note() RETURNS trigger LANGUAGE plpgsql AS \
+           $$BEGIN NEW.body := NEW.body || nextval('public.note_numbers'); RETURN NEW; END$$; \
+         CREATE TRIGGER number_note BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.number_note()",
+        empty_table("owner_user_id::text = current_setting('app.current_user_id', true)")
+    ));
+    let read = probe(&report, "probe-rows-read");
+    assert_eq!(read.verdict, Verdict::Unproven, "{}", read.observed);
+    assert!(read.observed.contains("public.notes (not touched: trigger number_note"), "{}", read.observed);
+    let called: bool = fx.admin().query_one("SELECT is_called FROM public.note_numbers", &[]).unwrap().get(0);
+    assert!(!called, "the trigger never ran: its sequence did not move");
+    assert!(report.unproven().iter().any(|p| p.contains("probe-rows-read")), "{:?}", report.unproven());
+}
+
+#[test]
+fn probe_rows_move_no_sequence_and_leave_no_row() {
+    // `payment_events.id` is a bigserial; an identity column too.
+    let (fx, report) = planted(&format!(
+        "{}; ALTER TABLE public.notes ADD COLUMN n int GENERATED ALWAYS AS IDENTITY",
+        empty_table("owner_user_id::text = current_setting('app.current_user_id', true)")
+    ));
+    assert!(report.holds(), "{}", report.to_text());
+    for id in ["probe-rows-read", "probe-rows-insert", "update-moves-row"] {
+        assert_eq!(probe(&report, id).verdict, Verdict::Pass, "{id}: {}", probe(&report, id).observed);
+    }
+    let mut admin = fx.admin();
+    let row = admin
+        .query_one(
+            "SELECT (SELECT is_called FROM public.notes_id_seq), (SELECT count(*) FROM public.notes), \
+                    (SELECT count(*) FROM public.users WHERE name IS NULL AND wallet_address IS NULL)",
+            &[],
+        )
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "no sequence value was taken");
+    assert_eq!(row.get::<_, i64>(1), 0, "no probe row stays");
+    let identity: Option<i64> = admin
+        .query_one("SELECT last_value FROM pg_sequences WHERE sequencename LIKE 'notes_n_seq%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(identity, None, "the identity sequence never moved");
+}
