@@ -3,6 +3,7 @@
 //! the owner's-rights paths a conversion would open.
 
 use super::*;
+use crate::exemptions::Kind;
 
 impl Planner<'_> {
     /// What differs from the model where the plan changes nothing: a schema
@@ -203,6 +204,30 @@ impl Planner<'_> {
                 path.message,
                 path.fix,
                 path.class.exemption().key()
+            ));
+        }
+        self.foreign_logins();
+    }
+
+    /// A foreign table the conversion moves, on a server with a user
+    /// mapping for a runtime role or PUBLIC: reading it logs in as the role
+    /// the mapping names. `db-check` fails it (`foreign-logins`), so the
+    /// conversion does not hand it over unless the policy file reviews it.
+    fn foreign_logins(&mut self) {
+        let mapped: BTreeSet<&str> = self.snap.db.user_mappings.iter().map(|(server, _)| server.as_str()).collect();
+        for (oid, server) in &self.snap.db.foreign_tables {
+            let Some(rel) = self.snap.db.relations.iter().find(|r| r.oid == *oid) else { continue };
+            let name = format!("{}.{}", rel.schema, rel.name);
+            let moves = rel.owner != self.model.migrator.name
+                && (self.model.is_runtime_role(&rel.owner) || self.model.is_managed_schema(&rel.schema));
+            if !moves || !mapped.contains(server.as_str()) || self.model.exemptions.find(Kind::View, &name).is_some() {
+                continue;
+            }
+            self.plan.refusals.push(format!(
+                "`{name}`: a foreign table on server `{server}`, which has a user mapping for a runtime role or \
+                 PUBLIC: reading it logs in as the role the mapping names, so the runtime roles would read the \
+                 remote data with that role's rights. Fix: drop the mapping or the table; or list it under [[view]] \
+                 in the policy file with a reason"
             ));
         }
     }

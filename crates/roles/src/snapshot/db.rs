@@ -33,7 +33,7 @@ pub(super) fn read(db: &mut Client, model: &Model, server_version: i32, purpose:
         "NOT (nspname = ANY($1)) AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
         &managed,
     )?;
-    let (foreign, user_mappings) = read_foreign(&mut db, model)?;
+    let (foreign, user_mappings, foreign_tables) = read_foreign(&mut db, model)?;
     let extensions = read_extensions(&mut db, model)?;
     Ok(DbContents {
         schemas,
@@ -46,6 +46,7 @@ pub(super) fn read(db: &mut Client, model: &Model, server_version: i32, purpose:
         other_schemas,
         foreign,
         user_mappings,
+        foreign_tables,
         extensions,
         queries: db.sent,
     })
@@ -264,8 +265,10 @@ fn read_foreign_keys(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<(i6
 /// user mappings), and the user mappings of the runtime roles.
 /// User mappings as `(server, user)`.
 type UserMappings = Vec<(String, String)>;
+/// Foreign tables as `(oid, server)`.
+type ForeignTables = Vec<(i64, String)>;
 
-fn read_foreign(db: &mut Queries<'_>, model: &Model) -> Result<(Vec<ForeignObject>, UserMappings)> {
+fn read_foreign(db: &mut Queries<'_>, model: &Model) -> Result<(Vec<ForeignObject>, UserMappings, ForeignTables)> {
     let rows = db
         .query(
             "SELECT 'FOREIGN DATA WRAPPER', fdwname::text, pg_get_userbyid(fdwowner)::text, \
@@ -274,17 +277,24 @@ fn read_foreign(db: &mut Queries<'_>, model: &Model) -> Result<(Vec<ForeignObjec
                     coalesce(srvacl, acldefault('S', srvowner))::text[], NULL FROM pg_foreign_server \
              UNION ALL SELECT 'USER MAPPING', srvname::text, NULL, NULL, usename::text FROM pg_user_mappings \
                     WHERE usename = ANY($1) OR umuser = 0 \
+             UNION ALL SELECT 'FOREIGN TABLE', s.srvname::text, NULL, NULL, ft.ftrelid::int8::text \
+                    FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver \
              ORDER BY 1, 2, 5",
             &[(&model.runtime_names(), Type::TEXT_ARRAY)],
         )
         .context("read foreign-data wrappers, servers and user mappings")?;
     let mut foreign = Vec::new();
     let mut user_mappings = Vec::new();
+    let mut foreign_tables = Vec::new();
     for row in rows {
         let keyword: String = row.get(0);
         let name: String = row.get(1);
         match keyword.as_str() {
             "USER MAPPING" => user_mappings.push((name, row.get(4))),
+            "FOREIGN TABLE" => {
+                let oid: String = row.get(4);
+                foreign_tables.push((oid.parse().context("a foreign table's oid")?, name));
+            }
             _ => foreign.push(ForeignObject {
                 keyword: if keyword == "SERVER" { "FOREIGN SERVER" } else { "FOREIGN DATA WRAPPER" },
                 name,
@@ -293,7 +303,7 @@ fn read_foreign(db: &mut Queries<'_>, model: &Model) -> Result<(Vec<ForeignObjec
             }),
         }
     }
-    Ok((foreign, user_mappings))
+    Ok((foreign, user_mappings, foreign_tables))
 }
 
 /// The extensions of `APP_DB_EXTENSIONS` (no query when it names none).

@@ -359,6 +359,8 @@ pub struct DbContents {
     pub foreign: Vec<ForeignObject>,
     /// User mappings for the runtime roles or PUBLIC: `(server, user)`.
     pub user_mappings: Vec<(String, String)>,
+    /// Foreign tables by oid, with their server.
+    pub foreign_tables: Vec<(i64, String)>,
     /// The extensions of `APP_DB_EXTENSIONS` (read only when it names some).
     pub extensions: Vec<ExtensionState>,
     /// Queries this part of the read sent.

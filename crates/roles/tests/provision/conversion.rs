@@ -423,3 +423,35 @@ fn a_runtime_roles_defaults_for_every_schema_return_to_the_built_in_ones() {
     assert_eq!(rows, 0, "the runtime role's default privileges are PostgreSQL's own again");
     assert!(fx.provision().plan.is_empty(), "a re-run converges");
 }
+
+#[test]
+fn a_foreign_table_that_logs_in_as_another_role_is_refused_unless_reviewed() {
+    let fx = Fixture::new();
+    build_legacy(&fx);
+    drop_leaking_view_before_15(&fx);
+    fx.admin(DB)
+        .batch_execute(
+            "CREATE FOREIGN DATA WRAPPER legacy_fdw; GRANT USAGE ON FOREIGN DATA WRAPPER legacy_fdw TO app_user",
+        )
+        .unwrap();
+    fx.connect_as("app_user", "password")
+        .batch_execute(
+            "CREATE SERVER warehouse FOREIGN DATA WRAPPER legacy_fdw; \
+             CREATE USER MAPPING FOR PUBLIC SERVER warehouse OPTIONS (user 'postgres'); \
+             CREATE FOREIGN TABLE public.remote_users (id uuid) SERVER warehouse",
+        )
+        .unwrap();
+    let message = refusal(&fx, &roles::Options::default());
+    assert!(
+        message.contains("`public.remote_users`: a foreign table on server `warehouse`, which has a user mapping"),
+        "{message}"
+    );
+    assert_untouched(&fx);
+    let reviewed = roles::Exemptions::parse(
+        "[[view]]\nname = \"public.remote_users\"\nreason = \"read-only reference data, reviewed\"\n",
+    )
+    .unwrap();
+    let options = roles::Options { exemptions: reviewed, ..Default::default() };
+    roles::provision(&fx.settings(), &options, &mut roles::Quiet).unwrap();
+    app_works(&fx);
+}
