@@ -27,7 +27,7 @@ use roles::Model;
 
 use crate::exemptions::{Exemptions, Kind};
 use crate::report::{Probe, Verdict};
-use crate::tenancy::{leaking_in, try_write, Insert};
+use crate::tenancy::{copies, insert_probe, leaking_in, try_write, Outcomes, Samples, Tenants, Write};
 
 /// At most this many RLS tables get probe rows in one run; the rest are
 /// named as unproven.
@@ -450,28 +450,11 @@ struct Found {
     read_unproven: Vec<String>,
     insert: Outcomes,
     update: Outcomes,
+    /// Copies of rows already there, written with B set.
+    existing: Outcomes,
     /// B's root row could not be written: B does not exist.
     no_b: Option<String>,
     proven: usize,
-}
-
-#[derive(Default)]
-struct Outcomes {
-    denied: Vec<String>,
-    allowed: Vec<String>,
-    unproven: Vec<String>,
-    own: Vec<String>,
-}
-
-impl Outcomes {
-    fn add(&mut self, table: &str, outcome: Insert) {
-        match outcome {
-            Insert::Denied => self.denied.push(table.to_string()),
-            Insert::Allowed(how) => self.allowed.push(how),
-            Insert::Unproven(why) => self.unproven.push(why),
-            Insert::OwnTenant(table) => self.own.push(table),
-        }
-    }
 }
 
 /// Writes the rows of one tenant: all in one round trip when they all
@@ -561,13 +544,17 @@ pub fn prove(
     plan: &Plan,
     runtime: &mut Client,
     exemptions: &Exemptions,
+    existing: &Samples,
     queries: &mut u32,
 ) -> Result<Vec<Probe>> {
     *queries += 1;
     runtime.batch_execute(&crate::probes::begin_probe())?;
-    let found = run(model, plan, runtime, exemptions, queries);
+    let found = run(model, plan, runtime, exemptions, existing, queries);
     let _ = runtime.batch_execute("ROLLBACK");
-    Ok(probes(model, plan, &found?))
+    let found = found?;
+    let mut all = vec![insert_probe(model, &found.existing, "a tenant that exists and owns nothing")];
+    all.extend(probes(model, plan, &found));
+    Ok(all)
 }
 
 fn run(
@@ -575,6 +562,7 @@ fn run(
     plan: &Plan,
     runtime: &mut Client,
     exemptions: &Exemptions,
+    existing: &Samples,
     queries: &mut u32,
 ) -> Result<Found, postgres::Error> {
     let setting = &model.tenant_setting;
@@ -622,17 +610,42 @@ fn run(
             }
         }
     }
-    // A copy of A's row, with B set.
+    // A copy of A's row, and of a row already there, with B set.
     runtime.batch_execute(&set_tenant(setting, &b.setting))?;
-    for table in plan.tables.iter().filter(|t| t.proven) {
-        let Some(row) = rows_a.get(&table.oid) else { continue };
+    let with_b = Tenants { setting, writer: &b.setting, other: &c.setting };
+    found.existing = copies(runtime, existing, &with_b, queries);
+    // A row of A's (A's parents, A's tenant column) with keys of its own, so
+    // that a BEFORE trigger that moves it into B shows as such rather than
+    // as a collision with A's row.
+    for table in plan.tables.iter().filter(|t| t.proven && rows_a.contains_key(&t.oid)) {
+        let Ok(row) = row(plan, table, a, 4, &rows_a) else { continue };
         *queries += 3;
-        found.insert.add(&table.name, try_write(runtime, &table.name, &insert_sql(table, row), true));
+        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b };
+        found.insert.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
     }
-    // A's row turned into C's, with A set.
+    // A's row turned into C's, with A set; B is the tenant that is neither.
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
+    let with_a = Tenants { setting, writer: &a.setting, other: &b.setting };
+    found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &with_a, queries);
+    Ok(found)
+}
+
+/// With A set, an UPDATE without WHERE (only the UPDATE policies apply)
+/// turns A's row of each table into one of C's (C's parents and tenant
+/// column, keys of its own).
+fn update_moves(
+    runtime: &mut Client,
+    plan: &Plan,
+    (rows_a, rows_c): (&BTreeMap<u32, Row>, &BTreeMap<u32, Row>),
+    with_a: &Tenants<'_>,
+    queries: &mut u32,
+) -> Outcomes {
+    let c = &plan.tenants[2];
+    let mut outcomes = Outcomes::default();
     for table in plan.tables.iter().filter(|t| t.proven) {
-        let (Some(_), Some(row_c)) = (rows_a.get(&table.oid), rows_c.get(&table.oid)) else { continue };
+        // C's parents and tenant column, keys of its own.
+        let (Some(_), Some(_)) = (rows_a.get(&table.oid), rows_c.get(&table.oid)) else { continue };
+        let Ok(row_c) = row(plan, table, c, 5, rows_c) else { continue };
         let sets: Vec<(&str, &str)> = row_c
             .iter()
             .filter_map(|(n, v)| {
@@ -653,9 +666,10 @@ fn run(
             sets.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(", ")
         );
         *queries += 3;
-        found.update.add(&table.name, try_write(runtime, &table.name, &update, false));
+        let write = Write { name: &table.name, table: &table.quoted, insert: false, tenants: with_a };
+        outcomes.add(&table.name, try_write(runtime, &write, &update));
     }
-    Ok(found)
+    outcomes
 }
 
 fn probes(model: &Model, plan: &Plan, found: &Found) -> Vec<Probe> {

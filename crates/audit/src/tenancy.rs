@@ -36,6 +36,9 @@ pub struct Samples {
     /// How many RLS tables the app schemas have.
     rls_tables: usize,
     fresh_tenant: String,
+    /// A second tenant value that owns nothing: the write proof's "someone
+    /// else" when it asks whether a written row is the writer's own.
+    other_tenant: String,
 }
 
 /// Reads the samples as the service role (it bypasses RLS): one query for
@@ -99,7 +102,7 @@ pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<
             }
         }
     }
-    Ok(Samples { samples, rls_tables, fresh_tenant: String::new() })
+    Ok(Samples { samples, rls_tables, fresh_tenant: String::new(), other_tenant: String::new() })
 }
 
 /// Picks a tenant value that owns nothing, of the tenant root's key type.
@@ -126,25 +129,28 @@ fn choose_fresh_tenant(
         }
         None => None,
     };
-    samples.fresh_tenant = match (&key, &root) {
+    (samples.fresh_tenant, samples.other_tenant) = match (&key, &root) {
         (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
             *queries += 1;
             let max: i64 =
                 service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
-            max.saturating_add(1_000_001).to_string()
+            (max.saturating_add(1_000_001).to_string(), max.saturating_add(1_000_002).to_string())
         }
         (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
-            format!("xtask-probe-{}", fresh_uuid())
+            (format!("xtask-probe-{}", fresh_uuid()), format!("xtask-probe-{}", fresh_uuid()))
         }
-        _ => fresh_uuid(),
+        _ => (fresh_uuid(), fresh_uuid()),
     };
     Ok(())
 }
 
 /// A UUID no row holds (version 4 layout from the clock and the process).
 fn fresh_uuid() -> String {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mixed = nanos ^ ((std::process::id() as u128) << 64) ^ 0x5bd1_e995_5bd1_e995_5bd1_e995_5bd1_e995;
+    let mixed = (nanos ^ ((std::process::id() as u128) << 64) ^ 0x5bd1_e995_5bd1_e995_5bd1_e995_5bd1_e995)
+        .wrapping_add(call.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
     let hex = format!("{mixed:032x}");
     format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
 }
@@ -369,16 +375,103 @@ pub(crate) enum Insert {
 }
 
 /// Inserts a copy of `sample`'s row under a savepoint, rolled back.
-fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
+fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample, tenants: &Tenants<'_>) -> Insert {
     let row = sample.row.as_deref().unwrap_or("{}");
-    let insert = format!(
-        "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
-         FROM json_populate_record(NULL::{table}, {row})",
-        table = sample.table,
-        columns = sample.columns,
-        row = quote_literal(row)
+    // The copy collides with its original on a unique key once the
+    // policies passed it, leaving no row to look at: that key gets fresh
+    // values and the copy is tried again (a BEFORE trigger that put the
+    // copy into the probe's tenant shows only then).
+    let mut patch = "{}".to_string();
+    let mut outcome = Insert::Unproven(format!("{} (not tried)", sample.name));
+    for _ in 0..3 {
+        let insert = format!(
+            "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
+             FROM json_populate_record(NULL::{table}, ({row}::jsonb || {patch}::jsonb)::json)",
+            table = sample.table,
+            columns = sample.columns,
+            row = quote_literal(row),
+            patch = quote_literal(&patch)
+        );
+        let write = Write { name: &sample.name, table: &sample.table, insert: true, tenants };
+        let (found, unique) = try_write_keyed(runtime, &write, &insert);
+        outcome = found;
+        let Some(constraint) = unique else { break };
+        match fresh_key(runtime, &sample.table, &constraint, &patch) {
+            Some(fresh) if fresh != patch => patch = fresh,
+            _ => break,
+        }
+    }
+    outcome
+}
+
+/// Whether the row `statement` wrote is the writer's own: a BEFORE trigger
+/// put it in the writer's tenant. The same write again, with RETURNING,
+/// succeeds only when the writer may see the new row; and a tenant that is
+/// neither must not see it (a policy that lets every tenant see every row
+/// is a leak, not a trigger). Anything that fails says no.
+fn written_for_writer(runtime: &mut Client, write: &Write<'_>, statement: &str) -> bool {
+    let Tenants { setting, writer, other } = write.tenants;
+    let returning = format!("{statement} RETURNING tableoid::int8::text, ctid::text");
+    let Ok(messages) =
+        runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe").and_then(|()| runtime.simple_query(&returning))
+    else {
+        return false;
+    };
+    let Some((tableoid, ctid)) = messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => Some((row.get(0)?.to_string(), row.get(1)?.to_string())),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let seen_by_other = format!(
+        "SELECT pg_catalog.set_config({setting}, {other}, true); \
+         SELECT 1 FROM {table} WHERE tableoid = {tableoid}::oid AND ctid = {ctid}::tid",
+        setting = quote_literal(setting),
+        other = quote_literal(other),
+        table = write.table,
+        tableoid = quote_literal(&tableoid),
+        ctid = quote_literal(&ctid)
     );
-    try_write(runtime, &sample.name, &insert, true)
+    let seen = runtime
+        .simple_query(&seen_by_other)
+        .map(|messages| messages.iter().filter(|m| matches!(m, postgres::SimpleQueryMessage::Row(_))).count() > 1);
+    let back = runtime.batch_execute(&format!(
+        "SELECT pg_catalog.set_config({}, {}, true)",
+        quote_literal(setting),
+        quote_literal(writer)
+    ));
+    matches!(seen, Ok(false)) && back.is_ok()
+}
+
+/// `patch` with fresh values for the columns of the unique index
+/// `constraint` of `table`, as JSON, or `None` when the index has an
+/// expression or a type the probe cannot make up.
+fn fresh_key(runtime: &mut Client, table: &str, constraint: &str, patch: &str) -> Option<String> {
+    // Under a savepoint: a failed read must not abort the probe's transaction.
+    runtime.batch_execute("SAVEPOINT xtask_key").ok()?;
+    let row = runtime
+        .query_opt(
+            "SELECT ($3::text::jsonb || jsonb_object_agg(a.attname, CASE \
+                      WHEN t.typname = 'uuid' THEN to_jsonb(pg_catalog.gen_random_uuid()) \
+                      WHEN t.typname = 'int2' THEN to_jsonb(1000 + floor(random() * 30000)::int) \
+                      WHEN t.typcategory = 'N' THEN to_jsonb(1000000 + floor(random() * 1000000000)::int8) \
+                      WHEN t.typcategory = 'S' THEN to_jsonb(left('xtask-probe-' || md5(random()::text), \
+                           CASE WHEN a.atttypmod > 4 THEN a.atttypmod - 4 ELSE 40 END)) END))::text, \
+                    bool_and((t.typname = 'uuid' OR t.typcategory IN ('N', 'S')) AND NOT (0 = ANY (i.indkey))) \
+             FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+             JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE i.indrelid = $1::text::regclass AND i.indexrelid = (SELECT c.oid FROM pg_class c \
+                     WHERE c.relname = $2 AND c.relnamespace = (SELECT relnamespace FROM pg_class \
+                                                                WHERE oid = $1::text::regclass)) \
+             GROUP BY i.indexrelid",
+            &[&table, &constraint, &patch],
+        )
+        .ok()
+        .flatten();
+    let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_key; RELEASE SAVEPOINT xtask_key");
+    let row = row?;
+    row.get::<_, Option<bool>>(1).filter(|ok| *ok)?;
+    row.get(0)
 }
 
 /// Runs one write that the policies must refuse (an INSERT or UPDATE of
@@ -387,7 +480,31 @@ fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample) -> Insert {
 /// SELECT policies on the new row too, and a row its writer may not see is
 /// exactly the cross-tenant write this looks for. An UPDATE that touched no
 /// row proves nothing (`insert` false: the writer's own row was not there).
-pub(crate) fn try_write(runtime: &mut Client, name: &str, statement: &str, insert: bool) -> Insert {
+pub(crate) fn try_write(runtime: &mut Client, write: &Write<'_>, statement: &str) -> Insert {
+    try_write_keyed(runtime, write, statement).0
+}
+
+/// The tenant setting, the writer's tenant, and a tenant that is neither
+/// the writer's nor the row's.
+pub(crate) struct Tenants<'a> {
+    pub setting: &'a str,
+    pub writer: &'a str,
+    pub other: &'a str,
+}
+
+/// One write of a proof: the table as reports name it and as SQL does, and
+/// whether it is an INSERT (else an UPDATE, which must touch a row).
+pub(crate) struct Write<'a> {
+    pub name: &'a str,
+    pub table: &'a str,
+    pub insert: bool,
+    pub tenants: &'a Tenants<'a>,
+}
+
+/// [`try_write`], and the unique index the write collided with after the
+/// policies passed it (23505), if it did.
+fn try_write_keyed(runtime: &mut Client, write: &Write<'_>, statement: &str) -> (Insert, Option<String>) {
+    let name = write.name;
     let _ = runtime.batch_execute("SAVEPOINT xtask_probe");
     let result = runtime.simple_query(statement).map(|messages| {
         messages
@@ -398,15 +515,16 @@ pub(crate) fn try_write(runtime: &mut Client, name: &str, statement: &str, inser
             })
             .unwrap_or(0)
     });
-    // Written: a row the writer's own tenant sees was not written for
-    // another tenant (a BEFORE trigger put it in the writer's tenant). The
-    // same write again, with RETURNING, succeeds exactly when the new row is
-    // visible.
-    let own_tenant = matches!(result, Ok(n) if n > 0)
-        && runtime.batch_execute(&format!("ROLLBACK TO SAVEPOINT xtask_probe; {statement} RETURNING 1")).is_ok();
+    let own_tenant = matches!(result, Ok(n) if n > 0) && written_for_writer(runtime, write, statement);
     let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
     let code = |error: &postgres::Error| error.code().map(|c| c.code().to_string());
-    match result {
+    let unique = match &result {
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            error.as_db_error().and_then(|d| d.constraint()).map(str::to_string)
+        }
+        _ => None,
+    };
+    let outcome = match result {
         Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             // Only the server's own WITH CHECK refusal counts: a trigger can
             // raise 42501 with the same words for sessions it recognises.
@@ -420,7 +538,7 @@ pub(crate) fn try_write(runtime: &mut Client, name: &str, statement: &str, inser
                 Insert::Unproven(format!("{name} (42501 from `{routine}`, not the policies' WITH CHECK)"))
             }
         }
-        Ok(0) if !insert => Insert::Unproven(format!("{name} (the writer's own row was not there to update)")),
+        Ok(0) if !write.insert => Insert::Unproven(format!("{name} (the writer's own row was not there to update)")),
         Ok(_) if own_tenant => Insert::OwnTenant(name.to_string()),
         // The row passed the policies' WITH CHECK: whatever stopped it
         // afterwards (a unique key, a foreign key, a NOT NULL) came later.
@@ -429,28 +547,17 @@ pub(crate) fn try_write(runtime: &mut Client, name: &str, statement: &str, inser
             Insert::Allowed(format!("{name} (then {})", code(&error).unwrap_or_default()))
         }
         Err(error) => Insert::Unproven(format!("{name} ({})", code(&error).unwrap_or_else(|| error.to_string()))),
-    }
+    };
+    (outcome, unique)
 }
 
 /// As `app_user` with a tenant that owns nothing, inserting a copy of an
 /// existing row must be refused by RLS (SQLSTATE 42501) on every RLS table
 /// with rows; each attempt is rolled back.
 pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mut Client>, queries: &mut u32) -> Probe {
-    let role = model.runtime.name.clone();
-    let mut probe = Probe {
-        role: role.clone(),
-        id: "cross-tenant-insert",
-        capability: "INSERT another tenant's row into each RLS table".into(),
-        sql: format!(
-            "SET LOCAL {} = <a tenant that owns nothing>; INSERT INTO <table> SELECT <a row of another tenant>",
-            model.tenant_setting
-        ),
-        expected: "denied (42501)".into(),
-        observed: String::new(),
-        verdict: Verdict::Pass,
-    };
-    let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
-    let Some(runtime) = runtime.filter(|_| !with_rows.is_empty()) else {
+    let with_rows = samples.samples.iter().any(|s| s.row.is_some());
+    let Some(runtime) = runtime.filter(|_| with_rows) else {
+        let mut probe = insert_probe(model, &Outcomes::default(), "a tenant that owns nothing");
         probe.observed = "n/a (no RLS table has rows)".into();
         probe.verdict = Verdict::NotApplicable;
         return probe;
@@ -464,37 +571,84 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
     );
     if let Err(error) = runtime.batch_execute(&start) {
         let _ = runtime.batch_execute("ROLLBACK");
+        let mut probe = insert_probe(model, &Outcomes::default(), "a tenant that owns nothing");
         probe.observed = format!("could not start: {error}");
         probe.verdict = Verdict::Inconclusive;
         return probe;
     }
-    let (mut denied, mut allowed, mut unproven, mut own) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for sample in with_rows {
-        *queries += 3;
-        match insert_other_tenants_row(runtime, sample) {
-            Insert::Denied => denied.push(sample.name.clone()),
-            Insert::Allowed(how) => allowed.push(how),
-            Insert::Unproven(why) => unproven.push(why),
-            Insert::OwnTenant(table) => own.push(table),
+    let tenants =
+        Tenants { setting: &model.tenant_setting, writer: &samples.fresh_tenant, other: &samples.other_tenant };
+    let outcomes = copies(runtime, samples, &tenants, queries);
+    let _ = runtime.batch_execute("ROLLBACK");
+    insert_probe(model, &outcomes, "a tenant that owns nothing")
+}
+
+/// What the writes of one proof did, by table.
+#[derive(Default)]
+pub(crate) struct Outcomes {
+    pub denied: Vec<String>,
+    pub allowed: Vec<String>,
+    pub unproven: Vec<String>,
+    pub own: Vec<String>,
+}
+
+impl Outcomes {
+    pub(crate) fn add(&mut self, table: &str, outcome: Insert) {
+        match outcome {
+            Insert::Denied => self.denied.push(table.to_string()),
+            Insert::Allowed(how) => self.allowed.push(how),
+            Insert::Unproven(why) => self.unproven.push(why),
+            Insert::OwnTenant(table) => self.own.push(table),
         }
     }
+}
+
+/// Inserts a copy of one existing row of every RLS table with rows, in the
+/// caller's transaction, with the caller's tenant set.
+pub(crate) fn copies(runtime: &mut Client, samples: &Samples, tenants: &Tenants<'_>, queries: &mut u32) -> Outcomes {
+    let mut outcomes = Outcomes::default();
+    for sample in samples.samples.iter().filter(|s| s.row.is_some()) {
+        *queries += 3;
+        outcomes.add(&sample.name, insert_other_tenants_row(runtime, sample, tenants));
+    }
+    outcomes
+}
+
+/// The cross-tenant insert probe from its outcomes; `tenant` says which
+/// tenant the copies were written with.
+pub(crate) fn insert_probe(model: &Model, outcomes: &Outcomes, tenant: &str) -> Probe {
+    let mut probe = Probe {
+        role: model.runtime.name.clone(),
+        id: "cross-tenant-insert",
+        capability: "INSERT a copy of another tenant's existing row into each RLS table".into(),
+        sql: format!(
+            "SET LOCAL {} = <{tenant}>; INSERT INTO <table> SELECT <a row of another tenant>",
+            model.tenant_setting
+        ),
+        expected: "denied (42501)".into(),
+        observed: String::new(),
+        verdict: Verdict::Pass,
+    };
+    let Outcomes { denied, allowed, unproven, own } = outcomes;
     let trigger_note = if own.is_empty() {
         String::new()
     } else {
         format!("; proven by a BEFORE trigger that put the row in the probe's own tenant on {}", own.join(", "))
     };
-    denied.extend(own.iter().cloned());
-    let _ = runtime.batch_execute("ROLLBACK");
     if !allowed.is_empty() {
         probe.observed = format!("ALLOWED on {}", allowed.join(", "));
         probe.verdict = Verdict::Fail;
-    } else if denied.is_empty() {
-        probe.observed = format!("unproven: {}", unproven.join(", "));
-        probe.verdict = Verdict::Unproven;
+    } else if denied.is_empty() && own.is_empty() {
+        probe.observed = if unproven.is_empty() {
+            "n/a (no RLS table has rows)".into()
+        } else {
+            format!("unproven: {}", unproven.join(", "))
+        };
+        probe.verdict = if unproven.is_empty() { Verdict::NotApplicable } else { Verdict::Unproven };
     } else {
         probe.observed = format!(
             "denied (42501) on {} tables{trigger_note}{}",
-            denied.len() - own.len(),
+            denied.len(),
             if unproven.is_empty() { String::new() } else { format!("; unproven on {}", unproven.join(", ")) }
         );
         // A table the proof could not reach is said, never folded into a pass.
@@ -538,7 +692,8 @@ pub fn prove(
             exemptions.source_text(),
             exemptions.rls.reason.as_deref().unwrap_or("no reason given")
         );
-        let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
+        let empty =
+            Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new(), other_tenant: String::new() };
         let mut insert = cross_tenant_insert(model, &empty, None, queries);
         insert.observed = why.clone();
         let mut probes = vec![insert];
@@ -558,17 +713,22 @@ pub fn prove(
         probes.extend(probe_rows::not_tried(model, why, Verdict::Unproven));
         return Ok((behaviour, probes));
     }
-    let mut probes = vec![cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries)];
-    match root {
-        None => probes.extend(probe_rows::not_tried(
-            model,
-            "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)",
+    let plan = match root {
+        None => Err((
             Verdict::NotApplicable,
+            "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)".to_string(),
         )),
-        Some(root) => match probe_rows::plan(model, &mut client, root, queries)? {
-            Ok(plan) => probes.extend(probe_rows::prove(model, &plan, &mut runtime_client, exemptions, queries)?),
-            Err((verdict, why)) => probes.extend(probe_rows::not_tried(model, &why, verdict)),
-        },
-    }
+        Some(root) => probe_rows::plan(model, &mut client, root, queries)?,
+    };
+    let probes = match plan {
+        // The copies of existing rows are written with tenant B set, which
+        // exists: a row a BEFORE trigger moved into B passes its foreign keys.
+        Ok(plan) => probe_rows::prove(model, &plan, &mut runtime_client, exemptions, &samples, queries)?,
+        Err((verdict, why)) => {
+            let mut probes = vec![cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries)];
+            probes.extend(probe_rows::not_tried(model, &why, verdict));
+            probes
+        }
+    };
     Ok((behaviour, probes))
 }

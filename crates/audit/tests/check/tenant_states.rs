@@ -182,12 +182,14 @@ fn a_table_the_runtime_role_may_not_insert_into_counts_as_denied() {
 fn a_before_trigger_that_sets_the_tenant_is_not_a_cross_tenant_write() {
     let fx = Fixture::migrated();
     // A common shape: the app never names the tenant, a trigger fills it in
-    // from the setting, and the policy checks it. (The copy of a row with a
-    // unique key fails on the key after the policy passed it, with no row to
-    // look at: still reported as allowed, see docs/spec/database-rls.md.)
+    // from the setting, and the policy checks it. The copy of a row collides
+    // with its original on the key once the policy passed it: the key gets
+    // fresh values and the copy is tried again; and the copy is written with
+    // a tenant that exists, so the tenant's foreign key holds.
     fx.migrator()
         .batch_execute(
-            "CREATE TABLE public.notes (id int, owner uuid NOT NULL, body text); \
+            "CREATE TABLE public.notes (id int PRIMARY KEY, owner uuid NOT NULL REFERENCES public.users(id), \
+                                        slug text UNIQUE, body text); \
              ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
              CREATE POLICY tenant_isolation ON public.notes \
                USING (owner = nullif(current_setting('app.current_user_id', true), '')::uuid); \
@@ -195,7 +197,7 @@ fn a_before_trigger_that_sets_the_tenant_is_not_a_cross_tenant_write() {
                NEW.owner := nullif(current_setting('app.current_user_id', true), '')::uuid; RETURN NEW; END $$; \
              CREATE TRIGGER set_owner BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.set_owner(); \
              ALTER TABLE public.notes DISABLE TRIGGER set_owner; \
-             INSERT INTO public.notes VALUES (1, '00000000-0000-4000-a000-000000000001', 'system note'); \
+             INSERT INTO public.notes VALUES (1, '00000000-0000-4000-a000-000000000001', 'first', 'system note'); \
              ALTER TABLE public.notes ENABLE TRIGGER set_owner",
         )
         .unwrap();
@@ -209,6 +211,10 @@ fn a_before_trigger_that_sets_the_tenant_is_not_a_cross_tenant_write() {
         "{}",
         insert.observed
     );
+    let rows = report.probes.iter().find(|p| p.id == "probe-rows-insert").unwrap();
+    assert_eq!(rows.verdict, Verdict::Pass, "{}", rows.observed);
+    assert!(rows.observed.contains("kept the row in the writer's tenant on public.notes"), "{}", rows.observed);
+    assert!(report.holds(), "{}", report.to_text());
 }
 
 #[test]
@@ -229,4 +235,32 @@ fn a_tenant_table_outside_the_app_schemas_is_proven_too() {
     let report = fx.check();
     assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.to_text());
     assert!(report.rls.message.contains("sees rows of crm.contacts"), "{}", report.rls.message);
+}
+
+#[test]
+fn a_trigger_is_no_excuse_when_every_tenant_sees_the_row() {
+    let fx = Fixture::migrated();
+    // The trigger fills in the writer's tenant, but the policy lets any
+    // tenant see and write any row: the copy is visible to a third tenant
+    // too, so it is a leak, not the trigger's doing.
+    fx.migrator()
+        .batch_execute(
+            "CREATE TABLE public.notes (id int PRIMARY KEY, owner uuid NOT NULL REFERENCES public.users(id), body text); \
+             ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY tenant_isolation ON public.notes \
+               USING (current_setting('app.current_user_id', true) <> ''); \
+             CREATE FUNCTION public.set_owner() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               NEW.owner := nullif(current_setting('app.current_user_id', true), '')::uuid; RETURN NEW; END $$; \
+             CREATE TRIGGER set_owner BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.set_owner(); \
+             ALTER TABLE public.notes DISABLE TRIGGER set_owner; \
+             INSERT INTO public.notes VALUES (1, '00000000-0000-4000-a000-000000000001', 'system note'); \
+             ALTER TABLE public.notes ENABLE TRIGGER set_owner",
+        )
+        .unwrap();
+    let report = fx.check();
+    for id in ["cross-tenant-insert", "probe-rows-insert"] {
+        let probe = report.probes.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(probe.verdict, Verdict::Fail, "{id}: {}", probe.observed);
+        assert!(probe.observed.contains("ALLOWED on public.notes"), "{id}: {}", probe.observed);
+    }
 }
