@@ -54,7 +54,9 @@ struct Column {
     max_len: Option<usize>,
     not_null: bool,
     has_default: bool,
-    /// A default that takes a sequence value, or an identity column.
+    /// A default that takes a sequence value or calls a function of the
+    /// app's (which may), a domain's default, or an identity column: the
+    /// probe always gives it a value.
     sequence: bool,
     identity_always: bool,
     generated: bool,
@@ -91,6 +93,8 @@ pub struct Plan {
     tenants: [Tenant; 3],
     /// Proven tables beyond [`MAX_TABLES`].
     skipped: Vec<String>,
+    /// This run's: two runs at once never write the same keys.
+    seed: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +118,12 @@ pub type NoPlan = (Verdict, String);
 /// prove (no RLS table has a policy for the runtime role) or no way to (the
 /// root has no single-column key).
 pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
+    // `schema.name` as the policy file and the catalog audit spell it,
+    // unquoted: quoted here, so `"Users"` is found as itself.
+    let quoted_root = match root.split_once('.') {
+        Some((schema, name)) => format!("{}.{}", dbenv::quote_ident(schema), dbenv::quote_ident(name)),
+        None => dbenv::quote_ident(root),
+    };
     *queries += 1;
     let candidates: Vec<(u32, bool)> = service
         .query(
@@ -131,9 +141,9 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
              needed(oid) AS ( \
                SELECT oid FROM proven UNION SELECT $3::text::regclass::oid \
                UNION SELECT f.confrelid FROM pg_constraint f JOIN needed d ON d.oid = f.conrelid \
-               WHERE f.contype = 'f') \
+               WHERE f.contype = 'f' AND f.conparentid = 0) \
              SELECT d.oid, d.oid IN (SELECT oid FROM proven) FROM needed d",
-            &[&model.app_schemas, &model.runtime.name, &root],
+            &[&model.app_schemas, &model.runtime.name, &quoted_root],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -149,7 +159,7 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
     for table in &mut tables {
         table.proven = candidates.iter().any(|(oid, proven)| *oid == table.oid && *proven);
     }
-    let root_oid: u32 = service.query_one("SELECT $1::text::regclass::oid", &[&root])?.get(0);
+    let root_oid: u32 = service.query_one("SELECT $1::text::regclass::oid", &[&quoted_root])?.get(0);
     *queries += 1;
     let Some(root_key) = tables.iter().find(|t| t.oid == root_oid).and_then(|t| single_key(t)).cloned() else {
         return Ok(Err((
@@ -157,7 +167,8 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
             format!("unproven: the tenant root `{root}` has no single-column primary key to make tenants of"),
         )));
     };
-    let tenants = tenants(service, &tables, root_oid, &root_key, queries)?;
+    let seed = seed();
+    let tenants = tenants(service, &tables, root_oid, &root_key, seed, queries)?;
     let mut proven = 0;
     let mut skipped = Vec::new();
     tables.retain(|t| {
@@ -171,7 +182,7 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
         }
         true
     });
-    Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped }))
+    Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped, seed }))
 }
 
 /// The columns, foreign keys, triggers and rules of `oids`: two queries.
@@ -184,16 +195,21 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
                     (SELECT string_agg(x.what, ', ') FROM ( \
                        SELECT 'trigger ' || t.tgname AS what FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
                        JOIN pg_language l ON l.oid = p.prolang \
-                       WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                       WHERE (t.tgrelid = c.oid OR t.tgrelid IN (SELECT relid FROM pg_partition_tree(c.oid))) \
+                         AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
                          AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}') \
                        UNION ALL SELECT 'rule ' || r.rulename FROM pg_rewrite r \
-                       WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') x), \
+                       WHERE (r.ev_class = c.oid OR r.ev_class IN (SELECT relid FROM pg_partition_tree(c.oid))) \
+                         AND r.rulename <> '_RETURN') x), \
                     a.attnum, quote_ident(a.attname), a.attname::text, format_type(a.atttypid, a.atttypmod), \
                     bt.typname::text, CASE WHEN bt.typtype = 'e' THEN format_type(bt.oid, NULL) END, \
                     bt.typcategory::text, \
                     CASE WHEN bt.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END, \
                     a.attnotnull, a.atthasdef, \
-                    a.attidentity <> '' OR coalesce(pg_get_expr(ad.adbin, ad.adrelid) LIKE '%nextval(%', false), \
+                    a.attidentity <> '' OR coalesce(pg_get_expr(ad.adbin, ad.adrelid) LIKE '%nextval(%', false) \
+                      OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass \
+                                   AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass) \
+                      OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL AND NOT a.atthasdef), \
                     a.attidentity = 'a', a.attgenerated <> '', \
                     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
                               AND a.attnum = ANY (i.indkey)) \
@@ -236,7 +252,7 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
     }
     for r in service.query(
         "SELECT conrelid, conkey, confrelid, confkey FROM pg_constraint \
-         WHERE contype = 'f' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+         WHERE contype = 'f' AND conparentid = 0 AND conrelid = ANY ($1) ORDER BY conrelid, conname",
         &[&oids],
     )? {
         let key = ForeignKey { columns: r.get(1), parent: r.get(2), parent_columns: r.get(3) };
@@ -278,18 +294,32 @@ fn order(tables: Vec<Table>) -> Vec<Table> {
     }
 }
 
-/// Three tenant values no row holds, of the root key's type.
-fn tenants(service: &mut Client, tables: &[Table], root: u32, key: &Column, queries: &mut u32) -> Result<[Tenant; 3]> {
-    let seed = seed();
+/// Three tenant values no row holds, of the root key's type: past the
+/// largest integer key (far enough that the app's next keys never meet
+/// them), or made up from this run's seed, with the part that differs kept
+/// when a `varchar(n)` cuts them.
+fn tenants(
+    service: &mut Client,
+    tables: &[Table],
+    root: u32,
+    key: &Column,
+    seed: u64,
+    queries: &mut u32,
+) -> Result<[Tenant; 3]> {
     let make = |i: u64, max: i64| -> Tenant {
         let value = match key.base.as_str() {
-            "int2" | "int4" | "int8" => (max.saturating_add(1_000_001 + i as i64)).to_string(),
+            "int2" => (32_700 + i).to_string(),
+            "int4" | "int8" => (max.saturating_add(1_000_001 + i as i64)).to_string(),
             "uuid" => uuid(mix(seed, 1000 + i)),
-            _ => format!("xtask-probe-{:012x}", mix(seed, 1000 + i) & 0xffff_ffff_ffff),
+            _ => {
+                let text = format!("xtask-probe-{:012x}", mix(seed, 1000 + i) & 0xffff_ffff_ffff);
+                let cut = key.max_len.map(|max| text.len().saturating_sub(max)).unwrap_or(0);
+                text[cut..].to_string()
+            }
         };
         Tenant { sql: format!("{}::{}", quote_literal(&value), key.sql_type), setting: value }
     };
-    let max = if matches!(key.base.as_str(), "int2" | "int4" | "int8") {
+    let max = if matches!(key.base.as_str(), "int4" | "int8") {
         *queries += 1;
         let table = tables.iter().find(|t| t.oid == root).map(|t| t.quoted.clone()).unwrap_or_default();
         service.query_one(&format!("SELECT coalesce(max({})::int8, 0) FROM {table}", key.name), &[])?.get(0)
@@ -327,15 +357,19 @@ fn uuid(n: u64) -> String {
 /// A value of the column's type that no other probe row repeats, or `None`
 /// for a type the probe cannot make up.
 fn value(column: &Column, n: u64) -> Option<String> {
+    let small = n % 1_000_000;
     let expression = match (column.base.as_str(), column.category) {
-        _ if column.enum_type.is_some() => format!("pg_catalog.enum_first(NULL::{})", column.enum_type.as_deref()?),
+        _ if column.enum_type.is_some() => {
+            let labels = format!("pg_catalog.enum_range(NULL::{})", column.enum_type.as_deref()?);
+            format!("({labels})[1 + {small} % pg_catalog.cardinality({labels})]")
+        }
         ("uuid", _) => quote_literal(&uuid(n)),
         ("int2", _) => (1000 + n % 30_000).to_string(),
         ("int4" | "int8", _) => (1_000_000 + n % 1_000_000_000).to_string(),
         ("bool", _) => "false".into(),
-        ("json" | "jsonb", _) => "'{}'".into(),
-        ("bytea", _) => "'\\x00'".into(),
-        ("inet" | "cidr", _) => "'192.0.2.1'".into(),
+        ("json" | "jsonb", _) => format!("'{{\"xtask_probe\": {small}}}'"),
+        ("bytea", _) => format!("'\\x{:08x}'", n & 0xffff_ffff),
+        ("inet" | "cidr", _) => format!("'10.{}.{}.{}'", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff),
         (_, 'S') => {
             let text = if column.raw.to_ascii_lowercase().contains("email") {
                 format!("p{:08x}@probe.invalid", n & 0xffff_ffff)
@@ -346,12 +380,23 @@ fn value(column: &Column, n: u64) -> Option<String> {
             quote_literal(&text[cut..])
         }
         (_, 'N') => (1 + n % 900).to_string(),
-        (_, 'D') => "pg_catalog.now()".into(),
-        (_, 'T') => "'1 day'".into(),
+        (_, 'D') => format!("pg_catalog.now() - interval '1 day' * {}", small % 3650),
+        (_, 'T') => format!("interval '1 minute' * {}", 1 + small % 1000),
         (_, 'A') => "'{}'".into(),
         _ => return None,
     };
     Some(format!("({expression})::{}", column.sql_type))
+}
+
+/// Whether a column can hold the tenant key's values: the same type, or
+/// both integers, or both text.
+fn tenant_family(key: &Column, column: &Column) -> bool {
+    let ints = |c: &Column| matches!(c.base.as_str(), "int2" | "int4" | "int8");
+    let text = |c: &Column| matches!(c.base.as_str(), "text" | "varchar" | "bpchar");
+    key.sql_type == column.sql_type
+        || key.base == column.base
+        || (ints(key) && ints(column))
+        || (text(key) && text(column))
 }
 
 /// The explicit values of `table`'s row for `tenant`, given the rows
@@ -385,12 +430,12 @@ fn row(plan: &Plan, table: &Table, tenant: &Tenant, index: u64, written: &BTreeM
         if column.generated || row.contains_key(&column.attnum) || keyed.contains(&column.attnum) {
             continue;
         }
-        let tenant_typed = root_key.is_some_and(|k| k.sql_type == column.sql_type);
+        let tenant_typed = root_key.is_some_and(|k| tenant_family(k, column));
         let needed = column.sequence
             || column.primary
             || referenced.contains(&(table.oid, column.attnum))
             || (column.not_null && !column.has_default);
-        let n = mix(index, (table.oid as u64) << 16 | i as u64);
+        let n = mix(plan.seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d), (table.oid as u64) << 16 | i as u64);
         if table.oid == plan.root && column.primary {
             row.insert(column.attnum, tenant.sql.clone());
         } else if tenant_typed && !column.primary {
@@ -457,6 +502,42 @@ struct Found {
     proven: usize,
 }
 
+/// `oid` and every table it needs a row of through foreign keys.
+fn ancestors(plan: &Plan, oid: u32) -> BTreeSet<u32> {
+    let mut found = BTreeSet::from([oid]);
+    let mut queue = vec![oid];
+    while let Some(next) = queue.pop() {
+        for table in plan.tables.iter().filter(|t| t.oid == next) {
+            for key in &table.keys {
+                if found.insert(key.parent) {
+                    queue.push(key.parent);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The tables whose row carries `tenant`: the root, a row with a column set
+/// to the tenant's value, or one whose foreign key points at a row that
+/// carries it. A write proof on any other row proves nothing: the row is
+/// nobody's, or its tenant came from a default or a trigger.
+fn carriers(plan: &Plan, rows: &BTreeMap<u32, Row>, tenant: &Tenant) -> BTreeSet<u32> {
+    let mut carriers = BTreeSet::new();
+    for table in &plan.tables {
+        let Some(row) = rows.get(&table.oid) else { continue };
+        let carries = table.oid == plan.root
+            || row.values().any(|v| *v == tenant.sql)
+            || table.keys.iter().any(|k| {
+                k.parent != table.oid && carriers.contains(&k.parent) && k.columns.iter().all(|c| row.contains_key(c))
+            });
+        if carries {
+            carriers.insert(table.oid);
+        }
+    }
+    carriers
+}
+
 /// Writes the rows of one tenant: all in one round trip when they all
 /// succeed, else table by table, each under its own savepoint.
 fn write_rows(
@@ -467,8 +548,9 @@ fn write_rows(
     only_root: bool,
     queries: &mut u32,
 ) -> Result<Written, postgres::Error> {
+    let root_side = if only_root { ancestors(plan, plan.root) } else { BTreeSet::new() };
     let tables: Vec<&Table> =
-        plan.tables.iter().filter(|t| (!only_root || t.oid == plan.root) && t.outside.is_none()).collect();
+        plan.tables.iter().filter(|t| (!only_root || root_side.contains(&t.oid)) && t.outside.is_none()).collect();
     // Optimistic: every row can be made from the others.
     let mut written = BTreeMap::new();
     let mut statements = Vec::new();
@@ -551,7 +633,20 @@ pub fn prove(
     runtime.batch_execute(&crate::probes::begin_probe())?;
     let found = run(model, plan, runtime, exemptions, existing, queries);
     let _ = runtime.batch_execute("ROLLBACK");
-    let found = found?;
+    let found = match found {
+        Ok(found) => found,
+        // A statement that failed for another reason than the proof (a
+        // timeout, a lock): said as inconclusive, never a pass.
+        Err(error) => {
+            let message = error.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| error.to_string());
+            let why = format!("inconclusive: {message}");
+            let mut all = vec![insert_probe(model, &Outcomes::default(), "a tenant that exists and owns nothing")];
+            all[0].observed = why.clone();
+            all[0].verdict = Verdict::Inconclusive;
+            all.extend(not_tried(model, &why, Verdict::Inconclusive));
+            return Ok(all);
+        }
+    };
     let mut all = vec![insert_probe(model, &found.existing, "a tenant that exists and owns nothing")];
     all.extend(probes(model, plan, &found));
     Ok(all)
@@ -577,10 +672,10 @@ fn run(
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     let (rows_a, failed_a) = write_rows(runtime, plan, a, 1, false, queries)?;
     runtime.batch_execute(&set_tenant(setting, &c.setting))?;
-    let (rows_c, _) = write_rows(runtime, plan, c, 3, false, queries)?;
+    let (rows_c, failed_c) = write_rows(runtime, plan, c, 3, false, queries)?;
     runtime.batch_execute(&set_tenant(setting, &b.setting))?;
     let (rows_b, failed_b) = write_rows(runtime, plan, b, 2, true, queries)?;
-    if rows_b.is_empty() {
+    if !rows_b.contains_key(&plan.root) {
         found.no_b = Some(failed_b.first().map(|(_, why)| why.clone()).unwrap_or_else(|| "not written".into()));
     }
     let proven_names: BTreeSet<&str> = plan.tables.iter().filter(|t| t.proven).map(|t| t.name.as_str()).collect();
@@ -589,14 +684,76 @@ fn run(
     }
     let written: BTreeSet<u32> = rows_a.keys().copied().collect();
     found.proven = plan.tables.iter().filter(|t| t.proven && written.contains(&t.oid)).count();
-    // Reads: with B set, then on a pooled session ('').
-    let parts = read_parts(plan, exemptions, &written);
+    // The write proofs need rows that carry A's and C's tenants.
+    let (carry_a, carry_c) = (carriers(plan, &rows_a, a), carriers(plan, &rows_c, c));
+    let mut unwritable = BTreeMap::new();
+    for table in plan.tables.iter().filter(|t| t.proven && written.contains(&t.oid)) {
+        let why = if !carry_a.contains(&table.oid) {
+            "no column carries the tenant (no foreign key to the root, no column of its key's type)".to_string()
+        } else if !rows_c.contains_key(&table.oid) {
+            let failed = failed_c.iter().find(|(t, _)| *t == table.name).map(|(_, w)| w.as_str());
+            format!("a second tenant's row could not be written: {}", failed.unwrap_or("?"))
+        } else if !carry_c.contains(&table.oid) {
+            "no column carries the second tenant".to_string()
+        } else {
+            continue;
+        };
+        unwritable.insert(table.oid, format!("{} ({why})", table.name));
+    }
+    // With A set: is A's own row public by the policy file (then the read
+    // proof cannot see it hidden)?
+    runtime.batch_execute(&set_tenant(setting, &a.setting))?;
+    public_probe_rows(runtime, plan, exemptions, &rows_a, &mut found, queries)?;
+    reads(runtime, model, plan, exemptions, &written, &mut found, queries)?;
+    // A copy of A's row, and of a row already there, with B set.
+    runtime.batch_execute(&set_tenant(setting, &b.setting))?;
+    let with_b = Tenants { setting, writer: &b.setting, other: &c.setting };
+    found.existing = copies(runtime, existing, &with_b, queries);
+    // A row of A's (A's parents, A's tenant column) with keys of its own, so
+    // that a BEFORE trigger that moves it into B shows as such rather than
+    // as a collision with A's row.
+    for table in plan.tables.iter().filter(|t| t.proven && rows_a.contains_key(&t.oid)) {
+        if let Some(why) = unwritable.get(&table.oid) {
+            found.insert.unproven.push(why.clone());
+            continue;
+        }
+        let row = match row(plan, table, a, 4, &rows_a) {
+            Ok(row) => row,
+            Err(why) => {
+                found.insert.unproven.push(format!("{} ({why})", table.name));
+                continue;
+            }
+        };
+        *queries += 3;
+        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b };
+        found.insert.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
+    }
+    // A's row turned into C's, with A set; B is the tenant that is neither.
+    runtime.batch_execute(&set_tenant(setting, &a.setting))?;
+    let with_a = Tenants { setting, writer: &a.setting, other: &b.setting };
+    found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &unwritable, &with_a, queries);
+    Ok(found)
+}
+
+/// The read proof: with B set, then on a pooled session (''), no row but
+/// B's own (and the rows declared public) is seen.
+fn reads(
+    runtime: &mut Client,
+    model: &Model,
+    plan: &Plan,
+    exemptions: &Exemptions,
+    written: &BTreeSet<u32>,
+    found: &mut Found,
+    queries: &mut u32,
+) -> Result<(), postgres::Error> {
+    let parts = read_parts(plan, exemptions, written);
+    let b = &plan.tenants[1];
     for (state, value, pooled) in [
         ("with a tenant that exists and owns nothing", b.setting.as_str(), false),
         ("after a pooled transaction ('')", "", true),
     ] {
         *queries += 1;
-        runtime.batch_execute(&set_tenant(setting, value))?;
+        runtime.batch_execute(&set_tenant(&model.tenant_setting, value))?;
         let (leaking, errors) = leaking_in(runtime, &parts, queries)?;
         if !leaking.is_empty() {
             found.read_leaks.push(format!("{state}, `{}` sees rows of {}", model.runtime.name, leaking.join(", ")));
@@ -610,24 +767,45 @@ fn run(
             }
         }
     }
-    // A copy of A's row, and of a row already there, with B set.
-    runtime.batch_execute(&set_tenant(setting, &b.setting))?;
-    let with_b = Tenants { setting, writer: &b.setting, other: &c.setting };
-    found.existing = copies(runtime, existing, &with_b, queries);
-    // A row of A's (A's parents, A's tenant column) with keys of its own, so
-    // that a BEFORE trigger that moves it into B shows as such rather than
-    // as a collision with A's row.
-    for table in plan.tables.iter().filter(|t| t.proven && rows_a.contains_key(&t.oid)) {
-        let Ok(row) = row(plan, table, a, 4, &rows_a) else { continue };
-        *queries += 3;
-        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b };
-        found.insert.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
+    Ok(())
+}
+
+/// A's probe row of a table with public rows (`[[public]]` with `rows`)
+/// that the predicate calls public hides nothing: the table is unproven.
+/// Runs with A set, which sees its own rows.
+fn public_probe_rows(
+    runtime: &mut Client,
+    plan: &Plan,
+    exemptions: &Exemptions,
+    rows_a: &BTreeMap<u32, Row>,
+    found: &mut Found,
+    queries: &mut u32,
+) -> Result<(), postgres::Error> {
+    for table in plan.tables.iter().filter(|t| t.proven) {
+        let (Some(row), Some(rows)) =
+            (rows_a.get(&table.oid), exemptions.find(Kind::Public, &table.name).and_then(|p| p.rows.as_deref()))
+        else {
+            continue;
+        };
+        let matches: Vec<String> = row
+            .iter()
+            .filter_map(|(n, v)| table.columns.iter().find(|c| c.attnum == *n).map(|c| format!("{} = {v}", c.name)))
+            .collect();
+        *queries += 1;
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} AND coalesce(({rows}), false))",
+            table.quoted,
+            if matches.is_empty() { "true".to_string() } else { matches.join(" AND ") }
+        );
+        let public: bool = runtime.query_one(&sql, &[])?.get(0);
+        if public {
+            found.read_unproven.push(format!(
+                "{} (the probe's row is public by the policy file's `rows`, so it hides nothing)",
+                table.name
+            ));
+        }
     }
-    // A's row turned into C's, with A set; B is the tenant that is neither.
-    runtime.batch_execute(&set_tenant(setting, &a.setting))?;
-    let with_a = Tenants { setting, writer: &a.setting, other: &b.setting };
-    found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &with_a, queries);
-    Ok(found)
+    Ok(())
 }
 
 /// With A set, an UPDATE without WHERE (only the UPDATE policies apply)
@@ -637,6 +815,7 @@ fn update_moves(
     runtime: &mut Client,
     plan: &Plan,
     (rows_a, rows_c): (&BTreeMap<u32, Row>, &BTreeMap<u32, Row>),
+    unwritable: &BTreeMap<u32, String>,
     with_a: &Tenants<'_>,
     queries: &mut u32,
 ) -> Outcomes {
@@ -644,8 +823,20 @@ fn update_moves(
     let mut outcomes = Outcomes::default();
     for table in plan.tables.iter().filter(|t| t.proven) {
         // C's parents and tenant column, keys of its own.
-        let (Some(_), Some(_)) = (rows_a.get(&table.oid), rows_c.get(&table.oid)) else { continue };
-        let Ok(row_c) = row(plan, table, c, 5, rows_c) else { continue };
+        if !rows_a.contains_key(&table.oid) {
+            continue;
+        }
+        if let Some(why) = unwritable.get(&table.oid) {
+            outcomes.unproven.push(why.clone());
+            continue;
+        }
+        let row_c = match row(plan, table, c, 5, rows_c) {
+            Ok(row) => row,
+            Err(why) => {
+                outcomes.unproven.push(format!("{} ({why})", table.name));
+                continue;
+            }
+        };
         let sets: Vec<(&str, &str)> = row_c
             .iter()
             .filter_map(|(n, v)| {
@@ -657,6 +848,7 @@ fn update_moves(
             })
             .collect();
         if sets.is_empty() {
+            outcomes.unproven.push(format!("{} (no column to update)", table.name));
             continue;
         }
         let update = format!(
@@ -798,6 +990,7 @@ pub fn not_tried(model: &Model, why: &str, verdict: Verdict) -> Vec<Probe> {
         root: 0,
         tenants: std::array::from_fn(|_| Tenant { setting: String::new(), sql: String::new() }),
         skipped: Vec::new(),
+        seed: 0,
     };
     probes(model, &plan, &found)
         .into_iter()

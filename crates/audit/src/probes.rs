@@ -635,6 +635,7 @@ fn table_privileges(
     let extra = if version >= 170000 { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
     let private = private_names(model, role);
     let invoker = roles::reach::INVOKER_SQL;
+    let lineage = roles::reach::LINEAGE_SQL;
     let row = client.query_one(
         &format!(
             "SELECT count(*) FILTER (WHERE granted), \
@@ -647,7 +648,7 @@ fn table_privileges(
                                  OR has_table_privilege(c.oid, 'TRIGGER'){extra}) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              CROSS JOIN LATERAL (SELECT (c.relkind IN ('r', 'p') OR (c.relkind = 'v' AND {invoker})) \
-                                        AND NOT (n.nspname || '.' || c.relname = ANY($2)) AS granted) g \
+                                        AND NOT ({lineage} && $2) AS granted) g \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         ),
         &[&model.app_schemas, &private],

@@ -56,6 +56,7 @@ fn role_row(kind: RoleKind) -> RoleRow {
         // The password is the plan's business alone (the audit cannot see it).
         password: StoredPassword::Unknown,
         login_check: Some(true),
+        made_here: true,
     }
 }
 
@@ -73,6 +74,7 @@ fn relation(model: &Model, oid: i64, schema: &str, name: &str, kind: char) -> Re
         rls_enabled: false,
         rls_forced: false,
         policies: 0,
+        ancestors: Vec::new(),
     };
     let mut acl = converged_acl(&wants::relation(model, &rel), MIGRATOR);
     acl.insert(0, item(Grantee::role(MIGRATOR), MIGRATOR, Privs::from_letters("arwdDxt"), Privs::NONE));

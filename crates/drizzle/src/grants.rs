@@ -40,21 +40,21 @@ fn missing_sql() -> String {
         "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
 grantees AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($2)), \
 schemas AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY($1) AND n.nspowner = (SELECT oid FROM me)) \
-SELECT 'schema', quote_ident(s.nspname), g.rolname::text, s.nspname::text, 'n', NULL::text[] \
+SELECT 'schema', quote_ident(s.nspname), g.rolname::text, ARRAY[s.nspname::text], 'n', NULL::text[] \
   FROM schemas s CROSS JOIN grantees g \
   WHERE NOT has_schema_privilege(g.oid, s.oid, 'USAGE') \
 UNION ALL \
 SELECT 'table', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text, \
-       s.nspname || '.' || c.relname, c.relkind::text, c.reloptions \
+       {lineage}, c.relkind::text, c.reloptions \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
   WHERE c.relkind IN ('r', 'p', 'v') AND c.relowner = (SELECT oid FROM me) AND NOT ({table_holds}) \
 UNION ALL \
 SELECT 'sequence', quote_ident(s.nspname) || '.' || quote_ident(c.relname), g.rolname::text, \
-       s.nspname || '.' || c.relname, 'S', NULL \
+       ARRAY[s.nspname || '.' || c.relname], 'S', NULL \
   FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace CROSS JOIN grantees g \
   WHERE c.relkind = 'S' AND c.relowner = (SELECT oid FROM me) AND NOT ({sequence_holds}) \
 UNION ALL \
-SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text, s.nspname::text, 'n', NULL \
+SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text, ARRAY[s.nspname::text], 'n', NULL \
   FROM schemas s CROSS JOIN (VALUES ('r'), ('S')) t(objtype) CROSS JOIN grantees g \
   WHERE (SELECT count(DISTINCT a.privilege_type) FROM pg_default_acl d CROSS JOIN LATERAL aclexplode(d.defaclacl) a \
          WHERE d.defaclrole = (SELECT oid FROM me) AND d.defaclnamespace = s.oid AND d.defaclobjtype = t.objtype::\"char\" \
@@ -62,6 +62,7 @@ SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text, s.nspna
                THEN ARRAY[{table_list}] ELSE ARRAY[{sequence_list}] END)) \
         < CASE t.objtype WHEN 'r' THEN {table_count} ELSE {sequence_count} END \
 ORDER BY 1, 2, 3",
+        lineage = roles::reach::LINEAGE_SQL,
         table_holds = holds("has_table_privilege", &table),
         sequence_holds = holds("has_sequence_privilege", &sequence),
         table_list = list(&table),
@@ -94,13 +95,12 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
     let mut grouped: Vec<((String, String), Vec<String>)> = Vec::new();
     for row in &rows {
         let key = (row.get::<_, String>(0), row.get::<_, String>(2));
-        let (name, kind) = (row.get::<_, String>(3), row.get::<_, String>(4));
+        let (names, kind) = (row.get::<_, Vec<String>>(3), row.get::<_, String>(4));
         let options: Vec<String> = row.get::<_, Option<Vec<String>>>(5).unwrap_or_default();
         let relkind = kind.chars().next().unwrap_or('?');
         let relation = key.0 == "table" || key.0 == "sequence";
-        if relation
-            && (config.policy.private_for(&name, &key.1) || !wants::writers_grant(relkind, security_invoker(&options)))
-        {
+        let private = names.iter().any(|name| config.policy.private_for(name, &key.1));
+        if relation && (private || !wants::writers_grant(relkind, security_invoker(&options))) {
             continue;
         }
         let object: String = row.get(1);
@@ -156,14 +156,18 @@ fn keep_private(client: &mut Client, config: &Config, roles: &[String]) -> Resul
     let (names, grantees): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
     let rows = client
         .query_typed(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), p.role \
-             FROM unnest($1::text[], $2::text[]) p(name, role) \
-             JOIN pg_class c ON true JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_roles g ON g.rolname = p.role \
-             WHERE n.nspname || '.' || c.relname = p.name AND c.relowner = \
-                   (SELECT oid FROM pg_roles WHERE rolname = current_user) \
-               AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = g.oid) \
-             ORDER BY 1, 2",
+            &format!(
+                "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), p.role \
+                 FROM unnest($1::text[], $2::text[]) p(name, role) \
+                 JOIN pg_class c ON c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_roles g ON g.rolname = p.role \
+                 WHERE p.name = ANY ({lineage}) AND c.relowner = \
+                       (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+                   AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = g.oid) \
+                 ORDER BY 1, 2",
+                lineage = roles::reach::LINEAGE_SQL
+            ),
             &[(&names, Type::TEXT_ARRAY), (&grantees, Type::TEXT_ARRAY)],
         )
         .context("read the grants on the relations the policy file keeps private")?;

@@ -142,6 +142,13 @@ pub const INVOKER_SQL: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_ta
        OR (o.option_value <> '' AND (left('true', length(o.option_value)) = lower(o.option_value) \
                                      OR left('yes', length(o.option_value)) = lower(o.option_value)))))";
 
+/// SQL over a `pg_class c`: `schema.name` of the relation and of every
+/// table it inherits from or is a partition of, at any depth.
+pub const LINEAGE_SQL: &str = "ARRAY(WITH RECURSIVE up(oid) AS (SELECT c.oid UNION \
+     SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.oid) \
+     SELECT un.nspname || '.' || uc.relname FROM up JOIN pg_catalog.pg_class uc ON uc.oid = up.oid \
+     JOIN pg_catalog.pg_namespace un ON un.oid = uc.relnamespace)";
+
 /// Built-in functions that run SQL text given to them as their caller: in
 /// a materialized view's query or a rule's action, as its owner.
 pub const SQL_RUNNERS: &[&str] = &[

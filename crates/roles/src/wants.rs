@@ -50,12 +50,15 @@ pub fn writers_grant(kind: char, security_invoker: bool) -> bool {
 }
 
 /// What `role`, a runtime role, may hold on a relation: nothing where the
-/// policy file declares it `[[private]]` for the role or outside the app
+/// policy file declares it (or a table it inherits from or is a partition
+/// of) `[[private]]` for the role, or outside the app
 /// schemas; exactly DML on app tables and invoker views (spelled out, never
 /// ALL, which includes MAINTAIN on 17+) and USAGE, SELECT on app sequences;
 /// at most DML on the other relations (see [`writers_grant`]).
 pub fn runtime_want(model: &Model, rel: &Relation, role: &str) -> Want {
-    let private = model.exemptions.private_for(&format!("{}.{}", rel.schema, rel.name), role);
+    let private = std::iter::once(format!("{}.{}", rel.schema, rel.name))
+        .chain(rel.ancestors.iter().cloned())
+        .any(|name| model.exemptions.private_for(&name, role));
     if private || !model.is_app_schema(&rel.schema) {
         return Want::Exactly(Privs::NONE);
     }

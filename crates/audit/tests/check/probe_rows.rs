@@ -106,7 +106,10 @@ fn a_table_whose_trigger_reaches_outside_the_transaction_is_untouched_and_unprov
 fn probe_rows_move_no_sequence_and_leave_no_row() {
     // `payment_events.id` is a bigserial; an identity column too.
     let (fx, report) = planted(&format!(
-        "{}; ALTER TABLE public.notes ADD COLUMN n int GENERATED ALWAYS AS IDENTITY",
+        "{}; ALTER TABLE public.notes ADD COLUMN n int GENERATED ALWAYS AS IDENTITY; \
+         CREATE SEQUENCE public.note_numbers; \
+         CREATE FUNCTION public.next_note_no() RETURNS text LANGUAGE sql AS $$ SELECT 'N-' || nextval('public.note_numbers') $$; \
+         ALTER TABLE public.notes ADD COLUMN number text NOT NULL DEFAULT public.next_note_no()",
         empty_table("owner_user_id::text = current_setting('app.current_user_id', true)")
     ));
     assert!(report.holds(), "{}", report.to_text());
@@ -128,4 +131,54 @@ fn probe_rows_move_no_sequence_and_leave_no_row() {
         .unwrap()
         .get(0);
     assert_eq!(identity, None, "the identity sequence never moved");
+    let called: bool = admin.query_one("SELECT is_called FROM public.note_numbers", &[]).unwrap().get(0);
+    assert!(!called, "a default that calls the app's function got a value instead");
+}
+
+#[test]
+fn a_table_whose_tenant_comes_from_a_default_is_unproven_not_proven_by_a_trigger() {
+    // The tenant column is filled by a default from the setting and is of
+    // another type than the root's key: the probe's rows cannot carry A's
+    // tenant into B's session, so the write proofs must not count them.
+    let (_, report) = planted(
+        "CREATE TABLE public.notes (id uuid PRIMARY KEY, \
+            owner_ref text NOT NULL DEFAULT current_setting('app.current_user_id', true), body text NOT NULL); \
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY s ON public.notes FOR SELECT USING (owner_ref = current_setting('app.current_user_id', true)); \
+         CREATE POLICY i ON public.notes FOR INSERT WITH CHECK (owner_ref <> ''); \
+         CREATE POLICY u ON public.notes FOR UPDATE USING (owner_ref = current_setting('app.current_user_id', true)) \
+           WITH CHECK (owner_ref <> '')",
+    );
+    for id in ["probe-rows-insert", "update-moves-row"] {
+        let probe = probe(&report, id);
+        assert_eq!(probe.verdict, Verdict::Unproven, "{id}: {}", probe.observed);
+        assert!(probe.observed.contains("public.notes (no column carries the tenant"), "{id}: {}", probe.observed);
+        assert!(!probe.observed.contains("BEFORE trigger"), "{id}: {}", probe.observed);
+    }
+}
+
+#[test]
+fn a_tenant_root_named_in_mixed_case_is_found() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "CREATE TABLE public.\"Accounts\" (id uuid PRIMARY KEY); \
+             ALTER TABLE public.\"Accounts\" ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY own ON public.\"Accounts\" USING (id::text = current_setting('app.current_user_id', true)); \
+             CREATE TABLE public.\"Docs\" (id uuid PRIMARY KEY, account uuid NOT NULL REFERENCES public.\"Accounts\"); \
+             ALTER TABLE public.\"Docs\" ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY own ON public.\"Docs\" USING (account::text = current_setting('app.current_user_id', true))",
+        )
+        .unwrap();
+    let policy = "[rls]\ntenant_roots = [\"public.Accounts\"]\ntenant_setting = \"app.current_user_id\"\n\n\
+                  [[table]]\nname = \"public.ai_invocation_summaries\"\nreason = \"telemetry\"\n\n\
+                  [[table]]\nname = \"public.execution_requests\"\nreason = \"idempotency keys\"\n";
+    let report = fx.check_with(&fx.migrations, audit::Exemptions::parse(policy).unwrap());
+    // The declared root's tables are proven; the app's own, which hang from
+    // `users`, not from this root, are named as unproven (never a crash).
+    let read = probe(&report, "probe-rows-read");
+    assert!(read.observed.starts_with("no row of another tenant on 2 tables"), "{}", read.observed);
+    assert!(read.observed.contains("unproven on public.users"), "{}", read.observed);
+    let update = probe(&report, "update-moves-row");
+    assert!(update.observed.starts_with("denied (42501) on 2 tables"), "{}", update.observed);
 }

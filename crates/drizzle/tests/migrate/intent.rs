@@ -40,13 +40,17 @@ fn the_runner_grants_tables_keeps_private_relations_private_and_leaves_owner_rig
         1_700_000_000_001,
         b"CREATE TABLE public.secrets (id int PRIMARY KEY);\n--> statement-breakpoint\n\
           CREATE TABLE public.posts (id int PRIMARY KEY);\n--> statement-breakpoint\n\
+          CREATE TABLE public.secrets_log (at date NOT NULL) PARTITION BY RANGE (at);\n--> statement-breakpoint\n\
+          CREATE TABLE public.secrets_log_2026 PARTITION OF public.secrets_log \
+            FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');\n--> statement-breakpoint\n\
           CREATE MATERIALIZED VIEW public.post_count AS SELECT count(*) AS n FROM public.posts;\n--> statement-breakpoint\n\
           REVOKE ALL ON public.post_count FROM app_user, app_service;",
     );
     let mut config = fx.config_with("db", &extra);
     config.policy = roles::Exemptions::parse(
         "[[private]]\nname = \"app.audit_log\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n\n\
-         [[private]]\nname = \"public.secrets\"\nroles = [\"app_user\", \"app_service\"]\nreason = \"migrator only\"\n",
+         [[private]]\nname = \"public.secrets\"\nroles = [\"app_user\", \"app_service\"]\nreason = \"migrator only\"\n\n\
+         [[private]]\nname = \"public.secrets_log\"\nroles = [\"app_user\"]\nreason = \"migrator only\"\n",
     )
     .unwrap();
     let outcome = drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
@@ -63,6 +67,8 @@ fn the_runner_grants_tables_keeps_private_relations_private_and_leaves_owner_rig
     assert_eq!(holds(&fx, "db", "app_user", "public.secrets"), NOTHING);
     assert_eq!(holds(&fx, "db", "app_service", "public.secrets"), NOTHING);
     assert_eq!(holds(&fx, "db", "app_user", "public.posts"), DML);
+    assert_eq!(holds(&fx, "db", "app_user", "public.secrets_log_2026"), NOTHING, "a partition of a private table");
+    assert_eq!(holds(&fx, "db", "app_service", "public.secrets_log_2026"), DML);
     assert_eq!(holds(&fx, "db", "app_user", "public.post_count"), NOTHING, "the migration's revoke stays");
     let mut app = fx.connect_as("app_user", "db");
     assert_eq!(sqlstate(&mut app, "SELECT * FROM app.audit_log").as_deref(), Some("42501"));

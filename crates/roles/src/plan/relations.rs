@@ -109,7 +109,9 @@ impl Planner<'_> {
     /// keeps the DML it had as owner: the app's own reads go on working.
     fn keep_owners_access(&self, rel: &Relation, changes: &mut Vec<AclChange>) {
         let former = &rel.owner;
-        let private = self.model.exemptions.private_for(&format!("{}.{}", rel.schema, rel.name), former);
+        let private = std::iter::once(format!("{}.{}", rel.schema, rel.name))
+            .chain(rel.ancestors.iter().cloned())
+            .any(|name| self.model.exemptions.private_for(&name, former));
         let predicted_invoker = rel.security_invoker || predict::becomes_invoker(self.model, self.snap, rel);
         if !self.model.is_runtime_role(former)
             || rel.is_sequence()
@@ -130,8 +132,10 @@ impl Planner<'_> {
     /// plan, or `None` when it only restores access.
     fn widening(&self, rel: &Relation, change: &AclChange) -> Option<String> {
         let AclChange::Grant { grantee: Grantee::Role(role), privs } = change else { return None };
-        // A role the run creates had nothing to widen.
-        if !self.model.is_runtime_role(role) || rel.owner == *role || !self.snap.roles.contains_key(role) {
+        // A role this run or an earlier one created had nothing to widen
+        // (an interrupted conversion resumes without a question).
+        let made_here = self.snap.roles.get(role).is_none_or(|row| row.made_here);
+        if !self.model.is_runtime_role(role) || rel.owner == *role || made_here {
             return None;
         }
         let held = rel

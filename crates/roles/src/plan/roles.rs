@@ -125,10 +125,13 @@ impl Planner<'_> {
         self.plan.push(
             Phase::Roles,
             format!("create {} role `{}` ({attributes})", spec.kind, spec.name),
-            vec![Sql::secret(
-                format!("CREATE ROLE {name} WITH {attributes} PASSWORD {}", quote_literal(verifier.expose())),
-                format!("CREATE ROLE {name} WITH {attributes} PASSWORD '***'"),
-            )],
+            vec![
+                Sql::secret(
+                    format!("CREATE ROLE {name} WITH {attributes} PASSWORD {}", quote_literal(verifier.expose())),
+                    format!("CREATE ROLE {name} WITH {attributes} PASSWORD '***'"),
+                ),
+                Sql::new(format!("COMMENT ON ROLE {name} IS {}", quote_literal(crate::snapshot::ROLE_MARKER))),
+            ],
             0,
         );
     }

@@ -68,9 +68,10 @@ fn read_roles(cluster: &mut Queries<'_>, model: &Model, admin: &mut Admin) -> Re
     let mut roles = BTreeMap::new();
     for row in cluster.query(
         "SELECT rolname::text, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin, rolbypassrls, \
-                pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, 'MEMBER') \
+                pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, 'MEMBER'), \
+                coalesce(shobj_description(oid, 'pg_authid') = $2, false) \
          FROM pg_roles WHERE rolname = ANY($1)",
-        &[(&names, Type::TEXT_ARRAY)],
+        &[(&names, Type::TEXT_ARRAY), (&super::ROLE_MARKER, Type::TEXT)],
     )? {
         let name: String = row.get(0);
         let role = RoleRow {
@@ -83,6 +84,7 @@ fn read_roles(cluster: &mut Queries<'_>, model: &Model, admin: &mut Admin) -> Re
             bypassrls: row.get(6),
             password: StoredPassword::Unknown,
             login_check: None,
+            made_here: row.get(9),
         };
         roles.insert(name.clone(), role);
         let access = if admin.superuser {

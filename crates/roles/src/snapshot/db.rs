@@ -69,12 +69,18 @@ fn read_schemas(db: &mut Queries<'_>, filter: &str, managed: &[String]) -> Resul
 fn read_relations(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<Relation>> {
     let rows = db
         .query(
-            "WITH policies AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid) \
+            "WITH RECURSIVE policies AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid), \
+                  up(rel, parent) AS (SELECT inhrelid, inhparent FROM pg_inherits \
+                                      UNION SELECT up.rel, i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.parent), \
+                  lineage AS (SELECT up.rel, array_agg(pn.nspname || '.' || pc.relname) AS names FROM up \
+                              JOIN pg_class pc ON pc.oid = up.parent JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
+                              GROUP BY up.rel) \
              SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text, \
                 coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))::text[], \
-                coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, coalesce(p.n, 0) \
+                coalesce(c.reloptions::text[], '{}'), c.relrowsecurity, c.relforcerowsecurity, coalesce(p.n, 0), \
+                coalesce(l.names, '{}')::text[] \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN policies p ON p.polrelid = c.oid \
+             LEFT JOIN policies p ON p.polrelid = c.oid LEFT JOIN lineage l ON l.rel = c.oid \
              WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
                AND c.oid NOT IN (SELECT e.objid FROM pg_extension x JOIN pg_depend e \
                                  ON e.refclassid = 'pg_extension'::regclass AND e.refobjid = x.oid \
@@ -99,6 +105,7 @@ fn read_relations(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<Relati
             rls_enabled: row.get(7),
             rls_forced: row.get(8),
             policies: row.get(9),
+            ancestors: row.get(10),
         });
     }
     relations.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));

@@ -198,7 +198,14 @@ pub struct RoleRow {
     /// When the verifier is unreadable: whether a SCRAM login with the
     /// model's password worked (`None`: could not tell).
     pub login_check: Option<bool>,
+    /// `db-provision` created it ([`ROLE_MARKER`] is its comment).
+    pub made_here: bool,
 }
+
+/// The comment `db-provision` puts on the roles it creates: a conversion
+/// that resumes after an interruption knows that their access is its own
+/// doing, not a widening of a role the app had.
+pub const ROLE_MARKER: &str = "created by cargo xtask db-provision";
 
 /// A membership edge from `pg_auth_members`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +263,9 @@ pub struct Relation {
     pub rls_enabled: bool,
     pub rls_forced: bool,
     pub policies: i64,
+    /// The tables it inherits from or is a partition of, at any depth, as
+    /// `schema.name`: a `[[private]]` table keeps its partitions private.
+    pub ancestors: Vec<String>,
 }
 
 impl Relation {

@@ -6,7 +6,9 @@
 
 use crate::common::{sqlstate, Fixture, DB};
 
-const PRIVATE: &str = "[[private]]\nname = \"public.audit_log\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n";
+const PRIVATE: &str =
+    "[[private]]\nname = \"public.audit_log\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n\n\
+                       [[private]]\nname = \"public.events\"\nroles = [\"app_user\"]\nreason = \"operators only\"\n";
 
 fn options(policy: &str) -> roles::Options {
     roles::Options { exemptions: roles::Exemptions::parse(policy).unwrap(), ..Default::default() }
@@ -39,6 +41,8 @@ fn a_private_table_and_a_revoked_materialized_view_stay_as_declared() {
         .batch_execute(
             "CREATE TABLE notes (id serial PRIMARY KEY, body text); \
              CREATE TABLE audit_log (id serial PRIMARY KEY, body text); \
+             CREATE TABLE events (at date NOT NULL, body text) PARTITION BY RANGE (at); \
+             CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
              CREATE MATERIALIZED VIEW note_counts AS SELECT count(*) AS n FROM notes; \
              CREATE VIEW note_bodies AS SELECT body FROM notes; \
              REVOKE ALL ON note_counts FROM app_user, app_service; \
@@ -50,12 +54,16 @@ fn a_private_table_and_a_revoked_materialized_view_stay_as_declared() {
     assert!(!outcome.plan.is_empty(), "the private table's default grant is taken back");
     assert_eq!(holds(&fx, "app_user", "audit_log"), Vec::<&str>::new(), "private for app_user");
     assert_eq!(holds(&fx, "app_service", "audit_log"), DML, "not private for app_service");
+    assert_eq!(holds(&fx, "app_user", "events"), Vec::<&str>::new());
+    assert_eq!(holds(&fx, "app_user", "events_2026"), Vec::<&str>::new(), "a partition of a private table");
+    assert_eq!(holds(&fx, "app_service", "events_2026"), DML);
     assert_eq!(holds(&fx, "app_user", "note_counts"), Vec::<&str>::new(), "the revoke on the matview stays");
     assert_eq!(holds(&fx, "app_service", "note_counts"), Vec::<&str>::new());
     assert_eq!(holds(&fx, "app_user", "note_bodies"), ["SELECT"], "the owner-rights view keeps what was left");
     assert_eq!(holds(&fx, "app_user", "notes"), DML);
     let mut runtime = fx.runtime();
     assert_eq!(sqlstate(&mut runtime, "SELECT * FROM audit_log").as_deref(), Some("42501"));
+    assert_eq!(sqlstate(&mut runtime, "SELECT * FROM events_2026").as_deref(), Some("42501"));
     assert_eq!(sqlstate(&mut runtime, "SELECT * FROM note_counts").as_deref(), Some("42501"));
     assert_eq!(sqlstate(&mut runtime, "INSERT INTO note_bodies VALUES ('x')").as_deref(), Some("42501"));
     assert_eq!(sqlstate(&mut runtime, "SELECT * FROM note_bodies"), None);
@@ -132,4 +140,29 @@ fn a_widening_is_applied_when_accepted_and_says_so() {
     );
     assert_eq!(holds(&fx, "app_service", "internal"), DML);
     assert!(provision_with(&fx, &roles::Options::default()).unwrap().plan.is_empty(), "converged");
+}
+
+#[test]
+fn a_resumed_conversion_does_not_ask_about_roles_it_created() {
+    let fx = Fixture::new();
+    // Legacy with the runtime role alone: the conversion creates app_service
+    // (marked as made here) and gives it its DML.
+    let mut root = fx.admin("postgres");
+    root.batch_execute("CREATE ROLE app_user LOGIN PASSWORD 'password'").unwrap();
+    root.batch_execute(&format!("CREATE DATABASE {DB} OWNER app_user")).unwrap();
+    fx.admin(DB).batch_execute("ALTER SCHEMA public OWNER TO app_user").unwrap();
+    fx.runtime().batch_execute("CREATE TABLE notes (id int PRIMARY KEY)").unwrap();
+    provision_with(&fx, &roles::Options::default()).unwrap();
+    let marker: Option<String> = fx
+        .admin("postgres")
+        .query_one("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = 'app_service'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(marker.as_deref(), Some("created by cargo xtask db-provision"));
+    // What an interrupted run leaves: a table still owned by app_user.
+    fx.admin(DB).batch_execute("CREATE TABLE later (id int PRIMARY KEY); ALTER TABLE later OWNER TO app_user").unwrap();
+    let outcome = provision_with(&fx, &roles::Options::default()).unwrap();
+    assert!(!outcome.plan.is_empty());
+    assert_eq!(holds(&fx, "app_service", "later"), DML, "the role the tool made gets its model access");
+    assert_eq!(holds(&fx, "app_user", "later"), DML);
 }
