@@ -595,16 +595,20 @@ impl<'a> Analysis<'a> {
             }
             let (owner, escapes) =
                 self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
-            let Some(source) = self.reaches(object, true) else { continue };
-            if !escapes {
-                continue;
-            }
+            // An RLS table (or a function) with an owner that bypasses RLS;
+            // or, with any owner but a runtime role, the bookkeeping or a
+            // relation the runtime roles may not read themselves.
+            let rls = self.reaches(object, true).filter(|_| escapes);
+            let outside = object.outside_reads.first().filter(|_| !self.model.is_runtime_role(owner)).map(|table| {
+                format!("`{}`, which the runtime roles may not touch themselves", dbenv::unquote_ident(table))
+            });
+            let Some(source) = rls.or(outside) else { continue };
             paths.push(RightsPath {
                 class: PathClass::Rule,
                 subject: format!("{}.{}.{rule}", object.schema, object.name),
                 message: format!(
                     "rule `{rule}` on `{}.{}` reaches {source}; its action runs with the rights of the table's \
-                     owner `{owner}`, which bypasses RLS, whenever a runtime role writes the table",
+                     owner `{owner}` whenever a runtime role writes the table",
                     object.schema, object.name
                 ),
                 fix: format!(

@@ -474,3 +474,20 @@ fn installed_trusted_extensions_do_not_break_the_create_extension_probe() {
     let observed = probe_observed(&report, "create-extension", "app_user");
     assert_eq!(observed, "denied (42501)", "{}", report.to_text());
 }
+
+#[test]
+fn a_rule_that_writes_the_bookkeeping_through_the_tables_owner() {
+    // No RLS table involved: the rule's action runs as the migrator, which
+    // owns the bookkeeping, whenever app_user writes an app table.
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE RULE forge AS ON INSERT TO public.execution_requests DO ALSO \
+           INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('forged', 0)",
+    );
+    assert_caught(
+        &report,
+        "rules",
+        "public.execution_requests.forge: rule `forge` on `public.execution_requests` reaches \
+         `drizzle.__drizzle_migrations`, which the runtime roles may not touch themselves",
+    );
+}
