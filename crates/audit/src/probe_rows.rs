@@ -185,41 +185,35 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
     Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped, seed }))
 }
 
-/// The columns, foreign keys, triggers and rules of `oids`: two queries.
+/// The columns, foreign keys, triggers and rules of `oids`: three queries.
 fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec<Table>> {
-    *queries += 2;
+    *queries += 3;
     let mut tables: BTreeMap<u32, Table> = BTreeMap::new();
     let rows = service.query(
-        &format!(
-            "SELECT c.oid, n.nspname || '.' || c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
-                    (SELECT string_agg(x.what, ', ') FROM ( \
-                       SELECT 'trigger ' || t.tgname AS what FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
-                       JOIN pg_language l ON l.oid = p.prolang \
-                       WHERE (t.tgrelid = c.oid OR t.tgrelid IN (SELECT relid FROM pg_partition_tree(c.oid))) \
-                         AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
-                         AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}') \
-                       UNION ALL SELECT 'rule ' || r.rulename FROM pg_rewrite r \
-                       WHERE (r.ev_class = c.oid OR r.ev_class IN (SELECT relid FROM pg_partition_tree(c.oid))) \
-                         AND r.rulename <> '_RETURN') x), \
+        "WITH tabs AS MATERIALIZED ( \
+               SELECT c.oid, n.nspname || '.' || c.relname AS name, \
+                      quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS quoted, \
+                      NULL::text AS outside \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY ($1)) \
+             SELECT c.oid, tabs.name, tabs.quoted, tabs.outside, \
                     a.attnum, quote_ident(a.attname), a.attname::text, format_type(a.atttypid, a.atttypmod), \
                     bt.typname::text, CASE WHEN bt.typtype = 'e' THEN format_type(bt.oid, NULL) END, \
                     bt.typcategory::text, \
                     CASE WHEN bt.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END, \
                     a.attnotnull, a.atthasdef, \
-                    a.attidentity <> '' OR coalesce(pg_get_expr(ad.adbin, ad.adrelid) LIKE '%nextval(%', false) \
+                    a.attidentity <> '' OR coalesce(ad.adbin::text LIKE '%:funcid 1574 %', false) \
                       OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass \
-                                   AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass) \
+                                   AND d.objid = ad.oid AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass)) \
                       OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL AND NOT a.atthasdef), \
                     a.attidentity = 'a', a.attgenerated <> '', \
                     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
                               AND a.attnum = ANY (i.indkey)) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             FROM tabs JOIN pg_class c ON c.oid = tabs.oid \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              JOIN pg_type t ON t.oid = a.atttypid \
              JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
              LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum \
-             WHERE c.oid = ANY ($1) ORDER BY c.oid, a.attnum"
-        ),
+             ORDER BY c.oid, a.attnum",
         &[&oids],
     )?;
     for r in &rows {
@@ -250,6 +244,7 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
             primary: r.get(17),
         });
     }
+    outside(service, &mut tables)?;
     for r in service.query(
         "SELECT conrelid, conkey, confrelid, confkey FROM pg_constraint \
          WHERE contype = 'f' AND conparentid = 0 AND conrelid = ANY ($1) ORDER BY conrelid, conname",
@@ -261,6 +256,33 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
         }
     }
     Ok(tables.into_values().collect())
+}
+
+/// Triggers and rules that may act outside the transaction, once for the
+/// database (a table that many foreign keys reference has thousands of
+/// internal triggers an index scan would walk per table), by the top of
+/// their partition tree.
+fn outside(service: &mut Client, tables: &mut BTreeMap<u32, Table>) -> Result<()> {
+    for r in service.query(
+        &format!(
+            "SELECT coalesce(pg_partition_root(t.tgrelid)::oid, t.tgrelid), 'trigger ' || t.tgname FROM pg_trigger t \
+             JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang \
+             WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' \
+               AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}') \
+             UNION ALL SELECT coalesce(pg_partition_root(r.ev_class)::oid, r.ev_class), 'rule ' || r.rulename \
+             FROM pg_rewrite r WHERE r.rulename <> '_RETURN' ORDER BY 1, 2"
+        ),
+        &[],
+    )? {
+        if let Some(table) = tables.get_mut(&r.get(0)) {
+            let what: String = r.get(1);
+            table.outside = Some(match table.outside.take() {
+                Some(before) => format!("{before}, {what}"),
+                None => what,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The table's single-column primary key.
@@ -669,6 +691,7 @@ fn run(
         }
     }
     *queries += 1;
+    let t0 = std::time::Instant::now();
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     let (rows_a, failed_a) = write_rows(runtime, plan, a, 1, false, queries)?;
     runtime.batch_execute(&set_tenant(setting, &c.setting))?;
@@ -732,6 +755,7 @@ fn run(
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     let with_a = Tenants { setting, writer: &a.setting, other: &b.setting };
     found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &unwritable, &with_a, queries);
+    crate::trace("probe rows", t0);
     Ok(found)
 }
 

@@ -718,7 +718,12 @@ pub fn prove(
             Verdict::NotApplicable,
             "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)".to_string(),
         )),
-        Some(root) => probe_rows::plan(model, &mut client, root, queries)?,
+        Some(root) => {
+            let t = std::time::Instant::now();
+            let plan = probe_rows::plan(model, &mut client, root, queries)?;
+            crate::trace("probe rows: plan", t);
+            plan
+        }
     };
     let probes = match plan {
         // The copies of existing rows are written with tenant B set, which
