@@ -30,7 +30,8 @@ pub struct Policy {
     /// `WITH CHECK`; empty when absent.
     pub with_check: String,
     /// The bodies of the functions (not built in) its expressions call
-    /// directly: what they read of the session counts as the policy's.
+    /// directly, and of its table's triggers: what they read of the session
+    /// counts as the policy's (a trigger can tell a probe from the app too).
     pub function_bodies: String,
 }
 
@@ -135,6 +136,8 @@ pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
                 coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_depend d JOIN pg_proc f ON f.oid = d.refobjid \
                           WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid \
                             AND d.refclassid = 'pg_proc'::regclass AND f.oid >= 16384), '') \
+                || ' ' || coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid \
+                                    WHERE t.tgrelid = p.polrelid AND NOT t.tgisinternal AND f.oid >= 16384), '') \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname <> ALL ($1) ORDER BY 2, 3",
         &[(&vec!["pg_catalog".to_string(), "information_schema".to_string()], Type::TEXT_ARRAY)],

@@ -27,7 +27,7 @@ use roles::Model;
 
 use crate::exemptions::{Exemptions, Kind};
 use crate::report::{Probe, Verdict};
-use crate::tenancy::{copies, insert_probe, leaking_in, try_write, Outcomes, Samples, Tenants, Write};
+use crate::tenancy::{copies, insert_probe, leaking_in, try_write, Known, Outcomes, Samples, Tenants, Write};
 
 /// At most this many RLS tables get probe rows in one run; the rest are
 /// named as unproven.
@@ -95,6 +95,9 @@ pub struct Plan {
     skipped: Vec<String>,
     /// This run's: two runs at once never write the same keys.
     seed: u64,
+    /// Every table (by `schema.name`) whose triggers, rules, checks or
+    /// index expressions may act outside the transaction, and which.
+    outside: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -155,7 +158,7 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
         )));
     }
     let oids: Vec<u32> = candidates.iter().map(|(oid, _)| *oid).collect();
-    let mut tables = describe(service, &oids, queries)?;
+    let (mut tables, outside) = describe(service, &oids, queries)?;
     for table in &mut tables {
         table.proven = candidates.iter().any(|(oid, proven)| *oid == table.oid && *proven);
     }
@@ -182,11 +185,11 @@ pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) 
         }
         true
     });
-    Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped, seed }))
+    Ok(Ok(Plan { tables: order(tables), root: root_oid, tenants, skipped, seed, outside }))
 }
 
 /// The columns, foreign keys, triggers and rules of `oids`: three queries.
-fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec<Table>> {
+fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<(Vec<Table>, BTreeMap<String, String>)> {
     *queries += 3;
     let mut tables: BTreeMap<u32, Table> = BTreeMap::new();
     let rows = service.query(
@@ -201,7 +204,9 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
                     bt.typcategory::text, \
                     CASE WHEN bt.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END, \
                     a.attnotnull, a.atthasdef, \
-                    a.attidentity <> '' OR coalesce(ad.adbin::text LIKE '%:funcid 1574 %', false) \
+                    a.attidentity <> '' \
+                      OR EXISTS (SELECT 1 FROM pg_proc f WHERE f.pronamespace = 'pg_catalog'::regnamespace \
+                                   AND f.proname = ANY ($2) AND ad.adbin::text LIKE '%:funcid ' || f.oid || ' %') \
                       OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass \
                                    AND d.objid = ad.oid AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass)) \
                       OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL AND NOT a.atthasdef), \
@@ -214,7 +219,7 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
              JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
              LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum \
              ORDER BY c.oid, a.attnum",
-        &[&oids],
+        &[&oids, &side_effects()],
     )?;
     for r in &rows {
         let oid: u32 = r.get(0);
@@ -244,7 +249,7 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
             primary: r.get(17),
         });
     }
-    outside(service, &mut tables)?;
+    let outside = outside(service, &mut tables)?;
     for r in service.query(
         "SELECT conrelid, conkey, confrelid, confkey FROM pg_constraint \
          WHERE contype = 'f' AND conparentid = 0 AND conrelid = ANY ($1) ORDER BY conrelid, conname",
@@ -255,34 +260,83 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<Vec
             table.keys.push(key);
         }
     }
-    Ok(tables.into_values().collect())
+    Ok((tables.into_values().collect(), outside))
 }
 
 /// Triggers and rules that may act outside the transaction, once for the
 /// database (a table that many foreign keys reference has thousands of
 /// internal triggers an index scan would walk per table), by the top of
 /// their partition tree.
-fn outside(service: &mut Client, tables: &mut BTreeMap<u32, Table>) -> Result<()> {
+fn outside(service: &mut Client, tables: &mut BTreeMap<u32, Table>) -> Result<BTreeMap<String, String>> {
+    let lineage = roles::reach::LINEAGE_SQL;
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for r in service.query(
         &format!(
-            "SELECT coalesce(pg_partition_root(t.tgrelid)::oid, t.tgrelid), 'trigger ' || t.tgname FROM pg_trigger t \
-             JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang \
-             WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' \
-               AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}') \
-             UNION ALL SELECT coalesce(pg_partition_root(r.ev_class)::oid, r.ev_class), 'rule ' || r.rulename \
-             FROM pg_rewrite r WHERE r.rulename <> '_RETURN' ORDER BY 1, 2"
+            "WITH found(rel, what) AS ( \
+               SELECT t.tgrelid, 'trigger ' || t.tgname FROM pg_trigger t \
+               JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang \
+               WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                 AND (l.lanname NOT IN ('plpgsql', 'sql') OR p.prosrc ~* '{OUTSIDE}' \
+                      OR p.prosrc ~* ('\\m(' || array_to_string($1::text[], '|') || ')\\M') \
+                      OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_trigger'::regclass \
+                                   AND d.objid = t.oid AND d.refclassid = 'pg_proc'::regclass \
+                                   AND d.refobjid <> t.tgfoid)) \
+               UNION ALL SELECT r.ev_class, 'rule ' || r.rulename FROM pg_rewrite r WHERE r.rulename <> '_RETURN' \
+               UNION ALL SELECT k.conrelid, 'check ' || k.conname FROM pg_constraint k \
+               WHERE k.contype = 'c' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_constraint'::regclass \
+                                                   AND d.objid = k.oid AND d.refclassid = 'pg_proc'::regclass) \
+               UNION ALL SELECT i.indrelid, 'index ' || ic.relname FROM pg_index i \
+               JOIN pg_class ic ON ic.oid = i.indexrelid \
+               WHERE i.indexprs IS NOT NULL AND EXISTS (SELECT 1 FROM pg_depend d \
+                     WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
+                       AND d.refclassid = 'pg_proc'::regclass)) \
+             SELECT up.name, f.what FROM found f JOIN pg_class c ON c.oid = f.rel \
+             CROSS JOIN LATERAL unnest({lineage}) AS up(name) ORDER BY 1, 2"
         ),
-        &[],
+        &[&side_effects()],
     )? {
-        if let Some(table) = tables.get_mut(&r.get(0)) {
-            let what: String = r.get(1);
-            table.outside = Some(match table.outside.take() {
-                Some(before) => format!("{before}, {what}"),
-                None => what,
-            });
+        let (name, what): (String, String) = (r.get(0), r.get(1));
+        let entry = by_name.entry(name).or_default();
+        if !entry.is_empty() {
+            entry.push_str(", ");
         }
+        entry.push_str(&what);
     }
-    Ok(())
+    for table in tables.values_mut() {
+        table.outside = by_name.get(&table.name).cloned();
+    }
+    Ok(by_name)
+}
+
+/// Built-in functions with an effect a rollback does not undo, or that run
+/// SQL text: a column default or trigger that calls one is never run.
+fn side_effects() -> Vec<String> {
+    let mut names: Vec<String> = roles::reach::SQL_RUNNERS.iter().map(|n| n.to_string()).collect();
+    names.extend(
+        [
+            "nextval",
+            "setval",
+            "pg_advisory_lock",
+            "pg_advisory_lock_shared",
+            "pg_try_advisory_lock",
+            "pg_try_advisory_lock_shared",
+            "pg_notify",
+            "lo_import",
+            "lo_export",
+            "lo_create",
+            "lo_creat",
+            "lo_from_bytea",
+            "lo_unlink",
+            "pg_file_write",
+            "pg_terminate_backend",
+            "pg_cancel_backend",
+            "pg_reload_conf",
+            "pg_rotate_logfile",
+        ]
+        .iter()
+        .map(|n| n.to_string()),
+    );
+    names
 }
 
 /// The table's single-column primary key.
@@ -334,7 +388,7 @@ fn tenants(
             "int4" | "int8" => (max.saturating_add(1_000_001 + i as i64)).to_string(),
             "uuid" => uuid(mix(seed, 1000 + i)),
             _ => {
-                let text = format!("xtask-probe-{:012x}", mix(seed, 1000 + i) & 0xffff_ffff_ffff);
+                let text = format!("{:016x}", mix(seed, 1000 + i));
                 let cut = key.max_len.map(|max| text.len().saturating_sub(max)).unwrap_or(0);
                 text[cut..].to_string()
             }
@@ -364,14 +418,17 @@ fn mix(seed: u64, n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A version 4 UUID from `n`, every random bit drawn (the variant digit
+/// too), so nothing marks it as the probe's.
 fn uuid(n: u64) -> String {
     let m = mix(n, 7);
     format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        "{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}",
         n >> 32,
         (n >> 16) & 0xffff,
         n & 0xfff,
-        m >> 52,
+        8 + (m >> 62),
+        (m >> 50) & 0xfff,
         m & 0xffff_ffff_ffff
     )
 }
@@ -396,7 +453,7 @@ fn value(column: &Column, n: u64) -> Option<String> {
             let text = if column.raw.to_ascii_lowercase().contains("email") {
                 format!("p{:08x}@probe.invalid", n & 0xffff_ffff)
             } else {
-                format!("xtask-probe-{:012x}", n & 0xffff_ffff_ffff)
+                format!("{:016x}", mix(n, 11))
             };
             let cut = column.max_len.map(|max| text.len().saturating_sub(max)).unwrap_or(0);
             quote_literal(&text[cut..])
@@ -730,8 +787,8 @@ fn run(
     reads(runtime, model, plan, exemptions, &written, &mut found, queries)?;
     // A copy of A's row, and of a row already there, with B set.
     runtime.batch_execute(&set_tenant(setting, &b.setting))?;
-    let with_b = Tenants { setting, writer: &b.setting, other: &c.setting };
-    found.existing = copies(runtime, existing, &with_b, queries);
+    let with_b = Tenants { setting, writer: &b.setting };
+    found.existing = copies(runtime, existing, &with_b, &known(plan), queries);
     // A row of A's (A's parents, A's tenant column) with keys of its own, so
     // that a BEFORE trigger that moves it into B shows as such rather than
     // as a collision with A's row.
@@ -748,15 +805,70 @@ fn run(
             }
         };
         *queries += 3;
-        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b };
+        // Found again by its key; it was A's: A must not see it.
+        let own = key_lookup(table, &row).map(|lookup| (lookup, a.setting.clone()));
+        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b, own };
         found.insert.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
     }
     // A's row turned into C's, with A set; B is the tenant that is neither.
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
-    let with_a = Tenants { setting, writer: &a.setting, other: &b.setting };
+    let with_a = Tenants { setting, writer: &a.setting };
     found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &unwritable, &with_a, queries);
     crate::trace("probe rows", t0);
     Ok(found)
+}
+
+/// A WHERE clause over the table's primary key with `row`'s values, when
+/// the row gives every key column.
+fn key_lookup(table: &Table, row: &Row) -> Option<String> {
+    let keys: Vec<&Column> = table.columns.iter().filter(|c| c.primary).collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let parts: Option<Vec<String>> =
+        keys.iter().map(|c| row.get(&c.attnum).map(|v| format!("{} = {v}", c.name))).collect();
+    Some(parts?.join(" AND "))
+}
+
+/// What the copies of existing rows need to know of each table: the
+/// columns a fresh key must not change, the column that names the tenant,
+/// whether the primary key may be made fresh, and what may act outside the
+/// transaction.
+fn known(plan: &Plan) -> BTreeMap<String, Known> {
+    let root_key = plan.tables.iter().find(|t| t.oid == plan.root).and_then(single_key);
+    let mut known: BTreeMap<String, Known> = plan
+        .outside
+        .iter()
+        .map(|(name, what)| (name.clone(), Known { outside: Some(what.clone()), ..Known::default() }))
+        .collect();
+    for table in &plan.tables {
+        let in_key: BTreeSet<i16> = table.keys.iter().flat_map(|k| k.columns.iter().copied()).collect();
+        let tenant_typed = |c: &Column| root_key.is_some_and(|k| tenant_family(k, c));
+        let fixed: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| in_key.contains(&c.attnum) || (tenant_typed(c) && !(c.primary && table.oid != plan.root)))
+            .map(|c| c.raw.clone())
+            .collect();
+        let to_root = table
+            .keys
+            .iter()
+            .find(|k| k.parent == plan.root && k.columns.len() == 1)
+            .and_then(|k| table.columns.iter().find(|c| c.attnum == k.columns[0]).map(|c| c.raw.clone()));
+        let typed = table.columns.iter().find(|c| tenant_typed(c) && !c.primary && !in_key.contains(&c.attnum));
+        let tenant_column = if table.oid == plan.root {
+            root_key.map(|k| k.raw.clone())
+        } else {
+            to_root.or_else(|| typed.map(|c| c.raw.clone()))
+        };
+        let primary: Vec<&Column> = table.columns.iter().filter(|c| c.primary).collect();
+        let fresh_pk = !primary.is_empty() && primary.iter().all(|c| !fixed.contains(&c.raw));
+        let entry = known.entry(table.name.clone()).or_default();
+        entry.fixed = fixed;
+        entry.tenant_column = tenant_column;
+        entry.fresh_pk = fresh_pk;
+    }
+    known
 }
 
 /// The read proof: with B set, then on a pooled session (''), no row but
@@ -813,7 +925,13 @@ fn public_probe_rows(
         };
         let matches: Vec<String> = row
             .iter()
-            .filter_map(|(n, v)| table.columns.iter().find(|c| c.attnum == *n).map(|c| format!("{} = {v}", c.name)))
+            .filter_map(|(n, v)| {
+                table
+                    .columns
+                    .iter()
+                    .find(|c| c.attnum == *n)
+                    .map(|c| format!("{}::text IS NOT DISTINCT FROM ({v})::text", c.name))
+            })
             .collect();
         *queries += 1;
         let sql = format!(
@@ -876,13 +994,16 @@ fn update_moves(
             continue;
         }
         let update = format!(
-            "UPDATE {} SET ({}) = ROW({})",
+            "UPDATE ONLY {} SET ({}) = ROW({})",
             table.quoted,
             sets.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
             sets.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(", ")
         );
         *queries += 3;
-        let write = Write { name: &table.name, table: &table.quoted, insert: false, tenants: with_a };
+        // Found again by C's key; it is C's row now unless a trigger kept it
+        // in A: C must not see it.
+        let own = key_lookup(table, &row_c).map(|lookup| (lookup, c.setting.clone()));
+        let write = Write { name: &table.name, table: &table.quoted, insert: false, tenants: with_a, own };
         outcomes.add(&table.name, try_write(runtime, &write, &update));
     }
     outcomes
@@ -1015,6 +1136,7 @@ pub fn not_tried(model: &Model, why: &str, verdict: Verdict) -> Vec<Probe> {
         tenants: std::array::from_fn(|_| Tenant { setting: String::new(), sql: String::new() }),
         skipped: Vec::new(),
         seed: 0,
+        outside: BTreeMap::new(),
     };
     probes(model, &plan, &found)
         .into_iter()

@@ -3,6 +3,8 @@
 //! declared public), and with a tenant that owns nothing it cannot insert a
 //! copy of any existing row (every tenant table's `WITH CHECK` refuses it).
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use dbenv::{quote_literal, Dsn, RoleKind};
 use postgres::error::SqlState;
@@ -137,7 +139,7 @@ fn choose_fresh_tenant(
             (max.saturating_add(1_000_001).to_string(), max.saturating_add(1_000_002).to_string())
         }
         (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
-            (format!("xtask-probe-{}", fresh_uuid()), format!("xtask-probe-{}", fresh_uuid()))
+            (fresh_uuid().replace('-', ""), fresh_uuid().replace('-', ""))
         }
         _ => (fresh_uuid(), fresh_uuid()),
     };
@@ -152,7 +154,9 @@ fn fresh_uuid() -> String {
     let mixed = (nanos ^ ((std::process::id() as u128) << 64) ^ 0x5bd1_e995_5bd1_e995_5bd1_e995_5bd1_e995)
         .wrapping_add(call.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
     let hex = format!("{mixed:032x}");
-    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    // The variant digit drawn too (8, 9, a or b): nothing marks the value.
+    let variant = ["8", "9", "a", "b"][(mixed >> 126) as usize & 3];
+    format!("{}-{}-4{}-{variant}{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
 }
 
 /// Without a tenant, `app_user` sees no row of a non-empty RLS table that
@@ -374,79 +378,139 @@ pub(crate) enum Insert {
     OwnTenant(String),
 }
 
-/// Inserts a copy of `sample`'s row under a savepoint, rolled back.
-fn insert_other_tenants_row(runtime: &mut Client, sample: &Sample, tenants: &Tenants<'_>) -> Insert {
+/// What the probe-row plan knows of a table the copies write.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Known {
+    /// Columns a fresh key must never change: foreign keys and columns of
+    /// the tenant key's type (changing them could move the copy out of its
+    /// tenant and hide a leak).
+    pub fixed: Vec<String>,
+    /// The column that names the row's tenant directly (a foreign key to
+    /// the root, or a column of the root key's type).
+    pub tenant_column: Option<String>,
+    /// Whether the table has a primary key made only of columns a fresh key
+    /// may change.
+    pub fresh_pk: bool,
+    /// Triggers or rules that may act outside the transaction: the table
+    /// is not written at all.
+    pub outside: Option<String>,
+}
+
+/// The JSON value of `column` in the row `json`, as text.
+fn json_text(json: &str, column: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    match value.get(column)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A WHERE clause that finds a row by the values of a JSON patch, as text.
+fn lookup_from(patch: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(patch).ok()?;
+    let object = value.as_object().filter(|o| !o.is_empty())?;
+    let parts: Vec<String> = object
+        .iter()
+        .map(|(column, v)| {
+            let text = match v {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!("{}::text = {}", dbenv::quote_ident(column), quote_literal(&text))
+        })
+        .collect();
+    Some(parts.join(" AND "))
+}
+
+/// Inserts a copy of `sample`'s row under a savepoint, rolled back. With
+/// what the plan knows, the copy first gets a primary key of its own (so it
+/// can be found again) and the tenant its original names is the victim: a
+/// copy that only the writer sees, not the victim, is a BEFORE trigger's
+/// doing. A copy that collides on another unique key once the policies
+/// passed it stays a cross-tenant write unless a retry with that key fresh
+/// proves the trigger.
+fn insert_other_tenants_row(
+    runtime: &mut Client,
+    sample: &Sample,
+    tenants: &Tenants<'_>,
+    known: Option<&Known>,
+) -> Insert {
     let row = sample.row.as_deref().unwrap_or("{}");
-    // The copy collides with its original on a unique key once the
-    // policies passed it, leaving no row to look at: that key gets fresh
-    // values and the copy is tried again (a BEFORE trigger that put the
-    // copy into the probe's tenant shows only then).
-    let mut patch = "{}".to_string();
-    let mut outcome = Insert::Unproven(format!("{} (not tried)", sample.name));
-    for _ in 0..3 {
-        let insert = format!(
+    let insert = |patch: &str| {
+        format!(
             "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
              FROM json_populate_record(NULL::{table}, ({row}::jsonb || {patch}::jsonb)::json)",
             table = sample.table,
             columns = sample.columns,
             row = quote_literal(row),
-            patch = quote_literal(&patch)
-        );
-        let write = Write { name: &sample.name, table: &sample.table, insert: true, tenants };
-        let (found, unique) = try_write_keyed(runtime, &write, &insert);
-        outcome = found;
-        let Some(constraint) = unique else { break };
-        match fresh_key(runtime, &sample.table, &constraint, &patch) {
-            Some(fresh) if fresh != patch => patch = fresh,
-            _ => break,
+            patch = quote_literal(patch)
+        )
+    };
+    let mut patch = "{}".to_string();
+    let mut own = None;
+    if let Some(known) = known.filter(|k| k.fresh_pk) {
+        let victim = known.tenant_column.as_deref().and_then(|c| json_text(row, c));
+        if let Some(victim) = victim {
+            if let Some(fresh) = fresh_key(runtime, &sample.table, "", "{}", &known.fixed) {
+                own = lookup_from(&fresh).map(|lookup| (lookup, victim));
+                patch = fresh;
+            }
         }
     }
-    outcome
+    let has_own = own.is_some();
+    let write = Write { name: &sample.name, table: &sample.table, insert: true, tenants, own };
+    let (first, mut unique) = try_write_keyed(runtime, &write, &insert(&patch));
+    if !has_own || !matches!(first, Insert::Allowed(_)) {
+        return first;
+    }
+    let fixed = known.map(|k| k.fixed.clone()).unwrap_or_default();
+    for _ in 0..2 {
+        let Some(constraint) = unique.take() else { break };
+        let Some(fresh) = fresh_key(runtime, &sample.table, &constraint, &patch, &fixed).filter(|f| *f != patch) else {
+            break;
+        };
+        patch = fresh;
+        let (retry, collided) = try_write_keyed(runtime, &write, &insert(&patch));
+        if matches!(retry, Insert::OwnTenant(_)) {
+            return retry;
+        }
+        unique = collided;
+    }
+    first
 }
 
-/// Whether the row `statement` wrote is the writer's own: a BEFORE trigger
-/// put it in the writer's tenant. The same write again, with RETURNING,
-/// succeeds only when the writer may see the new row; and a tenant that is
-/// neither must not see it (a policy that lets every tenant see every row
-/// is a leak, not a trigger). Anything that fails says no.
-fn written_for_writer(runtime: &mut Client, write: &Write<'_>, statement: &str) -> bool {
-    let Tenants { setting, writer, other } = write.tenants;
-    let returning = format!("{statement} RETURNING tableoid::int8::text, ctid::text");
-    let Ok(messages) =
-        runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe").and_then(|()| runtime.simple_query(&returning))
-    else {
-        return false;
-    };
-    let Some((tableoid, ctid)) = messages.iter().find_map(|m| match m {
-        postgres::SimpleQueryMessage::Row(row) => Some((row.get(0)?.to_string(), row.get(1)?.to_string())),
-        _ => None,
-    }) else {
-        return false;
-    };
-    let seen_by_other = format!(
-        "SELECT pg_catalog.set_config({setting}, {other}, true); \
-         SELECT 1 FROM {table} WHERE tableoid = {tableoid}::oid AND ctid = {ctid}::tid",
-        setting = quote_literal(setting),
-        other = quote_literal(other),
-        table = write.table,
-        tableoid = quote_literal(&tableoid),
-        ctid = quote_literal(&ctid)
-    );
-    let seen = runtime
-        .simple_query(&seen_by_other)
-        .map(|messages| messages.iter().filter(|m| matches!(m, postgres::SimpleQueryMessage::Row(_))).count() > 1);
+/// Whether the row just written is the writer's own: a BEFORE trigger put
+/// it in the writer's tenant. Found again by its own key, in the same
+/// savepoint (the write is never run twice, so a trigger cannot answer two
+/// runs differently): the writer must see it, and the tenant it was taken
+/// from (the victim) must not. Unknown key or victim, or anything that
+/// fails: no.
+fn written_for_writer(runtime: &mut Client, write: &Write<'_>) -> bool {
+    let Some((lookup, victim)) = &write.own else { return false };
+    let Tenants { setting, writer } = write.tenants;
+    let count = format!("SELECT count(*) FROM {} WHERE {lookup}", write.table);
+    let seen = |runtime: &mut Client| -> Option<i64> { runtime.query_one(count.as_str(), &[]).ok().map(|r| r.get(0)) };
+    let by_writer = seen(runtime);
+    let switched = runtime.batch_execute(&format!(
+        "SELECT pg_catalog.set_config({}, {}, true)",
+        quote_literal(setting),
+        quote_literal(victim)
+    ));
+    let by_victim = switched.ok().and_then(|()| seen(runtime));
     let back = runtime.batch_execute(&format!(
         "SELECT pg_catalog.set_config({}, {}, true)",
         quote_literal(setting),
         quote_literal(writer)
     ));
-    matches!(seen, Ok(false)) && back.is_ok()
+    by_writer == Some(1) && by_victim == Some(0) && back.is_ok()
 }
 
 /// `patch` with fresh values for the columns of the unique index
-/// `constraint` of `table`, as JSON, or `None` when the index has an
-/// expression or a type the probe cannot make up.
-fn fresh_key(runtime: &mut Client, table: &str, constraint: &str, patch: &str) -> Option<String> {
+/// `constraint` of `table` (its primary key when `constraint` is empty), as
+/// JSON, or `None` when the index has an expression, a type the probe cannot
+/// make up, or a column of `fixed`.
+fn fresh_key(runtime: &mut Client, table: &str, constraint: &str, patch: &str, fixed: &[String]) -> Option<String> {
     // Under a savepoint: a failed read must not abort the probe's transaction.
     runtime.batch_execute("SAVEPOINT xtask_key").ok()?;
     let row = runtime
@@ -455,16 +519,18 @@ fn fresh_key(runtime: &mut Client, table: &str, constraint: &str, patch: &str) -
                       WHEN t.typname = 'uuid' THEN to_jsonb(pg_catalog.gen_random_uuid()) \
                       WHEN t.typname = 'int2' THEN to_jsonb(1000 + floor(random() * 30000)::int) \
                       WHEN t.typcategory = 'N' THEN to_jsonb(1000000 + floor(random() * 1000000000)::int8) \
-                      WHEN t.typcategory = 'S' THEN to_jsonb(left('xtask-probe-' || md5(random()::text), \
+                      WHEN t.typcategory = 'S' THEN to_jsonb(left(md5(random()::text) || md5(random()::text), \
                            CASE WHEN a.atttypmod > 4 THEN a.atttypmod - 4 ELSE 40 END)) END))::text, \
-                    bool_and((t.typname = 'uuid' OR t.typcategory IN ('N', 'S')) AND NOT (0 = ANY (i.indkey))) \
+                    bool_and((t.typname = 'uuid' OR t.typcategory IN ('N', 'S')) AND NOT (0 = ANY (i.indkey)) \
+                             AND NOT (a.attname::text = ANY ($4::text[]))) \
              FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
              JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE i.indrelid = $1::text::regclass AND i.indexrelid = (SELECT c.oid FROM pg_class c \
+             WHERE i.indrelid = $1::text::regclass AND (($2 = '' AND i.indisprimary) \
+                   OR i.indexrelid = (SELECT c.oid FROM pg_class c \
                      WHERE c.relname = $2 AND c.relnamespace = (SELECT relnamespace FROM pg_class \
-                                                                WHERE oid = $1::text::regclass)) \
+                                                                WHERE oid = $1::text::regclass))) \
              GROUP BY i.indexrelid",
-            &[&table, &constraint, &patch],
+            &[&table, &constraint, &patch, &fixed],
         )
         .ok()
         .flatten();
@@ -484,21 +550,23 @@ pub(crate) fn try_write(runtime: &mut Client, write: &Write<'_>, statement: &str
     try_write_keyed(runtime, write, statement).0
 }
 
-/// The tenant setting, the writer's tenant, and a tenant that is neither
-/// the writer's nor the row's.
+/// The tenant setting and the writer's tenant.
 pub(crate) struct Tenants<'a> {
     pub setting: &'a str,
     pub writer: &'a str,
-    pub other: &'a str,
 }
 
-/// One write of a proof: the table as reports name it and as SQL does, and
-/// whether it is an INSERT (else an UPDATE, which must touch a row).
+/// One write of a proof: the table as reports name it and as SQL does,
+/// whether it is an INSERT (else an UPDATE, which must touch a row), and how
+/// to find the written row again with the tenant it was taken from (the
+/// victim), when both are known.
 pub(crate) struct Write<'a> {
     pub name: &'a str,
     pub table: &'a str,
     pub insert: bool,
     pub tenants: &'a Tenants<'a>,
+    /// A WHERE clause over the written row's own key, and the victim.
+    pub own: Option<(String, String)>,
 }
 
 /// [`try_write`], and the unique index the write collided with after the
@@ -515,8 +583,8 @@ fn try_write_keyed(runtime: &mut Client, write: &Write<'_>, statement: &str) -> 
             })
             .unwrap_or(0)
     });
-    let own_tenant = matches!(result, Ok(n) if n > 0) && written_for_writer(runtime, write, statement);
-    let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe");
+    let own_tenant = matches!(result, Ok(n) if n > 0) && written_for_writer(runtime, write);
+    let _ = runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_probe; RELEASE SAVEPOINT xtask_probe");
     let code = |error: &postgres::Error| error.code().map(|c| c.code().to_string());
     let unique = match &result {
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -576,9 +644,8 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
         probe.verdict = Verdict::Inconclusive;
         return probe;
     }
-    let tenants =
-        Tenants { setting: &model.tenant_setting, writer: &samples.fresh_tenant, other: &samples.other_tenant };
-    let outcomes = copies(runtime, samples, &tenants, queries);
+    let tenants = Tenants { setting: &model.tenant_setting, writer: &samples.fresh_tenant };
+    let outcomes = copies(runtime, samples, &tenants, &BTreeMap::new(), queries);
     let _ = runtime.batch_execute("ROLLBACK");
     insert_probe(model, &outcomes, "a tenant that owns nothing")
 }
@@ -605,11 +672,23 @@ impl Outcomes {
 
 /// Inserts a copy of one existing row of every RLS table with rows, in the
 /// caller's transaction, with the caller's tenant set.
-pub(crate) fn copies(runtime: &mut Client, samples: &Samples, tenants: &Tenants<'_>, queries: &mut u32) -> Outcomes {
+pub(crate) fn copies(
+    runtime: &mut Client,
+    samples: &Samples,
+    tenants: &Tenants<'_>,
+    known: &BTreeMap<String, Known>,
+    queries: &mut u32,
+) -> Outcomes {
     let mut outcomes = Outcomes::default();
     for sample in samples.samples.iter().filter(|s| s.row.is_some()) {
+        // A table whose triggers or rules may act outside the transaction
+        // is not touched.
+        if let Some(outside) = known.get(&sample.name).and_then(|k| k.outside.as_deref()) {
+            outcomes.unproven.push(format!("{} (not touched: {outside} may act outside the transaction)", sample.name));
+            continue;
+        }
         *queries += 3;
-        outcomes.add(&sample.name, insert_other_tenants_row(runtime, sample, tenants));
+        outcomes.add(&sample.name, insert_other_tenants_row(runtime, sample, tenants, known.get(&sample.name)));
     }
     outcomes
 }

@@ -218,7 +218,10 @@ pub fn connect_raw(dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>>
 /// never looked up in `pg_temp`. `SET` resolves no function, so the pin
 /// itself cannot be hijacked. `RESET search_path` gives back the value the
 /// role and database configure (the runner does, for migrations).
-pub const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+/// `standard_conforming_strings` is pinned on too: with it off (a database
+/// default the migrator may set) a backslash in a name would end the
+/// literal the tool's `quote_literal` built around it.
+pub const PINNED_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp; SET standard_conforming_strings = on";
 
 /// Pins the session's `search_path` (see [`PINNED_SEARCH_PATH`]).
 fn pin_search_path(mut client: Client) -> Result<Client, postgres::Error> {

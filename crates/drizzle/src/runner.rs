@@ -378,7 +378,7 @@ fn apply(
     // database configure, as under drizzle-kit; the runner's own statements
     // between them call only qualified functions and no operator, and are
     // pinned again before the grants.
-    client.batch_execute("RESET search_path")?;
+    client.batch_execute("RESET search_path; RESET standard_conforming_strings")?;
     let mut run = Run { client, config, in_transaction: false, unrecorded: Vec::new(), recorded: Vec::new() };
     run.begin()?;
     for (position, migration) in pending.iter().enumerate() {

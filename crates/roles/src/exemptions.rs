@@ -187,6 +187,9 @@ impl Exemptions {
                             .filter(|v| !v.is_empty())
                             .ok_or_else(|| {
                                 format_err!("[[{key}]] `{name}`: `rows` must be an SQL predicate in a string")
+                            })
+                            .and_then(|rows| {
+                                one_predicate(rows).map_err(|why| format_err!("[[{key}]] `{name}`: `rows` {why}"))
                             })?
                             .to_string(),
                     ),
@@ -319,6 +322,43 @@ const BUILT_IN_TYPES: &[&str] = &[
     "internal",
     "char",
 ];
+
+/// A `rows` predicate is spliced into the proof's SQL: it must be one
+/// expression, with its parentheses balanced and no statement end or comment
+/// outside quotes (so it cannot close the proof's own parentheses).
+fn one_predicate(rows: &str) -> Result<&str, String> {
+    let (mut depth, mut quote, mut chars) = (0i32, None::<char>, rows.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                if chars.peek() == Some(&q) {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("closes a parenthesis it did not open".into());
+                }
+            }
+            (None, ';') => return Err("must be one expression, without `;`".into()),
+            (None, '-') if chars.peek() == Some(&'-') => return Err("must not hold a comment".into()),
+            (None, '/') if chars.peek() == Some(&'*') => return Err("must not hold a comment".into()),
+            (None, '$') => return Err("must not hold dollar quotes".into()),
+            _ => {}
+        }
+    }
+    match (quote, depth) {
+        (Some(_), _) => Err("has an unclosed quote".into()),
+        (None, 0) => Ok(rows),
+        _ => Err("has an unclosed parenthesis".into()),
+    }
+}
 
 /// `[[private]]`'s `roles`: a non-empty list of role names.
 fn private_roles(name: &str, entry: &toml::Table) -> Result<Vec<String>> {
@@ -463,6 +503,12 @@ mod tests {
             ("[rls]\nroots = []\n", "unknown key `roots`"),
             ("[rls]\nenabled = false\nreason = \"x\"\ntenant_roots = [\"public.users\"]\n", "keep one"),
             ("[[private]]\nname = \"public.t\"\nreason = \"x\"\n", "has no `roles`"),
+            (
+                "[[public]]\nname = \"public.t\"\nreason = \"x\"\nrows = \"k = 'p'), false) AND false AND coalesce((true\"\n",
+                "closes a parenthesis",
+            ),
+            ("[[public]]\nname = \"public.t\"\nreason = \"x\"\nrows = \"true; DROP TABLE t\"\n", "without `;`"),
+            ("[[public]]\nname = \"public.t\"\nreason = \"x\"\nrows = \"true -- x\"\n", "comment"),
             ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = \"app_user\"\n", "must be a list"),
             ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = []\n", "must be a list"),
             ("[[private]]\nname = \"public.t\"\nreason = \"x\"\nroles = [1]\n", "must be a list"),

@@ -252,6 +252,61 @@ pub fn read(db: &mut Queries<'_>, model: &Model) -> Result<Reach> {
     Ok(Reach { objects, definers, children })
 }
 
+/// The query of [`read_objects`]: every view's query and rule, with what it
+/// reads and calls.
+fn objects_sql() -> String {
+    format!(
+        "WITH {RUNTIME}, \
+         rules AS (SELECT w.oid AS rule, w.ev_class, w.rulename, c.relkind, n.nspname, c.relname, c.relowner, \
+                          coalesce(c.reloptions::text[], '{{}}') AS options \
+                   FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND (c.relkind IN ('v', 'm') OR w.rulename <> '_RETURN')) \
+         SELECT r.ev_class::int8, r.nspname::text, r.relname::text, r.relkind::text, \
+                CASE WHEN r.rulename = '_RETURN' THEN NULL ELSE r.rulename::text END, \
+                pg_get_userbyid(r.relowner)::text, o.rolsuper OR o.rolbypassrls, r.options, \
+                EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, r.ev_class, \
+                        CASE WHEN r.rulename = '_RETURN' THEN 'SELECT' ELSE 'SELECT, INSERT, UPDATE, DELETE' END)), \
+                coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
+                         FILTER (WHERE dc.relrowsecurity), '{{}}'), \
+                coalesce(array_agg(DISTINCT dc.oid::int8) FILTER (WHERE dc.relkind IN ('v', 'm')), '{{}}'), \
+                coalesce(array_agg(DISTINCT dp.oid::regprocedure::text) FILTER (WHERE dp.oid IS NOT NULL \
+                         AND (NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
+                                          AND e.objid = dp.oid AND e.deptype = 'e') \
+                              OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = dp.proowner))), '{{}}'), \
+                EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
+                        AND e.deptype = 'e'), \
+                coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
+                         FILTER (WHERE dc.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+                         AND dn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                         AND dc.oid <> r.ev_class AND (dc.relkind <> 'S' OR r.rulename <> '_RETURN') \
+                         AND (dn.nspname = $4 \
+                              OR (dn.nspname <> ALL ($3) AND NOT EXISTS (SELECT 1 FROM runtime u \
+                                    WHERE has_table_privilege(u.oid, dc.oid, 'SELECT'))) \
+                              OR (r.rulename <> '_RETURN' AND EXISTS (SELECT 1 FROM runtime u \
+                                    WHERE has_table_privilege(u.oid, r.ev_class, 'INSERT, UPDATE, DELETE') \
+                                      AND NOT CASE WHEN dc.relkind = 'S' \
+                                              THEN has_sequence_privilege(u.oid, dc.oid, 'UPDATE') \
+                                              ELSE has_table_privilege(u.oid, dc.oid, 'SELECT') \
+                                               AND has_table_privilege(u.oid, dc.oid, 'INSERT') \
+                                               AND has_table_privilege(u.oid, dc.oid, 'UPDATE') \
+                                               AND has_table_privilege(u.oid, dc.oid, 'DELETE') END)))), \
+                         '{{}}'), \
+                ARRAY(SELECT f FROM unnest($2::text[]) f \
+                      WHERE pg_get_ruledef(r.rule) ~* ('(^|[^a-z0-9_$])' || f || '\\s*\\(')) \
+         FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
+         LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule AND d.deptype = 'n' \
+           AND (r.rulename <> '_RETURN' OR d.refobjid <> r.ev_class) \
+         LEFT JOIN pg_class dc ON d.refclassid = 'pg_class'::regclass AND dc.oid = d.refobjid \
+         LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+         LEFT JOIN pg_proc dp ON d.refclassid = 'pg_proc'::regclass AND dp.oid = d.refobjid \
+         GROUP BY r.rule, r.ev_class, r.nspname, r.relname, r.relkind, r.rulename, r.relowner, o.rolsuper, \
+                  o.rolbypassrls, r.options \
+         ORDER BY 2, 3, 5 NULLS FIRST"
+    )
+}
+
 fn read_objects(
     db: &mut Queries<'_>,
     runtime: &[String],
@@ -262,47 +317,7 @@ fn read_objects(
     // there, and pg_depend records what each reads and calls (built-in
     // objects are pinned and never recorded).
     let rows = db.query(
-        &format!(
-            "WITH {RUNTIME}, \
-             rules AS (SELECT w.oid AS rule, w.ev_class, w.rulename, c.relkind, n.nspname, c.relname, c.relowner, \
-                              coalesce(c.reloptions::text[], '{{}}') AS options \
-                       FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class \
-                       JOIN pg_namespace n ON n.oid = c.relnamespace \
-                       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                         AND (c.relkind IN ('v', 'm') OR w.rulename <> '_RETURN')) \
-             SELECT r.ev_class::int8, r.nspname::text, r.relname::text, r.relkind::text, \
-                    CASE WHEN r.rulename = '_RETURN' THEN NULL ELSE r.rulename::text END, \
-                    pg_get_userbyid(r.relowner)::text, o.rolsuper OR o.rolbypassrls, r.options, \
-                    EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, r.ev_class, \
-                            CASE WHEN r.rulename = '_RETURN' THEN 'SELECT' ELSE 'SELECT, INSERT, UPDATE, DELETE' END)), \
-                    coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
-                             FILTER (WHERE dc.relrowsecurity), '{{}}'), \
-                    coalesce(array_agg(DISTINCT dc.oid::int8) FILTER (WHERE dc.relkind IN ('v', 'm')), '{{}}'), \
-                    coalesce(array_agg(DISTINCT dp.oid::regprocedure::text) FILTER (WHERE dp.oid IS NOT NULL \
-                             AND (NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
-                                              AND e.objid = dp.oid AND e.deptype = 'e') \
-                                  OR NOT (SELECT rolsuper FROM pg_roles WHERE oid = dp.proowner))), '{{}}'), \
-                    EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = r.ev_class \
-                            AND e.deptype = 'e'), \
-                    coalesce(array_agg(DISTINCT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname)) \
-                             FILTER (WHERE dc.relkind IN ('r', 'p', 'v', 'm', 'f') \
-                             AND dn.nspname <> ALL ($3) AND dn.nspname NOT IN ('pg_catalog', 'information_schema') \
-                             AND dc.oid <> r.ev_class \
-                             AND (dn.nspname = $4 \
-                                  OR NOT EXISTS (SELECT 1 FROM runtime u WHERE has_table_privilege(u.oid, dc.oid, 'SELECT')))), \
-                             '{{}}'), \
-                    ARRAY(SELECT f FROM unnest($2::text[]) f \
-                          WHERE pg_get_ruledef(r.rule) ~* ('(^|[^a-z0-9_$])' || f || '\\s*\\(')) \
-             FROM rules r JOIN pg_roles o ON o.oid = r.relowner \
-             LEFT JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule AND d.deptype = 'n' \
-               AND (r.rulename <> '_RETURN' OR d.refobjid <> r.ev_class) \
-             LEFT JOIN pg_class dc ON d.refclassid = 'pg_class'::regclass AND dc.oid = d.refobjid \
-             LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
-             LEFT JOIN pg_proc dp ON d.refclassid = 'pg_proc'::regclass AND dp.oid = d.refobjid \
-             GROUP BY r.rule, r.ev_class, r.nspname, r.relname, r.relkind, r.rulename, r.relowner, o.rolsuper, \
-                      o.rolbypassrls, r.options \
-             ORDER BY 2, 3, 5 NULLS FIRST"
-        ),
+        &objects_sql(),
         &[
             (&runtime, Type::TEXT_ARRAY),
             (&SQL_RUNNERS, Type::TEXT_ARRAY),

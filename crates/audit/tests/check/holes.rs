@@ -491,3 +491,25 @@ fn a_rule_that_writes_the_bookkeeping_through_the_tables_owner() {
          `drizzle.__drizzle_migrations`, which the runtime roles may not touch themselves",
     );
 }
+
+#[test]
+fn a_rule_that_resets_a_sequence_or_writes_a_private_table_through_the_tables_owner() {
+    let (_, report) = planted_as(
+        Who::Migrator,
+        "CREATE TABLE public.ops_log (id int, body text); \
+         REVOKE ALL ON public.ops_log FROM app_user, app_service; \
+         CREATE RULE wipe AS ON INSERT TO public.execution_requests DO ALSO DELETE FROM public.ops_log; \
+         CREATE RULE rewind AS ON UPDATE TO public.execution_requests DO ALSO \
+           SELECT setval('public.payment_events_id_seq', 1)",
+    );
+    assert_caught(
+        &report,
+        "rules",
+        "public.execution_requests.wipe: rule `wipe` on `public.execution_requests` reaches `public.ops_log`",
+    );
+    assert_caught(
+        &report,
+        "rules",
+        "public.execution_requests.rewind: rule `rewind` on `public.execution_requests` reaches `public.payment_events_id_seq`",
+    );
+}

@@ -185,10 +185,18 @@ fn without_write_probes_no_row_is_inserted_and_the_write_proof_is_unproven() {
     assert!(insert.observed.starts_with("not tried (--no-write-probes)"), "{}", insert.observed);
     assert!(report.unproven().contains(&"cross-tenant-insert (app_user)".to_string()), "{:?}", report.unproven());
     assert_eq!(calls(&fx), None, "the trigger fired");
-    // With the write proof, the trigger fires (the sequence moves: what the
-    // docs warn about), and the insert is still refused by the policy.
+    // With the write proofs the table is not touched either: its trigger
+    // takes a sequence value, which a rollback does not undo, so the table
+    // is named as unproven rather than written.
     let report = fx.check();
-    assert!(calls(&fx).is_some(), "the write proof runs the table's BEFORE triggers");
-    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
-    assert_eq!(insert.verdict, audit::Verdict::Pass, "{}", insert.observed);
+    assert_eq!(calls(&fx), None, "the trigger never fired");
+    for id in ["cross-tenant-insert", "probe-rows-insert"] {
+        let probe = report.probes.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(probe.verdict, audit::Verdict::Unproven, "{id}: {}", probe.observed);
+        assert!(
+            probe.observed.contains("public.billing_accounts (not touched: trigger count_call"),
+            "{id}: {}",
+            probe.observed
+        );
+    }
 }

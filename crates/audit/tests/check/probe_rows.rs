@@ -182,3 +182,46 @@ fn a_tenant_root_named_in_mixed_case_is_found() {
     let update = probe(&report, "update-moves-row");
     assert!(update.observed.starts_with("denied (42501) on 2 tables"), "{}", update.observed);
 }
+
+#[test]
+fn a_row_the_victim_still_sees_is_a_cross_tenant_write_whatever_the_trigger_did() {
+    // A trigger stamps the writer as author; the row stays readable by the
+    // tenant it belongs to (user_id): that tenant is the victim, and it still
+    // sees the row, so this is no trigger's excuse.
+    let t = "current_setting('app.current_user_id', true)";
+    let (_, report) = planted(&format!(
+        "CREATE TABLE public.notes (id uuid PRIMARY KEY, user_id uuid NOT NULL REFERENCES users(id), \
+                                    author uuid, body text NOT NULL); \
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY r ON public.notes FOR SELECT USING (user_id::text = {t} OR author::text = {t}); \
+         CREATE POLICY w ON public.notes FOR INSERT WITH CHECK (author::text = {t}); \
+         CREATE POLICY u ON public.notes FOR UPDATE USING (user_id::text = {t}) WITH CHECK (author::text = {t}); \
+         CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS \
+           $$BEGIN NEW.author := nullif({t}, '')::uuid; RETURN NEW; END$$; \
+         CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON public.notes FOR EACH ROW EXECUTE FUNCTION public.stamp()"
+    ));
+    for id in ["probe-rows-insert", "update-moves-row"] {
+        let probe = probe(&report, id);
+        assert_eq!(probe.verdict, Verdict::Fail, "{id}: {}", probe.observed);
+        assert!(probe.observed.contains("ALLOWED on public.notes"), "{id}: {}", probe.observed);
+    }
+}
+
+#[test]
+fn a_table_name_cannot_break_the_proofs_sql_without_standard_conforming_strings() {
+    let fx = Fixture::migrated();
+    fx.admin().batch_execute("ALTER DATABASE cogni_template_test SET standard_conforming_strings = off").unwrap();
+    // A name that, in a literal read with backslash escapes, would end it.
+    let name = dbenv::quote_ident("z\\'::text, false UNION ALL SELECT NULL, false --");
+    fx.migrator()
+        .batch_execute(&format!(
+            "CREATE TABLE public.{name} (owner_user_id uuid REFERENCES users(id), body text); \
+             ALTER TABLE public.{name} ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY leaky ON public.{name} USING (current_setting('app.current_user_id', true) <> '')"
+        ))
+        .unwrap();
+    let report = fx.check();
+    let read = probe(&report, "probe-rows-read");
+    assert_eq!(read.verdict, Verdict::Fail, "{}", read.observed);
+    assert!(read.observed.contains("sees rows of public.z\\'"), "{}", read.observed);
+}
