@@ -481,6 +481,25 @@ fn tenant_family(key: &Column, column: &Column) -> bool {
 /// The explicit values of `table`'s row for `tenant`, given the rows
 /// written so far, or why none can be made.
 fn row(plan: &Plan, table: &Table, tenant: &Tenant, index: u64, written: &BTreeMap<u32, Row>) -> Result<Row, String> {
+    row_with(plan, table, tenant, index, written, false)
+}
+
+/// A row of `tenant` for a write that the policies must refuse before any
+/// key is checked (the `WITH CHECK` comes first): its parents need not
+/// exist, a key to the root names the tenant, other keys made-up values.
+fn orphan_row(plan: &Plan, table: &Table, tenant: &Tenant, index: u64) -> Result<Row, String> {
+    row_with(plan, table, tenant, index, &BTreeMap::new(), true)
+}
+
+/// [`row`]; with `orphans`, a missing parent row is made up.
+fn row_with(
+    plan: &Plan,
+    table: &Table,
+    tenant: &Tenant,
+    index: u64,
+    written: &BTreeMap<u32, Row>,
+    orphans: bool,
+) -> Result<Row, String> {
     let referenced: BTreeSet<(u32, i16)> = plan
         .tables
         .iter()
@@ -496,6 +515,17 @@ fn row(plan: &Plan, table: &Table, tenant: &Tenant, index: u64, written: &BTreeM
             Some(parent) if key.parent_columns.iter().all(|c| parent.contains_key(c)) => {
                 for (column, parent_column) in key.columns.iter().zip(&key.parent_columns) {
                     row.insert(*column, parent[parent_column].clone());
+                }
+            }
+            _ if orphans => {
+                for column in key.columns.iter().filter_map(|c| table.columns.iter().find(|col| col.attnum == *c)) {
+                    let made_up = if key.parent == plan.root {
+                        Some(tenant.sql.clone())
+                    } else {
+                        value(column, mix(plan.seed ^ index, (table.oid as u64) << 16 | column.attnum as u64))
+                    };
+                    let made_up = made_up.ok_or_else(|| format!("no value of type {}", column.sql_type))?;
+                    row.insert(column.attnum, made_up);
                 }
             }
             _ if nullable => {}
@@ -576,6 +606,8 @@ struct Found {
     update: Outcomes,
     /// Copies of rows already there, written with B set.
     existing: Outcomes,
+    /// Writes on a pooled session (the setting reads '').
+    pooled: Outcomes,
     /// B's root row could not be written: B does not exist.
     no_b: Option<String>,
     proven: usize,
@@ -785,6 +817,8 @@ fn run(
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     public_probe_rows(runtime, plan, exemptions, &rows_a, &mut found, queries)?;
     reads(runtime, model, plan, exemptions, &written, &mut found, queries)?;
+    // Still with '' set (the reads end on the pooled session): no write.
+    found.pooled = tenantless_writes(runtime, model, Some(plan), existing, queries);
     // A copy of A's row, and of a row already there, with B set.
     runtime.batch_execute(&set_tenant(setting, &b.setting))?;
     let with_b = Tenants { setting, writer: &b.setting };
@@ -807,7 +841,8 @@ fn run(
         *queries += 3;
         // Found again by its key; it was A's: A must not see it.
         let own = key_lookup(table, &row).map(|lookup| (lookup, a.setting.clone()));
-        let write = Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b, own };
+        let write =
+            Write { name: &table.name, table: &table.quoted, insert: true, tenants: &with_b, own, tenantless: false };
         found.insert.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
     }
     // A's row turned into C's, with A set; B is the tenant that is neither.
@@ -816,6 +851,40 @@ fn run(
     found.update = update_moves(runtime, plan, (&rows_a, &rows_c), &unwritable, &with_a, queries);
     crate::trace("probe rows", t0);
     Ok(found)
+}
+
+/// Writes that must fail without a tenant, in the caller's transaction and
+/// tenant state (fresh: NULL; pooled: ''): a copy of a row already there,
+/// and a made-up row of tenant A per tenant table. A data error (the
+/// setting cast to the key's type) fails the write as the app's would.
+pub(crate) fn tenantless_writes(
+    runtime: &mut Client,
+    model: &Model,
+    plan: Option<&Plan>,
+    existing: &Samples,
+    queries: &mut u32,
+) -> Outcomes {
+    let tenants = Tenants { setting: &model.tenant_setting, writer: "" };
+    let mut known = plan.map(known).unwrap_or_default();
+    for entry in known.values_mut() {
+        entry.fresh_pk = false; // nobody's own row without a tenant
+    }
+    let mut outcomes = copies(runtime, existing, &tenants, &known, queries);
+    let Some(plan) = plan else { return outcomes };
+    for table in plan.tables.iter().filter(|t| t.proven && t.outside.is_none()) {
+        let Ok(row) = orphan_row(plan, table, &plan.tenants[0], 6) else { continue };
+        *queries += 3;
+        let write = Write {
+            name: &table.name,
+            table: &table.quoted,
+            insert: true,
+            tenants: &tenants,
+            own: None,
+            tenantless: true,
+        };
+        outcomes.add(&table.name, try_write(runtime, &write, &insert_sql(table, &row)));
+    }
+    outcomes
 }
 
 /// A WHERE clause over the table's primary key with `row`'s values, when
@@ -1003,7 +1072,8 @@ fn update_moves(
         // Found again by C's key; it is C's row now unless a trigger kept it
         // in A: C must not see it.
         let own = key_lookup(table, &row_c).map(|lookup| (lookup, c.setting.clone()));
-        let write = Write { name: &table.name, table: &table.quoted, insert: false, tenants: with_a, own };
+        let write =
+            Write { name: &table.name, table: &table.quoted, insert: false, tenants: with_a, own, tenantless: false };
         outcomes.add(&table.name, try_write(runtime, &write, &update));
     }
     outcomes
@@ -1022,6 +1092,13 @@ fn probes(model: &Model, plan: &Plan, found: &Found) -> Vec<Probe> {
             &format!("SET LOCAL {setting} = <tenant B>; INSERT INTO <table> VALUES (<tenant A's probe row>)"),
             &found.insert,
             &unproven,
+        ),
+        write_probe(
+            role,
+            ("pooled-insert", "INSERT on a pooled session (the setting reads ''), empty tables included"),
+            &format!("SET LOCAL {setting} = ''; INSERT INTO <table> VALUES (<a row of any tenant>)"),
+            &found.pooled,
+            &[],
         ),
         write_probe(
             role,
@@ -1083,7 +1160,7 @@ fn read_probe(role: &str, setting: &str, found: &Found, unproven: &[String]) -> 
     read
 }
 
-fn write_probe(
+pub(crate) fn write_probe(
     role: &str,
     (id, capability): (&'static str, &str),
     sql: &str,
@@ -1099,7 +1176,15 @@ fn write_probe(
         observed: String::new(),
         verdict: Verdict::Pass,
     };
-    if !outcomes.allowed.is_empty() {
+    let nothing_tried = outcomes.allowed.is_empty()
+        && outcomes.denied.is_empty()
+        && outcomes.own.is_empty()
+        && outcomes.unproven.is_empty()
+        && unproven.is_empty();
+    if nothing_tried {
+        probe.observed = "n/a (no RLS table to write)".into();
+        probe.verdict = Verdict::NotApplicable;
+    } else if !outcomes.allowed.is_empty() {
         probe.observed = format!("ALLOWED on {}", outcomes.allowed.join(", "));
         probe.verdict = Verdict::Fail;
     } else if outcomes.denied.is_empty() && outcomes.own.is_empty() {

@@ -459,7 +459,14 @@ fn insert_other_tenants_row(
         }
     }
     let has_own = own.is_some();
-    let write = Write { name: &sample.name, table: &sample.table, insert: true, tenants, own };
+    let write = Write {
+        name: &sample.name,
+        table: &sample.table,
+        insert: true,
+        tenants,
+        own,
+        tenantless: tenants.writer.is_empty(),
+    };
     let (first, mut unique) = try_write_keyed(runtime, &write, &insert(&patch));
     if !has_own || !matches!(first, Insert::Allowed(_)) {
         return first;
@@ -567,6 +574,9 @@ pub(crate) struct Write<'a> {
     pub tenants: &'a Tenants<'a>,
     /// A WHERE clause over the written row's own key, and the victim.
     pub own: Option<(String, String)>,
+    /// Written with no tenant: a data error (the setting cast to the key's
+    /// type) refuses the write as it refuses the app's.
+    pub tenantless: bool,
 }
 
 /// [`try_write`], and the unique index the write collided with after the
@@ -606,6 +616,7 @@ fn try_write_keyed(runtime: &mut Client, write: &Write<'_>, statement: &str) -> 
                 Insert::Unproven(format!("{name} (42501 from `{routine}`, not the policies' WITH CHECK)"))
             }
         }
+        Err(error) if write.tenantless && code(&error).is_some_and(|c| c.starts_with("22")) => Insert::Denied,
         Ok(0) if !write.insert => Insert::Unproven(format!("{name} (the writer's own row was not there to update)")),
         Ok(_) if own_tenant => Insert::OwnTenant(name.to_string()),
         // The row passed the policies' WITH CHECK: whatever stopped it
@@ -738,6 +749,51 @@ pub(crate) fn insert_probe(model: &Model, outcomes: &Outcomes, tenant: &str) -> 
     probe
 }
 
+/// The tenantless writes (`probe_rows::tenantless_writes`) in a probe
+/// transaction of their own, rolled back.
+fn tenantless_in_own_transaction(
+    runtime: &mut Client,
+    model: &Model,
+    plan: Option<&probe_rows::Plan>,
+    samples: &Samples,
+    queries: &mut u32,
+) -> Outcomes {
+    *queries += 1;
+    if let Err(error) = runtime.batch_execute(&crate::probes::begin_probe()) {
+        let _ = runtime.batch_execute("ROLLBACK");
+        return Outcomes { unproven: vec![format!("could not start: {error}")], ..Outcomes::default() };
+    }
+    let outcomes = probe_rows::tenantless_writes(runtime, model, plan, samples, queries);
+    let _ = runtime.batch_execute("ROLLBACK");
+    outcomes
+}
+
+/// The probe of writes without a tenant, on a fresh session.
+fn no_tenant_probe(model: &Model, outcomes: Option<&Outcomes>) -> Probe {
+    let sql = format!("<{} never set>; INSERT INTO <table> VALUES (<a row of any tenant>)", model.tenant_setting);
+    match outcomes {
+        Some(outcomes) => probe_rows::write_probe(
+            &model.runtime.name,
+            ("no-tenant-insert", "INSERT with no tenant set on a fresh session, empty tables included"),
+            &sql,
+            outcomes,
+            &[],
+        ),
+        None => {
+            let mut probe = probe_rows::write_probe(
+                &model.runtime.name,
+                ("no-tenant-insert", "INSERT with no tenant set on a fresh session, empty tables included"),
+                &sql,
+                &Outcomes::default(),
+                &[],
+            );
+            probe.observed = "not tried (--no-write-probes): the RLS write policies are unproven".into();
+            probe.verdict = Verdict::Unproven;
+            probe
+        }
+    }
+}
+
 /// What the service role read, in its own session, while the rest of the
 /// check ran.
 pub struct Sampled {
@@ -781,22 +837,12 @@ pub fn prove(
         return Ok((RlsBehaviour { verdict: Verdict::Unproven, message: why }, probes));
     };
     choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
-    let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
-    let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
-    if !write_probes {
-        let mut insert = cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, queries);
-        let why = "not tried (--no-write-probes): the RLS write policies are unproven";
-        insert.observed = why.into();
-        insert.verdict = Verdict::Unproven;
-        let mut probes = vec![insert];
-        probes.extend(probe_rows::not_tried(model, why, Verdict::Unproven));
-        return Ok((behaviour, probes));
-    }
     let plan = match root {
         None => Err((
             Verdict::NotApplicable,
             "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)".to_string(),
         )),
+        Some(_) if !write_probes => Err((Verdict::Unproven, String::new())),
         Some(root) => {
             let t = std::time::Instant::now();
             let plan = probe_rows::plan(model, &mut client, root, queries)?;
@@ -804,7 +850,23 @@ pub fn prove(
             plan
         }
     };
-    let probes = match plan {
+    let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
+    // First, while this session has never set the tenant (it reads NULL,
+    // which no later transaction of the session can see again): no write.
+    let null_writes = write_probes
+        .then(|| tenantless_in_own_transaction(&mut runtime_client, model, plan.as_ref().ok(), &samples, queries));
+    let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
+    let null_probe = no_tenant_probe(model, null_writes.as_ref());
+    if !write_probes {
+        let mut insert = cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, queries);
+        let why = "not tried (--no-write-probes): the RLS write policies are unproven";
+        insert.observed = why.into();
+        insert.verdict = Verdict::Unproven;
+        let mut probes = vec![insert, null_probe];
+        probes.extend(probe_rows::not_tried(model, why, Verdict::Unproven));
+        return Ok((behaviour, probes));
+    }
+    let mut probes = match plan {
         // The copies of existing rows are written with tenant B set, which
         // exists: a row a BEFORE trigger moved into B passes its foreign keys.
         Ok(plan) => probe_rows::prove(model, &plan, &mut runtime_client, exemptions, &samples, queries)?,
@@ -814,5 +876,6 @@ pub fn prove(
             probes
         }
     };
+    probes.insert(1, null_probe);
     Ok((behaviour, probes))
 }

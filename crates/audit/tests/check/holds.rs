@@ -14,7 +14,7 @@ fn a_provisioned_and_migrated_database_holds() {
     assert!(denied >= 2 * 25, "at least 25 forbidden statements per role were refused: {denied}");
     assert!(report.residuals.iter().any(|r| r.id == "own-password"));
     // Tenancy with probe rows: every tenant table, empty ones included.
-    for id in ["probe-rows-read", "probe-rows-insert", "update-moves-row"] {
+    for id in ["probe-rows-read", "probe-rows-insert", "update-moves-row", "no-tenant-insert", "pooled-insert"] {
         let probe = report.probes.iter().find(|p| p.id == id).unwrap_or_else(|| panic!("{id} missing"));
         assert_eq!(probe.verdict, Verdict::Pass, "{id}: {}", probe.observed);
         println!("{id}: {}", probe.observed);

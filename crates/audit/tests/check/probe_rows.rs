@@ -225,3 +225,38 @@ fn a_table_name_cannot_break_the_proofs_sql_without_standard_conforming_strings(
     assert_eq!(read.verdict, Verdict::Fail, "{}", read.observed);
     assert!(read.observed.contains("sees rows of public.z\\'"), "{}", read.observed);
 }
+
+#[test]
+fn an_insert_without_a_tenant_fails_on_a_fresh_and_on_a_pooled_session() {
+    let own = "owner_user_id::text = current_setting('app.current_user_id', true)";
+    // Reads are the tenant's own; a write with no tenant at all (NULL, a
+    // fresh session) passes: an empty table shows it only with made-up rows.
+    let (_, report) = planted(&format!(
+        "CREATE TABLE public.notes (id uuid PRIMARY KEY, owner_user_id uuid NOT NULL REFERENCES users(id), body text); \
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY r ON public.notes FOR SELECT USING ({own}); \
+         CREATE POLICY w ON public.notes FOR INSERT \
+           WITH CHECK (current_setting('app.current_user_id', true) IS NULL OR {own})"
+    ));
+    let null = probe(&report, "no-tenant-insert");
+    assert_eq!(null.verdict, Verdict::Fail, "{}", null.observed);
+    assert!(null.observed.contains("ALLOWED on public.notes"), "{}", null.observed);
+    assert_eq!(probe(&report, "pooled-insert").verdict, Verdict::Pass, "{}", probe(&report, "pooled-insert").observed);
+    // The pooled session's '' instead.
+    let (_, report) = planted(&format!(
+        "CREATE TABLE public.notes (id uuid PRIMARY KEY, owner_user_id uuid NOT NULL REFERENCES users(id), body text); \
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY r ON public.notes FOR SELECT USING ({own}); \
+         CREATE POLICY w ON public.notes FOR INSERT \
+           WITH CHECK (current_setting('app.current_user_id', true) = '' OR {own})"
+    ));
+    let pooled = probe(&report, "pooled-insert");
+    assert_eq!(pooled.verdict, Verdict::Fail, "{}", pooled.observed);
+    assert!(pooled.observed.contains("ALLOWED on public.notes"), "{}", pooled.observed);
+    assert_eq!(
+        probe(&report, "no-tenant-insert").verdict,
+        Verdict::Pass,
+        "{}",
+        probe(&report, "no-tenant-insert").observed
+    );
+}
