@@ -38,9 +38,6 @@ pub struct Samples {
     /// How many RLS tables the app schemas have.
     rls_tables: usize,
     fresh_tenant: String,
-    /// A second tenant value that owns nothing: the write proof's "someone
-    /// else" when it asks whether a written row is the writer's own.
-    other_tenant: String,
 }
 
 /// Reads the samples as the service role (it bypasses RLS): one query for
@@ -104,7 +101,7 @@ pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<
             }
         }
     }
-    Ok(Samples { samples, rls_tables, fresh_tenant: String::new(), other_tenant: String::new() })
+    Ok(Samples { samples, rls_tables, fresh_tenant: String::new() })
 }
 
 /// Picks a tenant value that owns nothing, of the tenant root's key type.
@@ -131,17 +128,15 @@ fn choose_fresh_tenant(
         }
         None => None,
     };
-    (samples.fresh_tenant, samples.other_tenant) = match (&key, &root) {
+    samples.fresh_tenant = match (&key, &root) {
         (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
             *queries += 1;
             let max: i64 =
                 service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
-            (max.saturating_add(1_000_001).to_string(), max.saturating_add(1_000_002).to_string())
+            max.saturating_add(1_000_001).to_string()
         }
-        (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => {
-            (fresh_uuid().replace('-', ""), fresh_uuid().replace('-', ""))
-        }
-        _ => (fresh_uuid(), fresh_uuid()),
+        (Some((_, kind)), _) if matches!(kind.as_str(), "text" | "character varying") => fresh_uuid().replace('-', ""),
+        _ => fresh_uuid(),
     };
     Ok(())
 }
@@ -827,8 +822,7 @@ pub fn prove(
             exemptions.source_text(),
             exemptions.rls.reason.as_deref().unwrap_or("no reason given")
         );
-        let empty =
-            Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new(), other_tenant: String::new() };
+        let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
         let mut insert = cross_tenant_insert(model, &empty, None, queries);
         insert.observed = why.clone();
         let mut probes = vec![insert];
