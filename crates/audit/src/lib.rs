@@ -171,7 +171,9 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
             let phase = Instant::now();
             let mut queries = 0;
             let sampled = if config.exemptions.rls.enabled {
-                tenancy::sample_as_service(model, &config.service, &mut queries).map(Some)
+                let declared = config.exemptions.rls.tenant_roots.first().filter(|_| config.write_probes);
+                let dsns = (&config.service, &config.runtime);
+                tenancy::sample_as_service(model, dsns, declared.map(String::as_str), &mut queries).map(Some)
             } else {
                 Ok(None)
             };

@@ -817,8 +817,10 @@ fn run(
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     public_probe_rows(runtime, plan, exemptions, &rows_a, &mut found, queries)?;
     reads(runtime, model, plan, exemptions, &written, &mut found, queries)?;
-    // Still with '' set (the reads end on the pooled session): no write.
-    found.pooled = tenantless_writes(runtime, model, Some(plan), existing, queries);
+    // Still with '' set (the reads end on the pooled session): no write of
+    // a made-up row (the copies of rows already there were tried on the
+    // fresh session).
+    found.pooled = tenantless_writes(runtime, model, Some(plan), None, queries);
     // A copy of A's row, and of a row already there, with B set.
     runtime.batch_execute(&set_tenant(setting, &b.setting))?;
     let with_b = Tenants { setting, writer: &b.setting };
@@ -861,15 +863,18 @@ pub(crate) fn tenantless_writes(
     runtime: &mut Client,
     model: &Model,
     plan: Option<&Plan>,
-    existing: &Samples,
+    existing: Option<&Samples>,
     queries: &mut u32,
 ) -> Outcomes {
     let tenants = Tenants { setting: &model.tenant_setting, writer: "" };
     let mut known = plan.map(known).unwrap_or_default();
     for entry in known.values_mut() {
-        entry.fresh_pk = false; // nobody's own row without a tenant
+        entry.fresh_pk = None; // nobody's own row without a tenant
     }
-    let mut outcomes = copies(runtime, existing, &tenants, &known, queries);
+    let mut outcomes = match existing {
+        Some(existing) => copies(runtime, existing, &tenants, &known, queries),
+        None => Outcomes::default(),
+    };
     let Some(plan) = plan else { return outcomes };
     for table in plan.tables.iter().filter(|t| t.proven && t.outside.is_none()) {
         let Ok(row) = orphan_row(plan, table, &plan.tenants[0], 6) else { continue };
@@ -897,6 +902,28 @@ fn key_lookup(table: &Table, row: &Row) -> Option<String> {
     let parts: Option<Vec<String>> =
         keys.iter().map(|c| row.get(&c.attnum).map(|v| format!("{} = {v}", c.name))).collect();
     Some(parts?.join(" AND "))
+}
+
+/// Fresh values for `keys` as a JSON patch, drawn from this run's seed, when
+/// every key column is a uuid, an integer or text.
+fn fresh_key_json(plan: &Plan, table: &Table, keys: &[&Column]) -> Option<String> {
+    let mut patch = serde_json::Map::new();
+    for column in keys {
+        let n = mix(plan.seed ^ 0x6a09_e667_f3bc_c908, (table.oid as u64) << 16 | column.attnum as u64);
+        let value = match (column.base.as_str(), column.category) {
+            ("uuid", _) => serde_json::Value::from(uuid(n)),
+            ("int2", _) => serde_json::Value::from(1000 + n % 30_000),
+            ("int4" | "int8", _) => serde_json::Value::from(1_000_000 + n % 1_000_000_000),
+            (_, 'S') if column.enum_type.is_none() => {
+                let text = format!("{:016x}", mix(n, 13));
+                let cut = column.max_len.map(|max| text.len().saturating_sub(max)).unwrap_or(0);
+                serde_json::Value::from(&text[cut..])
+            }
+            _ => return None,
+        };
+        patch.insert(column.raw.clone(), value);
+    }
+    Some(serde_json::Value::Object(patch).to_string())
 }
 
 /// What the copies of existing rows need to know of each table: the
@@ -931,7 +958,11 @@ fn known(plan: &Plan) -> BTreeMap<String, Known> {
             to_root.or_else(|| typed.map(|c| c.raw.clone()))
         };
         let primary: Vec<&Column> = table.columns.iter().filter(|c| c.primary).collect();
-        let fresh_pk = !primary.is_empty() && primary.iter().all(|c| !fixed.contains(&c.raw));
+        let fresh_pk = if !primary.is_empty() && primary.iter().all(|c| !fixed.contains(&c.raw)) {
+            fresh_key_json(plan, table, &primary)
+        } else {
+            None
+        };
         let entry = known.entry(table.name.clone()).or_default();
         entry.fixed = fixed;
         entry.tenant_column = tenant_column;

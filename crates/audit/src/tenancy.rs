@@ -383,9 +383,10 @@ pub(crate) struct Known {
     /// The column that names the row's tenant directly (a foreign key to
     /// the root, or a column of the root key's type).
     pub tenant_column: Option<String>,
-    /// Whether the table has a primary key made only of columns a fresh key
-    /// may change.
-    pub fresh_pk: bool,
+    /// Fresh values for the table's primary key, as a JSON patch, when it
+    /// is made only of columns a fresh key may change and of types the
+    /// probe makes up (uuid, integers, text).
+    pub fresh_pk: Option<String>,
     /// Triggers or rules that may act outside the transaction: the table
     /// is not written at all.
     pub outside: Option<String>,
@@ -444,13 +445,10 @@ fn insert_other_tenants_row(
     };
     let mut patch = "{}".to_string();
     let mut own = None;
-    if let Some(known) = known.filter(|k| k.fresh_pk) {
-        let victim = known.tenant_column.as_deref().and_then(|c| json_text(row, c));
-        if let Some(victim) = victim {
-            if let Some(fresh) = fresh_key(runtime, &sample.table, "", "{}", &known.fixed) {
-                own = lookup_from(&fresh).map(|lookup| (lookup, victim));
-                patch = fresh;
-            }
+    if let Some((known, fresh)) = known.and_then(|k| k.fresh_pk.as_ref().map(|f| (k, f))) {
+        if let Some(victim) = known.tenant_column.as_deref().and_then(|c| json_text(row, c)) {
+            own = lookup_from(fresh).map(|lookup| (lookup, victim));
+            patch = fresh.clone();
         }
     }
     let has_own = own.is_some();
@@ -509,9 +507,8 @@ fn written_for_writer(runtime: &mut Client, write: &Write<'_>) -> bool {
 }
 
 /// `patch` with fresh values for the columns of the unique index
-/// `constraint` of `table` (its primary key when `constraint` is empty), as
-/// JSON, or `None` when the index has an expression, a type the probe cannot
-/// make up, or a column of `fixed`.
+/// `constraint` of `table`, as JSON, or `None` when the index has an
+/// expression, a type the probe cannot make up, or a column of `fixed`.
 fn fresh_key(runtime: &mut Client, table: &str, constraint: &str, patch: &str, fixed: &[String]) -> Option<String> {
     // Under a savepoint: a failed read must not abort the probe's transaction.
     runtime.batch_execute("SAVEPOINT xtask_key").ok()?;
@@ -578,10 +575,12 @@ pub(crate) struct Write<'a> {
 /// policies passed it (23505), if it did.
 fn try_write_keyed(runtime: &mut Client, write: &Write<'_>, statement: &str) -> (Insert, Option<String>) {
     let name = write.name;
-    let _ = runtime.batch_execute("SAVEPOINT xtask_probe");
-    let result = runtime.simple_query(statement).map(|messages| {
+    // One round trip: the savepoint, then the write, whose count is the
+    // last one the server reports.
+    let result = runtime.simple_query(&format!("SAVEPOINT xtask_probe; {statement}")).map(|messages| {
         messages
             .iter()
+            .rev()
             .find_map(|m| match m {
                 postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
                 _ => None,
@@ -758,7 +757,7 @@ fn tenantless_in_own_transaction(
         let _ = runtime.batch_execute("ROLLBACK");
         return Outcomes { unproven: vec![format!("could not start: {error}")], ..Outcomes::default() };
     }
-    let outcomes = probe_rows::tenantless_writes(runtime, model, plan, samples, queries);
+    let outcomes = probe_rows::tenantless_writes(runtime, model, plan, Some(samples), queries);
     let _ = runtime.batch_execute("ROLLBACK");
     outcomes
 }
@@ -794,14 +793,33 @@ fn no_tenant_probe(model: &Model, outcomes: Option<&Outcomes>) -> Probe {
 pub struct Sampled {
     client: Client,
     samples: Samples,
+    /// The probe-row plan of a root the policy file declares, read early.
+    early: Option<(String, Result<probe_rows::Plan, probe_rows::NoPlan>)>,
+    /// The runtime role's probe session, opened early (it has set nothing).
+    runtime: Option<Client>,
 }
 
 /// Connects as the service role and samples the RLS tables (run beside the
 /// catalog audit and the probes: it is the slowest read on large databases).
-pub fn sample_as_service(model: &Model, service: &Dsn, queries: &mut u32) -> Result<Sampled> {
+/// Where the policy file declares the tenant root, the probe-row plan is
+/// read here too, beside the rest; a plan that cannot be read here is read
+/// again later, where its error counts.
+pub fn sample_as_service(
+    model: &Model,
+    (service, runtime): (&Dsn, &Dsn),
+    declared_root: Option<&str>,
+    queries: &mut u32,
+) -> Result<Sampled> {
     let (mut client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
     let samples = sample(model, &mut client, queries)?;
-    Ok(Sampled { client, samples })
+    let early = declared_root.and_then(|root| {
+        let plan = probe_rows::plan(model, &mut client, root, queries).ok()?;
+        Some((root.to_string(), plan))
+    });
+    // A session that fails to open here is opened again later, where its
+    // error counts.
+    let runtime = connect_as(runtime, RoleKind::Runtime.dsn_var()).ok().map(|(client, _)| client);
+    Ok(Sampled { client, samples, early, runtime })
 }
 
 /// The proofs, from the samples: RLS without a tenant, the cross-tenant
@@ -816,7 +834,8 @@ pub fn prove(
     write_probes: bool,
     queries: &mut u32,
 ) -> Result<(RlsBehaviour, Vec<Probe>)> {
-    let Some(Sampled { mut client, mut samples }) = sampled.filter(|_| exemptions.rls.enabled) else {
+    let Some(Sampled { mut client, mut samples, early, runtime: opened }) = sampled.filter(|_| exemptions.rls.enabled)
+    else {
         let why = format!(
             "unproven: the app declares no RLS ({}: {})",
             exemptions.source_text(),
@@ -831,20 +850,24 @@ pub fn prove(
         return Ok((RlsBehaviour { verdict: Verdict::Unproven, message: why }, probes));
     };
     choose_fresh_tenant(&mut client, &mut samples, root, queries)?;
-    let plan = match root {
-        None => Err((
+    let plan = match (root, early) {
+        (None, _) => Err((
             Verdict::NotApplicable,
             "n/a: no tenant root (declare `[rls] tenant_roots` in the policy file)".to_string(),
         )),
-        Some(_) if !write_probes => Err((Verdict::Unproven, String::new())),
-        Some(root) => {
+        (Some(_), _) if !write_probes => Err((Verdict::Unproven, String::new())),
+        (Some(root), Some((declared, plan))) if declared == root => plan,
+        (Some(root), _) => {
             let t = std::time::Instant::now();
             let plan = probe_rows::plan(model, &mut client, root, queries)?;
             crate::trace("probe rows: plan", t);
             plan
         }
     };
-    let (mut runtime_client, _) = connect_as(runtime, RoleKind::Runtime.dsn_var())?;
+    let mut runtime_client = match opened {
+        Some(client) => client,
+        None => connect_as(runtime, RoleKind::Runtime.dsn_var())?.0,
+    };
     // First, while this session has never set the tenant (it reads NULL,
     // which no later transaction of the session can see again): no write.
     let null_writes = write_probes
