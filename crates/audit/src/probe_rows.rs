@@ -27,7 +27,9 @@ use roles::Model;
 
 use crate::exemptions::{Exemptions, Kind};
 use crate::report::{Probe, Verdict};
-use crate::tenancy::{copies, insert_probe, leaking_in, try_write, Known, Outcomes, Samples, Tenants, Write};
+use crate::tenancy::{
+    copies, insert_probe, leaking_in, set_tenant, try_write, Known, Outcomes, Samples, Tenants, Write,
+};
 
 /// At most this many RLS tables get probe rows in one run; the rest are
 /// named as unproven.
@@ -588,10 +590,6 @@ fn insert_sql(table: &Table, row: &Row) -> String {
         names.join(", "),
         values.join(", ")
     )
-}
-
-fn set_tenant(setting: &str, value: &str) -> String {
-    format!("SELECT pg_catalog.set_config({}, {}, true)", quote_literal(setting), quote_literal(value))
 }
 
 /// What the probe found, per table.

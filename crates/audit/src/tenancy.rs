@@ -262,11 +262,7 @@ fn every_state(
 ) -> Result<Seen, RlsBehaviour> {
     let runtime_name = &model.runtime.name;
     let setting = &model.tenant_setting;
-    let set_fresh = format!(
-        "SELECT pg_catalog.set_config({}, {}, true)",
-        quote_literal(setting),
-        quote_literal(&samples.fresh_tenant)
-    );
+    let set_fresh = set_tenant(setting, &samples.fresh_tenant);
     let begin = crate::probes::begin_probe();
     let states = [
         (format!("without {setting}"), begin.clone(), false),
@@ -392,31 +388,35 @@ pub(crate) struct Known {
     pub outside: Option<String>,
 }
 
-/// The JSON value of `column` in the row `json`, as text.
-fn json_text(json: &str, column: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    match value.get(column)? {
+/// A JSON value as PostgreSQL prints it as text (`NULL` as `None`).
+fn as_text(value: &serde_json::Value) -> Option<String> {
+    match value {
         serde_json::Value::Null => None,
         serde_json::Value::String(text) => Some(text.clone()),
         other => Some(other.to_string()),
     }
 }
 
+/// The JSON value of `column` in the row `json`, as text.
+fn json_text(json: &str, column: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    as_text(value.get(column)?)
+}
+
 /// A WHERE clause that finds a row by the values of a JSON patch, as text.
 fn lookup_from(patch: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(patch).ok()?;
     let object = value.as_object().filter(|o| !o.is_empty())?;
-    let parts: Vec<String> = object
+    let parts: Option<Vec<String>> = object
         .iter()
-        .map(|(column, v)| {
-            let text = match v {
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            format!("{}::text = {}", dbenv::quote_ident(column), quote_literal(&text))
-        })
+        .map(|(column, v)| Some(format!("{}::text = {}", dbenv::quote_ident(column), quote_literal(&as_text(v)?))))
         .collect();
-    Some(parts.join(" AND "))
+    Some(parts?.join(" AND "))
+}
+
+/// The statement that sets the tenant for the rest of the transaction.
+pub(crate) fn set_tenant(setting: &str, value: &str) -> String {
+    format!("SELECT pg_catalog.set_config({}, {}, true)", quote_literal(setting), quote_literal(value))
 }
 
 /// Inserts a copy of `sample`'s row under a savepoint, rolled back. With
@@ -492,17 +492,9 @@ fn written_for_writer(runtime: &mut Client, write: &Write<'_>) -> bool {
     let count = format!("SELECT count(*) FROM {} WHERE {lookup}", write.table);
     let seen = |runtime: &mut Client| -> Option<i64> { runtime.query_one(count.as_str(), &[]).ok().map(|r| r.get(0)) };
     let by_writer = seen(runtime);
-    let switched = runtime.batch_execute(&format!(
-        "SELECT pg_catalog.set_config({}, {}, true)",
-        quote_literal(setting),
-        quote_literal(victim)
-    ));
+    let switched = runtime.batch_execute(&set_tenant(setting, victim));
     let by_victim = switched.ok().and_then(|()| seen(runtime));
-    let back = runtime.batch_execute(&format!(
-        "SELECT pg_catalog.set_config({}, {}, true)",
-        quote_literal(setting),
-        quote_literal(writer)
-    ));
+    let back = runtime.batch_execute(&set_tenant(setting, writer));
     by_writer == Some(1) && by_victim == Some(0) && back.is_ok()
 }
 
@@ -636,12 +628,8 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
         return probe;
     };
     *queries += 1;
-    let start = format!(
-        "{}; SELECT pg_catalog.set_config({}, {}, true)",
-        crate::probes::begin_probe(),
-        quote_literal(&model.tenant_setting),
-        quote_literal(&samples.fresh_tenant)
-    );
+    let start =
+        format!("{}; {}", crate::probes::begin_probe(), set_tenant(&model.tenant_setting, &samples.fresh_tenant));
     if let Err(error) = runtime.batch_execute(&start) {
         let _ = runtime.batch_execute("ROLLBACK");
         let mut probe = insert_probe(model, &Outcomes::default(), "a tenant that owns nothing");

@@ -56,10 +56,7 @@ pub fn writers_grant(kind: char, security_invoker: bool) -> bool {
 /// ALL, which includes MAINTAIN on 17+) and USAGE, SELECT on app sequences;
 /// at most DML on the other relations (see [`writers_grant`]).
 pub fn runtime_want(model: &Model, rel: &Relation, role: &str) -> Want {
-    let private = std::iter::once(format!("{}.{}", rel.schema, rel.name))
-        .chain(rel.ancestors.iter().cloned())
-        .any(|name| model.exemptions.private_for(&name, role));
-    if private || !model.is_app_schema(&rel.schema) {
+    if is_private(model, rel, role) || !model.is_app_schema(&rel.schema) {
         return Want::Exactly(Privs::NONE);
     }
     match (rel.is_sequence(), writers_grant(rel.kind, rel.security_invoker)) {
@@ -67,6 +64,14 @@ pub fn runtime_want(model: &Model, rel: &Relation, role: &str) -> Want {
         (false, true) => Want::Exactly(DML),
         (false, false) => Want::AtMost(DML),
     }
+}
+
+/// Whether the policy file keeps `rel`, or a table it inherits from or is a
+/// partition of, from `role` (`[[private]]`).
+pub fn is_private(model: &Model, rel: &Relation, role: &str) -> bool {
+    std::iter::once(format!("{}.{}", rel.schema, rel.name))
+        .chain(rel.ancestors.iter().cloned())
+        .any(|name| model.exemptions.private_for(&name, role))
 }
 
 /// A relation: the runtime roles get [`runtime_want`]; PUBLIC nothing.

@@ -109,9 +109,7 @@ impl Planner<'_> {
     /// keeps the DML it had as owner: the app's own reads go on working.
     fn keep_owners_access(&self, rel: &Relation, changes: &mut Vec<AclChange>) {
         let former = &rel.owner;
-        let private = std::iter::once(format!("{}.{}", rel.schema, rel.name))
-            .chain(rel.ancestors.iter().cloned())
-            .any(|name| self.model.exemptions.private_for(&name, former));
+        let private = wants::is_private(self.model, rel, former);
         let predicted_invoker = rel.security_invoker || predict::becomes_invoker(self.model, self.snap, rel);
         if !self.model.is_runtime_role(former)
             || rel.is_sequence()
