@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use dbenv::{EnvVars, ProcessEnv};
 use drizzle::{Config, Folder, Migration, State};
 
-use crate::flags::{DbMigrate, Engine};
+use crate::flags::{DbMigrate, Engine, RunnerFlags};
 use crate::progress::Activity;
 
 /// Reads the migration settings: `DATABASE_MIGRATOR_URL` and friends.
@@ -33,13 +33,33 @@ fn seconds(flag: &str, value: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
-    let mut config = load_config(env_file)?;
+/// The runner's flags applied to `config` (shared with `db-reset`).
+pub fn apply_flags(config: &mut Config, flags: &RunnerFlags) -> Result<()> {
     config.lock_timeout = seconds("--lock-timeout", flags.lock_timeout)?;
     config.lock_wait = seconds("--lock-wait", flags.lock_wait)?;
     config.allow_changed = flags.allow_changed;
     config.per_migration = flags.transaction_per_migration;
+    Ok(())
+}
+
+/// `.sql` files the journal does not list never run: said on stderr.
+pub fn warn_unlisted(folder: &Folder) {
+    for note in folder.unlisted_notes() {
+        eprintln!("warning: {note}");
+    }
+}
+
+pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
+    if flags.engine == Engine::DrizzleKit && flags.runner.transaction_per_migration {
+        bail!(
+            "--transaction-per-migration is the built-in runner's; drizzle-kit runs the batch in one transaction. \
+             Leave out --engine drizzle-kit or the flag"
+        );
+    }
+    let mut config = load_config(env_file)?;
+    apply_flags(&mut config, &flags.runner)?;
     let folder = drizzle::folder::read(migrations_dir)?;
+    warn_unlisted(&folder);
     match flags.engine {
         Engine::Builtin => migrate(&config, &folder, flags.dry_run)?,
         Engine::DrizzleKit if flags.dry_run => migrate(&config, &folder, true)?,
@@ -99,9 +119,17 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
     let outcome = drizzle::migrate(config, folder, dry_run, &mut Terminal::default())?;
     let total = folder.migrations.len();
     if outcome.applied.is_empty() {
+        for grant in &outcome.granted {
+            println!("  granted: {grant}");
+        }
         println!(
-            "nothing to apply: {total} migration{} in the folder, none pending ({} ms)",
+            "nothing to apply: {total} migration{} in the folder, none pending{} ({} ms)",
             if total == 1 { "" } else { "s" },
+            if outcome.granted.is_empty() {
+                String::new()
+            } else {
+                "; the runtime roles were granted what the applied migrations created".to_string()
+            },
             started.elapsed().as_millis()
         );
     } else if dry_run {
@@ -115,15 +143,42 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
             println!("  granted: {grant}");
         }
         println!(
-            "applied {} migration{} as `{}` in {} ({:.2} s)",
+            "applied {} migration{} ({}) as `{}` in {} ({:.2} s)",
             outcome.applied.len(),
             if outcome.applied.len() == 1 { "" } else { "s" },
+            match outcome.applied.as_slice() {
+                [one] => one.clone(),
+                [first, .., last] => format!("{first} to {last}"),
+                [] => String::new(),
+            },
             config.dsn.user.as_deref().unwrap_or("?"),
-            if config.per_migration { "one transaction each" } else { "one transaction" },
+            transactions(&outcome),
             started.elapsed().as_secs_f64()
         );
     }
     Ok(())
+}
+
+/// How the migrations were committed, in words: never "one transaction"
+/// for a batch that committed more than once.
+fn transactions(outcome: &drizzle::Outcome) -> String {
+    let mut said = match outcome.transactions {
+        0 => String::new(),
+        1 => "one transaction".to_string(),
+        n => format!("{n} transactions"),
+    };
+    if !outcome.outside.is_empty() {
+        if !said.is_empty() {
+            said.push_str(" and ");
+        }
+        said.push_str(&format!(
+            "outside any transaction for {} {} ({}), after a COMMIT written in a migration, as drizzle-kit runs them",
+            outcome.outside.len(),
+            if outcome.outside.len() == 1 { "migration" } else { "migrations" },
+            drizzle::runner::summarise(&outcome.outside)
+        ));
+    }
+    said
 }
 
 /// `--engine drizzle-kit`: the real drizzle-kit under this tool's refusals
@@ -132,6 +187,9 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
     let package = crate::project_root().join("platform/db");
     let announce = &mut |pending: &[String]| println!("pending: {}; running drizzle-kit migrate", pending.join(", "));
     let outcome = drizzle::kit::migrate(config, folder, &package, &mut Terminal::default(), announce)?;
+    for grant in &outcome.granted {
+        println!("  granted: {grant}");
+    }
     if outcome.applied.is_empty() {
         println!(
             "nothing to apply: none of the {} migrations is pending; drizzle-kit was not started",
@@ -139,10 +197,7 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
         );
         return Ok(());
     }
-    for grant in &outcome.granted {
-        println!("  granted: {grant}");
-    }
-    println!("drizzle-kit applied {}", outcome.applied.join(", "));
+    println!("drizzle-kit applied {}", drizzle::runner::summarise(&outcome.applied));
     Ok(())
 }
 
@@ -164,7 +219,7 @@ pub fn status(env_file: &Path, migrations_dir: &Path, json: bool) -> Result<Exit
             let note = if entry.state == State::Pending { entry.migration.transaction_note() } else { String::new() };
             println!("  {mark} {:<28} {}{note}", entry.state.label(), entry.migration.tag);
         }
-        for problem in status.refusals(false) {
+        for problem in status.refusals(false).iter().chain(&status.unlisted) {
             println!("  ✗ {problem}");
         }
         println!(

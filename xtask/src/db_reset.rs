@@ -7,14 +7,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use crate::flags::DbReset;
 use crate::{db_migrate, db_provision};
 
-pub fn run(env_file: &Path, migrations_dir: &Path, force: bool) -> Result<ExitCode> {
+pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbReset) -> Result<ExitCode> {
     let settings = db_provision::load_settings(env_file)?;
-    let config = db_migrate::load_config(env_file)?;
+    let mut config = db_migrate::load_config(env_file)?;
+    db_migrate::apply_flags(&mut config, &flags.runner)?;
     let folder = drizzle::folder::read(migrations_dir)?;
+    db_migrate::warn_unlisted(&folder);
     let name = &settings.db_name;
-    roles::reset::drop_database(&settings, force)?;
+    roles::reset::drop_database(&settings, flags.force)?;
     println!("dropped `{name}`");
     db_provision::provision(&settings, &db_provision::default_options()?)?;
     db_migrate::migrate(&config, &folder, false)?;

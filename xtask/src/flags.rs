@@ -202,11 +202,18 @@ pub struct DbMigrate {
     /// List what would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub runner: RunnerFlags,
+}
+
+/// How the built-in runner applies migrations (`db-migrate`, `db-reset`).
+#[derive(Args, Debug)]
+pub struct RunnerFlags {
     /// Accept applied migrations whose file changed since they ran.
     #[arg(long)]
     pub allow_changed: bool,
     /// Commit each migration on its own instead of one transaction for all.
-    #[arg(long, conflicts_with = "engine")]
+    #[arg(long)]
     pub transaction_per_migration: bool,
     /// lock_timeout of the migrating session, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = drizzle::runner::DEFAULT_LOCK_TIMEOUT.as_secs_f64())]
@@ -236,6 +243,8 @@ pub struct DbReset {
     /// Reset a database whose name does not end in `_test`.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub runner: RunnerFlags,
 }
 
 #[derive(Args, Debug)]

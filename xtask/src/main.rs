@@ -91,7 +91,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::DbStatus(cmd) => {
             db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
         }
-        flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.force),
+        flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
         flags::Command::DbCheck(cmd) => {
             let policy = cmd.policy.as_ref().map(|p| invoked_from.join(p));
             db_check::run(&env_file(&cmd.env), &migrations(&cmd.migrations), policy.as_deref(), &cmd)

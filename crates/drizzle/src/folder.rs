@@ -42,13 +42,24 @@ impl Migration {
             .map(|s| (s.line, s.keyword))
     }
 
+    /// The line of its first top-level `ALTER TYPE … ADD VALUE`: the
+    /// runner commits after this migration when more follow in the batch.
+    pub fn adds_enum_value(&self) -> Option<usize> {
+        crate::transactions::adds_enum_value(&self.text)
+    }
+
     /// A note for listings: where it leaves the batch transaction.
     pub fn transaction_note(&self) -> String {
-        match self.ends_transaction() {
-            Some((line, keyword)) => {
-                format!(" ({keyword} at line {line}: what follows runs outside the batch transaction)")
+        match (self.ends_transaction(), self.adds_enum_value()) {
+            (Some((line, keyword)), _) => {
+                format!(" ({keyword} at line {line}: what follows runs outside a transaction, as under drizzle-kit)")
             }
-            None => String::new(),
+            (None, Some(line)) => {
+                format!(
+                    " (adds an enum value at line {line}: the batch commits after it, so later migrations can use it)"
+                )
+            }
+            (None, None) => String::new(),
         }
     }
 
@@ -69,6 +80,25 @@ pub struct Folder {
     /// Journal entries sharing a tag or a `when`: drizzle would apply one
     /// and skip the other.
     pub duplicates: Vec<String>,
+    /// `.sql` files in the folder that the journal does not list: neither
+    /// drizzle-kit nor this runner ever applies them.
+    pub unlisted: Vec<String>,
+}
+
+impl Folder {
+    /// A line per file the journal does not list, naming the fix.
+    pub fn unlisted_notes(&self) -> Vec<String> {
+        self.unlisted
+            .iter()
+            .map(|file| {
+                format!(
+                    "`{file}` is in {} but not in meta/_journal.json, so it never runs: add it with `drizzle-kit \
+                     generate --custom` (and move its SQL there), or delete it",
+                    self.dir.display()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Decodes like Node's `Buffer.toString()`: invalid sequences become U+FFFD
@@ -164,7 +194,22 @@ pub fn read(dir: &Path) -> Result<Folder> {
             }
         }
     }
-    Ok(Folder { dir: dir.to_path_buf(), migrations, duplicates })
+    let unlisted = unlisted_files(dir, &migrations)?;
+    Ok(Folder { dir: dir.to_path_buf(), migrations, duplicates, unlisted })
+}
+
+/// The `.sql` files directly in `dir` that no journal entry names, sorted.
+fn unlisted_files(dir: &Path, migrations: &[Migration]) -> Result<Vec<String>> {
+    let mut unlisted = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("list `{}`", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let Some(tag) = name.strip_suffix(".sql") else { continue };
+        if !migrations.iter().any(|m| m.tag == tag) {
+            unlisted.push(name);
+        }
+    }
+    unlisted.sort();
+    Ok(unlisted)
 }
 
 /// A `<dir>/<name>/migration.sql` file, the mark of drizzle-kit 1.0.

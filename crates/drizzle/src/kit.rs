@@ -14,7 +14,7 @@ use dbenv::Dsn;
 
 use crate::runner::{self, Config, Prepared, Progress};
 use crate::status::State;
-use crate::{bookkeeping, grants, Folder, Table};
+use crate::{bookkeeping, Folder, Table};
 
 /// `node_modules/drizzle-kit/bin.cjs` under `package` (the folder with the
 /// Drizzle config, `platform/db`), when it is installed.
@@ -66,7 +66,11 @@ pub fn migrate(
     bin(package)?;
     let mut prepared = runner::prepare(config, folder, false, progress)?;
     if prepared.pending.is_empty() {
-        return Ok(KitOutcome::default());
+        // drizzle-kit is not started; what another run applied (plain
+        // `drizzle-kit migrate`) still gets its grants.
+        let granted = runner::converge_grants(&mut prepared.client, config);
+        runner::release_lock(&mut prepared.client, config)?;
+        return Ok(KitOutcome { applied: Vec::new(), granted: granted? });
     }
     started(&prepared.pending);
     let dsn = session_dsn(config, &mut prepared)?;
@@ -133,25 +137,27 @@ fn finish(config: &Config, folder: &Folder, prepared: &mut Prepared, status: Exi
         .filter(|e| e.state == State::Pending && prepared.pending.contains(&e.migration.tag))
         .map(|e| e.migration.tag.as_str())
         .collect();
-    let granted = if status.success() && still_pending.is_empty() {
-        prepared.client.batch_execute("BEGIN")?;
-        let granted = grants::converge(&mut prepared.client, config)?;
-        prepared.client.batch_execute("COMMIT")?;
-        granted
-    } else {
-        Vec::new()
-    };
+    // Also after a failure: what drizzle-kit committed gets its grants.
+    let granted = runner::converge_grants(&mut prepared.client, config);
     let _ = runner::release_lock(&mut prepared.client, config);
     if !status.success() {
+        let still: Vec<String> = still_pending.iter().map(|t| t.to_string()).collect();
         bail!(
-            "drizzle-kit migrate failed ({status}) while {} {} pending; still pending now: {}. drizzle-kit 0.31.10+ \
-             exits without printing the error: run `cargo xtask db-migrate` (the built-in engine) to see the failing \
-             statement and its SQLSTATE, or look in the server log",
-            prepared.pending.join(", "),
+            "drizzle-kit migrate failed ({status}) while {} {} pending; still pending now: {}{}. drizzle-kit \
+             0.31.10+ exits without printing the error: run `cargo xtask db-migrate` (the built-in engine) to see \
+             the failing statement and its SQLSTATE, or look in the server log",
+            runner::summarise(&prepared.pending),
             if prepared.pending.len() == 1 { "was" } else { "were" },
-            if still_pending.is_empty() { "none".to_string() } else { still_pending.join(", ") }
+            runner::summarise(&still),
+            match &granted {
+                Ok(sent) if !sent.is_empty() =>
+                    format!("; the runtime roles were granted their access to what stays ({} statements)", sent.len()),
+                Ok(_) => String::new(),
+                Err(e) => format!("; granting the runtime roles their access failed too ({e:#})"),
+            }
         );
     }
+    let granted = granted?;
     if !still_pending.is_empty() {
         bail!("drizzle-kit exited successfully but left {} pending", still_pending.join(", "));
     }

@@ -323,21 +323,45 @@ pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<Status<'a>> {
 pub struct Outcome {
     pub applied: Vec<String>,
     /// Grants sent so the runtime roles reach what the migrations created
-    /// (app schemas the migrations made, objects default privileges missed).
+    /// (app schemas the migrations made, objects default privileges missed),
+    /// whoever applied them: sent on every run that finds something missing.
     pub granted: Vec<String>,
     /// A dry run: `applied` lists what would have been.
     pub dry_run: bool,
+    /// Transactions that committed migration work (the runner's, and those a
+    /// `COMMIT` written in a migration ended).
+    pub transactions: usize,
+    /// Migrations that ran, wholly or in part, outside any transaction (after
+    /// a `COMMIT` written in a migration, as drizzle-kit runs them).
+    pub outside: Vec<String>,
 }
 
-/// Applies every pending migration, in one transaction (drizzle's default)
-/// or one per migration. A failure rolls back what its transaction held.
+/// `a, b, c`, or `first … last (n migrations)` for a long list.
+pub fn summarise(tags: &[String]) -> String {
+    match tags {
+        [] => "none".to_string(),
+        [first, .., last] if tags.len() > 4 => format!("{first} … {last} ({} migrations)", tags.len()),
+        _ => tags.join(", "),
+    }
+}
+
+/// Applies every pending migration, in one transaction (drizzle's default,
+/// committed after a migration that adds an enum value when more follow)
+/// or one per migration; after a migration that leaves the session outside
+/// a transaction, the rest runs as drizzle-kit runs it. Every run, with or
+/// without pending migrations and after a failure, grants the runtime roles
+/// what they lack in the app schemas (nothing is sent when nothing is).
 pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut dyn Progress) -> Result<Outcome> {
     let mut prepared = prepare(config, folder, dry_run, progress)?;
     let pending: Vec<&Migration> = folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
-    if dry_run || pending.is_empty() {
-        return Ok(Outcome { applied: prepared.pending, granted: Vec::new(), dry_run });
+    if dry_run {
+        return Ok(Outcome { applied: prepared.pending, dry_run, ..Outcome::default() });
     }
-    let result = apply(&mut prepared.client, config, &prepared.table, &pending, progress);
+    let result = if pending.is_empty() {
+        converge_grants(&mut prepared.client, config).map(|granted| Outcome { granted, ..Outcome::default() })
+    } else {
+        apply(&mut prepared.client, config, &prepared.table, &pending, progress)
+    };
     // The lock goes with the session too; releasing it keeps the session
     // reusable. The migrations ran with the migrator's own search_path: the
     // runner's statements run pinned again.
@@ -346,9 +370,26 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
         .batch_execute(dbenv::PINNED_SEARCH_PATH)
         .map_err(anyhow::Error::from)
         .and_then(|()| release_lock(&mut prepared.client, config));
-    let applied = result?;
+    let outcome = result?;
     released?;
-    Ok(Outcome { applied: applied.tags, granted: applied.granted, dry_run: false })
+    Ok(outcome)
+}
+
+/// Grants what the runtime roles lack, in a transaction of its own that
+/// only reads when nothing is missing.
+pub fn converge_grants(client: &mut Client, config: &Config) -> Result<Vec<String>> {
+    client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
+    client.batch_execute("BEGIN")?;
+    match grants::converge(client, config) {
+        Ok(sent) => {
+            client.batch_execute("COMMIT")?;
+            Ok(sent)
+        }
+        Err(error) => {
+            let _ = client.batch_execute("ROLLBACK");
+            Err(error.context("grant the runtime roles their access to what the migrations created"))
+        }
+    }
 }
 
 fn apply(
@@ -357,7 +398,7 @@ fn apply(
     table: &TableState,
     pending: &[&Migration],
     progress: &mut dyn Progress,
-) -> Result<Applied> {
+) -> Result<Outcome> {
     if *table == TableState::Missing {
         // What drizzle runs, minus its CREATE SCHEMA when the schema exists
         // (which fails for a role without CREATE on the database).
@@ -379,26 +420,49 @@ fn apply(
     // between them call only qualified functions and no operator, and are
     // pinned again before the grants.
     client.batch_execute("RESET search_path; RESET standard_conforming_strings")?;
-    let mut run = Run { client, config, in_transaction: false, unrecorded: Vec::new(), recorded: Vec::new() };
+    let mut run = Run {
+        client,
+        config,
+        in_transaction: false,
+        unrecorded: Vec::new(),
+        recorded: Vec::new(),
+        transactions: 0,
+        outside: Vec::new(),
+        worked: false,
+        ran_outside: false,
+    };
     run.begin()?;
     for (position, migration) in pending.iter().enumerate() {
         progress.applying(migration, position + 1, pending.len());
         let started = Instant::now();
+        run.ran_outside = false;
         run.migration(migration).map_err(|failure| run.fail(failure, pending.len()))?;
         progress.applied(migration, started.elapsed());
-        let last = position + 1 == pending.len();
+        if run.ran_outside {
+            run.outside.push(migration.tag.clone());
+        }
+        let more = position + 1 < pending.len();
         if run.in_transaction {
             run.unrecorded.push(migration);
-            if config.per_migration && !last {
+            // A new enum value may be used only once the transaction that
+            // added it committed: the batch commits here, with this
+            // migration's row, and goes on in a new transaction.
+            if more && (config.per_migration || migration.adds_enum_value().is_some()) {
                 run.commit()?;
                 run.begin()?;
             }
         } else {
-            // It ended in autocommit: its row goes in now, after its last
-            // statement, and what follows gets a new transaction.
+            // It ended outside a transaction: its row goes in now, after its
+            // last statement. What follows runs as drizzle-kit runs it, each
+            // statement on its own, unless each migration gets its own.
             run.record_now(migration)?;
-            run.begin()?;
+            if more && config.per_migration {
+                run.begin()?;
+            }
         }
+    }
+    if !run.in_transaction {
+        run.begin()?;
     }
     // The runtime roles' access to what the migrations created, in the same
     // transaction as the last migrations' rows.
@@ -406,13 +470,13 @@ fn apply(
     let granted = grants::converge(run.client, config)
         .context("the migrations ran, but granting the runtime roles their access failed; nothing of the last transaction stays, run again")?;
     run.commit()?;
-    Ok(Applied { tags: run.recorded, granted })
-}
-
-/// What `apply` did.
-struct Applied {
-    tags: Vec<String>,
-    granted: Vec<String>,
+    Ok(Outcome {
+        applied: std::mem::take(&mut run.recorded),
+        granted,
+        dry_run: false,
+        transactions: run.transactions,
+        outside: std::mem::take(&mut run.outside),
+    })
 }
 
 /// The state of a run: whether the session is inside a transaction the
@@ -424,12 +488,22 @@ struct Run<'a, 'c> {
     in_transaction: bool,
     unrecorded: Vec<&'a Migration>,
     recorded: Vec<String>,
+    /// Transactions committed with migration work in them.
+    transactions: usize,
+    /// Migrations that ran, wholly or in part, outside a transaction.
+    outside: Vec<String>,
+    /// The open transaction holds migration work.
+    worked: bool,
+    /// The current migration sent a statement outside a transaction.
+    ran_outside: bool,
 }
 
 /// Where a migration failed, and what of it had committed by then.
 struct Failure {
     error: anyhow::Error,
     tag: String,
+    /// The failing statement's SQLSTATE.
+    code: Option<String>,
     /// Statements of the failing migration committed before the failure
     /// (before a `COMMIT` in it, or run in autocommit).
     committed_statements: usize,
@@ -482,6 +556,10 @@ impl<'a> Run<'a, '_> {
 
     /// The rows are in the transaction that is about to commit.
     fn committed(&mut self) {
+        if self.worked || !self.unrecorded.is_empty() {
+            self.transactions += 1;
+        }
+        self.worked = false;
         self.recorded.extend(self.unrecorded.drain(..).map(|m| m.tag.clone()));
     }
 
@@ -519,29 +597,38 @@ impl<'a> Run<'a, '_> {
             let mine: Vec<&crate::transactions::TxStatement> =
                 controls.iter().filter(|s| range.contains(&s.offset)).collect();
             let commits = mine.iter().any(|s| s.control == Control::Commit);
-            let failure = |error: anyhow::Error, autocommit: bool, committed_statements: usize| Failure {
-                error,
-                tag: migration.tag.clone(),
-                committed_statements,
-                failed_at: index + 1,
-                total: pieces.len(),
-                autocommit,
-                concurrent_index: piece
-                    .to_ascii_uppercase()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .contains("INDEX CONCURRENTLY"),
-            };
+            let failure =
+                |error: anyhow::Error, code: Option<String>, autocommit: bool, committed_statements| Failure {
+                    error,
+                    tag: migration.tag.clone(),
+                    code,
+                    committed_statements,
+                    failed_at: index + 1,
+                    total: pieces.len(),
+                    autocommit,
+                    concurrent_index: piece
+                        .to_ascii_uppercase()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains("INDEX CONCURRENTLY"),
+                };
             if commits && self.in_transaction {
                 // The migrations finished in this transaction are committed
                 // by this COMMIT: their rows go in first, as drizzle's do.
-                self.write_rows().map_err(|e| failure(e, false, committed_statements))?;
+                self.write_rows().map_err(|e| failure(e, None, false, committed_statements))?;
             }
             let autocommit = !self.in_transaction;
+            let opens = mine.last().is_some_and(|s| s.control == Control::Begin);
             if let Err(error) = self.client.batch_execute(piece) {
+                let code = error.code().map(|c| c.code().to_string());
                 let error = statement_error(migration, &error, index, pieces.len(), offset, piece);
-                return Err(failure(error, autocommit, committed_statements));
+                return Err(failure(error, code, autocommit, committed_statements));
+            }
+            if autocommit && !opens {
+                self.ran_outside = true;
+            } else if !autocommit {
+                self.worked = true;
             }
             if commits && self.in_transaction {
                 self.committed();
@@ -554,7 +641,6 @@ impl<'a> Run<'a, '_> {
                         .batch_execute("SELECT pg_catalog.set_config('xtask.migration_batch', 'open', true)");
                 }
             }
-            let opens = mine.last().is_some_and(|s| s.control == Control::Begin);
             if (autocommit && !opens) || commits {
                 committed_statements = index + 1;
             }
@@ -569,20 +655,44 @@ impl<'a> Run<'a, '_> {
         Ok(())
     }
 
-    /// Ends the run after a failure, saying exactly what stays and what not.
+    /// Ends the run after a failure, saying exactly what stays and what not,
+    /// and granting the runtime roles their access to what stays.
     fn fail(&mut self, failure: Failure, pending: usize) -> anyhow::Error {
         let rolled_back: Vec<String> = self.unrecorded.iter().map(|m| m.tag.clone()).collect();
         // Whatever the failing statement left open (the batch, or a BEGIN of
         // the migration's own) is rolled back; in autocommit this only warns.
         let _ = self.client.batch_execute("ROLLBACK");
         self.in_transaction = false;
-        let classic = failure.committed_statements == 0 && (self.config.per_migration || self.recorded.is_empty());
-        if classic {
-            return rollback_context(failure.error, pending, self.config.per_migration);
+        let mut said = self.what_stays(&failure, &rolled_back, pending);
+        said.push(self.fix(&failure, pending));
+        match converge_grants(self.client, self.config) {
+            Ok(sent) if !sent.is_empty() => said.push(format!(
+                "the runtime roles were granted their access to what stays ({} statement{})",
+                sent.len(),
+                if sent.len() == 1 { "" } else { "s" }
+            )),
+            Ok(_) => {}
+            Err(error) => said.push(format!(
+                "granting the runtime roles their access to what stays failed too ({error:#}); `cargo xtask \
+                 db-migrate` grants it on its next run"
+            )),
+        }
+        failure.error.context(said.join("; "))
+    }
+
+    /// Which migrations are applied and recorded, what of the failing one
+    /// committed, and what was rolled back.
+    fn what_stays(&self, failure: &Failure, rolled_back: &[String], pending: usize) -> Vec<String> {
+        if failure.committed_statements == 0 && self.recorded.is_empty() {
+            return vec![format!(
+                "the whole {} was rolled back: none of the {pending} pending migrations was applied, the bookkeeping \
+                 is unchanged",
+                if self.config.per_migration { "migration" } else { "batch" }
+            )];
         }
         let mut said = Vec::new();
         if !self.recorded.is_empty() {
-            said.push(format!("applied and recorded before it: {}", self.recorded.join(", ")));
+            said.push(format!("applied and recorded before it: {}", summarise(&self.recorded)));
         }
         let statements = |from: usize, to: usize| {
             if from == to {
@@ -618,30 +728,42 @@ impl<'a> Run<'a, '_> {
             ));
         }
         if !rolled_back.is_empty() {
-            said.push(format!("rolled back with it: {}", rolled_back.join(", ")));
+            said.push(format!("rolled back with it: {}", summarise(rolled_back)));
         }
-        said.push(format!(
-            "`{}` is not recorded, so the next run starts it again from its first statement: make the committed \
-             statements idempotent (IF NOT EXISTS){}, then run again",
-            failure.tag,
-            if failure.concurrent_index {
-                "; a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: drop it (DROP INDEX CONCURRENTLY …) \
-                 before running again"
-            } else {
-                ""
-            }
-        ));
-        failure.error.context(said.join("; "))
+        said
     }
-}
 
-fn rollback_context(error: anyhow::Error, pending: usize, per_migration: bool) -> anyhow::Error {
-    if per_migration {
-        error.context("this migration was rolled back; the ones before it stay applied")
-    } else {
-        error.context(format!(
-            "the whole batch was rolled back: none of the {pending} pending migrations was applied, the bookkeeping is unchanged"
-        ))
+    /// What to do before running again.
+    fn fix(&self, failure: &Failure, pending: usize) -> String {
+        let tag = &failure.tag;
+        if failure.committed_statements > 0 {
+            return format!(
+                "`{tag}` is not recorded, so the next run starts it again from its first statement: make the \
+                 committed statements idempotent (IF NOT EXISTS){}, then run again",
+                if failure.concurrent_index {
+                    "; a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: drop it (DROP INDEX \
+                     CONCURRENTLY …) before running again"
+                } else {
+                    ""
+                }
+            );
+        }
+        let mut fix =
+            format!("fix `{tag}.sql` (or what it needs in the database) and run again: the next run starts at `{tag}`");
+        if failure.code.as_deref() == Some("55P04") {
+            fix.push_str(
+                "; a new enum value may be used only after the transaction that added it commits: move what uses it \
+                 to a later migration (the runner commits after a migration that adds an enum value), or write \
+                 `COMMIT;` after the `ADD VALUE`",
+            );
+        }
+        if !self.config.per_migration && pending > 1 {
+            fix.push_str(
+                "; with `--transaction-per-migration` every migration commits on its own, so those before a failing \
+                 one stay applied",
+            );
+        }
+        fix
     }
 }
 

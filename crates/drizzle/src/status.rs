@@ -32,6 +32,9 @@ pub struct Status<'a> {
     /// Rows with a NULL `created_at` (drizzle would re-run everything).
     pub null_rows: Vec<Row>,
     pub duplicates: Vec<String>,
+    /// `.sql` files the journal does not list, each with the fix: never
+    /// applied by either tool, so `db-status` names them (exit 2).
+    pub unlisted: Vec<String>,
     /// The newest `created_at`, the line between applied and pending.
     pub last_created_at: Option<i64>,
     pub table: TableState,
@@ -74,6 +77,7 @@ pub fn status<'a>(folder: &'a Folder, table: &TableState) -> Status<'a> {
         unknown_rows,
         null_rows,
         duplicates: folder.duplicates.clone(),
+        unlisted: folder.unlisted_notes(),
         last_created_at,
         table: table.clone(),
     }
@@ -118,6 +122,7 @@ impl Status<'_> {
             "unknown_rows": rows(&self.unknown_rows),
             "null_created_at_rows": rows(&self.null_rows),
             "duplicates": self.duplicates,
+            "unlisted_files": self.unlisted,
             "summary": {
                 "applied": self.count(|s| *s == State::Applied),
                 "pending": self.count(|s| *s == State::Pending),
@@ -138,9 +143,10 @@ impl Status<'_> {
         self.entries.iter().filter(|e| wanted(&e.state)).count()
     }
 
-    /// Findings that make `db-status` exit 2: every problem it lists.
+    /// Findings that make `db-status` exit 2: every problem it lists,
+    /// files the journal does not list included.
     pub fn has_findings(&self) -> bool {
-        !self.refusals(false).is_empty()
+        !self.refusals(false).is_empty() || !self.unlisted.is_empty()
     }
 
     /// Where the database and the folder disagree (an edited or skipped
@@ -240,7 +246,7 @@ mod tests {
     }
 
     fn folder(migrations: Vec<Migration>) -> Folder {
-        Folder { dir: "m".into(), migrations, duplicates: Vec::new() }
+        Folder { dir: "m".into(), migrations, duplicates: Vec::new(), unlisted: Vec::new() }
     }
 
     fn row(id: i32, hash: &str, created_at: Option<i64>) -> Row {

@@ -76,6 +76,8 @@ fn statement_heads(text: &str) -> Vec<Head> {
                 scan.i += 1;
             }
             _ if c.is_ascii_alphabetic() || c == b'_' => scan.word(),
+            // A qualified name (`"public"."status"`) stays in the head.
+            b'.' if scan.words_in_statement > 0 => scan.i += 1,
             _ => {
                 if !c.is_ascii_whitespace() {
                     scan.at_start = false;
@@ -290,6 +292,21 @@ pub fn created_extensions(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// The first top-level `ALTER TYPE … ADD VALUE` of a migration, as its
+/// line: a new enum value that later statements may use only once the
+/// transaction that added it has committed (SQLSTATE 55P04 before).
+pub fn adds_enum_value(text: &str) -> Option<usize> {
+    statement_heads(text)
+        .into_iter()
+        .find(|h| {
+            h.words.len() >= 4
+                && h.words[0] == "ALTER"
+                && h.words[1] == "TYPE"
+                && h.words[2..].windows(2).any(|pair| pair[0] == "ADD" && pair[1] == "VALUE")
+        })
+        .map(|h| h.line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +334,22 @@ mod tests {
             [(1, "vector".to_string()), (3, "pg_trgm".to_string()), (4, "uuid-ossp".to_string())]
         );
         assert!(created_extensions("SELECT 'CREATE EXTENSION x'; DO $$ BEGIN CREATE EXTENSION y; END $$;").is_empty());
+    }
+
+    #[test]
+    fn finds_the_enum_values_a_migration_adds() {
+        assert_eq!(
+            adds_enum_value("CREATE TABLE t (id int);\nALTER TYPE \"public\".\"status\" ADD VALUE 'failed';"),
+            Some(2)
+        );
+        assert_eq!(adds_enum_value("alter type mood add value if not exists 'meh' before 'sad';"), Some(1));
+        assert_eq!(adds_enum_value("ALTER TYPE app . \"my type\" ADD VALUE 'x';"), Some(1));
+        // Renames, comments, strings and bodies add nothing.
+        assert_eq!(adds_enum_value("ALTER TYPE s RENAME VALUE 'a' TO 'b';"), None);
+        assert_eq!(adds_enum_value("ALTER TYPE s ADD ATTRIBUTE v int;"), None);
+        assert_eq!(adds_enum_value("-- ALTER TYPE s ADD VALUE 'x';\nSELECT 'ALTER TYPE s ADD VALUE';"), None);
+        assert_eq!(adds_enum_value("DO $$ BEGIN ALTER TYPE s ADD VALUE 'x'; END $$;"), None);
+        assert_eq!(adds_enum_value("ALTER TABLE t ADD VALUE int;"), None);
     }
 
     #[test]

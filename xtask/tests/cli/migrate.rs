@@ -59,7 +59,13 @@ fn migrate_then_status_with_the_app_migrations() {
 
     let migrate = project.run(&["db-migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate));
-    assert!(text(&migrate).contains("applied 9 migrations as `app_migrator` in one transaction"), "{}", text(&migrate));
+    assert!(
+        text(&migrate).contains(
+            "applied 9 migrations (0000_init to 0008_seed_system_tenant) as `app_migrator` in one transaction"
+        ),
+        "{}",
+        text(&migrate)
+    );
     assert_eq!(rows(&cluster).len(), 9);
 
     let json = project.run(&["db-status", "--json"]);
@@ -263,4 +269,45 @@ fn killing_the_tool_kills_drizzle_kit_and_a_rerun_converges() {
     let rerun = project.run(&["db-migrate", "--migrations-dir", &quick, "--lock-wait", "30"]);
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_eq!(rows(&cluster).len(), 2);
+}
+
+/// A `.sql` file the journal does not list never runs, under either tool:
+/// `db-status` names it and exits 2, `db-migrate` warns and applies the rest.
+#[test]
+fn files_the_journal_does_not_list_are_named() {
+    let (cluster, project) = provisioned();
+    let copy = project.copy_migrations(None);
+    std::fs::write(copy.join("0009_forgotten.sql"), "ALTER TABLE users ADD COLUMN nickname text;").unwrap();
+    let dir = copy.display().to_string();
+    let status = project.run(&["db-status", "--migrations-dir", &dir]);
+    assert_eq!(status.status.code(), Some(2), "{}", text(&status));
+    assert!(text(&status).contains("`0009_forgotten.sql` is in"), "{}", text(&status));
+    assert!(text(&status).contains("not in meta/_journal.json, so it never runs"), "{}", text(&status));
+    let json = project.run(&["db-status", "--json", "--migrations-dir", &dir]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["ok"], false);
+    assert_eq!(value["unlisted_files"].as_array().map(Vec::len), Some(1));
+
+    let migrate = project.run(&["db-migrate", "--migrations-dir", &dir]);
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let stderr = String::from_utf8_lossy(&migrate.stderr);
+    assert!(stderr.contains("warning: `0009_forgotten.sql` is in"), "{stderr}");
+    assert_eq!(rows(&cluster).len(), 9);
+}
+
+/// `db-reset` takes the runner's flags: with `--transaction-per-migration`
+/// the migrations before a failing one stay applied.
+#[test]
+fn db_reset_takes_the_runners_flags() {
+    let (cluster, project) = provisioned();
+    let copy = project.copy_migrations(None);
+    std::fs::write(copy.join("0008_seed_system_tenant.sql"), "SELECT 1/0;").unwrap();
+    let dir = copy.display().to_string();
+    let batch = project.run(&["db-reset", "--migrations-dir", &dir]);
+    assert_eq!(batch.status.code(), Some(1), "{}", text(&batch));
+    assert!(rows(&cluster).is_empty(), "{}", text(&batch));
+    let each = project.run(&["db-reset", "--transaction-per-migration", "--migrations-dir", &dir]);
+    assert_eq!(each.status.code(), Some(1), "{}", text(&each));
+    assert!(text(&each).contains("SQLSTATE 22012"), "{}", text(&each));
+    assert_eq!(rows(&cluster).len(), 8);
 }

@@ -112,3 +112,111 @@ fn the_schema_a_migration_creates_is_left_to_it_and_granted_after() {
     let outcome = roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap();
     assert!(outcome.plan.is_empty(), "{:?}", outcome.plan.steps.iter().map(|s| &s.summary).collect::<Vec<_>>());
 }
+
+#[test]
+fn an_enum_value_added_after_a_commit_matches_drizzle_kit_four_ways() {
+    four_ways("enum-after-commit", &[]);
+}
+
+/// After a migration's `COMMIT`, the rest runs outside a transaction, as
+/// drizzle-kit runs it: even a later migration that adds an enum value and
+/// uses it at once applies, with each row written after its last statement.
+#[test]
+fn after_a_commit_the_rest_runs_as_drizzle_kit_runs_it() {
+    let Some(kit) = drizzle_kit() else { return };
+    let source = realworld("enum-after-commit");
+    let mut folder = TestFolder::copy_of(&source, None);
+    folder.add(
+        "0005_enterprise",
+        1_900_000_000_000,
+        b"ALTER TYPE \"public\".\"plan_tier\" ADD VALUE 'enterprise';--> statement-breakpoint\nUPDATE \"account\" SET \"tier\" = 'enterprise' WHERE \"email\" LIKE '%@corp.example';",
+    );
+    let fx = Fixture::bare();
+    fx.provision("ours");
+    fx.provision("theirs");
+    let outcome = drizzle::migrate(&fx.config("ours"), &folder.read(), false, &mut drizzle::Silent)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, folder.path());
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(fx.rows("ours"), fx.rows("theirs"));
+    assert_eq!(fx.rows("ours").len(), 6);
+    assert_eq!(fx.schema_fingerprint("ours"), fx.schema_fingerprint("theirs"));
+    // What the run says about it: one transaction (0000 and 0001 up to its
+    // COMMIT), and the migrations from 0001 on outside any.
+    assert_eq!(outcome.transactions, 1, "{outcome:?}");
+    assert_eq!(
+        outcome.outside,
+        ["0001_email_index", "0002_team_tier", "0003_seat_tier", "0004_invoice", "0005_enterprise"]
+    );
+}
+
+/// An enum value added in one migration and used by later ones of the same
+/// batch, on a database where the type already exists: drizzle-kit fails
+/// (55P04) and applies nothing; the runner commits after the migration that
+/// adds the value and applies the set, ending where drizzle-kit ends when
+/// it is run once per migration.
+#[test]
+fn an_enum_value_added_and_used_in_one_batch_applies_where_drizzle_kit_fails() {
+    let Some(kit) = drizzle_kit() else { return };
+    let dir = realworld("enum-batch");
+    let all = drizzle::folder::read(&dir).unwrap();
+    let first = TestFolder::copy_of(&dir, Some(1));
+    let fx = Fixture::bare();
+    for db in ["ours", "theirs", "steps"] {
+        fx.provision(db);
+    }
+    for db in ["ours", "theirs"] {
+        let output = run_drizzle_kit(&kit, &fx.config(db).dsn, first.path());
+        assert!(output.status.success(), "{}", output_text(&output));
+    }
+    let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, &dir);
+    assert!(!output.status.success(), "drizzle-kit applies the batch in one transaction: {}", output_text(&output));
+    assert_eq!(fx.rows("theirs").len(), 1, "and none of it stays");
+
+    let outcome =
+        drizzle::migrate(&fx.config("ours"), &all, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(outcome.applied.len(), 4);
+    assert_eq!(outcome.transactions, 2, "committed after 0001 adds the value: {outcome:?}");
+    assert!(outcome.outside.is_empty());
+
+    for count in 1..=all.migrations.len() {
+        let step = TestFolder::copy_of(&dir, Some(count));
+        let output = run_drizzle_kit(&kit, &fx.config("steps").dsn, step.path());
+        assert!(output.status.success(), "step {count}: {}", output_text(&output));
+    }
+    assert_eq!(fx.rows("ours"), fx.rows("steps"));
+    assert_eq!(fx.schema_fingerprint("ours"), fx.schema_fingerprint("steps"));
+}
+
+/// Plain `drizzle-kit migrate` (a project's own `db:migrate` script) applies
+/// a set that creates its own schema: the next `db-migrate` has nothing to
+/// apply and still grants the runtime roles their access there; a run after
+/// that sends nothing, and so passes on a read-only session.
+#[test]
+fn grants_converge_after_drizzle_kit_applied_the_migrations() {
+    let Some(kit) = drizzle_kit() else { return };
+    let extra = [("APP_DB_SCHEMAS", "app")];
+    let fx = Fixture::bare();
+    fx.provision_with("db", &extra);
+    let config = fx.config_with("db", &extra);
+    let dir = realworld("own-schema");
+    let output = run_drizzle_kit(&kit, &config.dsn, &dir);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let mut app = fx.connect_as("app_user", "db");
+    let denied = app.batch_execute("SELECT * FROM app.post WHERE false").unwrap_err();
+    assert_eq!(denied.code().unwrap().code(), "42501", "drizzle-kit granted nothing");
+
+    let folder = drizzle::folder::read(&dir).unwrap();
+    let outcome = drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap();
+    assert!(outcome.applied.is_empty());
+    assert!(outcome.granted.iter().any(|g| g.contains("GRANT USAGE ON SCHEMA app TO \"app_user\"")), "{outcome:?}");
+    app.batch_execute("SELECT * FROM app.post WHERE false").unwrap();
+
+    fx.admin("db").batch_execute("ALTER ROLE app_migrator SET default_transaction_read_only = on").unwrap();
+    let outcome = drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(outcome.granted.is_empty() && outcome.applied.is_empty(), "{outcome:?}");
+    // The read-only session is real: a missing grant now cannot be sent.
+    fx.admin("db").batch_execute("REVOKE SELECT ON app.post FROM app_user").unwrap();
+    let error = format!("{:#}", drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap_err());
+    assert!(error.contains("read-only transaction"), "{error}");
+}

@@ -133,7 +133,7 @@ fn a_failure_outside_the_transaction_says_what_was_committed() {
 }
 
 #[test]
-fn the_migrations_after_a_commit_run_in_a_new_transaction() {
+fn the_migrations_after_a_commit_run_outside_a_transaction_as_under_drizzle_kit() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder
@@ -142,11 +142,20 @@ fn the_migrations_after_a_commit_run_in_a_new_transaction() {
         .add("0002_bad", 3000, b"CREATE TABLE d (id int);--> statement-breakpoint\nSELECT 1/0;");
     let message =
         format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("applied and recorded before it: 0000_commits"), "{message}");
-    assert!(message.contains("rolled back with it: 0001_ok"), "{message}");
-    assert_eq!(recorded(&fx), [1000]);
-    assert!(exists(&fx, "a") && exists(&fx, "b"));
-    assert!(!exists(&fx, "c") && !exists(&fx, "d"), "the new transaction was rolled back");
+    assert!(message.contains("applied and recorded before it: 0000_commits, 0001_ok"), "{message}");
+    assert!(message.contains("of `0002_bad`, statement 1 of 2 was committed"), "{message}");
+    assert!(message.contains("make the committed statements idempotent"), "{message}");
+    assert_eq!(recorded(&fx), [1000, 2000]);
+    assert!(exists(&fx, "a") && exists(&fx, "b") && exists(&fx, "c") && exists(&fx, "d"));
+
+    // With a transaction per migration, the failing one leaves nothing.
+    let fx = Fixture::provisioned(DB);
+    let mut config = fx.config(DB);
+    config.per_migration = true;
+    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("`0002_bad` failed at statement 2 of 2; nothing of it was committed"), "{message}");
+    assert_eq!(recorded(&fx), [1000, 2000]);
+    assert!(exists(&fx, "c") && !exists(&fx, "d"));
 }
 
 #[test]
@@ -196,4 +205,63 @@ fn savepoints_and_two_phase_commit_are_refused_before_anything_runs() {
         assert!(message.contains(&format!("`{keyword}` is refused")), "{sql}: {message}");
         assert!(!exists(&fx, "ok") && !exists(&fx, "x"), "{sql}: nothing ran");
     }
+}
+
+/// A failure after the commit that follows an enum value: the message says
+/// which migrations are applied and recorded, which were rolled back, and
+/// the fix; once the file is fixed, a re-run ends where a clean run ends.
+#[test]
+fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
+    let source = crate::common::realworld("enum-batch");
+    let bad = b"CREATE TABLE \"audit\" (\"id\" int);--> statement-breakpoint\nSELECT 1/0;";
+    let good = b"CREATE TABLE \"audit\" (\"id\" int);";
+    let fx = Fixture::provisioned(DB);
+    fx.provision("clean");
+    let mut failing = TestFolder::copy_of(&source, None);
+    failing.add("0005_audit", 1_900_000_000_000, bad);
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &failing.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("applied and recorded before it: 0000_init, 0001_triaged"), "{message}");
+    assert!(message.contains("rolled back with it: 0002_review_state, 0003_triage_old, 0004_notes"), "{message}");
+    assert!(message.contains("`0005_audit` failed at statement 2 of 2; nothing of it was committed"), "{message}");
+    assert!(message.contains("fix `0005_audit.sql`"), "{message}");
+    assert!(message.contains("--transaction-per-migration"), "{message}");
+    assert!(!message.contains("idempotent"), "nothing of it was committed: {message}");
+    assert_eq!(fx.rows(DB).len(), 2);
+
+    let mut fixed = TestFolder::copy_of(&source, None);
+    fixed.add("0005_audit", 1_900_000_000_000, good);
+    let outcome = drizzle::migrate(&fx.config(DB), &fixed.read(), false, &mut drizzle::Silent).unwrap();
+    assert_eq!(outcome.applied, ["0002_review_state", "0003_triage_old", "0004_notes", "0005_audit"]);
+    drizzle::migrate(&fx.config("clean"), &fixed.read(), false, &mut drizzle::Silent).unwrap();
+    assert_eq!(fx.rows(DB), fx.rows("clean"));
+    assert_eq!(fx.schema_fingerprint(DB), fx.schema_fingerprint("clean"));
+}
+
+/// What a failed run committed (a schema made before a `COMMIT`) gets its
+/// grants at once, not at the end of a later successful run.
+#[test]
+fn what_a_failed_run_committed_is_granted_to_the_runtime_roles() {
+    let extra = [("APP_DB_SCHEMAS", "app")];
+    let fx = Fixture::bare();
+    fx.provision_with(DB, &extra);
+    let mut folder = TestFolder::new();
+    folder.add(
+        "0000_app",
+        1000,
+        b"CREATE SCHEMA \"app\";--> statement-breakpoint\nCREATE TABLE \"app\".\"t\" (\"id\" int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nSELECT 1/0;",
+    );
+    let message = format!(
+        "{:#}",
+        drizzle::migrate(&fx.config_with(DB, &extra), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
+    assert!(message.contains("the runtime roles were granted their access to what stays"), "{message}");
+    fx.connect_as("app_user", DB).batch_execute("SELECT * FROM app.t").unwrap();
+}
+
+#[test]
+fn long_lists_of_migrations_are_summarised() {
+    let tags: Vec<String> = (0..298).map(|i| format!("{i:04}_m")).collect();
+    assert_eq!(drizzle::runner::summarise(&tags), "0000_m … 0297_m (298 migrations)");
+    assert_eq!(drizzle::runner::summarise(&tags[..2]), "0000_m, 0001_m");
 }
