@@ -59,7 +59,11 @@ fn drift_check(check: Check, checked: usize, drift: &[Drift]) -> CheckSummary {
     let mut summary = CheckSummary::new(check.id(), check.title());
     summary.checked = checked;
     for item in drift.iter().filter(|d| d.check() == check) {
-        summary.fail(item.subject(), item.to_string());
+        if item.is_missing_grant() {
+            summary.fail_missing_grant(item.subject(), item.to_string());
+        } else {
+            summary.fail(item.subject(), item.to_string());
+        }
     }
     summary
 }
@@ -201,12 +205,16 @@ fn rls_tenancy(
                 format!("{} not created yet: no table in the app schemas (migrations pending?)", missing.join(", ")),
             )
         }
+        // Unproven, not failed: a pending migration may create it (the
+        // report's notes name the entry too).
         Roots::Missing(missing) => {
             for name in missing {
-                tenancy.fail(
+                tenancy.note(
+                    Verdict::Unproven,
                     name.clone(),
                     format!(
-                        "declared as a tenant root in {}, but no such table exists in the app schemas",
+                        "declared as a tenant root in {}, but no such table exists in the app schemas (a pending \
+                         migration may create it): tenancy is unproven",
                         exemptions.source_text()
                     ),
                 );

@@ -207,7 +207,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::report::{Finding, RlsBehaviour};
+    use crate::report::RlsBehaviour;
 
     /// A report with one failing check (hostile characters in its finding),
     /// one passing, one unproven, and two probes per role, one failing.
@@ -218,11 +218,7 @@ mod tests {
         let mut views = CheckSummary::new("views", "no view reads RLS tables as its owner");
         views.checked = 3;
         let mut tenancy = CheckSummary::new("rls-tenancy", "tenant roots");
-        tenancy.findings.push(Finding {
-            subject: "roots".into(),
-            verdict: Verdict::Unproven,
-            message: "no root".into(),
-        });
+        tenancy.note(Verdict::Unproven, "roots", "no root");
         let probe = |role: &str, id: &'static str, verdict: Verdict| Probe {
             role: role.into(),
             id,

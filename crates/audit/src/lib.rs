@@ -14,12 +14,13 @@ pub mod powers;
 pub mod probe_rows;
 pub mod probes;
 pub mod report;
+pub mod reviewed;
 pub mod shadowing;
 pub mod tenancy;
 
 pub use roles::exemptions;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -91,6 +92,8 @@ struct Catalog {
     checks: Vec<report::CheckSummary>,
     /// The tenant root the live proof builds its tenant value from.
     root: Option<String>,
+    /// The commands of each table whose policies `[[policy]]` reviewed.
+    reviewed: BTreeMap<String, BTreeSet<char>>,
     used: BTreeSet<(exemptions::Kind, String)>,
     notes: Vec<String>,
     server_version: String,
@@ -113,11 +116,13 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let mut reads = roles::snapshot::Queries::new(&mut client);
     let policies = policies::read(&mut reads).context("read the RLS policies")?;
     let shadowing = shadowing::read(&mut reads, model).context("read what shadows the built-in functions")?;
+    policies::contradictions(model, &snapshot.db, &policies, &config.exemptions)?;
+    let reviewed = policies::reviewed_commands(model, &snapshot.db, &policies, &config.exemptions);
     let catalog_queries = snapshot.queries + reads.sent;
     let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
-    let mut notes = Vec::new();
+    let mut notes = policies::unknown_entries(model, &snapshot.db, &config.exemptions);
     let bookkeeping = match (&config.migrator, &config.migrations_dir) {
         (None, _) => {
             Err("not checked: DATABASE_MIGRATOR_URL is not set (the runtime roles may not read it)".to_string())
@@ -147,7 +152,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
-    Ok(Catalog { checks, root, used, notes, server_version, catalog_queries, queries })
+    Ok(Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries, queries })
 }
 
 /// How long each phase took, as a `debug` event of target `audit::phase`.
@@ -198,7 +203,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
         (catalog, probes, sampled)
     });
-    let Catalog { checks, root, used, notes, server_version, catalog_queries, mut queries } = catalog??;
+    let Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries, mut queries } = catalog??;
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {
@@ -210,15 +215,11 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     let phase = Instant::now();
     let (sampled, sent) = sampled??;
     queries += sent;
-    let (rls, tenancy_probes) = tenancy::prove(
-        model,
-        &config.runtime,
-        sampled,
-        &config.exemptions,
-        root.as_deref(),
-        config.write_probes,
-        &mut queries,
-    )?;
+    let reviewed = reviewed::Reviewed::new(&config.exemptions, reviewed);
+    let (rls, tenancy_probes) =
+        tenancy::prove(model, &config.runtime, sampled, &reviewed, root.as_deref(), config.write_probes, &mut queries)?;
+    let mut used = used;
+    used.extend(reviewed.into_used());
     all_probes.extend(tenancy_probes);
     trace("rls behaviour", phase);
     let probes = all_probes;

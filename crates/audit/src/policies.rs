@@ -4,8 +4,9 @@
 //! Tables readable without a tenant by design are declared in the
 //! exemptions file (`[[public]]`); the live write probe proves the rest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use anyhow::{bail, Result};
 use postgres::types::Type;
 use roles::snapshot::{DbContents, Queries};
 use roles::Model;
@@ -284,7 +285,7 @@ fn split_top<'a>(e: &'a str, separator: &str) -> Vec<&'a str> {
 /// Permissive policies of one table (those that apply to the runtime role)
 /// whose `USING` or `WITH CHECK` is always true and that no restrictive
 /// policy narrows. `public_read_all`: every row is declared public-readable.
-fn always_true_problems(mine: &[&Policy], public_read_all: bool, tenant_setting: &str) -> Vec<String> {
+fn always_true_problems(mine: &[&Policy], public_read_all: bool, tenant_setting: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
     // Restrictive policies are ANDed with the permissive ones: one that
     // is not always true narrows a permissive `true` for its commands.
@@ -307,25 +308,215 @@ fn always_true_problems(mine: &[&Policy], public_read_all: bool, tenant_setting:
         let public_read = policy.command == 'r' && public_read_all;
         let reads: Vec<char> = ['r', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
         if always_true(&policy.using) && !public_read && !narrowed(&reads, false) {
-            problems.push(format!(
+            let text = format!(
                 "policy `{}` (FOR {}) has USING ({}), which is always true: every row is visible or changeable",
                 policy.name,
                 command_word(policy.command),
                 strip_parens(&policy.using)
-            ));
+            );
+            problems.push((reads.clone(), text));
         }
         let writes: Vec<char> = ['a', 'w'].into_iter().filter(|c| policy.covers(*c)).collect();
         let check = policy.check_expression();
         if !check.is_empty() && always_true(check) && !narrowed(&writes, true) {
-            problems.push(format!(
+            let text = format!(
                 "policy `{}` (FOR {}) has WITH CHECK ({}), which is always true: any tenant's row may be written",
                 policy.name,
                 command_word(policy.command),
                 strip_parens(check)
-            ));
+            );
+            problems.push((writes.clone(), text));
         }
     }
     problems
+}
+
+/// What the policies of one table let through that the model does not
+/// want: always-true predicates and permissive policies that add up, as
+/// the `[[public]]` entry of the table (if any) allows.
+fn content_problems(mine: &[&Policy], public: Option<&crate::exemptions::Exemption>, setting: &str) -> Vec<Problem> {
+    let public_read_all = public.is_some_and(|e| e.rows.is_none());
+    let mut problems = always_true_problems(mine, public_read_all, setting);
+    for command in ['r', 'a', 'w', 'd'] {
+        let permissive: Vec<&str> =
+            mine.iter().filter(|p| p.permissive && p.covers(command)).map(|p| p.name.as_str()).collect();
+        // A declared public-read table has its public SELECT policy beside the tenant's.
+        let allowed = if command == 'r' && public.is_some() { 2 } else { 1 };
+        if permissive.len() > allowed {
+            let text = format!(
+                "{} permissive policies allow {} ({}): they add up, so each widens the others",
+                permissive.len(),
+                command_word(command),
+                permissive.join(", ")
+            );
+            problems.push((vec![command], text));
+        }
+    }
+    problems
+}
+
+/// A problem of a table's policies: the commands it concerns (`r`, `a`,
+/// `w`, `d`) and what it is.
+type Problem = (Vec<char>, String);
+
+/// One table's policy problems, and whether its `[[public]]` entry (if
+/// any) kept a problem away.
+struct TableProblems<'p> {
+    table: &'p str,
+    problems: Vec<Problem>,
+    public_needed: bool,
+}
+
+/// The problems of every table with RLS on and policies, and how many
+/// tables were looked at.
+fn table_problems<'p>(
+    model: &Model,
+    db: &DbContents,
+    policies: &'p [Policy],
+    exemptions: &Exemptions,
+) -> (usize, Vec<TableProblems<'p>>) {
+    let runtime = &model.runtime.name;
+    let tables: BTreeSet<(&str, i64)> = policies.iter().map(|p| (p.table.as_str(), p.table_oid)).collect();
+    let mut checked = 0;
+    let mut found = Vec::new();
+    for (table, oid) in tables {
+        if db.relations.iter().any(|r| r.oid == oid && !r.rls_enabled) {
+            continue; // policies without RLS are the `rls-policies` check's
+        }
+        checked += 1;
+        let mine: Vec<&Policy> = policies.iter().filter(|p| p.table_oid == oid && p.applies_to(runtime)).collect();
+        let public = exemptions.find(Kind::Public, table);
+        let mut problems = content_problems(&mine, public, &model.tenant_setting);
+        let public_needed =
+            public.is_some() && content_problems(&mine, None, &model.tenant_setting).len() > problems.len();
+        for policy in &mine {
+            let reads = policy.session_state_read();
+            if !reads.is_empty() {
+                let commands = ['r', 'a', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
+                let text = format!(
+                    "policy `{}` reads session state that is not the tenant ({}): it can let db-check's probe \
+                     sessions and the app's see different rows; read only the tenant setting",
+                    policy.name,
+                    reads.join(", ")
+                );
+                problems.push((commands, text));
+            }
+        }
+        found.push(TableProblems { table, problems, public_needed });
+    }
+    (checked, found)
+}
+
+/// The commands (`r`, `a`, `w`, `d`) of each table whose policy problems
+/// the policy file declares reviewed (`[[policy]]`): what the live probes
+/// exempt there, exactly what the catalog check exempts.
+pub fn reviewed_commands(
+    model: &Model,
+    db: &DbContents,
+    policies: &[Policy],
+    exemptions: &Exemptions,
+) -> BTreeMap<String, BTreeSet<char>> {
+    let mut reviewed = BTreeMap::new();
+    if !exemptions.rls.enabled {
+        return reviewed;
+    }
+    for found in table_problems(model, db, policies, exemptions).1 {
+        if exemptions.find(Kind::Policy, found.table).is_some() && !found.problems.is_empty() {
+            let commands: &mut BTreeSet<char> = reviewed.entry(found.table.to_string()).or_default();
+            commands.extend(found.problems.iter().flat_map(|(commands, _)| commands.iter().copied()));
+        }
+    }
+    reviewed
+}
+
+/// Where the policy file contradicts the database, refused before any
+/// verdict (`db-check` exits 1): a tenant setting that no policy reads while
+/// the policies read another custom setting (every probe write would be
+/// denied for the wrong reason, hiding a real hole), and `enabled = false`
+/// on a database whose tables have RLS with policies (every RLS check would
+/// say "not applicable").
+pub fn contradictions(model: &Model, db: &DbContents, policies: &[Policy], exemptions: &Exemptions) -> Result<()> {
+    let file = exemptions.source_text();
+    let with_rls: BTreeSet<&str> = policies
+        .iter()
+        .filter(|p| db.relations.iter().any(|r| r.oid == p.table_oid && r.rls_enabled))
+        .map(|p| p.table.as_str())
+        .collect();
+    if !exemptions.rls.enabled && !with_rls.is_empty() {
+        let tables: Vec<&str> = with_rls.iter().copied().collect();
+        bail!(
+            "{file}: `[rls] enabled = false`, but {} table{} of the database {} row-level security with policies \
+             ({}): remove `enabled = false` (and declare `tenant_roots`) so that db-check proves them",
+            tables.len(),
+            if tables.len() == 1 { "" } else { "s" },
+            if tables.len() == 1 { "has" } else { "have" },
+            summarise(&tables)
+        );
+    }
+    if !exemptions.rls.enabled {
+        return Ok(());
+    }
+    let setting = &model.tenant_setting;
+    let mut read: Vec<String> = policies
+        .iter()
+        .flat_map(Policy::settings_read)
+        .filter(|s| s.contains('.'))
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    read.sort();
+    read.dedup();
+    if !read.is_empty() && !read.contains(&setting.to_ascii_lowercase()) {
+        let declared = match &exemptions.rls.tenant_setting {
+            Some(_) => format!("`[rls] tenant_setting = \"{setting}\"`"),
+            None => format!("the default tenant setting `{setting}` (no `[rls] tenant_setting`)"),
+        };
+        bail!(
+            "{file}: {declared}, but no RLS policy of the database reads it; they read {}. With it the probes would \
+             write with a setting the policies never see, so every write is denied for the wrong reason. Set \
+             `[rls] tenant_setting` to the setting the app sets per transaction",
+            read.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `a, b, c`, or `a, b, c and n more`.
+fn summarise(names: &[&str]) -> String {
+    if names.len() <= 5 {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..5].join(", "), names.len() - 5)
+    }
+}
+
+/// Entries of the policy file that name no object of the database: a
+/// warning each (a pending migration may create it).
+pub fn unknown_entries(model: &Model, db: &DbContents, exemptions: &Exemptions) -> Vec<String> {
+    let relation = |name: &str| db.relations.iter().any(|r| format!("{}.{}", r.schema, r.name) == name);
+    let mut notes: Vec<String> = exemptions
+        .rls
+        .tenant_roots
+        .iter()
+        .filter(|root| !relation(root))
+        .map(|root| format!("the tenant root `{root}`"))
+        .collect();
+    for entry in &exemptions.entries {
+        let names_relation =
+            matches!(entry.kind, Kind::Table | Kind::View | Kind::Policy | Kind::Public | Kind::Private);
+        if names_relation && model.is_app_schema(entry.name.split('.').next().unwrap_or("")) && !relation(&entry.name) {
+            notes.push(format!("[[{}]] `{}`", entry.kind.key(), entry.name));
+        }
+    }
+    notes
+        .into_iter()
+        .map(|what| {
+            format!(
+                "{}: {what} names no relation of the database (a pending migration may create it; otherwise fix \
+                 or remove the entry)",
+                exemptions.source_text()
+            )
+        })
+        .collect()
 }
 
 /// The `rls-policy-content` check.
@@ -342,53 +533,23 @@ pub fn check(
         check.note(Verdict::NotApplicable, "rls", "not applicable: the app declares no RLS");
         return check;
     }
-    let runtime = &model.runtime.name;
-    let tables: BTreeSet<(&str, i64)> = policies.iter().map(|p| (p.table.as_str(), p.table_oid)).collect();
-    for (table, oid) in tables {
-        if db.relations.iter().any(|r| r.oid == oid && !r.rls_enabled) {
-            continue; // policies without RLS are the `rls-policies` check's
-        }
-        check.checked += 1;
-        let mine: Vec<&Policy> = policies.iter().filter(|p| p.table_oid == oid && p.applies_to(runtime)).collect();
-        let public = exemptions.find(Kind::Public, table);
-        let mut problems = Vec::new();
-        let public_read_all = public.is_some_and(|e| e.rows.is_none());
-        problems.extend(always_true_problems(&mine, public_read_all, &model.tenant_setting));
-        for policy in &mine {
-            let reads = policy.session_state_read();
-            if !reads.is_empty() {
-                problems.push(format!(
-                    "policy `{}` reads session state that is not the tenant ({}): it can let db-check's probe \
-                     sessions and the app's see different rows; read only the tenant setting",
-                    policy.name,
-                    reads.join(", ")
-                ));
-            }
-        }
-        for command in ['r', 'a', 'w', 'd'] {
-            let permissive: Vec<&str> =
-                mine.iter().filter(|p| p.permissive && p.covers(command)).map(|p| p.name.as_str()).collect();
-            // A declared public-read table has its public SELECT policy beside the tenant's.
-            let allowed = if command == 'r' && public.is_some() { 2 } else { 1 };
-            if permissive.len() > allowed {
-                problems.push(format!(
-                    "{} permissive policies allow {} ({}): they add up, so each widens the others",
-                    permissive.len(),
-                    command_word(command),
-                    permissive.join(", ")
-                ));
-            }
+    let (checked, found) = table_problems(model, db, policies, exemptions);
+    check.checked = checked;
+    for TableProblems { table, problems, public_needed } in found {
+        if public_needed {
+            used.insert((Kind::Public, table.to_string()));
         }
         if problems.is_empty() {
             continue;
         }
+        let texts: Vec<String> = problems.into_iter().map(|(_, text)| text).collect();
         match exemptions.find(Kind::Policy, table) {
             Some(exemption) => {
                 used.insert((Kind::Policy, table.to_string()));
-                check.note(Verdict::Exempt, table, format!("{}; exempted: {}", problems.join("; "), exemption.reason));
+                check.note(Verdict::Exempt, table, format!("{}; exempted: {}", texts.join("; "), exemption.reason));
             }
             None => {
-                for problem in problems {
+                for problem in texts {
                     check.fail(table, problem);
                 }
             }

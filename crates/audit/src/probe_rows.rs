@@ -25,8 +25,8 @@ use dbenv::quote_literal;
 use postgres::Client;
 use roles::Model;
 
-use crate::exemptions::{Exemptions, Kind};
 use crate::report::{Probe, Verdict};
+use crate::reviewed::{exempt_note, Reviewed};
 use crate::tenancy::{
     copies, insert_probe, leaking_in, set_tenant, try_write, Known, Outcomes, Samples, Tenants, Write,
 };
@@ -123,6 +123,34 @@ pub type NoPlan = (Verdict, String);
 /// prove (no RLS table has a policy for the runtime role) or no way to (the
 /// root has no single-column key).
 pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
+    match plan_with(model, service, root, queries) {
+        // The service role may not read what the proof needs (grants the
+        // catalog checks name): unproven, never a crash of the whole check.
+        Err(error) if denied(&error) => {
+            let message = error
+                .downcast_ref::<postgres::Error>()
+                .and_then(|e| e.as_db_error())
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| error.to_string());
+            Ok(Err((
+                Verdict::Unproven,
+                format!(
+                    "unproven: `{}` may not read what the probe rows need ({message}); the grants checks name what \
+                     is missing",
+                    model.service.name
+                ),
+            )))
+        }
+        other => other,
+    }
+}
+
+/// A permission error (42501) of the session.
+fn denied(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<postgres::Error>().and_then(|e| e.code()).is_some_and(|c| c.code() == "42501")
+}
+
+fn plan_with(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
     // `schema.name` as the policy file and the catalog audit spell it,
     // unquoted: quoted here, so `"Users"` is found as itself.
     let quoted_root = match root.split_once('.') {
@@ -600,6 +628,8 @@ struct Found {
     read_leaks: Vec<String>,
     read_failing: Vec<String>,
     read_unproven: Vec<String>,
+    /// Rows seen on tables whose policies the policy file declares reviewed.
+    read_exempt: Vec<String>,
     insert: Outcomes,
     update: Outcomes,
     /// Copies of rows already there, written with B set.
@@ -707,7 +737,7 @@ fn write_rows(
 
 /// The read proof's parts: per proven table, whether the session sees any
 /// row but B's own root row and the rows declared public.
-fn read_parts(plan: &Plan, exemptions: &Exemptions, written: &BTreeSet<u32>) -> Vec<(String, String)> {
+fn read_parts(plan: &Plan, exemptions: &Reviewed<'_>, written: &BTreeSet<u32>) -> Vec<(String, String)> {
     let b = &plan.tenants[1];
     let root_key = plan.tables.iter().find(|t| t.oid == plan.root).and_then(single_key);
     plan.tables
@@ -716,7 +746,7 @@ fn read_parts(plan: &Plan, exemptions: &Exemptions, written: &BTreeSet<u32>) -> 
         .filter_map(|t| {
             let mut filters = Vec::new();
             // A table every row of which is public is left out (`?`).
-            if let Some(public) = exemptions.find(Kind::Public, &t.name) {
+            if let Some(public) = exemptions.public(&t.name) {
                 filters.push(format!("NOT coalesce(({}), false)", public.rows.as_deref()?));
             }
             if t.oid == plan.root {
@@ -734,7 +764,7 @@ pub fn prove(
     model: &Model,
     plan: &Plan,
     runtime: &mut Client,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     existing: &Samples,
     queries: &mut u32,
 ) -> Result<Vec<Probe>> {
@@ -742,7 +772,7 @@ pub fn prove(
     runtime.batch_execute(&crate::probes::begin_probe())?;
     let found = run(model, plan, runtime, exemptions, existing, queries);
     let _ = runtime.batch_execute("ROLLBACK");
-    let found = match found {
+    let mut found = match found {
         Ok(found) => found,
         // A statement that failed for another reason than the proof (a
         // timeout, a lock): said as inconclusive, never a pass.
@@ -756,6 +786,11 @@ pub fn prove(
             return Ok(all);
         }
     };
+    for (outcomes, command) in
+        [(&mut found.insert, 'a'), (&mut found.update, 'w'), (&mut found.existing, 'a'), (&mut found.pooled, 'a')]
+    {
+        outcomes.review(exemptions, command);
+    }
     let mut all = vec![insert_probe(model, &found.existing, "a tenant that exists and owns nothing")];
     all.extend(probes(model, plan, &found));
     Ok(all)
@@ -765,7 +800,7 @@ fn run(
     model: &Model,
     plan: &Plan,
     runtime: &mut Client,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     existing: &Samples,
     queries: &mut u32,
 ) -> Result<Found, postgres::Error> {
@@ -975,7 +1010,7 @@ fn reads(
     runtime: &mut Client,
     model: &Model,
     plan: &Plan,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     written: &BTreeSet<u32>,
     found: &mut Found,
     queries: &mut u32,
@@ -989,6 +1024,8 @@ fn reads(
         *queries += 1;
         runtime.batch_execute(&set_tenant(&model.tenant_setting, value))?;
         let (leaking, errors) = leaking_in(runtime, &parts, queries)?;
+        let (leaking, exempt) = exemptions.split(leaking);
+        found.read_exempt.extend(exempt.into_iter().map(|table| format!("{table} {state}")));
         if !leaking.is_empty() {
             found.read_leaks.push(format!("{state}, `{}` sees rows of {}", model.runtime.name, leaking.join(", ")));
         }
@@ -1010,14 +1047,14 @@ fn reads(
 fn public_probe_rows(
     runtime: &mut Client,
     plan: &Plan,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     rows_a: &BTreeMap<u32, Row>,
     found: &mut Found,
     queries: &mut u32,
 ) -> Result<(), postgres::Error> {
     for table in plan.tables.iter().filter(|t| t.proven) {
         let (Some(row), Some(rows)) =
-            (rows_a.get(&table.oid), exemptions.find(Kind::Public, &table.name).and_then(|p| p.rows.as_deref()))
+            (rows_a.get(&table.oid), exemptions.public(&table.name).and_then(|p| p.rows.as_deref()))
         else {
             continue;
         };
@@ -1164,8 +1201,9 @@ fn read_probe(role: &str, setting: &str, found: &Found, unproven: &[String]) -> 
         observed: String::new(),
         verdict: Verdict::Pass,
     };
+    let exempt = exempt_note(&found.read_exempt, "it sees rows of");
     if !found.read_leaks.is_empty() {
-        read.observed = found.read_leaks.join("; ");
+        read.observed = format!("{}{exempt}", found.read_leaks.join("; "));
         read.verdict = Verdict::Fail;
     } else if found.proven == 0 || !found.read_unproven.is_empty() || found.no_b.is_some() {
         let b_note = match &found.no_b {
@@ -1180,8 +1218,11 @@ fn read_probe(role: &str, setting: &str, found: &Found, unproven: &[String]) -> 
         } else {
             format!("; the app's queries fail {}", found.read_failing.join("; "))
         };
-        read.observed =
-            format!("no row of another tenant on {} tables{failing}{}", found.proven, unproven_note(unproven, "; "));
+        read.observed = format!(
+            "no row of another tenant on {} tables{failing}{}{exempt}",
+            found.proven,
+            unproven_note(unproven, "; ")
+        );
         if !unproven.is_empty() {
             read.verdict = Verdict::Unproven;
         }
@@ -1205,19 +1246,25 @@ pub(crate) fn write_probe(
         observed: String::new(),
         verdict: Verdict::Pass,
     };
+    let exempt = exempt_note(&outcomes.exempt, "let through on");
     let nothing_tried = outcomes.allowed.is_empty()
         && outcomes.denied.is_empty()
         && outcomes.own.is_empty()
         && outcomes.unproven.is_empty()
+        && outcomes.exempt.is_empty()
         && unproven.is_empty();
+    let nothing_proven = outcomes.denied.is_empty() && outcomes.own.is_empty();
     if nothing_tried {
         probe.observed = "n/a (no RLS table to write)".into();
         probe.verdict = Verdict::NotApplicable;
     } else if !outcomes.allowed.is_empty() {
-        probe.observed = format!("ALLOWED on {}", outcomes.allowed.join(", "));
+        probe.observed = format!("ALLOWED on {}{exempt}", outcomes.allowed.join(", "));
         probe.verdict = Verdict::Fail;
-    } else if outcomes.denied.is_empty() && outcomes.own.is_empty() {
-        probe.observed = unproven_because(unproven, &outcomes.unproven);
+    } else if nothing_proven && outcomes.unproven.is_empty() && unproven.is_empty() {
+        probe.observed = format!("exempt only{exempt}");
+        probe.verdict = Verdict::Exempt;
+    } else if nothing_proven {
+        probe.observed = format!("{}{exempt}", unproven_because(unproven, &outcomes.unproven));
         probe.verdict = Verdict::Unproven;
     } else {
         let own = if outcomes.own.is_empty() {
@@ -1229,7 +1276,7 @@ pub(crate) fn write_probe(
             )
         };
         probe.observed = format!(
-            "denied (42501) on {} tables{own}{}{}",
+            "denied (42501) on {} tables{own}{}{}{exempt}",
             outcomes.denied.len(),
             unproven_note(&outcomes.unproven, ", "),
             unproven_note(unproven, "; ")

@@ -55,6 +55,8 @@ pub struct Finding {
     pub subject: String,
     pub verdict: Verdict,
     pub message: String,
+    /// A grant the model gives a runtime role is missing, and nothing more.
+    pub missing_grant: bool,
 }
 
 /// One catalog check over every object it applies to.
@@ -74,11 +76,18 @@ impl CheckSummary {
     }
 
     pub fn fail(&mut self, subject: impl Into<String>, message: impl Into<String>) {
-        self.findings.push(Finding { subject: subject.into(), verdict: Verdict::Fail, message: message.into() });
+        self.note(Verdict::Fail, subject, message);
+    }
+
+    /// A failure that is only a missing grant (`Drift::is_missing_grant`).
+    pub fn fail_missing_grant(&mut self, subject: impl Into<String>, message: impl Into<String>) {
+        let (subject, message) = (subject.into(), message.into());
+        self.findings.push(Finding { subject, verdict: Verdict::Fail, message, missing_grant: true });
     }
 
     pub fn note(&mut self, verdict: Verdict, subject: impl Into<String>, message: impl Into<String>) {
-        self.findings.push(Finding { subject: subject.into(), verdict, message: message.into() });
+        let (subject, message) = (subject.into(), message.into());
+        self.findings.push(Finding { subject, verdict, message, missing_grant: false });
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -160,6 +169,45 @@ impl Report {
         all
     }
 
+    /// When every failure follows from grants the model gives the runtime
+    /// roles and they lack (nothing held beyond the model, no probe that
+    /// got what it must not): the missing grants per catalog check, as
+    /// `(check, subjects)`. One cause, one fix: `db-migrate` or `db-provision`.
+    pub fn missing_grants_only(&self) -> Option<Vec<(&'static str, Vec<String>)>> {
+        let failing: Vec<(&CheckSummary, &Finding)> = self
+            .checks
+            .iter()
+            .flat_map(|c| c.findings.iter().filter(|f| f.verdict == Verdict::Fail).map(move |f| (c, f)))
+            .collect();
+        if failing.is_empty() || !failing.iter().all(|(_, f)| f.missing_grant) {
+            return None;
+        }
+        // A probe that was refused what the model gives it, or could not
+        // run: a consequence. One that got what it must not: a cause.
+        let explained = |p: &Probe| match p.verdict {
+            Verdict::Fail => p.expected == "allowed" || p.expected == "all held",
+            Verdict::Inconclusive => p.observed.starts_with("not tried"),
+            _ => true,
+        };
+        let rls_explained = self.rls.verdict != Verdict::Fail || self.rls.message.contains("permission denied");
+        if !self.probes.iter().all(explained) || !rls_explained {
+            return None;
+        }
+        let mut groups: Vec<(&'static str, Vec<String>)> = Vec::new();
+        for (check, finding) in failing {
+            match groups.iter_mut().find(|(id, _)| *id == check.id) {
+                Some((_, subjects)) if !subjects.contains(&finding.subject) => subjects.push(finding.subject.clone()),
+                Some(_) => {}
+                None => groups.push((check.id, vec![finding.subject.clone()])),
+            }
+        }
+        Some(groups)
+    }
+
+    /// The one fix for missing grants, as the report says it.
+    pub const GRANT_FIX: &'static str = "run `cargo xtask db-migrate` (every run grants the runtime roles what they \
+        lack in the app schemas) or `cargo xtask db-provision`";
+
     /// Every failure, catalog first, as `(where, subject, message)`.
     pub fn failures(&self) -> Vec<(String, String, String)> {
         let mut all: Vec<(String, String, String)> = self
@@ -191,11 +239,33 @@ impl Report {
         let mut out = String::new();
         let failures = self.failures();
         let _ = writeln!(out, "db-check: `{}` on PostgreSQL {}", self.database, self.server_version);
-        if !failures.is_empty() {
-            let _ = writeln!(out, "\nFAILURES ({})", failures.len());
-            for (place, subject, message) in &failures {
-                let _ = writeln!(out, "  ✗ {place:<26} {subject}: {message}");
+        let grants = self.missing_grants_only();
+        match &grants {
+            Some(groups) => {
+                let _ = writeln!(
+                    out,
+                    "\nFAILURES ({}), one cause: grants the model gives the runtime roles are missing\n  fix: {}",
+                    failures.len(),
+                    Report::GRANT_FIX
+                );
+                for (check, subjects) in groups {
+                    let _ = writeln!(out, "  ✗ {check}: {}", subjects.join(", "));
+                }
+                let probes = failures.iter().filter(|(place, _, _)| place.starts_with("probe")).count();
+                if probes > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  ✗ {probes} live probes fail or cannot run for the same reason (--json lists each)"
+                    );
+                }
             }
+            None if !failures.is_empty() => {
+                let _ = writeln!(out, "\nFAILURES ({})", failures.len());
+                for (place, subject, message) in &failures {
+                    let _ = writeln!(out, "  ✗ {place:<26} {subject}: {message}");
+                }
+            }
+            None => {}
         }
         self.probes_text(&mut out);
         self.catalog_text(&mut out);
@@ -206,6 +276,11 @@ impl Report {
                 format!("the model holds, but unproven: {}", self.unproven().join(", "))
             } else if self.holds() {
                 "the model holds".to_string()
+            } else if grants.is_some() {
+                format!(
+                    "the model does NOT hold: {} failures, all from missing grants (the fix is above)",
+                    failures.len()
+                )
             } else {
                 format!("the model does NOT hold: {} failures", failures.len())
             },
@@ -286,6 +361,10 @@ impl Report {
             "server_version": self.server_version,
             "holds": self.holds(),
             "failures": self.failures().iter().map(|(place, subject, message)| json!({"where": place, "subject": subject, "message": message})).collect::<Vec<_>>(),
+            "cause": self.missing_grants_only().map(|groups| json!({
+                "missing_grants": groups.iter().map(|(check, subjects)| json!({"check": check, "subjects": subjects})).collect::<Vec<_>>(),
+                "fix": Report::GRANT_FIX,
+            })),
             "catalog": self.checks.iter().map(|c| json!({
                 "id": c.id, "title": c.title, "checked": c.checked, "verdict": c.verdict().word(),
                 "findings": c.findings.iter().map(|f| json!({"subject": f.subject, "verdict": f.verdict.word(), "message": f.message})).collect::<Vec<_>>(),

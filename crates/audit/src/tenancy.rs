@@ -11,10 +11,11 @@ use postgres::error::SqlState;
 use postgres::Client;
 use roles::Model;
 
-use crate::exemptions::{Exemptions, Kind};
+use crate::exemptions::Kind;
 use crate::probe_rows;
 use crate::probes::connect_as;
 use crate::report::{Probe, RlsBehaviour, Verdict};
+use crate::reviewed::{exempt_note, Reviewed};
 
 /// How many tables one sampling query reads.
 const TABLES_PER_QUERY: usize = 200;
@@ -161,7 +162,7 @@ pub fn behaviour(
     model: &Model,
     samples: &Samples,
     runtime: &mut Client,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     queries: &mut u32,
 ) -> RlsBehaviour {
     let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
@@ -178,7 +179,7 @@ pub fn behaviour(
     let mut checked = Vec::new();
     let mut parts = Vec::new();
     for sample in &with_rows {
-        let hidden = match exemptions.find(Kind::Public, &sample.name) {
+        let hidden = match exemptions.public(&sample.name) {
             Some(public) => match &public.rows {
                 None => continue, // every row is public by design
                 Some(rows) => format!("SELECT 1 FROM {} WHERE NOT coalesce(({rows}), false)", sample.table),
@@ -196,14 +197,16 @@ pub fn behaviour(
     }
     let runtime_name = &model.runtime.name;
     let setting = &model.tenant_setting;
-    let Seen { leaks, failing, unproven } = match every_state(model, samples, runtime, &parts, queries) {
-        Ok(found) => found,
-        Err(failed) => return failed,
-    };
+    let Seen { leaks, failing, unproven, exempt } =
+        match every_state(model, samples, runtime, &parts, exemptions, queries) {
+            Ok(found) => found,
+            Err(failed) => return failed,
+        };
     let declared = with_rows.len() - checked.len();
     let public_note = if declared > 0 { format!("; {declared} declared public-readable") } else { String::new() };
-    let failing_note =
+    let mut failing_note =
         if failing.is_empty() { String::new() } else { format!("; the app's queries fail {}", failing.join("; ")) };
+    failing_note.push_str(&exempt_note(&exempt, "it sees rows of"));
     if leaks.is_empty() && !unproven.is_empty() {
         RlsBehaviour {
             verdict: Verdict::Unproven,
@@ -245,6 +248,9 @@ struct Seen {
     failing: Vec<String>,
     /// Tables whose read fails with a tenant set or with none: unproven.
     unproven: Vec<String>,
+    /// Tables whose policies the policy file declares reviewed, with the
+    /// state in which the runtime role saw their rows.
+    exempt: Vec<String>,
 }
 
 /// The runtime role's view of the hidden rows in each state a session is
@@ -258,6 +264,7 @@ fn every_state(
     samples: &Samples,
     runtime: &mut Client,
     parts: &[(String, String)],
+    exemptions: &Reviewed<'_>,
     queries: &mut u32,
 ) -> Result<Seen, RlsBehaviour> {
     let runtime_name = &model.runtime.name;
@@ -286,6 +293,8 @@ fn every_state(
             verdict: Verdict::Fail,
             message: explain_read_error(runtime_name, &error),
         })?;
+        let (leaking, exempt) = exemptions.split(leaking);
+        seen.exempt.extend(exempt.into_iter().map(|table| format!("{table} {state}")));
         if !leaking.is_empty() {
             seen.leaks.push(format!("{state}, `{runtime_name}` sees rows of {}", leaking.join(", ")));
         }
@@ -619,7 +628,13 @@ fn try_write_keyed(runtime: &mut Client, write: &Write<'_>, statement: &str) -> 
 /// As `app_user` with a tenant that owns nothing, inserting a copy of an
 /// existing row must be refused by RLS (SQLSTATE 42501) on every RLS table
 /// with rows; each attempt is rolled back.
-pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mut Client>, queries: &mut u32) -> Probe {
+pub fn cross_tenant_insert(
+    model: &Model,
+    samples: &Samples,
+    runtime: Option<&mut Client>,
+    exemptions: &Reviewed<'_>,
+    queries: &mut u32,
+) -> Probe {
     let with_rows = samples.samples.iter().any(|s| s.row.is_some());
     let Some(runtime) = runtime.filter(|_| with_rows) else {
         let mut probe = insert_probe(model, &Outcomes::default(), "a tenant that owns nothing");
@@ -638,8 +653,9 @@ pub fn cross_tenant_insert(model: &Model, samples: &Samples, runtime: Option<&mu
         return probe;
     }
     let tenants = Tenants { setting: &model.tenant_setting, writer: &samples.fresh_tenant };
-    let outcomes = copies(runtime, samples, &tenants, &BTreeMap::new(), queries);
+    let mut outcomes = copies(runtime, samples, &tenants, &BTreeMap::new(), queries);
     let _ = runtime.batch_execute("ROLLBACK");
+    outcomes.review(exemptions, 'a');
     insert_probe(model, &outcomes, "a tenant that owns nothing")
 }
 
@@ -650,15 +666,40 @@ pub(crate) struct Outcomes {
     pub allowed: Vec<String>,
     pub unproven: Vec<String>,
     pub own: Vec<String>,
+    /// The table of each entry of `allowed`.
+    pub allowed_tables: Vec<String>,
+    /// Writes the policies let through on tables whose policies the policy
+    /// file declares reviewed: `how (exempt: reason)`.
+    pub exempt: Vec<String>,
 }
 
 impl Outcomes {
     pub(crate) fn add(&mut self, table: &str, outcome: Insert) {
         match outcome {
             Insert::Denied => self.denied.push(table.to_string()),
-            Insert::Allowed(how) => self.allowed.push(how),
+            Insert::Allowed(how) => {
+                self.allowed.push(how);
+                self.allowed_tables.push(table.to_string());
+            }
             Insert::Unproven(why) => self.unproven.push(why),
             Insert::OwnTenant(table) => self.own.push(table),
+        }
+    }
+
+    /// Moves the writes (`command`: `a` inserts, `w` updates) let through
+    /// on tables whose policies for it the policy file declares reviewed
+    /// (`[[policy]]`) from `allowed` to `exempt`.
+    pub(crate) fn review(&mut self, exemptions: &Reviewed<'_>, command: char) {
+        let allowed = std::mem::take(&mut self.allowed);
+        let tables = std::mem::take(&mut self.allowed_tables);
+        for (how, table) in allowed.into_iter().zip(tables) {
+            match exemptions.reviewed(&table, command) {
+                Some(entry) => self.exempt.push(format!("{how} (exempt: {})", entry.reason)),
+                None => {
+                    self.allowed.push(how);
+                    self.allowed_tables.push(table);
+                }
+            }
         }
     }
 }
@@ -701,25 +742,29 @@ pub(crate) fn insert_probe(model: &Model, outcomes: &Outcomes, tenant: &str) -> 
         observed: String::new(),
         verdict: Verdict::Pass,
     };
-    let Outcomes { denied, allowed, unproven, own } = outcomes;
+    let Outcomes { denied, allowed, unproven, own, exempt, .. } = outcomes;
+    let exempt_note = exempt_note(exempt, "let through on");
     let trigger_note = if own.is_empty() {
         String::new()
     } else {
         format!("; proven by a BEFORE trigger that put the row in the probe's own tenant on {}", own.join(", "))
     };
     if !allowed.is_empty() {
-        probe.observed = format!("ALLOWED on {}", allowed.join(", "));
+        probe.observed = format!("ALLOWED on {}{exempt_note}", allowed.join(", "));
         probe.verdict = Verdict::Fail;
+    } else if denied.is_empty() && own.is_empty() && !exempt.is_empty() && unproven.is_empty() {
+        probe.observed = format!("exempt only{exempt_note}");
+        probe.verdict = Verdict::Exempt;
     } else if denied.is_empty() && own.is_empty() {
         probe.observed = if unproven.is_empty() {
             "n/a (no RLS table has rows)".into()
         } else {
-            format!("unproven: {}", unproven.join(", "))
+            format!("unproven: {}{exempt_note}", unproven.join(", "))
         };
         probe.verdict = if unproven.is_empty() { Verdict::NotApplicable } else { Verdict::Unproven };
     } else {
         probe.observed = format!(
-            "denied (42501) on {} tables{trigger_note}{}",
+            "denied (42501) on {} tables{trigger_note}{}{exempt_note}",
             denied.len(),
             if unproven.is_empty() { String::new() } else { format!("; unproven on {}", unproven.join(", ")) }
         );
@@ -817,7 +862,7 @@ pub fn prove(
     model: &Model,
     runtime: &Dsn,
     sampled: Option<Sampled>,
-    exemptions: &Exemptions,
+    exemptions: &Reviewed<'_>,
     root: Option<&str>,
     write_probes: bool,
     queries: &mut u32,
@@ -830,7 +875,7 @@ pub fn prove(
             exemptions.rls.reason.as_deref().unwrap_or("no reason given")
         );
         let empty = Samples { samples: Vec::new(), rls_tables: 0, fresh_tenant: String::new() };
-        let mut insert = cross_tenant_insert(model, &empty, None, queries);
+        let mut insert = cross_tenant_insert(model, &empty, None, exemptions, queries);
         insert.observed = why.clone();
         let mut probes = vec![insert];
         probes.extend(probe_rows::not_tried(model, &why, Verdict::NotApplicable));
@@ -858,12 +903,17 @@ pub fn prove(
     };
     // First, while this session has never set the tenant (it reads NULL,
     // which no later transaction of the session can see again): no write.
-    let null_writes = write_probes
-        .then(|| tenantless_in_own_transaction(&mut runtime_client, model, plan.as_ref().ok(), &samples, queries));
+    let null_writes = write_probes.then(|| {
+        let mut outcomes =
+            tenantless_in_own_transaction(&mut runtime_client, model, plan.as_ref().ok(), &samples, queries);
+        outcomes.review(exemptions, 'a');
+        outcomes
+    });
     let behaviour = behaviour(model, &samples, &mut runtime_client, exemptions, queries);
     let null_probe = no_tenant_probe(model, null_writes.as_ref());
     if !write_probes {
-        let mut insert = cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, queries);
+        let mut insert =
+            cross_tenant_insert(model, &Samples { samples: Vec::new(), ..samples }, None, exemptions, queries);
         let why = "not tried (--no-write-probes): the RLS write policies are unproven";
         insert.observed = why.into();
         insert.verdict = Verdict::Unproven;
@@ -876,7 +926,7 @@ pub fn prove(
         // exists: a row a BEFORE trigger moved into B passes its foreign keys.
         Ok(plan) => probe_rows::prove(model, &plan, &mut runtime_client, exemptions, &samples, queries)?,
         Err((verdict, why)) => {
-            let mut probes = vec![cross_tenant_insert(model, &samples, Some(&mut runtime_client), queries)];
+            let mut probes = vec![cross_tenant_insert(model, &samples, Some(&mut runtime_client), exemptions, queries)];
             probes.extend(probe_rows::not_tried(model, &why, verdict));
             probes
         }

@@ -204,6 +204,13 @@ pub enum Drift {
 }
 
 impl Drift {
+    /// Only grants the model wants are missing here, nothing is held that
+    /// it does not: what `db-migrate` (which grants what is missing on every
+    /// run) or `db-provision` sends.
+    pub fn is_missing_grant(&self) -> bool {
+        matches!(self, Drift::Acl { drift, .. } if drift.changes.iter().all(|c| matches!(c, AclChange::Grant { .. })))
+    }
+
     pub fn check(&self) -> Check {
         match self {
             Drift::MissingRole { .. } | Drift::Attribute { .. } => Check::Roles,
@@ -366,6 +373,19 @@ pub fn setting_place(setting: &RoleSetting) -> String {
         (Some(role), None) => format!("ALTER ROLE {role} SET {}", setting.name),
         (None, Some(db)) => format!("ALTER DATABASE {db} SET {}", setting.name),
         (None, None) => format!("ALTER ROLE ALL SET {}", setting.name),
+    }
+}
+
+/// The objects of a default-privileges row, in words (`pg_default_acl.defaclobjtype`).
+fn object_plural(objtype: char) -> &'static str {
+    match objtype {
+        'r' => "tables",
+        'S' => "sequences",
+        'f' => "functions",
+        'T' => "types",
+        'n' => "schemas",
+        'L' => "large objects",
+        _ => "objects",
     }
 }
 
@@ -547,8 +567,7 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
         let row =
             snap.db.default_acls.iter().find(|d| d.role == *migrator && d.schema == *schema && d.objtype == *objtype);
         let acl = row.map(|d| d.acl.clone()).unwrap_or_default();
-        let noun = if *objtype == 'r' { "tables" } else { "sequences" };
-        let subject = || format!("{noun} created by {migrator} in {}", place(schema));
+        let subject = || format!("{} created by {migrator} in {}", object_plural(*objtype), place(schema));
         let on = On::DefaultRow { schema: schema.clone(), objtype: *objtype };
         let wants = wants::migrator_default(model, schema.as_deref(), *objtype);
         drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &acl, &wants));
@@ -556,7 +575,8 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     for row in &snap.db.default_acls {
         if row.role == *migrator {
             if !wanted.contains(&(row.schema.clone(), row.objtype)) {
-                let subject = || format!("objects ({}) created by {migrator} in {}", row.objtype, place(&row.schema));
+                let subject =
+                    || format!("{} created by {migrator} in {}", object_plural(row.objtype), place(&row.schema));
                 let wants = wants::migrator_default(model, row.schema.as_deref(), row.objtype);
                 let on = On::DefaultRow { schema: row.schema.clone(), objtype: row.objtype };
                 drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &row.acl, &wants));

@@ -5,6 +5,7 @@ mod common;
 mod holds;
 mod holes;
 mod nothing_changes;
+mod policy_file;
 mod probe_rows;
 mod realworld;
 mod sessions;

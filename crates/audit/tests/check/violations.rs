@@ -144,3 +144,10 @@ fn the_migrator_as_superuser() {
     let report = planted("ALTER ROLE app_migrator SUPERUSER");
     assert_caught(&report, "roles", "app_migrator: has SUPERUSER");
 }
+
+#[test]
+fn default_privileges_name_their_objects_in_words() {
+    let report = planted("ALTER DEFAULT PRIVILEGES FOR ROLE app_migrator GRANT USAGE ON TYPES TO app_user");
+    assert_caught(&report, "default-privileges", "types created by app_migrator in every schema: app_user holds USAGE");
+    assert!(!report.to_text().contains("objects (T)"), "{}", report.to_text());
+}

@@ -1,0 +1,129 @@
+//! The policy file read the same way by every check: an entry exempts what
+//! it names in the catalog checks and in the live probes alike, an entry
+//! is "not needed" only when no check used it, and a file that contradicts
+//! the database is refused.
+
+use audit::{Exemptions, Report, Verdict};
+
+use crate::common::{repo_root, Fixture};
+
+const SYSTEM_USER: &str = "00000000-0000-4000-a000-000000000001";
+
+/// The app's own policy file with `more` appended.
+fn app_policy_with(more: &str) -> Exemptions {
+    let text = std::fs::read_to_string(repo_root().join(roles::exemptions::POLICY_FILE)).unwrap();
+    Exemptions::parse(&format!("{text}\n{more}")).unwrap()
+}
+
+fn used(report: &Report, name: &str) -> bool {
+    report.exemptions.iter().find(|(e, _)| e.name == name).map(|(_, used)| *used).unwrap_or_else(|| panic!("{name}"))
+}
+
+/// Anonymous feedback: anyone may insert (reviewed), each user reads their own.
+#[test]
+fn a_table_whose_policies_are_reviewed_is_exempt_in_the_live_probes_too() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(&format!(
+            "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
+                                           body text NOT NULL); \
+             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY own_read ON public.feedback FOR SELECT \
+               USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid); \
+             CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true); \
+             INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
+        ))
+        .unwrap();
+    let without = fx.check_with(&fx.migrations, app_policy_with(""));
+    assert!(!without.holds(), "the hole is real without the entry:\n{}", without.to_text());
+
+    let entry = "[[policy]]\nname = \"public.feedback\"\nreason = \"anonymous feedback: anyone may write it\"\n";
+    let report = fx.check_with(&fx.migrations, app_policy_with(entry));
+    assert!(report.holds(), "{}", report.to_text());
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, Verdict::Pass, "{}", insert.observed);
+    assert!(insert.observed.contains("public.feedback") && insert.observed.contains("exempt"), "{}", insert.observed);
+    assert!(used(&report, "public.feedback"));
+    // Every other table is still proven: the entry exempts one table only.
+    assert!(insert.observed.starts_with("denied (42501) on "), "{}", insert.observed);
+}
+
+/// The entry exempts what the catalog check exempts for it (an always-true
+/// `WITH CHECK` of `INSERT`): a read that leaks on the same table is still
+/// a violation.
+#[test]
+fn a_policy_reviewed_for_inserts_does_not_exempt_reads() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(&format!(
+            "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
+                                           body text NOT NULL); \
+             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY leaky_read ON public.feedback FOR SELECT USING (body IS NOT NULL); \
+             CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true); \
+             INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
+        ))
+        .unwrap();
+    let entry = "[[policy]]\nname = \"public.feedback\"\nreason = \"anonymous feedback: anyone may write it\"\n";
+    let report = fx.check_with(&fx.migrations, app_policy_with(entry));
+    assert!(!report.holds(), "{}", report.to_text());
+    assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.rls.message);
+    assert!(report.rls.message.contains("public.feedback"), "{}", report.rls.message);
+}
+
+/// A `[[public]]` entry the policy check and the RLS behaviour check rely
+/// on is used; one that nothing relies on is "not needed".
+#[test]
+fn load_bearing_public_entries_are_marked_used() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(&format!(
+            "CREATE TABLE public.plans (id serial PRIMARY KEY, owner uuid REFERENCES public.users (id), name text); \
+             ALTER TABLE public.plans ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY everyone_reads ON public.plans FOR SELECT USING (true); \
+             CREATE POLICY own_writes ON public.plans FOR INSERT \
+               WITH CHECK (owner = nullif(current_setting('app.current_user_id', true), '')::uuid); \
+             INSERT INTO public.plans (owner, name) VALUES ('{SYSTEM_USER}', 'free')"
+        ))
+        .unwrap();
+    let entries = "[[public]]\nname = \"public.plans\"\nreason = \"the price list\"\n\
+                   [[public]]\nname = \"public.users\"\nreason = \"not public at all: nothing relies on it\"\n";
+    let report = fx.check_with(&fx.migrations, app_policy_with(entries));
+    assert!(used(&report, "public.plans"), "{}", report.to_text());
+    assert!(report.to_text().contains("~ public public.users: not public at all: nothing relies on it"));
+}
+
+#[test]
+fn a_tenant_setting_no_policy_reads_is_refused() {
+    let fx = Fixture::migrated();
+    let file = app_policy_with("").rls;
+    let mut exemptions = app_policy_with("");
+    exemptions.rls = roles::exemptions::RlsDeclaration { tenant_setting: Some("app.tenant_id".into()), ..file };
+    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let error = format!("{:#}", audit::check(&config).unwrap_err());
+    assert!(error.contains("`[rls] tenant_setting = \"app.tenant_id\"`"), "{error}");
+    assert!(error.contains("no RLS policy of the database reads it; they read `app.current_user_id`"), "{error}");
+}
+
+#[test]
+fn no_rls_declared_on_a_database_with_rls_policies_is_refused() {
+    let fx = Fixture::migrated();
+    let exemptions = Exemptions::parse("[rls]\nenabled = false\nreason = \"one tenant per database\"\n").unwrap();
+    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let error = format!("{:#}", audit::check(&config).unwrap_err());
+    assert!(error.contains("`[rls] enabled = false`, but"), "{error}");
+    assert!(error.contains("row-level security with policies (public."), "{error}");
+}
+
+#[test]
+fn an_entry_that_names_nothing_is_a_warning() {
+    let fx = Fixture::migrated();
+    let entry = "[[public]]\nname = \"public.price_list\"\nreason = \"a later migration adds it\"\n";
+    let report = fx.check_with(&fx.migrations, app_policy_with(entry));
+    assert!(report.holds(), "{}", report.to_text());
+    assert!(
+        report.notes.iter().any(|n| n.contains("[[public]] `public.price_list` names no relation of the database")),
+        "{:?}",
+        report.notes
+    );
+}
