@@ -84,6 +84,17 @@ fn grantees(config: &Config) -> Vec<String> {
     names
 }
 
+/// Whether anything is missing, in one read-only statement: the grants, or
+/// a `[[private]]` relation a runtime role reaches.
+pub fn anything_missing(client: &mut Client, config: &Config) -> Result<bool> {
+    let roles = grantees(config);
+    let rows = client
+        .query_typed(&missing_sql(), &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
+        .context("read what the runtime roles lack in the app schemas")?;
+    let private = config.policy.entries.iter().any(|e| e.kind == roles::exemptions::Kind::Private);
+    Ok(!rows.is_empty() || private)
+}
+
 /// Grants what is missing; returns a line per statement sent (nothing when
 /// nothing was missing).
 pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {

@@ -357,17 +357,24 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
     if dry_run {
         return Ok(Outcome { applied: prepared.pending, dry_run, ..Outcome::default() });
     }
-    let result = if pending.is_empty() {
-        converge_grants(&mut prepared.client, config).map(|granted| Outcome { granted, ..Outcome::default() })
-    } else {
-        apply(&mut prepared.client, config, &prepared.table, &pending, progress)
-    };
+    if pending.is_empty() {
+        let granted = converge_grants(&mut prepared.client, config);
+        release_lock(&mut prepared.client, config)?;
+        return Ok(Outcome { granted: granted?, ..Outcome::default() });
+    }
+    let result = apply(&mut prepared.client, config, &prepared.table, &pending, progress);
     // The lock goes with the session too; releasing it keeps the session
     // reusable. The migrations ran with the migrator's own search_path: the
-    // runner's statements run pinned again.
+    // runner's statements run pinned again. After a failure, what the run
+    // committed is made durable before the error is told (a commit that
+    // waits for the WAL flush flushes every commit before it).
+    let mut after = format!("{}; RESET synchronous_commit", dbenv::PINNED_SEARCH_PATH);
+    if result.is_err() {
+        after = format!("ROLLBACK; {after}; BEGIN; SELECT pg_catalog.pg_current_xact_id(); COMMIT");
+    }
     let released = prepared
         .client
-        .batch_execute(dbenv::PINNED_SEARCH_PATH)
+        .batch_execute(&after)
         .map_err(anyhow::Error::from)
         .and_then(|()| release_lock(&mut prepared.client, config));
     let outcome = result?;
@@ -375,10 +382,13 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
     Ok(outcome)
 }
 
-/// Grants what the runtime roles lack, in a transaction of its own that
-/// only reads when nothing is missing.
+/// Grants what the runtime roles lack, in a transaction of its own; when
+/// nothing is missing, one read-only statement and nothing else. The
+/// session runs with the pinned search_path.
 pub fn converge_grants(client: &mut Client, config: &Config) -> Result<Vec<String>> {
-    client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
+    if !grants::anything_missing(client, config)? {
+        return Ok(Vec::new());
+    }
     client.batch_execute("BEGIN")?;
     match grants::converge(client, config) {
         Ok(sent) => {
@@ -420,6 +430,13 @@ fn apply(
     // between them call only qualified functions and no operator, and are
     // pinned again before the grants.
     client.batch_execute("RESET search_path; RESET standard_conforming_strings")?;
+    // Commits while applying do not wait for the WAL flush (after a `COMMIT`
+    // a migration wrote, every statement commits on its own); the run's
+    // last commit does, and with it everything before (WAL is flushed in
+    // order), before success is told. A crash before that loses a suffix
+    // of the run, as an interruption there would. A session configured
+    // with `synchronous_commit = off` keeps it.
+    client.batch_execute("SET synchronous_commit = off")?;
     let mut run = Run {
         client,
         config,
@@ -469,6 +486,9 @@ fn apply(
     run.client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
     let granted = grants::converge(run.client, config)
         .context("the migrations ran, but granting the runtime roles their access failed; nothing of the last transaction stays, run again")?;
+    // This commit waits for the flush: it needs a transaction id to write a
+    // commit record at all, even when it holds no row.
+    run.client.batch_execute("RESET synchronous_commit; SELECT pg_catalog.pg_current_xact_id()")?;
     run.commit()?;
     Ok(Outcome {
         applied: std::mem::take(&mut run.recorded),
@@ -665,7 +685,8 @@ impl<'a> Run<'a, '_> {
         self.in_transaction = false;
         let mut said = self.what_stays(&failure, &rolled_back, pending);
         said.push(self.fix(&failure, pending));
-        match converge_grants(self.client, self.config) {
+        let pinned = self.client.batch_execute(dbenv::PINNED_SEARCH_PATH).map_err(anyhow::Error::from);
+        match pinned.and_then(|()| converge_grants(self.client, self.config)) {
             Ok(sent) if !sent.is_empty() => said.push(format!(
                 "the runtime roles were granted their access to what stays ({} statement{})",
                 sent.len(),

@@ -41,6 +41,57 @@ pub fn generated_folder(dir: &Path, count: usize) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// A folder of `count` migrations shaped like a large project's history: a
+/// third of them create tables (a table and an index each) in drizzle's
+/// batch transaction, then one writes `COMMIT;` to build an index
+/// concurrently, then the rest change those tables as projects do later
+/// (a column added, an index, a backfill), and every twentieth adds an enum
+/// value that the next one uses as a column default. drizzle-kit applies
+/// it (the session is outside a transaction after the `COMMIT`), and so
+/// does the runner.
+pub fn mixed_folder(dir: &Path, count: usize) -> Result<()> {
+    std::fs::create_dir_all(dir.join("meta"))?;
+    let mut entries = Vec::new();
+    let boundary = count / 3;
+    for n in 0..count {
+        let tag = format!("{n:04}_m{n}");
+        let table = |n: usize| {
+            format!(
+                "CREATE TABLE \"m{n}\" (\"id\" serial PRIMARY KEY, \"owner\" uuid, \"note\" text);\n\
+                 --> statement-breakpoint\nCREATE INDEX \"m{n}_owner_idx\" ON \"m{n}\" (\"owner\");"
+            )
+        };
+        let target = n % boundary.max(1);
+        let sql = match n {
+            0 => format!("CREATE TYPE \"public\".\"state\" AS ENUM('s0');--> statement-breakpoint\n{}", table(0)),
+            _ if n < boundary => table(n),
+            _ if n == boundary => "COMMIT;--> statement-breakpoint\nSET lock_timeout = 0;--> statement-breakpoint\n\
+                 CREATE INDEX CONCURRENTLY IF NOT EXISTS \"m0_note_idx\" ON \"m0\" (\"note\");"
+                .to_string(),
+            _ if n % 20 == 0 => format!("ALTER TYPE \"public\".\"state\" ADD VALUE 's{n}';"),
+            _ if n % 20 == 1 && n > boundary + 1 => {
+                format!("ALTER TABLE \"m0\" ADD COLUMN \"c{n}\" \"state\" DEFAULT 's{}' NOT NULL;", n - 1)
+            }
+            _ if n % 3 == 0 => format!("CREATE INDEX \"m{target}_note_idx\" ON \"m{target}\" (\"note\");"),
+            _ if n % 3 == 1 => format!(
+                "ALTER TABLE \"m{target}\" ADD COLUMN \"x{n}\" text;--> statement-breakpoint\n\
+                 UPDATE \"m{target}\" SET \"x{n}\" = \"note\" WHERE \"note\" IS NOT NULL;"
+            ),
+            _ => format!("ALTER TABLE \"m{target}\" ADD COLUMN \"y{n}\" integer DEFAULT 0 NOT NULL;"),
+        };
+        std::fs::write(dir.join(format!("{tag}.sql")), sql)?;
+        entries.push(format!(
+            "{{\"idx\":{n},\"version\":\"7\",\"when\":{},\"tag\":\"{tag}\",\"breakpoints\":true}}",
+            1_700_000_000_000u64 + n as u64
+        ));
+    }
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        format!("{{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[{}]}}", entries.join(",")),
+    )?;
+    Ok(())
+}
+
 /// Runs `statement(i)` for i in 0..10,000 as `role` in database `db`, 500 to
 /// a transaction.
 fn ten_thousand_statements(lab: &Lab, db: &str, role: RoleKind, statement: impl Fn(usize) -> String) -> Result<()> {
