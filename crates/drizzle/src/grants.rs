@@ -84,15 +84,46 @@ fn grantees(config: &Config) -> Vec<String> {
     names
 }
 
-/// Whether anything is missing, in one read-only statement: the grants, or
-/// a `[[private]]` relation a runtime role reaches.
+/// A lean first look (cheap to plan on a fresh session): whether any grant
+/// [`converge`] might send is missing. It may say yes where `converge` then
+/// sends nothing (an owner-rights view, a `[[private]]` relation); it never
+/// says no where `converge` would send something.
+fn anything_missing_sql() -> String {
+    let (table, sequence) = privileges();
+    let holds = |function: &str, privs: &[String]| {
+        privs.iter().map(|p| format!("{function}(g.oid, c.oid, '{p}')")).collect::<Vec<_>>().join(" AND ")
+    };
+    let list = |privs: &[String]| privs.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace s, pg_roles g \
+           WHERE s.nspname = ANY($1) AND g.rolname = ANY($2) \
+             AND s.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+             AND (NOT has_schema_privilege(g.oid, s.oid, 'USAGE') \
+                  OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relowner = s.nspowner \
+                               AND c.relkind IN ('r', 'p', 'v', 'S') AND NOT CASE WHEN c.relkind = 'S' \
+                               THEN {sequence_holds} ELSE {table_holds} END) \
+                  OR (SELECT count(DISTINCT (d.defaclobjtype, a.privilege_type)) \
+                        FROM pg_default_acl d, aclexplode(d.defaclacl) a \
+                       WHERE d.defaclrole = s.nspowner AND d.defaclnamespace = s.oid AND a.grantee = g.oid \
+                         AND ((d.defaclobjtype = 'r' AND a.privilege_type IN ({table_list})) \
+                              OR (d.defaclobjtype = 'S' AND a.privilege_type IN ({sequence_list})))) < {count}))",
+        table_holds = holds("has_table_privilege", &table),
+        sequence_holds = holds("has_sequence_privilege", &sequence),
+        table_list = list(&table),
+        sequence_list = list(&sequence),
+        count = table.len() + sequence.len(),
+    )
+}
+
+/// Whether anything may be missing, in one read-only statement (see
+/// [`anything_missing_sql`]), or a `[[private]]` relation may need a revoke.
 pub fn anything_missing(client: &mut Client, config: &Config) -> Result<bool> {
     let roles = grantees(config);
-    let rows = client
-        .query_typed(&missing_sql(), &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
-        .context("read what the runtime roles lack in the app schemas")?;
+    let row = client
+        .query_typed_one(&anything_missing_sql(), &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
+        .context("read whether the runtime roles lack anything in the app schemas")?;
     let private = config.policy.entries.iter().any(|e| e.kind == roles::exemptions::Kind::Private);
-    Ok(!rows.is_empty() || private)
+    Ok(row.get::<_, bool>(0) || private)
 }
 
 /// Grants what is missing; returns a line per statement sent (nothing when

@@ -101,12 +101,14 @@ pub fn connect(config: &Config) -> Result<Client> {
     pg.keepalives(true).keepalives_idle(Duration::from_secs(15));
     pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
     let mut client = dbenv::connect_with(&config.dsn, "DATABASE_MIGRATOR_URL", pg)?;
-    client.batch_execute(&format!("SET lock_timeout = '{}ms'", config.lock_timeout.as_millis()))?;
-    if server_version(&mut client)? >= 140000 {
-        // If this process dies mid-statement, the server notices within a
-        // second and rolls back, instead of holding locks until it next writes.
-        client.batch_execute("SET client_connection_check_interval = 1000")?;
-    }
+    // On PostgreSQL 14+, if this process dies mid-statement, the server
+    // notices within a second and rolls back, instead of holding locks until
+    // it next writes. One round trip for both.
+    client.batch_execute(&format!(
+        "SET lock_timeout = '{}ms'; SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) \
+         WHERE pg_catalog.current_setting('server_version_num')::int >= 140000",
+        config.lock_timeout.as_millis()
+    ))?;
     Ok(client)
 }
 

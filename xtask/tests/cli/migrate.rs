@@ -315,3 +315,29 @@ fn db_reset_takes_the_runners_flags() {
     assert!(text(&each).contains("SQLSTATE 22012"), "{}", text(&each));
     assert_eq!(rows(&cluster).len(), 8);
 }
+
+/// The summary never claims one transaction for a batch that committed:
+/// it says how many transactions and which migrations ran outside one.
+#[test]
+fn the_summary_says_what_committed() {
+    let (_cluster, project) = provisioned();
+    let dir = crate::common::repo_root().join("crates/drizzle/tests/fixtures/realworld/enum-after-commit/migrations");
+    let migrate = project.run(&["db-migrate", "--migrations-dir", &dir.display().to_string()]);
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let said = text(&migrate);
+    assert!(
+        said.contains(
+            "applied 5 migrations (0000_init to 0004_invoice) as `app_migrator` in one transaction and outside any \
+             transaction for 4 migrations (0001_email_index, 0002_team_tier, 0003_seat_tier, 0004_invoice)"
+        ),
+        "{said}"
+    );
+}
+
+#[test]
+fn transaction_per_migration_is_the_builtin_runners_only() {
+    let project = crate::common::Project::new();
+    let refused = project.xtask(&["db-migrate", "--engine", "drizzle-kit", "--transaction-per-migration"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("--transaction-per-migration is the built-in runner's"), "{}", text(&refused));
+}
