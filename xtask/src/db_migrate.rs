@@ -103,6 +103,10 @@ impl drizzle::Progress for Terminal {
             activity.update(self.done, &migration.tag);
         }
     }
+
+    fn retrying(&mut self, done: usize) {
+        self.done = done as u64;
+    }
 }
 
 impl Drop for Terminal {
@@ -143,7 +147,7 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
             println!("  granted: {grant}");
         }
         println!(
-            "applied {} migration{} ({}) as `{}` in {} ({:.2} s)",
+            "applied {} migration{} ({}) as `{}` {} ({:.2} s)",
             outcome.applied.len(),
             if outcome.applied.len() == 1 { "" } else { "s" },
             match outcome.applied.as_slice() {
@@ -164,8 +168,8 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
 fn transactions(outcome: &drizzle::Outcome) -> String {
     let mut said = match outcome.transactions {
         0 => String::new(),
-        1 => "one transaction".to_string(),
-        n => format!("{n} transactions"),
+        1 => "in one transaction".to_string(),
+        n => format!("in {n} transactions"),
     };
     if !outcome.outside.is_empty() {
         if !said.is_empty() {
@@ -176,6 +180,12 @@ fn transactions(outcome: &drizzle::Outcome) -> String {
             outcome.outside.len(),
             if outcome.outside.len() == 1 { "migration" } else { "migrations" },
             drizzle::runner::summarise(&outcome.outside)
+        ));
+    }
+    if !outcome.committed_for_enum.is_empty() {
+        said.push_str(&format!(
+            "; committed after {} so that later migrations could use the enum values added there",
+            drizzle::runner::summarise(&outcome.committed_for_enum)
         ));
     }
     said

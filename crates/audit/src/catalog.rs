@@ -169,6 +169,22 @@ fn rls_policies(snap: &Snapshot, exemptions: &Exemptions, exempt_or_fail: &mut E
     policies
 }
 
+/// Declared roots that do not exist: unproven, not failed (a pending
+/// migration may create them; the report's notes name the entries too).
+fn missing_roots(tenancy: &mut CheckSummary, missing: &[String], exemptions: &Exemptions) {
+    for name in missing {
+        tenancy.note(
+            Verdict::Unproven,
+            name.clone(),
+            format!(
+                "declared as a tenant root in {}, but no such table exists in the app schemas (a pending migration \
+                 may create it): tenancy from it is unproven",
+                exemptions.source_text()
+            ),
+        );
+    }
+}
+
 fn rls_tenancy(
     model: &Model,
     snap: &Snapshot,
@@ -191,8 +207,9 @@ fn rls_tenancy(
         return tenancy;
     }
     match roots {
-        Roots::Found { tables, how } => {
+        Roots::Found { tables, how, missing } => {
             tenancy.note(Verdict::Pass, "tenant roots", how.clone());
+            missing_roots(&mut tenancy, missing, exemptions);
             let by_oid: BTreeMap<i64, &Relation> = db.relations.iter().map(|r| (r.oid, r)).collect();
             for root in tables {
                 tenancy_from(root, db, model, &by_oid, &mut tenancy, exempt_or_fail);
@@ -205,21 +222,7 @@ fn rls_tenancy(
                 format!("{} not created yet: no table in the app schemas (migrations pending?)", missing.join(", ")),
             )
         }
-        // Unproven, not failed: a pending migration may create it (the
-        // report's notes name the entry too).
-        Roots::Missing(missing) => {
-            for name in missing {
-                tenancy.note(
-                    Verdict::Unproven,
-                    name.clone(),
-                    format!(
-                        "declared as a tenant root in {}, but no such table exists in the app schemas (a pending \
-                         migration may create it): tenancy is unproven",
-                        exemptions.source_text()
-                    ),
-                );
-            }
-        }
+        Roots::Missing(missing) => missing_roots(&mut tenancy, missing, exemptions),
         Roots::None(why) => tenancy.note(Verdict::Unproven, "tenant roots", why.clone()),
     }
     tenancy
@@ -324,7 +327,7 @@ fn other_databases(drift: &[Drift]) -> CheckSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Roots {
     /// `schema.name` of each root table, and a sentence saying why.
-    Found { tables: Vec<String>, how: String },
+    Found { tables: Vec<String>, how: String, missing: Vec<String> },
     /// Declared roots that do not exist.
     Missing(Vec<String>),
     /// None found: why, and what to declare.
@@ -359,14 +362,16 @@ pub fn tenant_roots(model: &Model, snap: &Snapshot, rls: &roles::exemptions::Rls
     let tables: Vec<&Relation> =
         db.relations.iter().filter(|r| matches!(r.kind, 'r' | 'p') && model.is_app_schema(&r.schema)).collect();
     if !rls.tenant_roots.is_empty() {
-        let missing: Vec<String> =
-            rls.tenant_roots.iter().filter(|root| !tables.iter().any(|t| qualified(t) == **root)).cloned().collect();
-        if !missing.is_empty() {
+        let (found, missing): (Vec<String>, Vec<String>) =
+            rls.tenant_roots.iter().cloned().partition(|root| tables.iter().any(|t| qualified(t) == *root));
+        if found.is_empty() {
             return Roots::Missing(missing);
         }
+        // The roots that exist are checked; each missing one is unproven.
         return Roots::Found {
-            tables: rls.tenant_roots.clone(),
-            how: format!("declared in the policy file: {}", rls.tenant_roots.join(", ")),
+            how: format!("declared in the policy file: {}", found.join(", ")),
+            tables: found,
+            missing,
         };
     }
     let uses_rls = tables.iter().any(|t| t.rls_enabled || t.policies > 0);
@@ -384,6 +389,7 @@ pub fn tenant_roots(model: &Model, snap: &Snapshot, rls: &roles::exemptions::Rls
         .max_by_key(|t| (referenced(t.oid), t.rls_enabled, std::cmp::Reverse(qualified(t))));
     match best {
         Some(root) => Roots::Found {
+            missing: Vec::new(),
             tables: vec![qualified(root)],
             how: format!(
                 "took `{}` as the tenant root: it is named like a user table and {} foreign keys reference it; \

@@ -116,13 +116,14 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let mut reads = roles::snapshot::Queries::new(&mut client);
     let policies = policies::read(&mut reads).context("read the RLS policies")?;
     let shadowing = shadowing::read(&mut reads, model).context("read what shadows the built-in functions")?;
-    policies::contradictions(model, &snapshot.db, &policies, &config.exemptions)?;
+    let unproven_settings = policies::contradictions(model, &snapshot.db, &policies, &config.exemptions)?;
     let reviewed = policies::reviewed_commands(model, &snapshot.db, &policies, &config.exemptions);
     let catalog_queries = snapshot.queries + reads.sent;
     let mut queries = catalog_queries + 1;
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
     let mut notes = policies::unknown_entries(model, &snapshot.db, &config.exemptions);
+    notes.extend(unproven_settings);
     let bookkeeping = match (&config.migrator, &config.migrations_dir) {
         (None, _) => {
             Err("not checked: DATABASE_MIGRATOR_URL is not set (the runtime roles may not read it)".to_string())

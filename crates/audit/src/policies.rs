@@ -4,7 +4,7 @@
 //! Tables readable without a tenant by design are declared in the
 //! exemptions file (`[[public]]`); the live write probe proves the rest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use anyhow::{bail, Result};
 use postgres::types::Type;
@@ -31,9 +31,12 @@ pub struct Policy {
     /// `WITH CHECK`; empty when absent.
     pub with_check: String,
     /// The bodies of the functions (not built in) its expressions call
-    /// directly, and of its table's triggers: what they read of the session
-    /// counts as the policy's (a trigger can tell a probe from the app too).
+    /// directly: what they read of the session counts as the policy's.
     pub function_bodies: String,
+    /// The bodies of its table's triggers: what they read of the session
+    /// counts too (a trigger can tell a probe from the app), but they do
+    /// not decide which rows the policy lets through.
+    pub trigger_bodies: String,
 }
 
 impl Policy {
@@ -57,20 +60,17 @@ impl Policy {
         }
     }
 
-    /// The settings its expressions read with `current_setting('…')`.
+    /// The settings its expressions, its functions and its table's triggers
+    /// read with `current_setting('…')`, in lower case (as PostgreSQL reads
+    /// setting names).
     pub fn settings_read(&self) -> Vec<String> {
-        let mut found = Vec::new();
-        for text in [&self.using, &self.with_check, &self.function_bodies] {
-            let mut rest = text.as_str();
-            while let Some(at) = rest.find("current_setting('") {
-                rest = &rest[at + "current_setting('".len()..];
-                if let Some(end) = rest.find('\'') {
-                    found.push(rest[..end].to_string());
-                    rest = &rest[end..];
-                }
-            }
-        }
-        found
+        settings_in(&[&self.using, &self.with_check, &self.function_bodies, &self.trigger_bodies])
+    }
+
+    /// The settings that decide which rows it lets through: those its
+    /// expressions and the functions they call read (not the triggers').
+    pub fn predicate_settings(&self) -> Vec<String> {
+        settings_in(&[&self.using, &self.with_check, &self.function_bodies])
     }
 }
 
@@ -83,7 +83,7 @@ impl Policy {
     pub fn session_state_read(&self) -> Vec<String> {
         let mut found: Vec<String> =
             self.settings_read().into_iter().filter(|s| !s.contains('.')).map(|s| format!("setting {s}")).collect();
-        for text in [&self.using, &self.with_check, &self.function_bodies] {
+        for text in [&self.using, &self.with_check, &self.function_bodies, &self.trigger_bodies] {
             let lower = text.to_ascii_lowercase();
             let computed =
                 lower.match_indices("current_setting(").any(|(at, m)| !lower[at + m.len()..].starts_with('\''));
@@ -100,6 +100,23 @@ impl Policy {
         found.dedup();
         found
     }
+}
+
+/// The names read with `current_setting('…')` in `texts`, lower-cased.
+fn settings_in(texts: &[&String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for text in texts {
+        let lower = text.to_lowercase();
+        let mut rest = lower.as_str();
+        while let Some(at) = rest.find("current_setting('") {
+            rest = &rest[at + "current_setting('".len()..];
+            if let Some(end) = rest.find('\'') {
+                found.push(rest[..end].to_string());
+                rest = &rest[end..];
+            }
+        }
+    }
+    found
 }
 
 /// Functions and views that describe the session rather than the tenant.
@@ -136,9 +153,9 @@ pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
                 coalesce(pg_get_expr(p.polqual, p.polrelid), ''), coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''), \
                 coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_depend d JOIN pg_proc f ON f.oid = d.refobjid \
                           WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid \
-                            AND d.refclassid = 'pg_proc'::regclass AND f.oid >= 16384), '') \
-                || ' ' || coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid \
-                                    WHERE t.tgrelid = p.polrelid AND NOT t.tgisinternal AND f.oid >= 16384), '') \
+                            AND d.refclassid = 'pg_proc'::regclass AND f.oid >= 16384), ''), \
+                coalesce((SELECT string_agg(f.prosrc, ' ') FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid \
+                          WHERE t.tgrelid = p.polrelid AND NOT t.tgisinternal AND f.oid >= 16384), '') \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname <> ALL ($1) ORDER BY 2, 3",
         &[(&vec!["pg_catalog".to_string(), "information_schema".to_string()], Type::TEXT_ARRAY)],
@@ -157,6 +174,7 @@ pub fn read(db: &mut Queries<'_>) -> Result<Vec<Policy>, postgres::Error> {
                 using: row.get(6),
                 with_check: row.get(7),
                 function_bodies: row.get(8),
+                trigger_bodies: row.get(9),
             }
         })
         .collect())
@@ -314,7 +332,9 @@ fn always_true_problems(mine: &[&Policy], public_read_all: bool, tenant_setting:
                 command_word(policy.command),
                 strip_parens(&policy.using)
             );
-            problems.push((reads.clone(), text));
+            // In the live probes it exempts what it lets through: reads.
+            let probed: Vec<char> = reads.iter().copied().filter(|c| *c == 'r').collect();
+            problems.push((probed, text));
         }
         let writes: Vec<char> = ['a', 'w'].into_iter().filter(|c| policy.covers(*c)).collect();
         let check = policy.check_expression();
@@ -355,8 +375,8 @@ fn content_problems(mine: &[&Policy], public: Option<&crate::exemptions::Exempti
     problems
 }
 
-/// A problem of a table's policies: the commands it concerns (`r`, `a`,
-/// `w`, `d`) and what it is.
+/// A problem of a table's policies: the live probes' commands (`r` reads,
+/// `a` inserts, `w` updates) whose outcome it explains, and what it is.
 type Problem = (Vec<char>, String);
 
 /// One table's policy problems, and whether its `[[public]]` entry (if
@@ -377,10 +397,11 @@ fn table_problems<'p>(
 ) -> (usize, Vec<TableProblems<'p>>) {
     let runtime = &model.runtime.name;
     let tables: BTreeSet<(&str, i64)> = policies.iter().map(|p| (p.table.as_str(), p.table_oid)).collect();
+    let without_rls: HashSet<i64> = db.relations.iter().filter(|r| !r.rls_enabled).map(|r| r.oid).collect();
     let mut checked = 0;
     let mut found = Vec::new();
     for (table, oid) in tables {
-        if db.relations.iter().any(|r| r.oid == oid && !r.rls_enabled) {
+        if without_rls.contains(&oid) {
             continue; // policies without RLS are the `rls-policies` check's
         }
         checked += 1;
@@ -392,7 +413,9 @@ fn table_problems<'p>(
         for policy in &mine {
             let reads = policy.session_state_read();
             if !reads.is_empty() {
-                let commands = ['r', 'a', 'w', 'd'].into_iter().filter(|c| policy.covers(*c)).collect();
+                // Reviewed, it exempts nothing in the live probes: it is not
+                // a cross-tenant hole but a way to tell the probes apart.
+                let commands = Vec::new();
                 let text = format!(
                     "policy `{}` reads session state that is not the tenant ({}): it can let db-check's probe \
                      sessions and the app's see different rows; read only the tenant setting",
@@ -430,22 +453,30 @@ pub fn reviewed_commands(
 }
 
 /// Where the policy file contradicts the database, refused before any
-/// verdict (`db-check` exits 1): a tenant setting that no policy reads while
-/// the policies read another custom setting (every probe write would be
-/// denied for the wrong reason, hiding a real hole), and `enabled = false`
-/// on a database whose tables have RLS with policies (every RLS check would
-/// say "not applicable").
-pub fn contradictions(model: &Model, db: &DbContents, policies: &[Policy], exemptions: &Exemptions) -> Result<()> {
+/// verdict (`db-check` exits 1): `enabled = false` on a database whose app
+/// tables have RLS with policies (every RLS check would say "not
+/// applicable"), and a tenant setting that no policy for the runtime role
+/// reads while such policies read another custom setting (every probe write
+/// would be denied for the wrong reason, hiding a real hole). Only what
+/// decides rows counts: the policies' expressions and the functions they
+/// call, on app tables with RLS on. Returns a warning per table whose
+/// policies read custom settings but not the tenant one: the probes cannot
+/// prove it.
+pub fn contradictions(
+    model: &Model,
+    db: &DbContents,
+    policies: &[Policy],
+    exemptions: &Exemptions,
+) -> Result<Vec<String>> {
     let file = exemptions.source_text();
-    let with_rls: BTreeSet<&str> = policies
-        .iter()
-        .filter(|p| db.relations.iter().any(|r| r.oid == p.table_oid && r.rls_enabled))
-        .map(|p| p.table.as_str())
-        .collect();
-    if !exemptions.rls.enabled && !with_rls.is_empty() {
-        let tables: Vec<&str> = with_rls.iter().copied().collect();
+    let with_rls: HashSet<i64> =
+        db.relations.iter().filter(|r| r.rls_enabled && model.is_app_schema(&r.schema)).map(|r| r.oid).collect();
+    let in_scope: Vec<&Policy> = policies.iter().filter(|p| with_rls.contains(&p.table_oid)).collect();
+    if !exemptions.rls.enabled && !in_scope.is_empty() {
+        let tables: BTreeSet<&str> = in_scope.iter().map(|p| p.table.as_str()).collect();
+        let tables: Vec<&str> = tables.into_iter().collect();
         bail!(
-            "{file}: `[rls] enabled = false`, but {} table{} of the database {} row-level security with policies \
+            "{file}: `[rls] enabled = false`, but {} table{} of the app schemas {} row-level security with policies \
              ({}): remove `enabled = false` (and declare `tenant_roots`) so that db-check proves them",
             tables.len(),
             if tables.len() == 1 { "" } else { "s" },
@@ -454,30 +485,42 @@ pub fn contradictions(model: &Model, db: &DbContents, policies: &[Policy], exemp
         );
     }
     if !exemptions.rls.enabled {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let setting = &model.tenant_setting;
-    let mut read: Vec<String> = policies
-        .iter()
-        .flat_map(Policy::settings_read)
-        .filter(|s| s.contains('.'))
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
-    read.sort();
-    read.dedup();
-    if !read.is_empty() && !read.contains(&setting.to_ascii_lowercase()) {
+    let setting = model.tenant_setting.to_lowercase();
+    // Per table: the custom settings its policies for the runtime role read.
+    let mut read: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for policy in in_scope.iter().filter(|p| p.applies_to(&model.runtime.name)) {
+        let custom = policy.predicate_settings().into_iter().filter(|s| s.contains('.'));
+        read.entry(policy.table.as_str()).or_default().extend(custom);
+    }
+    read.retain(|_, settings| !settings.is_empty());
+    let readers = read.values().filter(|settings| settings.contains(&setting)).count();
+    let others: BTreeSet<&String> = read.values().flatten().filter(|s| **s != setting).collect();
+    if readers == 0 && !others.is_empty() {
         let declared = match &exemptions.rls.tenant_setting {
-            Some(_) => format!("`[rls] tenant_setting = \"{setting}\"`"),
-            None => format!("the default tenant setting `{setting}` (no `[rls] tenant_setting`)"),
+            Some(_) => format!("`[rls] tenant_setting = \"{}\"`", model.tenant_setting),
+            None => format!("the default tenant setting `{}` (no `[rls] tenant_setting`)", model.tenant_setting),
         };
         bail!(
             "{file}: {declared}, but no RLS policy of the database reads it; they read {}. With it the probes would \
              write with a setting the policies never see, so every write is denied for the wrong reason. Set \
              `[rls] tenant_setting` to the setting the app sets per transaction",
-            read.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            others.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(())
+    Ok(read
+        .iter()
+        .filter(|(_, settings)| !settings.contains(&setting))
+        .map(|(table, settings)| {
+            format!(
+                "the policies of {table} read {} but not the tenant setting `{}`: the probes, which set only that, \
+                 prove nothing there",
+                settings.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                model.tenant_setting
+            )
+        })
+        .collect())
 }
 
 /// `a, b, c`, or `a, b, c and n more`.
@@ -574,6 +617,7 @@ mod tests {
             using: using.into(),
             with_check: with_check.into(),
             function_bodies: String::new(),
+            trigger_bodies: String::new(),
         }
     }
 

@@ -185,7 +185,10 @@ impl Report {
         // A probe that was refused what the model gives it, or could not
         // run: a consequence. One that got what it must not: a cause.
         let explained = |p: &Probe| match p.verdict {
-            Verdict::Fail => p.expected == "allowed" || p.expected == "all held",
+            Verdict::Fail => {
+                (p.expected == "allowed" && p.observed.contains("42501"))
+                    || (p.expected == "all held" && p.observed.starts_with("LACKS"))
+            }
             Verdict::Inconclusive => p.observed.starts_with("not tried"),
             _ => true,
         };

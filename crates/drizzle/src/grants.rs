@@ -120,7 +120,10 @@ fn anything_missing_sql() -> String {
 pub fn anything_missing(client: &mut Client, config: &Config) -> Result<bool> {
     let roles = grantees(config);
     let row = client
-        .query_typed_one(&anything_missing_sql(), &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)])
+        .query_typed_one(
+            &anything_missing_sql(),
+            &[(&config.app_schemas, Type::TEXT_ARRAY), (&roles, Type::TEXT_ARRAY)],
+        )
         .context("read whether the runtime roles lack anything in the app schemas")?;
     let private = config.policy.entries.iter().any(|e| e.kind == roles::exemptions::Kind::Private);
     Ok(row.get::<_, bool>(0) || private)

@@ -88,6 +88,9 @@ pub trait Progress {
     fn waiting_for_lock(&mut self, _holder: Option<i32>, _waited: Duration) {}
     fn applying(&mut self, _migration: &Migration, _index: usize, _total: usize) {}
     fn applied(&mut self, _migration: &Migration, _elapsed: Duration) {}
+    /// The run goes back to the `done`-th pending migration (0-based), to
+    /// apply it and what follows again.
+    fn retrying(&mut self, _done: usize) {}
 }
 
 /// Progress nobody listens to.
@@ -336,6 +339,9 @@ pub struct Outcome {
     /// Migrations that ran, wholly or in part, outside any transaction (after
     /// a `COMMIT` written in a migration, as drizzle-kit runs them).
     pub outside: Vec<String>,
+    /// Migrations after which the run committed so that later ones could use
+    /// the enum values they add (where drizzle-kit fails with 55P04).
+    pub committed_for_enum: Vec<String>,
 }
 
 /// `a, b, c`, or `first … last (n migrations)` for a long list.
@@ -449,55 +455,44 @@ fn apply(
         outside: Vec::new(),
         worked: false,
         ran_outside: false,
+        committed_part: false,
+        partial: Vec::new(),
+        granted: Vec::new(),
+        enum_commits: false,
+        committed_for_enum: Vec::new(),
     };
     run.begin()?;
-    for (position, migration) in pending.iter().enumerate() {
+    let mut position = 0;
+    while let Some(migration) = pending.get(position) {
         progress.applying(migration, position + 1, pending.len());
         let started = Instant::now();
         run.ran_outside = false;
-        run.migration(migration).map_err(|failure| run.fail(failure, pending.len()))?;
+        match run.migration(migration) {
+            Ok(()) => {}
+            // A new enum value used in the transaction that added it: this
+            // transaction is rolled back and applied again, committing after
+            // each migration that adds an enum value (drizzle-kit fails here).
+            Err(failure) if run.enum_retry(&failure) => {
+                position -= run.unrecorded.len();
+                run.restart()?;
+                progress.retrying(position);
+                continue;
+            }
+            Err(failure) => return Err(run.fail(failure, pending.len())),
+        }
         progress.applied(migration, started.elapsed());
-        if run.ran_outside {
-            run.outside.push(migration.tag.clone());
-        }
         let more = position + 1 < pending.len();
-        if run.in_transaction {
-            run.unrecorded.push(migration);
-            // A new enum value may be used only once the transaction that
-            // added it committed: the batch commits here, with this
-            // migration's row, and goes on in a new transaction.
-            if more && (config.per_migration || migration.adds_enum_value().is_some()) {
-                run.commit()?;
-                run.begin()?;
-            }
-        } else {
-            // It ended outside a transaction: its row goes in now, after its
-            // last statement. What follows runs as drizzle-kit runs it, each
-            // statement on its own, unless each migration gets its own.
-            run.record_now(migration)?;
-            if more && config.per_migration {
-                run.begin()?;
-            }
-        }
+        run.after_migration(migration, more).map_err(|error| run.fail_between(error, &migration.tag))?;
+        position += 1;
     }
-    if !run.in_transaction {
-        run.begin()?;
-    }
-    // The runtime roles' access to what the migrations created, in the same
-    // transaction as the last migrations' rows.
-    run.client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
-    let granted = grants::converge(run.client, config)
-        .context("the migrations ran, but granting the runtime roles their access failed; nothing of the last transaction stays, run again")?;
-    // This commit waits for the flush: it needs a transaction id to write a
-    // commit record at all, even when it holds no row.
-    run.client.batch_execute("RESET synchronous_commit; SELECT pg_catalog.pg_current_xact_id()")?;
-    run.commit()?;
+    run.finish().map_err(|error| run.fail_between(error, "the last migration"))?;
     Ok(Outcome {
         applied: std::mem::take(&mut run.recorded),
-        granted,
+        granted: std::mem::take(&mut run.granted),
         dry_run: false,
         transactions: run.transactions,
         outside: std::mem::take(&mut run.outside),
+        committed_for_enum: std::mem::take(&mut run.committed_for_enum),
     })
 }
 
@@ -518,6 +513,18 @@ struct Run<'a, 'c> {
     worked: bool,
     /// The current migration sent a statement outside a transaction.
     ran_outside: bool,
+    /// The current migration committed some of its statements.
+    committed_part: bool,
+    /// Migrations not recorded yet (in the open transaction) whose first
+    /// statements a `COMMIT` of their own already made permanent.
+    partial: Vec<String>,
+    /// Grants sent at the end.
+    granted: Vec<String>,
+    /// Commit after each migration that adds an enum value (once a new
+    /// value was used in the transaction that added it).
+    enum_commits: bool,
+    /// The migrations after which the run committed for that.
+    committed_for_enum: Vec<String>,
 }
 
 /// Where a migration failed, and what of it had committed by then.
@@ -539,6 +546,128 @@ struct Failure {
 }
 
 impl<'a> Run<'a, '_> {
+    /// After a migration's last statement: its row, and where the batch
+    /// commits.
+    fn after_migration(&mut self, migration: &'a Migration, more: bool) -> Result<()> {
+        if self.ran_outside {
+            self.outside.push(migration.tag.clone());
+        }
+        if self.in_transaction {
+            self.unrecorded.push(migration);
+            if self.committed_part {
+                self.partial.push(migration.tag.clone());
+            }
+            // A new enum value may be used only once the transaction that
+            // added it committed: the batch commits here, with this
+            // migration's row, and goes on in a new transaction.
+            let enum_value = self.enum_commits && migration.adds_enum_value().is_some();
+            if more && (self.config.per_migration || enum_value) {
+                self.commit()?;
+                self.begin()?;
+                if enum_value {
+                    self.committed_for_enum.push(migration.tag.clone());
+                }
+            }
+        } else {
+            // It ended outside a transaction: its row goes in now, after its
+            // last statement. What follows runs as drizzle-kit runs it, each
+            // statement on its own, unless each migration gets its own.
+            self.record_now(migration)?;
+            if more && self.config.per_migration {
+                self.begin()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime roles' access to what the migrations created, in the
+    /// same transaction as the last migrations' rows, and the last commit,
+    /// which waits for the WAL flush: it needs a transaction id to write a
+    /// commit record at all, even when it holds no row.
+    fn finish(&mut self) -> Result<()> {
+        if !self.in_transaction {
+            self.begin()?;
+        }
+        self.client.batch_execute(dbenv::PINNED_SEARCH_PATH)?;
+        self.granted = grants::converge(self.client, self.config)
+            .context("the migrations ran, but granting the runtime roles their access failed")?;
+        self.client.batch_execute("RESET synchronous_commit; SELECT pg_catalog.pg_current_xact_id()")?;
+        self.commit()
+    }
+
+    /// Whether a failure is a new enum value used in the transaction that
+    /// added it, where committing after the migration that added it helps:
+    /// an earlier migration of this transaction adds one, nothing of this
+    /// transaction is committed yet, and the run has not done this before.
+    fn enum_retry(&self, failure: &Failure) -> bool {
+        failure.code.as_deref() == Some("55P04")
+            && !self.enum_commits
+            && !failure.autocommit
+            && failure.committed_statements == 0
+            && self.partial.is_empty()
+            && self.unrecorded.iter().any(|m| m.adds_enum_value().is_some())
+    }
+
+    /// Rolls the open transaction back and opens a new one, committing
+    /// after every migration that adds an enum value from now on.
+    fn restart(&mut self) -> Result<()> {
+        self.client.batch_execute("ROLLBACK")?;
+        self.in_transaction = false;
+        self.unrecorded.clear();
+        self.worked = false;
+        self.enum_commits = true;
+        self.begin()
+    }
+
+    /// A failure between migrations (a commit, a bookkeeping row, the
+    /// grants): what stays, and the grants for it.
+    fn fail_between(&mut self, error: anyhow::Error, after: &str) -> anyhow::Error {
+        let rolled_back: Vec<String> = self.unrecorded.iter().map(|m| m.tag.clone()).collect();
+        let _ = self.client.batch_execute("ROLLBACK");
+        self.in_transaction = false;
+        let mut said = vec![format!("the run failed after {after}")];
+        if !self.recorded.is_empty() {
+            said.push(format!("applied and recorded: {}", summarise(&self.recorded)));
+        }
+        if !rolled_back.is_empty() {
+            said.push(format!("rolled back: {}", summarise(&rolled_back)));
+        }
+        said.extend(self.partial_note());
+        said.push("fix the cause and run again: the next run starts at the first migration not recorded".into());
+        said.extend(self.grants_after_failure());
+        error.context(said.join("; "))
+    }
+
+    /// Migrations rolled back with the failure whose first statements a
+    /// `COMMIT` of their own made permanent.
+    fn partial_note(&self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            format!(
+                "of {}, the statements before a COMMIT of their own were committed and stay, though they are not \
+                 recorded: the next run starts them again from their first statement, so make those statements \
+                 idempotent (IF NOT EXISTS)",
+                self.partial.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Grants what the runtime roles lack in what stays, and says so.
+    fn grants_after_failure(&mut self) -> Option<String> {
+        let pinned = self.client.batch_execute(dbenv::PINNED_SEARCH_PATH).map_err(anyhow::Error::from);
+        match pinned.and_then(|()| converge_grants(self.client, self.config)) {
+            Ok(sent) if !sent.is_empty() => Some(format!(
+                "the runtime roles were granted their access to what stays ({} statement{})",
+                sent.len(),
+                if sent.len() == 1 { "" } else { "s" }
+            )),
+            Ok(_) => None,
+            Err(error) => Some(format!(
+                "granting the runtime roles their access to what stays failed too ({error:#}); `cargo xtask \
+                 db-migrate` grants it on its next run"
+            )),
+        }
+    }
+
     /// Opens the batch transaction, with a marker that lives exactly as long
     /// as it: if it is gone when rows are written, something ended the
     /// transaction where no `COMMIT` was seen (a procedure that commits).
@@ -582,6 +711,7 @@ impl<'a> Run<'a, '_> {
             self.transactions += 1;
         }
         self.worked = false;
+        self.partial.clear();
         self.recorded.extend(self.unrecorded.drain(..).map(|m| m.tag.clone()));
     }
 
@@ -649,7 +779,7 @@ impl<'a> Run<'a, '_> {
             }
             if autocommit && !opens {
                 self.ran_outside = true;
-            } else if !autocommit {
+            } else if !autocommit && crate::transactions::statement_count(piece) > mine.len() {
                 self.worked = true;
             }
             if commits && self.in_transaction {
@@ -668,6 +798,7 @@ impl<'a> Run<'a, '_> {
             }
             offset += piece.len() + BREAKPOINT.len();
         }
+        self.committed_part = committed_statements > 0;
         if !controls.is_empty() {
             // A migration may set its own lock_timeout for what runs outside
             // the transaction; the runner's applies again after it.
@@ -685,28 +816,24 @@ impl<'a> Run<'a, '_> {
         // the migration's own) is rolled back; in autocommit this only warns.
         let _ = self.client.batch_execute("ROLLBACK");
         self.in_transaction = false;
-        let mut said = self.what_stays(&failure, &rolled_back, pending);
-        said.push(self.fix(&failure, pending));
-        let pinned = self.client.batch_execute(dbenv::PINNED_SEARCH_PATH).map_err(anyhow::Error::from);
-        match pinned.and_then(|()| converge_grants(self.client, self.config)) {
-            Ok(sent) if !sent.is_empty() => said.push(format!(
-                "the runtime roles were granted their access to what stays ({} statement{})",
-                sent.len(),
-                if sent.len() == 1 { "" } else { "s" }
-            )),
-            Ok(_) => {}
-            Err(error) => said.push(format!(
-                "granting the runtime roles their access to what stays failed too ({error:#}); `cargo xtask \
-                 db-migrate` grants it on its next run"
-            )),
+        let mut said = Vec::new();
+        if failure.code.is_none() {
+            said.push(
+                "the connection failed, so what the server kept is known only to it: `cargo xtask db-status` shows \
+                 what is recorded"
+                    .to_string(),
+            );
         }
+        said.extend(self.what_stays(&failure, &rolled_back, pending));
+        said.push(self.fix(&failure, &rolled_back, pending));
+        said.extend(self.grants_after_failure());
         failure.error.context(said.join("; "))
     }
 
     /// Which migrations are applied and recorded, what of the failing one
     /// committed, and what was rolled back.
     fn what_stays(&self, failure: &Failure, rolled_back: &[String], pending: usize) -> Vec<String> {
-        if failure.committed_statements == 0 && self.recorded.is_empty() {
+        if failure.committed_statements == 0 && self.recorded.is_empty() && self.partial.is_empty() {
             return vec![format!(
                 "the whole {} was rolled back: none of the {pending} pending migrations was applied, the bookkeeping \
                  is unchanged",
@@ -753,12 +880,15 @@ impl<'a> Run<'a, '_> {
         if !rolled_back.is_empty() {
             said.push(format!("rolled back with it: {}", summarise(rolled_back)));
         }
+        said.extend(self.partial_note());
         said
     }
 
     /// What to do before running again.
-    fn fix(&self, failure: &Failure, pending: usize) -> String {
+    fn fix(&self, failure: &Failure, rolled_back: &[String], pending: usize) -> String {
         let tag = &failure.tag;
+        // The first migration not recorded: where the next run starts.
+        let next = rolled_back.first().unwrap_or(tag);
         if failure.committed_statements > 0 {
             return format!(
                 "`{tag}` is not recorded, so the next run starts it again from its first statement: make the \
@@ -771,16 +901,23 @@ impl<'a> Run<'a, '_> {
                 }
             );
         }
-        let mut fix =
-            format!("fix `{tag}.sql` (or what it needs in the database) and run again: the next run starts at `{tag}`");
-        if failure.code.as_deref() == Some("55P04") {
-            fix.push_str(
-                "; a new enum value may be used only after the transaction that added it commits: move what uses it \
-                 to a later migration (the runner commits after a migration that adds an enum value), or write \
-                 `COMMIT;` after the `ADD VALUE`",
-            );
+        let mut fix = format!(
+            "fix `{tag}.sql` (or what it needs in the database) and run again: the next run starts at `{next}`"
+        );
+        match failure.code.as_deref() {
+            Some("55P04") => fix.push_str(
+                "; a new enum value may be used only after the transaction that added it commits: write the \
+                 `ALTER TYPE … ADD VALUE` as a statement of its own in an earlier migration (the runner commits \
+                 after such a migration; one inside a DO block is not seen), or write `COMMIT;` after it",
+            ),
+            Some("25001") => fix.push_str(
+                "; this statement cannot run inside a transaction: write `COMMIT;` before it in the migration \
+                 (drizzle-kit runs it only when an earlier migration of the same run left the transaction)",
+            ),
+            _ => {}
         }
-        if !self.config.per_migration && pending > 1 {
+        let earlier_rolled_back = rolled_back.iter().any(|t| t != tag);
+        if !self.config.per_migration && pending > 1 && earlier_rolled_back {
             fix.push_str(
                 "; with `--transaction-per-migration` every migration commits on its own, so those before a failing \
                  one stay applied",

@@ -292,6 +292,11 @@ pub fn created_extensions(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// How many top-level statements `text` holds.
+pub fn statement_count(text: &str) -> usize {
+    statement_heads(text).len()
+}
+
 /// The first top-level `ALTER TYPE … ADD VALUE` of a migration, as its
 /// line: a new enum value that later statements may use only once the
 /// transaction that added it has committed (SQLSTATE 55P04 before).

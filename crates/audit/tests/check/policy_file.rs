@@ -127,3 +127,69 @@ fn an_entry_that_names_nothing_is_a_warning() {
         report.notes
     );
 }
+
+/// An entry written to accept a policy that reads session state exempts
+/// nothing in the live probes: the permissive `WITH CHECK` beside it, which
+/// the catalog check never flagged, is still a cross-tenant write.
+#[test]
+fn a_policy_reviewed_for_its_session_state_exempts_no_probe() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(&format!(
+            "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
+                                           body text NOT NULL); \
+             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY own ON public.feedback \
+               USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid \
+                      OR current_setting('application_name') = 'admin') \
+               WITH CHECK (user_id IS NOT NULL); \
+             INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
+        ))
+        .unwrap();
+    let entry = "[[policy]]\nname = \"public.feedback\"\nreason = \"the admin console sets application_name\"\n";
+    let report = fx.check_with(&fx.migrations, app_policy_with(entry));
+    assert!(!report.holds(), "{}", report.to_text());
+    let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
+    assert_eq!(insert.verdict, Verdict::Fail, "{}", insert.observed);
+    assert!(insert.observed.contains("ALLOWED on public.feedback"), "{}", insert.observed);
+}
+
+/// A setting only a trigger reads is not what the policies read.
+#[test]
+fn a_tenant_setting_only_a_trigger_reads_is_refused() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute(
+            "CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN PERFORM CURRENT_SETTING('app.audit_user', true); RETURN NEW; END $$; \
+             CREATE TRIGGER stamp BEFORE INSERT ON public.users FOR EACH ROW EXECUTE FUNCTION public.stamp()",
+        )
+        .unwrap();
+    let mut exemptions = app_policy_with("");
+    exemptions.rls.tenant_setting = Some("app.audit_user".into());
+    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let error = format!("{:#}", audit::check(&config).unwrap_err());
+    assert!(error.contains("no RLS policy of the database reads it; they read `app.current_user_id`"), "{error}");
+}
+
+/// One declared root missing (renamed, or not created yet) beside one that
+/// exists: the existing one is still checked, and a table that reaches it
+/// without RLS still fails.
+#[test]
+fn a_missing_root_beside_an_existing_one_leaves_the_existing_one_checked() {
+    let fx = Fixture::migrated();
+    fx.migrator()
+        .batch_execute("CREATE TABLE public.notes (id serial PRIMARY KEY, owner uuid REFERENCES public.users (id))")
+        .unwrap();
+    let mut exemptions = app_policy_with("");
+    exemptions.rls.tenant_roots = vec!["public.users".into(), "public.workspaces".into()];
+    let report = fx.check_with(&fx.migrations, exemptions);
+    assert!(!report.holds(), "{}", report.to_text());
+    let tenancy = report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap();
+    assert!(
+        tenancy.findings.iter().any(|f| f.subject == "public.notes" && f.verdict == Verdict::Fail),
+        "{}",
+        report.to_text()
+    );
+    assert!(tenancy.findings.iter().any(|f| f.subject == "public.workspaces" && f.verdict == Verdict::Unproven));
+}

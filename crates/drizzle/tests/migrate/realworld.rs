@@ -177,6 +177,7 @@ fn an_enum_value_added_and_used_in_one_batch_applies_where_drizzle_kit_fails() {
         drizzle::migrate(&fx.config("ours"), &all, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(outcome.applied.len(), 4);
     assert_eq!(outcome.transactions, 2, "committed after 0001 adds the value: {outcome:?}");
+    assert_eq!(outcome.committed_for_enum, ["0001_triaged"]);
     assert!(outcome.outside.is_empty());
 
     for count in 1..=all.migrations.len() {
@@ -219,4 +220,38 @@ fn grants_converge_after_drizzle_kit_applied_the_migrations() {
     fx.admin("db").batch_execute("REVOKE SELECT ON app.post FROM app_user").unwrap();
     let error = format!("{:#}", drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap_err());
     assert!(error.contains("read-only transaction"), "{error}");
+}
+
+/// A batch drizzle-kit applies in one transaction although one of its
+/// migrations adds an enum value (no later one uses it in the batch) stays
+/// one transaction: a deferred foreign key that a later migration satisfies
+/// is checked at the one commit, as under drizzle-kit.
+#[test]
+fn an_enum_value_nobody_uses_in_the_batch_keeps_it_one_transaction() {
+    let Some(kit) = drizzle_kit() else { return };
+    let mut first = TestFolder::new();
+    first.add(
+        "0000_init",
+        1000,
+        b"CREATE TYPE \"public\".\"kind\" AS ENUM('a');--> statement-breakpoint\nCREATE TABLE \"parent\" (\"id\" int PRIMARY KEY, \"kind\" \"kind\");--> statement-breakpoint\nCREATE TABLE \"child\" (\"parent_id\" int REFERENCES \"parent\" (\"id\") DEFERRABLE INITIALLY DEFERRED);",
+    );
+    let mut all = TestFolder::copy_of(first.path(), None);
+    all.add("0001_child", 2000, b"INSERT INTO \"child\" VALUES (1);")
+        .add("0002_kind", 3000, b"ALTER TYPE \"public\".\"kind\" ADD VALUE 'b';")
+        .add("0003_parent", 4000, b"INSERT INTO \"parent\" VALUES (1, 'a');");
+    let fx = Fixture::bare();
+    fx.provision("ours");
+    fx.provision("theirs");
+    for db in ["ours", "theirs"] {
+        let output = run_drizzle_kit(&kit, &fx.config(db).dsn, first.path());
+        assert!(output.status.success(), "{}", output_text(&output));
+    }
+    let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, all.path());
+    assert!(output.status.success(), "{}", output_text(&output));
+    let outcome = drizzle::migrate(&fx.config("ours"), &all.read(), false, &mut drizzle::Silent)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(outcome.transactions, 1, "{outcome:?}");
+    assert!(outcome.committed_for_enum.is_empty());
+    assert_eq!(fx.rows("ours"), fx.rows("theirs"));
+    assert_eq!(fx.schema_fingerprint("ours"), fx.schema_fingerprint("theirs"));
 }

@@ -208,8 +208,9 @@ fn savepoints_and_two_phase_commit_are_refused_before_anything_runs() {
 }
 
 /// A failure after the commit that follows an enum value: the message says
-/// which migrations are applied and recorded, which were rolled back, and
-/// the fix; once the file is fixed, a re-run ends where a clean run ends.
+/// which migrations are applied and recorded, which were rolled back, where
+/// the next run starts and the fix; once the file is fixed, a re-run ends
+/// where a clean run ends.
 #[test]
 fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
     let source = crate::common::realworld("enum-batch");
@@ -217,14 +218,20 @@ fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
     let good = b"CREATE TABLE \"audit\" (\"id\" int);";
     let fx = Fixture::provisioned(DB);
     fx.provision("clean");
+    // The type exists before the batch (an earlier deploy), on every major.
+    let first = TestFolder::copy_of(&source, Some(1)).read();
+    for db in [DB, "clean"] {
+        drizzle::migrate(&fx.config(db), &first, false, &mut drizzle::Silent).unwrap();
+    }
     let mut failing = TestFolder::copy_of(&source, None);
     failing.add("0005_audit", 1_900_000_000_000, bad);
     let message =
         format!("{:#}", drizzle::migrate(&fx.config(DB), &failing.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("applied and recorded before it: 0000_init, 0001_triaged"), "{message}");
+    assert!(message.contains("applied and recorded before it: 0001_triaged"), "{message}");
     assert!(message.contains("rolled back with it: 0002_review_state, 0003_triage_old, 0004_notes"), "{message}");
     assert!(message.contains("`0005_audit` failed at statement 2 of 2; nothing of it was committed"), "{message}");
     assert!(message.contains("fix `0005_audit.sql`"), "{message}");
+    assert!(message.contains("the next run starts at `0002_review_state`"), "{message}");
     assert!(message.contains("--transaction-per-migration"), "{message}");
     assert!(!message.contains("idempotent"), "nothing of it was committed: {message}");
     assert_eq!(fx.rows(DB).len(), 2);
@@ -236,6 +243,64 @@ fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
     drizzle::migrate(&fx.config("clean"), &fixed.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(fx.rows(DB), fx.rows("clean"));
     assert_eq!(fx.schema_fingerprint(DB), fx.schema_fingerprint("clean"));
+}
+
+/// A migration that committed part of itself and opened a transaction
+/// again, rolled back with a later failure: the message says its first
+/// part stays, never that the whole batch was rolled back.
+#[test]
+fn a_partly_committed_migration_rolled_back_with_a_later_one_is_named() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder
+        .add(
+            "0000_pair",
+            1000,
+            b"CREATE TABLE t (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE u (id int);",
+        )
+        .add("0001_bad", 2000, b"SELECT 1/0;");
+    let message =
+        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(!message.contains("whole batch was rolled back"), "{message}");
+    assert!(message.contains("rolled back with it: 0000_pair"), "{message}");
+    assert!(
+        message.contains("of `0000_pair`, the statements before a COMMIT of their own were committed and stay"),
+        "{message}"
+    );
+    assert!(exists(&fx, "t") && !exists(&fx, "u"));
+    assert!(fx.rows(DB).is_empty());
+}
+
+/// A single migration that starts with its own `COMMIT`: no transaction
+/// of the run held any work.
+#[test]
+fn a_commit_first_migration_counts_no_transaction() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder.add("0000_t", 1000, b"CREATE TABLE t (id int);");
+    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    folder.add("0001_index", 2000, b"COMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);");
+    let outcome = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    assert_eq!(outcome.transactions, 0, "{outcome:?}");
+    assert_eq!(outcome.outside, ["0001_index"]);
+}
+
+/// With a transaction per migration, a statement that cannot run in one
+/// (drizzle-kit runs it only outside a transaction) names the fix.
+#[test]
+fn a_statement_that_needs_no_transaction_names_the_fix() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder.add("0000_t", 1000, b"CREATE TABLE t (id int);").add(
+        "0001_index",
+        2000,
+        b"CREATE INDEX CONCURRENTLY t_idx ON t (id);",
+    );
+    let mut config = fx.config(DB);
+    config.per_migration = true;
+    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    assert!(message.contains("SQLSTATE 25001"), "{message}");
+    assert!(message.contains("write `COMMIT;` before it"), "{message}");
 }
 
 /// What a failed run committed (a schema made before a `COMMIT`) gets its
