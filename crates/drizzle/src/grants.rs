@@ -27,15 +27,21 @@ fn privileges() -> (Vec<String>, Vec<String>) {
     (names(DML), names(SEQUENCE_USE))
 }
 
+/// `function(g.oid, c.oid, 'P1') AND …`: every one of `privs` held.
+fn holds(function: &str, privs: &[String]) -> String {
+    privs.iter().map(|p| format!("{function}(g.oid, c.oid, '{p}')")).collect::<Vec<_>>().join(" AND ")
+}
+
+/// `'P1', 'P2'`: `privs` as SQL literals.
+fn list(privs: &[String]) -> String {
+    privs.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ")
+}
+
 /// One query: everything the runtime roles lack in the app schemas the
 /// session's role owns, as `(kind, object, role, schema.name, relkind,
 /// reloptions)`.
 fn missing_sql() -> String {
     let (table, sequence) = privileges();
-    let holds = |function: &str, privs: &[String]| {
-        privs.iter().map(|p| format!("{function}(g.oid, c.oid, '{p}')")).collect::<Vec<_>>().join(" AND ")
-    };
-    let list = |privs: &[String]| privs.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
     format!(
         "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user), \
 grantees AS (SELECT oid, rolname FROM pg_roles WHERE rolname = ANY($2)), \
@@ -90,10 +96,6 @@ fn grantees(config: &Config) -> Vec<String> {
 /// says no where `converge` would send something.
 fn anything_missing_sql() -> String {
     let (table, sequence) = privileges();
-    let holds = |function: &str, privs: &[String]| {
-        privs.iter().map(|p| format!("{function}(g.oid, c.oid, '{p}')")).collect::<Vec<_>>().join(" AND ")
-    };
-    let list = |privs: &[String]| privs.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
     format!(
         "SELECT EXISTS (SELECT 1 FROM pg_namespace s, pg_roles g \
            WHERE s.nspname = ANY($1) AND g.rolname = ANY($2) \

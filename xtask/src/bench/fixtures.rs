@@ -12,6 +12,25 @@ use dbenv::RoleKind;
 
 use super::Lab;
 
+/// `meta/_journal.json` for `tags`, in order, one millisecond apart.
+fn write_journal(dir: &Path, tags: &[String]) -> Result<()> {
+    let entries: Vec<String> = tags
+        .iter()
+        .enumerate()
+        .map(|(n, tag)| {
+            format!(
+                "{{\"idx\":{n},\"version\":\"7\",\"when\":{},\"tag\":\"{tag}\",\"breakpoints\":true}}",
+                1_700_000_000_000u64 + n as u64
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        format!("{{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[{}]}}", entries.join(",")),
+    )?;
+    Ok(())
+}
+
 /// A folder of `count` migrations, a table and an index each, and the same
 /// SQL as one file for psql.
 pub fn generated_folder(dir: &Path, count: usize) -> Result<PathBuf> {
@@ -27,15 +46,9 @@ pub fn generated_folder(dir: &Path, count: usize) -> Result<PathBuf> {
         all.push_str(&sql.replace("--> statement-breakpoint", ""));
         all.push('\n');
         std::fs::write(dir.join(format!("{tag}.sql")), sql)?;
-        entries.push(format!(
-            "{{\"idx\":{n},\"version\":\"7\",\"when\":{},\"tag\":\"{tag}\",\"breakpoints\":true}}",
-            1_700_000_000_000u64 + n as u64
-        ));
+        entries.push(tag);
     }
-    std::fs::write(
-        dir.join("meta/_journal.json"),
-        format!("{{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[{}]}}", entries.join(",")),
-    )?;
+    write_journal(dir, &entries)?;
     let file = dir.join("all.sql");
     std::fs::write(&file, all)?;
     Ok(file)
@@ -80,15 +93,9 @@ pub fn mixed_folder(dir: &Path, count: usize) -> Result<()> {
             _ => format!("ALTER TABLE \"m{target}\" ADD COLUMN \"y{n}\" integer DEFAULT 0 NOT NULL;"),
         };
         std::fs::write(dir.join(format!("{tag}.sql")), sql)?;
-        entries.push(format!(
-            "{{\"idx\":{n},\"version\":\"7\",\"when\":{},\"tag\":\"{tag}\",\"breakpoints\":true}}",
-            1_700_000_000_000u64 + n as u64
-        ));
+        entries.push(tag);
     }
-    std::fs::write(
-        dir.join("meta/_journal.json"),
-        format!("{{\"version\":\"7\",\"dialect\":\"postgresql\",\"entries\":[{}]}}", entries.join(",")),
-    )?;
+    write_journal(dir, &entries)?;
     Ok(())
 }
 

@@ -19,21 +19,24 @@ fn used(report: &Report, name: &str) -> bool {
     report.exemptions.iter().find(|(e, _)| e.name == name).map(|(_, used)| *used).unwrap_or_else(|| panic!("{name}"))
 }
 
-/// Anonymous feedback: anyone may insert (reviewed), each user reads their own.
-#[test]
-fn a_table_whose_policies_are_reviewed_is_exempt_in_the_live_probes_too() {
-    let fx = Fixture::migrated();
+/// A `feedback` table with RLS, the policies `policies` (SQL), and one row
+/// of the system user's.
+fn feedback(fx: &Fixture, policies: &str) {
     fx.migrator()
         .batch_execute(&format!(
             "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
                                            body text NOT NULL); \
-             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
-             CREATE POLICY own_read ON public.feedback FOR SELECT \
-               USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid); \
-             CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true); \
+             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; {policies} \
              INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
         ))
         .unwrap();
+}
+
+/// Anonymous feedback: anyone may insert (reviewed), each user reads their own.
+#[test]
+fn a_table_whose_policies_are_reviewed_is_exempt_in_the_live_probes_too() {
+    let fx = Fixture::migrated();
+    feedback(&fx, "CREATE POLICY own_read ON public.feedback FOR SELECT USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid); CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true);");
     let without = fx.check_with(&fx.migrations, app_policy_with(""));
     assert!(!without.holds(), "the hole is real without the entry:\n{}", without.to_text());
 
@@ -54,16 +57,7 @@ fn a_table_whose_policies_are_reviewed_is_exempt_in_the_live_probes_too() {
 #[test]
 fn a_policy_reviewed_for_inserts_does_not_exempt_reads() {
     let fx = Fixture::migrated();
-    fx.migrator()
-        .batch_execute(&format!(
-            "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
-                                           body text NOT NULL); \
-             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
-             CREATE POLICY leaky_read ON public.feedback FOR SELECT USING (body IS NOT NULL); \
-             CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true); \
-             INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
-        ))
-        .unwrap();
+    feedback(&fx, "CREATE POLICY leaky_read ON public.feedback FOR SELECT USING (body IS NOT NULL); CREATE POLICY anyone_writes ON public.feedback FOR INSERT WITH CHECK (true);");
     let entry = "[[policy]]\nname = \"public.feedback\"\nreason = \"anonymous feedback: anyone may write it\"\n";
     let report = fx.check_with(&fx.migrations, app_policy_with(entry));
     assert!(!report.holds(), "{}", report.to_text());
@@ -134,18 +128,7 @@ fn an_entry_that_names_nothing_is_a_warning() {
 #[test]
 fn a_policy_reviewed_for_its_session_state_exempts_no_probe() {
     let fx = Fixture::migrated();
-    fx.migrator()
-        .batch_execute(&format!(
-            "CREATE TABLE public.feedback (id serial PRIMARY KEY, user_id uuid REFERENCES public.users (id), \
-                                           body text NOT NULL); \
-             ALTER TABLE public.feedback ENABLE ROW LEVEL SECURITY; \
-             CREATE POLICY own ON public.feedback \
-               USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid \
-                      OR current_setting('application_name') = 'admin') \
-               WITH CHECK (user_id IS NOT NULL); \
-             INSERT INTO public.feedback (user_id, body) VALUES ('{SYSTEM_USER}', 'works')"
-        ))
-        .unwrap();
+    feedback(&fx, "CREATE POLICY own ON public.feedback USING (user_id = nullif(current_setting('app.current_user_id', true), '')::uuid OR current_setting('application_name') = 'admin') WITH CHECK (user_id IS NOT NULL);");
     let entry = "[[policy]]\nname = \"public.feedback\"\nreason = \"the admin console sets application_name\"\n";
     let report = fx.check_with(&fx.migrations, app_policy_with(entry));
     assert!(!report.holds(), "{}", report.to_text());
