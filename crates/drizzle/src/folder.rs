@@ -42,8 +42,9 @@ impl Migration {
             .map(|s| (s.line, s.keyword))
     }
 
-    /// The line of its first top-level `ALTER TYPE … ADD VALUE`: the
-    /// runner commits after this migration when more follow in the batch.
+    /// The line of its first top-level `ALTER TYPE … ADD VALUE`: should a
+    /// later migration of the same transaction use the new value, the
+    /// runner applies the transaction again, committing after this one.
     pub fn adds_enum_value(&self) -> Option<usize> {
         crate::transactions::adds_enum_value(&self.text)
     }
@@ -54,11 +55,10 @@ impl Migration {
             (Some((line, keyword)), _) => {
                 format!(" ({keyword} at line {line}: what follows runs outside a transaction, as under drizzle-kit)")
             }
-            (None, Some(line)) => {
-                format!(
-                    " (adds an enum value at line {line}: the batch commits after it, so later migrations can use it)"
-                )
-            }
+            (None, Some(line)) => format!(
+                " (adds an enum value at line {line}: should a later migration of the batch use it, the batch \
+                 commits after this one)"
+            ),
             (None, None) => String::new(),
         }
     }

@@ -353,12 +353,14 @@ pub fn summarise(tags: &[String]) -> String {
     }
 }
 
-/// Applies every pending migration, in one transaction (drizzle's default,
-/// committed after a migration that adds an enum value when more follow)
-/// or one per migration; after a migration that leaves the session outside
-/// a transaction, the rest runs as drizzle-kit runs it. Every run, with or
-/// without pending migrations and after a failure, grants the runtime roles
-/// what they lack in the app schemas (nothing is sent when nothing is).
+/// Applies every pending migration, in one transaction (drizzle's default;
+/// where a new enum value is used in the transaction that added it, that
+/// transaction is applied again with a commit after each migration that
+/// adds one) or one per migration; after a migration that leaves the
+/// session outside a transaction, the rest runs as drizzle-kit runs it.
+/// Every run, with or without pending migrations and after a failure,
+/// grants the runtime roles what they lack in the app schemas (nothing is
+/// sent when nothing is).
 pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut dyn Progress) -> Result<Outcome> {
     let mut prepared = prepare(config, folder, dry_run, progress)?;
     let pending: Vec<&Migration> = folder.migrations.iter().filter(|m| prepared.pending.contains(&m.tag)).collect();
@@ -391,8 +393,9 @@ pub fn migrate(config: &Config, folder: &Folder, dry_run: bool, progress: &mut d
 }
 
 /// Grants what the runtime roles lack, in a transaction of its own; when
-/// nothing is missing, one read-only statement and nothing else. The
-/// session runs with the pinned search_path.
+/// nothing is missing and the policy file keeps nothing `[[private]]`, one
+/// read-only statement and nothing else (otherwise a transaction that only
+/// reads). The session runs with the pinned search_path.
 pub fn converge_grants(client: &mut Client, config: &Config) -> Result<Vec<String>> {
     if !grants::anything_missing(client, config)? {
         return Ok(Vec::new());
