@@ -13,7 +13,7 @@ use crate::report::{Probe, Verdict};
 
 /// Each part of the query: a probe id, what it checks, and an SQL
 /// expression giving a `text[]` of offending names (NULL or empty: none).
-fn parts(server_version: i32) -> Vec<(&'static str, &'static str, String)> {
+fn parts(server_version: dbenv::ServerVersion) -> Vec<(&'static str, &'static str, String)> {
     let mut parts = vec![
         (
             "create-anywhere",
@@ -68,7 +68,7 @@ fn parts(server_version: i32) -> Vec<(&'static str, &'static str, String)> {
                 .to_string(),
         ),
     ];
-    if server_version >= 150000 {
+    if server_version.has_parameter_privileges() {
         // SET matters only where a role could not set it anyway (superuser
         // and server-wide contexts); ALTER SYSTEM on any parameter writes
         // the server's configuration (archive_command runs shell commands).
@@ -88,7 +88,12 @@ fn parts(server_version: i32) -> Vec<(&'static str, &'static str, String)> {
 }
 
 /// Runs the powers query as the role `client` is logged in as.
-pub fn check(client: &mut Client, role: &str, server_version: i32, queries: &mut u32) -> Result<Vec<Probe>> {
+pub fn check(
+    client: &mut Client,
+    role: &str,
+    server_version: dbenv::ServerVersion,
+    queries: &mut u32,
+) -> Result<Vec<Probe>> {
     let parts = parts(server_version);
     let sql = format!("SELECT {}", parts.iter().map(|(_, _, expr)| expr.as_str()).collect::<Vec<_>>().join(", "));
     *queries += 1;

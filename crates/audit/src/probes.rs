@@ -254,9 +254,9 @@ impl Ctx<'_> {
             "alter-sequence" => t.sequence.as_deref().map(owns_relation),
             "refresh-matview" => t.matview.as_deref().map(|m| {
                 format!(
-                    "{} OR (current_setting('server_version_num')::int >= 170000 \
-                     AND has_table_privilege({}::regclass, 'MAINTAIN'))",
+                    "{} OR ({} AND has_table_privilege({}::regclass, 'MAINTAIN'))",
                     owns_relation(m),
+                    dbenv::ServerVersion::sql_at_least(17),
                     quote_literal(m)
                 )
             }),
@@ -550,7 +550,7 @@ pub fn probe_role(
         specs.into_iter().zip(held).map(|(spec, held)| probe(spec, held, &mut client, queries)).collect();
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    let version = dbenv::ServerVersion::read(&mut client)?;
     *queries += 1;
     probes.extend(crate::powers::check(&mut client, &role, version, queries)?);
     crate::trace(&format!("privilege checks as {role}"), started);
@@ -630,9 +630,9 @@ fn table_privileges(
     client: &mut Client,
     model: &Model,
     role: &str,
-    version: i32,
+    version: dbenv::ServerVersion,
 ) -> Result<(i64, Option<Vec<String>>, Option<Vec<String>>)> {
-    let extra = if version >= 170000 { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
+    let extra = if version.has_maintain() { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
     let private = private_names(model, role);
     let invoker = roles::reach::INVOKER_SQL;
     // The lineage is read only when the policy file keeps something private:
@@ -668,7 +668,7 @@ fn table_privileges(
 /// whatever the number of tables.
 fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mut u32) -> Result<Vec<Probe>> {
     *queries += 2;
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    let version = dbenv::ServerVersion::read(client)?;
     let (tables, lacking, excess) = table_privileges(client, model, role, version)?;
     let sequences = client.query_one(
         "SELECT count(DISTINCT s.oid), \

@@ -123,7 +123,7 @@ fn converged(model: &Model) -> Snapshot {
         ..Default::default()
     };
     Snapshot {
-        server_version: 150000,
+        server_version: dbenv::ServerVersion::major_release(15),
         admin,
         roles,
         memberships: Vec::new(),

@@ -15,6 +15,7 @@ pub mod filecheck;
 pub mod invariants;
 mod names;
 mod secret;
+mod version;
 
 pub use connect::{
     connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config,
@@ -30,3 +31,4 @@ pub use names::{
     quote_ident, quote_literal, unquote_ident, validate_name, NameKind, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES,
 };
 pub use secret::Secret;
+pub use version::ServerVersion;

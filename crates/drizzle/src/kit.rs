@@ -96,7 +96,7 @@ fn session_dsn(config: &Config, prepared: &mut Prepared) -> Result<Dsn> {
     let mut dsn = config.dsn.clone();
     let mut options: Vec<String> = dsn.param("options").map(|o| vec![o.to_string()]).unwrap_or_default();
     options.push(format!("-c lock_timeout={}", config.lock_timeout.as_millis()));
-    if runner::server_version(&mut prepared.client)? >= 140000 {
+    if dbenv::ServerVersion::read(&mut prepared.client)?.has_connection_check_interval() {
         options.push("-c client_connection_check_interval=1000".to_string());
     }
     dsn.set_param("options", &options.join(" "));

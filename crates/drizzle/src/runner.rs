@@ -109,15 +109,11 @@ pub fn connect(config: &Config) -> Result<Client> {
     // it next writes. One round trip for both.
     client.batch_execute(&format!(
         "SET lock_timeout = '{}ms'; SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) \
-         WHERE pg_catalog.current_setting('server_version_num')::int >= 140000",
-        config.lock_timeout.as_millis()
+         WHERE {}",
+        config.lock_timeout.as_millis(),
+        dbenv::ServerVersion::sql_at_least(14)
     ))?;
     Ok(client)
-}
-
-/// `server_version_num` of the session's server.
-pub fn server_version(client: &mut Client) -> Result<i32> {
-    Ok(client.query_typed_one("SELECT current_setting('server_version_num')::int", &[])?.get(0))
 }
 
 /// Checks positively that the session is the migrator's: it owns the

@@ -415,7 +415,7 @@ pub enum State {
 
 /// Every owner's-rights path of `db` in `state` on a server of
 /// `server_version` (`security_invoker` exists from 15 on).
-pub fn paths(model: &Model, db: &DbContents, state: State, server_version: i32) -> Vec<RightsPath> {
+pub fn paths(model: &Model, db: &DbContents, state: State, server_version: dbenv::ServerVersion) -> Vec<RightsPath> {
     let analysis = Analysis::new(model, db, state, server_version);
     let mut paths = analysis.views();
     paths.extend(analysis.outside_views());
@@ -428,7 +428,8 @@ pub fn paths(model: &Model, db: &DbContents, state: State, server_version: i32) 
 /// What a view or materialized view of `db` reaches (an RLS table, or with
 /// `through_functions` a function), directly or through other views.
 pub fn source(model: &Model, db: &DbContents, oid: i64, through_functions: bool) -> Option<String> {
-    let analysis = Analysis::new(model, db, State::AsIs, 0);
+    // The version matters only to the paths (security_invoker); not here.
+    let analysis = Analysis::new(model, db, State::AsIs, dbenv::ServerVersion::from_num(0));
     analysis.by_oid.get(&oid).and_then(|object| analysis.reaches(object, through_functions))
 }
 
@@ -436,12 +437,12 @@ struct Analysis<'a> {
     model: &'a Model,
     db: &'a DbContents,
     state: State,
-    server_version: i32,
+    server_version: dbenv::ServerVersion,
     by_oid: BTreeMap<i64, &'a RightsObject>,
 }
 
 impl<'a> Analysis<'a> {
-    fn new(model: &'a Model, db: &'a DbContents, state: State, server_version: i32) -> Analysis<'a> {
+    fn new(model: &'a Model, db: &'a DbContents, state: State, server_version: dbenv::ServerVersion) -> Analysis<'a> {
         let by_oid = db.reach.objects.iter().filter(|o| o.rule.is_none()).map(|o| (o.oid, o)).collect();
         Analysis { model, db, state, server_version, by_oid }
     }
@@ -578,7 +579,8 @@ impl<'a> Analysis<'a> {
                 // A conversion gives every view it moves security_invoker where
                 // the server has it (PostgreSQL 15+).
                 let invoker = object.security_invoker
-                    || (self.opened(&object.owner, &object.schema, object.extension) && self.server_version >= 150000);
+                    || (self.opened(&object.owner, &object.schema, object.extension)
+                        && self.server_version.has_security_invoker_views());
                 if invoker || !escapes {
                     continue;
                 }

@@ -192,7 +192,7 @@ impl Planner<'_> {
                 continue;
             }
             let version_note = match path.class {
-                reach::PathClass::View if self.snap.server_version < 150000 => {
+                reach::PathClass::View if !self.snap.server_version.has_security_invoker_views() => {
                     format!(" (PostgreSQL {} has no security_invoker)", self.snap.major())
                 }
                 _ => String::new(),

@@ -92,7 +92,7 @@ pub(super) fn becomes_invoker(model: &Model, snap: &Snapshot, rel: &Relation) ->
     rel.kind == 'v'
         && rel.owner != model.migrator.name
         && !rel.security_invoker
-        && snap.server_version >= 150000
+        && snap.server_version.has_security_invoker_views()
         && reach::source(model, &snap.db, rel.oid, false).is_some()
 }
 

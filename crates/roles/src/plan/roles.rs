@@ -21,7 +21,7 @@ impl Planner<'_> {
         // privileges the model does not give.
         for item in self.found(|d| matches!(d, Drift::Membership(_))) {
             let Drift::Membership(membership) = item else { continue };
-            let granted_by = if self.snap.server_version >= 160000 && !membership.grantor.is_empty() {
+            let granted_by = if self.snap.server_version.has_membership_options() && !membership.grantor.is_empty() {
                 format!(" GRANTED BY {}", quote_ident(&membership.grantor))
             } else {
                 String::new()

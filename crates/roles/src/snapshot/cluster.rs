@@ -38,7 +38,7 @@ pub(super) fn read(
     })
 }
 
-fn read_admin(cluster: &mut Queries<'_>, can_silence_log: bool) -> Result<(i32, Admin)> {
+fn read_admin(cluster: &mut Queries<'_>, can_silence_log: bool) -> Result<(dbenv::ServerVersion, Admin)> {
     let row = cluster
         .query_one(
             "SELECT current_setting('server_version_num')::int, current_user::text, r.rolsuper, r.rolcreaterole, \
@@ -59,7 +59,7 @@ fn read_admin(cluster: &mut Queries<'_>, can_silence_log: bool) -> Result<(i32, 
         can_silence_log,
         log_statement: row.get(7),
     };
-    Ok((row.get(0), admin))
+    Ok((dbenv::ServerVersion::from_num(row.get(0)), admin))
 }
 
 /// The model's roles that exist, and what the admin may do with each.
@@ -133,7 +133,7 @@ fn read_passwords(
 fn read_memberships(
     cluster: &mut Queries<'_>,
     model: &Model,
-    server_version: i32,
+    server_version: dbenv::ServerVersion,
     admin: &mut Admin,
 ) -> Result<Vec<Membership>> {
     let names = model.role_names();
@@ -154,7 +154,7 @@ fn read_memberships(
             memberships.push(membership);
         }
     }
-    if server_version >= 160000 && !admin.superuser {
+    if server_version.has_membership_options() && !admin.superuser {
         // Since 16, SET is its own option: MEMBER says nothing about it.
         for row in cluster.query(
             "SELECT rolname::text, pg_has_role(current_user, oid, 'SET') FROM pg_roles WHERE rolname = ANY($1)",

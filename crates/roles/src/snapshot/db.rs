@@ -6,7 +6,12 @@ use super::*;
 /// The database part. `purpose` says what may be left out: the plan needs
 /// neither the foreign keys (tenancy) nor, while nothing changes owner, the
 /// owner's-rights paths.
-pub(super) fn read(db: &mut Client, model: &Model, server_version: i32, purpose: Purpose) -> Result<DbContents> {
+pub(super) fn read(
+    db: &mut Client,
+    model: &Model,
+    server_version: dbenv::ServerVersion,
+    purpose: Purpose,
+) -> Result<DbContents> {
     let mut db = Queries::new(db);
     let managed = model.managed_schemas();
     let schemas = read_schemas(&mut db, "nspname = ANY($1)", &managed)?;
@@ -162,8 +167,8 @@ fn read_columns(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<ColumnAc
 /// (every relation but a TOAST table records its owner there): an index
 /// lookup, where scanning pg_class costs a third of the query on a
 /// database of 10,000 tables.
-fn objects_sql(server_version: i32) -> String {
-    let multirange_filter = if server_version >= 140000 {
+fn objects_sql(server_version: dbenv::ServerVersion) -> String {
+    let multirange_filter = if server_version.has_multiranges() {
         "AND NOT EXISTS (SELECT 1 FROM pg_range g WHERE g.rngmultitypid = t.oid)"
     } else {
         ""
@@ -209,7 +214,7 @@ fn objects_sql(server_version: i32) -> String {
     )
 }
 
-fn read_objects(db: &mut Queries<'_>, model: &Model, server_version: i32) -> Result<Vec<OwnedObject>> {
+fn read_objects(db: &mut Queries<'_>, model: &Model, server_version: dbenv::ServerVersion) -> Result<Vec<OwnedObject>> {
     let params: [Param<'_>; 3] = [
         (&model.managed_schemas(), Type::TEXT_ARRAY),
         (&model.runtime_names(), Type::TEXT_ARRAY),

@@ -100,7 +100,7 @@ pub fn prepare_session(client: &mut Client, purpose: Purpose) -> Result<bool> {
 }
 
 fn silence_log(client: &mut Client) -> Result<bool> {
-    let version: i32 = client.query_typed_one("SELECT current_setting('server_version_num')::int", &[])?.get(0);
+    let version = dbenv::ServerVersion::read(client)?;
     let mut settings = vec![
         "log_statement = 'none'",
         "log_min_error_statement = 'panic'",
@@ -111,10 +111,10 @@ fn silence_log(client: &mut Client) -> Result<bool> {
         // pg_stat_activity would show an ALTER ROLE with its verifier while it runs.
         "track_activities = off",
     ];
-    if version >= 120000 {
+    if version.has_log_transaction_sample_rate() {
         settings.push("log_transaction_sample_rate = 0");
     }
-    if version >= 130000 {
+    if version.has_log_min_duration_sample() {
         settings.push("log_min_duration_sample = -1");
     }
     untrack_statements(client)?;
@@ -427,8 +427,7 @@ pub struct RoleSetting {
 
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    /// `server_version_num`, e.g. 150018.
-    pub server_version: i32,
+    pub server_version: dbenv::ServerVersion,
     pub admin: Admin,
     pub roles: BTreeMap<String, RoleRow>,
     pub memberships: Vec<Membership>,
@@ -446,7 +445,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn major(&self) -> i32 {
-        self.server_version / 10000
+        self.server_version.major()
     }
 }
 

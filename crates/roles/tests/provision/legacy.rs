@@ -85,15 +85,15 @@ pub fn app_works(fx: &Fixture) {
     tx.rollback().unwrap();
 }
 
-pub fn server_version(fx: &Fixture) -> i32 {
-    fx.admin("postgres").query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0)
+pub fn server_version(fx: &Fixture) -> dbenv::ServerVersion {
+    dbenv::ServerVersion::read(&mut fx.admin("postgres")).unwrap()
 }
 
 /// On PostgreSQL 13/14 a view over an RLS table cannot keep RLS once the
 /// BYPASSRLS migrator owns it: provisioning refuses, changing nothing, until
 /// it is dropped.
 pub fn drop_leaking_view_before_15(fx: &Fixture) {
-    if server_version(fx) >= 150000 {
+    if server_version(fx).has_security_invoker_views() {
         return;
     }
     let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
@@ -170,7 +170,7 @@ pub fn assert_converted(fx: &Fixture) {
     // Without the setting, RLS shows app_user nothing, also through the view.
     let unset: i64 = app.query_one("SELECT count(*) FROM users", &[]).unwrap().get(0);
     assert_eq!(unset, 0);
-    if server_version(fx) >= 150000 {
+    if server_version(fx).has_security_invoker_views() {
         let through_view: i64 = app.query_one("SELECT count(*) FROM user_emails", &[]).unwrap().get(0);
         assert_eq!(through_view, 0);
     }
@@ -191,7 +191,7 @@ fn a_legacy_database_is_converted_in_place() {
     assert!(outcome.applied);
     let log = recorder.text();
     assert!(log.contains("owner of table `public.users`: `app_user` → `app_migrator` (grants restored)"), "{log}");
-    if server_version(&fx) >= 150000 {
+    if server_version(&fx).has_security_invoker_views() {
         let expected = "owner of view `public.user_emails`: `app_user` → `app_migrator` with security_invoker";
         assert!(log.contains(expected), "{log}");
     }

@@ -7,13 +7,13 @@ use dbenv::{EnvVars, Settings};
 
 use crate::common::{Fixture, DB};
 
-fn version(fx: &Fixture) -> i32 {
-    fx.admin("postgres").query_one("SELECT current_setting('server_version_num')::int", &[]).unwrap().get(0)
+fn version(fx: &Fixture) -> dbenv::ServerVersion {
+    dbenv::ServerVersion::read(&mut fx.admin("postgres")).unwrap()
 }
 
 /// The cluster gets an admin like RDS's master user.
 fn rds_admin(fx: &Fixture) {
-    let bypass = if version(fx) >= 160000 { "BYPASSRLS" } else { "" };
+    let bypass = if version(fx).has_membership_options() { "BYPASSRLS" } else { "" };
     fx.admin("postgres")
         .batch_execute(&format!("CREATE ROLE rds_admin LOGIN CREATEDB CREATEROLE {bypass} PASSWORD 'rds_password'"))
         .unwrap();
@@ -50,7 +50,7 @@ fn a_non_superuser_admin_provisions_from_nothing_on_16_or_says_why_not() {
     let fx = Fixture::new();
     rds_admin(&fx);
     let result = provision_as_rds(&fx);
-    if version(&fx) < 160000 {
+    if !version(&fx).has_membership_options() {
         let message = format!("{:#}", result.unwrap_err());
         assert!(message.contains("nothing was changed: the admin `rds_admin` cannot do everything"), "{message}");
         assert!(message.contains("only a superuser can give BYPASSRLS to `app_migrator`"), "{message}");
@@ -86,7 +86,7 @@ fn a_legacy_role_the_admin_did_not_create_is_named_before_any_change() {
 
     let message = format!("{:#}", provision_as_rds(&fx).unwrap_err());
     assert!(message.contains("nothing was changed: the admin `rds_admin` cannot do everything"), "{message}");
-    if version(&fx) >= 160000 {
+    if version(&fx).has_membership_options() {
         // Since 16 CREATEROLE reaches only the roles the admin holds ADMIN on.
         assert!(message.contains("cannot alter role `app_user`: it needs ADMIN OPTION"), "{message}");
         assert!(message.contains("cannot take objects away from `app_user`"), "{message}");
@@ -100,7 +100,7 @@ fn a_legacy_role_the_admin_did_not_create_is_named_before_any_change() {
         .unwrap()
         .get(0);
     assert_eq!(owner, "app_user", "nothing changed");
-    if version(&fx) < 160000 {
+    if !version(&fx).has_membership_options() {
         return;
     }
 
