@@ -143,7 +143,7 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
     println!("  cluster on port {port}; env {}", env_file.display());
     let settings = db_provision::load_settings(&env_file)?;
     db_provision::provision(&settings, &db_provision::default_options()?)?;
-    db_migrate::migrate(&db_migrate::load_config(&env_file)?, &drizzle::folder::read(&migrations)?, false)?;
+    db_migrate::run_builtin(&db_migrate::load_config(&env_file)?, &drizzle::folder::read(&migrations)?, false)?;
     let report = db_check::check(&env_file, &migrations, None)?;
     print!("{}", report.to_text());
     if !report.holds() {

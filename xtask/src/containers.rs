@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use dbenv::{envfile::quote_value, Dsn, Secret};
 use xshell::{cmd, Shell};
 
+use crate::host::{apt_install, require_root, which};
 use crate::{db_check, standins};
 
 const COMPOSE_FILE: &str = "platform/infra/services/runtime/docker-compose.dev.yml";
@@ -176,41 +177,6 @@ impl Drop for Engine {
 
 fn answers(sh: &Shell) -> bool {
     cmd!(sh, "docker info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-pub fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "the container tier needs to {what}, which only root may do here; install and start Docker \
-             yourself, or run `cargo xtask check` without --containers"
-        );
-    }
-    Ok(())
-}
-
-pub fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    if which("apt-get").is_none() {
-        bail!(
-            "{} missing and apt-get is not available; install them, or run `cargo xtask check` without \
-             --containers",
-            packages.join(", ")
-        );
-    }
-    println!("  installing {}", packages.join(" "));
-    cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
-        .with_context(|| format!("apt-get install {}", packages.join(" ")))
 }
 
 /// The compose stack of one run, with its env file.

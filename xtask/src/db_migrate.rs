@@ -61,9 +61,9 @@ pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<
     let folder = drizzle::folder::read(migrations_dir)?;
     warn_unlisted(&folder);
     match flags.engine {
-        Engine::Builtin => migrate(&config, &folder, flags.dry_run)?,
-        Engine::DrizzleKit if flags.dry_run => migrate(&config, &folder, true)?,
-        Engine::DrizzleKit => drizzle_kit(&config, &folder)?,
+        Engine::Builtin => run_builtin(&config, &folder, flags.dry_run)?,
+        Engine::DrizzleKit if flags.dry_run => run_builtin(&config, &folder, true)?,
+        Engine::DrizzleKit => run_drizzle_kit(&config, &folder)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -118,9 +118,9 @@ impl Drop for Terminal {
 }
 
 /// The built-in engine; shared with `db-setup` and `db-reset`.
-pub fn migrate(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
+pub fn run_builtin(config: &Config, folder: &Folder, dry_run: bool) -> Result<()> {
     let started = Instant::now();
-    let outcome = drizzle::migrate(config, folder, dry_run, &mut Terminal::default())?;
+    let outcome = drizzle::migrate_builtin(config, folder, dry_run, &mut Terminal::default())?;
     let total = folder.migrations.len();
     if outcome.applied.is_empty() {
         for grant in &outcome.granted {
@@ -179,13 +179,13 @@ fn transactions(outcome: &drizzle::Outcome) -> String {
             "outside any transaction for {} {} ({}), after a COMMIT written in a migration, as drizzle-kit runs them",
             outcome.outside.len(),
             if outcome.outside.len() == 1 { "migration" } else { "migrations" },
-            drizzle::runner::summarise(&outcome.outside)
+            drizzle::run::summarise(&outcome.outside)
         ));
     }
     if !outcome.committed_for_enum.is_empty() {
         said.push_str(&format!(
             "; committed after {} so that later migrations could use the enum values added there",
-            drizzle::runner::summarise(&outcome.committed_for_enum)
+            drizzle::run::summarise(&outcome.committed_for_enum)
         ));
     }
     said
@@ -193,10 +193,10 @@ fn transactions(outcome: &drizzle::Outcome) -> String {
 
 /// `--engine drizzle-kit`: the real drizzle-kit under this tool's refusals
 /// and lock (`drizzle::kit`).
-fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
+fn run_drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
     let package = crate::project_root().join("platform/db");
     let announce = &mut |pending: &[String]| println!("pending: {}; running drizzle-kit migrate", pending.join(", "));
-    let outcome = drizzle::kit::migrate(config, folder, &package, &mut Terminal::default(), announce)?;
+    let outcome = drizzle::kit::migrate_with_drizzle_kit(config, folder, &package, &mut Terminal::default(), announce)?;
     for grant in &outcome.granted {
         println!("  granted: {grant}");
     }
@@ -207,7 +207,7 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
         );
         return Ok(());
     }
-    println!("drizzle-kit applied {}", drizzle::runner::summarise(&outcome.applied));
+    println!("drizzle-kit applied {}", drizzle::run::summarise(&outcome.applied));
     Ok(())
 }
 
@@ -215,7 +215,7 @@ fn drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
 pub fn status(env_file: &Path, migrations_dir: &Path, json: bool) -> Result<ExitCode> {
     let config = load_config(env_file)?;
     let folder = drizzle::folder::read(migrations_dir)?;
-    let status = drizzle::runner::inspect(&config, &folder)?;
+    let status = drizzle::session::inspect(&config, &folder)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status.to_json(&config.table.to_string()))?);
     } else {

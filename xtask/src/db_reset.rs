@@ -20,7 +20,7 @@ pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbReset) -> Result<Ex
     roles::reset::drop_database(&settings, flags.force)?;
     println!("dropped `{name}`");
     db_provision::provision(&settings, &db_provision::default_options()?)?;
-    db_migrate::migrate(&config, &folder, false)?;
+    db_migrate::run_builtin(&config, &folder, false)?;
     println!("`{name}` is reset: provisioned and migrated");
     Ok(ExitCode::SUCCESS)
 }

@@ -50,7 +50,7 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     println!("==> migrate");
     let config = db_migrate::load_config(env_file)?;
     let folder = drizzle::folder::read(&crate::project_root().join("platform/db/migrations"))?;
-    db_migrate::migrate(&config, &folder, false)?;
+    db_migrate::run_builtin(&config, &folder, false)?;
 
     println!("==> check");
     let root = crate::project_root();

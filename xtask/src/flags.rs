@@ -216,10 +216,10 @@ pub struct RunnerFlags {
     #[arg(long)]
     pub transaction_per_migration: bool,
     /// lock_timeout of the migrating session, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::runner::DEFAULT_LOCK_TIMEOUT.as_secs_f64())]
+    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::config::DEFAULT_LOCK_TIMEOUT.as_secs_f64())]
     pub lock_timeout: f64,
     /// How long to wait for another run's lock, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::runner::DEFAULT_LOCK_WAIT.as_secs_f64())]
+    #[arg(long, value_name = "SECONDS", default_value_t = drizzle::config::DEFAULT_LOCK_WAIT.as_secs_f64())]
     pub lock_wait: f64,
 }
 

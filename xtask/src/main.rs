@@ -15,6 +15,7 @@ mod db_setup;
 mod db_up;
 mod env;
 mod flags;
+mod host;
 mod pg_matrix;
 mod progress;
 mod report;

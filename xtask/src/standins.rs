@@ -122,9 +122,9 @@ fn build(sh: &Shell, tag: &str, context: &Path) -> Result<()> {
 
 /// A Debian bookworm `minbase` root file system, as the slim image is made.
 fn debian(sh: &Shell) -> Result<()> {
-    crate::containers::require_root("build the debian:bookworm-slim stand-in with debootstrap")?;
+    crate::host::require_root("build the debian:bookworm-slim stand-in with debootstrap")?;
     if cmd!(sh, "debootstrap --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-        crate::containers::apt_install(sh, &["debootstrap"])?;
+        crate::host::apt_install(sh, &["debootstrap"])?;
     }
     let root = tempfile::Builder::new().prefix("xtask-bookworm-").tempdir()?;
     let dir = root.path().join("rootfs");

@@ -173,3 +173,104 @@ fn the_image_build_context_leaves_out_build_output_packages_and_env_files() {
     let negations: Vec<&&str> = lines.iter().filter(|l| l.starts_with('!')).collect();
     assert_eq!(negations, [&"!**/.env*.example"]);
 }
+
+/// The top-level modules of one crate's `src` and the modules each names
+/// through `crate::` (comments and the `tests` module aside).
+fn module_graph(src: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let module_of = |path: &Path| {
+        let relative = path.strip_prefix(src).unwrap();
+        let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let modules: std::collections::BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        modules.iter().map(|m| (m.clone(), Default::default())).collect();
+    for file in &files {
+        let from = module_of(file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                let named: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let braced = rest.starts_with('{');
+                let names: Vec<String> = if braced {
+                    let group = &rest[1..rest.find('}').unwrap_or(rest.len())];
+                    group.split(',').map(|n| n.split("::").next().unwrap().trim().to_string()).collect()
+                } else {
+                    vec![named]
+                };
+                for name in names {
+                    if name != from && modules.contains(&name) {
+                        graph.get_mut(&from).unwrap().insert(name);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_module_circles_and_no_crate_climbs() {
+    let root = project_root();
+    let mut sources = vec![("xtask".to_string(), root.join("xtask/src"))];
+    for entry in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        sources.push((entry.file_name().to_string_lossy().into_owned(), entry.path().join("src")));
+    }
+    let mut circles = Vec::new();
+    for (krate, src) in &sources {
+        let graph = module_graph(src);
+        assert!(!graph.is_empty(), "{krate}: no modules read");
+        // A module in a circle reaches itself.
+        for start in graph.keys() {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut stack: Vec<&String> = graph[start].iter().collect();
+            while let Some(next) = stack.pop() {
+                if seen.insert(next.clone()) {
+                    stack.extend(graph[next].iter());
+                }
+            }
+            if seen.contains(start) {
+                circles.push(format!("{krate}::{start}"));
+            }
+        }
+    }
+    assert!(circles.is_empty(), "modules that import themselves back through others: {circles:?}");
+
+    // The crates in layers: each depends only on crates below it.
+    let layers = ["pgcluster", "dbenv", "roles", "drizzle", "audit", "xtask"];
+    for (at, krate) in layers.iter().enumerate() {
+        let manifest = if *krate == "xtask" {
+            root.join("xtask/Cargo.toml")
+        } else {
+            root.join(format!("crates/{krate}/Cargo.toml"))
+        };
+        let text = std::fs::read_to_string(manifest).unwrap();
+        let dependencies = text.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap();
+        for line in dependencies.lines() {
+            let name = line.split(['.', ' ', '=']).next().unwrap();
+            if let Some(layer) = layers.iter().position(|l| *l == name) {
+                assert!(layer < at, "{krate} depends on {name}, a crate above it");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_module_graph_sees_a_circle() {
+    let dir = std::env::temp_dir().join(format!("tidy-circle-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    std::fs::write(dir.join("a.rs"), "//! a\nuse crate::b::Thing;\n").unwrap();
+    std::fs::write(dir.join("b/mod.rs"), "//! b\nuse crate::{a, c};\n// crate::d in a comment\n").unwrap();
+    std::fs::write(dir.join("c.rs"), "//! c\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n").unwrap();
+    std::fs::write(dir.join("d.rs"), "//! d\n").unwrap();
+    let graph = module_graph(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(graph["a"].iter().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(graph["b"].iter().collect::<Vec<_>>(), ["a", "c"]);
+    assert!(graph["c"].is_empty() && graph["d"].is_empty());
+}

@@ -17,6 +17,7 @@ pub mod report;
 pub mod reviewed;
 pub mod shadowing;
 pub mod tenancy;
+mod writes;
 
 pub use roles::exemptions;
 

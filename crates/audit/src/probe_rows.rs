@@ -27,7 +27,7 @@ use roles::Model;
 
 use crate::report::{Probe, Verdict};
 use crate::reviewed::{exempt_note, Reviewed};
-use crate::tenancy::{
+use crate::writes::{
     copies, insert_probe, leaking_in, set_tenant, try_write, Known, Outcomes, Samples, Tenants, Write,
 };
 
@@ -298,7 +298,7 @@ fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<(Ve
 /// internal triggers an index scan would walk per table), by the top of
 /// their partition tree.
 fn outside(service: &mut Client, tables: &mut BTreeMap<u32, Table>) -> Result<BTreeMap<String, String>> {
-    let lineage = roles::reach::LINEAGE_SQL;
+    let lineage = roles::snapshot::reach::LINEAGE_SQL;
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     for r in service.query(
         &format!(
@@ -341,7 +341,7 @@ fn outside(service: &mut Client, tables: &mut BTreeMap<u32, Table>) -> Result<BT
 /// Built-in functions with an effect a rollback does not undo, or that run
 /// SQL text: a column default or trigger that calls one is never run.
 fn side_effects() -> Vec<String> {
-    let mut names: Vec<String> = roles::reach::SQL_RUNNERS.iter().map(|n| n.to_string()).collect();
+    let mut names: Vec<String> = roles::snapshot::reach::SQL_RUNNERS.iter().map(|n| n.to_string()).collect();
     names.extend(
         [
             "nextval",

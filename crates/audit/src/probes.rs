@@ -634,13 +634,13 @@ fn table_privileges(
 ) -> Result<(i64, Option<Vec<String>>, Option<Vec<String>>)> {
     let extra = if version.has_maintain() { " OR has_table_privilege(c.oid, 'MAINTAIN')" } else { "" };
     let private = private_names(model, role);
-    let invoker = roles::reach::INVOKER_SQL;
+    let invoker = roles::snapshot::reach::INVOKER_SQL;
     // The lineage is read only when the policy file keeps something private:
     // it is a recursive query per relation.
     let private_test = if private.is_empty() {
         "cardinality($2::text[]) < 0".to_string()
     } else {
-        format!("{} && $2", roles::reach::LINEAGE_SQL)
+        format!("{} && $2", roles::snapshot::reach::LINEAGE_SQL)
     };
     let row = client.query_one(
         &format!(

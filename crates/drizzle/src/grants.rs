@@ -15,10 +15,10 @@ use postgres::types::Type;
 use postgres::Client;
 
 use roles::acl::{Privs, DML, SEQUENCE_USE};
-use roles::reach::security_invoker;
+use roles::snapshot::reach::security_invoker;
 use roles::wants;
 
-use crate::runner::Config;
+use crate::config::Config;
 
 /// The privileges the runtime roles hold on app tables and sequences, as
 /// the model declares them (`roles::acl::DML`, `SEQUENCE_USE`), by name.
@@ -68,7 +68,7 @@ SELECT 'default ' || t.objtype, quote_ident(s.nspname), g.rolname::text, ARRAY[s
                THEN ARRAY[{table_list}] ELSE ARRAY[{sequence_list}] END)) \
         < CASE t.objtype WHEN 'r' THEN {table_count} ELSE {sequence_count} END \
 ORDER BY 1, 2, 3",
-        lineage = roles::reach::LINEAGE_SQL,
+        lineage = roles::snapshot::reach::LINEAGE_SQL,
         table_holds = holds("has_table_privilege", &table),
         sequence_holds = holds("has_sequence_privilege", &sequence),
         table_list = list(&table),
@@ -213,7 +213,7 @@ fn keep_private(client: &mut Client, config: &Config, roles: &[String]) -> Resul
                        (SELECT oid FROM pg_roles WHERE rolname = current_user) \
                    AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = g.oid) \
                  ORDER BY 1, 2",
-                lineage = roles::reach::LINEAGE_SQL
+                lineage = roles::snapshot::reach::LINEAGE_SQL
             ),
             &[(&names, Type::TEXT_ARRAY), (&grantees, Type::TEXT_ARRAY)],
         )

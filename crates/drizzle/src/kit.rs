@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use dbenv::Dsn;
 
-use crate::runner::{self, Config, Prepared, Progress};
+use crate::config::{Config, Progress};
+use crate::run::{converge_grants, summarise};
+use crate::session::{self, release_lock, Prepared};
 use crate::status::State;
 use crate::{bookkeeping, Folder, Table};
 
@@ -56,7 +58,7 @@ pub struct KitOutcome {
 
 /// Runs drizzle-kit on what is pending, under this crate's lock; `started`
 /// is told the pending migrations before the child starts.
-pub fn migrate(
+pub fn migrate_with_drizzle_kit(
     config: &Config,
     folder: &Folder,
     package: &Path,
@@ -64,12 +66,12 @@ pub fn migrate(
     started: &mut dyn FnMut(&[String]),
 ) -> Result<KitOutcome> {
     bin(package)?;
-    let mut prepared = runner::prepare(config, folder, false, progress)?;
+    let mut prepared = session::prepare(config, folder, false, progress)?;
     if prepared.pending.is_empty() {
         // drizzle-kit is not started; what another run applied (plain
         // `drizzle-kit migrate`) still gets its grants.
-        let granted = runner::converge_grants(&mut prepared.client, config);
-        runner::release_lock(&mut prepared.client, config)?;
+        let granted = converge_grants(&mut prepared.client, config);
+        release_lock(&mut prepared.client, config)?;
         return Ok(KitOutcome { applied: Vec::new(), granted: granted? });
     }
     started(&prepared.pending);
@@ -138,17 +140,17 @@ fn finish(config: &Config, folder: &Folder, prepared: &mut Prepared, status: Exi
         .map(|e| e.migration.tag.as_str())
         .collect();
     // Also after a failure: what drizzle-kit committed gets its grants.
-    let granted = runner::converge_grants(&mut prepared.client, config);
-    let _ = runner::release_lock(&mut prepared.client, config);
+    let granted = converge_grants(&mut prepared.client, config);
+    let _ = release_lock(&mut prepared.client, config);
     if !status.success() {
         let still: Vec<String> = still_pending.iter().map(|t| t.to_string()).collect();
         bail!(
             "drizzle-kit migrate failed ({status}) while {} {} pending; still pending now: {}{}. drizzle-kit \
              0.31.10+ exits without printing the error: run `cargo xtask db-migrate` (the built-in engine) to see \
              the failing statement and its SQLSTATE, or look in the server log",
-            runner::summarise(&prepared.pending),
+            summarise(&prepared.pending),
             if prepared.pending.len() == 1 { "was" } else { "were" },
-            runner::summarise(&still),
+            summarise(&still),
             match &granted {
                 Ok(sent) if !sent.is_empty() =>
                     format!("; the runtime roles were granted their access to what stays ({} statements)", sent.len()),

@@ -10,14 +10,18 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod bookkeeping;
+pub mod config;
 pub mod folder;
 pub mod grants;
 pub mod kit;
-pub mod runner;
+pub mod run;
+pub mod session;
 pub mod status;
 pub mod transactions;
 
 pub use bookkeeping::{Row, Table, TableState};
+pub use config::{Config, Progress, Silent};
 pub use folder::{Folder, Migration, BREAKPOINT};
-pub use runner::{migrate, prepare, Config, Outcome, Prepared, Progress, Silent};
+pub use run::{migrate_builtin, Outcome};
+pub use session::{prepare, Prepared};
 pub use status::{State, Status};

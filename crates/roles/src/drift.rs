@@ -427,7 +427,7 @@ fn roles(model: &Model, snap: &Snapshot) -> Vec<Drift> {
             continue;
         };
         for attribute in Attribute::ALL {
-            let held = attribute.held_by(row);
+            let held = row.has(attribute);
             if held != attribute.wanted(spec.kind) {
                 drift.push(Drift::Attribute { role: spec.name.clone(), attribute, held });
             }

@@ -3,7 +3,6 @@
 use dbenv::{RoleKind, Secret, Settings};
 
 use crate::exemptions::Exemptions;
-use crate::snapshot::RoleRow;
 
 /// A role attribute the model sets on each of its roles: the one table the
 /// plan (`CREATE ROLE`, `ALTER ROLE`), the audit, the migration runner's
@@ -70,18 +69,6 @@ impl Attribute {
             Attribute::Login => true,
             Attribute::BypassRls => matches!(kind, RoleKind::Migrator | RoleKind::Service),
             Attribute::Superuser | Attribute::CreateDb | Attribute::CreateRole | Attribute::Replication => false,
-        }
-    }
-
-    /// Whether `row` has it.
-    pub fn held_by(self, row: &RoleRow) -> bool {
-        match self {
-            Attribute::Login => row.login,
-            Attribute::Superuser => row.superuser,
-            Attribute::CreateDb => row.createdb,
-            Attribute::CreateRole => row.createrole,
-            Attribute::Replication => row.replication,
-            Attribute::BypassRls => row.bypassrls,
         }
     }
 }

@@ -141,7 +141,7 @@ pub fn migrator_default(model: &Model, schema: Option<&str>, objtype: char) -> V
 pub fn setting_problem(model: &Model, role: Option<&str>, name: &str, value: &str) -> Option<String> {
     let enforced = role.is_none_or(|r| r == model.runtime.name);
     let name = name.to_ascii_lowercase();
-    if name == "row_security" && enforced && crate::reach::parse_bool(value) == Some(false) {
+    if name == "row_security" && enforced && crate::snapshot::reach::parse_bool(value) == Some(false) {
         return Some(format!(
             "row_security = {value}: every query of `{}` on an RLS table fails (\"query would be affected by \
              row-level security policy\")",

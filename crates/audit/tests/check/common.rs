@@ -28,7 +28,7 @@ impl Fixture {
         let fixture = Fixture::provisioned();
         let folder = drizzle::folder::read(&fixture.migrations).unwrap();
         let config = drizzle::Config::from_env(&fixture.env()).unwrap();
-        drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap();
+        drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap();
         fixture
     }
 
@@ -50,7 +50,7 @@ impl Fixture {
     pub fn migrate(&self) -> drizzle::Outcome {
         let folder = drizzle::folder::read(&self.migrations).unwrap();
         let config = drizzle::Config::from_env(&self.env()).unwrap();
-        drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap()
+        drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap()
     }
 
     pub fn env(&self) -> EnvVars {

@@ -10,12 +10,12 @@ const TENANT_B: &str = "0000000b-0000-4000-a000-00000000000b";
 fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
     let fx = Fixture::provisioned(DB);
     let folder = drizzle::folder::read(&app_migrations()).unwrap();
-    let outcome = drizzle::migrate(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap();
     let tags: Vec<&str> = outcome.applied.iter().map(String::as_str).collect();
     assert_eq!(tags.len(), 9);
     assert_eq!(tags[0], "0000_init");
     assert_eq!(tags[8], "0008_seed_system_tenant");
-    assert!(drizzle::migrate(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap().applied.is_empty());
+    assert!(drizzle::migrate_builtin(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap().applied.is_empty());
 
     // Everything the migrator created reached the runtime roles through the
     // default privileges: DML on tables, USAGE on the serial's sequence.
@@ -108,7 +108,7 @@ fn the_whole_set_applies_as_the_migrator_and_rls_holds() {
 fn the_seed_is_idempotent_when_run_again() {
     let fx = Fixture::provisioned(DB);
     let folder = TestFolder::copy_of(&app_migrations(), None);
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     // The seed's statements, run a second time by hand, change nothing.
     let seed = std::fs::read_to_string(app_migrations().join("0008_seed_system_tenant.sql")).unwrap();
     let mut migrator = fx.connect_as("app_migrator", DB);

@@ -53,7 +53,7 @@ fn the_runner_grants_tables_keeps_private_relations_private_and_leaves_owner_rig
          [[private]]\nname = \"public.secrets_log\"\nroles = [\"app_user\"]\nreason = \"migrator only\"\n",
     )
     .unwrap();
-    let outcome = drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
     assert!(
         outcome.granted.iter().any(|g| g.starts_with("REVOKE ALL ON TABLE public.secrets FROM")),
         "{:?}",
@@ -76,6 +76,6 @@ fn the_runner_grants_tables_keeps_private_relations_private_and_leaves_owner_rig
     assert_eq!(sqlstate(&mut app, "SELECT * FROM app.notes"), None);
 
     // A second run has nothing to apply and nothing to grant.
-    let again = drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let again = drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
     assert!(again.granted.is_empty(), "{:?}", again.granted);
 }

@@ -8,7 +8,7 @@ fn drizzle_kit_finds_nothing_to_do_after_this_runner() {
     let Some(kit) = drizzle_kit() else { return };
     let fx = Fixture::provisioned("ours_first");
     let folder = drizzle::folder::read(&app_migrations()).unwrap();
-    drizzle::migrate(&fx.config("ours_first"), &folder, false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config("ours_first"), &folder, false, &mut drizzle::Silent).unwrap();
     let rows = fx.rows("ours_first");
     assert_eq!(rows.len(), 9);
     let output = run_drizzle_kit(&kit, &fx.config("ours_first").dsn, &app_migrations());
@@ -29,11 +29,11 @@ fn half_by_drizzle_kit_half_by_this_runner_and_back() {
     let output = run_drizzle_kit(&kit, &fx.config("kit_first").dsn, first_half.path());
     assert!(output.status.success(), "{}", output_text(&output));
     assert_eq!(fx.rows("kit_first").len(), 4);
-    let outcome = drizzle::migrate(&fx.config("kit_first"), &all, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config("kit_first"), &all, false, &mut drizzle::Silent).unwrap();
     assert_eq!(outcome.applied.len(), 5);
 
     // This runner applies 0000-0003, drizzle-kit the rest.
-    drizzle::migrate(&fx.config("ours_first"), &first_half.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config("ours_first"), &first_half.read(), false, &mut drizzle::Silent).unwrap();
     let output = run_drizzle_kit(&kit, &fx.config("ours_first").dsn, &app_migrations());
     assert!(output.status.success(), "{}", output_text(&output));
 
@@ -82,7 +82,7 @@ fn edge_cases_decode_split_and_hash_as_drizzle_does() {
 
     let fx = Fixture::provisioned("ours");
     fx.provision("theirs");
-    drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap();
     let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, folder.path());
     assert!(output.status.success(), "{}", output_text(&output));
     let ours = fx.rows("ours");
@@ -112,7 +112,7 @@ fn invalid_utf8_is_refused_where_drizzle_kit_applies_altered_sql() {
     assert_eq!(read.migrations[0].hash, node_hash(&folder.path().join("0000_latin1.sql")));
     let fx = Fixture::provisioned("ours");
     let message =
-        format!("{:#}", drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
+        format!("{:#}", drizzle::migrate_builtin(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("`0000_latin1.sql` is not valid UTF-8"), "{message}");
     assert!(fx.rows("ours").is_empty());
     // drizzle-kit applies it, each invalid sequence replaced by one U+FFFD;
@@ -125,7 +125,7 @@ fn invalid_utf8_is_refused_where_drizzle_kit_applies_altered_sql() {
         .unwrap()
         .get(0);
     assert_eq!(default, "'caf\u{FFFD} \u{FFFD} \u{FFFD}'::text");
-    let outcome = drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap();
     assert!(outcome.applied.is_empty());
 }
 
@@ -140,7 +140,7 @@ fn a_byte_order_mark_is_refused_where_drizzle_kit_fails_silently() {
     let fx = Fixture::provisioned("ours");
     fx.provision("theirs");
     let message =
-        format!("{:#}", drizzle::migrate(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
+        format!("{:#}", drizzle::migrate_builtin(&fx.config("ours"), &read, false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("`0000_bom.sql` starts with a UTF-8 byte order mark"), "{message}");
     let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, folder.path());
     assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));

@@ -21,7 +21,7 @@ fn four_ways(set: &str, extra: &[(&str, &str)]) {
         fx.provision_with(db, extra);
     }
     let ours = |db: &str, folder: &drizzle::Folder| {
-        drizzle::migrate(&fx.config_with(db, extra), folder, false, &mut drizzle::Silent)
+        drizzle::migrate_builtin(&fx.config_with(db, extra), folder, false, &mut drizzle::Silent)
             .unwrap_or_else(|e| panic!("{set} on {db}: {e:#}"))
     };
     let theirs = |db: &str, folder: &Path| {
@@ -77,8 +77,10 @@ fn an_admin_only_extension_not_in_app_db_extensions_is_named_before_anything_run
     fx.provision("ours");
     fx.provision("theirs");
     let folder = drizzle::folder::read(&dir).unwrap();
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config("ours"), &folder, false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config("ours"), &folder, false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("creates extension `earthdistance`, which is not trusted"), "{message}");
     assert!(message.contains("APP_DB_EXTENSIONS"), "{message}");
     assert!(fx.rows("ours").is_empty(), "nothing was applied");
@@ -95,7 +97,8 @@ fn the_schema_a_migration_creates_is_left_to_it_and_granted_after() {
     let exists: bool = fx.admin("db").query_one("SELECT to_regnamespace('app') IS NOT NULL", &[]).unwrap().get(0);
     assert!(!exists, "provisioning left the schema to the migrations");
     let folder = drizzle::folder::read(&realworld("own-schema")).unwrap();
-    let outcome = drizzle::migrate(&fx.config_with("db", &extra), &folder, false, &mut drizzle::Silent).unwrap();
+    let outcome =
+        drizzle::migrate_builtin(&fx.config_with("db", &extra), &folder, false, &mut drizzle::Silent).unwrap();
     assert!(outcome.granted.iter().any(|g| g.contains("GRANT USAGE ON SCHEMA app TO \"app_user\"")), "{outcome:?}");
     assert!(outcome.granted.iter().any(|g| g.starts_with("ALTER DEFAULT PRIVILEGES IN SCHEMA app ")), "{outcome:?}");
     let mut app = fx.connect_as("app_user", "db");
@@ -134,7 +137,7 @@ fn after_a_commit_the_rest_runs_as_drizzle_kit_runs_it() {
     let fx = Fixture::bare();
     fx.provision("ours");
     fx.provision("theirs");
-    let outcome = drizzle::migrate(&fx.config("ours"), &folder.read(), false, &mut drizzle::Silent)
+    let outcome = drizzle::migrate_builtin(&fx.config("ours"), &folder.read(), false, &mut drizzle::Silent)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, folder.path());
     assert!(output.status.success(), "{}", output_text(&output));
@@ -173,8 +176,8 @@ fn an_enum_value_added_and_used_in_one_batch_applies_where_drizzle_kit_fails() {
     assert!(!output.status.success(), "drizzle-kit applies the batch in one transaction: {}", output_text(&output));
     assert_eq!(fx.rows("theirs").len(), 1, "and none of it stays");
 
-    let outcome =
-        drizzle::migrate(&fx.config("ours"), &all, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = drizzle::migrate_builtin(&fx.config("ours"), &all, false, &mut drizzle::Silent)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(outcome.applied.len(), 4);
     assert_eq!(outcome.transactions, 2, "committed after 0001 adds the value: {outcome:?}");
     assert_eq!(outcome.committed_for_enum, ["0001_triaged"]);
@@ -208,17 +211,18 @@ fn grants_converge_after_drizzle_kit_applied_the_migrations() {
     assert_eq!(denied.code().unwrap().code(), "42501", "drizzle-kit granted nothing");
 
     let folder = drizzle::folder::read(&dir).unwrap();
-    let outcome = drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap();
     assert!(outcome.applied.is_empty());
     assert!(outcome.granted.iter().any(|g| g.contains("GRANT USAGE ON SCHEMA app TO \"app_user\"")), "{outcome:?}");
     app.batch_execute("SELECT * FROM app.post WHERE false").unwrap();
 
     fx.admin("db").batch_execute("ALTER ROLE app_migrator SET default_transaction_read_only = on").unwrap();
-    let outcome = drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome =
+        drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(outcome.granted.is_empty() && outcome.applied.is_empty(), "{outcome:?}");
     // The read-only session is real: a missing grant now cannot be sent.
     fx.admin("db").batch_execute("REVOKE SELECT ON app.post FROM app_user").unwrap();
-    let error = format!("{:#}", drizzle::migrate(&config, &folder, false, &mut drizzle::Silent).unwrap_err());
+    let error = format!("{:#}", drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap_err());
     assert!(error.contains("read-only transaction"), "{error}");
 }
 
@@ -248,7 +252,7 @@ fn an_enum_value_nobody_uses_in_the_batch_keeps_it_one_transaction() {
     }
     let output = run_drizzle_kit(&kit, &fx.config("theirs").dsn, all.path());
     assert!(output.status.success(), "{}", output_text(&output));
-    let outcome = drizzle::migrate(&fx.config("ours"), &all.read(), false, &mut drizzle::Silent)
+    let outcome = drizzle::migrate_builtin(&fx.config("ours"), &all.read(), false, &mut drizzle::Silent)
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(outcome.transactions, 1, "{outcome:?}");
     assert!(outcome.committed_for_enum.is_empty());

@@ -6,7 +6,7 @@ use crate::common::{Fixture, TestFolder};
 const DB: &str = "app_test";
 
 fn error(fx: &Fixture, folder: &TestFolder) -> String {
-    let result = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
+    let result = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
     format!("{:#}", result.unwrap_err())
 }
 
@@ -20,7 +20,7 @@ fn two_migrations() -> TestFolder {
 fn an_edited_applied_migration_stops_the_run_unless_allowed() {
     let fx = Fixture::provisioned(DB);
     let mut folder = two_migrations();
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     std::fs::write(folder.path().join("0000_a.sql"), "CREATE TABLE a (id bigint);\n").unwrap();
     folder.add("0002_c", 3000, b"CREATE TABLE c (id int);");
     let message = error(&fx, &folder);
@@ -28,7 +28,7 @@ fn an_edited_applied_migration_stops_the_run_unless_allowed() {
     assert!(message.contains("nothing was applied"), "{message}");
     let mut config = fx.config(DB);
     config.allow_changed = true;
-    let outcome = drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(outcome.applied, ["0002_c"]);
 }
 
@@ -36,7 +36,7 @@ fn an_edited_applied_migration_stops_the_run_unless_allowed() {
 fn a_line_ending_only_edit_is_named_as_such() {
     let fx = Fixture::provisioned(DB);
     let folder = two_migrations();
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     std::fs::write(folder.path().join("0001_b.sql"), "CREATE TABLE b (id int);\r\n").unwrap();
     let message = error(&fx, &folder);
     assert!(message.contains("`0001_b` was changed in its line endings only (CRLF/LF)"), "{message}");
@@ -46,7 +46,7 @@ fn a_line_ending_only_edit_is_named_as_such() {
 fn an_out_of_order_entry_is_refused_not_skipped() {
     let fx = Fixture::provisioned(DB);
     let mut folder = two_migrations();
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     // A branch merged late: generated before 0001_b, listed after it.
     folder.add("0002_late", 1500, b"CREATE TABLE late (id int);");
     let message = error(&fx, &folder);
@@ -64,7 +64,7 @@ fn an_out_of_order_entry_is_refused_not_skipped() {
 fn a_null_created_at_and_unknown_rows_are_refused() {
     let fx = Fixture::provisioned(DB);
     let folder = two_migrations();
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     fx.connect_as("app_migrator", DB)
         .batch_execute(
             "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('deadbeef', NULL), ('cafe', 1700000000000)",
@@ -96,7 +96,8 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     vars.push(("DATABASE_MIGRATOR_URL".into(), runtime.clone()));
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let config = drizzle::Config::from_env(&env).unwrap();
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(
         message.contains("DATABASE_MIGRATOR_URL logs in as `app_user`, the same role as DATABASE_URL"),
         "{message}"
@@ -105,7 +106,8 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     // A migrator-only environment (the db-migrate container): the positive check.
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", runtime.as_str())]);
     let config = drizzle::Config::from_env(&env).unwrap();
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(
         message.contains(
             "`app_user` (DATABASE_MIGRATOR_URL) is not the migrator: it does not own database `app_test`, \
@@ -117,7 +119,8 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     let admin = fx.cluster.admin_url(DB);
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", admin.as_str())]);
     let config = drizzle::Config::from_env(&env).unwrap();
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("a superuser"), "{message}");
     assert!(fx.rows(DB).is_empty());
 }

@@ -16,7 +16,7 @@ fn a_failing_migration_rolls_back_the_whole_batch() {
             3000,
             b"CREATE TABLE fine (id int);\n--> statement-breakpoint\nSELECT 1;\nALTER TABLE nowhere ADD COLUMN x int;",
         );
-    let result = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
+    let result = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
     let message = format!("{:#}", result.unwrap_err());
     assert!(
         message.contains("migration `0002_bad` failed at statement 2 of 2 (line 3 of 0002_bad.sql): relation \"nowhere\" does not exist (SQLSTATE 42P01)"),
@@ -40,7 +40,8 @@ fn per_migration_transactions_keep_what_succeeded() {
     folder.add("0000_ok", 1000, b"CREATE TABLE kept (id int);").add("0001_bad", 2000, b"SELECT 1/0;");
     let mut config = fx.config(DB);
     config.per_migration = true;
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("division by zero (SQLSTATE 22012)"), "{message}");
     assert_eq!(fx.rows(DB).len(), 1);
 }
@@ -51,8 +52,10 @@ fn a_rollback_inside_a_migration_is_refused_before_anything_runs() {
     let mut folder = TestFolder::new();
     folder.add("0000_before", 500, b"CREATE TABLE before_it (id int);");
     folder.add("0001_rolls_back", 1000, b"CREATE TABLE early (id int);\n--> statement-breakpoint\n-- undo\nROLLBACK;");
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("`0001_rolls_back.sql` line 4: `ROLLBACK` is refused"), "{message}");
     assert!(message.contains("silently discard"), "{message}");
     let nothing: bool = fx
@@ -75,8 +78,9 @@ fn eight_runners_at_once_apply_each_migration_exactly_once() {
     let read = folder.read();
     let config = fx.config(DB);
     let results: Vec<anyhow::Result<drizzle::Outcome>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            (0..8).map(|_| scope.spawn(|| drizzle::migrate(&config, &read, false, &mut drizzle::Silent))).collect();
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| drizzle::migrate_builtin(&config, &read, false, &mut drizzle::Silent)))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let applied: Vec<usize> = results.into_iter().map(|r| r.unwrap().applied.len()).collect();
@@ -105,7 +109,7 @@ fn a_waiting_runner_gives_up_after_its_timeout() {
         }
     }
     let mut count = Count(0);
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut count).unwrap_err());
+    let message = format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut count).unwrap_err());
     assert!(message.contains("another migration run held the lock"), "{message}");
     assert!(count.0 >= 1, "the wait was visible");
     assert!(fx.rows(DB).is_empty());
@@ -116,7 +120,7 @@ fn a_dry_run_lists_and_writes_nothing() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_a", 1000, b"CREATE TABLE a (id int);");
-    let outcome = drizzle::migrate(&fx.config(DB), &folder.read(), true, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), true, &mut drizzle::Silent).unwrap();
     assert!(outcome.dry_run);
     assert_eq!(outcome.applied, ["0000_a"]);
     let exists: bool =
@@ -153,7 +157,7 @@ fn a_legacy_database_migrated_by_drizzle_kit_then_converted_re_applies_nothing()
 
     fx.provision(DB);
     let folder = drizzle::folder::read(&crate::common::app_migrations()).unwrap();
-    let outcome = drizzle::migrate(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &folder, false, &mut drizzle::Silent).unwrap();
     assert!(outcome.applied.is_empty());
     assert_eq!(fx.rows(DB), rows);
 }

@@ -14,7 +14,7 @@ fn migrations_see_the_migrators_configured_search_path() {
         .unwrap();
     let mut folder = TestFolder::new();
     folder.add("0000_path", 1000, b"CREATE TABLE \"seen_path\" AS SELECT current_setting('search_path') AS path;");
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     let path: String = fx.admin(DB).query_one("SELECT path FROM public.seen_path", &[]).unwrap().get(0);
     assert_eq!(path, "public, \"$user\"", "the migration ran with the role's search_path, not the runner's pin");
     fx.admin(DB).batch_execute(&format!("ALTER ROLE app_migrator IN DATABASE {DB} RESET search_path")).unwrap();
@@ -36,10 +36,13 @@ fn a_migration_that_puts_public_first_cannot_steer_the_runners_own_statements() 
           SET search_path = public, pg_catalog;",
     );
     folder.add("0001_after", 2000, b"CREATE TABLE \"later\" (\"id\" int);");
-    let outcome = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
     let outcome = outcome.unwrap_or_else(|e| panic!("the runner ran a migrator's function: {e:#}"));
     assert_eq!(outcome.applied, ["0000_hijack", "0001_after"]);
     assert_eq!(fx.rows(DB).len(), 2, "both recorded");
     // The lock was released by the real function: another run takes it.
-    assert!(drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap().applied.is_empty());
+    assert!(drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent)
+        .unwrap()
+        .applied
+        .is_empty());
 }

@@ -29,7 +29,7 @@ fn commit_then_create_index_concurrently_applies_and_records_every_migration() {
         .add("0002_after", 3000, b"CREATE TABLE \"delivery\" (\"id\" serial PRIMARY KEY);");
     let read = folder.read();
     assert_eq!(read.migrations[1].ends_transaction(), Some((2, "COMMIT".to_string())));
-    let outcome = drizzle::migrate(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap();
     assert_eq!(outcome.applied, ["0000_webhook", "0001_routing_key", "0002_after"]);
     assert_eq!(recorded(&fx), [1000, 2000, 3000], "one row each, in order");
     let valid: bool = fx
@@ -40,7 +40,7 @@ fn commit_then_create_index_concurrently_applies_and_records_every_migration() {
     assert!(valid);
     assert!(exists(&fx, "delivery"));
     // Nothing left to do, and the rows are the same a second time.
-    assert!(drizzle::migrate(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap().applied.is_empty());
+    assert!(drizzle::migrate_builtin(&fx.config(DB), &read, false, &mut drizzle::Silent).unwrap().applied.is_empty());
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn an_enum_value_is_usable_after_a_commit_and_refused_without_it() {
             2000,
             b"ALTER TYPE \"status\" ADD VALUE 'failed';--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nUPDATE \"job\" SET \"status\" = 'failed' WHERE \"id\" = 1;",
         );
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     let status: String = fx.admin(DB).query_one("SELECT status::text FROM job", &[]).unwrap().get(0);
     assert_eq!(status, "failed");
     assert_eq!(recorded(&fx), [1000, 2000]);
@@ -69,14 +69,16 @@ fn an_enum_value_is_usable_after_a_commit_and_refused_without_it() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_status", 1000, b"CREATE TYPE \"status\" AS ENUM('queued');--> statement-breakpoint\nCREATE TABLE \"job\" (\"id\" int, \"status\" \"status\");");
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     folder.add(
         "0001_failed",
         2000,
         b"ALTER TYPE \"status\" ADD VALUE 'failed';--> statement-breakpoint\nINSERT INTO \"job\" VALUES (1, 'failed');",
     );
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("SQLSTATE 55P04"), "{message}");
     assert!(message.contains("none of the 1 pending migrations was applied"), "{message}");
     let labels: i64 = fx.admin(DB).query_one("SELECT count(*) FROM pg_enum", &[]).unwrap().get(0);
@@ -96,7 +98,7 @@ fn a_commit_begin_pair_keeps_the_rest_in_a_transaction() {
             b"INSERT INTO t VALUES (1, 'a');--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_note_idx ON t (note);--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nINSERT INTO t VALUES (2, 'b');",
         )
         .add("0002_more", 3000, b"INSERT INTO t VALUES (3, 'c');");
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     let count: i64 = fx.admin(DB).query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
     assert_eq!(count, 3);
     assert_eq!(recorded(&fx), [1000, 2000, 3000]);
@@ -114,8 +116,10 @@ fn a_failure_outside_the_transaction_says_what_was_committed() {
             b"CREATE TABLE dupes (v int);--> statement-breakpoint\nINSERT INTO dupes VALUES (1), (1);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE UNIQUE INDEX CONCURRENTLY dupes_v_idx ON dupes (v);",
         )
         .add("0002_never", 3000, b"CREATE TABLE never_table (id int);");
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("applied and recorded before it: 0000_first"), "{message}");
     assert!(message.contains("of `0001_index`, statements 1–3 of 4 were committed"), "{message}");
     assert!(message.contains("statement 4 failed (outside a transaction)"), "{message}");
@@ -140,8 +144,10 @@ fn the_migrations_after_a_commit_run_outside_a_transaction_as_under_drizzle_kit(
         .add("0000_commits", 1000, b"CREATE TABLE a (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE TABLE b (id int);")
         .add("0001_ok", 2000, b"CREATE TABLE c (id int);")
         .add("0002_bad", 3000, b"CREATE TABLE d (id int);--> statement-breakpoint\nSELECT 1/0;");
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("applied and recorded before it: 0000_commits, 0001_ok"), "{message}");
     assert!(message.contains("of `0002_bad`, statement 1 of 2 was committed"), "{message}");
     assert!(message.contains("make the committed statements idempotent"), "{message}");
@@ -152,7 +158,8 @@ fn the_migrations_after_a_commit_run_outside_a_transaction_as_under_drizzle_kit(
     let fx = Fixture::provisioned(DB);
     let mut config = fx.config(DB);
     config.per_migration = true;
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("`0002_bad` failed at statement 2 of 2; nothing of it was committed"), "{message}");
     assert_eq!(recorded(&fx), [1000, 2000]);
     assert!(exists(&fx, "c") && !exists(&fx, "d"));
@@ -167,8 +174,10 @@ fn a_failure_in_the_transaction_after_a_commit_names_the_committed_part() {
         1000,
         b"CREATE TABLE kept (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE lost (id int);--> statement-breakpoint\nSELECT 1/0;",
     );
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("of `0000_half`, statements 1–2 of 5 were committed"), "{message}");
     assert!(message.contains("statements 3–4 were rolled back"), "{message}");
     assert!(fx.rows(DB).is_empty());
@@ -185,7 +194,7 @@ fn one_transaction_per_migration_with_a_commit_inside() {
         .add("0002_u", 3000, b"CREATE TABLE u (id int);");
     let mut config = fx.config(DB);
     config.per_migration = true;
-    drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(recorded(&fx), [1000, 2000, 3000]);
 }
 
@@ -200,8 +209,10 @@ fn savepoints_and_two_phase_commit_are_refused_before_anything_runs() {
         let fx = Fixture::provisioned(DB);
         let mut folder = TestFolder::new();
         folder.add("0000_ok", 500, b"CREATE TABLE ok (id int);").add("0001_bad", 1000, sql.as_bytes());
-        let message =
-            format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+        let message = format!(
+            "{:#}",
+            drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+        );
         assert!(message.contains(&format!("`{keyword}` is refused")), "{sql}: {message}");
         assert!(!exists(&fx, "ok") && !exists(&fx, "x"), "{sql}: nothing ran");
     }
@@ -221,12 +232,14 @@ fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
     // The type exists before the batch (an earlier deploy), on every major.
     let first = TestFolder::copy_of(&source, Some(1)).read();
     for db in [DB, "clean"] {
-        drizzle::migrate(&fx.config(db), &first, false, &mut drizzle::Silent).unwrap();
+        drizzle::migrate_builtin(&fx.config(db), &first, false, &mut drizzle::Silent).unwrap();
     }
     let mut failing = TestFolder::copy_of(&source, None);
     failing.add("0005_audit", 1_900_000_000_000, bad);
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &failing.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &failing.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(message.contains("applied and recorded before it: 0001_triaged"), "{message}");
     assert!(message.contains("rolled back with it: 0002_review_state, 0003_triage_old, 0004_notes"), "{message}");
     assert!(message.contains("`0005_audit` failed at statement 2 of 2; nothing of it was committed"), "{message}");
@@ -238,9 +251,9 @@ fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
 
     let mut fixed = TestFolder::copy_of(&source, None);
     fixed.add("0005_audit", 1_900_000_000_000, good);
-    let outcome = drizzle::migrate(&fx.config(DB), &fixed.read(), false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &fixed.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(outcome.applied, ["0002_review_state", "0003_triage_old", "0004_notes", "0005_audit"]);
-    drizzle::migrate(&fx.config("clean"), &fixed.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config("clean"), &fixed.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(fx.rows(DB), fx.rows("clean"));
     assert_eq!(fx.schema_fingerprint(DB), fx.schema_fingerprint("clean"));
 }
@@ -259,8 +272,10 @@ fn a_partly_committed_migration_rolled_back_with_a_later_one_is_named() {
             b"CREATE TABLE t (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE u (id int);",
         )
         .add("0001_bad", 2000, b"SELECT 1/0;");
-    let message =
-        format!("{:#}", drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message = format!(
+        "{:#}",
+        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    );
     assert!(!message.contains("whole batch was rolled back"), "{message}");
     assert!(message.contains("rolled back with it: 0000_pair"), "{message}");
     assert!(
@@ -278,9 +293,9 @@ fn a_commit_first_migration_counts_no_transaction() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_t", 1000, b"CREATE TABLE t (id int);");
-    drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     folder.add("0001_index", 2000, b"COMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);");
-    let outcome = drizzle::migrate(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    let outcome = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     assert_eq!(outcome.transactions, 0, "{outcome:?}");
     assert_eq!(outcome.outside, ["0001_index"]);
 }
@@ -298,7 +313,8 @@ fn a_statement_that_needs_no_transaction_names_the_fix() {
     );
     let mut config = fx.config(DB);
     config.per_migration = true;
-    let message = format!("{:#}", drizzle::migrate(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
+    let message =
+        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("SQLSTATE 25001"), "{message}");
     assert!(message.contains("write `COMMIT;` before it"), "{message}");
 }
@@ -318,7 +334,7 @@ fn what_a_failed_run_committed_is_granted_to_the_runtime_roles() {
     );
     let message = format!(
         "{:#}",
-        drizzle::migrate(&fx.config_with(DB, &extra), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+        drizzle::migrate_builtin(&fx.config_with(DB, &extra), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
     );
     assert!(message.contains("the runtime roles were granted their access to what stays"), "{message}");
     fx.connect_as("app_user", DB).batch_execute("SELECT * FROM app.t").unwrap();
@@ -327,6 +343,6 @@ fn what_a_failed_run_committed_is_granted_to_the_runtime_roles() {
 #[test]
 fn long_lists_of_migrations_are_summarised() {
     let tags: Vec<String> = (0..298).map(|i| format!("{i:04}_m")).collect();
-    assert_eq!(drizzle::runner::summarise(&tags), "0000_m … 0297_m (298 migrations)");
-    assert_eq!(drizzle::runner::summarise(&tags[..2]), "0000_m, 0001_m");
+    assert_eq!(drizzle::run::summarise(&tags), "0000_m … 0297_m (298 migrations)");
+    assert_eq!(drizzle::run::summarise(&tags[..2]), "0000_m, 0001_m");
 }

@@ -50,7 +50,7 @@ impl Planner<'_> {
     pub(super) fn refuse_demotion(&mut self, spec: &RoleSpec, row: &RoleRow) {
         let mut taken: Vec<String> = Attribute::ALL
             .into_iter()
-            .filter(|a| a.held_by(row) && !a.wanted(spec.kind))
+            .filter(|a| row.has(*a) && !a.wanted(spec.kind))
             .map(|a| a.keyword().to_string())
             .collect();
         taken.extend(

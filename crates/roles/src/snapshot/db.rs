@@ -28,8 +28,8 @@ pub(super) fn read(
     };
     let moves = !objects.is_empty() || relations.iter().any(|r| r.owner != model.migrator.name);
     let reach = match purpose {
-        Purpose::Provision { .. } if !moves => crate::reach::Reach::default(),
-        _ => crate::reach::read(&mut db, model)?,
+        Purpose::Provision { .. } if !moves => super::reach::Reach::default(),
+        _ => super::reach::read(&mut db, model)?,
     };
     // Every other schema of the database but PostgreSQL's own: who owns it,
     // and who may create in it.
@@ -106,7 +106,7 @@ fn read_relations(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<Relati
             acl: acl_column(&row, 5)?,
             owned_by: None,
             lock_cost: 1,
-            security_invoker: crate::reach::security_invoker(&options),
+            security_invoker: super::reach::security_invoker(&options),
             rls_enabled: row.get(7),
             rls_forced: row.get(8),
             policies: row.get(9),

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod db;
+pub mod reach;
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use postgres::{Client, Row};
 use tracing::debug;
 
 use crate::acl::{parse_acl, AclItem};
-use crate::model::Model;
+use crate::model::{Attribute, Model};
 use crate::scram::StoredPassword;
 
 /// A client that counts the queries it sends: the audit reports the count,
@@ -202,6 +203,20 @@ pub struct RoleRow {
     pub made_here: bool,
 }
 
+impl RoleRow {
+    /// Whether the role has `attribute`.
+    pub fn has(&self, attribute: Attribute) -> bool {
+        match attribute {
+            Attribute::Login => self.login,
+            Attribute::Superuser => self.superuser,
+            Attribute::CreateDb => self.createdb,
+            Attribute::CreateRole => self.createrole,
+            Attribute::Replication => self.replication,
+            Attribute::BypassRls => self.bypassrls,
+        }
+    }
+}
+
 /// The comment `db-provision` puts on the roles it creates: a conversion
 /// that resumes after an interruption knows that their access is its own
 /// doing, not a widening of a role the app had.
@@ -362,7 +377,7 @@ pub struct DbContents {
     pub foreign_keys: Vec<(i64, i64)>,
     /// Views, materialized views, rules, definer functions and children
     /// without RLS: what runs with its owner's rights ([`crate::reach`]).
-    pub reach: crate::reach::Reach,
+    pub reach: reach::Reach,
     /// Schemas outside the managed ones (and outside PostgreSQL's own).
     pub other_schemas: Vec<Schema>,
     /// Foreign-data wrappers and foreign servers, with their ACLs.

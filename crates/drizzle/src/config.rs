@@ -1,0 +1,92 @@
+//! What a run needs, from the environment and the flags: the migrator's
+//! DSN, the bookkeeping table, the app schemas and the roles to grant to,
+//! and what a run reports as it goes.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use dbenv::{app_schemas, drizzle_bookkeeping, named_users, role_from_env, Dsn, EnvVars, RoleKind};
+
+use crate::bookkeeping::Table;
+use crate::folder::Migration;
+
+/// Everything a run needs, from the environment and the flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub dsn: Dsn,
+    pub table: Table,
+    pub app_schemas: Vec<String>,
+    /// The runtime and service users when the environment names them: the
+    /// migrator DSN must be neither.
+    pub runtime_users: Vec<(&'static str, String)>,
+    /// `lock_timeout` of the migrating session: a migration never queues
+    /// behind a long lock (and blocks the app behind it) for longer.
+    pub lock_timeout: Duration,
+    /// How long to wait for another run's advisory lock.
+    pub lock_wait: Duration,
+    /// Accept applied migrations whose file changed.
+    pub allow_changed: bool,
+    /// One transaction per migration instead of drizzle's one for the batch.
+    pub per_migration: bool,
+    /// The app's policy file: the relations `[[private]]` keeps from a
+    /// runtime role get no grant from the runner.
+    pub policy: roles::Exemptions,
+}
+
+impl Config {
+    /// Reads `DATABASE_MIGRATOR_URL` (required: no fallback to
+    /// `DATABASE_URL`), checked against `APP_DB_MIGRATOR_*`, `DB_HOST`,
+    /// `DB_PORT` and `APP_DB_NAME` when those are set.
+    pub fn from_env(vars: &EnvVars) -> Result<Config> {
+        if vars.get("DATABASE_MIGRATOR_URL").is_none() {
+            let hint = match vars.file() {
+                Some(file) => format!("run `cargo xtask env` to add it to `{}`", file.display()),
+                None => "set it, or run `cargo xtask env` to create `.env.local`".to_string(),
+            };
+            bail!(
+                "DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with \
+                 DATABASE_URL; {hint}"
+            );
+        }
+        let creds = role_from_env(vars, RoleKind::Migrator)?;
+        let runtime_users = named_users(vars, &[RoleKind::Runtime, RoleKind::Service]);
+        let (schema, table) = drizzle_bookkeeping(vars)?;
+        if creds.dsn.dbname.is_none() {
+            bail!("DATABASE_MIGRATOR_URL names no database; append `/<database>`");
+        }
+        Ok(Config {
+            dsn: creds.dsn,
+            table: Table::new(&schema, &table),
+            app_schemas: app_schemas(vars)?,
+            runtime_users,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            lock_wait: DEFAULT_LOCK_WAIT,
+            allow_changed: false,
+            per_migration: false,
+            policy: roles::Exemptions::default(),
+        })
+    }
+
+    pub(crate) fn db_name(&self) -> &str {
+        self.dsn.dbname.as_deref().unwrap_or("?")
+    }
+}
+
+/// `lock_timeout` of the migrating session unless the caller says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a run waits for another run's lock unless the caller says otherwise.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// What a run hears about, for progress on a terminal.
+pub trait Progress {
+    fn waiting_for_lock(&mut self, _holder: Option<i32>, _waited: Duration) {}
+    fn applying(&mut self, _migration: &Migration, _index: usize, _total: usize) {}
+    fn applied(&mut self, _migration: &Migration, _elapsed: Duration) {}
+    /// The run goes back to the `done`-th pending migration (0-based), to
+    /// apply it and what follows again.
+    fn retrying(&mut self, _done: usize) {}
+}
+
+/// Progress nobody listens to.
+pub struct Silent;
+impl Progress for Silent {}

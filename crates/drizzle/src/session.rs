@@ -1,0 +1,238 @@
+//! The migrator's session: connect, check who we are, take the lock, read
+//! the bookkeeping and refuse what drizzle-kit would get silently wrong.
+//! What both engines start from.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use dbenv::RoleKind;
+use postgres::types::Type;
+use postgres::Client;
+use roles::model::Attribute;
+
+use crate::bookkeeping::{self, TableState};
+use crate::config::{Config, Progress};
+use crate::folder::Folder;
+use crate::status::{status, Status};
+
+/// Opens the migrator's session: keepalives on (the lock lives as long as
+/// the connection), `lock_timeout` set.
+pub fn connect(config: &Config) -> Result<Client> {
+    let mut pg = dbenv::pg_config(&config.dsn);
+    pg.keepalives(true).keepalives_idle(Duration::from_secs(15));
+    pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
+    let mut client = dbenv::connect_with(&config.dsn, "DATABASE_MIGRATOR_URL", pg)?;
+    // On PostgreSQL 14+, if this process dies mid-statement, the server
+    // notices within a second and rolls back, instead of holding locks until
+    // it next writes. One round trip for both.
+    client.batch_execute(&format!(
+        "SET lock_timeout = '{}ms'; SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) \
+         WHERE {}",
+        config.lock_timeout.as_millis(),
+        dbenv::ServerVersion::sql_at_least(14)
+    ))?;
+    Ok(client)
+}
+
+/// Checks positively that the session is the migrator's: it owns the
+/// database and the app schemas, has BYPASSRLS, is no superuser, and is
+/// neither the runtime nor the service role. Also the privilege preflight.
+pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
+    let attributes: Vec<String> = Attribute::ALL.iter().map(|a| format!("r.{}", a.column())).collect();
+    let row = client.query_typed_one(
+        &format!(
+            "SELECT current_user::text, d.datdba = r.oid, has_database_privilege(current_database(), 'CREATE'), \
+                    ARRAY(SELECT s FROM unnest($1::text[]) s JOIN pg_namespace n ON n.nspname = s \
+                          WHERE n.nspowner <> r.oid), \
+                    (SELECT n.nspowner = r.oid FROM pg_namespace n WHERE n.nspname = $2), {} \
+             FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
+            attributes.join(", ")
+        ),
+        &[(&config.app_schemas, Type::TEXT_ARRAY), (&config.table.schema, Type::TEXT)],
+    )?;
+    let user: String = row.get(0);
+    let (owns_db, can_create): (bool, bool) = (row.get(1), row.get(2));
+    let foreign_schemas: Vec<String> = row.get(3);
+    let owns_bookkeeping: Option<bool> = row.get(4);
+    // The model's migrator (`roles::Attribute`): no superuser, and every
+    // attribute it must have. Powers it should not have beyond that are
+    // db-check's and db-provision's business, not a reason to stop a deploy.
+    let attributes: Vec<(Attribute, bool)> =
+        Attribute::ALL.iter().enumerate().map(|(i, a)| (*a, row.get::<_, bool>(5 + i))).collect();
+    let superuser = attributes.iter().any(|(a, held)| *a == Attribute::Superuser && *held);
+    let lacking = attributes.iter().filter(|(a, held)| a.wanted(RoleKind::Migrator) && !held).map(|(a, _)| *a);
+    if let Some((var, _)) = config.runtime_users.iter().find(|(_, name)| *name == user) {
+        bail!(
+            "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
+             (APP_DB_MIGRATOR_USER), never as a runtime role. Fix DATABASE_MIGRATOR_URL"
+        );
+    }
+    if superuser {
+        bail!(
+            "DATABASE_MIGRATOR_URL logs in as `{user}`, a superuser: migrations run as the migrator role \
+             (app_migrator). Run `cargo xtask db-provision` and use the migrator's DSN"
+        );
+    }
+    let mut lacks = Vec::new();
+    if !owns_db {
+        lacks.push(format!("does not own database `{}`", config.db_name()));
+    }
+    if !foreign_schemas.is_empty() {
+        lacks.push(format!(
+            "does not own schema {}",
+            foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for attribute in lacking {
+        lacks.push(format!("lacks {}", attribute.keyword()));
+    }
+    if owns_bookkeeping == Some(false) {
+        lacks.push(format!("does not own the bookkeeping schema `{}`", config.table.schema));
+    }
+    if owns_bookkeeping.is_none() && !can_create {
+        lacks.push(format!("may not create the bookkeeping schema `{}`", config.table.schema));
+    }
+    if !lacks.is_empty() {
+        bail!(
+            "`{user}` (DATABASE_MIGRATOR_URL) is not the migrator: it {}. Run `cargo xtask db-provision` to set \
+             the migrator up, and point DATABASE_MIGRATOR_URL at it",
+            lacks.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Takes the run's advisory lock, polling while another run holds it, for
+/// at most `config.lock_wait`.
+pub fn acquire_lock(client: &mut Client, config: &Config, progress: &mut dyn Progress) -> Result<()> {
+    let key = config.table.lock_key();
+    let start = Instant::now();
+    let mut reported = Duration::ZERO;
+    loop {
+        if client.query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])?.get::<_, bool>(0) {
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= config.lock_wait {
+            bail!(
+                "another migration run held the lock on `{}` for more than {} s; it may be stuck (look for \
+                 application_name `cargo xtask db-migrate` in pg_stat_activity) — nothing was applied",
+                config.table,
+                config.lock_wait.as_secs()
+            );
+        }
+        if waited >= reported {
+            let holder: Option<i32> = client
+                .query_opt(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                       AND classid::int8 = ($1::int8 >> 32) & 4294967295 AND objid::int8 = $1::int8 & 4294967295",
+                    &[&key],
+                )?
+                .map(|row| row.get(0));
+            progress.waiting_for_lock(holder, waited);
+            reported = waited + Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn release_lock(client: &mut Client, config: &Config) -> Result<()> {
+    client.query_typed_one("SELECT pg_advisory_unlock($1)", &[(&config.table.lock_key(), Type::INT8)])?;
+    Ok(())
+}
+
+/// A session that is the migrator's, holds the lock, and found nothing to
+/// refuse: what both engines start from.
+pub struct Prepared {
+    pub client: Client,
+    pub table: TableState,
+    pub pending: Vec<String>,
+}
+
+/// Connects, checks identity, takes the lock (unless `read_only`), reads
+/// the bookkeeping and refuses what drizzle-kit would get silently wrong.
+pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut dyn Progress) -> Result<Prepared> {
+    let mut client = connect(config)?;
+    verify_identity(&mut client, config)?;
+    if !read_only {
+        acquire_lock(&mut client, config, progress)?;
+    }
+    let table = bookkeeping::read(&mut client, &config.table)?;
+    if table.is_drizzle_v1() {
+        bail!(
+            "`{}` has drizzle-kit 1.0's columns (`name`); this tool writes drizzle-kit 0.31's rows and never a row \
+             without `name` into that table. Migrate this database with drizzle-kit 1.0",
+            config.table
+        );
+    }
+    let status = status(folder, &table);
+    let refusals = status.refusals(config.allow_changed);
+    if !refusals.is_empty() {
+        bail!(
+            "nothing was applied; {} problem{} first:\n  - {}",
+            refusals.len(),
+            if refusals.len() == 1 { "" } else { "s" },
+            refusals.join("\n  - ")
+        );
+    }
+    let pending: Vec<String> = status.pending().iter().map(|m| m.tag.clone()).collect();
+    check_extensions(&mut client, folder, &pending)?;
+    Ok(Prepared { client, table, pending })
+}
+
+/// Extensions the pending migrations create that the migrator may not
+/// (not trusted, so only an admin may create them: pgvector, postgis, …)
+/// and that are not installed yet: refused before anything runs, naming
+/// `APP_DB_EXTENSIONS`, which makes `db-provision` create them as the admin.
+fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) -> Result<()> {
+    let mut wanted: Vec<(String, usize, String)> = Vec::new();
+    for migration in folder.migrations.iter().filter(|m| pending.contains(&m.tag)) {
+        for (line, name) in crate::transactions::created_extensions(&migration.text) {
+            wanted.push((migration.tag.clone(), line, name));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = wanted.iter().map(|(_, _, name)| name.clone()).collect();
+    let rows = client.query_typed(
+        "SELECT n, x.extname IS NOT NULL, e.name IS NOT NULL, coalesce(v.trusted, false) FROM unnest($1::text[]) n \
+         LEFT JOIN pg_extension x ON x.extname = n LEFT JOIN pg_available_extensions e ON e.name = n \
+         LEFT JOIN pg_available_extension_versions v ON v.name = n AND v.version = e.default_version",
+        &[(&names, Type::TEXT_ARRAY)],
+    )?;
+    let mut problems = Vec::new();
+    for (tag, line, name) in &wanted {
+        let Some(row) = rows.iter().find(|r| r.get::<_, String>(0) == *name) else { continue };
+        let (installed, available, trusted): (bool, bool, bool) = (row.get(1), row.get(2), row.get(3));
+        if installed || (available && trusted) {
+            continue;
+        }
+        problems.push(if available {
+            format!(
+                "`{tag}.sql` line {line} creates extension `{name}`, which is not trusted: only an admin may create \
+                 it. Add it to APP_DB_EXTENSIONS (comma-separated) and run `cargo xtask db-provision`, which creates \
+                 it as the admin before the migrations run; the migration's `CREATE EXTENSION IF NOT EXISTS` is then \
+                 a no-op"
+            )
+        } else {
+            format!(
+                "`{tag}.sql` line {line} creates extension `{name}`, which this server does not have: install its \
+                 package on the server (pgvector: postgresql-<major>-pgvector), then add it to APP_DB_EXTENSIONS"
+            )
+        });
+    }
+    if !problems.is_empty() {
+        bail!("nothing was applied:\n  - {}", problems.join("\n  - "));
+    }
+    Ok(())
+}
+
+/// The status of the database against `folder`, read-only.
+pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<Status<'a>> {
+    let mut client = connect(config)?;
+    client.batch_execute("SET default_transaction_read_only = on")?;
+    let table = bookkeeping::read(&mut client, &config.table)?;
+    Ok(status(folder, &table))
+}
