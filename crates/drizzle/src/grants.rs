@@ -14,8 +14,9 @@ use anyhow::{Context, Result};
 use postgres::types::Type;
 use postgres::Client;
 
-use roles::acl::{Privs, DML, SEQUENCE_USE};
+use roles::acl::{AclChange, Grantee, Privs, DML, SEQUENCE_USE, USAGE};
 use roles::snapshot::reach::security_invoker;
+use roles::sql::Change;
 use roles::wants;
 
 use crate::config::Config;
@@ -158,28 +159,27 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
     }
     let mut sent = Vec::new();
     for ((kind, role), objects) in grouped {
-        let role = dbenv::quote_ident(&role);
-        let statements: Vec<String> = match kind.as_str() {
-            "schema" => vec![format!("GRANT USAGE ON SCHEMA {} TO {role}", objects.join(", "))],
-            "table" => vec![format!("GRANT {} ON TABLE {} TO {role}", DML.sql(), objects.join(", "))],
-            "sequence" => vec![format!("GRANT {} ON SEQUENCE {} TO {role}", SEQUENCE_USE.sql(), objects.join(", "))],
-            "default r" => objects
+        let grantee = Grantee::role(&role);
+        let defaults = |objects_kind: &'static str, privs: Privs| -> Vec<Change> {
+            objects
                 .iter()
-                .map(|s| format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {} ON TABLES TO {role}", DML.sql()))
-                .collect(),
-            _ => objects
-                .iter()
-                .map(|s| {
-                    format!(
-                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {} ON SEQUENCES TO {role}",
-                        SEQUENCE_USE.sql()
-                    )
+                .map(|schema| Change::DefaultPrivileges {
+                    role: None,
+                    schema: Some(schema.clone()),
+                    objects: objects_kind,
+                    change: AclChange::Grant { grantee: grantee.clone(), privs },
                 })
-                .collect(),
+                .collect()
         };
-        for statement in statements {
-            client.batch_execute(&statement).with_context(|| format!("grant the runtime roles: {statement}"))?;
-            sent.push(statement);
+        let changes: Vec<Change> = match kind.as_str() {
+            "schema" => vec![Change::grant("SCHEMA", objects.clone(), USAGE, grantee.clone())],
+            "table" => vec![Change::grant("TABLE", objects.clone(), DML, grantee.clone())],
+            "sequence" => vec![Change::grant("SEQUENCE", objects.clone(), SEQUENCE_USE, grantee.clone())],
+            "default r" => defaults("TABLES", DML),
+            _ => defaults("SEQUENCES", SEQUENCE_USE),
+        };
+        for change in changes {
+            sent.push(send(client, change, "grant the runtime roles")?);
         }
     }
     sent.extend(keep_private(client, config, &roles)?);
@@ -220,10 +220,15 @@ fn keep_private(client: &mut Client, config: &Config, roles: &[String]) -> Resul
         .context("read the grants on the relations the policy file keeps private")?;
     let mut sent = Vec::new();
     for row in rows {
-        let (object, role): (String, String) = (row.get(0), row.get(1));
-        let statement = format!("REVOKE ALL ON TABLE {object} FROM {}", dbenv::quote_ident(&role));
-        client.batch_execute(&statement).with_context(|| format!("keep a private relation private: {statement}"))?;
-        sent.push(statement);
+        let change = Change::RevokeAll { relation: row.get(0), role: row.get(1) };
+        sent.push(send(client, change, "keep a private relation private")?);
     }
     Ok(sent)
+}
+
+/// Sends `change` (rendered by `roles::sql`); returns it as shown.
+fn send(client: &mut Client, change: Change, what: &str) -> Result<String> {
+    let statement = roles::Statement::new(change);
+    client.batch_execute(&statement.text()).with_context(|| format!("{what}: {statement}"))?;
+    Ok(statement.to_string())
 }

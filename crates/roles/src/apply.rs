@@ -12,7 +12,8 @@ use postgres::error::SqlState;
 use postgres::types::Type;
 use postgres::Client;
 
-use crate::plan::{Phase, Plan, Sql, Step};
+use crate::plan::{Phase, Plan, Step};
+use crate::sql::{merge_grants, Statement};
 
 /// The advisory lock every `db-provision` takes, in the admin's maintenance
 /// database (roles are cluster-wide, so runs against different app
@@ -153,7 +154,7 @@ pub fn execute(
             reporter.phase(phase, steps.len(), steps.len());
             for step in &steps {
                 for sql in &step.statements {
-                    client.batch_execute(sql.text()).map_err(|e| describe_error(e, sql))?;
+                    client.batch_execute(&sql.text()).map_err(|e| describe_error(e, sql))?;
                 }
                 reporter.applied(step);
             }
@@ -294,7 +295,7 @@ fn worker<'a>(
             let committed = done.load(Ordering::SeqCst);
             return Err(error.context(format!("{committed} transactions of phase `{}` had committed", phase.title())));
         }
-        let statements: Vec<&Sql> = batch.iter().flat_map(|s| s.statements.iter()).collect();
+        let statements: Vec<&Statement> = batch.iter().flat_map(|s| s.statements.iter()).collect();
         let error = match run_transaction(client, &statements, options.lock_timeout, synchronous) {
             Ok(()) => {
                 attempt = 0;
@@ -349,7 +350,7 @@ fn worker<'a>(
 /// query between BEGIN and COMMIT. The server stops at the first error.
 fn run_transaction(
     client: &mut Client,
-    statements: &[&Sql],
+    statements: &[&Statement],
     lock_timeout: Duration,
     synchronous: bool,
 ) -> Result<(), postgres::Error> {
@@ -357,13 +358,12 @@ fn run_transaction(
     if !synchronous {
         text.push_str("SET LOCAL synchronous_commit = off;\n");
     }
-    let (others, grants) = crate::plan::merge_grants(statements);
+    let (others, grants) = merge_grants(statements);
     for sql in others {
-        push_statement(&mut text, sql);
+        text.push_str(&sql.in_transaction());
     }
     for grant in grants {
-        text.push_str(&grant);
-        text.push_str(";\n");
+        text.push_str(&Statement::new(grant).in_transaction());
     }
     text.push_str("COMMIT;");
     let result = client.batch_execute(&text);
@@ -373,26 +373,13 @@ fn run_transaction(
     result
 }
 
-fn push_statement(text: &mut String, sql: &Sql) {
-    if let Some(role) = &sql.as_role {
-        text.push_str(&format!("SET LOCAL ROLE {};\n", dbenv::quote_ident(role)));
-    }
-    text.push_str(sql.text());
-    text.push_str(";\n");
-    if sql.as_role.is_some() {
-        text.push_str("RESET ROLE;\n");
-    }
-}
-
 /// Replays a failed transaction statement by statement (then rolls it back)
 /// to name the statement that fails.
-fn locate_failure(client: &mut Client, statements: &[&Sql], lock_timeout: Duration) -> Option<anyhow::Error> {
+fn locate_failure(client: &mut Client, statements: &[&Statement], lock_timeout: Duration) -> Option<anyhow::Error> {
     client.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis())).ok()?;
     let mut found = None;
     for sql in statements {
-        let mut text = String::new();
-        push_statement(&mut text, sql);
-        if let Err(error) = client.batch_execute(&text) {
+        if let Err(error) = client.batch_execute(&sql.in_transaction()) {
             found = Some(describe_error(error, sql));
             break;
         }
@@ -401,7 +388,7 @@ fn locate_failure(client: &mut Client, statements: &[&Sql], lock_timeout: Durati
     found
 }
 
-fn describe_error(error: postgres::Error, sql: &Sql) -> anyhow::Error {
+fn describe_error(error: postgres::Error, sql: &Statement) -> anyhow::Error {
     format_err!("{}\n  statement: {sql}", pg_message(&error))
 }
 
@@ -454,12 +441,13 @@ fn check_cancel(options: &Options, phase: Phase) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::Change;
 
     fn step(cost: u32) -> Step {
         Step {
             phase: Phase::Ownership,
             summary: String::new(),
-            statements: vec![Sql::new("SELECT 1")],
+            statements: vec![Change::MarkRole { role: "r".into() }.into()],
             lock_cost: cost,
         }
     }

@@ -20,6 +20,7 @@ pub mod reach;
 pub mod reset;
 pub mod scram;
 pub mod snapshot;
+pub mod sql;
 pub mod wants;
 
 use anyhow::{bail, Context, Result};
@@ -28,8 +29,9 @@ use dbenv::{connect, connect_waiting, Settings};
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
 pub use exemptions::{Exemption, Exemptions};
 pub use model::{Confirmations, Model, RoleSpec};
-pub use plan::{plan, Phase, Plan, Sql, Step};
+pub use plan::{plan, Phase, Plan, Step};
 pub use snapshot::{Purpose, Snapshot};
+pub use sql::{Change, Statement};
 
 /// What a run did (or, for a dry run, would do).
 #[derive(Debug)]

@@ -23,6 +23,7 @@ use crate::model::Model;
 use crate::snapshot::reach::RightsObject;
 use crate::snapshot::DbContents;
 
+/// The classes of owner's-rights paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathClass {
     View,

@@ -21,7 +21,9 @@ impl Planner<'_> {
                 self.plan.push(
                     Phase::CreateDatabase,
                     format!("create database `{}` owned by `{migrator}`", self.model.db_name),
-                    vec![Sql::new(format!("CREATE DATABASE {db} OWNER {}", quote_ident(&migrator)))],
+                    vec![
+                        Change::CreateDatabase { database: self.model.db_name.clone(), owner: migrator.clone() }.into()
+                    ],
                     0,
                 );
             }
@@ -30,7 +32,7 @@ impl Planner<'_> {
                 self.plan.push(
                     Phase::Database,
                     format!("owner of database `{}`: `{}` → `{migrator}`", existing.name, existing.owner),
-                    vec![Sql::new(format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&migrator)))],
+                    vec![Change::SetOwner { keyword: "DATABASE", object: db.clone(), owner: migrator.clone() }.into()],
                     0,
                 );
             }
@@ -47,7 +49,7 @@ impl Planner<'_> {
             changes.splice(public..public, admin);
         }
         if !changes.is_empty() {
-            let statements = self.acl_statements("DATABASE", &db, &migrator, &changes);
+            let statements = self.acl_statements("DATABASE", std::slice::from_ref(&db), &migrator, &changes);
             self.plan.push(
                 Phase::Database,
                 format!("access to database `{}`: {}", self.model.db_name, describe(&changes)),
@@ -79,13 +81,14 @@ impl Planner<'_> {
             let mut summary = Vec::new();
             match self.snap.db.schemas.iter().find(|s| s.name == name) {
                 None => {
-                    statements
-                        .push(Sql::new(format!("CREATE SCHEMA {quoted} AUTHORIZATION {}", quote_ident(&migrator))));
+                    statements.push(Change::CreateSchema { schema: name.clone(), owner: migrator.clone() }.into());
                     summary.push(format!("create schema `{name}` owned by `{migrator}`"));
                 }
                 Some(schema) if schema.owner != migrator => {
                     self.plan.needs.insert(Need::ChangeOwner { from: schema.owner.clone(), to: migrator.clone() });
-                    statements.push(Sql::new(format!("ALTER SCHEMA {quoted} OWNER TO {}", quote_ident(&migrator))));
+                    let change =
+                        Change::SetOwner { keyword: "SCHEMA", object: quoted.clone(), owner: migrator.clone() };
+                    statements.push(change.into());
                     summary.push(format!("owner of schema `{name}`: `{}` → `{migrator}`", schema.owner));
                 }
                 Some(_) => {}
@@ -93,7 +96,7 @@ impl Planner<'_> {
             let changes = self.access(&On::Schema(name.clone()));
             if !changes.is_empty() {
                 summary.push(format!("access to schema `{name}`: {}", describe(&changes)));
-                statements.extend(self.acl_statements("SCHEMA", &quoted, &migrator, &changes));
+                statements.extend(self.acl_statements("SCHEMA", std::slice::from_ref(&quoted), &migrator, &changes));
             }
             self.plan.push(Phase::Schemas, summary.join("; "), statements, 0);
         }
@@ -111,7 +114,7 @@ impl Planner<'_> {
             if changes.is_empty() {
                 continue;
             }
-            let statements = self.acl_statements("SCHEMA", &quote_ident(&schema.name), &schema.owner, &changes);
+            let statements = self.acl_statements("SCHEMA", &[quote_ident(&schema.name)], &schema.owner, &changes);
             self.plan.push(
                 Phase::Schemas,
                 format!("access to schema `{}` (not an app schema): {}", schema.name, describe(&changes)),
@@ -148,8 +151,7 @@ impl Planner<'_> {
             self.plan.push(
                 Phase::Extensions,
                 format!("create extension `{}` (APP_DB_EXTENSIONS)", extension.name),
-                vec![Sql::new(format!("CREATE EXTENSION IF NOT EXISTS {} CASCADE", quote_ident(&extension.name)))
-                    .run_as(actor)],
+                vec![Statement::new(Change::CreateExtension { extension: extension.name.clone() }).run_as(actor)],
                 0,
             );
         }
@@ -164,7 +166,7 @@ impl Planner<'_> {
             let noun = object.noun();
             if !changes.is_empty() {
                 let statements =
-                    self.acl_statements(object.keyword, &quote_ident(&object.name), &object.owner, &changes);
+                    self.acl_statements(object.keyword, &[quote_ident(&object.name)], &object.owner, &changes);
                 self.plan.push(
                     Phase::Grants,
                     format!("access to {noun} `{}`: {}", object.name, describe(&changes)),

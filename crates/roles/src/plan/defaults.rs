@@ -39,15 +39,16 @@ impl Planner<'_> {
         }
     }
 
-    fn default_step(&mut self, role: &str, schema: Option<&str>, objects: &str, changes: &[AclChange]) {
+    fn default_step(&mut self, role: &str, schema: Option<&str>, objects: &'static str, changes: &[AclChange]) {
         if !self.snap.admin.superuser {
             self.plan.needs.insert(Need::ActAs(role.to_string()));
         }
-        let scope = schema.map(|s| format!(" IN SCHEMA {}", quote_ident(s))).unwrap_or_default();
-        let prefix = format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}{scope}", quote_ident(role));
         let statements = grants_first(changes)
-            .iter()
-            .map(|change| Sql::new(format!("{prefix} {}", change_sql(change, objects))))
+            .into_iter()
+            .map(|change| {
+                let (role, schema) = (Some(role.to_string()), schema.map(quote_ident));
+                Change::DefaultPrivileges { role, schema, objects, change }.into()
+            })
             .collect();
         let place = schema.map(|s| format!(" in schema `{s}`")).unwrap_or_else(|| " everywhere".into());
         self.plan.push(

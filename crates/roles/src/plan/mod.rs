@@ -4,9 +4,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-use dbenv::{quote_ident, quote_literal};
+use dbenv::quote_ident;
 
 use crate::acl::{
     self, change_owner, AclChange, AclItem, Grantee, Privs, DATABASE_ALL, EXECUTE, LARGE_OBJECT_USE, USAGE,
@@ -16,6 +15,7 @@ use crate::model::{attributes_sql, Attribute, Model, RoleSpec};
 use crate::reach::{self, State};
 use crate::scram::{new_verifier, verifier_matches, StoredPassword};
 use crate::snapshot::{ForeignObject, OwnedObject, Relation, RoleRow, Snapshot};
+use crate::sql::{Change, Statement, OBJECTS_PER_GRANT};
 use crate::wants;
 
 mod database;
@@ -24,77 +24,6 @@ mod objects;
 mod predict;
 mod relations;
 mod roles;
-
-/// One SQL statement. `Display` shows it with secrets redacted; the text
-/// with the verifier is only handed to the server.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sql {
-    text: String,
-    shown: Option<String>,
-    /// Run under `SET LOCAL ROLE` (a revoke must come from the grantor; a
-    /// non-superuser admin grants as the owner).
-    pub as_role: Option<String>,
-    /// A GRANT on one object, kept apart so that a batch can grant the same
-    /// privileges on many objects in one statement.
-    pub(crate) grant: Option<Grant>,
-}
-
-/// `GRANT {privs} ON {keyword} {object} TO {grantee}`, in pieces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Grant {
-    pub privs: String,
-    pub keyword: String,
-    pub object: String,
-    pub grantee: String,
-}
-
-impl Sql {
-    pub fn new(text: impl Into<String>) -> Sql {
-        Sql { text: text.into(), shown: None, as_role: None, grant: None }
-    }
-
-    fn grant(privs: String, keyword: &str, object: &str, grantee: String) -> Sql {
-        let mut sql = Sql::new(grant_sql(&privs, keyword, object, &grantee));
-        sql.grant = Some(Grant { privs, keyword: keyword.to_string(), object: object.to_string(), grantee });
-        sql
-    }
-
-    /// A statement holding a secret, printed as `shown`.
-    fn secret(text: String, shown: String) -> Sql {
-        Sql { text, shown: Some(shown), as_role: None, grant: None }
-    }
-
-    fn run_as(mut self, role: Option<String>) -> Sql {
-        self.as_role = role;
-        self
-    }
-
-    /// The text for the server. Never print it.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
-    }
-}
-
-/// `GRANT {privs} ON {keyword} {objects} TO {grantees}`: the plan's grants
-/// and the merged ones a transaction sends.
-pub(crate) fn grant_sql(privs: &str, keyword: &str, objects: &str, grantees: &str) -> String {
-    format!("GRANT {privs} ON {keyword} {objects} TO {grantees}")
-}
-
-impl fmt::Display for Sql {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(role) = &self.as_role {
-            write!(f, "SET ROLE {}; ", quote_ident(role))?;
-        }
-        f.write_str(self.shown.as_deref().unwrap_or(&self.text))
-    }
-}
-
-impl fmt::Debug for Sql {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sql({self})")
-    }
-}
 
 /// The phases, in the order they run. Each has its connection and
 /// transaction shape.
@@ -164,7 +93,7 @@ impl Phase {
 pub struct Step {
     pub phase: Phase,
     pub summary: String,
-    pub statements: Vec<Sql>,
+    pub statements: Vec<Statement>,
     /// Locks the statements take (owner changes lock the relation, its
     /// indexes and TOAST): batches are sized by it.
     pub lock_cost: u32,
@@ -220,7 +149,7 @@ impl Plan {
         self.steps.iter().filter(move |s| s.phase == phase)
     }
 
-    fn push(&mut self, phase: Phase, summary: String, statements: Vec<Sql>, lock_cost: u32) {
+    fn push(&mut self, phase: Phase, summary: String, statements: Vec<Statement>, lock_cost: u32) {
         if !statements.is_empty() {
             self.steps.push(Step { phase, summary, statements, lock_cost });
         }
@@ -335,21 +264,27 @@ impl Planner<'_> {
         self.access.changes.remove(on).unwrap_or_default()
     }
 
-    /// GRANT/REVOKE statements for `changes` on `objects` (already quoted),
-    /// all of kind `keyword` (TABLE, SEQUENCE, SCHEMA, DATABASE, …) and owned by `owner`.
-    fn acl_statements(&mut self, keyword: &str, objects: &str, owner: &str, changes: &[AclChange]) -> Vec<Sql> {
-        let on = format!("{keyword} {objects}");
+    /// GRANT/REVOKE statements for `changes` on `objects` (quoted), all of
+    /// kind `keyword` (TABLE, SEQUENCE, SCHEMA, DATABASE, …) and owned by `owner`.
+    fn acl_statements(
+        &mut self,
+        keyword: &'static str,
+        objects: &[String],
+        owner: &str,
+        changes: &[AclChange],
+    ) -> Vec<Statement> {
         grants_first(changes)
-            .iter()
-            .map(|change| match change {
-                AclChange::Grant { grantee, privs } => {
-                    let actor = self.actor(owner, None);
-                    Sql::grant(privs.sql(), keyword, objects, grantee.sql()).run_as(actor)
-                }
-                AclChange::Revoke { grantor, .. } | AclChange::RevokeGrantOption { grantor, .. } => {
-                    let actor = self.actor(owner, Some(grantor));
-                    Sql::new(change_sql(change, &on)).run_as(actor)
-                }
+            .into_iter()
+            .map(|change| {
+                let grantor = match &change {
+                    AclChange::Grant { .. } => None,
+                    AclChange::Revoke { grantor, .. } | AclChange::RevokeGrantOption { grantor, .. } => {
+                        Some(grantor.clone())
+                    }
+                };
+                let actor = self.actor(owner, grantor.as_deref());
+                Statement::new(Change::Acl { keyword, objects: objects.to_vec(), change, also_to: Vec::new() })
+                    .run_as(actor)
             })
             .collect()
     }
@@ -375,70 +310,11 @@ fn default_acl_keyword(objtype: char) -> Option<&'static str> {
     })
 }
 
-/// Objects one GRANT statement names at most.
-pub(crate) const OBJECTS_PER_GRANT: usize = 500;
-
-/// The one place grants are merged. Grants of the same privileges to the
-/// same grantee become one statement over many objects, after the rest of
-/// the transaction (after each object's owner change, in the same
-/// transaction): thousands of owner changes then cost a handful of GRANTs,
-/// not thousands. Grantees given the same privileges on the same objects
-/// share the statement too: each catalog row is then rewritten once, not per
-/// grantee. Returns the statements that are not such grants, in order, and
-/// the merged GRANTs.
-pub(crate) fn merge_grants<'a>(statements: &[&'a Sql]) -> (Vec<&'a Sql>, Vec<String>) {
-    let mut others = Vec::new();
-    let mut by_grantee: Vec<(&Grant, Vec<&str>)> = Vec::new();
-    for sql in statements {
-        let Some(grant) = sql.grant.as_ref().filter(|_| sql.as_role.is_none()) else {
-            others.push(*sql);
-            continue;
-        };
-        let same = |(g, objects): &&mut (&Grant, Vec<&str>)| {
-            g.privs == grant.privs
-                && g.keyword == grant.keyword
-                && g.grantee == grant.grantee
-                && objects.len() < OBJECTS_PER_GRANT
-        };
-        match by_grantee.iter_mut().find(same) {
-            Some((_, objects)) => objects.push(&grant.object),
-            None => by_grantee.push((grant, vec![&grant.object])),
-        }
-    }
-    let mut merged: Vec<(&Grant, String, Vec<&str>)> = Vec::new();
-    for (grant, objects) in by_grantee {
-        let objects = objects.join(", ");
-        match merged.iter_mut().find(|(g, o, _)| g.privs == grant.privs && g.keyword == grant.keyword && *o == objects)
-        {
-            Some((_, _, grantees)) => grantees.push(&grant.grantee),
-            None => merged.push((grant, objects, vec![&grant.grantee])),
-        }
-    }
-    let grants = merged
-        .into_iter()
-        .map(|(g, objects, grantees)| grant_sql(&g.privs, &g.keyword, &objects, &grantees.join(", ")));
-    (others, grants.collect())
-}
-
 /// Grants first: a live app must never see a moment without access.
 fn grants_first(changes: &[AclChange]) -> Vec<AclChange> {
     let mut sorted = changes.to_vec();
     sorted.sort_by_key(|c| !matches!(c, AclChange::Grant { .. }));
     sorted
-}
-
-/// The one spelling of an ACL change as SQL, `on` being what follows `ON`
-/// (`TABLE "public"."users"`, or `TABLES` after `ALTER DEFAULT PRIVILEGES`).
-fn change_sql(change: &AclChange, on: &str) -> String {
-    match change {
-        AclChange::Grant { grantee, privs } => format!("GRANT {} ON {on} TO {}", privs.sql(), grantee.sql()),
-        AclChange::Revoke { grantee, privs, .. } => {
-            format!("REVOKE {} ON {on} FROM {} CASCADE", privs.sql(), grantee.sql())
-        }
-        AclChange::RevokeGrantOption { grantee, privs, .. } => {
-            format!("REVOKE GRANT OPTION FOR {} ON {on} FROM {} CASCADE", privs.sql(), grantee.sql())
-        }
-    }
 }
 
 /// `+CONNECT app_user, -CONNECT,TEMPORARY PUBLIC` style summary of changes.

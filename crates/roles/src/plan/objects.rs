@@ -92,11 +92,11 @@ impl Planner<'_> {
         }
     }
 
-    fn alter_owner(&mut self, object: &OwnedObject, keyword: &str) {
+    fn alter_owner(&mut self, object: &OwnedObject, keyword: &'static str) {
         let migrator = self.migrator().to_string();
         self.plan.needs.insert(Need::ChangeOwner { from: object.owner.clone(), to: migrator.clone() });
         let mut statements =
-            vec![Sql::new(format!("ALTER {keyword} {} OWNER TO {}", object.identity, quote_ident(&migrator)))];
+            vec![Change::SetOwner { keyword, object: object.identity.clone(), owner: migrator.clone() }.into()];
         statements.extend(self.keep_usage(object));
         self.plan.push(
             Phase::Ownership,
@@ -117,7 +117,7 @@ impl Planner<'_> {
     /// Functions and types stay usable by the runtime role that owned them:
     /// the owner change takes its implicit EXECUTE/USAGE away, which only
     /// matters where PUBLIC does not hold it (PostgreSQL's default is that it does).
-    pub(super) fn keep_usage(&mut self, object: &OwnedObject) -> Vec<Sql> {
+    pub(super) fn keep_usage(&mut self, object: &OwnedObject) -> Vec<Statement> {
         let migrator = self.migrator().to_string();
         let (Some(acl), true) = (&object.acl, self.model.is_runtime_role(&object.owner)) else { return Vec::new() };
         let (privilege, keyword) = match object.kind.as_str() {
@@ -133,7 +133,7 @@ impl Planner<'_> {
             return Vec::new();
         }
         let change = AclChange::Grant { grantee: Grantee::role(&object.owner), privs: privilege };
-        self.acl_statements(keyword, &object.identity, &migrator, &[change])
+        self.acl_statements(keyword, std::slice::from_ref(&object.identity), &migrator, &[change])
     }
 
     /// Extensions cannot change owner with ALTER; `REASSIGN OWNED` can, but
@@ -157,15 +157,14 @@ impl Planner<'_> {
                 return;
             }
             let name = quote_ident(name);
-            before.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(&migrator))));
-            after.push(Sql::new(format!("ALTER {keyword} {name} OWNER TO {}", quote_ident(owner))));
+            before.push(Change::SetOwner { keyword, object: name.clone(), owner: migrator.clone() }.into());
+            after.push(Change::SetOwner { keyword, object: name, owner: owner.clone() }.into());
         }
         for role in from {
             self.plan.needs.insert(Need::Reassign { from: role.clone(), to: migrator.clone() });
         }
-        let roles: Vec<String> = from.iter().map(|r| quote_ident(r)).collect();
         let mut statements = before;
-        statements.push(Sql::new(format!("REASSIGN OWNED BY {} TO {}", roles.join(", "), quote_ident(&migrator))));
+        statements.push(Change::ReassignOwned { from: from.iter().cloned().collect(), to: migrator.clone() }.into());
         statements.extend(after);
         self.plan.push(
             Phase::Reassign,

@@ -74,11 +74,12 @@ impl Planner<'_> {
         self.plan.needs.insert(Need::ChangeOwner { from: rel.owner.clone(), to: migrator.clone() });
         let qualified = rel.qualified();
         let mut statements =
-            vec![Sql::new(format!("ALTER {} {qualified} OWNER TO {}", rel.alter_keyword(), quote_ident(&migrator)))];
+            vec![Change::SetOwner { keyword: rel.alter_keyword(), object: qualified.clone(), owner: migrator.clone() }
+                .into()];
         let mut summary =
             format!("owner of {} `{}.{}`: `{}` → `{migrator}`", rel.noun(), rel.schema, rel.name, rel.owner);
         if predict::becomes_invoker(self.model, self.snap, rel) {
-            statements.push(Sql::new(format!("ALTER VIEW {qualified} SET (security_invoker = true)")));
+            statements.push(Change::SecurityInvoker { view: qualified.clone() }.into());
             summary.push_str(" with security_invoker");
         }
         let mut widened = Vec::new();
@@ -90,7 +91,7 @@ impl Planner<'_> {
                     widened.push(line);
                 }
             }
-            statements.extend(self.acl_statements(keyword(member), &member.qualified(), &migrator, &changes));
+            statements.extend(self.acl_statements(keyword(member), &[member.qualified()], &migrator, &changes));
             statements.extend(self.column_statements(member, columns.get(&member.oid)));
         }
         if !widened.is_empty() {
@@ -167,8 +168,7 @@ impl Planner<'_> {
         let migrator = self.migrator().to_string();
         for ((keyword, change), objects) in grouped {
             for chunk in objects.chunks(OBJECTS_PER_GRANT) {
-                let statements =
-                    self.acl_statements(keyword, &chunk.join(", "), &migrator, std::slice::from_ref(&change));
+                let statements = self.acl_statements(keyword, chunk, &migrator, std::slice::from_ref(&change));
                 let noun = if keyword == "SEQUENCE" { "sequence" } else { "table" };
                 let what = if chunk.len() == 1 {
                     format!("{noun} `{}`", chunk[0].replace('"', ""))
@@ -184,29 +184,18 @@ impl Planner<'_> {
     /// Column grants to the runtime roles or PUBLIC are removed: table-level
     /// DML is all they get. Revokes run as their grantors (the migrator's,
     /// once the table has moved to it).
-    fn column_statements(&mut self, rel: &Relation, columns: Option<&Vec<&ColumnAcl>>) -> Vec<Sql> {
+    fn column_statements(&mut self, rel: &Relation, columns: Option<&Vec<&ColumnAcl>>) -> Vec<Statement> {
         let owner = self.migrator().to_string();
         let mut statements = Vec::new();
         for column in columns.into_iter().flatten() {
             let on = On::Column { table: rel.oid, column: column.column.clone() };
             for change in self.access(&on) {
                 // Columns want nothing (`wants::column`): only revokes arise.
-                let AclChange::Revoke { privs, grantor, grantee } = &change else { continue };
-                let column_privs: Vec<String> = privs
-                    .letters()
-                    .chars()
-                    .map(|l| format!("{} ({})", Privs::from_letters(&l.to_string()).sql(), quote_ident(&column.column)))
-                    .collect();
-                let actor = self.actor(&owner, Some(grantor));
-                statements.push(
-                    Sql::new(format!(
-                        "REVOKE {} ON TABLE {} FROM {} CASCADE",
-                        column_privs.join(", "),
-                        rel.qualified(),
-                        grantee.sql()
-                    ))
-                    .run_as(actor),
-                );
+                let AclChange::Revoke { privs, grantor, grantee } = change else { continue };
+                let actor = self.actor(&owner, Some(&grantor));
+                let change =
+                    Change::RevokeColumn { table: rel.qualified(), column: column.column.clone(), privs, grantee };
+                statements.push(Statement::new(change).run_as(actor));
             }
         }
         statements

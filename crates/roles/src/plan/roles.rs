@@ -21,22 +21,20 @@ impl Planner<'_> {
         // privileges the model does not give.
         for item in self.found(|d| matches!(d, Drift::Membership(_))) {
             let Drift::Membership(membership) = item else { continue };
-            let granted_by = if self.snap.server_version.has_membership_options() && !membership.grantor.is_empty() {
-                format!(" GRANTED BY {}", quote_ident(&membership.grantor))
-            } else {
-                String::new()
-            };
+            let granted_by = (self.snap.server_version.has_membership_options() && !membership.grantor.is_empty())
+                .then(|| membership.grantor.clone());
             if !self.snap.admin.superuser {
                 self.plan.needs.insert(Need::AlterRole(membership.role.clone()));
             }
             self.plan.push(
                 Phase::Roles,
                 format!("remove membership of `{}` in `{}`", membership.member, membership.role),
-                vec![Sql::new(format!(
-                    "REVOKE {} FROM {}{granted_by} CASCADE",
-                    quote_ident(&membership.role),
-                    quote_ident(&membership.member)
-                ))],
+                vec![Change::RevokeMembership {
+                    role: membership.role.clone(),
+                    member: membership.member.clone(),
+                    granted_by,
+                }
+                .into()],
                 0,
             );
         }
@@ -84,18 +82,19 @@ impl Planner<'_> {
                 self.plan.warnings.push(format!("{}: {item}", item.subject()));
                 continue;
             }
-            let name = quote_ident(&setting.name);
             let (phase, sql, place) = match (&setting.role, &setting.database) {
                 (Some(role), database) => {
                     if !self.snap.admin.superuser {
                         self.plan.needs.insert(Need::AlterRole(role.clone()));
                     }
-                    let scope =
-                        database.as_ref().map(|d| format!(" IN DATABASE {}", quote_ident(d))).unwrap_or_default();
                     let place = database.as_ref().map(|d| format!(" in `{d}`")).unwrap_or_default();
                     (
                         Phase::Roles,
-                        Sql::new(format!("ALTER ROLE {}{scope} RESET {name}", quote_ident(role))),
+                        Statement::new(Change::ResetRoleSetting {
+                            role: role.clone(),
+                            database: database.clone(),
+                            setting: setting.name.clone(),
+                        }),
                         format!("role `{role}`{place}"),
                     )
                 }
@@ -104,7 +103,11 @@ impl Planner<'_> {
                     let actor = self.actor(&owner, None);
                     (
                         Phase::Database,
-                        Sql::new(format!("ALTER DATABASE {} RESET {name}", quote_ident(database))).run_as(actor),
+                        Statement::new(Change::ResetDatabaseSetting {
+                            database: database.clone(),
+                            setting: setting.name.clone(),
+                        })
+                        .run_as(actor),
                         format!("database `{database}`"),
                     )
                 }
@@ -115,7 +118,6 @@ impl Planner<'_> {
     }
 
     pub(super) fn create_role(&mut self, spec: &RoleSpec) {
-        let name = quote_ident(&spec.name);
         let attributes = attributes_sql(spec.kind);
         let verifier = new_verifier(&spec.password);
         self.plan.needs.insert(Need::CreateRole);
@@ -126,18 +128,14 @@ impl Planner<'_> {
             Phase::Roles,
             format!("create {} role `{}` ({attributes})", spec.kind, spec.name),
             vec![
-                Sql::secret(
-                    format!("CREATE ROLE {name} WITH {attributes} PASSWORD {}", quote_literal(verifier.expose())),
-                    format!("CREATE ROLE {name} WITH {attributes} PASSWORD '***'"),
-                ),
-                Sql::new(format!("COMMENT ON ROLE {name} IS {}", quote_literal(crate::snapshot::ROLE_MARKER))),
+                Change::CreateRole { role: spec.name.clone(), attributes: attributes.clone(), verifier }.into(),
+                Change::MarkRole { role: spec.name.clone() }.into(),
             ],
             0,
         );
     }
 
     pub(super) fn alter_role(&mut self, spec: &RoleSpec, row: &RoleRow) {
-        let name = quote_ident(&spec.name);
         let changes: Vec<String> = self
             .found
             .iter()
@@ -157,7 +155,7 @@ impl Planner<'_> {
             self.plan.push(
                 Phase::Roles,
                 format!("set attributes of `{}`: {attributes}", spec.name),
-                vec![Sql::new(format!("ALTER ROLE {name} WITH {attributes}"))],
+                vec![Change::SetAttributes { role: spec.name.clone(), attributes: attributes.clone() }.into()],
                 0,
             );
         }
@@ -181,10 +179,7 @@ impl Planner<'_> {
             self.plan.push(
                 Phase::Roles,
                 format!("`{}`: {reason}", spec.name),
-                vec![Sql::secret(
-                    format!("ALTER ROLE {name} WITH PASSWORD {}", quote_literal(verifier.expose())),
-                    format!("ALTER ROLE {name} WITH PASSWORD '***'"),
-                )],
+                vec![Change::SetPassword { role: spec.name.clone(), verifier }.into()],
                 0,
             );
         }
@@ -231,13 +226,16 @@ impl Planner<'_> {
             if !lacks || !may_grant {
                 continue;
             }
-            let admin = quote_ident(&self.snap.admin.name);
-            let options = if major >= 16 { " WITH INHERIT TRUE, SET TRUE" } else { "" };
             self.plan.admin_grants.push((role.clone(), true, true));
             self.plan.push(
                 Phase::Roles,
                 format!("`{}` may act as `{role}` (membership for the admin, not the app)", self.snap.admin.name),
-                vec![Sql::new(format!("GRANT {} TO {admin}{options}", quote_ident(&role)))],
+                vec![Change::GrantMembership {
+                    role: role.clone(),
+                    member: self.snap.admin.name.clone(),
+                    with_options: major >= 16,
+                }
+                .into()],
                 0,
             );
         }

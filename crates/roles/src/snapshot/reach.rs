@@ -341,8 +341,6 @@ fn read_objects(
         .collect())
 }
 
-/// The classes of owner's-rights paths.
-
 #[cfg(test)]
 mod tests {
     use super::*;
