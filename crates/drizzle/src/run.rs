@@ -125,8 +125,8 @@ fn apply(
             &[(&config.table.schema, Type::TEXT)],
         )?;
         if !schema_exists.get::<_, bool>(0) {
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", dbenv::quote_ident(&config.table.schema)))?;
+            let ensure = roles::Change::EnsureSchema { schema: config.table.schema.clone() };
+            client.batch_execute(&roles::Statement::new(ensure).text())?;
         }
         client.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)",
@@ -502,8 +502,7 @@ impl<'a> Run<'a, '_> {
         if !controls.is_empty() {
             // A migration may set its own lock_timeout for what runs outside
             // the transaction; the runner's applies again after it.
-            let _ =
-                self.client.batch_execute(&format!("SET lock_timeout = '{}ms'", self.config.lock_timeout.as_millis()));
+            let _ = self.client.batch_execute(&roles::sql::lock_timeout(self.config.lock_timeout, false));
         }
         Ok(())
     }

@@ -26,9 +26,8 @@ pub fn connect(config: &Config) -> Result<Client> {
     // notices within a second and rolls back, instead of holding locks until
     // it next writes. One round trip for both.
     client.batch_execute(&format!(
-        "SET lock_timeout = '{}ms'; SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) \
-         WHERE {}",
-        config.lock_timeout.as_millis(),
+        "{}; SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) WHERE {}",
+        roles::sql::lock_timeout(config.lock_timeout, false),
         dbenv::ServerVersion::sql_at_least(14)
     ))?;
     Ok(client)

@@ -113,7 +113,7 @@ pub fn take_lock(client: &mut Client, timeout: Duration, reporter: &mut dyn Repo
         )?
         .map(|row| row.get(0));
     reporter.waiting_for_lock(holder);
-    client.batch_execute(&format!("SET lock_timeout = '{}ms'", timeout.as_millis()))?;
+    client.batch_execute(&crate::sql::lock_timeout(timeout, false))?;
     let result = client.query_one("SELECT pg_advisory_lock($1)", &[&PROVISION_LOCK_KEY]);
     client.batch_execute("RESET lock_timeout")?;
     match result {
@@ -354,7 +354,7 @@ fn run_transaction(
     lock_timeout: Duration,
     synchronous: bool,
 ) -> Result<(), postgres::Error> {
-    let mut text = format!("BEGIN;\nSET LOCAL lock_timeout = '{}ms';\n", lock_timeout.as_millis());
+    let mut text = format!("BEGIN;\n{};\n", crate::sql::lock_timeout(lock_timeout, true));
     if !synchronous {
         text.push_str("SET LOCAL synchronous_commit = off;\n");
     }
@@ -376,7 +376,7 @@ fn run_transaction(
 /// Replays a failed transaction statement by statement (then rolls it back)
 /// to name the statement that fails.
 fn locate_failure(client: &mut Client, statements: &[&Statement], lock_timeout: Duration) -> Option<anyhow::Error> {
-    client.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis())).ok()?;
+    client.batch_execute(&format!("BEGIN; {}", crate::sql::lock_timeout(lock_timeout, true))).ok()?;
     let mut found = None;
     for sql in statements {
         if let Err(error) = client.batch_execute(&sql.in_transaction()) {

@@ -3,7 +3,7 @@
 //! which is impossible once it owns nothing.
 
 use anyhow::{bail, Context, Result};
-use dbenv::{connect, quote_ident, Settings};
+use dbenv::{connect, Settings};
 
 /// Drops the database of `settings` as the admin, ending the sessions
 /// still connected (`WITH (FORCE)`, PostgreSQL 13+). Only a database whose
@@ -15,7 +15,7 @@ pub fn drop_database(settings: &Settings, force: bool) -> Result<()> {
     }
     let mut admin = connect(&settings.admin.dsn, "the admin DSN")?;
     admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+        .batch_execute(&crate::Statement::new(crate::Change::DropDatabase { database: name.clone() }).text())
         .with_context(|| format!("drop database `{name}`"))?;
     Ok(())
 }

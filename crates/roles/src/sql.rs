@@ -6,6 +6,7 @@
 //! of secrets by variant (a password's verifier never reaches `Display`).
 
 use std::fmt;
+use std::time::Duration;
 
 use dbenv::{quote_ident, quote_literal, Secret};
 
@@ -62,6 +63,10 @@ pub enum Change {
     DefaultPrivileges { role: Option<String>, schema: Option<String>, objects: &'static str, change: AclChange },
     /// `REVOKE ALL ON TABLE <relation> FROM <role>`; `relation` is quoted.
     RevokeAll { relation: String, role: String },
+    /// `CREATE SCHEMA IF NOT EXISTS …` (the migrations' bookkeeping schema).
+    EnsureSchema { schema: String },
+    /// `DROP DATABASE IF EXISTS … WITH (FORCE)` (`db-reset`).
+    DropDatabase { database: String },
 }
 
 impl Change {
@@ -125,6 +130,8 @@ impl Change {
                 format!("ALTER DEFAULT PRIVILEGES{role}{scope} {}", acl_sql(change, objects, &[]))
             }
             Change::RevokeAll { relation, role } => format!("REVOKE ALL ON TABLE {relation} FROM {}", q(role)),
+            Change::EnsureSchema { schema } => format!("CREATE SCHEMA IF NOT EXISTS {}", q(schema)),
+            Change::DropDatabase { database } => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(database)),
         }
     }
 }
@@ -212,6 +219,12 @@ impl fmt::Debug for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Statement({self})")
     }
+}
+
+/// `SET [LOCAL] lock_timeout = '<n>ms'`: how long a statement waits for a
+/// lock before it fails (55P03) rather than queue the app behind it.
+pub fn lock_timeout(timeout: Duration, local: bool) -> String {
+    format!("SET {}lock_timeout = '{}ms'", if local { "LOCAL " } else { "" }, timeout.as_millis())
 }
 
 /// The one place grants are merged. Grants of the same privileges to the
