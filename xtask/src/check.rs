@@ -8,17 +8,19 @@ use anyhow::{bail, Context, Result};
 use pgcluster::{ClusterOptions, PgBin, TestCluster};
 use xshell::{cmd, Shell};
 
+use crate::context::Context as Ctx;
 use crate::flags::Check;
 use crate::{containers, db_check, db_migrate, db_provision, pg_matrix};
 
 /// One step of the check: runs, and says whether it passed.
 type Step<'a> = Box<dyn FnOnce() -> bool + 'a>;
 
-pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
+pub fn run(flags: Check, ctx: &Ctx) -> Result<ExitCode> {
+    let sh = &ctx.sh;
     if flags.containers_only {
         println!("==> containers");
         let started = Instant::now();
-        let ok = report(containers::run(sh));
+        let ok = report(containers::run(ctx));
         println!("  {} containers {:>7.1} s", if ok { "ok  " } else { "FAIL" }, started.elapsed().as_secs_f64());
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -45,7 +47,7 @@ pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
     } else {
         steps.push(("tests", Box::new(|| cmd!(sh, "cargo test --workspace --locked --no-fail-fast").run().is_ok())));
     }
-    steps.push(("end-to-end", Box::new(|| report(end_to_end(sh, None)))));
+    steps.push(("end-to-end", Box::new(|| report(end_to_end(ctx, None)))));
 
     let mut results: Vec<(String, bool, Duration)> = Vec::new();
     for (name, step) in steps {
@@ -55,12 +57,12 @@ pub fn run(flags: Check, sh: &Shell) -> Result<ExitCode> {
         results.push((name.to_string(), ok, started.elapsed()));
     }
     if flags.pg_matrix {
-        matrix(sh, nextest, &mut results);
+        matrix(ctx, nextest, &mut results);
     }
     if flags.containers {
         println!("==> containers");
         let started = Instant::now();
-        let ok = report(containers::run(sh));
+        let ok = report(containers::run(ctx));
         results.push(("containers".into(), ok, started.elapsed()));
     }
 
@@ -89,7 +91,8 @@ fn report(result: Result<()>) -> bool {
 }
 
 /// The database tests and the end-to-end path on every other major.
-fn matrix(sh: &Shell, nextest: bool, results: &mut Vec<(String, bool, Duration)>) {
+fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>) {
+    let sh = &ctx.sh;
     println!("==> PostgreSQL binaries for the matrix");
     let started = Instant::now();
     let binaries = match pg_matrix::binaries(sh) {
@@ -118,7 +121,7 @@ fn matrix(sh: &Shell, nextest: bool, results: &mut Vec<(String, bool, Duration)>
         }
         println!("==> end-to-end on PostgreSQL {major}");
         let started = Instant::now();
-        let ok = report(end_to_end(sh, Some(bin)));
+        let ok = report(end_to_end(ctx, Some(bin)));
         results.push((format!("end-to-end pg{major}"), ok, started.elapsed()));
     }
 }
@@ -126,7 +129,8 @@ fn matrix(sh: &Shell, nextest: bool, results: &mut Vec<(String, bool, Duration)>
 /// The whole path on a throwaway cluster, as a user runs it: an env derived
 /// from `.env.test.example` for the cluster's port, `db-provision`,
 /// `db-migrate`, `db-check`, then the task's own `psql` denial check.
-fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
+fn end_to_end(ctx: &Ctx, bin: Option<PgBin>) -> Result<()> {
+    let sh = &ctx.sh;
     let cluster =
         TestCluster::start_with(ClusterOptions { bin, ..Default::default() }).context("start a throwaway cluster")?;
     let dir = tempfile::tempdir()?;
@@ -137,21 +141,21 @@ fn end_to_end(sh: &Shell, bin: Option<PgBin>) -> Result<()> {
         .replace("POSTGRES_ROOT_PASSWORD=postgres", &format!("POSTGRES_ROOT_PASSWORD='{}'", cluster.password()));
     let env_file = dir.path().join(".env.test");
     std::fs::write(&env_file, env)?;
-    let root = crate::project_root();
-    let migrations = root.join("platform/db/migrations");
+    let migrations = ctx.project_migrations();
 
     println!("  cluster on port {port}; env {}", env_file.display());
-    let settings = db_provision::load_settings(&env_file)?;
-    db_provision::provision(&settings, &db_provision::default_options()?)?;
-    db_migrate::run_builtin(&db_migrate::load_config(&env_file)?, &drizzle::folder::read(&migrations)?, false)?;
-    let report = db_check::check(&env_file, &migrations, None)?;
+    let env = ctx.load_env(&env_file)?;
+    let settings = env.settings(ctx)?;
+    db_provision::provision(&settings, &db_provision::default_options(ctx)?)?;
+    db_migrate::run_builtin(&db_migrate::config(ctx, &env)?, &drizzle::folder::read(&migrations)?, false)?;
+    let report = db_check::check(ctx, &env, &migrations, None)?;
     print!("{}", report.to_text());
     if !report.holds() {
         bail!("db-check: the model does not hold on a freshly provisioned and migrated database");
     }
     psql_denial(sh, &port, &settings.db_name, settings.role(dbenv::RoleKind::Runtime))?;
     // A second provisioning run finds nothing to do.
-    db_provision::provision(&settings, &db_provision::default_options()?)?;
+    db_provision::provision(&settings, &db_provision::default_options(ctx)?)?;
     Ok(())
 }
 

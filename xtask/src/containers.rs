@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dbenv::{envfile::quote_value, Dsn, Secret};
+use dbenv::{envfile::quote_value, keys, Dsn, Secret};
 use xshell::{cmd, Shell};
 
+use crate::context::Context as Ctx;
 use crate::host::{apt_install, require_root, which};
 use crate::{db_check, standins};
 
@@ -34,13 +35,13 @@ const PROJECT_PREFIX: &str = "xtask-containers";
 /// the migrator's credentials and the runtime roles' names, nothing else
 /// (the tidy test reads the file against it; the tier, the container).
 pub const MIGRATE_ENVIRONMENT: &[&str] = &[
-    "DATABASE_MIGRATOR_URL",
-    "APP_DB_MIGRATOR_PASSWORD",
-    "APP_DB_SCHEMAS",
-    "APP_DB_USER",
-    "APP_DB_SERVICE_USER",
-    "DRIZZLE_MIGRATIONS_SCHEMA",
-    "DRIZZLE_MIGRATIONS_TABLE",
+    keys::DATABASE_MIGRATOR_URL,
+    keys::APP_DB_MIGRATOR_PASSWORD,
+    keys::APP_DB_SCHEMAS,
+    keys::APP_DB_USER,
+    keys::APP_DB_SERVICE_USER,
+    keys::DRIZZLE_MIGRATIONS_SCHEMA,
+    keys::DRIZZLE_MIGRATIONS_TABLE,
 ];
 
 /// What Docker sets in every container.
@@ -50,10 +51,10 @@ const DOCKER_ENVIRONMENT: &[&str] = &["PATH", "HOSTNAME", "HOME", "TERM"];
 /// `%`, `&`, `$`, a space, double quotes. Each role has its own, and every
 /// one of them must log in.
 const PASSWORDS: [(&str, &str); 4] = [
-    ("POSTGRES_ROOT_PASSWORD", "root p@ss/w:rd?#1"),
-    ("APP_DB_PASSWORD", "user p@ss:w/rd?#%&$1"),
-    ("APP_DB_SERVICE_PASSWORD", "svc \"p@ss\" w%25rd#/?"),
-    ("APP_DB_MIGRATOR_PASSWORD", "mig p@ss:w/rd?#%&=$x"),
+    (keys::POSTGRES_ROOT_PASSWORD, "root p@ss/w:rd?#1"),
+    (keys::APP_DB_PASSWORD, "user p@ss:w/rd?#%&$1"),
+    (keys::APP_DB_SERVICE_PASSWORD, "svc \"p@ss\" w%25rd#/?"),
+    (keys::APP_DB_MIGRATOR_PASSWORD, "mig p@ss:w/rd?#%&=$x"),
 ];
 
 /// Set by SIGINT or SIGTERM during the tier: the run stops at the next
@@ -71,7 +72,8 @@ fn interrupted() -> Result<()> {
     Ok(())
 }
 
-pub fn run(sh: &Shell) -> Result<()> {
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let sh = &ctx.sh;
     // SAFETY: the handler only stores to an atomic, which is
     // async-signal-safe; the previous handlers are not needed afterwards
     // (the process ends when `check` returns).
@@ -86,7 +88,7 @@ pub fn run(sh: &Shell) -> Result<()> {
     standins::ensure(sh)?;
     println!("  base images ready ({:.1} s)", images.elapsed().as_secs_f64());
     let stack = Stack::new(sh)?;
-    let result = stack.exercise(sh);
+    let result = stack.exercise(ctx);
     stack.down(sh);
     // SAFETY: restores the default dispositions set aside above.
     unsafe {
@@ -233,7 +235,8 @@ impl Stack {
         Ok(format!("{stdout}{stderr}"))
     }
 
-    fn exercise(&self, sh: &Shell) -> Result<()> {
+    fn exercise(&self, ctx: &Ctx) -> Result<()> {
+        let sh = &ctx.sh;
         // `run` builds an image only when it is missing; `build` brings it
         // up to date with the sources (from the layer cache when nothing
         // changed).
@@ -249,9 +252,9 @@ impl Stack {
         // explicit run below is the one checked to change nothing).
         self.step(sh, "db-migrate", &["--profile", "bootstrap", "run", "--rm", "db-migrate"])?;
 
-        let root = crate::project_root();
         self.psql_denial(sh)?;
-        let report = db_check::check(&self.env_file, &root.join("platform/db/migrations"), None)?;
+        let env = ctx.load_env(&self.env_file)?;
+        let report = db_check::check(ctx, &env, &ctx.project_migrations(), None)?;
         print!("{}", report.to_text());
         if !report.holds() {
             bail!("db-check from the host: the model does not hold on the compose stack");
@@ -314,7 +317,7 @@ impl Stack {
                 bail!("the db-migrate container's environment holds the value of {var}");
             }
         }
-        if !names.contains(&"DATABASE_MIGRATOR_URL") {
+        if !names.contains(&keys::DATABASE_MIGRATOR_URL) {
             bail!("the db-migrate container's environment has no DATABASE_MIGRATOR_URL");
         }
         println!("  db-migrate's environment: {}", names.join(" "));
@@ -404,10 +407,10 @@ fn env_text(example: &str, port: u16) -> Result<String> {
     for line in example.lines() {
         let key = line.split_once('=').map(|(k, _)| k.trim()).unwrap_or_default();
         let replaced = match key {
-            "DB_PORT" => format!("DB_PORT={port}"),
-            "DATABASE_URL" => dsn_line(key, "app_user", PASSWORDS[1].1, port)?,
-            "DATABASE_SERVICE_URL" => dsn_line(key, "app_service", PASSWORDS[2].1, port)?,
-            "DATABASE_MIGRATOR_URL" => dsn_line(key, "app_migrator", PASSWORDS[3].1, port)?,
+            keys::DB_PORT => format!("DB_PORT={port}"),
+            keys::DATABASE_URL => dsn_line(key, "app_user", PASSWORDS[1].1, port)?,
+            keys::DATABASE_SERVICE_URL => dsn_line(key, "app_service", PASSWORDS[2].1, port)?,
+            keys::DATABASE_MIGRATOR_URL => dsn_line(key, "app_migrator", PASSWORDS[3].1, port)?,
             _ => match PASSWORDS.iter().find(|(var, _)| *var == key) {
                 Some((var, password)) => format!("{var}={}", quote_value(var, password)?),
                 None => line.to_string(),
@@ -444,7 +447,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env.local");
         std::fs::write(&path, env_text(&example, 54321).unwrap()).unwrap();
-        let vars = dbenv::EnvVars::load(&path, true, dbenv::ProcessEnv::Ignore).unwrap();
+        let vars = dbenv::EnvVars::load(&path, true, &dbenv::ProcessEnv::none()).unwrap();
         for (var, password) in PASSWORDS {
             assert_eq!(vars.get(var), Some(password), "{var}");
         }

@@ -6,27 +6,31 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use audit::{CheckConfig, Report};
-use dbenv::{EnvVars, ProcessEnv};
 
+use crate::context::{Context as Ctx, Env};
 use crate::flags::DbCheck;
 
 /// Runs the check and prints it as asked; shared with `db-setup`.
-pub fn check(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>) -> Result<Report> {
-    check_with(env_file, migrations_dir, policy, true)
+pub fn check(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>) -> Result<Report> {
+    check_with(ctx, env, migrations_dir, policy, true)
 }
 
-fn check_with(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, write_probes: bool) -> Result<Report> {
-    let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
-    let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
-    let exemptions = crate::db_provision::policy_file(policy)?;
-    let mut config = CheckConfig::from_env(&vars, Some(migrations_dir.to_path_buf()), exemptions)?;
+fn check_with(
+    ctx: &Ctx,
+    env: &Env,
+    migrations_dir: &Path,
+    policy: Option<&Path>,
+    write_probes: bool,
+) -> Result<Report> {
+    let exemptions = crate::db_provision::policy_file(ctx, policy)?;
+    let mut config = CheckConfig::new(env.vars.checking()?, Some(migrations_dir.to_path_buf()), exemptions)?;
     config.write_probes = write_probes;
     audit::check(&config)
 }
 
-pub fn run(env_file: &Path, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
-    let report = check_with(env_file, migrations_dir, policy, !flags.no_write_probes)?;
-    let invoked_from = std::env::current_dir()?;
+pub fn run(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
+    let report = check_with(ctx, env, migrations_dir, policy, !flags.no_write_probes)?;
+    let invoked_from = &ctx.invoked_from;
     if let Some(path) = &flags.junit {
         write_report(&invoked_from.join(path), &report.to_junit(), "--junit")?;
     }

@@ -6,19 +6,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use dbenv::{EnvVars, ProcessEnv};
 use drizzle::{Config, Folder, Migration, State};
 
+use crate::context::{Context, Env};
 use crate::flags::{DbMigrate, Engine, RunnerFlags};
 use crate::progress::Activity;
 
-/// Reads the migration settings: `DATABASE_MIGRATOR_URL` and friends.
-pub fn load_config(env_file: &Path) -> Result<Config> {
-    let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
-    let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
-    let mut config = Config::from_env(&vars)?;
+/// The runner's configuration from the environment's migration view
+/// (`DATABASE_MIGRATOR_URL` and friends) and the project's policy file.
+pub fn config(ctx: &Context, env: &Env) -> Result<Config> {
+    let mut config = Config::new(env.vars.migration()?);
     // The project's policy file: what `[[private]]` keeps from a runtime role.
-    config.policy = crate::db_provision::policy_file(None)?;
+    config.policy = crate::db_provision::policy_file(ctx, None)?;
     let runtime: Vec<String> = config.runtime_users.iter().map(|(_, name)| name.clone()).collect();
     if !runtime.is_empty() {
         config.policy.check_private_roles(&runtime)?;
@@ -49,21 +48,21 @@ pub fn warn_unlisted(folder: &Folder) {
     }
 }
 
-pub fn run(env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
+pub fn run(ctx: &Context, env: &Env, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
     if flags.engine == Engine::DrizzleKit && flags.runner.transaction_per_migration {
         bail!(
             "--transaction-per-migration is the built-in runner's; drizzle-kit runs the batch in one transaction. \
              Leave out --engine drizzle-kit or the flag"
         );
     }
-    let mut config = load_config(env_file)?;
+    let mut config = config(ctx, env)?;
     apply_flags(&mut config, &flags.runner)?;
     let folder = drizzle::folder::read(migrations_dir)?;
     warn_unlisted(&folder);
     match flags.engine {
         Engine::Builtin => run_builtin(&config, &folder, flags.dry_run)?,
         Engine::DrizzleKit if flags.dry_run => run_builtin(&config, &folder, true)?,
-        Engine::DrizzleKit => run_drizzle_kit(&config, &folder)?,
+        Engine::DrizzleKit => run_drizzle_kit(ctx, &config, &folder)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -193,10 +192,12 @@ fn transactions(outcome: &drizzle::Outcome) -> String {
 
 /// `--engine drizzle-kit`: the real drizzle-kit under this tool's refusals
 /// and lock (`drizzle::kit`).
-fn run_drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
-    let package = crate::project_root().join("platform/db");
+fn run_drizzle_kit(ctx: &Context, config: &Config, folder: &Folder) -> Result<()> {
+    let package = ctx.root.join("platform/db");
+    let node =
+        drizzle::kit::Node { package: &package, search_path: ctx.process.get("PATH").unwrap_or_default().into() };
     let announce = &mut |pending: &[String]| println!("pending: {}; running drizzle-kit migrate", pending.join(", "));
-    let outcome = drizzle::kit::migrate_with_drizzle_kit(config, folder, &package, &mut Terminal::default(), announce)?;
+    let outcome = drizzle::kit::migrate_with_drizzle_kit(config, folder, &node, &mut Terminal::default(), announce)?;
     for grant in &outcome.granted {
         println!("  granted: {grant}");
     }
@@ -212,8 +213,8 @@ fn run_drizzle_kit(config: &Config, folder: &Folder) -> Result<()> {
 }
 
 /// `cargo xtask db-status`: exit 0, or 2 when something needs attention.
-pub fn status(env_file: &Path, migrations_dir: &Path, json: bool) -> Result<ExitCode> {
-    let config = load_config(env_file)?;
+pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Result<ExitCode> {
+    let config = config(ctx, env)?;
     let folder = drizzle::folder::read(migrations_dir)?;
     let status = drizzle::session::inspect(&config, &folder)?;
     if json {

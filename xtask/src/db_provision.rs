@@ -4,14 +4,15 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use dbenv::{check_sibling_env_files, EnvVars, ProcessEnv, Settings};
+use anyhow::Result;
+use dbenv::Settings;
 
+use crate::context::{Context, Env};
 use crate::flags::DbProvision;
 use crate::report::{print_plan, Terminal};
 
-pub fn run(env_file: &Path, policy: Option<&Path>, flags: &DbProvision) -> Result<ExitCode> {
-    let settings = load_settings(env_file)?;
+pub fn run(ctx: &Context, env: &Env, policy: Option<&Path>, flags: &DbProvision) -> Result<ExitCode> {
+    let settings = env.settings(ctx)?;
     if !(flags.lock_timeout > 0.0 && flags.lock_timeout.is_finite()) {
         anyhow::bail!("--lock-timeout must be a positive number of seconds");
     }
@@ -19,7 +20,7 @@ pub fn run(env_file: &Path, policy: Option<&Path>, flags: &DbProvision) -> Resul
         dry_run: flags.dry_run,
         lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
         lock_budget: flags.lock_budget.max(1),
-        exemptions: policy_file(policy)?,
+        exemptions: policy_file(ctx, policy)?,
         confirmed: roles::Confirmations {
             take_over: flags.take_over.clone(),
             maintenance_database: flags.allow_postgres_database,
@@ -31,31 +32,18 @@ pub fn run(env_file: &Path, policy: Option<&Path>, flags: &DbProvision) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the env file (process environment first) into validated settings,
-/// refusing files that would give one role two passwords.
-pub fn load_settings(env_file: &Path) -> Result<Settings> {
-    let explicit = env_file.file_name().and_then(|n| n.to_str()) != Some(dbenv::DEFAULT_ENV_FILE);
-    let vars = EnvVars::load(env_file, explicit, ProcessEnv::Include)?;
-    let settings = Settings::from_env(&vars).with_context(|| match vars.file() {
-        Some(file) => format!("read the settings from `{}` and the process environment", file.display()),
-        None => format!("`{}` does not exist, so the settings come from the process environment", env_file.display()),
-    })?;
-    check_sibling_env_files(env_file, &vars, ProcessEnv::Include)?;
-    Ok(settings)
-}
-
 /// The default options with the project's policy file: what `db-setup`,
 /// `db-reset` and `check` provision with.
-pub fn default_options() -> Result<roles::Options> {
-    Ok(roles::Options { exemptions: policy_file(None)?, ..Default::default() })
+pub fn default_options(ctx: &Context) -> Result<roles::Options> {
+    Ok(roles::Options { exemptions: policy_file(ctx, None)?, ..Default::default() })
 }
 
 /// The RLS policy file named on the command line (it must exist), or the
 /// project's own (`platform/db/rls-policy.toml`, or the older exemptions file).
-pub fn policy_file(given: Option<&Path>) -> Result<roles::Exemptions> {
+pub fn policy_file(ctx: &Context, given: Option<&Path>) -> Result<roles::Exemptions> {
     match given {
         Some(path) => roles::Exemptions::load(path),
-        None => roles::Exemptions::load_default(&crate::project_root()),
+        None => roles::Exemptions::load_default(&ctx.root),
     }
 }
 

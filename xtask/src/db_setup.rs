@@ -5,22 +5,25 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::context::Context as Ctx;
 use crate::{db_check, db_migrate, db_provision, db_up, env};
 use anyhow::{Context, Result};
 use dbenv::Host;
 use pgcluster::{default_base_dir, port_answers, DevServer};
 
-pub fn run(env_file: &Path) -> Result<ExitCode> {
+pub fn run(ctx: &Ctx, env_file: &Path) -> Result<ExitCode> {
     let started = Instant::now();
     println!("==> env files");
     // The project's pair (`.env.local` and `.env.test`) beside each other,
     // or exactly the file named otherwise.
     match env_file.file_name().and_then(|n| n.to_str()) {
         Some(".env.local" | ".env.test") => env::sync(env::directory_of(env_file), false)?,
-        _ => env::sync_named(&crate::project_root(), &[env_file.to_path_buf()], false)?,
+        _ => env::sync_named(&ctx.root, &[env_file.to_path_buf()], false)?,
     }
 
-    let settings = db_provision::load_settings(env_file)?;
+    // One load of the environment for provisioning, migrating and checking.
+    let env = ctx.load_env(env_file)?;
+    let settings = env.settings(ctx)?;
     println!("==> server");
     let local = Host::Tcp(settings.host.clone()).is_local();
     let answers = port_answers(&settings.host, settings.port);
@@ -45,16 +48,15 @@ pub fn run(env_file: &Path) -> Result<ExitCode> {
     }
 
     println!("==> provision");
-    db_provision::provision(&settings, &db_provision::default_options()?)?;
+    db_provision::provision(&settings, &db_provision::default_options(ctx)?)?;
 
     println!("==> migrate");
-    let config = db_migrate::load_config(env_file)?;
-    let folder = drizzle::folder::read(&crate::project_root().join("platform/db/migrations"))?;
+    let config = db_migrate::config(ctx, &env)?;
+    let folder = drizzle::folder::read(&ctx.project_migrations())?;
     db_migrate::run_builtin(&config, &folder, false)?;
 
     println!("==> check");
-    let root = crate::project_root();
-    let report = db_check::check(env_file, &root.join("platform/db/migrations"), None)?;
+    let report = db_check::check(ctx, &env, &ctx.project_migrations(), None)?;
     print!("{}", report.to_text());
     if !report.holds() {
         anyhow::bail!("db-check found the model violated (above); `cargo xtask db-provision` fixes what it can");

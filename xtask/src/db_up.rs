@@ -4,14 +4,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use dbenv::{admin_creds, server_address, EnvVars, Host, ProcessEnv};
+use dbenv::{admin_creds, server_address, Host};
+
+use crate::context::Context as Ctx;
 use pgcluster::{default_base_dir, port_answers, DevServer, Status};
 
 /// The dev server for the env file's `DB_HOST`/`DB_PORT`, and the admin.
 /// `fetch`: whether missing server binaries may be downloaded (`db-up`), or
 /// only installed or already cached ones used (`db-down`).
-fn dev_server(env_file: &Path, fetch: bool) -> Result<(DevServer, String, String, String)> {
-    let vars = EnvVars::load(env_file, false, ProcessEnv::Include)?;
+fn dev_server(ctx: &Ctx, env_file: &Path, fetch: bool) -> Result<(DevServer, String, String, String)> {
+    let vars = ctx.load_env_optional(env_file)?.vars;
     let (host, port) = server_address(&vars)?;
     if !Host::Tcp(host.clone()).is_local() {
         bail!(
@@ -31,8 +33,8 @@ fn dev_server(env_file: &Path, fetch: bool) -> Result<(DevServer, String, String
     Ok((server, host, admin.name, password))
 }
 
-pub fn up(env_file: &Path) -> Result<ExitCode> {
-    let (server, host, superuser, password) = dev_server(env_file, true)?;
+pub fn up(ctx: &Ctx, env_file: &Path) -> Result<ExitCode> {
+    let (server, host, superuser, password) = dev_server(ctx, env_file, true)?;
     start(&server, &host, &superuser, &password)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -73,8 +75,8 @@ pub fn start(server: &DevServer, host: &str, superuser: &str, password: &str) ->
     Ok(true)
 }
 
-pub fn down(env_file: &Path, purge: bool) -> Result<ExitCode> {
-    let (server, host, _, _) = dev_server(env_file, false)?;
+pub fn down(ctx: &Ctx, env_file: &Path, purge: bool) -> Result<ExitCode> {
+    let (server, host, _, _) = dev_server(ctx, env_file, false)?;
     let address = format!("{host}:{}", server.port);
     if server.stop()? {
         println!("stopped PostgreSQL on {address}");

@@ -11,12 +11,15 @@ use dbenv::envfile::{sync_env_files, sync_env_files_named, FileAction, SyncRepor
 use dbenv::filecheck::{check_file, password_conflicts, FileRole};
 use dbenv::{EnvVars, ProcessEnv};
 
+use crate::context::Context as Ctx;
+
 /// `files`: the `--env-file` paths given (none: `.env.local` and
 /// `.env.test` in the project root, both created or checked).
-pub fn run(root: &Path, files: &[PathBuf], flags: &EnvCmd) -> Result<ExitCode> {
+pub fn run(ctx: &Ctx, files: &[PathBuf], flags: &EnvCmd) -> Result<ExitCode> {
+    let root = &ctx.root;
     if flags.check {
         return match files {
-            [] => check_managed(root),
+            [] => check_managed(ctx, root),
             files => check_named(files),
         };
     }
@@ -48,7 +51,7 @@ pub fn sync_named(root: &Path, files: &[PathBuf], dry_run: bool) -> Result<()> {
     let mut development = Vec::new();
     for file in files {
         if file.exists() {
-            let role = FileRole::of(&EnvVars::load(file, true, ProcessEnv::Ignore)?);
+            let role = FileRole::of(&EnvVars::load(file, true, &ProcessEnv::none())?);
             if role != FileRole::Development {
                 println!(
                     "{} is a {role}: left as it is (`env` completes development files only); check it with \
@@ -100,7 +103,7 @@ fn print_sync(report: SyncReport, dry_run: bool) -> Result<()> {
 /// `.env.local` and `.env.test` in the project root, with the process
 /// environment over them (what the commands read): each complete, and
 /// together one password per role.
-fn check_managed(dir: &Path) -> Result<ExitCode> {
+fn check_managed(ctx: &Ctx, dir: &Path) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
     for (file, _) in MANAGED_FILES {
@@ -109,7 +112,7 @@ fn check_managed(dir: &Path) -> Result<ExitCode> {
             problems.push(format!("`{}` does not exist; run `cargo xtask env`", path.display()));
             continue;
         }
-        loaded.push((path.clone(), EnvVars::load(&path, true, ProcessEnv::Include)?));
+        loaded.push((path.clone(), EnvVars::load(&path, true, &ctx.process)?));
     }
     Ok(report_checks(&loaded, problems))
 }
@@ -124,7 +127,7 @@ fn check_named(files: &[PathBuf]) -> Result<ExitCode> {
             problems.push(format!("`{}` does not exist or is not a file", path.display()));
             continue;
         }
-        match EnvVars::load(path, true, ProcessEnv::Ignore) {
+        match EnvVars::load(path, true, &ProcessEnv::none()) {
             Ok(vars) => loaded.push((path.clone(), vars)),
             Err(error) => problems.push(format!("{error:#}")),
         }

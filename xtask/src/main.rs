@@ -7,6 +7,7 @@
 mod bench;
 mod check;
 mod containers;
+mod context;
 mod db_check;
 mod db_migrate;
 mod db_provision;
@@ -27,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use xshell::Shell;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -63,43 +63,38 @@ fn tracing_setup() {
 }
 
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
-    let sh = Shell::new()?;
-    // Paths on the command line are relative to where the user stands;
-    // defaults are relative to the project root.
-    let invoked_from = std::env::current_dir()?;
-    let root = project_root();
-    sh.change_dir(&root);
-    let path_or = |given: &Option<PathBuf>, default: &str| -> PathBuf {
-        match given {
-            Some(path) => invoked_from.join(path),
-            None => root.join(default),
-        }
-    };
-    let env_file = |flag: &flags::EnvFile| path_or(&flag.path, dbenv::DEFAULT_ENV_FILE);
-    let migrations = |flag: &flags::MigrationsDir| path_or(&flag.path, "platform/db/migrations");
+    let ctx = context::Context::new()?;
+    let given = |path: &Option<PathBuf>| path.as_ref().map(|p| ctx.invoked_from.join(p));
     match flags.command {
         flags::Command::Env(cmd) => {
-            let files: Vec<PathBuf> = cmd.files.iter().map(|path| invoked_from.join(path)).collect();
-            env::run(&root, &files, &cmd)
+            let files: Vec<PathBuf> = cmd.files.iter().map(|path| ctx.invoked_from.join(path)).collect();
+            env::run(&ctx, &files, &cmd)
         }
-        flags::Command::DbUp(cmd) => db_up::up(&env_file(&cmd.env)),
-        flags::Command::DbDown(cmd) => db_up::down(&env_file(&cmd.env), cmd.purge),
+        flags::Command::DbUp(cmd) => db_up::up(&ctx, &ctx.env_file(&cmd.env)),
+        flags::Command::DbDown(cmd) => db_up::down(&ctx, &ctx.env_file(&cmd.env), cmd.purge),
         flags::Command::DbProvision(cmd) => {
-            let policy = cmd.policy.as_ref().map(|p| invoked_from.join(p));
-            db_provision::run(&env_file(&cmd.env), policy.as_deref(), &cmd)
+            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
+            db_provision::run(&ctx, &env, given(&cmd.policy).as_deref(), &cmd)
         }
-        flags::Command::DbMigrate(cmd) => db_migrate::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
+        flags::Command::DbMigrate(cmd) => {
+            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
+            db_migrate::run(&ctx, &env, &ctx.migrations(&cmd.migrations), &cmd)
+        }
         flags::Command::DbStatus(cmd) => {
-            db_migrate::status(&env_file(&cmd.env), &migrations(&cmd.migrations), cmd.json)
+            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
+            db_migrate::status(&ctx, &env, &ctx.migrations(&cmd.migrations), cmd.json)
         }
-        flags::Command::DbReset(cmd) => db_reset::run(&env_file(&cmd.env), &migrations(&cmd.migrations), &cmd),
+        flags::Command::DbReset(cmd) => {
+            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
+            db_reset::run(&ctx, &env, &ctx.migrations(&cmd.migrations), &cmd)
+        }
         flags::Command::DbCheck(cmd) => {
-            let policy = cmd.policy.as_ref().map(|p| invoked_from.join(p));
-            db_check::run(&env_file(&cmd.env), &migrations(&cmd.migrations), policy.as_deref(), &cmd)
+            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
+            db_check::run(&ctx, &env, &ctx.migrations(&cmd.migrations), given(&cmd.policy).as_deref(), &cmd)
         }
-        flags::Command::DbSetup(cmd) => db_setup::run(&env_file(&cmd.env)),
-        flags::Command::Bench(cmd) => bench::run(cmd, &sh),
-        flags::Command::Check(cmd) => check::run(cmd, &sh),
+        flags::Command::DbSetup(cmd) => db_setup::run(&ctx, &ctx.env_file(&cmd.env)),
+        flags::Command::Bench(cmd) => bench::run(cmd, &ctx.sh),
+        flags::Command::Check(cmd) => check::run(cmd, &ctx),
     }
 }
 

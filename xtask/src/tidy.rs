@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::CommandFactory;
+use dbenv::keys;
 
 use crate::{flags, project_root};
 
@@ -58,18 +59,23 @@ fn the_readme_role_table_says_what_the_code_does() {
 fn the_env_examples_are_valid_and_agree() {
     let root = project_root();
     for example in [".env.local.example", ".env.test.example"] {
-        let vars = dbenv::EnvVars::load(&root.join(example), true, dbenv::ProcessEnv::Ignore).unwrap();
+        let vars = dbenv::EnvVars::load(&root.join(example), true, &dbenv::ProcessEnv::none()).unwrap();
         let settings = dbenv::Settings::from_env(&vars).unwrap();
         assert!(settings.migrator.dsn_given, "{example} has DATABASE_MIGRATOR_URL");
         assert_eq!(settings.port, 55432);
     }
     let local = dbenv::read_env_file(&root.join(".env.local.example")).unwrap();
     let test = dbenv::read_env_file(&root.join(".env.test.example")).unwrap();
-    for key in ["APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "APP_DB_MIGRATOR_PASSWORD", "POSTGRES_ROOT_PASSWORD"] {
+    for key in [
+        keys::APP_DB_PASSWORD,
+        keys::APP_DB_SERVICE_PASSWORD,
+        keys::APP_DB_MIGRATOR_PASSWORD,
+        keys::POSTGRES_ROOT_PASSWORD,
+    ] {
         assert_eq!(local[key], test[key], "{key} must agree between the examples");
     }
-    assert_eq!(local["APP_DB_NAME"], "cogni_template_dev");
-    assert_eq!(test["APP_DB_NAME"], "cogni_template_stack_test");
+    assert_eq!(local[keys::APP_DB_NAME], "cogni_template_dev");
+    assert_eq!(test[keys::APP_DB_NAME], "cogni_template_stack_test");
 }
 
 #[test]
@@ -123,13 +129,13 @@ fn the_compose_file_gives_db_migrate_only_the_migrator_credentials() {
     assert!(
         !migrate
             .iter()
-            .any(|k| (k.contains("PASSWORD") && k != "APP_DB_MIGRATOR_PASSWORD") || k.starts_with("POSTGRES_")),
+            .any(|k| (k.contains("PASSWORD") && k != keys::APP_DB_MIGRATOR_PASSWORD) || k.starts_with("POSTGRES_")),
         "{migrate:?}"
     );
     let url = compose.lines().find(|l| l.trim_start().starts_with("DATABASE_MIGRATOR_URL:")).unwrap();
     assert!(!url.contains("PASSWORD"), "the URL must not carry the password: {url}");
     let provision = service_environment(&compose, "db-provision");
-    assert!(provision.contains(&"APP_DB_MIGRATOR_PASSWORD".to_string()));
+    assert!(provision.contains(&keys::APP_DB_MIGRATOR_PASSWORD.to_string()));
     assert!(!provision.iter().any(|k| k.starts_with("DATABASE_")), "{provision:?}");
     assert!(compose.contains("\"127.0.0.1:${DB_PORT:-55432}:5432\""));
 
@@ -273,4 +279,47 @@ fn the_module_graph_sees_a_circle() {
     assert_eq!(graph["a"].iter().collect::<Vec<_>>(), ["b"]);
     assert_eq!(graph["b"].iter().collect::<Vec<_>>(), ["a", "c"]);
     assert!(graph["c"].is_empty() && graph["d"].is_empty());
+}
+
+#[test]
+fn the_contract_keys_are_named_once() {
+    let root = project_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    rust_files(&root.join("xtask/src"), &mut files);
+    let mut spelled = Vec::new();
+    for file in
+        files.iter().filter(|f| !f.ends_with("dbenv/src/keys.rs") && !f.components().any(|c| c.as_os_str() == "tests"))
+    {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for key in dbenv::keys::CONTRACT {
+            if code.contains(&format!("\"{key}\"")) {
+                spelled.push(format!("{}: \"{key}\"", file.strip_prefix(&root).unwrap().display()));
+            }
+        }
+    }
+    assert!(spelled.is_empty(), "contract keys spelled as literals (use dbenv::keys): {spelled:?}");
+}
+
+/// The libraries get the environment as a value from the command line:
+/// none reads the process's variables. (`pgcluster`, the host's PostgreSQL
+/// tooling for the dev server and the tests, still reads `PG_BIN` and the
+/// XDG directories itself.)
+#[test]
+fn nothing_below_the_command_line_reads_process_variables() {
+    let root = project_root();
+    let mut readers = Vec::new();
+    for krate in ["dbenv", "roles", "drizzle", "audit"] {
+        let mut files = Vec::new();
+        rust_files(&root.join("crates").join(krate).join("src"), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            if ["env::var(", "env::var_os(", "env::vars(", "env::vars_os("].iter().any(|call| code.contains(call)) {
+                readers.push(file.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(readers.is_empty(), "libraries that read process variables: {readers:?}");
 }

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{format_err, Context, Result};
-use dbenv::{app_schemas, drizzle_bookkeeping, role_from_env, Dsn, EnvVars, RoleKind, Secret};
+use anyhow::{Context, Result};
+use dbenv::{keys, CheckEnv, Dsn, RoleKind, Secret};
 use roles::{Model, Purpose, RoleSpec};
 
 pub use exemptions::{Exemption, Exemptions};
@@ -52,34 +52,24 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
-    /// Reads `DATABASE_URL`, `DATABASE_SERVICE_URL`, `DATABASE_MIGRATOR_URL`
-    /// (or the `APP_DB_*` pieces), `APP_DB_SCHEMAS` and the Drizzle keys.
-    pub fn from_env(vars: &EnvVars, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
-        let runtime = role_from_env(vars, RoleKind::Runtime)?;
-        let service = role_from_env(vars, RoleKind::Service)?;
-        let migrator = role_from_env(vars, RoleKind::Migrator).ok();
-        let db_name = runtime.dsn.dbname.clone().ok_or_else(|| format_err!("DATABASE_URL names no database"))?;
-        let (schema, table) = drizzle_bookkeeping(vars)?;
+    /// The check's configuration from the environment's checking view.
+    pub fn new(env: CheckEnv, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
+        let (schema, table) = env.bookkeeping;
         // The audit logs in with DSNs; the model's passwords are not needed.
         let spec = |kind: RoleKind, name: String| RoleSpec { kind, name, password: Secret::default() };
-        let migrator_name = match (&migrator, vars.get("APP_DB_MIGRATOR_USER")) {
-            (Some(creds), _) => creds.name.clone(),
-            (None, Some(name)) => name.to_string(),
-            (None, None) => RoleKind::Migrator.default_name().to_string(),
-        };
         let roles = [
-            spec(RoleKind::Migrator, migrator_name),
-            spec(RoleKind::Runtime, runtime.name.clone()),
-            spec(RoleKind::Service, service.name.clone()),
+            spec(RoleKind::Migrator, env.migrator_name),
+            spec(RoleKind::Runtime, env.runtime.name.clone()),
+            spec(RoleKind::Service, env.service.name.clone()),
         ];
-        let mut model = Model::new(&db_name, &app_schemas(vars)?, &schema, roles).with_exemptions(&exemptions);
+        let mut model = Model::new(&env.db_name, &env.app_schemas, &schema, roles).with_exemptions(&exemptions);
         exemptions.check_private_roles(&model.runtime_names())?;
-        model.extensions = dbenv::app_extensions(vars)?;
+        model.extensions = env.extensions;
         Ok(CheckConfig {
             model,
-            runtime: runtime.dsn,
-            service: service.dsn,
-            migrator: migrator.map(|m| m.dsn),
+            runtime: env.runtime.dsn,
+            service: env.service.dsn,
+            migrator: env.migrator.map(|m| m.dsn),
             bookkeeping: drizzle::Table::new(&schema, &table),
             migrations_dir,
             exemptions,
@@ -107,8 +97,8 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let started = Instant::now();
     let model = &config.model;
     let (catalog_dsn, catalog_var) = match &config.migrator {
-        Some(dsn) => (dsn, "DATABASE_MIGRATOR_URL"),
-        None => (&config.runtime, "DATABASE_URL"),
+        Some(dsn) => (dsn, keys::DATABASE_MIGRATOR_URL),
+        None => (&config.runtime, keys::DATABASE_URL),
     };
     let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
     roles::snapshot::prepare_session(&mut client, Purpose::Audit)?;

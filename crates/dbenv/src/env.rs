@@ -15,31 +15,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::dsn::{Dsn, Host};
 use crate::names::{validate_name, NameKind};
-use crate::Secret;
+use crate::{keys, Secret};
 
 /// Every variable of the environment contract (spec §2).
-pub const CONTRACT_KEYS: &[&str] = &[
-    "DB_HOST",
-    "DB_PORT",
-    "POSTGRES_ROOT_USER",
-    "POSTGRES_ROOT_PASSWORD",
-    "DATABASE_ROOT_URL",
-    "PG_TIMEOUT",
-    "APP_DB_NAME",
-    "APP_DB_SCHEMAS",
-    "APP_DB_EXTENSIONS",
-    "APP_DB_USER",
-    "APP_DB_PASSWORD",
-    "APP_DB_SERVICE_USER",
-    "APP_DB_SERVICE_PASSWORD",
-    "APP_DB_MIGRATOR_USER",
-    "APP_DB_MIGRATOR_PASSWORD",
-    "DATABASE_URL",
-    "DATABASE_SERVICE_URL",
-    "DATABASE_MIGRATOR_URL",
-    "DRIZZLE_MIGRATIONS_SCHEMA",
-    "DRIZZLE_MIGRATIONS_TABLE",
-];
+pub const CONTRACT_KEYS: &[&str] = crate::keys::CONTRACT;
 
 /// The env file commands read when `--env-file` is not given.
 pub const DEFAULT_ENV_FILE: &str = ".env.local";
@@ -48,12 +27,29 @@ pub const DEFAULT_ENV_FILE: &str = ".env.local";
 /// the same role names the same passwords when they point at one server.
 pub const ENV_FILES: &[&str] = &[".env.local", ".env.test"];
 
-/// Whether the process environment overrides the file (it does for every
-/// command; tests that must not see the runner's environment turn it off).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProcessEnv {
-    Include,
-    Ignore,
+/// The process environment as the command line captured it, once: it
+/// overrides the files for every command. [`ProcessEnv::none`] reads a file
+/// alone (tests that must not see the runner's environment, and the checks
+/// of a file's own contents). Nothing in the libraries reads the process's
+/// variables itself.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessEnv(HashMap<String, String>);
+
+impl ProcessEnv {
+    /// No process variables.
+    pub fn none() -> ProcessEnv {
+        ProcessEnv::default()
+    }
+
+    /// The variables given (the command line passes its own).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> ProcessEnv {
+        ProcessEnv(vars.into_iter().collect())
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
 }
 
 /// Raw variables: the file's values under the process environment's.
@@ -69,11 +65,8 @@ pub struct EnvVars {
 impl EnvVars {
     /// Reads `path` with dotenvy. A missing file is an error only when
     /// `required`; containers pass their settings in the process environment.
-    pub fn load(path: &Path, required: bool, process_env: ProcessEnv) -> Result<EnvVars> {
-        let process = match process_env {
-            ProcessEnv::Include => std::env::vars().collect(),
-            ProcessEnv::Ignore => HashMap::new(),
-        };
+    pub fn load(path: &Path, required: bool, process_env: &ProcessEnv) -> Result<EnvVars> {
+        let process = process_env.0.clone();
         if !path.exists() {
             if required {
                 bail!("env file `{}` does not exist; run `cargo xtask env` to create it", path.display());
@@ -282,25 +275,25 @@ impl RoleKind {
 
     pub fn user_var(self) -> &'static str {
         match self {
-            RoleKind::Migrator => "APP_DB_MIGRATOR_USER",
-            RoleKind::Runtime => "APP_DB_USER",
-            RoleKind::Service => "APP_DB_SERVICE_USER",
+            RoleKind::Migrator => keys::APP_DB_MIGRATOR_USER,
+            RoleKind::Runtime => keys::APP_DB_USER,
+            RoleKind::Service => keys::APP_DB_SERVICE_USER,
         }
     }
 
     pub fn password_var(self) -> &'static str {
         match self {
-            RoleKind::Migrator => "APP_DB_MIGRATOR_PASSWORD",
-            RoleKind::Runtime => "APP_DB_PASSWORD",
-            RoleKind::Service => "APP_DB_SERVICE_PASSWORD",
+            RoleKind::Migrator => keys::APP_DB_MIGRATOR_PASSWORD,
+            RoleKind::Runtime => keys::APP_DB_PASSWORD,
+            RoleKind::Service => keys::APP_DB_SERVICE_PASSWORD,
         }
     }
 
     pub fn dsn_var(self) -> &'static str {
         match self {
-            RoleKind::Migrator => "DATABASE_MIGRATOR_URL",
-            RoleKind::Runtime => "DATABASE_URL",
-            RoleKind::Service => "DATABASE_SERVICE_URL",
+            RoleKind::Migrator => keys::DATABASE_MIGRATOR_URL,
+            RoleKind::Runtime => keys::DATABASE_URL,
+            RoleKind::Service => keys::DATABASE_SERVICE_URL,
         }
     }
 
@@ -501,7 +494,7 @@ fn optional_dsn(vars: &EnvVars, var: &str) -> Result<Option<Dsn>> {
 
 /// `DB_HOST`/`DB_PORT`, checked against every DSN that is set.
 pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
-    let host = vars.get("DB_HOST").map(str::to_string);
+    let host = vars.get(keys::DB_HOST).map(str::to_string);
     let port = db_port(vars)?;
     if let (Some(host), Some(port)) = (&host, port) {
         return Ok((host.clone(), port));
@@ -534,7 +527,7 @@ pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
 
 /// `DB_PORT` when it is set: a port number, or an error that names it.
 pub fn db_port(vars: &EnvVars) -> Result<Option<u16>> {
-    match vars.get("DB_PORT") {
+    match vars.get(keys::DB_PORT) {
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port > 0 => Ok(Some(port)),
             _ => bail!("DB_PORT `{}` is not a port number (1-65535)", text.escape_debug()),
@@ -547,7 +540,7 @@ pub fn db_port(vars: &EnvVars) -> Result<Option<u16>> {
 /// against `DB_HOST`, `DB_PORT` and `APP_DB_NAME` where set), or a DSN built
 /// from those pieces.
 pub fn role_from_env(vars: &EnvVars, kind: RoleKind) -> Result<RoleCreds> {
-    role_creds(vars, kind, vars.get("DB_HOST"), db_port(vars)?, vars.get("APP_DB_NAME"))
+    role_creds(vars, kind, vars.get(keys::DB_HOST), db_port(vars)?, vars.get(keys::APP_DB_NAME))
 }
 
 /// The users the environment names for `kinds`, each with the variable
@@ -567,25 +560,25 @@ pub fn named_users(vars: &EnvVars, kinds: &[RoleKind]) -> Vec<(&'static str, Str
 }
 
 fn db_name(vars: &EnvVars) -> Result<String> {
-    if let Some(name) = vars.get("APP_DB_NAME") {
-        validate_name("APP_DB_NAME", NameKind::Database, name)?;
+    if let Some(name) = vars.get(keys::APP_DB_NAME) {
+        validate_name(keys::APP_DB_NAME, NameKind::Database, name)?;
     }
-    let from_dsn = optional_dsn(vars, "DATABASE_URL")?.and_then(|d| d.dbname);
-    let name = match (vars.get("APP_DB_NAME"), from_dsn) {
+    let from_dsn = optional_dsn(vars, keys::DATABASE_URL)?.and_then(|d| d.dbname);
+    let name = match (vars.get(keys::APP_DB_NAME), from_dsn) {
         (Some(name), _) => name.to_string(),
         (None, Some(name)) => name,
         (None, None) => bail!("APP_DB_NAME is not set; {}", vars.missing_hint()),
     };
-    validate_name("APP_DB_NAME", NameKind::Database, &name)?;
+    validate_name(keys::APP_DB_NAME, NameKind::Database, &name)?;
     Ok(name)
 }
 
 /// `APP_DB_SCHEMAS`: comma-separated, default `public`.
 pub fn app_schemas(vars: &EnvVars) -> Result<Vec<String>> {
-    let text = vars.get("APP_DB_SCHEMAS").unwrap_or("public");
+    let text = vars.get(keys::APP_DB_SCHEMAS).unwrap_or("public");
     let mut schemas = Vec::new();
     for schema in text.split(',').map(str::trim) {
-        validate_name("APP_DB_SCHEMAS", NameKind::Schema, schema)?;
+        validate_name(keys::APP_DB_SCHEMAS, NameKind::Schema, schema)?;
         if schemas.iter().any(|s| s == schema) {
             bail!("APP_DB_SCHEMAS lists `{schema}` twice; list each schema once");
         }
@@ -597,7 +590,7 @@ pub fn app_schemas(vars: &EnvVars) -> Result<Vec<String>> {
 /// `APP_DB_EXTENSIONS`: comma-separated extension names (letters, digits,
 /// `_` and `-`, as in `uuid-ossp`), none by default.
 pub fn app_extensions(vars: &EnvVars) -> Result<Vec<String>> {
-    let Some(text) = vars.get("APP_DB_EXTENSIONS") else { return Ok(Vec::new()) };
+    let Some(text) = vars.get(keys::APP_DB_EXTENSIONS) else { return Ok(Vec::new()) };
     let mut extensions: Vec<String> = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name.len() > crate::MAX_IDENTIFIER_BYTES
@@ -617,16 +610,16 @@ pub fn app_extensions(vars: &EnvVars) -> Result<Vec<String>> {
 
 /// `DRIZZLE_MIGRATIONS_SCHEMA` and `DRIZZLE_MIGRATIONS_TABLE`, with drizzle's defaults.
 pub fn drizzle_bookkeeping(vars: &EnvVars) -> Result<(String, String)> {
-    let schema = vars.get("DRIZZLE_MIGRATIONS_SCHEMA").unwrap_or("drizzle").to_string();
-    let table = vars.get("DRIZZLE_MIGRATIONS_TABLE").unwrap_or("__drizzle_migrations").to_string();
-    validate_name("DRIZZLE_MIGRATIONS_SCHEMA", NameKind::Schema, &schema)?;
-    validate_name("DRIZZLE_MIGRATIONS_TABLE", NameKind::Table, &table)?;
+    let schema = vars.get(keys::DRIZZLE_MIGRATIONS_SCHEMA).unwrap_or("drizzle").to_string();
+    let table = vars.get(keys::DRIZZLE_MIGRATIONS_TABLE).unwrap_or("__drizzle_migrations").to_string();
+    validate_name(keys::DRIZZLE_MIGRATIONS_SCHEMA, NameKind::Schema, &schema)?;
+    validate_name(keys::DRIZZLE_MIGRATIONS_TABLE, NameKind::Table, &table)?;
     Ok((schema, table))
 }
 
 /// `PG_TIMEOUT`: how long to wait for the server, in seconds (default 120).
 pub fn pg_timeout(vars: &EnvVars) -> Result<Duration> {
-    match vars.get("PG_TIMEOUT") {
+    match vars.get(keys::PG_TIMEOUT) {
         None => Ok(Duration::from_secs(120)),
         Some(text) => match text.parse::<u64>() {
             Ok(secs) => Ok(Duration::from_secs(secs)),
@@ -729,20 +722,20 @@ fn check_dsn_target(dsn: &Dsn, var: &str, host: Option<&str>, port: Option<u16>,
 
 /// The admin from `DATABASE_ROOT_URL` or `POSTGRES_ROOT_USER`/`POSTGRES_ROOT_PASSWORD`.
 pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> {
-    let dsn = optional_dsn(vars, "DATABASE_ROOT_URL")?;
-    let name = match (vars.get("POSTGRES_ROOT_USER"), dsn.as_ref().and_then(|d| d.user.as_deref())) {
+    let dsn = optional_dsn(vars, keys::DATABASE_ROOT_URL)?;
+    let name = match (vars.get(keys::POSTGRES_ROOT_USER), dsn.as_ref().and_then(|d| d.user.as_deref())) {
         (Some(a), Some(b)) if a != b => {
             bail!("DATABASE_ROOT_URL logs in as `{b}` but POSTGRES_ROOT_USER is `{a}`; make them agree or unset one")
         }
         (Some(name), _) | (None, Some(name)) => name.to_string(),
         (None, None) => bail!("POSTGRES_ROOT_USER is not set (nor DATABASE_ROOT_URL); {}", vars.missing_hint()),
     };
-    let password = match (vars.get("POSTGRES_ROOT_PASSWORD"), dsn.as_ref().and_then(|d| d.password.as_ref())) {
+    let password = match (vars.get(keys::POSTGRES_ROOT_PASSWORD), dsn.as_ref().and_then(|d| d.password.as_ref())) {
         (Some(a), Some(b)) if a != b.expose() => {
             bail!(
                 "DATABASE_ROOT_URL and POSTGRES_ROOT_PASSWORD give different passwords; make them agree or unset \
                  one{}",
-                vars.quoting_hint(&["DATABASE_ROOT_URL", "POSTGRES_ROOT_PASSWORD"])
+                vars.quoting_hint(&[keys::DATABASE_ROOT_URL, keys::POSTGRES_ROOT_PASSWORD])
             )
         }
         (Some(password), _) => Some(Secret::new(password)),
@@ -750,7 +743,7 @@ pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> 
     };
     let dsn = match dsn {
         Some(mut dsn) => {
-            check_dsn_target(&dsn, "DATABASE_ROOT_URL", Some(host), Some(port), None)?;
+            check_dsn_target(&dsn, keys::DATABASE_ROOT_URL, Some(host), Some(port), None)?;
             if dsn.dbname.is_none() {
                 dsn.dbname = Some("postgres".to_string());
             }
@@ -807,7 +800,7 @@ pub(crate) fn conflicting_roles(a: &EnvVars, b: &EnvVars) -> Vec<(String, RoleKi
 /// Checks that the other dev/test env file beside `path`, when it exists and
 /// points at the same server, gives the same roles the same passwords.
 /// Provisioning one file would otherwise rotate the other's passwords.
-pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: ProcessEnv) -> Result<()> {
+pub fn check_sibling_env_files(path: &Path, vars: &EnvVars, process_env: &ProcessEnv) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(this_name) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
@@ -903,7 +896,7 @@ mod tests {
         let error = format!("{:#}", read_env_file(&path).unwrap_err());
         assert!(error.contains("sets DATABASE_URL (lines 1, 3) more than once"), "{error}");
         assert!(!error.contains("s3cret") && !error.contains("m1grator"), "{error}");
-        let error = format!("{:#}", EnvVars::load(&path, true, ProcessEnv::Ignore).unwrap_err());
+        let error = format!("{:#}", EnvVars::load(&path, true, &ProcessEnv::none()).unwrap_err());
         assert!(error.contains("more than once"), "{error}");
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::env::{read_env_file, RoleKind};
-use crate::{Dsn, Secret};
+use crate::{keys, Dsn, Secret};
 
 /// The files `cargo xtask env` manages, each with the example it comes from.
 pub const MANAGED_FILES: &[(&str, &str)] = &[(".env.local", ".env.local.example"), (".env.test", ".env.test.example")];
@@ -25,7 +25,7 @@ pub const MANAGED_FILES: &[(&str, &str)] = &[(".env.local", ".env.local.example"
 /// Keys whose value must be the same in both files: the server and the
 /// cluster-wide roles (provisioning one file would otherwise rotate the
 /// other's passwords).
-const SERVER_KEYS: &[&str] = &["DB_HOST", "DB_PORT", "POSTGRES_ROOT_USER", "POSTGRES_ROOT_PASSWORD"];
+const SERVER_KEYS: &[&str] = &[keys::DB_HOST, keys::DB_PORT, keys::POSTGRES_ROOT_USER, keys::POSTGRES_ROOT_PASSWORD];
 
 /// [`SERVER_KEYS`] and every role's name and password variables.
 fn shared_keys() -> Vec<&'static str> {
@@ -34,8 +34,12 @@ fn shared_keys() -> Vec<&'static str> {
 }
 
 /// Keys that hold secrets: compared, never printed.
-const SECRET_KEYS: &[&str] =
-    &["POSTGRES_ROOT_PASSWORD", "APP_DB_PASSWORD", "APP_DB_SERVICE_PASSWORD", "APP_DB_MIGRATOR_PASSWORD"];
+const SECRET_KEYS: &[&str] = &[
+    keys::POSTGRES_ROOT_PASSWORD,
+    keys::APP_DB_PASSWORD,
+    keys::APP_DB_SERVICE_PASSWORD,
+    keys::APP_DB_MIGRATOR_PASSWORD,
+];
 
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,9 +245,9 @@ fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> 
         put(kind.user_var(), dsn.user.clone());
         put(kind.password_var(), dsn.password.as_ref().map(|p| p.expose().to_string()));
         if kind == RoleKind::Runtime {
-            put("DB_HOST", dsn.host.as_ref().map(|h| h.to_string()));
-            put("DB_PORT", dsn.port.map(|p| p.to_string()));
-            put("APP_DB_NAME", dsn.dbname.clone());
+            put(keys::DB_HOST, dsn.host.as_ref().map(|h| h.to_string()));
+            put(keys::DB_PORT, dsn.port.map(|p| p.to_string()));
+            put(keys::APP_DB_NAME, dsn.dbname.clone());
         }
     }
     all
@@ -254,15 +258,15 @@ fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> 
 fn derive_dsn(key: &str, example: Option<&String>, values: &HashMap<String, String>) -> Result<String> {
     let kind = RoleKind::ALL.into_iter().find(|k| k.dsn_var() == key).context("BUG: not a DSN key")?;
     let piece = |name: &str| values.get(name).cloned().unwrap_or_default();
-    let port = piece("DB_PORT")
+    let port = piece(keys::DB_PORT)
         .parse::<u16>()
         .with_context(|| format!("DB_PORT is not a port number, so {key} cannot be built; fix DB_PORT"))?;
     let mut dsn = Dsn::new(
         &piece(kind.user_var()),
         &Secret::new(piece(kind.password_var())),
-        &piece("DB_HOST"),
+        &piece(keys::DB_HOST),
         port,
-        &piece("APP_DB_NAME"),
+        &piece(keys::APP_DB_NAME),
     );
     if let Some(example) = example.and_then(|text| Dsn::parse(key, text).ok()) {
         dsn.scheme = example.scheme;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{conflicting_roles, name_and_password, EnvVars, RoleKind, Settings};
 use crate::invariants::{self, Context, Severity, Violation};
-use crate::{Dsn, Host};
+use crate::{keys, Dsn, Host};
 
 /// The role an env file plays, read from what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,10 +27,10 @@ pub enum FileRole {
 
 impl FileRole {
     pub fn of(vars: &EnvVars) -> FileRole {
-        let admin = ["POSTGRES_ROOT_PASSWORD", "DATABASE_ROOT_URL"].iter().any(|key| vars.get(key).is_some());
+        let admin = [keys::POSTGRES_ROOT_PASSWORD, keys::DATABASE_ROOT_URL].iter().any(|key| vars.get(key).is_some());
         if admin {
             FileRole::Development
-        } else if vars.get("DATABASE_MIGRATOR_URL").is_some() && vars.get("DATABASE_URL").is_none() {
+        } else if vars.get(keys::DATABASE_MIGRATOR_URL).is_some() && vars.get(keys::DATABASE_URL).is_none() {
             FileRole::Migration
         } else {
             FileRole::Runtime
@@ -134,12 +134,12 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
 fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let in_file = |key: &str| vars.get(key).is_some() && vars.origin(key) != "the process environment";
-    let admin_dsn_password = in_file("DATABASE_ROOT_URL")
+    let admin_dsn_password = in_file(keys::DATABASE_ROOT_URL)
         && vars
-            .get("DATABASE_ROOT_URL")
-            .and_then(|url| Dsn::parse("DATABASE_ROOT_URL", url).ok())
+            .get(keys::DATABASE_ROOT_URL)
+            .and_then(|url| Dsn::parse(keys::DATABASE_ROOT_URL, url).ok())
             .is_some_and(|dsn| dsn.password.is_some());
-    if !(in_file("POSTGRES_ROOT_PASSWORD") || admin_dsn_password) {
+    if !(in_file(keys::POSTGRES_ROOT_PASSWORD) || admin_dsn_password) {
         return None;
     }
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
@@ -200,7 +200,7 @@ mod tests {
             .unwrap();
         let warned = |mode: u32| {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let vars = EnvVars::load(&path, true, crate::ProcessEnv::Ignore).unwrap();
+            let vars = EnvVars::load(&path, true, &crate::ProcessEnv::none()).unwrap();
             let check = check_file(&path, &vars);
             assert!(!check.warnings.iter().chain(&check.errors).any(|w| w.contains("s3cret")), "{check:?}");
             check.warnings.iter().any(|w| w.contains("its group or others may read it") && w.contains("chmod 600"))

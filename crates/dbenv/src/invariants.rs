@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::env::{EnvVars, RoleKind};
-use crate::{Dsn, Host, SslMode};
+use crate::{keys, Dsn, Host, SslMode};
 
 /// User names that mean an administrative role, refused for the app's DSNs.
 pub const ADMIN_NAMES: &[&str] = &["postgres", "root", "superuser", "admin"];
@@ -52,7 +52,7 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
     found.extend(distinct_users(&dsns));
     found.extend(migrator_separate(vars, &dsns));
     found.extend(dsns.iter().filter_map(|(kind, dsn)| tls_off_host(*kind, dsn)));
-    if context == Context::Runtime && vars.get("DATABASE_MIGRATOR_URL").is_some() {
+    if context == Context::Runtime && vars.get(keys::DATABASE_MIGRATOR_URL).is_some() {
         found.push(Violation {
             rule: "migrator-absent-at-runtime",
             severity: Severity::Warning,

@@ -13,9 +13,11 @@ mod env;
 pub mod envfile;
 pub mod filecheck;
 pub mod invariants;
+pub mod keys;
 mod names;
 mod secret;
 mod version;
+mod views;
 
 pub use connect::{
     connect, connect_raw, connect_waiting, connect_with, describe_connect_error, is_transient, pg_config,
@@ -32,3 +34,4 @@ pub use names::{
 };
 pub use secret::Secret;
 pub use version::ServerVersion;
+pub use views::{CheckEnv, MigrationEnv};

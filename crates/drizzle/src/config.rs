@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use dbenv::{app_schemas, drizzle_bookkeeping, named_users, role_from_env, Dsn, EnvVars, RoleKind};
+use dbenv::{Dsn, MigrationEnv};
 
 use crate::bookkeeping::Table;
 use crate::folder::Migration;
@@ -34,37 +33,21 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `DATABASE_MIGRATOR_URL` (required: no fallback to
-    /// `DATABASE_URL`), checked against `APP_DB_MIGRATOR_*`, `DB_HOST`,
-    /// `DB_PORT` and `APP_DB_NAME` when those are set.
-    pub fn from_env(vars: &EnvVars) -> Result<Config> {
-        if vars.get("DATABASE_MIGRATOR_URL").is_none() {
-            let hint = match vars.file() {
-                Some(file) => format!("run `cargo xtask env` to add it to `{}`", file.display()),
-                None => "set it, or run `cargo xtask env` to create `.env.local`".to_string(),
-            };
-            bail!(
-                "DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with \
-                 DATABASE_URL; {hint}"
-            );
-        }
-        let creds = role_from_env(vars, RoleKind::Migrator)?;
-        let runtime_users = named_users(vars, &[RoleKind::Runtime, RoleKind::Service]);
-        let (schema, table) = drizzle_bookkeeping(vars)?;
-        if creds.dsn.dbname.is_none() {
-            bail!("DATABASE_MIGRATOR_URL names no database; append `/<database>`");
-        }
-        Ok(Config {
-            dsn: creds.dsn,
+    /// A run's configuration from the environment's migration view, with
+    /// the default lock timeouts, no policy file and no flags.
+    pub fn new(env: MigrationEnv) -> Config {
+        let (schema, table) = env.bookkeeping;
+        Config {
+            dsn: env.migrator.dsn,
             table: Table::new(&schema, &table),
-            app_schemas: app_schemas(vars)?,
-            runtime_users,
+            app_schemas: env.app_schemas,
+            runtime_users: env.runtime_users,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             lock_wait: DEFAULT_LOCK_WAIT,
             allow_changed: false,
             per_migration: false,
             policy: roles::Exemptions::default(),
-        })
+        }
     }
 
     pub(crate) fn db_name(&self) -> &str {

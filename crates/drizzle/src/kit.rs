@@ -4,13 +4,14 @@
 //! with this process (parent-death signal) and is killed if the connection
 //! holding the lock breaks, so no second run can start beside it.
 
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dbenv::Dsn;
+use dbenv::{keys, Dsn};
 
 use crate::config::{Config, Progress};
 use crate::run::{converge_grants, summarise};
@@ -28,21 +29,29 @@ pub fn bin(package: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The one drizzle-kit command line: `node bin.cjs migrate` in `package`,
-/// an environment of `PATH`, the DSN and where the migrations and the
-/// bookkeeping table are, nothing else (no other secret reaches it).
-pub fn command(package: &Path, dsn: &Dsn, migrations: &Path, table: &Table) -> Result<Command> {
+/// Where drizzle-kit runs: the npm package it is installed in, and the
+/// `PATH` that finds `node` (the caller's, passed down).
+#[derive(Clone, Debug)]
+pub struct Node<'a> {
+    pub package: &'a Path,
+    pub search_path: OsString,
+}
+
+/// The one drizzle-kit command line: `node bin.cjs migrate` in the
+/// package, an environment of `PATH`, the DSN and where the migrations and
+/// the bookkeeping table are, nothing else (no other secret reaches it).
+pub fn command(node: &Node<'_>, dsn: &Dsn, migrations: &Path, table: &Table) -> Result<Command> {
     let mut command = Command::new("node");
     command
-        .arg(bin(package)?)
+        .arg(bin(node.package)?)
         .arg("migrate")
-        .current_dir(package)
+        .current_dir(node.package)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_MIGRATOR_URL", dsn.expose_url())
+        .env("PATH", &node.search_path)
+        .env(keys::DATABASE_MIGRATOR_URL, dsn.expose_url())
         .env("DRIZZLE_MIGRATIONS_DIR", migrations)
-        .env("DRIZZLE_MIGRATIONS_SCHEMA", &table.schema)
-        .env("DRIZZLE_MIGRATIONS_TABLE", &table.name);
+        .env(keys::DRIZZLE_MIGRATIONS_SCHEMA, &table.schema)
+        .env(keys::DRIZZLE_MIGRATIONS_TABLE, &table.name);
     Ok(command)
 }
 
@@ -61,11 +70,11 @@ pub struct KitOutcome {
 pub fn migrate_with_drizzle_kit(
     config: &Config,
     folder: &Folder,
-    package: &Path,
+    node: &Node<'_>,
     progress: &mut dyn Progress,
     started: &mut dyn FnMut(&[String]),
 ) -> Result<KitOutcome> {
-    bin(package)?;
+    bin(node.package)?;
     let mut prepared = session::prepare(config, folder, false, progress)?;
     if prepared.pending.is_empty() {
         // drizzle-kit is not started; what another run applied (plain
@@ -76,7 +85,7 @@ pub fn migrate_with_drizzle_kit(
     }
     started(&prepared.pending);
     let dsn = session_dsn(config, &mut prepared)?;
-    let mut command = command(package, &dsn, &folder.dir, &config.table)?;
+    let mut command = command(node, &dsn, &folder.dir, &config.table)?;
     // SAFETY: prctl is async-signal-safe and the closure allocates nothing.
     unsafe {
         command.pre_exec(|| {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use dbenv::RoleKind;
+use dbenv::{keys, RoleKind};
 use postgres::types::Type;
 use postgres::Client;
 use roles::model::Attribute;
@@ -21,7 +21,7 @@ pub fn connect(config: &Config) -> Result<Client> {
     let mut pg = dbenv::pg_config(&config.dsn);
     pg.keepalives(true).keepalives_idle(Duration::from_secs(15));
     pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
-    let mut client = dbenv::connect_with(&config.dsn, "DATABASE_MIGRATOR_URL", pg)?;
+    let mut client = dbenv::connect_with(&config.dsn, keys::DATABASE_MIGRATOR_URL, pg)?;
     // On PostgreSQL 14+, if this process dies mid-statement, the server
     // notices within a second and rolls back, instead of holding locks until
     // it next writes. One round trip for both.

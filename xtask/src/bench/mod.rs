@@ -114,7 +114,7 @@ impl Lab<'_> {
 
     /// The settings every command reads from the env file of `db`.
     fn settings(&self, db: &str) -> Result<Settings> {
-        Settings::from_env(&EnvVars::load(&self.env_file(db)?, true, ProcessEnv::Ignore)?)
+        Settings::from_env(&EnvVars::load(&self.env_file(db)?, true, &ProcessEnv::none())?)
     }
 
     /// A role's name and password.
@@ -163,8 +163,10 @@ impl Lab<'_> {
     }
 
     fn drizzle_kit(&self, db: &str, folder: &Path) -> Result<Command> {
-        let config = drizzle::Config::from_env(&EnvVars::load(&self.env_file(db)?, true, ProcessEnv::Ignore)?)?;
-        drizzle::kit::command(&self.root.join("platform/db"), &config.dsn, folder, &config.table)
+        let config = drizzle::Config::new(EnvVars::load(&self.env_file(db)?, true, &ProcessEnv::none())?.migration()?);
+        let package = self.root.join("platform/db");
+        let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
+        drizzle::kit::command(&node, &config.dsn, folder, &config.table)
     }
 
     /// Medians per binary of `runs` timings of `measure(binary, run)`, the

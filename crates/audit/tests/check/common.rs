@@ -27,7 +27,7 @@ impl Fixture {
     pub fn migrated() -> Fixture {
         let fixture = Fixture::provisioned();
         let folder = drizzle::folder::read(&fixture.migrations).unwrap();
-        let config = drizzle::Config::from_env(&fixture.env()).unwrap();
+        let config = drizzle::Config::new(fixture.env().migration().unwrap());
         drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap();
         fixture
     }
@@ -49,7 +49,7 @@ impl Fixture {
     /// Applies this fixture's migrations with the runner.
     pub fn migrate(&self) -> drizzle::Outcome {
         let folder = drizzle::folder::read(&self.migrations).unwrap();
-        let config = drizzle::Config::from_env(&self.env()).unwrap();
+        let config = drizzle::Config::new(self.env().migration().unwrap());
         drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap()
     }
 
@@ -83,7 +83,8 @@ impl Fixture {
     }
 
     pub fn check_with(&self, migrations: &Path, exemptions: Exemptions) -> Report {
-        let config = CheckConfig::from_env(&self.env(), Some(migrations.to_path_buf()), exemptions).unwrap();
+        let config =
+            CheckConfig::new(self.env().checking().unwrap(), Some(migrations.to_path_buf()), exemptions).unwrap();
         audit::check(&config).unwrap()
     }
 

@@ -177,7 +177,8 @@ fn without_write_probes_no_row_is_inserted_and_the_write_proof_is_unproven() {
         .unwrap();
     let calls = |fx: &Fixture| last_value(fx, "trigger_calls");
     let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
-    let mut config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let mut config =
+        audit::CheckConfig::new(fx.env().checking().unwrap(), Some(fx.migrations.clone()), exemptions).unwrap();
     config.write_probes = false;
     let report = audit::check(&config).unwrap();
     let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();

@@ -93,7 +93,8 @@ fn a_tenant_setting_no_policy_reads_is_refused() {
     let file = app_policy_with("").rls;
     let mut exemptions = app_policy_with("");
     exemptions.rls = roles::exemptions::RlsDeclaration { tenant_setting: Some("app.tenant_id".into()), ..file };
-    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let config =
+        audit::CheckConfig::new(fx.env().checking().unwrap(), Some(fx.migrations.clone()), exemptions).unwrap();
     let error = format!("{:#}", audit::check(&config).unwrap_err());
     assert!(error.contains("`[rls] tenant_setting = \"app.tenant_id\"`"), "{error}");
     assert!(error.contains("no RLS policy of the database reads it; they read `app.current_user_id`"), "{error}");
@@ -103,7 +104,8 @@ fn a_tenant_setting_no_policy_reads_is_refused() {
 fn no_rls_declared_on_a_database_with_rls_policies_is_refused() {
     let fx = Fixture::migrated();
     let exemptions = Exemptions::parse("[rls]\nenabled = false\nreason = \"one tenant per database\"\n").unwrap();
-    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let config =
+        audit::CheckConfig::new(fx.env().checking().unwrap(), Some(fx.migrations.clone()), exemptions).unwrap();
     let error = format!("{:#}", audit::check(&config).unwrap_err());
     assert!(error.contains("`[rls] enabled = false`, but"), "{error}");
     assert!(error.contains("row-level security with policies (public."), "{error}");
@@ -150,7 +152,8 @@ fn a_tenant_setting_only_a_trigger_reads_is_refused() {
         .unwrap();
     let mut exemptions = app_policy_with("");
     exemptions.rls.tenant_setting = Some("app.audit_user".into());
-    let config = audit::CheckConfig::from_env(&fx.env(), Some(fx.migrations.clone()), exemptions).unwrap();
+    let config =
+        audit::CheckConfig::new(fx.env().checking().unwrap(), Some(fx.migrations.clone()), exemptions).unwrap();
     let error = format!("{:#}", audit::check(&config).unwrap_err());
     assert!(error.contains("no RLS policy of the database reads it; they read `app.current_user_id`"), "{error}");
 }

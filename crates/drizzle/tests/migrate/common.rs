@@ -57,7 +57,7 @@ impl Fixture {
     }
 
     pub fn config_with(&self, db: &str, extra: &[(&str, &str)]) -> drizzle::Config {
-        drizzle::Config::from_env(&self.env_with(db, extra)).unwrap()
+        drizzle::Config::new(self.env_with(db, extra).migration().unwrap())
     }
 
     /// The structure of the app's schemas, as text lines, to compare two
@@ -126,7 +126,7 @@ impl Fixture {
     }
 
     pub fn config(&self, db: &str) -> drizzle::Config {
-        drizzle::Config::from_env(&self.env(db)).unwrap()
+        drizzle::Config::new(self.env(db).migration().unwrap())
     }
 
     pub fn dsn(&self, role: &str, password: &str, db: &str) -> Dsn {

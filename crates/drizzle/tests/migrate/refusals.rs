@@ -95,7 +95,7 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     vars.retain(|(k, _)| !k.starts_with("APP_DB_MIGRATOR") && k != "DATABASE_MIGRATOR_URL");
     vars.push(("DATABASE_MIGRATOR_URL".into(), runtime.clone()));
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let config = drizzle::Config::from_env(&env).unwrap();
+    let config = drizzle::Config::new(env.migration().unwrap());
     let message =
         format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(
@@ -105,7 +105,7 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
 
     // A migrator-only environment (the db-migrate container): the positive check.
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", runtime.as_str())]);
-    let config = drizzle::Config::from_env(&env).unwrap();
+    let config = drizzle::Config::new(env.migration().unwrap());
     let message =
         format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(
@@ -118,7 +118,7 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     // The admin is refused too.
     let admin = fx.cluster.admin_url(DB);
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", admin.as_str())]);
-    let config = drizzle::Config::from_env(&env).unwrap();
+    let config = drizzle::Config::new(env.migration().unwrap());
     let message =
         format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
     assert!(message.contains("a superuser"), "{message}");
@@ -131,7 +131,7 @@ fn no_migrator_dsn_is_an_error_not_a_fallback() {
     let mut vars = fx.vars(DB);
     vars.retain(|(k, _)| k != "DATABASE_MIGRATOR_URL");
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let message = format!("{:#}", drizzle::Config::from_env(&env).unwrap_err());
+    let message = format!("{:#}", env.migration().unwrap_err());
     assert!(
         message.contains(
             "DATABASE_MIGRATOR_URL is not set: migrations run only as the migrator role, never with DATABASE_URL"
