@@ -1,5 +1,5 @@
 //! `cargo xtask check --containers`: the compose path users run, with a real
-//! Docker engine, exactly as the README shows it.
+//! Docker engine, exactly as docs/containers.md shows it.
 //!
 //! 1. An engine: the one that answers, or `dockerd` started here (installed
 //!    with apt when missing, as root) and stopped by its PID at the end.
@@ -203,7 +203,7 @@ impl Stack {
         Ok(Stack { _dir: dir, project, env_file, port, db_name })
     }
 
-    /// `docker-compose -f <file> --env-file <env> <args…>`, as the README
+    /// `docker-compose -f <file> --env-file <env> <args…>`, as docs/containers.md
     /// shows it, in this run's project; output captured (it is printed by
     /// the caller, and holds no secret: the tool never prints one).
     fn compose(&self, sh: &Shell, args: &[&str]) -> Result<Output> {

@@ -323,3 +323,25 @@ fn nothing_below_the_command_line_reads_process_variables() {
     }
     assert!(readers.is_empty(), "libraries that read process variables: {readers:?}");
 }
+
+#[test]
+fn the_readme_links_resolve_and_the_command_reference_covers_every_command() {
+    let root = project_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut links = 0;
+    for part in readme.split("](").skip(1) {
+        let target = part.split(')').next().unwrap();
+        if target.starts_with("http") || target.starts_with('#') {
+            continue;
+        }
+        links += 1;
+        assert!(root.join(target).exists(), "README.md links to `{target}`, which does not exist");
+    }
+    assert!(links >= 8, "README.md links to the reference in docs/");
+    let reference = std::fs::read_to_string(root.join("docs/commands.md")).unwrap();
+    for command in flags::Xtask::command().get_subcommands() {
+        let row = format!("| `{}` |", command.get_name());
+        assert!(reference.contains(&row), "docs/commands.md has no row for `{}`", command.get_name());
+    }
+    assert!(readme.lines().count() <= 130, "README.md should fit on two screens; the reference lives in docs/");
+}

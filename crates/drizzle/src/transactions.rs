@@ -2,7 +2,7 @@
 //! drizzle's batch transaction inside a migration (`COMMIT;` then
 //! `CREATE INDEX CONCURRENTLY`, or an enum value used after being added),
 //! sometimes opening one again (`BEGIN;`). drizzle-kit runs them; so does the
-//! runner, with the semantics the README states. What would silently discard
+//! runner, with the semantics docs/migrations.md states. What would silently discard
 //! work (`ROLLBACK`, savepoints) or cannot be replayed (`PREPARE
 //! TRANSACTION`, `COMMIT AND CHAIN`) is refused before anything runs.
 //!
