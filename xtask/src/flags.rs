@@ -307,8 +307,7 @@ pub struct Check {
     #[arg(long)]
     pub pg_matrix: bool,
     /// Also run the container tier: build the images and run the compose stack with a real Docker
-    /// engine (installed and started here when missing, as root), as docs/containers.md
-    /// section shows. Fails when no engine can be had; leave the flag out to skip it.
+    /// engine (installed and started here when missing, as root), as docs/containers.md shows. Fails when no engine can be had; leave the flag out to skip it.
     #[arg(long)]
     pub containers: bool,
     /// Run the container tier alone (what --containers adds), without format, lint and tests.
