@@ -8,6 +8,7 @@ use roles::reach::{self, PathClass, State};
 use roles::snapshot::{Relation, Snapshot};
 use roles::{wants, Model};
 
+use crate::checks::CheckId;
 use crate::exemptions::{Exemptions, Kind};
 use crate::policies::Policy;
 use crate::report::{CheckSummary, Verdict};
@@ -56,7 +57,7 @@ pub fn audit(
 
 /// A check that fails once per drift item of its kind.
 fn drift_check(check: Check, checked: usize, drift: &[Drift]) -> CheckSummary {
-    let mut summary = CheckSummary::new(check.id(), check.title());
+    let mut summary = CheckSummary::new(CheckId::Model(check));
     summary.checked = checked;
     for item in drift.iter().filter(|d| d.check() == check) {
         if item.is_missing_grant() {
@@ -92,7 +93,7 @@ fn model_checks(model: &Model, snap: &Snapshot, drift: &[Drift]) -> Vec<CheckSum
 
 /// One row per role: what it has and lacks of the model's attributes.
 fn roles_check(model: &Model, drift: &[Drift]) -> CheckSummary {
-    let mut check = CheckSummary::new(Check::Roles.id(), Check::Roles.title());
+    let mut check = CheckSummary::new(CheckId::Model(Check::Roles));
     check.checked = model.roles().len();
     for spec in model.roles() {
         let items: Vec<&Drift> =
@@ -150,7 +151,7 @@ fn not_applicable(check: &mut CheckSummary, exemptions: &Exemptions) {
 }
 
 fn rls_policies(snap: &Snapshot, exemptions: &Exemptions, exempt_or_fail: &mut ExemptOrFail<'_>) -> CheckSummary {
-    let mut policies = CheckSummary::new("rls-policies", "RLS enabled on every table with a policy");
+    let mut policies = CheckSummary::new(CheckId::RlsPolicies);
     if !exemptions.rls.enabled {
         not_applicable(&mut policies, exemptions);
         return policies;
@@ -193,8 +194,7 @@ fn rls_tenancy(
     exempt_or_fail: &mut ExemptOrFail<'_>,
 ) -> CheckSummary {
     let db = &snap.db;
-    let mut tenancy =
-        CheckSummary::new("rls-tenancy", "RLS on every table that reaches a tenant root through foreign keys");
+    let mut tenancy = CheckSummary::new(CheckId::RlsTenancy);
     if !exemptions.rls.enabled {
         not_applicable(&mut tenancy, exemptions);
         if let Some(rel) = db.relations.iter().find(|r| r.rls_enabled && model.is_app_schema(&r.schema)) {
@@ -229,7 +229,7 @@ fn rls_tenancy(
 }
 
 fn drizzle_bookkeeping(bookkeeping: Result<Vec<String>, String>) -> CheckSummary {
-    let mut drizzle = CheckSummary::new("bookkeeping", "Drizzle bookkeeping matches the migrations folder");
+    let mut drizzle = CheckSummary::new(CheckId::Bookkeeping);
     match bookkeeping {
         Ok(problems) => {
             drizzle.checked = 1;
@@ -246,15 +246,13 @@ fn drizzle_bookkeeping(bookkeeping: Result<Vec<String>, String>) -> CheckSummary
 /// materialized views, rules, definer functions, children without RLS.
 fn owners_rights(model: &Model, snap: &Snapshot, exempt_or_fail: &mut ExemptOrFail<'_>) -> Vec<CheckSummary> {
     let reach = &snap.db.reach;
-    let mut views = CheckSummary::new("views-over-rls", "no view or materialized view bypasses RLS through its owner");
+    let mut views = CheckSummary::new(CheckId::ViewsOverRls);
     views.checked = reach.objects.iter().filter(|o| o.rule.is_none()).count();
-    let mut rules = CheckSummary::new("rules", "no rule runs as an owner that bypasses RLS");
+    let mut rules = CheckSummary::new(CheckId::Rules);
     rules.checked = reach.objects.iter().filter(|o| o.rule.is_some()).count();
-    let mut definers =
-        CheckSummary::new("security-definer", "no SECURITY DEFINER function a runtime role can set off (any schema)");
+    let mut definers = CheckSummary::new(CheckId::SecurityDefiner);
     definers.checked = reach.definers.len();
-    let mut children =
-        CheckSummary::new("rls-children", "no partition or inheritance child of an RLS table without RLS");
+    let mut children = CheckSummary::new(CheckId::RlsChildren);
     children.checked = reach.children.len();
     for path in reach::paths(model, &snap.db, State::AsIs, snap.server_version) {
         let check = match path.class {

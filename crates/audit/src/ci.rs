@@ -3,7 +3,7 @@
 //! `pg_prove`-style harnesses). One test case per catalog check, one per
 //! probe and role, and one for the row-level security behaviour.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use crate::report::{CheckSummary, Probe, Report, Verdict};
 
@@ -108,8 +108,18 @@ fn xml(text: &str) -> String {
 }
 
 impl Report {
-    /// JUnit XML: a `testsuites` of two suites (`catalog`, `probes`).
+    /// JUnit XML ([`Junit`]).
     pub fn to_junit(&self) -> String {
+        Junit(self).to_string()
+    }
+
+    /// TAP version 13 ([`Tap`]).
+    pub fn to_tap(&self) -> String {
+        Tap(self).to_string()
+    }
+
+    /// JUnit XML: a `testsuites` of two suites (`catalog`, `probes`).
+    fn write_junit(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cases = cases(self);
         let count = |suite: Option<&str>, pick: fn(&Outcome) -> bool| {
             cases.iter().filter(|c| suite.is_none_or(|s| c.suite == s) && pick(&c.outcome)).count()
@@ -117,59 +127,58 @@ impl Report {
         let failed = |o: &Outcome| matches!(o, Outcome::Fail { .. });
         let skipped = |o: &Outcome| matches!(o, Outcome::Skip(_));
         let seconds = self.elapsed.as_secs_f64();
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
+        out.write_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+        writeln!(
             out,
             "<testsuites name=\"db-check {}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{seconds:.3}\">",
             xml(&self.database),
             cases.len(),
             count(None, failed),
             count(None, skipped)
-        );
+        )?;
         for suite in ["catalog", "probes"] {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "  <testsuite name=\"db-check.{suite}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">",
                 cases.iter().filter(|c| c.suite == suite).count(),
                 count(Some(suite), failed),
                 count(Some(suite), skipped)
-            );
+            )?;
             for case in cases.iter().filter(|c| c.suite == suite) {
-                let _ = write!(
+                write!(
                     out,
                     "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
                     xml(&case.class),
                     xml(&case.name)
-                );
+                )?;
                 match &case.outcome {
                     Outcome::Pass(note) => {
-                        let _ = writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(note));
+                        writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(note))?;
                     }
                     Outcome::Fail { summary, detail } => {
-                        let _ = writeln!(
+                        writeln!(
                             out,
                             ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
                             xml(summary),
                             case.suite,
                             xml(detail)
-                        );
+                        )?;
                     }
                     Outcome::Skip(reason) => {
-                        let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(reason));
+                        writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(reason))?;
                     }
                 }
             }
-            let _ = writeln!(out, "  </testsuite>");
+            writeln!(out, "  </testsuite>")?;
         }
-        out.push_str("</testsuites>\n");
-        out
+        out.write_str("</testsuites>\n")
     }
 
     /// TAP version 13: `ok`/`not ok` per case, `# SKIP` for what could not
     /// be proven, a YAML block with the finding under each failure.
-    pub fn to_tap(&self) -> String {
+    fn write_tap(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cases = cases(self);
-        let mut out = format!("TAP version 13\n1..{}\n", cases.len());
+        write!(out, "TAP version 13\n1..{}\n", cases.len())?;
         // A description must not start a directive or a new line.
         let line = |text: &str| text.replace('#', "\\#").replace(['\n', '\r'], " ");
         for (index, case) in cases.iter().enumerate() {
@@ -177,23 +186,41 @@ impl Report {
             let name = format!("{} {}", case.suite, line(&case.name));
             match &case.outcome {
                 Outcome::Pass(_) => {
-                    let _ = writeln!(out, "ok {number} - {name}");
+                    writeln!(out, "ok {number} - {name}")?;
                 }
                 Outcome::Skip(reason) => {
-                    let _ = writeln!(out, "ok {number} - {name} # SKIP {}", line(reason));
+                    writeln!(out, "ok {number} - {name} # SKIP {}", line(reason))?;
                 }
                 Outcome::Fail { summary, detail } => {
-                    let _ = writeln!(out, "not ok {number} - {name}");
-                    let _ = writeln!(out, "  ---\n  message: {}", yaml(summary));
-                    let _ = writeln!(out, "  detail: |-");
+                    writeln!(out, "not ok {number} - {name}")?;
+                    writeln!(out, "  ---\n  message: {}", yaml(summary))?;
+                    writeln!(out, "  detail: |-")?;
                     for detail_line in detail.lines() {
-                        let _ = writeln!(out, "    {detail_line}");
+                        writeln!(out, "    {detail_line}")?;
                     }
-                    let _ = writeln!(out, "  ...");
+                    writeln!(out, "  ...")?;
                 }
             }
         }
-        out
+        Ok(())
+    }
+}
+
+/// JUnit XML: a `testsuites` of two suites (`catalog`, `probes`).
+pub struct Junit<'a>(pub &'a Report);
+
+impl fmt::Display for Junit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_junit(f)
+    }
+}
+
+/// TAP version 13, one line per case.
+pub struct Tap<'a>(pub &'a Report);
+
+impl fmt::Display for Tap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_tap(f)
     }
 }
 
@@ -207,17 +234,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::checks::CheckId;
     use crate::report::RlsBehaviour;
 
     /// A report with one failing check (hostile characters in its finding),
     /// one passing, one unproven, and two probes per role, one failing.
     fn report() -> Report {
-        let mut ownership = CheckSummary::new("ownership", "every object owned by the migrator");
+        let mut ownership = CheckSummary::new(CheckId::Model(roles::drift::Check::Owners));
         ownership.checked = 12;
         ownership.fail("table public.\"a<b>&c\"", "owned by `app_user` \u{1} \"quoted\" 'x' ]]> <!-- -->");
-        let mut views = CheckSummary::new("views", "no view reads RLS tables as its owner");
+        let mut views = CheckSummary::new(CheckId::ViewsOverRls);
         views.checked = 3;
-        let mut tenancy = CheckSummary::new("rls-tenancy", "tenant roots");
+        let mut tenancy = CheckSummary::new(CheckId::RlsTenancy);
         tenancy.note(Verdict::Unproven, "roots", "no root");
         let probe = |role: &str, id: &'static str, verdict: Verdict| Probe {
             role: role.into(),
@@ -264,7 +292,7 @@ mod tests {
         assert_eq!(cases.len(), 8);
         let failure = cases
             .iter()
-            .find(|c| c.attribute("name") == Some("ownership: every object owned by the migrator"))
+            .find(|c| c.attribute("name") == Some("owners: everything owned by the migrator"))
             .and_then(|c| c.children().find(|n| n.has_tag_name("failure")))
             .unwrap();
         let detail = failure.text().unwrap();

@@ -8,7 +8,9 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod catalog;
+pub mod checks;
 mod ci;
+pub mod count;
 pub mod policies;
 pub mod powers;
 pub mod probe_rows;
@@ -89,11 +91,10 @@ struct Catalog {
     notes: Vec<String>,
     server_version: String,
     catalog_queries: u32,
-    queries: u32,
 }
 
 /// The catalog part: one snapshot (the provisioner's) and the bookkeeping.
-fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
+fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Catalog> {
     let started = Instant::now();
     let model = &config.model;
     let (catalog_dsn, catalog_var) = match &config.migrator {
@@ -110,7 +111,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     let unproven_settings = policies::contradictions(model, &snapshot.db, &policies, &config.exemptions)?;
     let reviewed = policies::reviewed_commands(model, &snapshot.db, &policies, &config.exemptions);
     let catalog_queries = snapshot.queries + reads.sent;
-    let mut queries = catalog_queries + 1;
+    queries.add(catalog_queries + 1);
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
     let mut notes = policies::unknown_entries(model, &snapshot.db, &config.exemptions);
@@ -123,7 +124,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
         (Some(_), Some(dir)) => match drizzle::folder::read(dir) {
             Err(error) => Err(format!("not checked: {error:#}")),
             Ok(folder) => {
-                queries += 2;
+                queries.add(2);
                 let table = drizzle::bookkeeping::read(&mut client, &config.bookkeeping)?;
                 let status = drizzle::status::status(&folder, &table);
                 let pending = status.pending().len();
@@ -144,7 +145,7 @@ fn audit_catalog(config: &CheckConfig) -> Result<Catalog> {
     checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
-    Ok(Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries, queries })
+    Ok(Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries })
 }
 
 /// How long each phase took, as a `debug` event of target `audit::phase`.
@@ -158,34 +159,34 @@ pub(crate) fn trace(phase: &str, started: Instant) {
 pub fn check(config: &CheckConfig) -> Result<Report> {
     let started = Instant::now();
     let model = &config.model;
+    let queries = count::QueryCount::default();
+    let queries = &queries;
     // The catalog audit and the probes of each role use their own sessions
     // and run side by side: the server works on one while we wait on another.
     let (catalog, probes, sampled) = std::thread::scope(|scope| {
-        let catalog = scope.spawn(|| audit_catalog(config));
+        let catalog = scope.spawn(|| audit_catalog(config, queries));
         // The RLS tables' rows, read as the service role, unless the app
         // declares no RLS.
         let sampled = scope.spawn(|| {
             let phase = Instant::now();
-            let mut queries = 0;
             let sampled = if config.exemptions.rls.enabled {
                 let declared = config.exemptions.rls.tenant_roots.first().filter(|_| config.write_probes);
                 let dsns = (&config.service, &config.runtime);
-                tenancy::sample_as_service(model, dsns, declared.map(String::as_str), &mut queries).map(Some)
+                tenancy::sample_as_service(model, dsns, declared.map(String::as_str), queries).map(Some)
             } else {
                 Ok(None)
             };
             trace("rls samples", phase);
-            sampled.map(|s| (s, queries))
+            sampled
         });
         let probes: Vec<_> = [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)]
             .into_iter()
             .map(|(kind, dsn)| {
                 scope.spawn(move || {
                     let phase = Instant::now();
-                    let mut queries = 0;
-                    let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, &mut queries);
+                    let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, queries);
                     trace(kind.label(), phase);
-                    found.map(|found| (found, queries))
+                    found
                 })
             })
             .collect();
@@ -195,21 +196,19 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
         (catalog, probes, sampled)
     });
-    let Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries, mut queries } = catalog??;
+    let Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries } = catalog??;
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {
-        let (found, sent) = result??;
-        queries += sent;
+        let found = result??;
         all_probes.extend(found.probes);
         residuals.extend(found.residuals);
     }
     let phase = Instant::now();
-    let (sampled, sent) = sampled??;
-    queries += sent;
+    let sampled = sampled??;
     let reviewed = reviewed::Reviewed::new(&config.exemptions, reviewed);
     let (rls, tenancy_probes) =
-        tenancy::prove(model, &config.runtime, sampled, &reviewed, root.as_deref(), config.write_probes, &mut queries)?;
+        tenancy::prove(model, &config.runtime, sampled, &reviewed, root.as_deref(), config.write_probes, queries)?;
     let mut used = used;
     used.extend(reviewed.into_used());
     all_probes.extend(tenancy_probes);
@@ -228,7 +227,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         policy_file: config.exemptions.source_text(),
         roles: vec![model.runtime.name.clone(), model.service.name.clone()],
         catalog_queries,
-        queries,
+        queries: queries.get(),
         elapsed: started.elapsed(),
         notes,
     })

@@ -11,6 +11,7 @@ use postgres::types::Type;
 use roles::snapshot::{DbContents, Queries};
 use roles::Model;
 
+use crate::checks::CheckId;
 use crate::exemptions::{Exemptions, Kind};
 use crate::report::{CheckSummary, Verdict};
 
@@ -570,8 +571,7 @@ pub fn check(
     exemptions: &Exemptions,
     used: &mut BTreeSet<(Kind, String)>,
 ) -> CheckSummary {
-    let mut check =
-        CheckSummary::new("rls-policy-content", "no RLS policy lets every row through or widens another for app_user");
+    let mut check = CheckSummary::new(CheckId::RlsPolicyContent);
     if !exemptions.rls.enabled {
         check.note(Verdict::NotApplicable, "rls", "not applicable: the app declares no RLS");
         return check;

@@ -9,6 +9,7 @@
 use anyhow::Result;
 use postgres::Client;
 
+use crate::count::QueryCount;
 use crate::report::{Probe, Verdict};
 
 /// Each part of the query: a probe id, what it checks, and an SQL
@@ -92,11 +93,11 @@ pub fn check(
     client: &mut Client,
     role: &str,
     server_version: dbenv::ServerVersion,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Vec<Probe>> {
     let parts = parts(server_version);
     let sql = format!("SELECT {}", parts.iter().map(|(_, _, expr)| expr.as_str()).collect::<Vec<_>>().join(", "));
-    *queries += 1;
+    queries.add(1);
     let row = client.query_one(&sql, &[])?;
     let mut probes = Vec::new();
     for (i, (id, capability, _)) in parts.iter().enumerate() {

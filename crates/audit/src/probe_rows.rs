@@ -25,6 +25,7 @@ use dbenv::quote_literal;
 use postgres::Client;
 use roles::Model;
 
+use crate::count::QueryCount;
 use crate::report::{Probe, Verdict};
 use crate::reviewed::{exempt_note, Reviewed};
 use crate::writes::{
@@ -122,7 +123,7 @@ pub type NoPlan = (Verdict, String);
 /// Reads what the probe needs (four queries), or why there is nothing to
 /// prove (no RLS table has a policy for the runtime role) or no way to (the
 /// root has no single-column key).
-pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
+pub fn plan(model: &Model, service: &mut Client, root: &str, queries: &QueryCount) -> Result<Result<Plan, NoPlan>> {
     match plan_with(model, service, root, queries) {
         // The service role may not read what the proof needs (grants the
         // catalog checks name): unproven, never a crash of the whole check.
@@ -150,14 +151,14 @@ fn denied(error: &anyhow::Error) -> bool {
     error.downcast_ref::<postgres::Error>().and_then(|e| e.code()).is_some_and(|c| c.code() == "42501")
 }
 
-fn plan_with(model: &Model, service: &mut Client, root: &str, queries: &mut u32) -> Result<Result<Plan, NoPlan>> {
+fn plan_with(model: &Model, service: &mut Client, root: &str, queries: &QueryCount) -> Result<Result<Plan, NoPlan>> {
     // `schema.name` as the policy file and the catalog audit spell it,
     // unquoted: quoted here, so `"Users"` is found as itself.
     let quoted_root = match root.split_once('.') {
         Some((schema, name)) => format!("{}.{}", dbenv::quote_ident(schema), dbenv::quote_ident(name)),
         None => dbenv::quote_ident(root),
     };
-    *queries += 1;
+    queries.add(1);
     let candidates: Vec<(u32, bool)> = service
         .query(
             "WITH RECURSIVE proven AS ( \
@@ -193,7 +194,7 @@ fn plan_with(model: &Model, service: &mut Client, root: &str, queries: &mut u32)
         table.proven = candidates.iter().any(|(oid, proven)| *oid == table.oid && *proven);
     }
     let root_oid: u32 = service.query_one("SELECT $1::text::regclass::oid", &[&quoted_root])?.get(0);
-    *queries += 1;
+    queries.add(1);
     let Some(root_key) = tables.iter().find(|t| t.oid == root_oid).and_then(|t| single_key(t)).cloned() else {
         return Ok(Err((
             Verdict::Unproven,
@@ -219,8 +220,12 @@ fn plan_with(model: &Model, service: &mut Client, root: &str, queries: &mut u32)
 }
 
 /// The columns, foreign keys, triggers and rules of `oids`: three queries.
-fn describe(service: &mut Client, oids: &[u32], queries: &mut u32) -> Result<(Vec<Table>, BTreeMap<String, String>)> {
-    *queries += 3;
+fn describe(
+    service: &mut Client,
+    oids: &[u32],
+    queries: &QueryCount,
+) -> Result<(Vec<Table>, BTreeMap<String, String>)> {
+    queries.add(3);
     let mut tables: BTreeMap<u32, Table> = BTreeMap::new();
     let rows = service.query(
         "WITH tabs AS MATERIALIZED ( \
@@ -410,7 +415,7 @@ fn tenants(
     root: u32,
     key: &Column,
     seed: u64,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<[Tenant; 3]> {
     let make = |i: u64, max: i64| -> Tenant {
         let value = match key.base.as_str() {
@@ -426,7 +431,7 @@ fn tenants(
         Tenant { sql: format!("{}::{}", quote_literal(&value), key.sql_type), setting: value }
     };
     let max = if matches!(key.base.as_str(), "int4" | "int8") {
-        *queries += 1;
+        queries.add(1);
         let table = tables.iter().find(|t| t.oid == root).map(|t| t.quoted.clone()).unwrap_or_default();
         service.query_one(&format!("SELECT coalesce(max({})::int8, 0) FROM {table}", key.name), &[])?.get(0)
     } else {
@@ -685,7 +690,7 @@ fn write_rows(
     tenant: &Tenant,
     index: u64,
     only_root: bool,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Written, postgres::Error> {
     let root_side = if only_root { ancestors(plan, plan.root) } else { BTreeSet::new() };
     let tables: Vec<&Table> =
@@ -700,7 +705,7 @@ fn write_rows(
         }
     }
     if written.len() == tables.len() {
-        *queries += 1;
+        queries.add(1);
         let batch = format!("SAVEPOINT xtask_rows; {}; RELEASE SAVEPOINT xtask_rows", statements.join("; "));
         if runtime.batch_execute(&batch).is_ok() {
             return Ok((written, Vec::new()));
@@ -717,7 +722,7 @@ fn write_rows(
                 continue;
             }
         };
-        *queries += 1;
+        queries.add(1);
         match runtime
             .batch_execute(&format!("SAVEPOINT xtask_row; {}; RELEASE SAVEPOINT xtask_row", insert_sql(table, &row)))
         {
@@ -766,9 +771,9 @@ pub fn prove(
     runtime: &mut Client,
     exemptions: &Reviewed<'_>,
     existing: &Samples,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Vec<Probe>> {
-    *queries += 1;
+    queries.add(1);
     runtime.batch_execute(&crate::probes::begin_probe())?;
     let found = run(model, plan, runtime, exemptions, existing, queries);
     let _ = runtime.batch_execute("ROLLBACK");
@@ -802,7 +807,7 @@ fn run(
     runtime: &mut Client,
     exemptions: &Reviewed<'_>,
     existing: &Samples,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Found, postgres::Error> {
     let setting = &model.tenant_setting;
     let [a, b, c] = &plan.tenants;
@@ -812,7 +817,7 @@ fn run(
             found.unwritten.push(format!("{} (not touched: {outside} may act outside the transaction)", table.name));
         }
     }
-    *queries += 1;
+    queries.add(1);
     let t0 = std::time::Instant::now();
     runtime.batch_execute(&set_tenant(setting, &a.setting))?;
     let (rows_a, failed_a) = write_rows(runtime, plan, a, 1, false, queries)?;
@@ -873,7 +878,7 @@ fn run(
                 continue;
             }
         };
-        *queries += 3;
+        queries.add(3);
         // Found again by its key; it was A's: A must not see it.
         let own = key_lookup(table, &row).map(|lookup| (lookup, a.setting.clone()));
         let write =
@@ -897,7 +902,7 @@ pub(crate) fn tenantless_writes(
     model: &Model,
     plan: Option<&Plan>,
     existing: Option<&Samples>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Outcomes {
     let tenants = Tenants { setting: &model.tenant_setting, writer: "" };
     let mut known = plan.map(known).unwrap_or_default();
@@ -911,7 +916,7 @@ pub(crate) fn tenantless_writes(
     let Some(plan) = plan else { return outcomes };
     for table in plan.tables.iter().filter(|t| t.proven && t.outside.is_none()) {
         let Ok(row) = orphan_row(plan, table, &plan.tenants[0], 6) else { continue };
-        *queries += 3;
+        queries.add(3);
         let write = Write {
             name: &table.name,
             table: &table.quoted,
@@ -1013,7 +1018,7 @@ fn reads(
     exemptions: &Reviewed<'_>,
     written: &BTreeSet<u32>,
     found: &mut Found,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<(), postgres::Error> {
     let parts = read_parts(plan, exemptions, written);
     let b = &plan.tenants[1];
@@ -1021,7 +1026,7 @@ fn reads(
         ("with a tenant that exists and owns nothing", b.setting.as_str(), false),
         ("after a pooled transaction ('')", "", true),
     ] {
-        *queries += 1;
+        queries.add(1);
         runtime.batch_execute(&set_tenant(&model.tenant_setting, value))?;
         let (leaking, errors) = leaking_in(runtime, &parts, queries)?;
         let (leaking, exempt) = exemptions.split(leaking);
@@ -1050,7 +1055,7 @@ fn public_probe_rows(
     exemptions: &Reviewed<'_>,
     rows_a: &BTreeMap<u32, Row>,
     found: &mut Found,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<(), postgres::Error> {
     for table in plan.tables.iter().filter(|t| t.proven) {
         let (Some(row), Some(rows)) =
@@ -1068,7 +1073,7 @@ fn public_probe_rows(
                     .map(|c| format!("{}::text IS NOT DISTINCT FROM ({v})::text", c.name))
             })
             .collect();
-        *queries += 1;
+        queries.add(1);
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE {} AND coalesce(({rows}), false))",
             table.quoted,
@@ -1094,7 +1099,7 @@ fn update_moves(
     (rows_a, rows_c): (&BTreeMap<u32, Row>, &BTreeMap<u32, Row>),
     unwritable: &BTreeMap<u32, String>,
     with_a: &Tenants<'_>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Outcomes {
     let c = &plan.tenants[2];
     let mut outcomes = Outcomes::default();
@@ -1134,7 +1139,7 @@ fn update_moves(
             sets.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
             sets.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(", ")
         );
-        *queries += 3;
+        queries.add(3);
         // Found again by C's key; it is C's row now unless a trigger kept it
         // in A: C must not see it.
         let own = key_lookup(table, &row_c).map(|lookup| (lookup, c.setting.clone()));

@@ -11,6 +11,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 use roles::Model;
 
+use crate::count::QueryCount;
 use crate::report::{Probe, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,8 +70,8 @@ struct Targets {
     bookkeeping_names: Option<(String, String)>,
 }
 
-fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries: &mut u32) -> Result<Targets> {
-    *queries += 1;
+fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries: &QueryCount) -> Result<Targets> {
+    queries.add(1);
     let bookkeeping = table.sql();
     let row = client.query_one(
         "WITH app AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY($1)), \
@@ -416,7 +417,7 @@ fn run(
     notices: &Arc<Mutex<Vec<String>>>,
     spec: &Spec,
     held: Held,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> (String, Verdict) {
     match held {
         Held::Yes => return ("HELD (the catalog shows it; not tried)".into(), Verdict::Fail),
@@ -449,7 +450,7 @@ fn run_once(
     client: &mut Client,
     notices: &Arc<Mutex<Vec<String>>>,
     spec: &Spec,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> (String, Verdict, Option<SqlState>) {
     let sql = match &spec.sql {
         Ok(sql) => sql,
@@ -458,7 +459,7 @@ fn run_once(
             return (reason.clone(), verdict, None);
         }
     };
-    *queries += 3;
+    queries.add(3);
     if let Err(error) = client.batch_execute(&begin_probe()) {
         return (format!("could not start: {error}"), Verdict::Inconclusive, None);
     }
@@ -533,13 +534,13 @@ pub fn probe_role(
     bookkeeping: &drizzle::Table,
     kind: RoleKind,
     dsn: &Dsn,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<RoleProbes> {
     let var = kind.dsn_var();
     let (mut client, notices) = connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?;
     let role = model.role(kind).name.clone();
     let targets = discover(&mut client, model, bookkeeping, queries)?;
-    let probe = |spec: Spec, held: Held, client: &mut Client, queries: &mut u32| {
+    let probe = |spec: Spec, held: Held, client: &mut Client, queries: &QueryCount| {
         let (observed, verdict) = run(client, &notices, &spec, held, queries);
         let (sql, expected) = (spec.sql.unwrap_or_default(), spec.expect.text().into());
         Probe { role: role.clone(), id: spec.id, capability: spec.capability, sql, expected, observed, verdict }
@@ -551,7 +552,7 @@ pub fn probe_role(
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
     let version = dbenv::ServerVersion::read(&mut client)?;
-    *queries += 1;
+    queries.add(1);
     probes.extend(crate::powers::check(&mut client, &role, version, queries)?);
     crate::trace(&format!("privilege checks as {role}"), started);
     let residuals = residual_specs(model, kind, &targets)
@@ -563,12 +564,12 @@ pub fn probe_role(
 
 /// Every probe's guard in one query, asked as the role: whether it holds
 /// the power the probe would try (see [`Spec::guard`]).
-fn ask_the_catalog(client: &mut Client, specs: &[Spec], queries: &mut u32) -> Vec<Held> {
+fn ask_the_catalog(client: &mut Client, specs: &[Spec], queries: &QueryCount) -> Vec<Held> {
     let guards: Vec<&str> = specs.iter().filter_map(|s| s.guard.as_deref()).collect();
     if guards.is_empty() {
         return vec![Held::No; specs.len()];
     }
-    *queries += 1;
+    queries.add(1);
     let answers: Option<Vec<bool>> = client
         .query_one(
             &format!(
@@ -597,8 +598,8 @@ fn ask_the_catalog(client: &mut Client, specs: &[Spec], queries: &mut u32) -> Ve
 /// The app sequences the role may `setval()`, and how many there are.
 /// `setval` is not undone by a rollback: the catalog answers, the function
 /// is never called.
-fn settable_sequences(client: &mut Client, model: &Model, queries: &mut u32) -> Result<(i64, Option<Vec<String>>)> {
-    *queries += 1;
+fn settable_sequences(client: &mut Client, model: &Model, queries: &QueryCount) -> Result<(i64, Option<Vec<String>>)> {
+    queries.add(1);
     let row = client.query_one(
         "SELECT count(*), array_agg(quote_ident(n.nspname) || '.' || quote_ident(s.relname) ORDER BY n.nspname, s.relname) \
                   FILTER (WHERE has_sequence_privilege(s.oid, 'UPDATE')) \
@@ -666,8 +667,8 @@ fn table_privileges(
 /// the policy file keeps from the role) and USAGE on every sequence a column
 /// default uses, asked of the server as the role itself: two queries,
 /// whatever the number of tables.
-fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &mut u32) -> Result<Vec<Probe>> {
-    *queries += 2;
+fn privilege_checks(client: &mut Client, model: &Model, role: &str, queries: &QueryCount) -> Result<Vec<Probe>> {
+    queries.add(2);
     let version = dbenv::ServerVersion::read(client)?;
     let (tables, lacking, excess) = table_privileges(client, model, role, version)?;
     let sequences = client.query_one(

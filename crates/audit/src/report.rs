@@ -1,11 +1,12 @@
 //! The result of `db-check` and its three renderings: a text matrix a person
 //! reads at a glance (failures first), JSON, and Markdown.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::checks::CheckId;
 use crate::exemptions::Exemption;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub struct Finding {
 /// One catalog check over every object it applies to.
 #[derive(Clone, Debug)]
 pub struct CheckSummary {
-    pub id: &'static str,
+    pub id: CheckId,
     pub title: &'static str,
     /// How many objects it looked at.
     pub checked: usize,
@@ -71,8 +72,8 @@ pub struct CheckSummary {
 }
 
 impl CheckSummary {
-    pub fn new(id: &'static str, title: &'static str) -> CheckSummary {
-        CheckSummary { id, title, checked: 0, findings: Vec::new() }
+    pub fn new(id: CheckId) -> CheckSummary {
+        CheckSummary { id, title: id.title(), checked: 0, findings: Vec::new() }
     }
 
     pub fn fail(&mut self, subject: impl Into<String>, message: impl Into<String>) {
@@ -198,10 +199,10 @@ impl Report {
         }
         let mut groups: Vec<(&'static str, Vec<String>)> = Vec::new();
         for (check, finding) in failing {
-            match groups.iter_mut().find(|(id, _)| *id == check.id) {
+            match groups.iter_mut().find(|(id, _)| *id == check.id.id()) {
                 Some((_, subjects)) if !subjects.contains(&finding.subject) => subjects.push(finding.subject.clone()),
                 Some(_) => {}
-                None => groups.push((check.id, vec![finding.subject.clone()])),
+                None => groups.push((check.id.id(), vec![finding.subject.clone()])),
             }
         }
         Some(groups)
@@ -238,41 +239,50 @@ impl Report {
         all
     }
 
+    /// The text matrix (`Display` of the report).
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
+        self.to_string()
+    }
+
+    /// The Markdown summary ([`Markdown`]).
+    pub fn to_markdown(&self) -> String {
+        Markdown(self).to_string()
+    }
+
+    fn write_text(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         let failures = self.failures();
-        let _ = writeln!(out, "db-check: `{}` on PostgreSQL {}", self.database, self.server_version);
+        writeln!(out, "db-check: `{}` on PostgreSQL {}", self.database, self.server_version)?;
         let grants = self.missing_grants_only();
         match &grants {
             Some(groups) => {
-                let _ = writeln!(
+                writeln!(
                     out,
                     "\nFAILURES ({}), one cause: grants the model gives the runtime roles are missing\n  fix: {}",
                     failures.len(),
                     Report::GRANT_FIX
-                );
+                )?;
                 for (check, subjects) in groups {
-                    let _ = writeln!(out, "  ✗ {check}: {}", subjects.join(", "));
+                    writeln!(out, "  ✗ {check}: {}", subjects.join(", "))?;
                 }
                 let probes = failures.iter().filter(|(place, _, _)| place.starts_with("probe")).count();
                 if probes > 0 {
-                    let _ = writeln!(
+                    writeln!(
                         out,
                         "  ✗ {probes} live probes fail or cannot run for the same reason (--json lists each)"
-                    );
+                    )?;
                 }
             }
             None if !failures.is_empty() => {
-                let _ = writeln!(out, "\nFAILURES ({})", failures.len());
+                writeln!(out, "\nFAILURES ({})", failures.len())?;
                 for (place, subject, message) in &failures {
-                    let _ = writeln!(out, "  ✗ {place:<26} {subject}: {message}");
+                    writeln!(out, "  ✗ {place:<26} {subject}: {message}")?;
                 }
             }
             None => {}
         }
-        self.probes_text(&mut out);
-        self.catalog_text(&mut out);
-        let _ = writeln!(
+        self.probes_text(out)?;
+        self.catalog_text(out)?;
+        writeln!(
             out,
             "\n{} ({} ms; {} queries, {} of them for the catalog audit)",
             if self.holds() && !self.unproven().is_empty() {
@@ -290,20 +300,20 @@ impl Report {
             self.elapsed.as_millis(),
             self.queries,
             self.catalog_queries
-        );
-        out
+        )?;
+        Ok(())
     }
 
     /// The probes as a table: a row per capability, a column per role,
     /// failures first.
-    fn probes_text(&self, out: &mut String) {
-        let _ = writeln!(out, "\nLIVE PROBES (each in a transaction that is rolled back)");
+    fn probes_text(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(out, "\nLIVE PROBES (each in a transaction that is rolled back)")?;
         let width = self.probes.iter().map(|p| p.capability.chars().count()).max().unwrap_or(10).max(10);
-        let _ = write!(out, "  {:<width$}  {:<22}", "capability", "expected");
+        write!(out, "  {:<width$}  {:<22}", "capability", "expected")?;
         for role in &self.roles {
-            let _ = write!(out, "  {role:<18}");
+            write!(out, "  {role:<18}")?;
         }
-        let _ = writeln!(out);
+        writeln!(out)?;
         let mut ids: Vec<&'static str> = Vec::new();
         for probe in &self.probes {
             if !ids.contains(&probe.id) {
@@ -314,44 +324,46 @@ impl Report {
         ids.sort_by_key(|id| !self.probes.iter().any(|p| p.id == *id && p.verdict == Verdict::Fail));
         for id in ids {
             let row: Vec<&Probe> = self.probes.iter().filter(|p| p.id == id).collect();
-            let _ = write!(out, "  {:<width$}  {:<22}", row[0].capability, row[0].expected);
+            write!(out, "  {:<width$}  {:<22}", row[0].capability, row[0].expected)?;
             for role in &self.roles {
                 let cell = match row.iter().find(|p| &p.role == role) {
                     Some(p) => format!("{} {}", p.verdict.mark(), p.observed),
                     None => "–".to_string(),
                 };
-                let _ = write!(out, "  {cell:<18}");
+                write!(out, "  {cell:<18}")?;
             }
-            let _ = writeln!(out);
+            writeln!(out)?;
         }
-        let _ = writeln!(out, "  {} row-level security: {}", self.rls.verdict.mark(), self.rls.message);
+        writeln!(out, "  {} row-level security: {}", self.rls.verdict.mark(), self.rls.message)?;
+        Ok(())
     }
 
     /// The catalog checks, the exemptions, the residual capabilities, the notes.
-    fn catalog_text(&self, out: &mut String) {
-        let _ = writeln!(out, "\nCATALOG");
+    fn catalog_text(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(out, "\nCATALOG")?;
         for check in &self.checks {
             let verdict = check.verdict();
-            let _ = writeln!(out, "  {} {:<20} {} ({} checked)", verdict.mark(), check.id, check.title, check.checked);
+            writeln!(out, "  {} {:<20} {} ({} checked)", verdict.mark(), check.id, check.title, check.checked)?;
             for finding in check.findings.iter().filter(|f| f.verdict != Verdict::Fail) {
-                let _ = writeln!(out, "      {} {}: {}", finding.verdict.mark(), finding.subject, finding.message);
+                writeln!(out, "      {} {}: {}", finding.verdict.mark(), finding.subject, finding.message)?;
             }
         }
-        let _ = writeln!(out, "\nEXEMPTIONS ({})", self.policy_file);
+        writeln!(out, "\nEXEMPTIONS ({})", self.policy_file)?;
         if self.exemptions.is_empty() {
-            let _ = writeln!(out, "  none");
+            writeln!(out, "  none")?;
         }
         for (exemption, used) in &self.exemptions {
             let unused = if *used { "" } else { " (not needed by anything today)" };
-            let _ = writeln!(out, "  ~ {} {}: {}{unused}", exemption.kind.key(), exemption.name, exemption.reason);
+            writeln!(out, "  ~ {} {}: {}{unused}", exemption.kind.key(), exemption.name, exemption.reason)?;
         }
-        let _ = writeln!(out, "\nRESIDUAL CAPABILITIES (no privilege can take these from a login role)");
+        writeln!(out, "\nRESIDUAL CAPABILITIES (no privilege can take these from a login role)")?;
         for residual in &self.residuals {
-            let _ = writeln!(out, "  · {:<10} {}: {}", residual.role, residual.capability, residual.observed);
+            writeln!(out, "  · {:<10} {}: {}", residual.role, residual.capability, residual.observed)?;
         }
         for note in &self.notes {
-            let _ = writeln!(out, "note: {note}");
+            writeln!(out, "note: {note}")?;
         }
+        Ok(())
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -369,7 +381,7 @@ impl Report {
                 "fix": Report::GRANT_FIX,
             })),
             "catalog": self.checks.iter().map(|c| json!({
-                "id": c.id, "title": c.title, "checked": c.checked, "verdict": c.verdict().word(),
+                "id": c.id.id(), "invariant": c.id.invariant().name(), "title": c.title, "checked": c.checked, "verdict": c.verdict().word(),
                 "findings": c.findings.iter().map(|f| json!({"subject": f.subject, "verdict": f.verdict.word(), "message": f.message})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "probes": self.probes.iter().map(probe).collect::<Vec<_>>(),
@@ -385,29 +397,27 @@ impl Report {
         })
     }
 
-    pub fn to_markdown(&self) -> String {
-        let mut out = String::new();
+    fn write_markdown(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         let failures = self.failures();
-        let _ = writeln!(
+        writeln!(
             out,
             "## db-check: `{}` {}\n",
             self.database,
             if self.holds() { "✅ the model holds".to_string() } else { format!("❌ {} failures", failures.len()) }
-        );
+        )?;
         if !failures.is_empty() {
-            let _ = writeln!(out, "| where | subject | problem |\n| --- | --- | --- |");
+            writeln!(out, "| where | subject | problem |\n| --- | --- | --- |")?;
             for (place, subject, message) in &failures {
-                let _ =
-                    writeln!(out, "| {place} | `{}` | {} |", subject.replace('|', "\\|"), message.replace('|', "\\|"));
+                writeln!(out, "| {place} | `{}` | {} |", subject.replace('|', "\\|"), message.replace('|', "\\|"))?;
             }
-            let _ = writeln!(out);
+            writeln!(out)?;
         }
-        let _ = write!(out, "| capability | expected |");
+        write!(out, "| capability | expected |")?;
         for role in &self.roles {
-            let _ = write!(out, " {role} |");
+            write!(out, " {role} |")?;
         }
-        let _ = writeln!(out);
-        let _ = writeln!(out, "| --- | --- |{}", " --- |".repeat(self.roles.len()));
+        writeln!(out)?;
+        writeln!(out, "| --- | --- |{}", " --- |".repeat(self.roles.len()))?;
         let mut ids: Vec<&'static str> = Vec::new();
         for probe in &self.probes {
             if !ids.contains(&probe.id) {
@@ -416,39 +426,55 @@ impl Report {
         }
         for id in ids {
             let row: Vec<&Probe> = self.probes.iter().filter(|p| p.id == id).collect();
-            let _ = write!(out, "| {} | {} |", row[0].capability, row[0].expected);
+            write!(out, "| {} | {} |", row[0].capability, row[0].expected)?;
             for role in &self.roles {
                 match row.iter().find(|p| &p.role == role) {
                     Some(p) => {
-                        let _ = write!(out, " {} {} |", p.verdict.mark(), p.observed);
+                        write!(out, " {} {} |", p.verdict.mark(), p.observed)?;
                     }
-                    None => out.push_str(" – |"),
+                    None => out.write_str(" – |")?,
                 }
             }
-            let _ = writeln!(out);
+            writeln!(out)?;
         }
-        let _ = writeln!(out, "\n**Row-level security:** {} {}\n", self.rls.verdict.mark(), self.rls.message);
-        let _ = writeln!(out, "| catalog check | objects | verdict |\n| --- | --- | --- |");
+        writeln!(out, "\n**Row-level security:** {} {}\n", self.rls.verdict.mark(), self.rls.message)?;
+        writeln!(out, "| catalog check | objects | verdict |\n| --- | --- | --- |")?;
         for check in &self.checks {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "| {} | {} | {} {} |",
                 check.title,
                 check.checked,
                 check.verdict().mark(),
                 check.verdict().word()
-            );
+            )?;
         }
         if !self.exemptions.is_empty() {
-            let _ = writeln!(out, "\n**Exemptions:**\n");
+            writeln!(out, "\n**Exemptions:**\n")?;
             for (exemption, _) in &self.exemptions {
-                let _ = writeln!(out, "- {} `{}`: {}", exemption.kind.key(), exemption.name, exemption.reason);
+                writeln!(out, "- {} `{}`: {}", exemption.kind.key(), exemption.name, exemption.reason)?;
             }
         }
-        let _ = writeln!(out, "\n**Residual capabilities** (cannot be taken from a login role):\n");
+        writeln!(out, "\n**Residual capabilities** (cannot be taken from a login role):\n")?;
         for residual in &self.residuals {
-            let _ = writeln!(out, "- {}: {} ({})", residual.role, residual.capability, residual.observed);
+            writeln!(out, "- {}: {} ({})", residual.role, residual.capability, residual.observed)?;
         }
-        out
+        Ok(())
+    }
+}
+
+/// The text matrix a person reads at a glance, failures first.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_text(f)
+    }
+}
+
+/// The report as Markdown (for `$GITHUB_STEP_SUMMARY`).
+pub struct Markdown<'a>(pub &'a Report);
+
+impl fmt::Display for Markdown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_markdown(f)
     }
 }

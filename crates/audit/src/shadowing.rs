@@ -18,6 +18,7 @@ use postgres::types::Type;
 use roles::snapshot::Queries;
 use roles::Model;
 
+use crate::checks::CheckId;
 use crate::exemptions::{Exemptions, Kind};
 use crate::report::{CheckSummary, Verdict};
 
@@ -176,7 +177,7 @@ pub fn check(
     exemptions: &Exemptions,
     used: &mut std::collections::BTreeSet<(Kind, String)>,
 ) -> CheckSummary {
-    let mut check = CheckSummary::new("search-path", "nothing shadows a built-in function for unqualified SQL");
+    let mut check = CheckSummary::new(CheckId::SearchPath);
     check.checked = found.search_paths.len() + found.functions.len() + found.operators.len();
     for (place, value) in &found.search_paths {
         let first = before_pg_catalog(value);
@@ -216,8 +217,7 @@ pub fn leakproof_check(
     exemptions: &Exemptions,
     used: &mut std::collections::BTreeSet<(Kind, String)>,
 ) -> CheckSummary {
-    let mut check =
-        CheckSummary::new("leakproof", "no LEAKPROOF function a runtime role may call that is not built in");
+    let mut check = CheckSummary::new(CheckId::Leakproof);
     check.checked = found.leakproof.len();
     for function in &found.leakproof {
         let message =
@@ -238,7 +238,7 @@ pub fn foreign_logins_check(
     exemptions: &Exemptions,
     used: &mut std::collections::BTreeSet<(Kind, String)>,
 ) -> CheckSummary {
-    let mut check = CheckSummary::new("foreign-logins", "no foreign table reads as another role for a runtime role");
+    let mut check = CheckSummary::new(CheckId::ForeignLogins);
     check.checked = found.foreign_logins.len();
     for (table, server) in &found.foreign_logins {
         let message = format!(

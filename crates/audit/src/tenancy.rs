@@ -8,6 +8,7 @@ use dbenv::{quote_literal, Dsn, RoleKind};
 use postgres::Client;
 use roles::Model;
 
+use crate::count::QueryCount;
 use crate::exemptions::Kind;
 use crate::probe_rows;
 use crate::probes::connect_as;
@@ -22,8 +23,8 @@ use crate::writes::{
 /// the app schemas and, in any other schema, those the runtime role may use
 /// (a tenant table elsewhere with DML for `app_user` is in scope). The
 /// tenant value is chosen later, once the catalog audit named the tenant root.
-pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<Samples> {
-    *queries += 1;
+pub fn sample(model: &Model, service: &mut Client, queries: &QueryCount) -> Result<Samples> {
+    queries.add(1);
     // Only tables with a page can hold a row: the others are counted, not
     // described (describing 10,000 empty tables costs more than the rest).
     let tables = service.query(
@@ -63,7 +64,7 @@ pub fn sample(model: &Model, service: &mut Client, queries: &mut u32) -> Result<
     // One row per table, a bounded number of tables per query (a UNION of
     // thousands exhausts the server's stack).
     for chunk in maybe_rows.chunks(TABLES_PER_QUERY) {
-        *queries += 1;
+        queries.add(1);
         let probe = chunk
             .iter()
             .map(|table| {
@@ -86,14 +87,14 @@ fn choose_fresh_tenant(
     service: &mut Client,
     samples: &mut Samples,
     root: Option<&str>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<()> {
     // The tenant root's key type decides what a tenant value that owns
     // nothing looks like.
     let root = root.and_then(|root| samples.samples.iter().find(|s| s.name == root)).map(|s| s.table.clone());
     let key = match &root {
         Some(root) => {
-            *queries += 1;
+            queries.add(1);
             service
                 .query_opt(
                     "SELECT quote_ident(a.attname), format_type(a.atttypid, NULL) FROM pg_index i JOIN pg_attribute a \
@@ -107,7 +108,7 @@ fn choose_fresh_tenant(
     };
     samples.fresh_tenant = match (&key, &root) {
         (Some((column, kind)), Some(root)) if matches!(kind.as_str(), "integer" | "bigint" | "smallint") => {
-            *queries += 1;
+            queries.add(1);
             let max: i64 =
                 service.query_one(&format!("SELECT coalesce(max({column}), 0)::int8 FROM {root}"), &[])?.get(0);
             max.saturating_add(1_000_001).to_string()
@@ -139,7 +140,7 @@ pub fn behaviour(
     samples: &Samples,
     runtime: &mut Client,
     exemptions: &Reviewed<'_>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> RlsBehaviour {
     let with_rows: Vec<&Sample> = samples.samples.iter().filter(|s| s.row.is_some()).collect();
     if samples.rls_tables == 0 {
@@ -241,7 +242,7 @@ fn every_state(
     runtime: &mut Client,
     parts: &[(String, String)],
     exemptions: &Reviewed<'_>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Seen, RlsBehaviour> {
     let runtime_name = &model.runtime.name;
     let setting = &model.tenant_setting;
@@ -258,7 +259,7 @@ fn every_state(
     ];
     let mut seen = Seen::default();
     for (state, start, pooled) in &states {
-        *queries += 1;
+        queries.add(1);
         if let Err(error) = runtime.batch_execute(start) {
             let _ = runtime.batch_execute("ROLLBACK");
             return Err(RlsBehaviour { verdict: Verdict::Fail, message: explain_read_error(runtime_name, &error) });
@@ -293,9 +294,9 @@ fn tenantless_in_own_transaction(
     model: &Model,
     plan: Option<&probe_rows::Plan>,
     samples: &Samples,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Outcomes {
-    *queries += 1;
+    queries.add(1);
     if let Err(error) = runtime.batch_execute(&crate::probes::begin_probe()) {
         let _ = runtime.batch_execute("ROLLBACK");
         return Outcomes { unproven: vec![format!("could not start: {error}")], ..Outcomes::default() };
@@ -351,7 +352,7 @@ pub fn sample_as_service(
     model: &Model,
     (service, runtime): (&Dsn, &Dsn),
     declared_root: Option<&str>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<Sampled> {
     let (mut client, _) = connect_as(service, RoleKind::Service.dsn_var())?;
     let samples = sample(model, &mut client, queries)?;
@@ -375,7 +376,7 @@ pub fn prove(
     exemptions: &Reviewed<'_>,
     root: Option<&str>,
     write_probes: bool,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<(RlsBehaviour, Vec<Probe>)> {
     let Some(Sampled { mut client, mut samples, early, runtime: opened }) = sampled.filter(|_| exemptions.rls.enabled)
     else {

@@ -12,6 +12,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 use roles::Model;
 
+use crate::count::QueryCount;
 use crate::report::{Probe, Verdict};
 use crate::reviewed::{exempt_note, Reviewed};
 
@@ -47,12 +48,12 @@ pub struct Samples {
 pub(crate) fn leaking_in(
     runtime: &mut Client,
     parts: &[(String, String)],
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Result<(Vec<String>, Vec<(String, String)>), postgres::Error> {
     let (mut leaking, mut errors) = (Vec::new(), Vec::new());
     let data_error = |e: &postgres::Error| e.code().is_some_and(|c| c.code().starts_with("22"));
     for chunk in parts.chunks(TABLES_PER_QUERY) {
-        *queries += 2;
+        queries.add(2);
         runtime.batch_execute("SAVEPOINT xtask_read")?;
         let sql = chunk.iter().map(|(_, sql)| sql.as_str()).collect::<Vec<_>>().join(" UNION ALL ");
         let rows = match runtime.query(&sql, &[]) {
@@ -61,7 +62,7 @@ pub(crate) fn leaking_in(
                 runtime.batch_execute("ROLLBACK TO SAVEPOINT xtask_read")?;
                 let mut rows = Vec::new();
                 for (table, sql) in chunk {
-                    *queries += 2;
+                    queries.add(2);
                     match runtime.query(sql, &[]) {
                         Ok(found) => rows.extend(found),
                         Err(error) if data_error(&error) => {
@@ -362,7 +363,7 @@ pub fn cross_tenant_insert(
     samples: &Samples,
     runtime: Option<&mut Client>,
     exemptions: &Reviewed<'_>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Probe {
     let with_rows = samples.samples.iter().any(|s| s.row.is_some());
     let Some(runtime) = runtime.filter(|_| with_rows) else {
@@ -371,7 +372,7 @@ pub fn cross_tenant_insert(
         probe.verdict = Verdict::NotApplicable;
         return probe;
     };
-    *queries += 1;
+    queries.add(1);
     let start =
         format!("{}; {}", crate::probes::begin_probe(), set_tenant(&model.tenant_setting, &samples.fresh_tenant));
     if let Err(error) = runtime.batch_execute(&start) {
@@ -440,7 +441,7 @@ pub(crate) fn copies(
     samples: &Samples,
     tenants: &Tenants<'_>,
     known: &BTreeMap<String, Known>,
-    queries: &mut u32,
+    queries: &QueryCount,
 ) -> Outcomes {
     let mut outcomes = Outcomes::default();
     for sample in samples.samples.iter().filter(|s| s.row.is_some()) {
@@ -450,7 +451,7 @@ pub(crate) fn copies(
             outcomes.unproven.push(format!("{} (not touched: {outside} may act outside the transaction)", sample.name));
             continue;
         }
-        *queries += 3;
+        queries.add(3);
         outcomes.add(&sample.name, insert_other_tenants_row(runtime, sample, tenants, known.get(&sample.name)));
     }
     outcomes

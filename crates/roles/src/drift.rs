@@ -36,6 +36,24 @@ pub enum Check {
 }
 
 impl Check {
+    pub const ALL: [Check; 15] = [
+        Check::Roles,
+        Check::Memberships,
+        Check::Owners,
+        Check::StraySchemas,
+        Check::DatabaseAcl,
+        Check::SchemaAcl,
+        Check::TableAcl,
+        Check::SequenceAcl,
+        Check::ColumnAcl,
+        Check::BookkeepingAccess,
+        Check::DefaultPrivileges,
+        Check::RoleSettings,
+        Check::SchemaCreate,
+        Check::ForeignData,
+        Check::OtherDatabases,
+    ];
+
     /// The id `db-check` prints and `--junit` names.
     pub fn id(self) -> &'static str {
         match self {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use audit::checks::CheckId;
 use std::path::{Path, PathBuf};
 
 use audit::{CheckConfig, Exemptions, Report, Verdict};
@@ -95,7 +96,7 @@ impl Fixture {
 }
 
 /// `subject: message` of every failure of one catalog check.
-pub fn catalog_failures(report: &Report, id: &str) -> Vec<String> {
+pub fn catalog_failures(report: &Report, id: CheckId) -> Vec<String> {
     report
         .checks
         .iter()
@@ -117,7 +118,7 @@ pub fn probe_failures(report: &Report, id: &str) -> Vec<String> {
 }
 
 /// Asserts the report fails, and that `id` names `needle`.
-pub fn assert_caught(report: &Report, id: &str, needle: &str) {
+pub fn assert_caught(report: &Report, id: CheckId, needle: &str) {
     assert!(!report.holds(), "the report must not hold:\n{}", report.to_text());
     let found = catalog_failures(report, id);
     assert!(

@@ -1,6 +1,8 @@
 //! On a correct database the model holds, with a constant number of queries.
 
+use audit::checks::CheckId;
 use audit::{Exemptions, Verdict};
+use roles::drift::Check;
 
 use crate::common::{catalog_failures, Fixture};
 
@@ -48,8 +50,8 @@ fn the_same_number_of_queries_for_a_thousand_more_tables() {
     assert!(after.holds(), "{}", after.to_text());
     assert_eq!(after.catalog_queries, before.catalog_queries);
     assert_eq!(after.queries, before.queries);
-    let tables = after.checks.iter().find(|c| c.id == "table-acl").unwrap().checked;
-    assert_eq!(tables, before.checks.iter().find(|c| c.id == "table-acl").unwrap().checked + 1000);
+    let tables = after.checks.iter().find(|c| c.id == CheckId::Model(Check::TableAcl)).unwrap().checked;
+    assert_eq!(tables, before.checks.iter().find(|c| c.id == CheckId::Model(Check::TableAcl)).unwrap().checked + 1000);
 }
 
 #[test]
@@ -62,8 +64,8 @@ fn an_exempted_table_is_reported_as_exempted() {
     .unwrap();
     let report = fx.check_with(&fx.migrations, exemptions);
     assert!(report.holds(), "{}", report.to_text());
-    assert!(catalog_failures(&report, "rls-tenancy").is_empty());
-    let tenancy = report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap();
+    assert!(catalog_failures(&report, CheckId::RlsTenancy).is_empty());
+    let tenancy = report.checks.iter().find(|c| c.id == CheckId::RlsTenancy).unwrap();
     let exempt: Vec<&str> =
         tenancy.findings.iter().filter(|f| f.verdict == Verdict::Exempt).map(|f| f.subject.as_str()).collect();
     assert_eq!(exempt, ["public.audit_trail"]);
@@ -112,14 +114,14 @@ fn a_private_table_and_a_revoked_materialized_view_hold_as_declared() {
     let undeclared = Exemptions::parse(&undeclared).unwrap();
     let report = fx.check_with(&fx.migrations, undeclared);
     assert!(!report.holds());
-    let found = catalog_failures(&report, "table-acl");
+    let found = catalog_failures(&report, CheckId::Model(Check::TableAcl));
     assert!(found.iter().any(|f| f.contains("ops_log") && f.contains("app_user holds nothing")), "{found:?}");
     assert!(!found.iter().any(|f| f.contains("ops_count")), "a matview wants no grant: {found:?}");
 
     // Declared private but granted: named.
     fx.migrator().batch_execute("GRANT SELECT ON public.ops_log TO app_user").unwrap();
     let report = fx.check_with(&fx.migrations, with_private);
-    let found = catalog_failures(&report, "table-acl");
+    let found = catalog_failures(&report, CheckId::Model(Check::TableAcl));
     assert!(
         found.iter().any(|f| f.contains("ops_log") && f.contains("app_user holds SELECT (expected nothing)")),
         "{found:?}"

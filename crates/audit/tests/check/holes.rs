@@ -4,7 +4,9 @@
 //! materialized views through functions, children without RLS), powers
 //! outside the app schemas, policy content and role settings.
 
+use audit::checks::CheckId;
 use audit::{Exemptions, Report, Verdict};
+use roles::drift::Check;
 
 use crate::common::{assert_caught, catalog_failures, probe_failures, Fixture};
 
@@ -47,7 +49,7 @@ fn a_rule_that_copies_rows_through_the_tables_owner() {
     );
     assert_caught(
         &report,
-        "rules",
+        CheckId::Rules,
         "public.schedules.spill: rule `spill` on `public.schedules` reaches RLS table `public.users`",
     );
 }
@@ -59,7 +61,7 @@ fn a_rule_that_calls_a_function() {
         "CREATE FUNCTION public.note_change() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
          CREATE RULE notify AS ON DELETE TO public.ai_threads DO ALSO SELECT public.note_change()",
     );
-    assert_caught(&report, "rules", "public.ai_threads.notify");
+    assert_caught(&report, CheckId::Rules, "public.ai_threads.notify");
 }
 
 #[test]
@@ -72,7 +74,7 @@ fn a_definer_function_outside_the_app_schemas_owned_by_a_superuser() {
     );
     assert_caught(
         &report,
-        "security-definer",
+        CheckId::SecurityDefiner,
         "maintenance.exec_sql(text): SECURITY DEFINER, owned by `postgres`, a superuser",
     );
 }
@@ -84,7 +86,7 @@ fn a_definer_procedure_granted_to_the_service_role_only() {
         "CREATE PROCEDURE public.purge(days int) SECURITY DEFINER LANGUAGE sql AS 'DELETE FROM public.users WHERE false'; \
          REVOKE EXECUTE ON PROCEDURE public.purge(int) FROM PUBLIC; GRANT EXECUTE ON PROCEDURE public.purge(int) TO app_service",
     );
-    assert_caught(&report, "security-definer", "public.purge(integer)");
+    assert_caught(&report, CheckId::SecurityDefiner, "public.purge(integer)");
 }
 
 #[test]
@@ -106,7 +108,7 @@ fn a_materialized_view_reaching_an_rls_table_through_a_function() {
     );
     assert_caught(
         &report,
-        "views-over-rls",
+        CheckId::ViewsOverRls,
         "public.mailing_list: materialized view over function `public.tenant_emails()` (whose body may read any table)",
     );
 }
@@ -122,7 +124,7 @@ fn a_materialized_view_that_runs_sql_text_through_a_built_in() {
     );
     assert_caught(
         &report,
-        "views-over-rls",
+        CheckId::ViewsOverRls,
         "public.export: materialized view over `query_to_xml()`, which runs SQL text (it may read any table)",
     );
 }
@@ -138,7 +140,11 @@ fn a_materialized_view_over_a_function_the_migrator_added_to_an_extension() {
          ALTER EXTENSION pg_trgm ADD FUNCTION public.tenant_names(); \
          CREATE MATERIALIZED VIEW public.names AS SELECT n FROM public.tenant_names() n",
     );
-    assert_caught(&report, "views-over-rls", "public.names: materialized view over function `public.tenant_names()`");
+    assert_caught(
+        &report,
+        CheckId::ViewsOverRls,
+        "public.names: materialized view over function `public.tenant_names()`",
+    );
 }
 
 #[test]
@@ -151,7 +157,7 @@ fn a_view_over_the_bookkeeping_is_an_owners_rights_path() {
     );
     assert_caught(
         &report,
-        "views-over-rls",
+        CheckId::ViewsOverRls,
         "public.schema_version: view reads `drizzle.__drizzle_migrations`, outside the app schemas, with its owner's \
          rights (`app_migrator`)",
     );
@@ -166,7 +172,7 @@ fn a_materialized_view_over_another_schemas_table_is_an_owners_rights_path() {
          ALTER MATERIALIZED VIEW public.emails OWNER TO app_migrator; \
          GRANT SELECT ON public.emails TO app_user",
     );
-    assert_caught(&report, "views-over-rls", "public.emails: materialized view reads `auth.accounts`");
+    assert_caught(&report, CheckId::ViewsOverRls, "public.emails: materialized view reads `auth.accounts`");
 }
 
 #[test]
@@ -179,7 +185,7 @@ fn a_rule_that_runs_sql_text_through_a_built_in_runs_it_as_the_invoker() {
          CREATE RULE copy_all AS ON INSERT TO public.ai_invocation_summaries DO ALSO \
            INSERT INTO public.audit_log SELECT query_to_xml('SELECT * FROM public.users', true, false, '')",
     );
-    let found = catalog_failures(&report, "rules");
+    let found = catalog_failures(&report, CheckId::Rules);
     assert!(!found.iter().any(|f| f.contains("query_to_xml")), "{found:?}");
 }
 
@@ -192,8 +198,8 @@ fn a_definer_function_an_event_trigger_runs_needs_no_execute() {
          REVOKE EXECUTE ON FUNCTION ops.on_ddl() FROM PUBLIC; \
          CREATE EVENT TRIGGER on_ddl ON ddl_command_start EXECUTE FUNCTION ops.on_ddl()",
     );
-    assert_caught(&report, "security-definer", "ops.on_ddl(): SECURITY DEFINER, owned by `postgres`");
-    assert_caught(&report, "security-definer", "an event trigger runs it on any DDL attempt");
+    assert_caught(&report, CheckId::SecurityDefiner, "ops.on_ddl(): SECURITY DEFINER, owned by `postgres`");
+    assert_caught(&report, CheckId::SecurityDefiner, "an event trigger runs it on any DDL attempt");
 }
 
 #[test]
@@ -207,7 +213,7 @@ fn a_definer_support_function_of_an_aggregate_the_runtime_role_may_call() {
     );
     assert_caught(
         &report,
-        "security-definer",
+        CheckId::SecurityDefiner,
         "the aggregate ops.total(integer), which a runtime role may call, runs it",
     );
 }
@@ -221,7 +227,7 @@ fn a_definer_function_someone_put_in_pg_catalog() {
     );
     assert_caught(
         &report,
-        "security-definer",
+        CheckId::SecurityDefiner,
         "pg_catalog.run_sql(text): SECURITY DEFINER, owned by `postgres`, a superuser",
     );
 }
@@ -233,7 +239,11 @@ fn a_view_in_another_schema_granted_to_the_runtime_role() {
         "CREATE SCHEMA reporting; CREATE VIEW reporting.all_accounts AS SELECT * FROM public.billing_accounts; \
          GRANT USAGE ON SCHEMA reporting TO app_user; GRANT SELECT ON reporting.all_accounts TO app_user",
     );
-    assert_caught(&report, "views-over-rls", "reporting.all_accounts: view over RLS table `public.billing_accounts`");
+    assert_caught(
+        &report,
+        CheckId::ViewsOverRls,
+        "reporting.all_accounts: view over RLS table `public.billing_accounts`",
+    );
 }
 
 #[test]
@@ -246,13 +256,17 @@ fn a_partition_without_rls_of_an_rls_table() {
            USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid); \
          CREATE TABLE public.usage_events_even PARTITION OF public.usage_events FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
     );
-    assert_caught(&report, "rls-children", "public.usage_events_even: inherits from RLS table `public.usage_events`");
+    assert_caught(
+        &report,
+        CheckId::RlsChildren,
+        "public.usage_events_even: inherits from RLS table `public.usage_events`",
+    );
 }
 
 #[test]
 fn an_inheritance_child_of_the_tenant_root() {
     let (_, report) = planted_as(Who::Migrator, "CREATE TABLE public.users_retired () INHERITS (public.users)");
-    assert_caught(&report, "rls-children", "public.users_retired: inherits from RLS table `public.users`");
+    assert_caught(&report, CheckId::RlsChildren, "public.users_retired: inherits from RLS table `public.users`");
 }
 
 // Powers outside the app schemas.
@@ -304,7 +318,7 @@ fn select_on_a_protected_catalog() {
 fn create_on_a_schema_outside_the_app_schemas() {
     let (_, report) =
         planted_as(Who::Admin, "CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO app_service");
-    assert_caught(&report, "schema-create", "schema scratch: app_service holds CREATE");
+    assert_caught(&report, CheckId::Model(Check::SchemaCreate), "schema scratch: app_service holds CREATE");
     assert_eq!(probe_failures(&report, "create-anywhere"), ["app_service HELD: scratch"]);
 }
 
@@ -315,8 +329,12 @@ fn usage_on_a_foreign_data_wrapper_and_a_server() {
         "CREATE FOREIGN DATA WRAPPER loopback_fdw; CREATE SERVER elsewhere FOREIGN DATA WRAPPER loopback_fdw; \
          GRANT USAGE ON FOREIGN DATA WRAPPER loopback_fdw TO app_user; GRANT USAGE ON FOREIGN SERVER elsewhere TO app_service",
     );
-    assert_caught(&report, "foreign-data", "foreign-data wrapper loopback_fdw: app_user holds USAGE");
-    assert_caught(&report, "foreign-data", "server elsewhere: app_service holds USAGE");
+    assert_caught(
+        &report,
+        CheckId::Model(Check::ForeignData),
+        "foreign-data wrapper loopback_fdw: app_user holds USAGE",
+    );
+    assert_caught(&report, CheckId::Model(Check::ForeignData), "server elsewhere: app_service holds USAGE");
     assert_eq!(probe_failures(&report, "foreign-data").len(), 2);
 }
 
@@ -331,7 +349,7 @@ fn a_foreign_table_whose_server_logs_in_as_another_role_for_everyone() {
          CREATE SCHEMA remote; CREATE FOREIGN TABLE remote.users (id uuid) SERVER same_cluster; \
          GRANT USAGE ON SCHEMA remote TO app_user; GRANT SELECT ON remote.users TO app_user",
     );
-    assert_caught(&report, "foreign-logins", "remote.users: foreign table on server `same_cluster`");
+    assert_caught(&report, CheckId::ForeignLogins, "remote.users: foreign table on server `same_cluster`");
 }
 
 #[test]
@@ -342,7 +360,7 @@ fn default_privileges_of_another_role_for_a_runtime_role() {
     );
     assert_caught(
         &report,
-        "default-privileges",
+        CheckId::Model(Check::DefaultPrivileges),
         "FOR ROLE postgres in every schema: grants SELECT, TRUNCATE on every new table to app_service",
     );
 }
@@ -353,7 +371,7 @@ fn a_database_and_objects_the_runtime_role_owns_elsewhere() {
     assert!(fx.check().holds());
     fx.admin().batch_execute("CREATE DATABASE side_project OWNER app_user").unwrap();
     let report = fx.check();
-    assert_caught(&report, "other-databases", "database side_project: owned by `app_user`");
+    assert_caught(&report, CheckId::Model(Check::OtherDatabases), "database side_project: owned by `app_user`");
     assert!(probe_observed(&report, "owned-elsewhere", "app_user").contains("the cluster: 1 objects"));
 }
 
@@ -367,7 +385,7 @@ fn a_permissive_insert_policy_lets_app_user_write_for_another_tenant() {
     );
     assert_caught(
         &report,
-        "rls-policy-content",
+        CheckId::RlsPolicyContent,
         "public.billing_accounts: policy `anyone_may_add` (FOR INSERT) has WITH CHECK (true)",
     );
     let observed = probe_observed(&report, "cross-tenant-insert", "app_user");
@@ -377,7 +395,11 @@ fn a_permissive_insert_policy_lets_app_user_write_for_another_tenant() {
 #[test]
 fn using_true_on_an_empty_table_is_seen_without_rows() {
     let (_, report) = planted_as(Who::Migrator, "CREATE POLICY peek ON public.schedule_runs FOR SELECT USING (true)");
-    assert_caught(&report, "rls-policy-content", "public.schedule_runs: policy `peek` (FOR SELECT) has USING (true)");
+    assert_caught(
+        &report,
+        CheckId::RlsPolicyContent,
+        "public.schedule_runs: policy `peek` (FOR SELECT) has USING (true)",
+    );
 }
 
 #[test]
@@ -386,7 +408,7 @@ fn an_extra_permissive_policy_widens_the_tenant_one() {
         Who::Migrator,
         "CREATE POLICY by_slug ON public.billing_accounts FOR UPDATE USING (slug IS NOT NULL)",
     );
-    assert_caught(&report, "rls-policy-content", "2 permissive policies allow UPDATE");
+    assert_caught(&report, CheckId::RlsPolicyContent, "2 permissive policies allow UPDATE");
 }
 
 #[test]
@@ -399,13 +421,17 @@ fn a_reviewed_policy_set_is_exempt() {
         Exemptions::parse("[[policy]]\nname = \"public.billing_accounts\"\nreason = \"slug owners may rename\"\n")
             .unwrap();
     let report = fx.check_with(&fx.migrations, exemptions);
-    assert!(catalog_failures(&report, "rls-policy-content").is_empty(), "{}", report.to_text());
+    assert!(catalog_failures(&report, CheckId::RlsPolicyContent).is_empty(), "{}", report.to_text());
 }
 
 #[test]
 fn row_security_off_for_app_user_is_named_not_a_crash() {
     let (_, report) = planted_as(Who::Admin, "ALTER ROLE app_user SET row_security = off");
-    assert_caught(&report, "role-settings", "ALTER ROLE app_user SET row_security: row_security = off");
+    assert_caught(
+        &report,
+        CheckId::Model(Check::RoleSettings),
+        "ALTER ROLE app_user SET row_security: row_security = off",
+    );
     assert_eq!(report.rls.verdict, Verdict::Fail);
     assert!(report.rls.message.contains("row_security is off"), "{}", report.rls.message);
 }
@@ -418,7 +444,7 @@ fn a_default_tenant_for_app_user_is_named() {
     );
     assert_caught(
         &report,
-        "role-settings",
+        CheckId::Model(Check::RoleSettings),
         "ALTER ROLE app_user IN DATABASE cogni_template_test SET app.current_user_id",
     );
 }
@@ -428,14 +454,14 @@ fn a_default_tenant_for_every_role_everywhere_is_named() {
     // The fixture's cluster is its own: ALTER ROLE ALL reaches no other test.
     let (_, report) =
         planted_as(Who::Admin, "ALTER ROLE ALL SET app.current_user_id = '00000000-0000-4000-a000-000000000001'");
-    assert_caught(&report, "role-settings", "ALTER ROLE ALL SET app.current_user_id");
+    assert_caught(&report, CheckId::Model(Check::RoleSettings), "ALTER ROLE ALL SET app.current_user_id");
 }
 
 #[test]
 fn a_database_default_that_switches_off_triggers() {
     let (_, report) =
         planted_as(Who::Admin, "ALTER DATABASE cogni_template_test SET session_replication_role = replica");
-    assert_caught(&report, "role-settings", "session_replication_role = replica");
+    assert_caught(&report, CheckId::Model(Check::RoleSettings), "session_replication_role = replica");
 }
 
 // No false "violated".
@@ -486,7 +512,7 @@ fn a_rule_that_writes_the_bookkeeping_through_the_tables_owner() {
     );
     assert_caught(
         &report,
-        "rules",
+        CheckId::Rules,
         "public.execution_requests.forge: rule `forge` on `public.execution_requests` reaches \
          `drizzle.__drizzle_migrations`, which the runtime roles may not touch themselves",
     );
@@ -504,12 +530,12 @@ fn a_rule_that_resets_a_sequence_or_writes_a_private_table_through_the_tables_ow
     );
     assert_caught(
         &report,
-        "rules",
+        CheckId::Rules,
         "public.execution_requests.wipe: rule `wipe` on `public.execution_requests` reaches `public.ops_log`",
     );
     assert_caught(
         &report,
-        "rules",
+        CheckId::Rules,
         "public.execution_requests.rewind: rule `rewind` on `public.execution_requests` reaches `public.payment_events_id_seq`",
     );
 }

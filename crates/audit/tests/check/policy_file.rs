@@ -3,6 +3,7 @@
 //! is "not needed" only when no check used it, and a file that contradicts
 //! the database is refused.
 
+use audit::checks::CheckId;
 use audit::{Exemptions, Report, Verdict};
 
 use crate::common::{repo_root, Fixture};
@@ -171,7 +172,7 @@ fn a_missing_root_beside_an_existing_one_leaves_the_existing_one_checked() {
     exemptions.rls.tenant_roots = vec!["public.users".into(), "public.workspaces".into()];
     let report = fx.check_with(&fx.migrations, exemptions);
     assert!(!report.holds(), "{}", report.to_text());
-    let tenancy = report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap();
+    let tenancy = report.checks.iter().find(|c| c.id == CheckId::RlsTenancy).unwrap();
     assert!(
         tenancy.findings.iter().any(|f| f.subject == "public.notes" && f.verdict == Verdict::Fail),
         "{}",

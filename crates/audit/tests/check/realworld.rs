@@ -3,6 +3,7 @@
 //! without RLS, migrations that end drizzle's transaction, an admin-only
 //! extension.
 
+use audit::checks::CheckId;
 use std::path::PathBuf;
 
 use audit::{Exemptions, Report, Verdict};
@@ -18,7 +19,7 @@ fn policy(name: &str) -> Exemptions {
 }
 
 fn tenancy_note(report: &Report) -> String {
-    let check = report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap();
+    let check = report.checks.iter().find(|c| c.id == CheckId::RlsTenancy).unwrap();
     check
         .findings
         .iter()
@@ -50,7 +51,7 @@ fn a_singular_user_root_in_its_own_schema_with_public_posts_holds_as_declared() 
     let report = fx.check_with(&fx.migrations, policy("own-schema"));
     assert!(report.holds(), "{}", report.to_text());
     assert!(tenancy_note(&report).contains("declared in the policy file: app.user"), "{}", tenancy_note(&report));
-    assert_eq!(report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap().checked, 3);
+    assert_eq!(report.checks.iter().find(|c| c.id == CheckId::RlsTenancy).unwrap().checked, 3);
     assert_eq!(report.rls.verdict, Verdict::Pass, "{}", report.rls.message);
     assert!(report.rls.message.contains("app.post"), "the public rows are checked too: {}", report.rls.message);
     let insert = report.probes.iter().find(|p| p.id == "cross-tenant-insert").unwrap();
@@ -77,7 +78,7 @@ fn public_rows_beyond_the_declared_predicate_are_a_leak() {
     let report = fx.check_with(&fx.migrations, policy("own-schema"));
     assert!(!report.holds());
     assert_eq!(report.rls.verdict, Verdict::Fail, "{}", report.rls.message);
-    assert!(!catalog_failures(&report, "rls-policy-content").is_empty(), "{}", report.to_text());
+    assert!(!catalog_failures(&report, CheckId::RlsPolicyContent).is_empty(), "{}", report.to_text());
 }
 
 #[test]
@@ -138,7 +139,7 @@ fn a_declared_root_that_does_not_exist_is_unproven_and_named() {
     let fx = Fixture::migrated();
     let exemptions = Exemptions::parse("[rls]\ntenant_roots = [\"public.tenants\"]\n").unwrap();
     let report = fx.check_with(&fx.migrations, exemptions);
-    let tenancy = report.checks.iter().find(|c| c.id == "rls-tenancy").unwrap();
+    let tenancy = report.checks.iter().find(|c| c.id == CheckId::RlsTenancy).unwrap();
     assert_eq!(tenancy.verdict(), audit::Verdict::Unproven);
     assert!(tenancy.findings.iter().any(|f| f.subject == "public.tenants" && f.message.contains("declared")));
     assert!(

@@ -4,6 +4,7 @@
 //! before pg_catalog, functions and operators named like built-ins).
 
 use crate::common::{assert_caught, catalog_failures, probe_failures, Fixture};
+use audit::checks::CheckId;
 
 #[test]
 fn a_search_path_default_and_a_lying_privilege_function_do_not_fool_the_check() {
@@ -28,8 +29,8 @@ fn a_search_path_default_and_a_lying_privilege_function_do_not_fool_the_check() 
         "the probe asked the real has_table_privilege: {extra:?}\n{}",
         report.to_text()
     );
-    assert_caught(&report, "search-path", "search_path = public, pg_catalog searches public before pg_catalog");
-    assert_caught(&report, "search-path", "public.has_table_privilege(oid,text)");
+    assert_caught(&report, CheckId::SearchPath, "search_path = public, pg_catalog searches public before pg_catalog");
+    assert_caught(&report, CheckId::SearchPath, "public.has_table_privilege(oid,text)");
 }
 
 #[test]
@@ -43,10 +44,10 @@ fn functions_and_operators_named_like_built_ins_are_named() {
         )
         .unwrap();
     let report = fx.check();
-    assert_caught(&report, "search-path", "public.quote_ident(name): a function named like the built-in");
-    assert_caught(&report, "search-path", "public.=(name, text): an operator named like the built-in");
+    assert_caught(&report, CheckId::SearchPath, "public.quote_ident(name): a function named like the built-in");
+    assert_caught(&report, CheckId::SearchPath, "public.=(name, text): an operator named like the built-in");
     // A function of its own name is nobody's shadow.
-    let found = catalog_failures(&report, "search-path");
+    let found = catalog_failures(&report, CheckId::SearchPath);
     assert!(!found.iter().any(|f| f.contains("name_eq_text")), "{found:?}");
 }
 
@@ -63,9 +64,9 @@ fn a_shadow_the_migrator_adds_to_its_own_extension_is_still_named() {
         )
         .unwrap();
     let report = fx.check();
-    assert_caught(&report, "search-path", "public.quote_ident(name): a function named like the built-in");
+    assert_caught(&report, CheckId::SearchPath, "public.quote_ident(name): a function named like the built-in");
     // The extension's own members (similarity, %, …) are not named.
-    let found = catalog_failures(&report, "search-path");
+    let found = catalog_failures(&report, CheckId::SearchPath);
     assert_eq!(found.len(), 1, "{found:?}");
 }
 
@@ -81,5 +82,5 @@ fn a_leakproof_function_that_is_not_built_in_is_named() {
         )
         .unwrap();
     let report = fx.check();
-    assert_caught(&report, "leakproof", "public.tell(text): LEAKPROOF and not built in");
+    assert_caught(&report, CheckId::Leakproof, "public.tell(text): LEAKPROOF and not built in");
 }

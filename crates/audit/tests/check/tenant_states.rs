@@ -3,6 +3,7 @@
 //! committed a `SET LOCAL` of the tenant, which then reads '' rather than
 //! NULL). Each plant passes the no-tenant read alone.
 
+use audit::checks::CheckId;
 use audit::Verdict;
 
 use crate::common::Fixture;
@@ -113,7 +114,7 @@ fn a_policy_that_reads_the_probes_lock_timeout_is_named() {
     );
     crate::common::assert_caught(
         &report,
-        "rls-policy-content",
+        CheckId::RlsPolicyContent,
         "reads session state that is not the tenant (setting lock_timeout)",
     );
 }
@@ -126,7 +127,7 @@ fn a_permissive_true_narrowed_by_a_restrictive_tenant_policy_isolates() {
              CREATE POLICY tenant_only ON public.billing_accounts AS RESTRICTIVE \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid)",
     );
-    let found = crate::common::catalog_failures(&report, "rls-policy-content");
+    let found = crate::common::catalog_failures(&report, CheckId::RlsPolicyContent);
     assert!(found.is_empty(), "{found:?}\n{}", report.to_text());
     assert!(report.holds(), "{}", report.to_text());
 }
@@ -137,7 +138,7 @@ fn a_tautology_in_disguise_is_treated_as_true() {
         "CREATE POLICY tenant_isolation ON public.billing_accounts \
                USING (owner_user_id = nullif(current_setting('app.current_user_id', true), '')::uuid OR 1 = 1)",
     );
-    crate::common::assert_caught(&report, "rls-policy-content", "which is always true");
+    crate::common::assert_caught(&report, CheckId::RlsPolicyContent, "which is always true");
 }
 
 #[test]
@@ -146,7 +147,7 @@ fn a_restrictive_policy_that_does_not_read_the_tenant_narrows_nothing() {
         "CREATE POLICY everything ON public.billing_accounts USING (true) WITH CHECK (true); \
              CREATE POLICY looks_strict ON public.billing_accounts AS RESTRICTIVE USING (id IS NOT NULL)",
     );
-    crate::common::assert_caught(&report, "rls-policy-content", "policy `everything` (FOR ALL) has USING (true)");
+    crate::common::assert_caught(&report, CheckId::RlsPolicyContent, "policy `everything` (FOR ALL) has USING (true)");
 }
 
 #[test]
@@ -164,7 +165,7 @@ fn a_policy_whose_function_reads_the_probes_lock_timeout_is_named() {
     let report = fx.check();
     crate::common::assert_caught(
         &report,
-        "rls-policy-content",
+        CheckId::RlsPolicyContent,
         "reads session state that is not the tenant (setting lock_timeout)",
     );
 }
