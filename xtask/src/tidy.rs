@@ -262,6 +262,7 @@ fn no_module_circles_and_no_crate_climbs() {
             if let Some(layer) = layers.iter().position(|l| *l == name) {
                 assert!(layer < at, "{krate} depends on {name}, a crate above it");
             }
+            assert_ne!(name, "testkit", "{krate} depends on the test kit, which is for tests only");
         }
     }
 }

@@ -3,14 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+pub use testkit::repo_root;
 
 /// Every variable of the env contract, removed from the children's
 /// environment so that the runner's own settings cannot leak in.

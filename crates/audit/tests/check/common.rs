@@ -6,18 +6,13 @@ use audit::checks::CheckId;
 use std::path::{Path, PathBuf};
 
 use audit::{CheckConfig, Exemptions, Report, Verdict};
-use dbenv::{EnvVars, Settings};
-use pgcluster::TestCluster;
-use postgres::{Client, NoTls};
-
-pub const DB: &str = "cogni_template_test";
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
-}
+use dbenv::EnvVars;
+use postgres::Client;
+use testkit::Cluster;
+pub use testkit::{repo_root, DB};
 
 pub struct Fixture {
-    pub cluster: TestCluster,
+    pub kit: Cluster,
     pub migrations: PathBuf,
     /// Variables beyond the defaults (`APP_DB_SCHEMAS`, `APP_DB_EXTENSIONS`).
     pub extra: Vec<(String, String)>,
@@ -39,10 +34,10 @@ impl Fixture {
 
     /// Provisioned for another migration set, with extra variables.
     pub fn provisioned_with(migrations: &Path, extra: &[(&str, &str)]) -> Fixture {
-        let cluster = TestCluster::start().unwrap();
+        let kit = Cluster::start();
         let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let fixture = Fixture { cluster, migrations: migrations.to_path_buf(), extra };
-        roles::provision(&Settings::from_env(&fixture.env()).unwrap(), &roles::Options::default(), &mut roles::Quiet)
+        let fixture = Fixture { kit, migrations: migrations.to_path_buf(), extra };
+        roles::provision(&fixture.env().provisioning().unwrap(), &roles::Options::default(), &mut roles::Quiet)
             .unwrap();
         fixture
     }
@@ -54,33 +49,21 @@ impl Fixture {
         drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap()
     }
 
+    /// The server, the admin and the three DSNs (no role pieces), with
+    /// this fixture's extra variables.
     pub fn env(&self) -> EnvVars {
-        let port = self.cluster.port().to_string();
-        let dsn = |user: &str, password: &str| format!("postgresql://{user}:{password}@127.0.0.1:{port}/{DB}");
-        let mut pairs: Vec<(String, String)> = vec![
-            ("DB_HOST".into(), "127.0.0.1".into()),
-            ("DB_PORT".into(), port.clone()),
-            ("POSTGRES_ROOT_USER".into(), "postgres".into()),
-            ("POSTGRES_ROOT_PASSWORD".into(), self.cluster.password().into()),
-            ("APP_DB_NAME".into(), DB.into()),
-            ("DATABASE_URL".into(), dsn("app_user", "password")),
-            ("DATABASE_SERVICE_URL".into(), dsn("app_service", "service_password")),
-            ("DATABASE_MIGRATOR_URL".into(), dsn("app_migrator", "migrator_password")),
-        ];
+        let mut pairs = self.kit.server_vars(DB);
+        pairs.extend(self.kit.dsn_vars(DB));
         pairs.extend(self.extra.iter().cloned());
-        EnvVars::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+        testkit::env_of(&pairs)
     }
 
     pub fn admin(&self) -> Client {
-        Client::connect(&self.cluster.admin_url(DB), NoTls).unwrap()
+        self.kit.admin(DB)
     }
 
     pub fn migrator(&self) -> Client {
-        Client::connect(
-            &format!("postgresql://app_migrator:migrator_password@127.0.0.1:{}/{DB}", self.cluster.port()),
-            NoTls,
-        )
-        .unwrap()
+        self.kit.connect_as("app_migrator", DB)
     }
 
     pub fn check_with(&self, migrations: &Path, exemptions: Exemptions) -> Report {

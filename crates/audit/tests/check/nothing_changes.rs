@@ -66,7 +66,7 @@ fn ddl_on_a_table_the_role_owns_is_answered_by_the_catalog_without_a_lock() {
     // The probe target (the first RLS table) handed to the runtime role, and
     // an app transaction holding a lock on it for the whole check.
     fx.admin().batch_execute("ALTER TABLE public.ai_threads OWNER TO app_user").unwrap();
-    let mut app = Client::connect(&fx.cluster.admin_url(DB), NoTls).unwrap();
+    let mut app = Client::connect(&fx.kit.server.admin_url(DB), NoTls).unwrap();
     app.batch_execute("BEGIN; LOCK TABLE public.ai_threads IN ROW EXCLUSIVE MODE").unwrap();
     let report = fx.check();
     app.batch_execute("COMMIT").unwrap();
@@ -88,7 +88,7 @@ fn an_app_writing_during_the_check_sees_no_error_and_nothing_changes() {
     let written = "public.ai_invocation_summaries";
     let before = fingerprint(&fx, written);
     let stop = Arc::new(AtomicBool::new(false));
-    let url = format!("postgresql://app_service:service_password@127.0.0.1:{}/{DB}", fx.cluster.port());
+    let url = format!("postgresql://app_service:service_password@127.0.0.1:{}/{DB}", fx.kit.server.port());
     // A long app transaction (a batch job) holds a lock on the probes'
     // target table for the whole check, and short app transactions keep
     // coming: a probe that queued behind the long one for its lock would hold

@@ -6,30 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dbenv::{Dsn, EnvVars, Secret, Settings};
-use pgcluster::{ClusterOptions, TestCluster};
-use postgres::{Client, NoTls};
-
-pub const PASSWORDS: [(&str, &str); 3] =
-    [("app_migrator", "migrator_password"), ("app_user", "password"), ("app_service", "service_password")];
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-pub fn app_migrations() -> PathBuf {
-    repo_root().join("platform/db/migrations")
-}
+use dbenv::{keys, Dsn, EnvVars, Settings};
+use postgres::Client;
+use testkit::Cluster;
+pub use testkit::{app_migrations, repo_root, sqlstate};
 
 pub struct Fixture {
-    pub cluster: TestCluster,
+    pub kit: Cluster,
 }
 
 impl Fixture {
     /// A cluster with no databases of the app's yet.
     pub fn bare() -> Fixture {
-        let options = ClusterOptions { settings: vec![("autovacuum".into(), "off".into())], ..Default::default() };
-        Fixture { cluster: TestCluster::start_with(options).unwrap() }
+        Fixture { kit: Cluster::start() }
     }
 
     /// A cluster with `db` provisioned by `db-provision`.
@@ -45,15 +34,12 @@ impl Fixture {
 
     /// `db` provisioned with extra variables (`APP_DB_SCHEMAS`, `APP_DB_EXTENSIONS`).
     pub fn provision_with(&self, db: &str, extra: &[(&str, &str)]) {
-        let settings = Settings::from_env(&self.env_with(db, extra)).unwrap();
+        let settings = self.env_with(db, extra).provisioning().unwrap();
         roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap();
     }
 
     pub fn env_with(&self, db: &str, extra: &[(&str, &str)]) -> EnvVars {
-        let mut vars = self.vars(db);
-        vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        self.kit.env_with(db, extra)
     }
 
     pub fn config_with(&self, db: &str, extra: &[(&str, &str)]) -> drizzle::Config {
@@ -96,33 +82,15 @@ impl Fixture {
     }
 
     pub fn vars(&self, db: &str) -> Vec<(String, String)> {
-        let port = self.cluster.port();
-        let dsn = |role: &str, password: &str| self.dsn(role, password, db).expose_url();
-        vec![
-            ("DB_HOST".into(), "127.0.0.1".into()),
-            ("DB_PORT".into(), port.to_string()),
-            ("POSTGRES_ROOT_USER".into(), "postgres".into()),
-            ("POSTGRES_ROOT_PASSWORD".into(), self.cluster.password().into()),
-            ("APP_DB_NAME".into(), db.into()),
-            ("APP_DB_MIGRATOR_USER".into(), "app_migrator".into()),
-            ("APP_DB_MIGRATOR_PASSWORD".into(), "migrator_password".into()),
-            ("APP_DB_USER".into(), "app_user".into()),
-            ("APP_DB_PASSWORD".into(), "password".into()),
-            ("APP_DB_SERVICE_USER".into(), "app_service".into()),
-            ("APP_DB_SERVICE_PASSWORD".into(), "service_password".into()),
-            ("DATABASE_URL".into(), dsn("app_user", "password")),
-            ("DATABASE_SERVICE_URL".into(), dsn("app_service", "service_password")),
-            ("DATABASE_MIGRATOR_URL".into(), dsn("app_migrator", "migrator_password")),
-        ]
+        self.kit.vars(db)
     }
 
     pub fn env(&self, db: &str) -> EnvVars {
-        let vars = self.vars(db);
-        EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        self.kit.env(db)
     }
 
     pub fn settings(&self, db: &str) -> Settings {
-        Settings::from_env(&self.env(db)).unwrap()
+        self.kit.settings(db)
     }
 
     pub fn config(&self, db: &str) -> drizzle::Config {
@@ -130,19 +98,15 @@ impl Fixture {
     }
 
     pub fn dsn(&self, role: &str, password: &str, db: &str) -> Dsn {
-        Dsn::new(role, &Secret::new(password), "127.0.0.1", self.cluster.port(), db)
+        self.kit.dsn(role, password, db)
     }
 
     pub fn admin(&self, db: &str) -> Client {
-        Client::connect(&self.cluster.admin_url(db), NoTls).unwrap()
+        self.kit.admin(db)
     }
 
     pub fn connect_as(&self, role: &str, db: &str) -> Client {
-        let password = PASSWORDS.iter().find(|(r, _)| *r == role).map(|(_, p)| *p).unwrap_or("password");
-        let mut client = dbenv::connect(&self.dsn(role, password, db), role).unwrap();
-        // A session as the app or a migration has it, not the tool's pinned one.
-        client.batch_execute("RESET search_path").unwrap();
-        client
+        self.kit.connect_as(role, db)
     }
 
     /// The bookkeeping rows: (id, hash, created_at).
@@ -236,7 +200,7 @@ pub fn run_drizzle_kit(bin: &Path, dsn: &Dsn, dir: &Path) -> Output {
         .current_dir(repo_root().join("platform/db"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_MIGRATOR_URL", dsn.expose_url())
+        .env(keys::DATABASE_MIGRATOR_URL, dsn.expose_url())
         .env("DRIZZLE_MIGRATIONS_DIR", dir)
         .output()
         .unwrap()
@@ -244,11 +208,4 @@ pub fn run_drizzle_kit(bin: &Path, dsn: &Dsn, dir: &Path) -> Output {
 
 pub fn output_text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-pub fn sqlstate(client: &mut Client, sql: &str) -> Option<String> {
-    client.batch_execute("BEGIN").unwrap();
-    let result = client.batch_execute(sql);
-    client.batch_execute("ROLLBACK").unwrap();
-    result.err().map(|e| e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string()))
 }

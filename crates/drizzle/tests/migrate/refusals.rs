@@ -116,7 +116,7 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
         "{message}"
     );
     // The admin is refused too.
-    let admin = fx.cluster.admin_url(DB);
+    let admin = fx.kit.server.admin_url(DB);
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", admin.as_str())]);
     let config = drizzle::Config::new(env.migration().unwrap());
     let message =

@@ -5,15 +5,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use dbenv::{Dsn, EnvVars, Secret, Settings};
-use pgcluster::{ClusterOptions, TestCluster};
-use postgres::{Client, NoTls};
+use dbenv::{keys, Dsn, Settings};
+use postgres::Client;
 use roles::{Phase, Reporter, Step};
-
-pub const DB: &str = "cogni_template_test";
+use testkit::Cluster;
+pub use testkit::{sqlstate, DB};
 
 pub struct Fixture {
-    pub cluster: TestCluster,
+    pub kit: Cluster,
     pub passwords: [String; 3],
 }
 
@@ -22,52 +21,35 @@ impl Fixture {
         Fixture::with_settings(&[])
     }
 
-    /// A cluster with extra server settings (`autovacuum=off` always: the
-    /// tests count transaction ids, and autovacuum's ANALYZE takes some).
+    /// A cluster with extra server settings (`autovacuum=off` always).
     pub fn with_settings(settings: &[(&str, &str)]) -> Fixture {
-        let mut all = vec![("autovacuum".to_string(), "off".to_string())];
-        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let cluster = TestCluster::start_with(ClusterOptions { settings: all, ..Default::default() }).unwrap();
-        Fixture { cluster, passwords: ["migrator_password".into(), "password".into(), "service_password".into()] }
+        let kit = Cluster::start_with(settings);
+        Fixture { kit, passwords: ["migrator_password".into(), "password".into(), "service_password".into()] }
     }
 
+    /// The env contract without DSNs: the pieces, with this fixture's passwords.
     pub fn vars(&self) -> Vec<(String, String)> {
-        let port = self.cluster.port().to_string();
         let [migrator, runtime, service] = &self.passwords;
-        vec![
-            ("DB_HOST".into(), "127.0.0.1".into()),
-            ("DB_PORT".into(), port),
-            ("POSTGRES_ROOT_USER".into(), self.cluster.superuser().into()),
-            ("POSTGRES_ROOT_PASSWORD".into(), self.cluster.password().into()),
-            ("APP_DB_NAME".into(), DB.into()),
-            ("APP_DB_USER".into(), "app_user".into()),
-            ("APP_DB_PASSWORD".into(), runtime.clone()),
-            ("APP_DB_SERVICE_USER".into(), "app_service".into()),
-            ("APP_DB_SERVICE_PASSWORD".into(), service.clone()),
-            ("APP_DB_MIGRATOR_USER".into(), "app_migrator".into()),
-            ("APP_DB_MIGRATOR_PASSWORD".into(), migrator.clone()),
-            ("PG_TIMEOUT".into(), "10".into()),
-        ]
+        let mut vars = self.kit.server_vars(DB);
+        vars.extend(Cluster::role_vars([migrator, runtime, service]));
+        vars.push((keys::PG_TIMEOUT.into(), "10".into()));
+        vars
     }
 
     pub fn settings(&self) -> Settings {
-        let vars = self.vars();
-        Settings::from_env(&EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))).unwrap()
+        testkit::env_of(&self.vars()).provisioning().unwrap()
     }
 
     pub fn admin(&self, db: &str) -> Client {
-        Client::connect(&self.cluster.admin_url(db), NoTls).unwrap()
+        self.kit.admin(db)
     }
 
     pub fn dsn(&self, role: &str, password: &str, db: &str) -> Dsn {
-        Dsn::new(role, &Secret::new(password), "127.0.0.1", self.cluster.port(), db)
+        self.kit.dsn(role, password, db)
     }
 
     pub fn connect_as(&self, role: &str, password: &str) -> Client {
-        let mut client = dbenv::connect(&self.dsn(role, password, DB), role).unwrap();
-        // A session as the app or a migration has it, not the tool's pinned one.
-        client.batch_execute("RESET search_path").unwrap();
-        client
+        self.kit.connect_with(role, password, DB)
     }
 
     pub fn runtime(&self) -> Client {
@@ -91,14 +73,6 @@ impl Fixture {
     pub fn next_xid(&self) -> i64 {
         self.admin("postgres").query_one("SELECT txid_snapshot_xmax(txid_current_snapshot())", &[]).unwrap().get(0)
     }
-}
-
-/// Runs `sql` and returns its SQLSTATE, or `None` when it succeeded.
-pub fn sqlstate(client: &mut Client, sql: &str) -> Option<String> {
-    client.batch_execute("BEGIN").unwrap();
-    let result = client.batch_execute(sql);
-    client.batch_execute("ROLLBACK").unwrap();
-    result.err().map(|e| e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string()))
 }
 
 /// A reporter that keeps every line it is told, to search for secrets.

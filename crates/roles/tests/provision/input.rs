@@ -52,7 +52,7 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
         for part in expected {
             assert!(message.contains(part), "{changes:?}: {message}");
         }
-        for secret in ["migrator_password", "service_password", fx.cluster.password()] {
+        for secret in ["migrator_password", "service_password", fx.kit.server.password()] {
             assert!(!message.contains(secret), "{changes:?} leaks a password: {message}");
         }
     }

@@ -30,7 +30,7 @@ fn hostile_passwords_rotate_log_in_and_never_reach_the_log() {
     let stored = verifiers(&fx);
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().all(|v| v.starts_with("SCRAM-SHA-256$4096:")));
-    let server_log = fx.cluster.log();
+    let server_log = fx.kit.server.log();
     assert!(server_log.contains("SET log_statement = 'none'"), "the log is on, and shows the session silencing it");
     let printed = format!("{}\n{:?}", recorder.text(), outcome.plan);
     for secret in HOSTILE.iter().map(|s| s.to_string()).chain(stored.iter().cloned()) {
@@ -56,7 +56,7 @@ fn hostile_passwords_rotate_log_in_and_never_reach_the_log() {
     fx.runtime().batch_execute("SELECT 1").unwrap();
     let old = dbenv::connect(&fx.dsn("app_user", HOSTILE[1], crate::common::DB), "APP_DB_PASSWORD").err().unwrap();
     assert!(format!("{old:#}").contains("the password for `app_user` is wrong"), "{old:#}");
-    assert!(!fx.cluster.log().contains("a brand new password"));
+    assert!(!fx.kit.server.log().contains("a brand new password"));
 }
 
 #[test]
