@@ -139,7 +139,7 @@ fn default_rows_checked(model: &Model, snap: &Snapshot) -> usize {
 type ExemptOrFail<'a> = dyn FnMut(&mut CheckSummary, Kind, String, String) + 'a;
 
 fn is_table(rel: &Relation) -> bool {
-    matches!(rel.kind, 'r' | 'p')
+    rel.kind.is_table()
 }
 
 fn not_applicable(check: &mut CheckSummary, exemptions: &Exemptions) {
@@ -358,7 +358,7 @@ pub fn looks_like_user_table(name: &str) -> bool {
 pub fn tenant_roots(model: &Model, snap: &Snapshot, rls: &roles::exemptions::RlsDeclaration) -> Roots {
     let db = &snap.db;
     let tables: Vec<&Relation> =
-        db.relations.iter().filter(|r| matches!(r.kind, 'r' | 'p') && model.is_app_schema(&r.schema)).collect();
+        db.relations.iter().filter(|r| r.kind.is_table() && model.is_app_schema(&r.schema)).collect();
     if !rls.tenant_roots.is_empty() {
         let (found, missing): (Vec<String>, Vec<String>) =
             rls.tenant_roots.iter().cloned().partition(|root| tables.iter().any(|t| qualified(t) == *root));
@@ -429,8 +429,7 @@ fn tenancy_from(
         }
     }
     for (oid, via) in &reach {
-        let Some(rel) = by_oid.get(oid).filter(|r| matches!(r.kind, 'r' | 'p') && model.is_app_schema(&r.schema))
-        else {
+        let Some(rel) = by_oid.get(oid).filter(|r| r.kind.is_table() && model.is_app_schema(&r.schema)) else {
             continue;
         };
         tenancy.checked += 1;

@@ -11,6 +11,7 @@ use dbenv::RoleKind;
 use proptest::prelude::*;
 use roles::acl::{AclItem, Grantee, Privs};
 use roles::drift::{drift, Check, Drift, Remedy};
+use roles::kinds::DefaultObjects;
 use roles::model::{Attribute, Model};
 use roles::snapshot::{
     Database, DefaultAcl, ForeignObject, Membership, OwnedObject, RoleSetting, Schema, Snapshot, Tablespace,
@@ -206,7 +207,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "migrator default privileges",
-        change: |s| s.db.default_acls.retain(|d| d.objtype != 'S'),
+        change: |s| s.db.default_acls.retain(|d| d.objtype != DefaultObjects::Sequences),
         check: Check::DefaultPrivileges,
         remedy: Remedy::Change,
     },
@@ -216,7 +217,7 @@ const CASES: &[Case] = &[
             s.db.default_acls.push(DefaultAcl {
                 role: RUNTIME.into(),
                 schema: Some("public".into()),
-                objtype: 'r',
+                objtype: DefaultObjects::Tables,
                 acl: vec![item(Grantee::role(SERVICE), RUNTIME, Privs::from_letters("arwd"), Privs::NONE)],
                 builtin: Vec::new(),
             })
@@ -232,7 +233,7 @@ const CASES: &[Case] = &[
             s.db.default_acls.push(DefaultAcl {
                 role: RUNTIME.into(),
                 schema: None,
-                objtype: 'f',
+                objtype: DefaultObjects::Functions,
                 acl: vec![own.clone()],
                 builtin: vec![own, public],
             })
@@ -246,7 +247,7 @@ const CASES: &[Case] = &[
             s.db.default_acls.push(DefaultAcl {
                 role: "postgres".into(),
                 schema: None,
-                objtype: 'r',
+                objtype: DefaultObjects::Tables,
                 acl: vec![item(Grantee::role(RUNTIME), "postgres", Privs::from_letters("r"), Privs::NONE)],
                 builtin: Vec::new(),
             })
@@ -260,7 +261,7 @@ const CASES: &[Case] = &[
             s.db.default_acls.push(DefaultAcl {
                 role: "postgres".into(),
                 schema: None,
-                objtype: 'r',
+                objtype: DefaultObjects::Tables,
                 acl: vec![item(Grantee::Public, "postgres", Privs::from_letters("r"), Privs::NONE)],
                 builtin: Vec::new(),
             })
@@ -436,7 +437,7 @@ fn a_schema_made_by_the_plan_starts_from_the_migrators_defaults_for_schemas() {
     snap.db.default_acls.push(DefaultAcl {
         role: MIGRATOR.into(),
         schema: None,
-        objtype: 'n',
+        objtype: DefaultObjects::Schemas,
         acl: vec![own.clone(), item(Grantee::Public, MIGRATOR, Privs::from_letters("UC"), Privs::NONE)],
         builtin: vec![own],
     });

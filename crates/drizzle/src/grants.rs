@@ -145,7 +145,7 @@ pub fn converge(client: &mut Client, config: &Config) -> Result<Vec<String>> {
         let key = (row.get::<_, String>(0), row.get::<_, String>(2));
         let (names, kind) = (row.get::<_, Vec<String>>(3), row.get::<_, String>(4));
         let options: Vec<String> = row.get::<_, Option<Vec<String>>>(5).unwrap_or_default();
-        let relkind = kind.chars().next().unwrap_or('?');
+        let relkind = roles::kinds::RelKind::from_code(kind.chars().next().unwrap_or('?'));
         let relation = key.0 == "table" || key.0 == "sequence";
         let private = names.iter().any(|name| config.policy.private_for(name, &key.1));
         if relation && (private || !wants::writers_grant(relkind, security_invoker(&options))) {

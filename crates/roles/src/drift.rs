@@ -11,6 +11,7 @@ use std::fmt;
 use dbenv::RoleKind;
 
 use crate::acl::{drifts, AclChange, AclDrift, AclItem, Grantee, Want};
+use crate::kinds::DefaultObjects;
 use crate::model::{Attribute, Model};
 use crate::snapshot::{DefaultAcl, Membership, OwnedObject, Relation, RoleSetting, Snapshot};
 use crate::wants;
@@ -150,7 +151,7 @@ pub enum On {
     /// for one kind of object.
     DefaultRow {
         schema: Option<String>,
-        objtype: char,
+        objtype: DefaultObjects,
     },
 }
 
@@ -320,7 +321,7 @@ impl fmt::Display for Drift {
                 f,
                 "grants {} on every new {} to {}{}",
                 item.privs.sql(),
-                object_noun(row.objtype),
+                row.objtype.noun(),
                 item.grantee,
                 if *to_runtime { "; `cargo xtask db-provision` removes it" } else { "; revoke it" }
             ),
@@ -391,30 +392,6 @@ pub fn setting_place(setting: &RoleSetting) -> String {
         (Some(role), None) => format!("ALTER ROLE {role} SET {}", setting.name),
         (None, Some(db)) => format!("ALTER DATABASE {db} SET {}", setting.name),
         (None, None) => format!("ALTER ROLE ALL SET {}", setting.name),
-    }
-}
-
-/// The objects of a default-privileges row, in words (`pg_default_acl.defaclobjtype`).
-fn object_plural(objtype: char) -> &'static str {
-    match objtype {
-        'r' => "tables",
-        'S' => "sequences",
-        'f' => "functions",
-        'T' => "types",
-        'n' => "schemas",
-        'L' => "large objects",
-        _ => "objects",
-    }
-}
-
-fn object_noun(objtype: char) -> &'static str {
-    match objtype {
-        'r' => "table",
-        'S' => "sequence",
-        'f' => "function",
-        'T' => "type",
-        'n' => "schema",
-        _ => "object",
     }
 }
 
@@ -585,7 +562,7 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
         let row =
             snap.db.default_acls.iter().find(|d| d.role == *migrator && d.schema == *schema && d.objtype == *objtype);
         let acl = row.map(|d| d.acl.clone()).unwrap_or_default();
-        let subject = || format!("{} created by {migrator} in {}", object_plural(*objtype), place(schema));
+        let subject = || format!("{} created by {migrator} in {}", objtype.plural(), place(schema));
         let on = On::DefaultRow { schema: schema.clone(), objtype: *objtype };
         let wants = wants::migrator_default(model, schema.as_deref(), *objtype);
         drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &acl, &wants));
@@ -593,8 +570,7 @@ fn default_privileges(model: &Model, snap: &Snapshot) -> Vec<Drift> {
     for row in &snap.db.default_acls {
         if row.role == *migrator {
             if !wanted.contains(&(row.schema.clone(), row.objtype)) {
-                let subject =
-                    || format!("{} created by {migrator} in {}", object_plural(row.objtype), place(&row.schema));
+                let subject = || format!("{} created by {migrator} in {}", row.objtype.plural(), place(&row.schema));
                 let wants = wants::migrator_default(model, row.schema.as_deref(), row.objtype);
                 let on = On::DefaultRow { schema: row.schema.clone(), objtype: row.objtype };
                 drift.extend(acl_drift((Check::DefaultPrivileges, on), subject, &row.acl, &wants));
@@ -640,8 +616,8 @@ fn other_defaults(model: &Model, row: &DefaultAcl) -> Vec<Drift> {
         .iter()
         .filter_map(|item| {
             let to_runtime = matches!(&item.grantee, Grantee::Role(r) if model.is_runtime_role(r));
-            let to_public =
-                item.grantee == Grantee::Public && !(row.schema.is_none() && matches!(row.objtype, 'f' | 'T'));
+            let to_public = item.grantee == Grantee::Public
+                && !(row.schema.is_none() && matches!(row.objtype, DefaultObjects::Functions | DefaultObjects::Types));
             (to_runtime || to_public).then(|| Drift::OtherDefaults { row: row.clone(), item: item.clone(), to_runtime })
         })
         .collect()

@@ -13,6 +13,7 @@ pub mod acl;
 pub mod apply;
 pub mod drift;
 pub mod exemptions;
+pub mod kinds;
 pub mod model;
 pub mod plan;
 pub mod preflight;

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::exemptions::Kind;
+use crate::kinds::RelKind;
 use crate::model::Model;
 use crate::snapshot::reach::RightsObject;
 use crate::snapshot::DbContents;
@@ -157,7 +158,8 @@ impl<'a> Analysis<'a> {
                 }
                 // The text runs as whoever runs the query: the owner only
                 // when a materialized view is refreshed.
-                if let Some(runner) = current.sql_runners.first().filter(|_| current.kind == 'm') {
+                if let Some(runner) = current.sql_runners.first().filter(|_| current.kind == RelKind::MaterializedView)
+                {
                     return Some(format!("`{runner}()`, which runs SQL text (it may read any table)"));
                 }
             }
@@ -186,12 +188,12 @@ impl<'a> Analysis<'a> {
             let opened_by_conversion = self.opened(&object.owner, &object.schema, object.extension);
             // A conversion sets security_invoker only on views over RLS
             // tables, so a moved view keeps its owner's rights here.
-            let invoker = object.kind == 'v' && object.security_invoker;
+            let invoker = object.kind == RelKind::View && object.security_invoker;
             if invoker || self.model.is_runtime_role(owner) {
                 continue;
             }
             let (class, what) = match object.kind {
-                'm' => (PathClass::MaterializedView, "materialized view"),
+                RelKind::MaterializedView => (PathClass::MaterializedView, "materialized view"),
                 _ => (PathClass::View, "view"),
             };
             paths.push(RightsPath {
@@ -221,7 +223,7 @@ impl<'a> Analysis<'a> {
             let (owner, escapes) =
                 self.owner(&object.owner, object.owner_escapes_rls, &object.schema, object.extension);
             let subject = format!("{}.{}", object.schema, object.name);
-            let (class, message, fix) = if object.kind == 'm' {
+            let (class, message, fix) = if object.kind == RelKind::MaterializedView {
                 // A materialized view stores what its owner saw at refresh,
                 // functions included: it has neither RLS nor invoker rights.
                 let Some(source) = self.reaches(object, true) else { continue };

@@ -3,6 +3,7 @@
 //! diff the catalogs against.
 
 use crate::acl::{Grantee, Privs, Want, CONNECT, CREATE, DATABASE_ALL, DML, SEQUENCE_USE, USAGE};
+use crate::kinds::{DefaultObjects, RelKind};
 use crate::model::Model;
 use crate::snapshot::Relation;
 
@@ -45,8 +46,9 @@ pub fn schema(model: &Model, name: &str) -> Vec<(Grantee, Want)> {
 /// as their owner and foreign tables read with another role's rights: the
 /// migrations grant them where the app needs it, and the audit accepts up
 /// to DML there.
-pub fn writers_grant(kind: char, security_invoker: bool) -> bool {
-    matches!(kind, 'r' | 'p' | 'S') || (kind == 'v' && security_invoker)
+pub fn writers_grant(kind: RelKind, security_invoker: bool) -> bool {
+    matches!(kind, RelKind::Table | RelKind::PartitionedTable | RelKind::Sequence)
+        || (kind == RelKind::View && security_invoker)
 }
 
 /// What `role`, a runtime role, may hold on a relation: nothing where the
@@ -112,23 +114,27 @@ fn runtime_and_public(model: &Model, want: Want) -> Vec<(Grantee, Want)> {
 /// The migrator's default-privilege rows the model needs: tables and
 /// sequences in each app schema (per schema, so the bookkeeping schema gets
 /// nothing).
-pub fn default_rows(model: &Model) -> Vec<(Option<String>, char)> {
-    model.app_schemas.iter().flat_map(|s| [(Some(s.clone()), 'r'), (Some(s.clone()), 'S')]).collect()
+pub fn default_rows(model: &Model) -> Vec<(Option<String>, DefaultObjects)> {
+    model
+        .app_schemas
+        .iter()
+        .flat_map(|s| [(Some(s.clone()), DefaultObjects::Tables), (Some(s.clone()), DefaultObjects::Sequences)])
+        .collect()
 }
 
 /// What a migrator default-privilege row must give: DML on tables and
 /// USAGE, SELECT on sequences where [`default_rows`] lists it, nothing to the
 /// runtime roles anywhere else, never anything to PUBLIC on tables or sequences.
-pub fn migrator_default(model: &Model, schema: Option<&str>, objtype: char) -> Vec<(Grantee, Want)> {
+pub fn migrator_default(model: &Model, schema: Option<&str>, objtype: DefaultObjects) -> Vec<(Grantee, Want)> {
     let listed = default_rows(model).contains(&(schema.map(str::to_string), objtype));
     let runtime = match (listed, objtype) {
-        (true, 'r') => DML,
-        (true, 'S') => SEQUENCE_USE,
+        (true, DefaultObjects::Tables) => DML,
+        (true, DefaultObjects::Sequences) => SEQUENCE_USE,
         _ => Privs::NONE,
     };
     let mut wants: Vec<(Grantee, Want)> =
         runtime_roles(model).into_iter().map(|g| (g, Want::Exactly(runtime))).collect();
-    if matches!(objtype, 'r' | 'S') {
+    if matches!(objtype, DefaultObjects::Tables | DefaultObjects::Sequences) {
         wants.push((Grantee::Public, Want::Without(Privs::ALL)));
     }
     wants

@@ -58,7 +58,7 @@ pub fn relation(model: &Model, oid: i64, schema: &str, name: &str, kind: char) -
         oid,
         schema: schema.into(),
         name: name.into(),
-        kind,
+        kind: roles::kinds::RelKind::from_code(kind),
         owner: MIGRATOR.into(),
         acl: Vec::new(),
         owned_by: None,

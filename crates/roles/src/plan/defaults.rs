@@ -2,6 +2,7 @@
 //! the runtime roles' (or other roles') rows that give them more.
 
 use super::*;
+use crate::kinds::DefaultObjects;
 
 impl Planner<'_> {
     /// One step per row, rendered from the access drift: the migrator's rows
@@ -10,7 +11,7 @@ impl Planner<'_> {
     /// grants to the runtime roles go. In order of role, schema and kind of
     /// object.
     pub(super) fn default_privileges(&mut self) {
-        let mut rows: BTreeMap<(String, Option<String>, char), Vec<AclChange>> = BTreeMap::new();
+        let mut rows: BTreeMap<(String, Option<String>, DefaultObjects), Vec<AclChange>> = BTreeMap::new();
         let migrator = self.migrator().to_string();
         let wanted: Vec<On> =
             self.access.changes.keys().filter(|on| matches!(on, On::DefaultRow { .. })).cloned().collect();
@@ -32,7 +33,7 @@ impl Planner<'_> {
             rows.entry((row.role, row.schema, row.objtype)).or_default().extend(changes);
         }
         for ((role, schema, objtype), changes) in rows {
-            let Some(objects) = default_acl_keyword(objtype) else { continue };
+            let Some(objects) = objtype.keyword() else { continue };
             if !changes.is_empty() {
                 self.default_step(&role, schema.as_deref(), objects, &changes);
             }

@@ -298,18 +298,6 @@ fn keyword(rel: &Relation) -> &'static str {
     }
 }
 
-fn default_acl_keyword(objtype: char) -> Option<&'static str> {
-    Some(match objtype {
-        'r' => "TABLES",
-        'S' => "SEQUENCES",
-        'f' => "FUNCTIONS",
-        'T' => "TYPES",
-        'n' => "SCHEMAS",
-        'L' => "LARGE OBJECTS",
-        _ => return None,
-    })
-}
-
 /// Grants first: a live app must never see a moment without access.
 fn grants_first(changes: &[AclChange]) -> Vec<AclChange> {
     let mut sorted = changes.to_vec();

@@ -32,7 +32,7 @@ impl Planner<'_> {
                      get them too; revoke them if nothing needs them (`ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE …`)",
                     row.role,
                     item.privs.sql(),
-                    default_acl_keyword(row.objtype).unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s'),
+                    row.objtype.keyword().unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s'),
                     row.schema.as_deref().map(|s| format!(" in schema `{s}`")).unwrap_or_default(),
                     quote_ident(&row.role)
                 )),

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use super::*;
+use crate::kinds::{DefaultObjects, RelKind};
 use crate::snapshot::{Database, Schema};
 
 /// The state after the plan's structural steps (a borrow when they change
@@ -44,7 +45,7 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
         .db
         .default_acls
         .iter()
-        .find(|d| d.role == migrator && d.schema.is_none() && d.objtype == 'n')
+        .find(|d| d.role == migrator && d.schema.is_none() && d.objtype == DefaultObjects::Schemas)
         .map(|d| d.acl.clone())
         .unwrap_or_else(|| vec![owned_item(Grantee::role(migrator), migrator, Privs::from_letters("UC"))]);
     for name in model.managed_schemas() {
@@ -89,7 +90,7 @@ pub(super) fn predict<'s>(model: &Model, snap: &'s Snapshot) -> Cow<'s, Snapshot
 /// applying to whoever queries it. What cannot be fixed so is refused in
 /// `owners_rights`.
 pub(super) fn becomes_invoker(model: &Model, snap: &Snapshot, rel: &Relation) -> bool {
-    rel.kind == 'v'
+    rel.kind == RelKind::View
         && rel.owner != model.migrator.name
         && !rel.security_invoker
         && snap.server_version.has_security_invoker_views()

@@ -101,7 +101,7 @@ fn read_relations(db: &mut Queries<'_>, managed: &[String]) -> Result<Vec<Relati
             oid: row.get(0),
             schema: row.get(1),
             name: row.get(2),
-            kind: kind.chars().next().unwrap_or('?'),
+            kind: RelKind::from_code(kind.chars().next().unwrap_or('?')),
             owner: row.get(4),
             acl: acl_column(&row, 5)?,
             owned_by: None,
@@ -255,7 +255,7 @@ fn read_default_acls(db: &mut Queries<'_>) -> Result<Vec<DefaultAcl>> {
             Ok(DefaultAcl {
                 role: row.get(0),
                 schema: row.get(1),
-                objtype: objtype.chars().next().unwrap_or('?'),
+                objtype: DefaultObjects::from_code(objtype.chars().next().unwrap_or('?')),
                 acl: acl_column(row, 3)?,
                 builtin: acl_column(row, 4)?,
             })

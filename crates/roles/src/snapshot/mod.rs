@@ -18,6 +18,7 @@ use postgres::{Client, Row};
 use tracing::debug;
 
 use crate::acl::{parse_acl, AclItem};
+use crate::kinds::{DefaultObjects, RelKind};
 use crate::model::{Attribute, Model};
 use crate::scram::StoredPassword;
 
@@ -261,8 +262,7 @@ pub struct Relation {
     /// Its schema and name, unquoted.
     pub schema: String,
     pub name: String,
-    /// `pg_class.relkind`: r, p, v, m, f or S.
-    pub kind: char,
+    pub kind: RelKind,
     /// Its owner and ACL (the default one where `relacl` is null).
     pub owner: String,
     pub acl: Vec<AclItem>,
@@ -285,7 +285,7 @@ pub struct Relation {
 
 impl Relation {
     pub fn is_sequence(&self) -> bool {
-        self.kind == 'S'
+        self.kind == RelKind::Sequence
     }
 
     /// `"schema"."name"`.
@@ -295,25 +295,12 @@ impl Relation {
 
     /// The keyword `ALTER … OWNER` needs.
     pub fn alter_keyword(&self) -> &'static str {
-        match self.kind {
-            'v' => "VIEW",
-            'm' => "MATERIALIZED VIEW",
-            'f' => "FOREIGN TABLE",
-            'S' => "SEQUENCE",
-            _ => "TABLE",
-        }
+        self.kind.alter_keyword()
     }
 
     /// A word for reports.
     pub fn noun(&self) -> &'static str {
-        match self.kind {
-            'v' => "view",
-            'm' => "materialized view",
-            'f' => "foreign table",
-            'S' => "sequence",
-            'p' => "partitioned table",
-            _ => "table",
-        }
+        self.kind.noun()
     }
 }
 
@@ -351,7 +338,7 @@ pub struct DefaultAcl {
     /// `None`: for all schemas.
     pub schema: Option<String>,
     /// `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects.
-    pub objtype: char,
+    pub objtype: DefaultObjects,
     pub acl: Vec<AclItem>,
     /// For a row of all schemas: PostgreSQL's built-in defaults it differs
     /// from (`acldefault`), which the row returns to when it is removed.

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use postgres::types::Type;
 
+use crate::kinds::RelKind;
 use crate::model::Model;
 use crate::snapshot::Queries;
 
@@ -17,8 +18,7 @@ pub struct RightsObject {
     /// Its schema and name.
     pub schema: String,
     pub name: String,
-    /// `pg_class.relkind` of that relation.
-    pub kind: char,
+    pub kind: RelKind,
     /// The rule's name; `None` for a view's or materialized view's own query.
     pub rule: Option<String>,
     /// Whose rights the query runs with.
@@ -324,7 +324,7 @@ fn read_objects(
                 oid: row.get(0),
                 schema,
                 name,
-                kind: kind.chars().next().unwrap_or('?'),
+                kind: RelKind::from_code(kind.chars().next().unwrap_or('?')),
                 rule: row.get(4),
                 owner: row.get(5),
                 owner_escapes_rls: row.get(6),
