@@ -30,7 +30,7 @@ use dbenv::{connect, connect_waiting, Settings};
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
 pub use exemptions::{Exemption, Exemptions};
 pub use model::{Confirmations, Model, RoleSpec};
-pub use plan::{plan, Phase, Plan, Step};
+pub use plan::{plan, Phase, Plan, Refusal, Refused, Step};
 pub use snapshot::{Purpose, Snapshot};
 pub use sql::{Change, Statement};
 
@@ -91,12 +91,7 @@ fn model_for(settings: &Settings, options: &Options) -> Model {
 /// cannot do everything it needs.
 fn refuse_early(snap: &Snapshot, plan: &Plan) -> Result<()> {
     if !plan.refusals.is_empty() {
-        bail!(
-            "nothing was changed; {} problem{} must be fixed first:\n  - {}",
-            plan.refusals.len(),
-            if plan.refusals.len() == 1 { "" } else { "s" },
-            plan.refusals.join("\n  - ")
-        );
+        return Err(plan::Refused { refusals: plan.refusals.clone() }.into());
     }
     let missing = preflight::missing_capabilities(snap, plan);
     if !missing.is_empty() {
@@ -113,10 +108,10 @@ fn refuse_early(snap: &Snapshot, plan: &Plan) -> Result<()> {
 /// reach a server log this admin cannot silence.
 fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, tracked: bool, reporter: &mut dyn Reporter) {
     for warning in &plan.warnings {
-        reporter.warning(warning);
+        reporter.warning(&warning.to_string());
     }
     for note in &plan.notes {
-        reporter.note(note);
+        reporter.note(&note.to_string());
     }
     let sets_passwords =
         plan.steps_of(Phase::Roles).any(|s| s.statements.iter().any(|q| q.to_string().contains("PASSWORD")));

@@ -166,3 +166,12 @@ pub fn sqlstate(client: &mut Client, sql: &str) -> Option<String> {
     client.batch_execute("ROLLBACK").unwrap();
     result.err().map(|e| e.code().map(|c| c.code().to_string()).unwrap_or_else(|| e.to_string()))
 }
+
+/// The refusals `db-provision` stopped with (it changed nothing); panics,
+/// showing the error, when it stopped for another reason.
+pub fn refusals(error: &anyhow::Error) -> Vec<roles::Refusal> {
+    match error.downcast_ref::<roles::Refused>() {
+        Some(refused) => refused.refusals.clone(),
+        None => panic!("db-provision failed, but not with refusals: {error:#}"),
+    }
+}

@@ -7,12 +7,10 @@ impl Planner<'_> {
     pub(super) fn database(&mut self) {
         let migrator = self.migrator().to_string();
         if self.model.db_name == dbenv::MAINTENANCE_DATABASE && !self.model.confirmed.maintenance_database {
-            self.plan.refusals.push(format!(
-                "APP_DB_NAME is `{}`, the cluster's maintenance database, which admin tools connect to: provisioning \
-                 would give it to `{migrator}` and take CONNECT from PUBLIC. Give the app a database of its own, or \
-                 run with `--allow-postgres-database` if this is really meant",
-                self.model.db_name
-            ));
+            self.plan.refusals.push(Refusal::MaintenanceDatabase {
+                database: self.model.db_name.clone(),
+                migrator: migrator.clone(),
+            });
         }
         let db = quote_ident(&self.model.db_name);
         match &self.snap.database {
@@ -70,10 +68,7 @@ impl Planner<'_> {
         let migrator = self.migrator().to_string();
         for name in self.model.managed_schemas() {
             if self.left_to_migrations(&name) {
-                self.plan.notes.push(format!(
-                    "schema `{name}` does not exist yet: it is left to the migrations, which create it as `{migrator}`; \
-                     `cargo xtask db-migrate` then grants the runtime roles their access there"
-                ));
+                self.plan.notes.push(Note::SchemaLeftToMigrations { schema: name.clone(), migrator: migrator.clone() });
                 continue;
             }
             let quoted = quote_ident(&name);
@@ -133,11 +128,7 @@ impl Planner<'_> {
         let migrator = self.migrator().to_string();
         for extension in self.snap.db.extensions.iter().filter(|e| !e.installed) {
             if !extension.available {
-                self.plan.refusals.push(format!(
-                    "APP_DB_EXTENSIONS names `{}`, which this server does not have: install its package on the server \
-                     (pgvector: postgresql-<major>-pgvector), or remove it from APP_DB_EXTENSIONS",
-                    extension.name
-                ));
+                self.plan.refusals.push(Refusal::MissingExtension { extension: extension.name.clone() });
                 continue;
             }
             let actor = match (self.snap.admin.superuser, extension.trusted) {
@@ -179,21 +170,16 @@ impl Planner<'_> {
                     if *keyword == object.keyword && *name == object.name && drift.grantee == Grantee::Public)
             };
             if self.access.named.iter().any(public) {
-                self.plan.warnings.push(format!(
-                    "PUBLIC holds USAGE on {noun} `{}`, so the runtime roles may create {}; revoke it if nothing \
-                     else needs it (`REVOKE USAGE ON {} {} FROM PUBLIC`)",
-                    object.name,
-                    if object.is_server() { "user mappings for themselves" } else { "foreign servers" },
-                    object.keyword,
-                    quote_ident(&object.name)
-                ));
+                self.plan.warnings.push(Warning::PublicForeignUsage {
+                    noun,
+                    name: object.name.clone(),
+                    keyword: object.keyword,
+                    server: object.is_server(),
+                });
             }
         }
         for (server, user) in &self.snap.db.user_mappings {
-            self.plan.warnings.push(format!(
-                "user mapping for `{user}` on server `{server}` stays: a mapping belongs to no one, so it is not \
-                 moved; the runtime roles reach the remote database through it only via foreign tables they may read"
-            ));
+            self.plan.warnings.push(Warning::UserMapping { user: user.clone(), server: server.clone() });
         }
     }
 }

@@ -17,9 +17,11 @@ use crate::scram::{new_verifier, verifier_matches, StoredPassword};
 use crate::snapshot::{ForeignObject, OwnedObject, Relation, RoleRow, Snapshot};
 use crate::sql::{Change, Statement, OBJECTS_PER_GRANT};
 use crate::wants;
+pub use findings::{Note, Refusal, Refused, Warning};
 
 mod database;
 mod defaults;
+pub mod findings;
 mod objects;
 mod predict;
 mod relations;
@@ -124,11 +126,11 @@ pub struct Plan {
     /// The changes, in phase order.
     pub steps: Vec<Step>,
     /// Things worth knowing that do not stop the run.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// What the plan deliberately leaves to others (schemas to the migrations).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// Problems that stop the run before anything changes.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
     /// What the admin must be able to do (the preflight checks it).
     pub needs: BTreeSet<Need>,
     /// Memberships a non-superuser admin grants itself (it holds ADMIN on

@@ -22,24 +22,16 @@ impl Planner<'_> {
         };
         for item in self.found(named) {
             match &item {
-                Drift::StraySchema { name, owner } => self.plan.refusals.push(format!(
-                    "`{owner}` owns schema `{name}`, which is not in APP_DB_SCHEMAS: add it to APP_DB_SCHEMAS so the \
-                     runtime roles get their access there (and `db-check` checks what it holds), or drop it if \
-                     nothing uses it"
-                )),
-                Drift::OtherDefaults { row, item, .. } => self.plan.warnings.push(format!(
-                    "default privileges of `{}` give PUBLIC {} on every new {} it creates{}: the runtime roles \
-                     get them too; revoke them if nothing needs them (`ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE …`)",
-                    row.role,
-                    item.privs.sql(),
-                    row.objtype.keyword().unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s'),
-                    row.schema.as_deref().map(|s| format!(" in schema `{s}`")).unwrap_or_default(),
-                    quote_ident(&row.role)
-                )),
-                _ => self.plan.warnings.push(format!(
-                    "{} is owned by a runtime role ({item}): `db-check` fails it; give it another owner by hand",
-                    item.subject()
-                )),
+                Drift::StraySchema { name, owner } => {
+                    self.plan.refusals.push(Refusal::StraySchema { schema: name.clone(), owner: owner.clone() })
+                }
+                Drift::OtherDefaults { row, item, .. } => self.plan.warnings.push(Warning::PublicDefaults {
+                    role: row.role.clone(),
+                    privs: item.privs.sql(),
+                    object: row.objtype.keyword().unwrap_or("OBJECTS").to_lowercase().trim_end_matches('s').into(),
+                    schema: row.schema.clone(),
+                }),
+                _ => self.plan.warnings.push(Warning::RuntimeOwned { subject: item.subject(), item: item.to_string() }),
             }
         }
     }
@@ -65,17 +57,16 @@ impl Planner<'_> {
                     // (`outside_the_plan`); this is one of PostgreSQL's own.
                     let name = dbenv::unquote_ident(&object.identity);
                     if !snap.db.other_schemas.iter().any(|s| s.name == name) {
-                        self.plan.refusals.push(format!(
-                            "`{}` owns schema `{name}`: give it back to its owner by hand",
-                            object.owner
-                        ));
+                        self.plan.refusals.push(Refusal::SystemSchema { schema: name, owner: object.owner.clone() });
                     }
                 }
                 (Remedy::Refuse, _) => self.refuse_outside(object, schema.as_deref().unwrap_or_default()),
-                (Remedy::Warn, _) => self.plan.warnings.push(format!(
-                    "{} `{}` is owned by `{}`, not `{migrator}`; change its owner by hand",
-                    object.kind, object.identity, object.owner
-                )),
+                (Remedy::Warn, _) => self.plan.warnings.push(Warning::NotMigratorOwned {
+                    kind: object.kind.clone(),
+                    identity: object.identity.clone(),
+                    owner: object.owner.clone(),
+                    migrator: migrator.clone(),
+                }),
                 // A managed schema changes owner with the schemas.
                 (Remedy::Change, "schema") => {}
                 (Remedy::Change, _) => match alter_keyword(kind).filter(|_| kind != "extension") {
@@ -107,11 +98,12 @@ impl Planner<'_> {
     }
 
     pub(super) fn refuse_outside(&mut self, object: &OwnedObject, schema: &str) {
-        self.plan.refusals.push(format!(
-            "`{}` owns {} `{}` in schema `{schema}`, which is not in APP_DB_SCHEMAS: add `{schema}` to APP_DB_SCHEMAS \
-             so the runtime roles keep access to it, or move the object",
-            object.owner, object.kind, object.identity
-        ));
+        self.plan.refusals.push(Refusal::OutsideAppSchemas {
+            owner: object.owner.clone(),
+            kind: object.kind.clone(),
+            identity: object.identity.clone(),
+            schema: schema.to_string(),
+        });
     }
 
     /// Functions and types stay usable by the runtime role that owned them:
@@ -149,11 +141,13 @@ impl Planner<'_> {
         let tablespaces = self.snap.tablespaces.iter().map(|t| ("TABLESPACE", "tablespace", &t.name, &t.owner, &t.acl));
         for (keyword, kind, name, owner, acl) in databases.chain(tablespaces).filter(|o| from.contains(o.3)) {
             if acl.iter().any(|i| i.grantee == Grantee::role(&migrator) || i.grantor == migrator) {
-                self.plan.refusals.push(format!(
-                    "`{owner}` owns {} here and also owns {kind} `{name}`, whose ACL names `{migrator}`; moving them \
-                     would change that {kind}'s ACL. Move them by hand",
-                    what.join(", ")
-                ));
+                self.plan.refusals.push(Refusal::ReassignTouchesOther {
+                    owner: owner.clone(),
+                    what: what.to_vec(),
+                    kind,
+                    name: name.clone(),
+                    migrator: migrator.clone(),
+                });
                 return;
             }
             let name = quote_ident(name);
@@ -196,14 +190,14 @@ impl Planner<'_> {
                 }
                 _ => String::new(),
             };
-            self.plan.refusals.push(format!(
-                "`{}`: {}{version_note}. Converting hands it to `{migrator}`, so the runtime roles would gain its \
-                 rights. Fix: {}; or list it under [[{}]] in the exemptions file with a reason",
-                path.subject,
-                path.message,
-                path.fix,
-                path.class.exemption().key()
-            ));
+            self.plan.refusals.push(Refusal::OwnersRights {
+                subject: path.subject.clone(),
+                message: path.message.clone(),
+                version_note,
+                migrator: migrator.clone(),
+                fix: path.fix.clone(),
+                class: path.class,
+            });
         }
         self.foreign_logins();
     }
@@ -222,12 +216,7 @@ impl Planner<'_> {
             if !moves || !mapped.contains(server.as_str()) || self.model.exemptions.find(Kind::View, &name).is_some() {
                 continue;
             }
-            self.plan.refusals.push(format!(
-                "`{name}`: a foreign table on server `{server}`, which has a user mapping for a runtime role or \
-                 PUBLIC: reading it logs in as the role the mapping names, so the runtime roles would read the \
-                 remote data with that role's rights. Fix: drop the mapping or the table; or list it under [[view]] \
-                 in the policy file with a reason"
-            ));
+            self.plan.refusals.push(Refusal::ForeignLogin { table: name.clone(), server: server.clone() });
         }
     }
 }

@@ -152,15 +152,7 @@ impl Planner<'_> {
         if self.widenings.is_empty() || self.model.confirmed.widening {
             return;
         }
-        const SHOWN: usize = 20;
-        let more = self.widenings.len().saturating_sub(SHOWN);
-        self.plan.refusals.push(format!(
-            "the conversion would give a runtime role privileges it never had: {}{}. Accept them with \
-             `--allow-widening`, or keep a relation from a role with `[[private]]` (name, roles, reason) in the \
-             policy file",
-            self.widenings.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; "),
-            if more > 0 { format!("; and {more} more") } else { String::new() }
-        ));
+        self.plan.refusals.push(Refusal::Widening { gains: self.widenings.clone() });
     }
 
     /// One step per change and chunk of [`OBJECTS_PER_GRANT`] relations.

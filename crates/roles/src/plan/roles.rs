@@ -61,16 +61,7 @@ impl Planner<'_> {
         if taken.is_empty() || self.model.confirmed.take_over.contains(&row.name) {
             return;
         }
-        self.plan.refusals.push(format!(
-            "role `{}` exists with {}, which no role of the model may have: provisioning would take {} away. If \
-             `{}` is meant to be a model role, run again with `--take-over {}`; otherwise name another role in \
-             the env file",
-            row.name,
-            taken.join(", "),
-            if taken.len() == 1 { "it" } else { "them" },
-            row.name,
-            row.name
-        ));
+        self.plan.refusals.push(Refusal::Demotion { role: row.name.clone(), taken });
     }
 
     /// Role and database defaults that break or weaken the model for the
@@ -79,7 +70,7 @@ impl Planner<'_> {
         for item in self.found(|d| matches!(d, Drift::Setting { .. })) {
             let Drift::Setting { setting, problem } = &item else { continue };
             if item.remedy(self.model) == Remedy::Warn {
-                self.plan.warnings.push(format!("{}: {item}", item.subject()));
+                self.plan.warnings.push(Warning::Setting { subject: item.subject(), item: item.to_string() });
                 continue;
             }
             let (phase, sql, place) = match (&setting.role, &setting.database) {

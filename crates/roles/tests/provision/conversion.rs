@@ -4,6 +4,8 @@
 //! create in. After each run the app's own queries work, and the runtime
 //! roles can do nothing they could not do before.
 
+use roles::reach::PathClass;
+use roles::Refusal;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -60,9 +62,17 @@ fn assert_no_new_powers(before: &(BTreeSet<String>, BTreeSet<String>), fx: &Fixt
     assert!(gained_service.is_empty(), "app_service gained {gained_service:?}");
 }
 
-fn refusal(fx: &Fixture, options: &roles::Options) -> String {
+fn refusal(fx: &Fixture, options: &roles::Options) -> Vec<Refusal> {
     let error = roles::provision(&fx.settings(), options, &mut roles::Quiet).unwrap_err();
-    format!("{error:#}")
+    testkit::refusals(&error)
+}
+
+/// The one refusal is an owner's-rights path of `class` for `subject`.
+fn assert_path(refusals: &[Refusal], want_class: PathClass, want_subject: &str) {
+    assert!(
+        matches!(refusals, [Refusal::OwnersRights { subject, class, .. }] if subject == want_subject && *class == want_class),
+        "{refusals:#?}"
+    );
 }
 
 /// Nothing changed: the database still belongs to `app_user`.
@@ -85,12 +95,8 @@ fn a_legacy_view_over_the_bookkeeping_stops_the_conversion() {
     fx.connect_as("app_user", "password")
         .batch_execute("CREATE VIEW public.schema_version AS SELECT hash FROM drizzle.__drizzle_migrations")
         .unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(message.contains("nothing was changed"), "{message}");
-    assert!(
-        message.contains("`public.schema_version`: view reads `drizzle.__drizzle_migrations`, outside the app schemas"),
-        "{message}"
-    );
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_path(&refusals, PathClass::View, "public.schema_version");
     assert_untouched(&fx);
 }
 
@@ -106,13 +112,10 @@ fn a_rule_on_a_legacy_table_stops_the_conversion_until_it_is_dropped() {
                INSERT INTO account_log SELECT id FROM users",
         )
         .unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(message.contains("nothing was changed"), "{message}");
-    assert!(
-        message.contains("`public.billing_accounts.log_accounts`: rule `log_accounts` on `public.billing_accounts` reaches RLS table `public.users`"),
-        "{message}"
-    );
-    assert!(message.contains("DROP RULE \"log_accounts\""), "{message}");
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_path(&refusals, PathClass::Rule, "public.billing_accounts.log_accounts");
+    let [Refusal::OwnersRights { fix, .. }] = &refusals[..] else { unreachable!() };
+    assert!(fix.contains("DROP RULE \"log_accounts\""), "the fix names the statement: {fix}");
     assert_untouched(&fx);
 
     let before = runtime_powers(&fx);
@@ -154,9 +157,8 @@ fn a_public_definer_function_of_the_runtime_role_stops_the_conversion() {
                AS 'SELECT count(*) FROM billing_accounts'",
         )
         .unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(message.contains("`public.account_count()`: SECURITY DEFINER, owned by `app_migrator`"), "{message}");
-    assert!(message.contains("make it SECURITY INVOKER"), "{message}");
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_path(&refusals, PathClass::DefinerFunction, "public.account_count()");
     assert_untouched(&fx);
 
     // Made SECURITY INVOKER (what the app meant), the conversion runs.
@@ -271,9 +273,11 @@ fn another_roles_default_privileges_and_create_on_another_schema_are_taken() {
 fn an_existing_superuser_named_as_a_model_role_is_refused_unless_taken_over() {
     let fx = Fixture::new();
     fx.admin("postgres").batch_execute("CREATE ROLE app_service LOGIN SUPERUSER REPLICATION PASSWORD 'x'").unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(message.contains("role `app_service` exists with SUPERUSER, REPLICATION"), "{message}");
-    assert!(message.contains("--take-over app_service"), "{message}");
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_eq!(
+        refusals,
+        [Refusal::Demotion { role: "app_service".into(), taken: vec!["SUPERUSER".into(), "REPLICATION".into()] }]
+    );
     let superuser: bool = fx
         .admin("postgres")
         .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = 'app_service'", &[])
@@ -354,12 +358,8 @@ fn a_legacy_partition_without_rls_stops_the_conversion() {
              CREATE TABLE ledger_archive_rest PARTITION OF ledger_archive DEFAULT",
         )
         .unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(
-        message.contains("`public.ledger_archive_rest`: inherits from RLS table `public.ledger_archive`"),
-        "{message}"
-    );
-    assert!(message.contains("ENABLE ROW LEVEL SECURITY"), "{message}");
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_path(&refusals, PathClass::UnprotectedChild, "public.ledger_archive_rest");
     assert_untouched(&fx);
     fx.connect_as("app_user", "password")
         .batch_execute("ALTER TABLE ledger_archive_rest ENABLE ROW LEVEL SECURITY")
@@ -441,11 +441,8 @@ fn a_foreign_table_that_logs_in_as_another_role_is_refused_unless_reviewed() {
              CREATE FOREIGN TABLE public.remote_users (id uuid) SERVER warehouse",
         )
         .unwrap();
-    let message = refusal(&fx, &roles::Options::default());
-    assert!(
-        message.contains("`public.remote_users`: a foreign table on server `warehouse`, which has a user mapping"),
-        "{message}"
-    );
+    let refusals = refusal(&fx, &roles::Options::default());
+    assert_eq!(refusals, [Refusal::ForeignLogin { table: "public.remote_users".into(), server: "warehouse".into() }]);
     assert_untouched(&fx);
     let reviewed = roles::Exemptions::parse(
         "[[view]]\nname = \"public.remote_users\"\nreason = \"read-only reference data, reviewed\"\n",
