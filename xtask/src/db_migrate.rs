@@ -230,7 +230,10 @@ pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Re
             let note = if entry.state == State::Pending { entry.migration.transaction_note() } else { String::new() };
             println!("  {mark} {:<28} {}{note}", entry.state.label(), entry.migration.tag);
         }
-        for problem in status.refusals(false).iter().chain(&status.unlisted) {
+        for problem in status.refusals(false) {
+            println!("  ✗ {problem}");
+        }
+        for problem in &status.unlisted {
             println!("  ✗ {problem}");
         }
         println!(

@@ -131,7 +131,7 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
                 if pending > 0 {
                     notes.push(format!("{pending} migrations are pending (`cargo xtask db-migrate`)"));
                 }
-                Ok(status.disagreements())
+                Ok(status.disagreements().iter().map(ToString::to_string).collect())
             }
         },
     };

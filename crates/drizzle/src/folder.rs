@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::refusal::Refusal;
+
 /// The text drizzle splits a migration on.
 pub const BREAKPOINT: &str = "--> statement-breakpoint";
 
@@ -79,7 +81,7 @@ pub struct Folder {
     pub migrations: Vec<Migration>,
     /// Journal entries sharing a tag or a `when`: drizzle would apply one
     /// and skip the other.
-    pub duplicates: Vec<String>,
+    pub duplicates: Vec<Refusal>,
     /// `.sql` files in the folder that the journal does not list: neither
     /// drizzle-kit nor this runner ever applies them.
     pub unlisted: Vec<String>,
@@ -183,14 +185,10 @@ pub fn read(dir: &Path) -> Result<Folder> {
     for (i, a) in migrations.iter().enumerate() {
         for b in &migrations[i + 1..] {
             if a.tag == b.tag {
-                duplicates.push(format!("the journal lists tag `{}` twice; remove one entry", a.tag));
+                duplicates.push(Refusal::DuplicateTag { tag: a.tag.clone() });
             }
             if a.when == b.when {
-                duplicates.push(format!(
-                    "`{}` and `{}` have the same `when` ({}); drizzle records migrations by `when`, so one would be \
-                     skipped: give the later one a greater `when` in meta/_journal.json",
-                    a.tag, b.tag, a.when
-                ));
+                duplicates.push(Refusal::SameWhen { first: a.tag.clone(), second: b.tag.clone(), when: a.when });
             }
         }
     }

@@ -168,12 +168,7 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
     let status = status(folder, &table);
     let refusals = status.refusals(config.allow_changed);
     if !refusals.is_empty() {
-        bail!(
-            "nothing was applied; {} problem{} first:\n  - {}",
-            refusals.len(),
-            if refusals.len() == 1 { "" } else { "s" },
-            refusals.join("\n  - ")
-        );
+        return Err(crate::refusal::Refused { refusals }.into());
     }
     let pending: Vec<String> = status.pending().iter().map(|m| m.tag.clone()).collect();
     check_extensions(&mut client, folder, &pending)?;

@@ -4,6 +4,7 @@
 
 use crate::bookkeeping::{Row, TableState};
 use crate::folder::{Folder, Migration};
+use crate::refusal::Refusal;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
@@ -31,7 +32,7 @@ pub struct Status<'a> {
     pub unknown_rows: Vec<Row>,
     /// Rows with a NULL `created_at` (drizzle would re-run everything).
     pub null_rows: Vec<Row>,
-    pub duplicates: Vec<String>,
+    pub duplicates: Vec<Refusal>,
     /// `.sql` files the journal does not list, each with the fix: never
     /// applied by either tool, so `db-status` names them (exit 2).
     pub unlisted: Vec<String>,
@@ -121,7 +122,7 @@ impl Status<'_> {
             })).collect::<Vec<_>>(),
             "unknown_rows": rows(&self.unknown_rows),
             "null_created_at_rows": rows(&self.null_rows),
-            "duplicates": self.duplicates,
+            "duplicates": self.duplicates.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "unlisted_files": self.unlisted,
             "summary": {
                 "applied": self.count(|s| *s == State::Applied),
@@ -152,7 +153,7 @@ impl Status<'_> {
     /// Where the database and the folder disagree (an edited or skipped
     /// migration, rows from elsewhere, duplicates): what `db-check` fails on.
     /// Pending migrations, and problems of files not applied yet, are not.
-    pub fn disagreements(&self) -> Vec<String> {
+    pub fn disagreements(&self) -> Vec<Refusal> {
         let mut disagreeing = self.clone();
         disagreeing.entries.retain(|e| e.state != State::Pending);
         disagreeing.refusals(false)
@@ -161,8 +162,8 @@ impl Status<'_> {
     /// Everything drizzle-kit would get silently wrong, each with the fix. A
     /// run refuses to start while any remains (`allow_changed` lets edited
     /// applied migrations through).
-    pub fn refusals(&self, allow_changed: bool) -> Vec<String> {
-        let mut problems = self.duplicates.clone();
+    pub fn refusals(&self, allow_changed: bool) -> Vec<Refusal> {
+        let mut problems: Vec<Refusal> = self.duplicates.clone();
         let newest = self
             .entries
             .iter()
@@ -172,56 +173,40 @@ impl Status<'_> {
             .unwrap_or_else(|| "a row".to_string());
         for entry in &self.entries {
             let m = entry.migration;
+            let tag = m.tag.clone();
             match &entry.state {
-                State::OutOfOrder => problems.push(format!(
-                    "`{}` (when {}) is not applied but is older than the newest applied migration ({newest}, \
-                     created_at {}): drizzle-kit would skip it silently. Give it a `when` newer than {} in \
-                     meta/_journal.json and move it to the end of the journal (or regenerate it)",
-                    m.tag,
-                    m.when,
-                    self.last_created_at.unwrap_or_default(),
-                    self.last_created_at.unwrap_or_default()
-                )),
-                State::Pending if m.lossy => problems.push(format!(
-                    "`{}.sql` is not valid UTF-8: drizzle-kit would replace the bad bytes with U+FFFD and apply \
-                     altered SQL; save the file as UTF-8",
-                    m.tag
-                )),
+                State::OutOfOrder => problems.push(Refusal::OutOfOrder {
+                    tag,
+                    when: m.when,
+                    newest: newest.clone(),
+                    last_created_at: self.last_created_at.unwrap_or_default(),
+                }),
+                State::Pending if m.lossy => problems.push(Refusal::NotUtf8 { tag }),
                 State::Pending if refused(m).is_some() => {
                     let (line, keyword, reason) = refused(m).unwrap_or_default();
-                    problems.push(format!("`{}.sql` line {line}: `{keyword}` is refused: {reason}", m.tag))
+                    problems.push(Refusal::Statement { tag, line, keyword, reason })
                 }
-                State::Pending if m.text.starts_with('\u{FEFF}') => problems.push(format!(
-                    "`{}.sql` starts with a UTF-8 byte order mark, which PostgreSQL rejects as a syntax error \
-                     (drizzle-kit fails on it too, without a message): save the file as UTF-8 without a BOM",
-                    m.tag
-                )),
-                State::Changed { stored_hash, line_endings_only } if !allow_changed => problems.push(format!(
-                    "applied migration `{}` was {} after it ran (hash in the database {}…, file {}…): restore the \
-                     file as it was (git checkout), or pass --allow-changed to accept it",
-                    m.tag,
-                    if *line_endings_only { "changed in its line endings only (CRLF/LF)" } else { "edited" },
-                    &stored_hash[..stored_hash.len().min(12)],
-                    &m.hash[..12]
-                )),
+                State::Pending if m.text.starts_with('\u{FEFF}') => problems.push(Refusal::ByteOrderMark { tag }),
+                State::Changed { stored_hash, line_endings_only } if !allow_changed => {
+                    problems.push(Refusal::Changed {
+                        tag,
+                        line_endings_only: *line_endings_only,
+                        stored_hash: stored_hash.clone(),
+                        file_hash: m.hash.clone(),
+                    })
+                }
                 _ => {}
             }
         }
         for row in &self.null_rows {
-            problems.push(format!(
-                "bookkeeping row id {} has a NULL created_at: drizzle-kit would re-run every migration. Set it to \
-                 the `when` of the migration it records (UPDATE … SET created_at = <when> WHERE id = {})",
-                row.id, row.id
-            ));
+            problems.push(Refusal::NullCreatedAt { id: row.id });
         }
         for row in &self.unknown_rows {
-            problems.push(format!(
-                "bookkeeping row id {} (created_at {}, hash {}…) matches no journal entry: this database was \
-                 migrated from another folder. Point --migrations-dir at that folder, or delete the row if it is stale",
-                row.id,
-                row.created_at.unwrap_or_default(),
-                &row.hash[..row.hash.len().min(12)]
-            ));
+            problems.push(Refusal::UnknownRow {
+                id: row.id,
+                created_at: row.created_at.unwrap_or_default(),
+                hash: row.hash.clone(),
+            });
         }
         problems
     }
@@ -277,11 +262,18 @@ mod tests {
         assert_eq!(states[3], &State::OutOfOrder);
         assert_eq!(status.unknown_rows.len(), 1);
         assert!(status.has_findings());
-        let refusals = status.refusals(false).join("\n");
-        assert!(refusals.contains("`0002_late` (when 150) is not applied but is older"), "{refusals}");
-        assert!(refusals.contains("applied migration `0001_b` was edited"), "{refusals}");
-        assert!(refusals.contains("row id 3 (created_at 999"), "{refusals}");
-        assert!(!status.refusals(true).join("\n").contains("0001_b"));
+        let refusals = status.refusals(false);
+        let has = |pick: &dyn Fn(&Refusal) -> bool| refusals.iter().any(pick);
+        assert!(
+            has(&|r| matches!(r, Refusal::OutOfOrder { tag, when: 150, .. } if tag == "0002_late")),
+            "{refusals:?}"
+        );
+        assert!(
+            has(&|r| matches!(r, Refusal::Changed { tag, line_endings_only: false, .. } if tag == "0001_b")),
+            "{refusals:?}"
+        );
+        assert!(has(&|r| matches!(r, Refusal::UnknownRow { id: 3, created_at: 999, .. })), "{refusals:?}");
+        assert!(!status.refusals(true).iter().any(|r| matches!(r, Refusal::Changed { .. })));
     }
 
     #[test]
@@ -294,9 +286,9 @@ mod tests {
         };
         let status = status(&folder, &table);
         assert!(matches!(status.entries[0].state, State::Changed { line_endings_only: true, .. }));
-        let refusals = status.refusals(false).join("\n");
-        assert!(refusals.contains("line endings only"), "{refusals}");
-        assert!(refusals.contains("row id 2 has a NULL created_at"), "{refusals}");
+        let refusals = status.refusals(false);
+        assert!(refusals.iter().any(|r| matches!(r, Refusal::Changed { line_endings_only: true, .. })), "{refusals:?}");
+        assert!(refusals.contains(&Refusal::NullCreatedAt { id: 2 }), "{refusals:?}");
     }
 
     #[test]

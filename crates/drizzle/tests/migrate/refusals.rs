@@ -1,6 +1,8 @@
 //! What drizzle-kit gets silently wrong is refused, loudly and with the fix;
 //! and the runner refuses to run as anyone but the migrator.
 
+use drizzle::Refusal;
+
 use crate::common::{Fixture, TestFolder};
 
 const DB: &str = "app_test";
@@ -8,6 +10,15 @@ const DB: &str = "app_test";
 fn error(fx: &Fixture, folder: &TestFolder) -> String {
     let result = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent);
     format!("{:#}", result.unwrap_err())
+}
+
+/// What the run stopped with before its first statement (nothing applied).
+fn refused(fx: &Fixture, folder: &TestFolder) -> Vec<Refusal> {
+    let error = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err();
+    match error.downcast_ref::<drizzle::Refused>() {
+        Some(refused) => refused.refusals.clone(),
+        None => panic!("not a refusal: {error:#}"),
+    }
 }
 
 fn two_migrations() -> TestFolder {
@@ -23,9 +34,11 @@ fn an_edited_applied_migration_stops_the_run_unless_allowed() {
     drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     std::fs::write(folder.path().join("0000_a.sql"), "CREATE TABLE a (id bigint);\n").unwrap();
     folder.add("0002_c", 3000, b"CREATE TABLE c (id int);");
-    let message = error(&fx, &folder);
-    assert!(message.contains("applied migration `0000_a` was edited after it ran"), "{message}");
-    assert!(message.contains("nothing was applied"), "{message}");
+    let refusals = refused(&fx, &folder);
+    assert!(
+        matches!(&refusals[..], [Refusal::Changed { tag, line_endings_only: false, .. }] if tag == "0000_a"),
+        "{refusals:?}"
+    );
     let mut config = fx.config(DB);
     config.allow_changed = true;
     let outcome = drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
@@ -38,8 +51,11 @@ fn a_line_ending_only_edit_is_named_as_such() {
     let folder = two_migrations();
     drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     std::fs::write(folder.path().join("0001_b.sql"), "CREATE TABLE b (id int);\r\n").unwrap();
-    let message = error(&fx, &folder);
-    assert!(message.contains("`0001_b` was changed in its line endings only (CRLF/LF)"), "{message}");
+    let refusals = refused(&fx, &folder);
+    assert!(
+        matches!(&refusals[..], [Refusal::Changed { tag, line_endings_only: true, .. }] if tag == "0001_b"),
+        "{refusals:?}"
+    );
 }
 
 #[test]
@@ -49,12 +65,11 @@ fn an_out_of_order_entry_is_refused_not_skipped() {
     drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap();
     // A branch merged late: generated before 0001_b, listed after it.
     folder.add("0002_late", 1500, b"CREATE TABLE late (id int);");
-    let message = error(&fx, &folder);
+    let refusals = refused(&fx, &folder);
     assert!(
-        message.contains(
-            "`0002_late` (when 1500) is not applied but is older than the newest applied migration (`0001_b`"
-        ),
-        "{message}"
+        matches!(&refusals[..], [Refusal::OutOfOrder { tag, when: 1500, newest, .. }]
+            if tag == "0002_late" && newest == "`0001_b`"),
+        "{refusals:?}"
     );
     let missing: bool = fx.admin(DB).query_one("SELECT to_regclass('late') IS NULL", &[]).unwrap().get(0);
     assert!(missing);
@@ -70,9 +85,14 @@ fn a_null_created_at_and_unknown_rows_are_refused() {
             "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('deadbeef', NULL), ('cafe', 1700000000000)",
         )
         .unwrap();
-    let message = error(&fx, &folder);
-    assert!(message.contains("row id 3 has a NULL created_at: drizzle-kit would re-run every migration"), "{message}");
-    assert!(message.contains("row id 4 (created_at 1700000000000, hash cafe…) matches no journal entry"), "{message}");
+    let refusals = refused(&fx, &folder);
+    assert_eq!(
+        refusals,
+        [
+            Refusal::NullCreatedAt { id: 3 },
+            Refusal::UnknownRow { id: 4, created_at: 1_700_000_000_000, hash: "cafe".into() }
+        ]
+    );
 }
 
 #[test]
@@ -80,8 +100,8 @@ fn duplicate_tags_and_whens_are_refused() {
     let fx = Fixture::provisioned(DB);
     let mut folder = TestFolder::new();
     folder.add("0000_a", 1000, b"SELECT 1;").add("0001_b", 1000, b"SELECT 2;");
-    let message = error(&fx, &folder);
-    assert!(message.contains("`0000_a` and `0001_b` have the same `when` (1000)"), "{message}");
+    let refusals = refused(&fx, &folder);
+    assert_eq!(refusals, [Refusal::SameWhen { first: "0000_a".into(), second: "0001_b".into(), when: 1000 }]);
 }
 
 #[test]

@@ -1,0 +1,103 @@
+//! What stops a migration run before its first statement, as values:
+//! each is something drizzle-kit would get silently wrong (a journal that
+//! lists a migration twice, a file edited after it ran, an entry it would
+//! skip, bookkeeping rows it would misread). Tests match the variant;
+//! `Display` says it to a person, with the fix.
+
+use std::fmt;
+
+/// What stops a run before its first statement: each is something
+/// drizzle-kit would get silently wrong. `Display` says it with the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The journal lists a tag twice.
+    DuplicateTag { tag: String },
+    /// Two journal entries share a `when`: drizzle records migrations by it.
+    SameWhen { first: String, second: String, when: i64 },
+    /// Not applied, but older than the newest applied migration: drizzle-kit skips it.
+    OutOfOrder { tag: String, when: i64, newest: String, last_created_at: i64 },
+    /// The file is not valid UTF-8.
+    NotUtf8 { tag: String },
+    /// A transaction statement the runner refuses, at a line.
+    Statement { tag: String, line: usize, keyword: String, reason: String },
+    /// The file starts with a byte order mark.
+    ByteOrderMark { tag: String },
+    /// An applied migration's file changed after it ran.
+    Changed { tag: String, line_endings_only: bool, stored_hash: String, file_hash: String },
+    /// A bookkeeping row without `created_at`: drizzle-kit re-runs everything.
+    NullCreatedAt { id: i32 },
+    /// A bookkeeping row no journal entry records.
+    UnknownRow { id: i32, created_at: i64, hash: String },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::DuplicateTag { tag } => write!(f, "the journal lists tag `{tag}` twice; remove one entry"),
+            Refusal::SameWhen { first, second, when } => write!(
+                f,
+                "`{first}` and `{second}` have the same `when` ({when}); drizzle records migrations by `when`, so one \
+                 would be skipped: give the later one a greater `when` in meta/_journal.json"
+            ),
+            Refusal::OutOfOrder { tag, when, newest, last_created_at } => write!(
+                f,
+                "`{tag}` (when {when}) is not applied but is older than the newest applied migration ({newest}, \
+                 created_at {last_created_at}): drizzle-kit would skip it silently. Give it a `when` newer than \
+                 {last_created_at} in meta/_journal.json and move it to the end of the journal (or regenerate it)"
+            ),
+            Refusal::NotUtf8 { tag } => write!(
+                f,
+                "`{tag}.sql` is not valid UTF-8: drizzle-kit would replace the bad bytes with U+FFFD and apply \
+                 altered SQL; save the file as UTF-8"
+            ),
+            Refusal::Statement { tag, line, keyword, reason } => {
+                write!(f, "`{tag}.sql` line {line}: `{keyword}` is refused: {reason}")
+            }
+            Refusal::ByteOrderMark { tag } => write!(
+                f,
+                "`{tag}.sql` starts with a UTF-8 byte order mark, which PostgreSQL rejects as a syntax error \
+                 (drizzle-kit fails on it too, without a message): save the file as UTF-8 without a BOM"
+            ),
+            Refusal::Changed { tag, line_endings_only, stored_hash, file_hash } => write!(
+                f,
+                "applied migration `{tag}` was {} after it ran (hash in the database {}…, file {}…): restore the \
+                 file as it was (git checkout), or pass --allow-changed to accept it",
+                if *line_endings_only { "changed in its line endings only (CRLF/LF)" } else { "edited" },
+                &stored_hash[..stored_hash.len().min(12)],
+                &file_hash[..file_hash.len().min(12)]
+            ),
+            Refusal::NullCreatedAt { id } => write!(
+                f,
+                "bookkeeping row id {id} has a NULL created_at: drizzle-kit would re-run every migration. Set it to \
+                 the `when` of the migration it records (UPDATE … SET created_at = <when> WHERE id = {id})"
+            ),
+            Refusal::UnknownRow { id, created_at, hash } => write!(
+                f,
+                "bookkeeping row id {id} (created_at {created_at}, hash {}…) matches no journal entry: this \
+                 database was migrated from another folder. Point --migrations-dir at that folder, or delete the \
+                 row if it is stale",
+                &hash[..hash.len().min(12)]
+            ),
+        }
+    }
+}
+
+/// The error a run stops with when the folder or the bookkeeping is
+/// refused: nothing was applied. Callers match [`Refused::refusals`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub refusals: Vec<Refusal>,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.refusals.len();
+        write!(f, "nothing was applied; {count} problem{} first:", if count == 1 { "" } else { "s" })?;
+        for refusal in &self.refusals {
+            write!(f, "\n  - {refusal}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refused {}
