@@ -19,8 +19,11 @@ pub struct Context {
     pub root: PathBuf,
     /// Where the user stands: paths on the command line are relative to it.
     pub invoked_from: PathBuf,
-    /// The process environment: it overrides the env files.
+    /// The process environment: it overrides the env files. Variables
+    /// whose name or value is not UTF-8 are left out (none of the contract's).
     pub process: ProcessEnv,
+    /// `PATH` as the OS gave it, for the programs the commands start.
+    pub search_path: std::ffi::OsString,
 }
 
 /// One command's environment: the file it came from and its variables
@@ -36,7 +39,9 @@ impl Context {
         let invoked_from = std::env::current_dir()?;
         let root = crate::project_root();
         sh.change_dir(&root);
-        Ok(Context { sh, root, invoked_from, process: ProcessEnv::from_vars(std::env::vars()) })
+        let utf8 = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let search_path = std::env::var_os("PATH").unwrap_or_default();
+        Ok(Context { sh, root, invoked_from, process: ProcessEnv::from_vars(utf8), search_path })
     }
 
     /// A path given on the command line, or `default` in the project.

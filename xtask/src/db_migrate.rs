@@ -48,14 +48,16 @@ pub fn warn_unlisted(folder: &Folder) {
     }
 }
 
-pub fn run(ctx: &Context, env: &Env, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
+/// `cargo xtask db-migrate`: the flags are checked before the env file is read.
+pub fn run(ctx: &Context, env_file: &Path, migrations_dir: &Path, flags: &DbMigrate) -> Result<ExitCode> {
     if flags.engine == Engine::DrizzleKit && flags.runner.transaction_per_migration {
         bail!(
             "--transaction-per-migration is the built-in runner's; drizzle-kit runs the batch in one transaction. \
              Leave out --engine drizzle-kit or the flag"
         );
     }
-    let mut config = config(ctx, env)?;
+    let env = ctx.load_env(env_file)?;
+    let mut config = config(ctx, &env)?;
     apply_flags(&mut config, &flags.runner)?;
     let folder = drizzle::folder::read(migrations_dir)?;
     warn_unlisted(&folder);
@@ -194,8 +196,7 @@ fn transactions(outcome: &drizzle::Outcome) -> String {
 /// and lock (`drizzle::kit`).
 fn run_drizzle_kit(ctx: &Context, config: &Config, folder: &Folder) -> Result<()> {
     let package = ctx.root.join("platform/db");
-    let node =
-        drizzle::kit::Node { package: &package, search_path: ctx.process.get("PATH").unwrap_or_default().into() };
+    let node = drizzle::kit::Node { package: &package, search_path: ctx.search_path.clone() };
     let announce = &mut |pending: &[String]| println!("pending: {}; running drizzle-kit migrate", pending.join(", "));
     let outcome = drizzle::kit::migrate_with_drizzle_kit(config, folder, &node, &mut Terminal::default(), announce)?;
     for grant in &outcome.granted {

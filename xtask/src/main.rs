@@ -77,8 +77,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             db_provision::run(&ctx, &env, given(&cmd.policy).as_deref(), &cmd)
         }
         flags::Command::DbMigrate(cmd) => {
-            let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
-            db_migrate::run(&ctx, &env, &ctx.migrations(&cmd.migrations), &cmd)
+            db_migrate::run(&ctx, &ctx.env_file(&cmd.env), &ctx.migrations(&cmd.migrations), &cmd)
         }
         flags::Command::DbStatus(cmd) => {
             let env = ctx.load_env(&ctx.env_file(&cmd.env))?;

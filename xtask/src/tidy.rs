@@ -180,9 +180,39 @@ fn the_image_build_context_leaves_out_build_output_packages_and_env_files() {
     assert_eq!(negations, [&"!**/.env*.example"]);
 }
 
+type Graph = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The names a path names after `crate::` (or a top-level file's
+/// `super::`) at the start of `rest`: one name, or each first segment of a
+/// braced group, nested groups and line breaks included.
+fn named_after(rest: &str) -> Vec<String> {
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()];
+    };
+    let (mut depth, mut names, mut current, mut at_start) = (0, Vec::new(), String::new(), true);
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(std::mem::take(&mut current));
+                at_start = true;
+            }
+            ':' if depth == 0 => at_start = false,
+            c if depth == 0 && at_start && (c.is_alphanumeric() || c == '_') => current.push(c),
+            _ => {}
+        }
+    }
+    names.push(current);
+    names.into_iter().filter(|n| !n.is_empty()).collect()
+}
+
 /// The top-level modules of one crate's `src` and the modules each names
-/// through `crate::` (comments and the `tests` module aside).
-fn module_graph(src: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+/// through `crate::` (or `super::` from a top-level file), a name the crate
+/// root re-exports counting as the module it comes from (comments and the
+/// `tests` module aside).
+fn module_graph(src: &Path) -> Graph {
     let mut files = Vec::new();
     rust_files(src, &mut files);
     let module_of = |path: &Path| {
@@ -190,34 +220,65 @@ fn module_graph(src: &Path) -> std::collections::BTreeMap<String, std::collectio
         let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
         first.trim_end_matches(".rs").to_string()
     };
+    let code_of = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap().to_string();
+        code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+    };
     let modules: std::collections::BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
-    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-        modules.iter().map(|m| (m.clone(), Default::default())).collect();
+    // `pub use module::{A, B}` at the root: `crate::A` is `module`.
+    let mut reexported = std::collections::BTreeMap::new();
+    for root in ["lib.rs", "main.rs"].map(|f| src.join(f)).iter().filter(|f| f.exists()) {
+        let code = code_of(root);
+        for part in code.split("pub use ").skip(1) {
+            let module: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let rest = part[module.len()..].trim_start_matches("::");
+            if modules.contains(&module) {
+                for name in named_after(rest) {
+                    reexported.insert(name, module.clone());
+                }
+            }
+        }
+    }
+    let mut graph: Graph = modules.iter().map(|m| (m.clone(), Default::default())).collect();
     for file in &files {
         let from = module_of(file);
-        let text = std::fs::read_to_string(file).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
-            let mut rest = line;
-            while let Some(at) = rest.find("crate::") {
-                rest = &rest[at + "crate::".len()..];
-                let named: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                let braced = rest.starts_with('{');
-                let names: Vec<String> = if braced {
-                    let group = &rest[1..rest.find('}').unwrap_or(rest.len())];
-                    group.split(',').map(|n| n.split("::").next().unwrap().trim().to_string()).collect()
-                } else {
-                    vec![named]
-                };
-                for name in names {
-                    if name != from && modules.contains(&name) {
-                        graph.get_mut(&from).unwrap().insert(name);
+        let top_level = file.parent() == Some(src);
+        let code = code_of(file);
+        let mut prefixes = vec!["crate::"];
+        if top_level {
+            prefixes.push("super::");
+        }
+        for prefix in prefixes {
+            for (at, _) in code.match_indices(prefix) {
+                for name in named_after(&code[at + prefix.len()..]) {
+                    let module = reexported.get(&name).cloned().unwrap_or(name);
+                    if module != from && modules.contains(&module) {
+                        graph.get_mut(&from).unwrap().insert(module);
                     }
                 }
             }
         }
     }
     graph
+}
+
+/// The modules of `graph` that reach themselves through others.
+fn circles(graph: &Graph) -> Vec<String> {
+    graph
+        .keys()
+        .filter(|start| {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut stack: Vec<&String> = graph[*start].iter().collect();
+            while let Some(next) = stack.pop() {
+                if seen.insert(next.clone()) {
+                    stack.extend(graph[next].iter());
+                }
+            }
+            seen.contains(*start)
+        })
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -227,25 +288,13 @@ fn no_module_circles_and_no_crate_climbs() {
     for entry in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
         sources.push((entry.file_name().to_string_lossy().into_owned(), entry.path().join("src")));
     }
-    let mut circles = Vec::new();
+    let mut found = Vec::new();
     for (krate, src) in &sources {
         let graph = module_graph(src);
         assert!(!graph.is_empty(), "{krate}: no modules read");
-        // A module in a circle reaches itself.
-        for start in graph.keys() {
-            let mut seen = std::collections::BTreeSet::new();
-            let mut stack: Vec<&String> = graph[start].iter().collect();
-            while let Some(next) = stack.pop() {
-                if seen.insert(next.clone()) {
-                    stack.extend(graph[next].iter());
-                }
-            }
-            if seen.contains(start) {
-                circles.push(format!("{krate}::{start}"));
-            }
-        }
+        found.extend(circles(&graph).into_iter().map(|m| format!("{krate}::{m}")));
     }
-    assert!(circles.is_empty(), "modules that import themselves back through others: {circles:?}");
+    assert!(found.is_empty(), "modules that import themselves back through others: {found:?}");
 
     // The crates in layers: each depends only on crates below it.
     let layers = ["pgcluster", "dbenv", "roles", "drizzle", "audit", "xtask"];
@@ -271,15 +320,21 @@ fn no_module_circles_and_no_crate_climbs() {
 fn the_module_graph_sees_a_circle() {
     let dir = std::env::temp_dir().join(format!("tidy-circle-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("b")).unwrap();
+    std::fs::write(dir.join("lib.rs"), "//! root\nmod a;\nmod b;\npub use e::{Thing, other::Deep};\n").unwrap();
     std::fs::write(dir.join("a.rs"), "//! a\nuse crate::b::Thing;\n").unwrap();
-    std::fs::write(dir.join("b/mod.rs"), "//! b\nuse crate::{a, c};\n// crate::d in a comment\n").unwrap();
-    std::fs::write(dir.join("c.rs"), "//! c\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n").unwrap();
+    std::fs::write(dir.join("b/mod.rs"), "//! b\nuse crate::{\n    a,\n    c::{X, Y},\n};\n// crate::d in a comment\n")
+        .unwrap();
+    std::fs::write(dir.join("c.rs"), "//! c\nuse super::Thing;\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n")
+        .unwrap();
     std::fs::write(dir.join("d.rs"), "//! d\n").unwrap();
+    std::fs::write(dir.join("e.rs"), "//! e\nfn f() -> crate::Deep {}\n").unwrap();
     let graph = module_graph(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(graph["a"].iter().collect::<Vec<_>>(), ["b"]);
-    assert_eq!(graph["b"].iter().collect::<Vec<_>>(), ["a", "c"]);
-    assert!(graph["c"].is_empty() && graph["d"].is_empty());
+    assert_eq!(graph["b"].iter().collect::<Vec<_>>(), ["a", "c"], "a braced group over several lines");
+    assert_eq!(graph["c"].iter().collect::<Vec<_>>(), ["e"], "`super::` of a re-exported name");
+    assert!(graph["d"].is_empty() && graph["e"].is_empty(), "{graph:?}");
+    assert_eq!(circles(&graph), ["a", "b"]);
 }
 
 #[test]
@@ -331,8 +386,8 @@ fn the_readme_links_resolve_and_the_command_reference_covers_every_command() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let mut links = 0;
     for part in readme.split("](").skip(1) {
-        let target = part.split(')').next().unwrap();
-        if target.starts_with("http") || target.starts_with('#') {
+        let target = part.split(')').next().unwrap().split('#').next().unwrap();
+        if target.starts_with("http") || target.is_empty() {
             continue;
         }
         links += 1;

@@ -32,8 +32,17 @@ pub const ENV_FILES: &[&str] = &[".env.local", ".env.test"];
 /// alone (tests that must not see the runner's environment, and the checks
 /// of a file's own contents). Nothing in the libraries reads the process's
 /// variables itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ProcessEnv(HashMap<String, String>);
+
+/// The names only: process variables may hold secrets.
+impl std::fmt::Debug for ProcessEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("ProcessEnv").field(&names).finish()
+    }
+}
 
 impl ProcessEnv {
     /// No process variables.

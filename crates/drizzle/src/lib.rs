@@ -24,6 +24,6 @@ pub use bookkeeping::{Row, Table, TableState};
 pub use config::{Config, Progress, Silent};
 pub use folder::{Folder, Migration, BREAKPOINT};
 pub use refusal::{Refusal, Refused};
-pub use run::{migrate_builtin, Outcome};
+pub use run::{migrate_builtin, Outcome, RunFailed};
 pub use session::{prepare, Prepared};
 pub use status::{State, Status};

@@ -525,8 +525,25 @@ impl<'a> Run<'a, '_> {
         }
         said.extend(self.what_stays(&failure, &rolled_back, pending));
         said.push(self.fix(&failure, &rolled_back, pending));
-        said.extend(self.grants_after_failure());
-        failure.error.context(said.join("; "))
+        let granted = self.grants_after_failure();
+        let granted_what_stays = granted.is_some();
+        said.extend(granted);
+        let failed = RunFailed {
+            next: rolled_back.first().unwrap_or(&failure.tag).clone(),
+            migration: failure.tag,
+            sqlstate: failure.code,
+            failed_at: failure.failed_at,
+            total: failure.total,
+            committed_statements: failure.committed_statements,
+            autocommit: failure.autocommit,
+            concurrent_index: failure.concurrent_index,
+            recorded: self.recorded.clone(),
+            rolled_back,
+            partial: self.partial.clone(),
+            granted_what_stays,
+            said,
+        };
+        failure.error.context(failed)
     }
 
     /// Which migrations are applied and recorded, what of the failing one
@@ -623,6 +640,43 @@ impl<'a> Run<'a, '_> {
             );
         }
         fix
+    }
+}
+
+/// How a run that had begun stopped at a failing statement, and what
+/// stays: tests match the fields; `Display` says it (what stays, the fix,
+/// the grants), in front of the statement's own error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFailed {
+    /// The migration that failed.
+    pub migration: String,
+    /// The failing statement's SQLSTATE; `None` when the connection failed.
+    pub sqlstate: Option<String>,
+    /// The failing statement (1-based), of how many in the migration.
+    pub failed_at: usize,
+    pub total: usize,
+    /// Statements of the failing migration committed before it failed.
+    pub committed_statements: usize,
+    /// The failing statement ran outside a transaction.
+    pub autocommit: bool,
+    /// A `CREATE INDEX CONCURRENTLY` failed (it may leave an INVALID index).
+    pub concurrent_index: bool,
+    /// Migrations applied and recorded before it.
+    pub recorded: Vec<String>,
+    /// Migrations before it that were rolled back with it (not recorded).
+    pub rolled_back: Vec<String>,
+    /// Migrations rolled back whose statements before a `COMMIT` of their own stay.
+    pub partial: Vec<String>,
+    /// Where the next run starts: the first migration not recorded.
+    pub next: String,
+    /// The runtime roles were granted their access to what stays.
+    pub granted_what_stays: bool,
+    said: Vec<String>,
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.said.join("; "))
     }
 }
 

@@ -305,4 +305,23 @@ mod tests {
         assert_eq!(merged, [r#"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE t1, t2 TO "app_user", "svc""#]);
         assert_eq!(d.to_string(), r#"SET ROLE "Owner"; GRANT USAGE ON SCHEMA s TO PUBLIC"#);
     }
+
+    #[test]
+    fn a_merged_grant_names_at_most_the_objects_one_statement_may() {
+        let objects: Vec<String> = (0..OBJECTS_PER_GRANT + 1).map(|i| format!("t{i}")).collect();
+        let chunks: Vec<Statement> = objects
+            .chunks(200)
+            .map(|chunk| Statement::new(Change::grant("TABLE", chunk.to_vec(), DML, Grantee::role("app_user"))))
+            .collect();
+        let (others, merged) = merge_grants(&chunks.iter().collect::<Vec<_>>());
+        assert!(others.is_empty());
+        let sizes: Vec<usize> = merged
+            .iter()
+            .map(|change| match change {
+                Change::Acl { objects, .. } => objects.len(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(sizes, [OBJECTS_PER_GRANT, 1], "every object once, at most {OBJECTS_PER_GRANT} a statement");
+    }
 }

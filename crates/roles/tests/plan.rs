@@ -1,6 +1,6 @@
-//! Golden tests of the pure planner: a hand-built catalog snapshot in, the
-//! plan out as `db-provision --dry-run` prints its statements (secrets
-//! redacted). They document the SQL module (`roles::sql`): quoting, grants
+//! Golden tests of the pure planner: a hand-built catalog snapshot in, each
+//! step's summary and statements out (secrets redacted, each statement as
+//! `db-provision --dry-run` prints it under its step). They document the SQL module (`roles::sql`): quoting, grants
 //! before revokes, the `SET ROLE` prefix of a non-superuser admin, the
 //! redaction of verifiers. `UPDATE_EXPECT=1 cargo test -p roles --test plan`
 //! rewrites them after a deliberate change; review the diff.

@@ -3,12 +3,23 @@
 //! BEGIN` pairs): applied with the stated semantics, failures that say what
 //! was committed, and refusals for what would discard work.
 
+use drizzle::RunFailed;
+
 use crate::common::{Fixture, TestFolder};
 
 const DB: &str = "tx_test";
 
 fn exists(fx: &Fixture, relation: &str) -> bool {
     fx.admin(DB).query_one("SELECT to_regclass($1) IS NOT NULL", &[&relation]).unwrap().get(0)
+}
+
+/// How a run that had begun failed, and what stays.
+fn run_failed(config: &drizzle::Config, folder: &TestFolder) -> RunFailed {
+    let error = drizzle::migrate_builtin(config, &folder.read(), false, &mut drizzle::Silent).unwrap_err();
+    match error.downcast_ref::<RunFailed>() {
+        Some(failed) => failed.clone(),
+        None => panic!("not a failed run: {error:#}"),
+    }
 }
 
 fn recorded(fx: &Fixture) -> Vec<i64> {
@@ -75,12 +86,11 @@ fn an_enum_value_is_usable_after_a_commit_and_refused_without_it() {
         2000,
         b"ALTER TYPE \"status\" ADD VALUE 'failed';--> statement-breakpoint\nINSERT INTO \"job\" VALUES (1, 'failed');",
     );
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
-    );
-    assert!(message.contains("SQLSTATE 55P04"), "{message}");
-    assert!(message.contains("none of the 1 pending migrations was applied"), "{message}");
+    let failed = run_failed(&fx.config(DB), &folder);
+    assert_eq!(failed.sqlstate.as_deref(), Some("55P04"), "{failed}");
+    assert!(failed.recorded.is_empty() && failed.rolled_back.is_empty(), "{failed:?}");
+    assert_eq!((failed.migration.as_str(), failed.committed_statements), ("0001_failed", 0));
+    assert!(failed.to_string().contains("none of the 1 pending migrations was applied"), "{failed}");
     let labels: i64 = fx.admin(DB).query_one("SELECT count(*) FROM pg_enum", &[]).unwrap().get(0);
     assert_eq!(labels, 1, "the new value was rolled back with the batch");
     assert_eq!(recorded(&fx), [1000]);
@@ -116,16 +126,16 @@ fn a_failure_outside_the_transaction_says_what_was_committed() {
             b"CREATE TABLE dupes (v int);--> statement-breakpoint\nINSERT INTO dupes VALUES (1), (1);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE UNIQUE INDEX CONCURRENTLY dupes_v_idx ON dupes (v);",
         )
         .add("0002_never", 3000, b"CREATE TABLE never_table (id int);");
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    let failed = run_failed(&fx.config(DB), &folder);
+    assert_eq!(failed.recorded, ["0000_first"]);
+    assert_eq!(
+        (failed.migration.as_str(), failed.committed_statements, failed.failed_at, failed.total),
+        ("0001_index", 3, 4, 4)
     );
-    assert!(message.contains("applied and recorded before it: 0000_first"), "{message}");
-    assert!(message.contains("of `0001_index`, statements 1–3 of 4 were committed"), "{message}");
-    assert!(message.contains("statement 4 failed (outside a transaction)"), "{message}");
-    assert!(message.contains("`0001_index` is not recorded"), "{message}");
-    assert!(message.contains("INVALID index"), "{message}");
-    assert!(message.contains("SQLSTATE 23505"), "{message}");
+    assert!(failed.autocommit && failed.concurrent_index, "{failed:?}");
+    assert_eq!(failed.sqlstate.as_deref(), Some("23505"));
+    assert_eq!(failed.next, "0001_index", "not recorded: the next run starts it again");
+    assert!(failed.to_string().contains("INVALID index"), "the advice on the index: {failed}");
     assert_eq!(recorded(&fx), [1000], "nothing is recorded that did not run");
     assert!(exists(&fx, "first_table") && exists(&fx, "dupes") && !exists(&fx, "never_table"));
     let invalid: bool = fx
@@ -144,13 +154,10 @@ fn the_migrations_after_a_commit_run_outside_a_transaction_as_under_drizzle_kit(
         .add("0000_commits", 1000, b"CREATE TABLE a (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE TABLE b (id int);")
         .add("0001_ok", 2000, b"CREATE TABLE c (id int);")
         .add("0002_bad", 3000, b"CREATE TABLE d (id int);--> statement-breakpoint\nSELECT 1/0;");
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
-    );
-    assert!(message.contains("applied and recorded before it: 0000_commits, 0001_ok"), "{message}");
-    assert!(message.contains("of `0002_bad`, statement 1 of 2 was committed"), "{message}");
-    assert!(message.contains("make the committed statements idempotent"), "{message}");
+    let failed = run_failed(&fx.config(DB), &folder);
+    assert_eq!(failed.recorded, ["0000_commits", "0001_ok"]);
+    assert_eq!((failed.migration.as_str(), failed.committed_statements, failed.total), ("0002_bad", 1, 2));
+    assert!(failed.to_string().contains("make the committed statements idempotent"), "{failed}");
     assert_eq!(recorded(&fx), [1000, 2000]);
     assert!(exists(&fx, "a") && exists(&fx, "b") && exists(&fx, "c") && exists(&fx, "d"));
 
@@ -158,9 +165,9 @@ fn the_migrations_after_a_commit_run_outside_a_transaction_as_under_drizzle_kit(
     let fx = Fixture::provisioned(DB);
     let mut config = fx.config(DB);
     config.per_migration = true;
-    let message =
-        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("`0002_bad` failed at statement 2 of 2; nothing of it was committed"), "{message}");
+    let failed = run_failed(&config, &folder);
+    assert_eq!((failed.migration.as_str(), failed.failed_at, failed.total), ("0002_bad", 2, 2));
+    assert_eq!(failed.committed_statements, 0, "nothing of it was committed");
     assert_eq!(recorded(&fx), [1000, 2000]);
     assert!(exists(&fx, "c") && !exists(&fx, "d"));
 }
@@ -174,12 +181,12 @@ fn a_failure_in_the_transaction_after_a_commit_names_the_committed_part() {
         1000,
         b"CREATE TABLE kept (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE lost (id int);--> statement-breakpoint\nSELECT 1/0;",
     );
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
+    let failed = run_failed(&fx.config(DB), &folder);
+    assert_eq!(
+        (failed.migration.as_str(), failed.committed_statements, failed.failed_at, failed.total),
+        ("0000_half", 2, 5, 5)
     );
-    assert!(message.contains("of `0000_half`, statements 1–2 of 5 were committed"), "{message}");
-    assert!(message.contains("statements 3–4 were rolled back"), "{message}");
+    assert!(failed.to_string().contains("statements 3–4 were rolled back"), "{failed}");
     assert!(fx.rows(DB).is_empty());
     assert!(exists(&fx, "kept") && !exists(&fx, "lost"));
 }
@@ -236,17 +243,14 @@ fn a_failure_after_an_enum_commit_says_what_stays_and_a_rerun_converges() {
     }
     let mut failing = TestFolder::copy_of(&source, None);
     failing.add("0005_audit", 1_900_000_000_000, bad);
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &failing.read(), false, &mut drizzle::Silent).unwrap_err()
-    );
-    assert!(message.contains("applied and recorded before it: 0001_triaged"), "{message}");
-    assert!(message.contains("rolled back with it: 0002_review_state, 0003_triage_old, 0004_notes"), "{message}");
-    assert!(message.contains("`0005_audit` failed at statement 2 of 2; nothing of it was committed"), "{message}");
-    assert!(message.contains("fix `0005_audit.sql`"), "{message}");
-    assert!(message.contains("the next run starts at `0002_review_state`"), "{message}");
-    assert!(message.contains("--transaction-per-migration"), "{message}");
-    assert!(!message.contains("idempotent"), "nothing of it was committed: {message}");
+    let failed = run_failed(&fx.config(DB), &failing);
+    assert_eq!(failed.recorded, ["0001_triaged"]);
+    assert_eq!(failed.rolled_back, ["0002_review_state", "0003_triage_old", "0004_notes"]);
+    assert_eq!((failed.migration.as_str(), failed.failed_at, failed.committed_statements), ("0005_audit", 2, 0));
+    assert_eq!(failed.next, "0002_review_state");
+    let said = failed.to_string();
+    assert!(said.contains("fix `0005_audit.sql`") && said.contains("--transaction-per-migration"), "{said}");
+    assert!(!said.contains("idempotent"), "nothing of it was committed: {said}");
     assert_eq!(fx.rows(DB).len(), 2);
 
     let mut fixed = TestFolder::copy_of(&source, None);
@@ -272,16 +276,10 @@ fn a_partly_committed_migration_rolled_back_with_a_later_one_is_named() {
             b"CREATE TABLE t (id int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY t_idx ON t (id);--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nCREATE TABLE u (id int);",
         )
         .add("0001_bad", 2000, b"SELECT 1/0;");
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
-    );
-    assert!(!message.contains("whole batch was rolled back"), "{message}");
-    assert!(message.contains("rolled back with it: 0000_pair"), "{message}");
-    assert!(
-        message.contains("of `0000_pair`, the statements before a COMMIT of their own were committed and stay"),
-        "{message}"
-    );
+    let failed = run_failed(&fx.config(DB), &folder);
+    assert_eq!(failed.rolled_back, ["0000_pair"]);
+    assert_eq!(failed.partial, ["0000_pair"], "its first part stays");
+    assert!(!failed.to_string().contains("whole batch was rolled back"), "{failed}");
     assert!(exists(&fx, "t") && !exists(&fx, "u"));
     assert!(fx.rows(DB).is_empty());
 }
@@ -313,10 +311,9 @@ fn a_statement_that_needs_no_transaction_names_the_fix() {
     );
     let mut config = fx.config(DB);
     config.per_migration = true;
-    let message =
-        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("SQLSTATE 25001"), "{message}");
-    assert!(message.contains("write `COMMIT;` before it"), "{message}");
+    let failed = run_failed(&config, &folder);
+    assert_eq!(failed.sqlstate.as_deref(), Some("25001"));
+    assert!(failed.to_string().contains("write `COMMIT;` before it"), "the fix: {failed}");
 }
 
 /// What a failed run committed (a schema made before a `COMMIT`) gets its
@@ -332,11 +329,8 @@ fn what_a_failed_run_committed_is_granted_to_the_runtime_roles() {
         1000,
         b"CREATE SCHEMA \"app\";--> statement-breakpoint\nCREATE TABLE \"app\".\"t\" (\"id\" int);--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nSELECT 1/0;",
     );
-    let message = format!(
-        "{:#}",
-        drizzle::migrate_builtin(&fx.config_with(DB, &extra), &folder.read(), false, &mut drizzle::Silent).unwrap_err()
-    );
-    assert!(message.contains("the runtime roles were granted their access to what stays"), "{message}");
+    let failed = run_failed(&fx.config_with(DB, &extra), &folder);
+    assert!(failed.granted_what_stays, "{failed}");
     fx.connect_as("app_user", DB).batch_execute("SELECT * FROM app.t").unwrap();
 }
 

@@ -231,5 +231,19 @@ mod tests {
         let widening = Refusal::Widening { gains }.to_string();
         assert!(widening.contains("`public.t19`; and 2 more. Accept them with `--allow-widening`"), "{widening}");
         assert!(!widening.contains("`public.t20`"), "{widening}");
+        let path = Refusal::OwnersRights {
+            subject: "public.v".into(),
+            message: "view over RLS table `public.users`".into(),
+            version_note: " (PostgreSQL 14 has no security_invoker)".into(),
+            migrator: "app_migrator".into(),
+            fix: "drop it".into(),
+            class: PathClass::View,
+        };
+        assert_eq!(
+            path.to_string(),
+            "`public.v`: view over RLS table `public.users` (PostgreSQL 14 has no security_invoker). Converting hands \
+             it to `app_migrator`, so the runtime roles would gain its rights. Fix: drop it; or list it under [[view]] \
+             in the exemptions file with a reason"
+        );
     }
 }

@@ -67,12 +67,17 @@ fn refusal(fx: &Fixture, options: &roles::Options) -> Vec<Refusal> {
     testkit::refusals(&error)
 }
 
-/// The one refusal is an owner's-rights path of `class` for `subject`.
-fn assert_path(refusals: &[Refusal], want_class: PathClass, want_subject: &str) {
-    assert!(
-        matches!(refusals, [Refusal::OwnersRights { subject, class, .. }] if subject == want_subject && *class == want_class),
-        "{refusals:#?}"
-    );
+/// The one refusal is an owner's-rights path of `class` for `subject`;
+/// its message and fix.
+fn assert_path(refusals: &[Refusal], want_class: PathClass, want_subject: &str) -> (String, String) {
+    match refusals {
+        [Refusal::OwnersRights { subject, class, message, fix, .. }]
+            if subject == want_subject && *class == want_class =>
+        {
+            (message.clone(), fix.clone())
+        }
+        _ => panic!("expected one {want_class:?} path for {want_subject}: {refusals:#?}"),
+    }
 }
 
 /// Nothing changed: the database still belongs to `app_user`.
@@ -96,7 +101,8 @@ fn a_legacy_view_over_the_bookkeeping_stops_the_conversion() {
         .batch_execute("CREATE VIEW public.schema_version AS SELECT hash FROM drizzle.__drizzle_migrations")
         .unwrap();
     let refusals = refusal(&fx, &roles::Options::default());
-    assert_path(&refusals, PathClass::View, "public.schema_version");
+    let (message, _) = assert_path(&refusals, PathClass::View, "public.schema_version");
+    assert!(message.starts_with("view reads `drizzle.__drizzle_migrations`, outside the app schemas"), "{message}");
     assert_untouched(&fx);
 }
 
@@ -113,8 +119,11 @@ fn a_rule_on_a_legacy_table_stops_the_conversion_until_it_is_dropped() {
         )
         .unwrap();
     let refusals = refusal(&fx, &roles::Options::default());
-    assert_path(&refusals, PathClass::Rule, "public.billing_accounts.log_accounts");
-    let [Refusal::OwnersRights { fix, .. }] = &refusals[..] else { unreachable!() };
+    let (message, fix) = assert_path(&refusals, PathClass::Rule, "public.billing_accounts.log_accounts");
+    assert!(
+        message.starts_with("rule `log_accounts` on `public.billing_accounts` reaches RLS table `public.users`"),
+        "{message}"
+    );
     assert!(fix.contains("DROP RULE \"log_accounts\""), "the fix names the statement: {fix}");
     assert_untouched(&fx);
 
@@ -158,7 +167,9 @@ fn a_public_definer_function_of_the_runtime_role_stops_the_conversion() {
         )
         .unwrap();
     let refusals = refusal(&fx, &roles::Options::default());
-    assert_path(&refusals, PathClass::DefinerFunction, "public.account_count()");
+    let (message, fix) = assert_path(&refusals, PathClass::DefinerFunction, "public.account_count()");
+    assert!(message.starts_with("SECURITY DEFINER, owned by `app_migrator`"), "{message}");
+    assert!(fix.contains("make it SECURITY INVOKER"), "{fix}");
     assert_untouched(&fx);
 
     // Made SECURITY INVOKER (what the app meant), the conversion runs.
@@ -359,7 +370,9 @@ fn a_legacy_partition_without_rls_stops_the_conversion() {
         )
         .unwrap();
     let refusals = refusal(&fx, &roles::Options::default());
-    assert_path(&refusals, PathClass::UnprotectedChild, "public.ledger_archive_rest");
+    let (message, fix) = assert_path(&refusals, PathClass::UnprotectedChild, "public.ledger_archive_rest");
+    assert!(message.starts_with("inherits from RLS table `public.ledger_archive`"), "{message}");
+    assert!(fix.contains("ENABLE ROW LEVEL SECURITY"), "{fix}");
     assert_untouched(&fx);
     fx.connect_as("app_user", "password")
         .batch_execute("ALTER TABLE ledger_archive_rest ENABLE ROW LEVEL SECURITY")
