@@ -23,26 +23,7 @@ use testkit::snapshots::{converged, item, model, MIGRATOR, RUNTIME, SERVICE};
 
 /// The audit's checks that read drift, by id.
 fn drift_checks(model: &Model, snap: &Snapshot) -> Vec<CheckSummary> {
-    let ids: BTreeSet<CheckId> = [
-        Check::Roles,
-        Check::Memberships,
-        Check::Owners,
-        Check::StraySchemas,
-        Check::DatabaseAcl,
-        Check::SchemaAcl,
-        Check::TableAcl,
-        Check::SequenceAcl,
-        Check::ColumnAcl,
-        Check::BookkeepingAccess,
-        Check::DefaultPrivileges,
-        Check::RoleSettings,
-        Check::SchemaCreate,
-        Check::ForeignData,
-        Check::OtherDatabases,
-    ]
-    .into_iter()
-    .map(CheckId::Model)
-    .collect();
+    let ids: BTreeSet<CheckId> = Check::ALL.into_iter().map(CheckId::Model).collect();
     let roots = Roots::None("none".into());
     let mut used = BTreeSet::new();
     let all = audit(model, snap, &Exemptions::default(), &[], &roots, Err("not read".into()), &mut used);

@@ -91,12 +91,7 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.refusals.len();
-        write!(f, "nothing was applied; {count} problem{} first:", if count == 1 { "" } else { "s" })?;
-        for refusal in &self.refusals {
-            write!(f, "\n  - {refusal}")?;
-        }
-        Ok(())
+        roles::plan::findings::write_problems(f, "nothing was applied", "first", &self.refusals)
     }
 }
 

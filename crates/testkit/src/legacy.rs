@@ -8,9 +8,10 @@ use crate::Cluster;
 pub const TENANT_A: &str = "00000000-0000-4000-a000-00000000000a";
 pub const TENANT_B: &str = "00000000-0000-4000-a000-00000000000b";
 
-/// Builds the database the way upstream's `provision.sh` and migrations run
-/// as `app_user` did, with data in it.
-pub fn build(cluster: &Cluster, db: &str) {
+/// Upstream's roles and database: `app_user` and `app_service` log in,
+/// `app_user` owns the database and `public`, and its default privileges
+/// give both roles DML on what it creates.
+pub fn roles_and_database(cluster: &Cluster, db: &str) {
     let mut admin = cluster.admin("postgres");
     admin
         .batch_execute(
@@ -32,6 +33,12 @@ pub fn build(cluster: &Cluster, db: &str) {
                GRANT USAGE, SELECT ON SEQUENCES TO app_user, app_service;"
         ))
         .unwrap();
+}
+
+/// Builds the database the way upstream's `provision.sh` and migrations run
+/// as `app_user` did, with data in it.
+pub fn build(cluster: &Cluster, db: &str) {
+    roles_and_database(cluster, db);
     // The migrations, run as app_user.
     cluster.connect_with("app_user", "password", db)
         .batch_execute(&format!(

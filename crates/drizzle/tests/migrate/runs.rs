@@ -133,22 +133,7 @@ fn a_legacy_database_migrated_by_drizzle_kit_then_converted_re_applies_nothing()
     let Some(kit) = crate::common::drizzle_kit() else { return };
     let fx = Fixture::bare();
     // Upstream's shape: app_user owns the database and runs drizzle-kit.
-    let mut admin = fx.admin("postgres");
-    admin
-        .batch_execute(
-            "CREATE ROLE app_user LOGIN PASSWORD 'password'; \
-             CREATE ROLE app_service LOGIN BYPASSRLS PASSWORD 'service_password';",
-        )
-        .unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {DB} OWNER app_user")).unwrap();
-    fx.admin(DB)
-        .batch_execute(
-            "ALTER SCHEMA public OWNER TO app_user; GRANT CONNECT ON DATABASE app_test TO app_service; \
-             GRANT USAGE ON SCHEMA public TO app_service; \
-             ALTER DEFAULT PRIVILEGES FOR ROLE app_user IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_service; \
-             ALTER DEFAULT PRIVILEGES FOR ROLE app_user IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO app_service;",
-        )
-        .unwrap();
+    testkit::legacy::roles_and_database(&fx.kit, DB);
     let output =
         crate::common::run_drizzle_kit(&kit, &fx.dsn("app_user", "password", DB), &crate::common::app_migrations());
     assert!(output.status.success(), "{}", crate::common::output_text(&output));

@@ -196,13 +196,24 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.refusals.len();
-        write!(f, "nothing was changed; {count} problem{} must be fixed first:", if count == 1 { "" } else { "s" })?;
-        for refusal in &self.refusals {
-            write!(f, "\n  - {refusal}")?;
-        }
-        Ok(())
+        write_problems(f, "nothing was changed", "must be fixed first", &self.refusals)
     }
+}
+
+/// `<outcome>; <n> problem(s) <then>:` and one indented line per problem:
+/// how a run that refused before its first change says so.
+pub fn write_problems(
+    f: &mut fmt::Formatter<'_>,
+    outcome: &str,
+    then: &str,
+    problems: &[impl fmt::Display],
+) -> fmt::Result {
+    let count = problems.len();
+    write!(f, "{outcome}; {count} problem{} {then}:", if count == 1 { "" } else { "s" })?;
+    for problem in problems {
+        write!(f, "\n  - {problem}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for Refused {}
