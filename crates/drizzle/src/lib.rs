@@ -23,7 +23,7 @@ pub mod transactions;
 pub use bookkeeping::{Row, Table, TableState};
 pub use config::{Config, Progress, Silent};
 pub use folder::{Folder, Migration, BREAKPOINT};
-pub use refusal::{Refusal, Refused};
+pub use refusal::{Lack, NotTheMigrator, Refusal, Refused};
 pub use run::{migrate_builtin, Outcome, RunFailed};
 pub use session::{prepare, Prepared};
 pub use status::{State, Status};

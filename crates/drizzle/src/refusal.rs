@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use roles::model::Attribute;
+
 /// What stops a run before its first statement: each is something
 /// drizzle-kit would get silently wrong. `Display` says it with the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,3 +98,66 @@ impl fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
+
+/// Why the session of `DATABASE_MIGRATOR_URL` is not the migrator's: the
+/// runner checks it positively before anything runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotTheMigrator {
+    /// It logs in as a runtime role the environment names (`var`).
+    RuntimeRole { user: String, var: &'static str },
+    /// It logs in as a superuser.
+    Superuser { user: String },
+    /// It lacks what the migrator has.
+    Lacks { user: String, lacks: Vec<Lack> },
+}
+
+/// What a session lacks to be the migrator's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lack {
+    DatabaseOwner { database: String },
+    SchemaOwner { schemas: Vec<String> },
+    Attribute(Attribute),
+    BookkeepingOwner { schema: String },
+    BookkeepingCreate { schema: String },
+}
+
+impl fmt::Display for Lack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lack::DatabaseOwner { database } => write!(f, "does not own database `{database}`"),
+            Lack::SchemaOwner { schemas } => write!(
+                f,
+                "does not own schema {}",
+                schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Lack::Attribute(attribute) => write!(f, "lacks {}", attribute.keyword()),
+            Lack::BookkeepingOwner { schema } => write!(f, "does not own the bookkeeping schema `{schema}`"),
+            Lack::BookkeepingCreate { schema } => write!(f, "may not create the bookkeeping schema `{schema}`"),
+        }
+    }
+}
+
+impl fmt::Display for NotTheMigrator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotTheMigrator::RuntimeRole { user, var } => write!(
+                f,
+                "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
+                 (APP_DB_MIGRATOR_USER), never as a runtime role. Fix DATABASE_MIGRATOR_URL"
+            ),
+            NotTheMigrator::Superuser { user } => write!(
+                f,
+                "DATABASE_MIGRATOR_URL logs in as `{user}`, a superuser: migrations run as the migrator role \
+                 (app_migrator). Run `cargo xtask db-provision` and use the migrator's DSN"
+            ),
+            NotTheMigrator::Lacks { user, lacks } => write!(
+                f,
+                "`{user}` (DATABASE_MIGRATOR_URL) is not the migrator: it {}. Run `cargo xtask db-provision` to set \
+                 the migrator up, and point DATABASE_MIGRATOR_URL at it",
+                lacks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotTheMigrator {}

@@ -13,6 +13,7 @@ use roles::model::Attribute;
 use crate::bookkeeping::{self, TableState};
 use crate::config::{Config, Progress};
 use crate::folder::Folder;
+use crate::refusal::{Lack, NotTheMigrator};
 use crate::status::{status, Status};
 
 /// Opens the migrator's session: keepalives on (the lock lives as long as
@@ -61,42 +62,27 @@ pub fn verify_identity(client: &mut Client, config: &Config) -> Result<()> {
     let superuser = attributes.iter().any(|(a, held)| *a == Attribute::Superuser && *held);
     let lacking = attributes.iter().filter(|(a, held)| a.wanted(RoleKind::Migrator) && !held).map(|(a, _)| *a);
     if let Some((var, _)) = config.runtime_users.iter().find(|(_, name)| *name == user) {
-        bail!(
-            "DATABASE_MIGRATOR_URL logs in as `{user}`, the same role as {var}: migrations run as the migrator \
-             (APP_DB_MIGRATOR_USER), never as a runtime role. Fix DATABASE_MIGRATOR_URL"
-        );
+        return Err(NotTheMigrator::RuntimeRole { user, var }.into());
     }
     if superuser {
-        bail!(
-            "DATABASE_MIGRATOR_URL logs in as `{user}`, a superuser: migrations run as the migrator role \
-             (app_migrator). Run `cargo xtask db-provision` and use the migrator's DSN"
-        );
+        return Err(NotTheMigrator::Superuser { user }.into());
     }
     let mut lacks = Vec::new();
     if !owns_db {
-        lacks.push(format!("does not own database `{}`", config.db_name()));
+        lacks.push(Lack::DatabaseOwner { database: config.db_name().to_string() });
     }
     if !foreign_schemas.is_empty() {
-        lacks.push(format!(
-            "does not own schema {}",
-            foreign_schemas.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
-        ));
+        lacks.push(Lack::SchemaOwner { schemas: foreign_schemas });
     }
-    for attribute in lacking {
-        lacks.push(format!("lacks {}", attribute.keyword()));
-    }
-    if owns_bookkeeping == Some(false) {
-        lacks.push(format!("does not own the bookkeeping schema `{}`", config.table.schema));
-    }
-    if owns_bookkeeping.is_none() && !can_create {
-        lacks.push(format!("may not create the bookkeeping schema `{}`", config.table.schema));
+    lacks.extend(lacking.map(Lack::Attribute));
+    let schema = config.table.schema.clone();
+    match owns_bookkeeping {
+        Some(false) => lacks.push(Lack::BookkeepingOwner { schema }),
+        None if !can_create => lacks.push(Lack::BookkeepingCreate { schema }),
+        _ => {}
     }
     if !lacks.is_empty() {
-        bail!(
-            "`{user}` (DATABASE_MIGRATOR_URL) is not the migrator: it {}. Run `cargo xtask db-provision` to set \
-             the migrator up, and point DATABASE_MIGRATOR_URL at it",
-            lacks.join(", ")
-        );
+        return Err(NotTheMigrator::Lacks { user, lacks }.into());
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! What drizzle-kit gets silently wrong is refused, loudly and with the fix;
 //! and the runner refuses to run as anyone but the migrator.
 
-use drizzle::Refusal;
+use drizzle::{Lack, NotTheMigrator, Refusal};
+use roles::model::Attribute;
 
 use crate::common::{Fixture, TestFolder};
 
@@ -18,6 +19,15 @@ fn refused(fx: &Fixture, folder: &TestFolder) -> Vec<Refusal> {
     match error.downcast_ref::<drizzle::Refused>() {
         Some(refused) => refused.refusals.clone(),
         None => panic!("not a refusal: {error:#}"),
+    }
+}
+
+/// Why the run refused its DSN before anything ran.
+fn not_the_migrator(config: &drizzle::Config, folder: &TestFolder) -> NotTheMigrator {
+    let error = drizzle::migrate_builtin(config, &folder.read(), false, &mut drizzle::Silent).unwrap_err();
+    match error.downcast_ref::<NotTheMigrator>() {
+        Some(refused) => refused.clone(),
+        None => panic!("not an identity refusal: {error:#}"),
     }
 }
 
@@ -116,32 +126,30 @@ fn the_runtime_dsn_is_refused_as_the_migrator_dsn() {
     vars.push(("DATABASE_MIGRATOR_URL".into(), runtime.clone()));
     let env = dbenv::EnvVars::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let config = drizzle::Config::new(env.migration().unwrap());
-    let message =
-        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(
-        message.contains("DATABASE_MIGRATOR_URL logs in as `app_user`, the same role as DATABASE_URL"),
-        "{message}"
+    assert_eq!(
+        not_the_migrator(&config, &folder),
+        NotTheMigrator::RuntimeRole { user: "app_user".into(), var: "DATABASE_URL" }
     );
 
     // A migrator-only environment (the db-migrate container): the positive check.
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", runtime.as_str())]);
     let config = drizzle::Config::new(env.migration().unwrap());
-    let message =
-        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(
-        message.contains(
-            "`app_user` (DATABASE_MIGRATOR_URL) is not the migrator: it does not own database `app_test`, \
-                          does not own schema `public`, lacks BYPASSRLS"
-        ),
-        "{message}"
+    let refused = not_the_migrator(&config, &folder);
+    let NotTheMigrator::Lacks { user, lacks } = &refused else { panic!("{refused:?}") };
+    assert_eq!(user, "app_user");
+    assert_eq!(
+        lacks[..3],
+        [
+            Lack::DatabaseOwner { database: "app_test".into() },
+            Lack::SchemaOwner { schemas: vec!["public".into()] },
+            Lack::Attribute(Attribute::BypassRls)
+        ]
     );
     // The admin is refused too.
     let admin = fx.kit.server.admin_url(DB);
     let env = dbenv::EnvVars::from_pairs([("DATABASE_MIGRATOR_URL", admin.as_str())]);
     let config = drizzle::Config::new(env.migration().unwrap());
-    let message =
-        format!("{:#}", drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap_err());
-    assert!(message.contains("a superuser"), "{message}");
+    assert!(matches!(not_the_migrator(&config, &folder), NotTheMigrator::Superuser { .. }));
     assert!(fx.rows(DB).is_empty());
 }
 
