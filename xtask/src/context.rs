@@ -20,7 +20,8 @@ pub struct Context {
     /// Where the user stands: paths on the command line are relative to it.
     pub invoked_from: PathBuf,
     /// The process environment: it overrides the env files. Variables
-    /// whose name or value is not UTF-8 are left out (none of the contract's).
+    /// whose name or value is not UTF-8 are left out; a contract variable
+    /// that is not UTF-8 is an error.
     pub process: ProcessEnv,
     /// `PATH` as the OS gave it, for the programs the commands start.
     pub search_path: std::ffi::OsString,
@@ -39,9 +40,20 @@ impl Context {
         let invoked_from = std::env::current_dir()?;
         let root = crate::project_root();
         sh.change_dir(&root);
-        let utf8 = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let mut vars = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            match (key.into_string(), value.into_string()) {
+                (Ok(key), Ok(value)) => vars.push((key, value)),
+                // A contract variable must be read as written, never skipped.
+                (Ok(key), Err(_)) if dbenv::keys::CONTRACT.contains(&key.as_str()) => anyhow::bail!(
+                    "{key} in the process environment is not valid UTF-8; set it to UTF-8 text (percent-encode \
+                     bytes in a DSN), or unset it to use the env file's value"
+                ),
+                _ => {}
+            }
+        }
         let search_path = std::env::var_os("PATH").unwrap_or_default();
-        Ok(Context { sh, root, invoked_from, process: ProcessEnv::from_vars(utf8), search_path })
+        Ok(Context { sh, root, invoked_from, process: ProcessEnv::from_vars(vars), search_path })
     }
 
     /// A path given on the command line, or `default` in the project.

@@ -244,3 +244,33 @@ fn broken_migration_folders() {
         }
     }
 }
+
+/// A contract variable the process gives as bytes that are not UTF-8 is an
+/// error naming it, never skipped in favour of the file's value; other such
+/// variables are left alone.
+#[test]
+fn a_contract_variable_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let project = Project::new();
+    let env_file = project.env_local();
+    assert!(project.xtask(&["env", "--env-file", &env_file]).status.success());
+    let bytes = std::ffi::OsStr::from_bytes(b"postgresql://app_user:pa\xffss@localhost/db");
+    let mut command = Command::new(XTASK);
+    for key in CONTRACT {
+        command.env_remove(key);
+    }
+    let output = command
+        .args(["env", "--check", "--env-file", &env_file])
+        .env("DATABASE_URL", bytes)
+        .env("SOME_OTHER_VARIABLE", bytes)
+        .output()
+        .unwrap();
+    assert_error(&output, "non-UTF-8 DATABASE_URL", "DATABASE_URL in the process environment is not valid UTF-8");
+    let mut command = Command::new(XTASK);
+    for key in CONTRACT {
+        command.env_remove(key);
+    }
+    let output =
+        command.args(["env", "--check", "--env-file", &env_file]).env("SOME_OTHER_VARIABLE", bytes).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+}
