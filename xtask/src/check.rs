@@ -95,7 +95,7 @@ fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>)
     let sh = &ctx.sh;
     println!("==> PostgreSQL binaries for the matrix");
     let started = Instant::now();
-    let binaries = match pg_matrix::binaries(sh) {
+    let binaries = match pg_matrix::binaries(sh, &ctx.local) {
         Ok(binaries) => binaries,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -104,7 +104,7 @@ fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>)
         }
     };
     results.push(("pg binaries".into(), true, started.elapsed()));
-    let default = PgBin::find().map(|b| b.major).ok();
+    let default = PgBin::find(&ctx.local).map(|b| b.major).ok();
     for bin in binaries {
         let major = bin.major;
         if Some(major) != default {
@@ -131,8 +131,8 @@ fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>)
 /// `db-migrate`, `db-check`, then the task's own `psql` denial check.
 fn end_to_end(ctx: &Ctx, bin: Option<PgBin>) -> Result<()> {
     let sh = &ctx.sh;
-    let cluster =
-        TestCluster::start_with(ClusterOptions { bin, ..Default::default() }).context("start a throwaway cluster")?;
+    let cluster = TestCluster::start_with(ClusterOptions { bin, local: Some(ctx.local.clone()), ..Default::default() })
+        .context("start a throwaway cluster")?;
     let dir = tempfile::tempdir()?;
     let example = std::fs::read_to_string(sh.current_dir().join(".env.test.example"))?;
     let port = cluster.port().to_string();

@@ -25,6 +25,9 @@ pub struct Context {
     pub process: ProcessEnv,
     /// `PATH` as the OS gave it, for the programs the commands start.
     pub search_path: std::ffi::OsString,
+    /// What the process's variables tell the local PostgreSQL tooling
+    /// (`PG_BIN`, `PG_OS_USER`, the data, cache and temporary directories).
+    pub local: pgcluster::LocalEnv,
 }
 
 /// One command's environment: the file it came from and its variables
@@ -40,8 +43,13 @@ impl Context {
         let invoked_from = std::env::current_dir()?;
         let root = crate::project_root();
         sh.change_dir(&root);
+        let captured: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        let local = pgcluster::LocalEnv::from_vars(|name| {
+            captured.iter().find(|(key, _)| key.as_os_str() == name).map(|(_, value)| value.clone())
+        });
+        let search_path = captured.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.clone());
         let mut vars = Vec::new();
-        for (key, value) in std::env::vars_os() {
+        for (key, value) in captured {
             match (key.into_string(), value.into_string()) {
                 (Ok(key), Ok(value)) => vars.push((key, value)),
                 // A contract variable must be read as written, never skipped.
@@ -52,8 +60,8 @@ impl Context {
                 _ => {}
             }
         }
-        let search_path = std::env::var_os("PATH").unwrap_or_default();
-        Ok(Context { sh, root, invoked_from, process: ProcessEnv::from_vars(vars), search_path })
+        let (process, search_path) = (ProcessEnv::from_vars(vars), search_path.unwrap_or_default());
+        Ok(Context { sh, root, invoked_from, process, search_path, local })
     }
 
     /// A path given on the command line, or `default` in the project.

@@ -30,17 +30,18 @@ pub fn run(ctx: &Ctx, env_file: &Path) -> Result<ExitCode> {
     // Binaries are fetched only when they are needed: nothing answers here.
     let bin = match (local, answers) {
         (true, false) => Some(
-            pgcluster::fetch::find_or_fetch(|line| println!("{line}"))
+            pgcluster::fetch::find_or_fetch(&ctx.local, |line| println!("{line}"))
                 .context("nothing answers on DB_PORT and db-up cannot start a server")?,
         ),
-        (true, true) => pgcluster::fetch::find_or_cached(),
+        (true, true) => pgcluster::fetch::find_or_cached(&ctx.local),
         (false, _) => None,
     };
     match bin {
         Some(bin) => {
             // db-up's own checks: its server already runs, another server
             // answers on the port, or it starts one (creating it first).
-            let server = DevServer::new(bin, default_base_dir(settings.port), settings.port)?;
+            let base = default_base_dir(&ctx.local, settings.port);
+            let server = DevServer::new(&ctx.local, bin, base, settings.port)?;
             let password = settings.admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
             db_up::start(&server, &settings.host, &settings.admin.name, &password).context("start the local server")?;
         }

@@ -24,12 +24,12 @@ fn dev_server(ctx: &Ctx, env_file: &Path, fetch: bool) -> Result<(DevServer, Str
     let admin = admin_creds(&vars, &host, port)?;
     let password = admin.dsn.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
     let bin = if fetch {
-        pgcluster::fetch::find_or_fetch(|line| println!("{line}"))?
+        pgcluster::fetch::find_or_fetch(&ctx.local, |line| println!("{line}"))?
     } else {
-        pgcluster::fetch::find_or_cached()
+        pgcluster::fetch::find_or_cached(&ctx.local)
             .context("no PostgreSQL server binaries are installed or cached, so no db-up server can be running here")?
     };
-    let server = DevServer::new(bin, default_base_dir(port), port)?;
+    let server = DevServer::new(&ctx.local, bin, default_base_dir(&ctx.local, port), port)?;
     Ok((server, host, admin.name, password))
 }
 

@@ -92,7 +92,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             db_check::run(&ctx, &env, &ctx.migrations(&cmd.migrations), given(&cmd.policy).as_deref(), &cmd)
         }
         flags::Command::DbSetup(cmd) => db_setup::run(&ctx, &ctx.env_file(&cmd.env)),
-        flags::Command::Bench(cmd) => bench::run(cmd, &ctx.sh),
+        flags::Command::Bench(cmd) => bench::run(cmd, &ctx),
         flags::Command::Check(cmd) => check::run(cmd, &ctx),
     }
 }

@@ -101,7 +101,7 @@ impl Certificates {
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         std::fs::set_permissions(dir.path().join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        if let Some(user) = OsUser::for_server().unwrap() {
+        if let Some(user) = OsUser::for_server(&pgcluster::LocalEnv::from_process()).unwrap() {
             user.chown(&dir.path().join("server.key")).unwrap();
             user.chown(&dir.path().join("server.crt")).unwrap();
         }

@@ -1,9 +1,12 @@
 //! Finding the PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+use crate::LocalEnv;
 
 /// A directory holding `initdb`, `pg_ctl` and `postgres`, and their major version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,20 +24,13 @@ impl PgBin {
     /// newest `/usr/lib/postgresql/*/bin` (Debian's layout, not on `PATH`).
     /// `PG_CONFIG` names another `pg_config` (empty: ask none), and
     /// `PG_VERSIONS_DIR` another versions directory than
-    /// `/usr/lib/postgresql`.
-    pub fn find() -> Result<PgBin> {
-        let pg_bin = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()).map(PathBuf::from);
-        let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".to_string());
-        let versions = std::env::var_os("PG_VERSIONS_DIR").map(PathBuf::from);
-        PgBin::find_in(
-            pg_bin.as_deref(),
-            Some(pg_config.as_str()).filter(|p| !p.is_empty()),
-            versions.as_deref().unwrap_or(Path::new("/usr/lib/postgresql")),
-        )
+    /// `/usr/lib/postgresql`; `local` holds what they say.
+    pub fn find(local: &LocalEnv) -> Result<PgBin> {
+        PgBin::find_in(local.pg_bin.as_deref(), local.pg_config.as_deref(), &local.versions_dir)
     }
 
     /// [`PgBin::find`] with its three sources given explicitly.
-    pub fn find_in(pg_bin: Option<&Path>, pg_config: Option<&str>, versions_dir: &Path) -> Result<PgBin> {
+    pub fn find_in(pg_bin: Option<&Path>, pg_config: Option<&OsStr>, versions_dir: &Path) -> Result<PgBin> {
         if let Some(dir) = pg_bin {
             return PgBin::from_dir(dir).context("PG_BIN does not hold the PostgreSQL server binaries");
         }

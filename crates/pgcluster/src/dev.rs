@@ -9,25 +9,25 @@ use anyhow::{bail, Context, Result};
 
 use crate::osuser::{prepare, OsUser};
 use crate::server::{append_settings, data_dir_major, initdb, postmaster_status, InitOptions};
-use crate::PgBin;
+use crate::{LocalEnv, PgBin};
 
-/// Where the development data lives unless `APP_DB_DATA_DIR` says otherwise:
+/// Where the development data lives unless `APP_DB_DATA_DIR` (in `local`)
+/// says otherwise:
 /// `$XDG_DATA_HOME/cogni-template/pg-<port>` (`~/.local/share/…`), or
 /// `/var/lib/cogni-template/pg-<port>` for root, whose home the server's OS
 /// user cannot enter. Outside `target/`, so `cargo clean` keeps it.
-pub fn default_base_dir(port: u16) -> PathBuf {
-    if let Some(dir) = std::env::var_os("APP_DB_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+pub fn default_base_dir(local: &LocalEnv, port: u16) -> PathBuf {
+    if let Some(dir) = &local.data_dir {
+        return dir.clone();
     }
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let base = if root {
         PathBuf::from("/var/lib")
-    } else if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        PathBuf::from(dir)
+    } else if let Some(dir) = &local.xdg_data_home {
+        dir.clone()
     } else {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-        home.join(".local/share")
+        local.home.clone().unwrap_or_else(|| PathBuf::from("/tmp")).join(".local/share")
     };
     base.join("cogni-template").join(format!("pg-{port}"))
 }
@@ -53,8 +53,8 @@ pub enum Status {
 }
 
 impl DevServer {
-    pub fn new(bin: PgBin, base: PathBuf, port: u16) -> Result<DevServer> {
-        Ok(DevServer { bin, user: OsUser::for_server()?, base, port })
+    pub fn new(local: &LocalEnv, bin: PgBin, base: PathBuf, port: u16) -> Result<DevServer> {
+        Ok(DevServer { bin, user: OsUser::for_server(local)?, base, port })
     }
 
     pub fn datadir(&self) -> PathBuf {

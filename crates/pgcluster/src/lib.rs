@@ -8,12 +8,14 @@
 mod bin;
 mod dev;
 pub mod fetch;
+mod local;
 mod osuser;
 mod server;
 mod throwaway;
 
 pub use bin::PgBin;
 pub use dev::{default_base_dir, DevServer, Status};
+pub use local::LocalEnv;
 pub use osuser::OsUser;
 pub use server::{data_dir_major, free_port, initdb, port_answers, postmaster_status, process_alive, InitOptions};
 pub use throwaway::{ClusterOptions, TestCluster, SUPERUSER};

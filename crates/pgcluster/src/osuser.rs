@@ -8,6 +8,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::LocalEnv;
+
 /// An unprivileged OS account the server binaries run as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OsUser {
@@ -18,14 +20,15 @@ pub struct OsUser {
 
 impl OsUser {
     /// `None` when the caller is not root (the server then runs as the
-    /// caller); otherwise `PG_OS_USER`, else `postgres`, else `nobody`.
-    pub fn for_server() -> Result<Option<OsUser>> {
+    /// caller); otherwise `PG_OS_USER` (in `local`), else `postgres`, else
+    /// `nobody`.
+    pub fn for_server(local: &LocalEnv) -> Result<Option<OsUser>> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return Ok(None);
         }
-        if let Some(name) = std::env::var("PG_OS_USER").ok().filter(|n| !n.is_empty()) {
-            return match OsUser::lookup(&name)? {
+        if let Some(name) = &local.os_user {
+            return match OsUser::lookup(name)? {
                 Some(user) if user.uid != 0 => Ok(Some(user)),
                 Some(_) => bail!("PG_OS_USER is `{name}`, which is root; the server binaries refuse to run as root"),
                 None => bail!("PG_OS_USER is `{name}`, which is not an account on this machine"),

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::osuser::{prepare, OsUser};
 use crate::server::{free_port, initdb, postmaster_status, process_alive, wait_ready, InitOptions};
-use crate::PgBin;
+use crate::{LocalEnv, PgBin};
 
 /// The superuser of every throwaway cluster.
 pub const SUPERUSER: &str = "postgres";
@@ -25,6 +25,10 @@ pub const SUPERUSER: &str = "postgres";
 pub struct ClusterOptions {
     /// The binaries; [`PgBin::find`] when `None`.
     pub bin: Option<PgBin>,
+    /// Where the binaries, the server's OS user and the temporary
+    /// directory are; [`LocalEnv::from_process`] when `None` (a test
+    /// harness). A command line passes the one it captured.
+    pub local: Option<LocalEnv>,
     /// Extra `-c name=value` server settings (e.g. `log_statement=all`).
     pub settings: Vec<(String, String)>,
     /// Keep PostgreSQL's defaults, fsync included (for benchmarks against
@@ -38,6 +42,7 @@ pub struct ClusterOptions {
 /// machine removes the directory.
 pub struct TestCluster {
     pub bin: PgBin,
+    user: Option<OsUser>,
     root: PathBuf,
     child: Child,
     port: u16,
@@ -54,15 +59,16 @@ impl TestCluster {
     }
 
     pub fn start_with(options: ClusterOptions) -> Result<TestCluster> {
+        let local = options.local.unwrap_or_else(LocalEnv::from_process);
         let bin = match options.bin {
             Some(bin) => bin,
-            None => PgBin::find()?,
+            None => PgBin::find(&local)?,
         };
-        let user = OsUser::for_server()?;
-        remove_stale_clusters();
-        let (template, password) = template(&bin, user.as_ref())?;
+        let user = OsUser::for_server(&local)?;
+        remove_stale_clusters(&local.temp_dir);
+        let (template, password) = template(&local.temp_dir, &bin, user.as_ref())?;
 
-        let root = std::env::temp_dir().join(format!(
+        let root = local.temp_dir.join(format!(
             "pgcluster-{}-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
@@ -81,7 +87,9 @@ impl TestCluster {
         for _ in 0..5 {
             let port = free_port()?;
             match spawn(&bin, user.as_ref(), &root, port, &options.settings, options.durable) {
-                Ok(child) => return Ok(TestCluster { bin, root, child, port, password, durable: options.durable }),
+                Ok(child) => {
+                    return Ok(TestCluster { bin, user, root, child, port, password, durable: options.durable })
+                }
                 Err(error) => last_error = Some(error),
             }
         }
@@ -130,8 +138,7 @@ impl TestCluster {
 
     /// Starts the server again on the same port after [`TestCluster::crash`].
     pub fn restart(&mut self) -> Result<()> {
-        let user = OsUser::for_server()?;
-        self.child = spawn(&self.bin, user.as_ref(), &self.root, self.port, &[], self.durable)?;
+        self.child = spawn(&self.bin, self.user.as_ref(), &self.root, self.port, &[], self.durable)?;
         Ok(())
     }
 }
@@ -192,14 +199,14 @@ fn spawn(
 
 /// The cached `initdb` output for these binaries and its superuser password,
 /// created once (under a file lock, so parallel tests share one `initdb`).
-fn template(bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
+fn template(temp_dir: &Path, bin: &PgBin, user: Option<&OsUser>) -> Result<(PathBuf, String)> {
     let key = format!("{}-{:x}", bin.major, fnv1a(bin.dir.to_string_lossy().as_bytes()));
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    let base = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}"));
+    let base = temp_dir.join(format!("pgcluster-template-u{uid}-{key}"));
     let data = base.join("data");
     let password_file = base.join("password");
-    let lock_path = std::env::temp_dir().join(format!("pgcluster-template-u{uid}-{key}.lock"));
+    let lock_path = temp_dir.join(format!("pgcluster-template-u{uid}-{key}.lock"));
     let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     use std::os::unix::io::AsRawFd;
     // SAFETY: flock on a file descriptor we own; released when `lock` drops.
@@ -234,11 +241,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// Removes clusters left by test processes that died without dropping them.
 /// Only directories of this naming scheme whose creating process is gone,
 /// and owned by us, are touched.
-fn remove_stale_clusters() {
+fn remove_stale_clusters(temp_dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = fs::read_dir(temp_dir) else {
         return;
     };
     for entry in entries.flatten() {

@@ -14,8 +14,9 @@ use anyhow::{bail, Context, Result};
 use dbenv::{EnvVars, ProcessEnv, RoleKind, Settings};
 use pgcluster::{ClusterOptions, InitOptions, OsUser, PgBin, TestCluster};
 use postgres::{Client, NoTls};
-use xshell::{cmd, Shell};
+use xshell::cmd;
 
+use crate::context::Context as Ctx;
 use crate::flags;
 
 struct Row {
@@ -87,6 +88,7 @@ fn timed(command: &mut Command) -> Result<(Duration, Output)> {
 /// it times (this checkout's release build first, then `--baseline`), the
 /// roles' names and passwords as `.env.test.example` gives them.
 struct Lab<'a> {
+    ctx: &'a Ctx,
     cluster: &'a TestCluster,
     binaries: Vec<PathBuf>,
     dir: tempfile::TempDir,
@@ -165,7 +167,7 @@ impl Lab<'_> {
     fn drizzle_kit(&self, db: &str, folder: &Path) -> Result<Command> {
         let config = drizzle::Config::new(EnvVars::load(&self.env_file(db)?, true, &ProcessEnv::none())?.migration()?);
         let package = self.root.join("platform/db");
-        let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
+        let node = drizzle::kit::Node { package: &package, search_path: self.ctx.search_path.clone() };
         drizzle::kit::command(&node, &config.dsn, folder, &config.table)
     }
 
@@ -184,22 +186,24 @@ impl Lab<'_> {
     }
 }
 
-pub fn run(flags: flags::Bench, sh: &Shell) -> Result<ExitCode> {
+pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
+    let sh = &ctx.sh;
     let runs = flags.runs.max(1);
     println!("==> building the release binary");
     cmd!(sh, "cargo build --release --locked -q -p xtask").run()?;
-    let root = crate::project_root();
+    let root = ctx.root.clone();
     let mut binaries = vec![root.join("target/release/xtask")];
     if let Some(baseline) = &flags.baseline {
-        let baseline = std::env::current_dir()?.join(baseline);
+        let baseline = ctx.invoked_from.join(baseline);
         if !baseline.is_file() {
             bail!("--baseline `{}` is not a file: give the path of another build's `xtask` binary", baseline.display());
         }
         binaries.push(baseline);
     }
-    let cluster = TestCluster::start_with(ClusterOptions { durable: true, ..Default::default() })?;
+    let options = ClusterOptions { durable: true, local: Some(ctx.local.clone()), ..Default::default() };
+    let cluster = TestCluster::start_with(options)?;
     let example = std::fs::read_to_string(root.join(".env.test.example"))?;
-    let bench = Lab { cluster: &cluster, binaries, dir: tempfile::tempdir()?, root: root.clone(), example };
+    let bench = Lab { ctx, cluster: &cluster, binaries, dir: tempfile::tempdir()?, root: root.clone(), example };
     let machine = machine();
     println!("==> PostgreSQL {} with default settings, {runs} runs per measure, on {machine}", cluster.bin.major);
     let mut rows = Vec::new();
@@ -310,7 +314,7 @@ fn setup_from_nothing(bench: &Lab, bin: &PgBin, runs: usize) -> Result<Row> {
     for _ in 0..runs {
         let target = tempfile::Builder::new().prefix("bench-initdb-").tempdir()?;
         std::fs::set_permissions(target.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let user = OsUser::for_server()?;
+        let user = OsUser::for_server(&bench.ctx.local)?;
         let started = Instant::now();
         let options = InitOptions { superuser: "postgres", password: "x", no_sync: false };
         pgcluster::initdb(bin, user.as_ref(), &target.path().join("data"), &options)?;
