@@ -145,7 +145,7 @@ fn report_checks(files: &[(PathBuf, EnvVars)], mut problems: Vec<String>) -> Exi
         }
         problems.extend(check.errors.iter().map(|error| format!("`{}`: {error}", path.display())));
     }
-    problems.extend(password_conflicts(files));
+    problems.extend(password_conflicts(files).iter().map(ToString::to_string));
     if problems.is_empty() {
         let what = if files.len() > 1 { "agree on every role's password, " } else { "" };
         println!("valid: the roles are kept apart, {what}nothing to fix");

@@ -48,13 +48,83 @@ impl fmt::Display for FileRole {
     }
 }
 
+/// One thing a file's check found; `Display` is the text `env --check`
+/// prints after the file's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileProblem {
+    /// A start-up rule, with its own severity and fix.
+    Rule(Violation),
+    /// The file's settings do not load: the loader's error, with its fix.
+    Settings(String),
+    /// A development file holds the admin's credentials for a server that is
+    /// not this machine.
+    RemoteAdmin { host: String },
+    /// A migration environment holds a runtime role's DSN or password.
+    RuntimeSecretInMigration { var: &'static str, kind: RoleKind },
+    /// A runtime environment holds the migrator's password.
+    MigratorPasswordAtRuntime,
+    /// The file holds the admin's password and its group or others may read it.
+    ReadableAdminSecret { path: PathBuf, mode: u32 },
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileProblem::Rule(Violation { rule, message, .. }) => write!(f, "[{rule}] {message}"),
+            FileProblem::Settings(error) => f.write_str(error),
+            FileProblem::RemoteAdmin { host } => write!(
+                f,
+                "holds the admin's credentials (POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL) for `{host}`, not this \
+                 machine: only the provisioning job needs them; never give this file to the app or the migration job"
+            ),
+            FileProblem::RuntimeSecretInMigration { var, kind } => write!(
+                f,
+                "{var} is set in a migration environment: migrations never need the {kind} role's credentials; \
+                 remove it (its name, {}, is enough to grant to it)",
+                kind.user_var()
+            ),
+            FileProblem::MigratorPasswordAtRuntime => f.write_str(
+                "APP_DB_MIGRATOR_PASSWORD is set in a runtime environment: the app never needs the migrator's \
+                 password; remove it (least secret exposure)",
+            ),
+            FileProblem::ReadableAdminSecret { path, mode } => write!(
+                f,
+                "holds the admin's password and its group or others may read it (mode {mode:04o}); run `chmod 600 {}`",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// What one file's check found.
 #[derive(Debug)]
 pub struct FileCheck {
     pub path: PathBuf,
     pub role: FileRole,
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
+    pub errors: Vec<FileProblem>,
+    pub warnings: Vec<FileProblem>,
+}
+
+/// Two files on one server give a role different passwords (roles are
+/// cluster-wide). Never holds a value; `hints` says how each file quotes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordConflict {
+    pub role: String,
+    pub files: (PathBuf, PathBuf),
+    pub hints: String,
+}
+
+impl fmt::Display for PasswordConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "role `{}`: `{}` and `{}` give it different passwords on the same server; make them equal{}",
+            self.role,
+            self.files.0.display(),
+            self.files.1.display(),
+            self.hints
+        )
+    }
 }
 
 /// Checks one file's variables in the role they play.
@@ -65,14 +135,10 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
     let context = match role {
         FileRole::Development => {
             if let Err(error) = Settings::from_env(vars) {
-                errors.push(format!("{error:#}"));
+                errors.push(FileProblem::Settings(format!("{error:#}")));
             }
             if let Some((host, _)) = server_of(vars).filter(|(host, _)| !Host::Tcp(host.clone()).is_local()) {
-                warnings.push(format!(
-                    "holds the admin's credentials (POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL) for `{host}`, \
-                     not this machine: only the provisioning job needs them; never give this file to the app or \
-                     the migration job"
-                ));
+                warnings.push(FileProblem::RemoteAdmin { host });
             }
             Context::EnvFile
         }
@@ -80,11 +146,7 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
             for kind in [RoleKind::Runtime, RoleKind::Service] {
                 for var in [kind.dsn_var(), kind.password_var()] {
                     if vars.get(var).is_some() {
-                        warnings.push(format!(
-                            "{var} is set in a migration environment: migrations never need the {kind} role's \
-                             credentials; remove it (its name, {}, is enough to grant to it)",
-                            kind.user_var()
-                        ));
+                        warnings.push(FileProblem::RuntimeSecretInMigration { var, kind });
                     }
                 }
             }
@@ -92,11 +154,7 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
         }
         FileRole::Runtime => {
             if vars.get(RoleKind::Migrator.password_var()).is_some() {
-                warnings.push(
-                    "APP_DB_MIGRATOR_PASSWORD is set in a runtime environment: the app never needs the migrator's \
-                     password; remove it (least secret exposure)"
-                        .to_string(),
-                );
+                warnings.push(FileProblem::MigratorPasswordAtRuntime);
             }
             Context::Runtime
         }
@@ -112,16 +170,15 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
             };
             if present && needed {
                 if let Err(error) = name_and_password(vars, kind) {
-                    errors.push(format!("{error:#}"));
+                    errors.push(FileProblem::Settings(format!("{error:#}")));
                 }
             }
         }
     }
-    for Violation { rule, severity, message } in invariants::check(vars, context) {
-        let line = format!("[{rule}] {message}");
-        match severity {
-            Severity::Error => errors.push(line),
-            Severity::Warning => warnings.push(line),
+    for violation in invariants::check(vars, context) {
+        match violation.severity {
+            Severity::Error => errors.push(FileProblem::Rule(violation)),
+            Severity::Warning => warnings.push(FileProblem::Rule(violation)),
         }
     }
     warnings.extend(readable_admin_secret(path, vars));
@@ -131,7 +188,7 @@ pub fn check_file(path: &Path, vars: &EnvVars) -> FileCheck {
 
 /// A warning when the file itself holds the admin's password (not the
 /// process environment) and its group or others may read it.
-fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<String> {
+fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<FileProblem> {
     use std::os::unix::fs::PermissionsExt;
     let in_file = |key: &str| vars.get(key).is_some() && vars.origin(key) != "the process environment";
     let admin_dsn_password = in_file(keys::DATABASE_ROOT_URL)
@@ -143,12 +200,7 @@ fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<String> {
         return None;
     }
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "holds the admin's password and its group or others may read it (mode {mode:04o}); run `chmod 600 {}`",
-            path.display()
-        )
-    })
+    (mode & 0o077 != 0).then(|| FileProblem::ReadableAdminSecret { path: path.to_path_buf(), mode })
 }
 
 /// The server a file points at: `DB_HOST`/`DB_PORT`, else its first DSN.
@@ -158,7 +210,7 @@ fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
 
 /// Files given together that point at one server must give each role one
 /// password (roles are cluster-wide). Never names a value.
-pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<String> {
+pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<PasswordConflict> {
     let mut conflicts = Vec::new();
     for (i, (path_a, a)) in files.iter().enumerate() {
         for (path_b, b) in &files[i + 1..] {
@@ -166,13 +218,9 @@ pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<String> {
                 continue;
             }
             for (name, kind_a, kind_b) in conflicting_roles(a, b) {
-                conflicts.push(format!(
-                    "role `{name}`: `{}` and `{}` give it different passwords on the same server; make them equal{}{}",
-                    path_a.display(),
-                    path_b.display(),
-                    a.quoting_hint(&[kind_a.password_var(), kind_a.dsn_var()]),
-                    b.quoting_hint(&[kind_b.password_var(), kind_b.dsn_var()])
-                ));
+                let hints = a.quoting_hint(&[kind_a.password_var(), kind_a.dsn_var()])
+                    + &b.quoting_hint(&[kind_b.password_var(), kind_b.dsn_var()]);
+                conflicts.push(PasswordConflict { role: name, files: (path_a.clone(), path_b.clone()), hints });
             }
         }
     }
@@ -182,6 +230,7 @@ pub fn password_conflicts(files: &[(PathBuf, EnvVars)]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invariants::Rule;
 
     const RUNTIME: &str = "postgresql://app_user:pw1@db.internal:5432/app?sslmode=verify-full";
     const SERVICE: &str = "postgresql://app_service:pw2@db.internal:5432/app?sslmode=verify-full";
@@ -189,6 +238,10 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars::from_pairs(pairs.iter().copied())
+    }
+
+    fn has(found: &[FileProblem], rule: Rule) -> bool {
+        found.iter().any(|problem| matches!(problem, FileProblem::Rule(v) if v.rule == rule))
     }
 
     #[test]
@@ -202,8 +255,9 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let vars = EnvVars::load(&path, true, &crate::ProcessEnv::none()).unwrap();
             let check = check_file(&path, &vars);
-            assert!(!check.warnings.iter().chain(&check.errors).any(|w| w.contains("s3cret")), "{check:?}");
-            check.warnings.iter().any(|w| w.contains("its group or others may read it") && w.contains("chmod 600"))
+            let text: Vec<String> = check.warnings.iter().chain(&check.errors).map(|w| w.to_string()).collect();
+            assert!(!text.iter().any(|w| w.contains("s3cret")), "{text:?}");
+            check.warnings.contains(&FileProblem::ReadableAdminSecret { path: path.clone(), mode })
         };
         assert!(warned(0o644));
         assert!(warned(0o640));
@@ -231,18 +285,18 @@ mod tests {
             &vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", MIGRATOR)]),
         );
         assert!(check.errors.is_empty(), "{check:?}");
-        assert!(check.warnings.iter().any(|w| w.contains("migrator-absent-at-runtime")), "{check:?}");
+        assert!(has(&check.warnings, Rule::MigratorAbsentAtRuntime), "{check:?}");
     }
 
     #[test]
     fn a_runtime_file_with_the_same_user_twice_or_no_tls_fails() {
         let check =
             check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", RUNTIME)]));
-        assert!(check.errors.iter().any(|e| e.contains("[distinct-users]")), "{check:?}");
+        assert!(has(&check.errors, Rule::DistinctUsers), "{check:?}");
         let plain = "postgresql://app_user:pw1@db.internal:5432/app";
         let check =
             check_file(Path::new("prod.env"), &vars(&[("DATABASE_URL", plain), ("DATABASE_SERVICE_URL", SERVICE)]));
-        assert!(check.errors.iter().any(|e| e.contains("[tls-off-host]")), "{check:?}");
+        assert!(has(&check.errors, Rule::TlsOffHost), "{check:?}");
     }
 
     #[test]
@@ -250,13 +304,10 @@ mod tests {
         let pairs = [("POSTGRES_ROOT_PASSWORD", "root-pw"), ("DB_HOST", "db.internal"), ("DATABASE_URL", RUNTIME)];
         let check = check_file(Path::new("prod.env"), &vars(&pairs));
         assert_eq!(check.role, FileRole::Development);
-        assert!(
-            check.warnings.iter().any(|w| w.contains("holds the admin's credentials") && w.contains("db.internal")),
-            "{check:?}"
-        );
+        assert_eq!(check.warnings, [FileProblem::RemoteAdmin { host: "db.internal".into() }], "{check:?}");
         assert!(!format!("{check:?}").contains("root-pw"));
         let local = [("POSTGRES_ROOT_PASSWORD", "root-pw"), ("DB_HOST", "localhost")];
-        assert!(!check_file(Path::new(".env.local"), &vars(&local)).warnings.iter().any(|w| w.contains("admin")));
+        assert_eq!(check_file(Path::new(".env.local"), &vars(&local)).warnings, []);
     }
 
     #[test]
@@ -267,15 +318,16 @@ mod tests {
             Path::new("migrate.env"),
             &vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR), ("APP_DB_PASSWORD", "pw1")]),
         );
-        assert!(check.warnings.iter().any(|w| w.starts_with("APP_DB_PASSWORD is set in a migration")), "{check:?}");
+        let runtime = FileProblem::RuntimeSecretInMigration { var: "APP_DB_PASSWORD", kind: RoleKind::Runtime };
+        assert_eq!(check.warnings, [runtime], "{check:?}");
         let admin = "postgresql://postgres:pw@db.internal:5432/app?sslmode=require";
         let check = check_file(Path::new("migrate.env"), &vars(&[("DATABASE_MIGRATOR_URL", admin)]));
-        assert!(check.errors.iter().any(|e| e.contains("[no-admin-user]")), "{check:?}");
+        assert!(has(&check.errors, Rule::NoAdminUser), "{check:?}");
         let check = check_file(
             Path::new("migrate.env"),
             &vars(&[("DATABASE_MIGRATOR_URL", MIGRATOR), ("APP_DB_USER", "app_migrator")]),
         );
-        assert!(check.errors.iter().any(|e| e.contains("[migrator-separate]")), "{check:?}");
+        assert!(has(&check.errors, Rule::MigratorSeparate), "{check:?}");
     }
 
     #[test]
@@ -285,7 +337,9 @@ mod tests {
         let conflicts =
             password_conflicts(&[(PathBuf::from("a.env"), runtime.clone()), (PathBuf::from("b.env"), other)]);
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert!(conflicts[0].contains("role `app_user`") && !conflicts[0].contains("other-secret"), "{conflicts:?}");
+        assert_eq!(conflicts[0].role, "app_user");
+        assert_eq!(conflicts[0].files, (PathBuf::from("a.env"), PathBuf::from("b.env")));
+        assert!(!conflicts[0].to_string().contains("other-secret"), "{conflicts:?}");
         let elsewhere = vars(&[("DATABASE_URL", "postgresql://app_user:other-secret@db2.internal:5432/app")]);
         assert!(
             password_conflicts(&[(PathBuf::from("a.env"), runtime), (PathBuf::from("c.env"), elsewhere)]).is_empty()

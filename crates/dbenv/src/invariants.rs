@@ -27,10 +27,53 @@ pub enum Context {
     Migration,
 }
 
+/// A start-up rule. It prints as its name (`dsn-present`, …), which
+/// `env --check` and the app's own check show in brackets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// Each DSN the context needs is set.
+    DsnPresent,
+    /// Each DSN names its user.
+    DsnUser,
+    /// Each DSN parses.
+    DsnParse,
+    /// No app DSN logs in as an administrative name.
+    NoAdminUser,
+    /// The runtime and the service roles are different roles.
+    DistinctUsers,
+    /// Neither runtime role is the migrator.
+    MigratorSeparate,
+    /// A DSN to another machine uses TLS (or says the network is private).
+    TlsOffHost,
+    /// A runtime environment does not hold the migrator's DSN.
+    MigratorAbsentAtRuntime,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::DsnPresent => "dsn-present",
+            Rule::DsnUser => "dsn-user",
+            Rule::DsnParse => "dsn-parse",
+            Rule::NoAdminUser => "no-admin-user",
+            Rule::DistinctUsers => "distinct-users",
+            Rule::MigratorSeparate => "migrator-separate",
+            Rule::TlsOffHost => "tls-off-host",
+            Rule::MigratorAbsentAtRuntime => "migrator-absent-at-runtime",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One broken rule, with its fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    pub rule: &'static str,
+    pub rule: Rule,
     pub severity: Severity,
     pub message: String,
 }
@@ -54,7 +97,7 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
     found.extend(dsns.iter().filter_map(|(kind, dsn)| tls_off_host(*kind, dsn)));
     if context == Context::Runtime && vars.get(keys::DATABASE_MIGRATOR_URL).is_some() {
         found.push(Violation {
-            rule: "migrator-absent-at-runtime",
+            rule: Rule::MigratorAbsentAtRuntime,
             severity: Severity::Warning,
             message: "DATABASE_MIGRATOR_URL is set in a runtime environment: the app never needs it; remove it from \
                       the service's environment (least secret exposure)"
@@ -64,7 +107,7 @@ pub fn check(vars: &EnvVars, context: Context) -> Vec<Violation> {
     found
 }
 
-fn error(rule: &'static str, message: String) -> Violation {
+fn error(rule: Rule, message: String) -> Violation {
     Violation { rule, severity: Severity::Error, message }
 }
 
@@ -81,20 +124,20 @@ fn read_dsns(vars: &EnvVars, context: Context) -> (Vec<(RoleKind, Dsn)>, Vec<Vio
         match vars.get(var) {
             None if !required => {}
             None if kind == RoleKind::Migrator => found.push(error(
-                "dsn-present",
+                Rule::DsnPresent,
                 format!("{var} is missing or empty: migrations run only as the migrator role; set it"),
             )),
             None => found.push(error(
-                "dsn-present",
+                Rule::DsnPresent,
                 format!("{var} is missing or empty: the app needs it to connect as the {kind} role; set it (`cargo xtask env`)"),
             )),
             Some(text) => match Dsn::parse(var, text) {
                 Ok(dsn) if dsn.user.is_none() => found.push(error(
-                    "dsn-user",
+                    Rule::DsnUser,
                     format!("{var} names no user; write it as postgresql://USER:PASSWORD@HOST:PORT/DB"),
                 )),
                 Ok(dsn) => dsns.push((kind, dsn)),
-                Err(e) => found.push(error("dsn-parse", format!("{e:#}"))),
+                Err(e) => found.push(error(Rule::DsnParse, format!("{e:#}"))),
             },
         }
     }
@@ -113,7 +156,7 @@ fn admin_names(dsns: &[(RoleKind, Dsn)]) -> Vec<Violation> {
         .filter(admin)
         .map(|(kind, dsn)| {
             error(
-                "no-admin-user",
+                Rule::NoAdminUser,
                 format!(
                     "{} logs in as `{}`, an administrative name: the {kind} role must be its own least-privileged \
                      role (`cargo xtask db-provision` creates it)",
@@ -129,7 +172,7 @@ fn distinct_users(dsns: &[(RoleKind, Dsn)]) -> Option<Violation> {
     let (runtime, service) = (user(dsns, RoleKind::Runtime)?, user(dsns, RoleKind::Service)?);
     (runtime == service).then(|| {
         error(
-            "distinct-users",
+            Rule::DistinctUsers,
             format!("DATABASE_URL and DATABASE_SERVICE_URL both log in as `{runtime}`: the runtime role must not bypass RLS, so they must differ"),
         )
     })
@@ -146,7 +189,7 @@ fn migrator_separate(vars: &EnvVars, dsns: &[(RoleKind, Dsn)]) -> Vec<Violation>
         };
         if let Some((var, verb, name)) = named.filter(|(_, _, name)| *name == migrator) {
             found.push(error(
-                "migrator-separate",
+                Rule::MigratorSeparate,
                 format!(
                     "{var} {verb} `{name}`, the migrator (DATABASE_MIGRATOR_URL): the {kind} role must not own \
                      the schema; point {var} at the {kind} role"
@@ -183,7 +226,7 @@ fn tls_off_host(kind: RoleKind, dsn: &Dsn) -> Option<Violation> {
             ),
         ),
     };
-    Some(Violation { rule: "tls-off-host", severity, message })
+    Some(Violation { rule: Rule::TlsOffHost, severity, message })
 }
 
 /// The start-up check a Rust service calls before it serves: `Err` lists
@@ -205,7 +248,7 @@ mod tests {
     const SERVICE: &str = "postgresql://app_service:service_password@localhost:55432/db";
     const MIGRATOR: &str = "postgresql://app_migrator:migrator_password@localhost:55432/db";
 
-    fn rules(pairs: &[(&str, &str)], context: Context) -> Vec<(&'static str, Severity)> {
+    fn rules(pairs: &[(&str, &str)], context: Context) -> Vec<(Rule, Severity)> {
         check(&EnvVars::from_pairs(pairs.iter().copied()), context).iter().map(|v| (v.rule, v.severity)).collect()
     }
 
@@ -219,53 +262,53 @@ mod tests {
     #[test]
     fn every_rule_fires() {
         use Severity::*;
-        type Case<'a> = (Vec<(&'a str, &'a str)>, Context, Vec<(&'a str, Severity)>);
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Context, Vec<(Rule, Severity)>);
         let cases: Vec<Case> = vec![
-            (vec![("DATABASE_SERVICE_URL", SERVICE)], Context::Runtime, vec![("dsn-present", Error)]),
+            (vec![("DATABASE_SERVICE_URL", SERVICE)], Context::Runtime, vec![(Rule::DsnPresent, Error)]),
             (
                 vec![("DATABASE_URL", ""), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("dsn-present", Error)],
+                vec![(Rule::DsnPresent, Error)],
             ),
             (
                 vec![("DATABASE_URL", "mysql://x@h/db"), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("dsn-parse", Error)],
+                vec![(Rule::DsnParse, Error)],
             ),
             (
                 vec![("DATABASE_URL", "postgresql://h/db"), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("dsn-user", Error)],
+                vec![(Rule::DsnUser, Error)],
             ),
             (
                 vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", RUNTIME)],
                 Context::Runtime,
-                vec![("distinct-users", Error)],
+                vec![(Rule::DistinctUsers, Error)],
             ),
             (
                 vec![("DATABASE_URL", "postgres://postgres:x@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("no-admin-user", Error)],
+                vec![(Rule::NoAdminUser, Error)],
             ),
             (
                 vec![("DATABASE_URL", "postgresql://Admin:x@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("no-admin-user", Error)],
+                vec![(Rule::NoAdminUser, Error)],
             ),
             (
                 vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", RUNTIME)],
                 Context::EnvFile,
-                vec![("migrator-separate", Error)],
+                vec![(Rule::MigratorSeparate, Error)],
             ),
             (
                 vec![("DATABASE_URL", RUNTIME), ("DATABASE_SERVICE_URL", SERVICE), ("DATABASE_MIGRATOR_URL", MIGRATOR)],
                 Context::Runtime,
-                vec![("migrator-absent-at-runtime", Warning)],
+                vec![(Rule::MigratorAbsentAtRuntime, Warning)],
             ),
             (
                 vec![("DATABASE_URL", "postgresql://app_user:p@db.example.com/db"), ("DATABASE_SERVICE_URL", SERVICE)],
                 Context::Runtime,
-                vec![("tls-off-host", Error)],
+                vec![(Rule::TlsOffHost, Error)],
             ),
             (
                 vec![
@@ -273,7 +316,7 @@ mod tests {
                     ("DATABASE_SERVICE_URL", SERVICE),
                 ],
                 Context::Runtime,
-                vec![("tls-off-host", Warning)],
+                vec![(Rule::TlsOffHost, Warning)],
             ),
             (
                 vec![
@@ -299,9 +342,9 @@ mod tests {
             ("DATABASE_SERVICE_URL", SERVICE),
             ("DATABASE_MIGRATOR_URL", "postgres://app_user:q@localhost/db"),
         ];
-        assert_eq!(rules(&pairs, Context::EnvFile), [("migrator-separate", Severity::Error)]);
+        assert_eq!(rules(&pairs, Context::EnvFile), [(Rule::MigratorSeparate, Severity::Error)]);
         let pairs = [("DATABASE_URL", "postgresql://postgre%73:p@localhost/db"), ("DATABASE_SERVICE_URL", SERVICE)];
-        assert_eq!(rules(&pairs, Context::Runtime), [("no-admin-user", Severity::Error)]);
+        assert_eq!(rules(&pairs, Context::Runtime), [(Rule::NoAdminUser, Severity::Error)]);
     }
 
     #[test]
@@ -310,9 +353,13 @@ mod tests {
             ("DATABASE_URL", "postgresql://app_user:s3cret@db.example.com/db"),
             ("DATABASE_SERVICE_URL", "postgresql://app_user:s3cret@localhost/db"),
         ]);
+        let found = check(&vars, Context::Runtime);
+        let rules: Vec<Rule> = found.iter().map(|v| v.rule).collect();
+        assert_eq!(rules, [Rule::DistinctUsers, Rule::TlsOffHost]);
         let error = format!("{:#}", startup_check(&vars).unwrap_err());
-        assert!(error.contains("sslmode=verify-full"), "{error}");
-        assert!(error.contains("must differ"), "{error}");
+        // The text of each rule names its fix (the DSN option, the other role).
+        assert!(error.contains("[tls-off-host]: DATABASE_URL") && error.contains("sslmode=verify-full"), "{error}");
+        assert!(error.contains("[distinct-users]") && error.contains("must differ"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
     }
 }
