@@ -93,13 +93,9 @@ fn refuse_early(snap: &Snapshot, plan: &Plan) -> Result<()> {
     if !plan.refusals.is_empty() {
         return Err(plan::Refused { refusals: plan.refusals.clone() }.into());
     }
-    let missing = preflight::missing_capabilities(snap, plan);
-    if !missing.is_empty() {
-        bail!(
-            "nothing was changed: the admin `{}` cannot do everything the plan needs:\n  - {}",
-            snap.admin.name,
-            missing.join("\n  - ")
-        );
+    let lacks = preflight::missing_capabilities(snap, plan);
+    if !lacks.is_empty() {
+        return Err(preflight::AdminCannot { admin: snap.admin.name.clone(), lacks }.into());
     }
     Ok(())
 }
