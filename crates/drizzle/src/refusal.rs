@@ -30,6 +30,11 @@ pub enum Refusal {
     NullCreatedAt { id: i32 },
     /// A bookkeeping row no journal entry records.
     UnknownRow { id: i32, created_at: i64, hash: String },
+    /// A pending migration creates an extension that is not trusted: only
+    /// an admin may create it.
+    UntrustedExtension { tag: String, line: usize, name: String },
+    /// A pending migration creates an extension this server does not have.
+    MissingExtension { tag: String, line: usize, name: String },
 }
 
 impl fmt::Display for Refusal {
@@ -79,6 +84,18 @@ impl fmt::Display for Refusal {
                  database was migrated from another folder. Point --migrations-dir at that folder, or delete the \
                  row if it is stale",
                 &hash[..hash.len().min(12)]
+            ),
+            Refusal::UntrustedExtension { tag, line, name } => write!(
+                f,
+                "`{tag}.sql` line {line} creates extension `{name}`, which is not trusted: only an admin may create \
+                 it. Add it to APP_DB_EXTENSIONS (comma-separated) and run `cargo xtask db-provision`, which creates \
+                 it as the admin before the migrations run; the migration's `CREATE EXTENSION IF NOT EXISTS` is then \
+                 a no-op"
+            ),
+            Refusal::MissingExtension { tag, line, name } => write!(
+                f,
+                "`{tag}.sql` line {line} creates extension `{name}`, which this server does not have: install its \
+                 package on the server (pgvector: postgresql-<major>-pgvector), then add it to APP_DB_EXTENSIONS"
             ),
         }
     }

@@ -13,7 +13,7 @@ use roles::model::Attribute;
 use crate::bookkeeping::{self, TableState};
 use crate::config::{Config, Progress};
 use crate::folder::Folder;
-use crate::refusal::{Lack, NotTheMigrator};
+use crate::refusal::{Lack, NotTheMigrator, Refusal, Refused};
 use crate::status::{status, Status};
 
 /// Opens the migrator's session: keepalives on (the lock lives as long as
@@ -189,22 +189,15 @@ fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) ->
         if installed || (available && trusted) {
             continue;
         }
+        let (tag, line, name) = (tag.clone(), *line, name.clone());
         problems.push(if available {
-            format!(
-                "`{tag}.sql` line {line} creates extension `{name}`, which is not trusted: only an admin may create \
-                 it. Add it to APP_DB_EXTENSIONS (comma-separated) and run `cargo xtask db-provision`, which creates \
-                 it as the admin before the migrations run; the migration's `CREATE EXTENSION IF NOT EXISTS` is then \
-                 a no-op"
-            )
+            Refusal::UntrustedExtension { tag, line, name }
         } else {
-            format!(
-                "`{tag}.sql` line {line} creates extension `{name}`, which this server does not have: install its \
-                 package on the server (pgvector: postgresql-<major>-pgvector), then add it to APP_DB_EXTENSIONS"
-            )
+            Refusal::MissingExtension { tag, line, name }
         });
     }
     if !problems.is_empty() {
-        bail!("nothing was applied:\n  - {}", problems.join("\n  - "));
+        return Err(Refused { refusals: problems }.into());
     }
     Ok(())
 }

@@ -209,3 +209,14 @@ pub fn run_drizzle_kit(bin: &Path, dsn: &Dsn, dir: &Path) -> Output {
 pub fn output_text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
+
+/// What a built-in run over `folder` stopped with before its first
+/// statement (nothing applied); panics, showing the error, when it failed
+/// for another reason.
+pub fn refused(config: &drizzle::Config, folder: &drizzle::Folder) -> Vec<drizzle::Refusal> {
+    let error = drizzle::migrate_builtin(config, folder, false, &mut drizzle::Silent).unwrap_err();
+    match error.downcast_ref::<drizzle::Refused>() {
+        Some(refused) => refused.refusals.clone(),
+        None => panic!("not a refusal: {error:#}"),
+    }
+}

@@ -15,11 +15,7 @@ fn error(fx: &Fixture, folder: &TestFolder) -> String {
 
 /// What the run stopped with before its first statement (nothing applied).
 fn refused(fx: &Fixture, folder: &TestFolder) -> Vec<Refusal> {
-    let error = drizzle::migrate_builtin(&fx.config(DB), &folder.read(), false, &mut drizzle::Silent).unwrap_err();
-    match error.downcast_ref::<drizzle::Refused>() {
-        Some(refused) => refused.refusals.clone(),
-        None => panic!("not a refusal: {error:#}"),
-    }
+    crate::common::refused(&fx.config(DB), &folder.read())
 }
 
 /// Why the run refused its DSN before anything ran.
@@ -186,4 +182,20 @@ fn drizzle_kit_1_layouts_are_recognised() {
     let message = error(&fx, &two_migrations());
     assert!(message.contains("has drizzle-kit 1.0's columns (`name`)"), "{message}");
     assert!(fx.rows(DB).is_empty(), "no row without `name` was written");
+}
+
+#[test]
+fn an_extension_the_server_does_not_have_is_refused_before_anything_runs() {
+    let fx = Fixture::provisioned(DB);
+    let mut folder = TestFolder::new();
+    folder.add("0000_t", 500, b"CREATE TABLE t (id int);").add(
+        "0001_ext",
+        1000,
+        b"-- needs a package\nCREATE EXTENSION IF NOT EXISTS \"no_such_extension\";",
+    );
+    let refusals = refused(&fx, &folder);
+    let missing = Refusal::MissingExtension { tag: "0001_ext".into(), line: 2, name: "no_such_extension".into() };
+    assert_eq!(refusals, [missing]);
+    assert!(refusals[0].to_string().contains("install its package on the server"), "the fix: {}", refusals[0]);
+    assert!(fx.rows(DB).is_empty(), "nothing was applied");
 }
