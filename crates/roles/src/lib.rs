@@ -14,6 +14,7 @@ pub mod apply;
 pub mod drift;
 pub mod exemptions;
 pub mod kinds;
+pub mod logins;
 pub mod model;
 pub mod plan;
 pub mod preflight;

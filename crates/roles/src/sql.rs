@@ -34,7 +34,7 @@ pub enum Change {
     ResetDatabaseSetting { database: String, setting: String },
     /// `GRANT <role> TO <member>`, with `INHERIT TRUE, SET TRUE` spelled out
     /// where the server has membership options (16+).
-    GrantMembership { role: String, member: String, with_options: bool },
+    GrantMembership { role: String, member: String, options: Option<MemberOptions> },
     /// `REVOKE <role> FROM <member> [GRANTED BY …] CASCADE`.
     RevokeMembership { role: String, member: String, granted_by: Option<String> },
     /// `CREATE DATABASE … OWNER …`.
@@ -67,6 +67,14 @@ pub enum Change {
     EnsureSchema { schema: String },
     /// `DROP DATABASE IF EXISTS … WITH (FORCE)` (`db-reset`).
     DropDatabase { database: String },
+    /// A role without a password (a login's gate).
+    CreateGroup { role: String, attributes: String },
+    /// A role's comment (the marks `db-rotate` leaves on its logins).
+    CommentRole { role: String, comment: String },
+    /// A session default of a role, in every database (`ALTER ROLE … SET`).
+    SetRoleDefault { role: String, setting: String, value: String },
+    /// No password: nobody can log in as the role with one.
+    ClearPassword { role: String },
 }
 
 impl Change {
@@ -95,10 +103,20 @@ impl Change {
             Change::ResetDatabaseSetting { database, setting } => {
                 format!("ALTER DATABASE {} RESET {}", q(database), q(setting))
             }
-            Change::GrantMembership { role, member, with_options } => {
-                let options = if *with_options { " WITH INHERIT TRUE, SET TRUE" } else { "" };
+            Change::GrantMembership { role, member, options } => {
+                let options = options
+                    .map(|o| format!(" WITH INHERIT {}, SET {}", upper(o.inherit), upper(o.set)))
+                    .unwrap_or_default();
                 format!("GRANT {} TO {}{options}", q(role), q(member))
             }
+            Change::CreateGroup { role, attributes } => format!("CREATE ROLE {} WITH {attributes}", q(role)),
+            Change::CommentRole { role, comment } => {
+                format!("COMMENT ON ROLE {} IS {}", q(role), quote_literal(comment))
+            }
+            Change::SetRoleDefault { role, setting, value } => {
+                format!("ALTER ROLE {} SET {} = {}", q(role), q(setting), quote_literal(value))
+            }
+            Change::ClearPassword { role } => format!("ALTER ROLE {} WITH PASSWORD NULL", q(role)),
             Change::RevokeMembership { role, member, granted_by } => {
                 let by = granted_by.as_ref().map(|g| format!(" GRANTED BY {}", q(g))).unwrap_or_default();
                 format!("REVOKE {} FROM {}{by} CASCADE", q(role), q(member))
@@ -134,6 +152,22 @@ impl Change {
             Change::DropDatabase { database } => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(database)),
         }
     }
+}
+
+fn upper(flag: bool) -> &'static str {
+    if flag {
+        "TRUE"
+    } else {
+        "FALSE"
+    }
+}
+
+/// The options of a membership since PostgreSQL 16 (before, the member's
+/// INHERIT attribute decides and SET ROLE needs only the membership).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberOptions {
+    pub inherit: bool,
+    pub set: bool,
 }
 
 /// The one spelling of an ACL change, `on` being what follows `ON`

@@ -224,7 +224,7 @@ impl Planner<'_> {
                 vec![Change::GrantMembership {
                     role: role.clone(),
                     member: self.snap.admin.name.clone(),
-                    with_options: major >= 16,
+                    options: (major >= 16).then_some(crate::sql::MemberOptions { inherit: true, set: true }),
                 }
                 .into()],
                 0,

@@ -6,6 +6,7 @@ mod fresh;
 mod input;
 mod intent;
 mod legacy;
+mod logins;
 mod managed;
 mod passwords;
 mod sessions;
