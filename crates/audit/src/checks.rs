@@ -24,6 +24,7 @@ pub enum CheckId {
     SearchPath,
     Leakproof,
     ForeignLogins,
+    Logins,
 }
 
 /// The named invariants of `docs/spec/database-rls.md`.
@@ -68,7 +69,7 @@ impl fmt::Display for Invariant {
 
 impl CheckId {
     /// The audit's own checks (the model's are `Check::ALL`).
-    pub const OWN: [CheckId; 11] = [
+    pub const OWN: [CheckId; 12] = [
         CheckId::RlsPolicies,
         CheckId::RlsTenancy,
         CheckId::RlsPolicyContent,
@@ -80,6 +81,7 @@ impl CheckId {
         CheckId::SearchPath,
         CheckId::Leakproof,
         CheckId::ForeignLogins,
+        CheckId::Logins,
     ];
 
     /// The id the report prints and `--junit` names.
@@ -97,6 +99,7 @@ impl CheckId {
             CheckId::SearchPath => "search-path",
             CheckId::Leakproof => "leakproof",
             CheckId::ForeignLogins => "foreign-logins",
+            CheckId::Logins => "logins",
         }
     }
 
@@ -115,6 +118,7 @@ impl CheckId {
             CheckId::SearchPath => "nothing shadows a built-in function for unqualified SQL",
             CheckId::Leakproof => "no LEAKPROOF function a runtime role may call that is not built in",
             CheckId::ForeignLogins => "no foreign table reads as another role for a runtime role",
+            CheckId::Logins => "every login of the three roles owns and holds nothing and acts only as its role",
         }
     }
 
@@ -125,7 +129,7 @@ impl CheckId {
             CheckId::Model(Check::SchemaCreate | Check::ForeignData | Check::OtherDatabases) => {
                 Invariant::NoPowerElsewhere
             }
-            CheckId::Model(_) | CheckId::Bookkeeping => Invariant::LeastPrivilegeAppRole,
+            CheckId::Model(_) | CheckId::Bookkeeping | CheckId::Logins => Invariant::LeastPrivilegeAppRole,
             CheckId::RlsPolicies | CheckId::RlsTenancy => Invariant::RlsOnTenantTables,
             CheckId::RlsPolicyContent => Invariant::PolicyContent,
             CheckId::ViewsOverRls

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checks;
 mod ci;
 pub mod count;
+pub mod logins;
 pub mod policies;
 pub mod powers;
 pub mod probe_rows;
@@ -110,7 +111,9 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
     let shadowing = shadowing::read(&mut reads, model).context("read what shadows the built-in functions")?;
     let unproven_settings = policies::contradictions(model, &snapshot.db, &policies, &config.exemptions)?;
     let reviewed = policies::reviewed_commands(model, &snapshot.db, &policies, &config.exemptions);
-    let catalog_queries = snapshot.queries + reads.sent;
+    let sent = reads.sent;
+    let logins = logins::read(&mut client, model, snapshot.server_version).context("read the roles' logins")?;
+    let catalog_queries = snapshot.queries + sent + 1;
     queries.add(catalog_queries + 1);
     let server_version: String = client.query_one("SHOW server_version", &[])?.get(0);
 
@@ -143,6 +146,8 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
     checks.push(shadowing::check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::leakproof_check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
+    checks.push(logins::check(&logins));
+    notes.extend(logins::notes(&logins));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
     Ok(Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries })

@@ -196,8 +196,32 @@ impl RoleLogins {
     /// Reads the rows of the role, its gate and its alternate login.
     pub fn read(client: &mut Client, names: &LoginNames, database: &str) -> Result<RoleLogins> {
         let version = ServerVersion::read(client)?;
-        // Since 16 SET ROLE is its own option of a membership.
-        let set = if version.has_membership_options() { "SET" } else { "MEMBER" };
+        let mut all = RoleLogins::read_all(client, version, std::slice::from_ref(names), database)?;
+        Ok(all.remove(0))
+    }
+
+    /// [`RoleLogins::read`] for several roles, in one query.
+    pub fn read_all(
+        client: &mut Client,
+        version: ServerVersion,
+        roles: &[LoginNames],
+        database: &str,
+    ) -> Result<Vec<RoleLogins>> {
+        // Since 16 SET ROLE is its own option of a membership, and a member
+        // that may neither inherit nor SET (the creator of a role, made an
+        // ADMIN member) cannot act through it.
+        let (set, usable) = if version.has_membership_options() {
+            ("SET", "AND (m.inherit_option OR m.set_option)")
+        } else {
+            ("MEMBER", "")
+        };
+        let (mut names, mut leads_to) = (Vec::new(), Vec::new());
+        for role in roles {
+            for name in [&role.role, &role.gate, &role.alt] {
+                names.push(name.clone());
+                leads_to.push(role.role.clone());
+            }
+        }
         let sql = format!(
             "SELECT r.rolname::text, r.rolcanlogin, \
                     ARRAY_REMOVE(ARRAY[CASE WHEN r.rolsuper THEN 'SUPERUSER' END, \
@@ -208,30 +232,22 @@ impl RoleLogins {
                     ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
                           WHERE m.member = r.oid ORDER BY 1), \
                     ARRAY(SELECT u.rolname::text FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member \
-                          WHERE m.roleid = r.oid ORDER BY 1), \
+                          WHERE m.roleid = r.oid {usable} ORDER BY 1), \
                     coalesce((SELECT s.setconfig FROM pg_db_role_setting s \
                               WHERE s.setrole = r.oid AND s.setdatabase = 0), '{{}}'), \
                     ARRAY(SELECT d.classid::regclass::text || ':' || d.deptype::text FROM pg_shdepend d \
                           WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid AND d.deptype <> 'p' \
                           ORDER BY 1), \
-                    pg_has_role(r.oid, $2, '{set}'), \
-                    r.rolname <> $2 AND pg_has_role(r.oid, $2, 'USAGE'), \
+                    pg_has_role(r.oid, n.role, '{set}'), \
+                    r.rolname <> n.role AND pg_has_role(r.oid, n.role, 'USAGE'), \
                     has_database_privilege(r.oid, $3, 'CONNECT') \
-             FROM pg_roles r WHERE r.rolname IN ($2, $4, $5)"
+             FROM unnest($1::text[], $2::text[]) AS n(name, role) JOIN pg_roles r ON r.rolname = n.name"
         );
         let rows = client
-            .query_typed(
-                &sql,
-                &[
-                    (&names.role, Type::TEXT),
-                    (&names.role, Type::TEXT),
-                    (&database, Type::TEXT),
-                    (&names.gate, Type::TEXT),
-                    (&names.alt, Type::TEXT),
-                ],
-            )
-            .with_context(|| format!("read the logins of `{}`", names.role))?;
-        let mut logins = RoleLogins { names: names.clone(), role: None, gate: None, alt: None };
+            .query_typed(&sql, &[(&names, Type::TEXT_ARRAY), (&leads_to, Type::TEXT_ARRAY), (&database, Type::TEXT)])
+            .context("read the logins of the roles")?;
+        let mut all: Vec<RoleLogins> =
+            roles.iter().map(|names| RoleLogins { names: names.clone(), role: None, gate: None, alt: None }).collect();
         for row in rows {
             let powers: Vec<String> = row.get(2);
             let login = LoginRow {
@@ -247,16 +263,21 @@ impl RoleLogins {
                 inherits_role: row.get(9),
                 can_connect: row.get(10),
             };
-            let slot = if login.name == names.gate {
-                &mut logins.gate
-            } else if login.name == names.alt {
-                &mut logins.alt
-            } else {
-                &mut logins.role
-            };
-            *slot = Some(login);
+            for logins in &mut all {
+                let names = &logins.names;
+                let slot = if login.name == names.gate {
+                    &mut logins.gate
+                } else if login.name == names.alt {
+                    &mut logins.alt
+                } else if login.name == names.role {
+                    &mut logins.role
+                } else {
+                    continue;
+                };
+                *slot = Some(login.clone());
+            }
         }
-        Ok(logins)
+        Ok(all)
     }
 
     /// What is wrong with the gate and the alternate login, if they exist.

@@ -4,6 +4,7 @@
 mod common;
 mod holds;
 mod holes;
+mod logins;
 mod nothing_changes;
 mod policy_file;
 mod probe_rows;
