@@ -59,7 +59,8 @@ impl CheckConfig {
     pub fn new(env: CheckEnv, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
         let (schema, table) = env.bookkeeping;
         // The audit logs in with DSNs; the model's passwords are not needed.
-        let spec = |kind: RoleKind, name: String| RoleSpec { kind, name, password: Secret::default() };
+        let spec =
+            |kind: RoleKind, name: String| RoleSpec { kind, login: name.clone(), name, password: Secret::default() };
         let roles = [
             spec(RoleKind::Migrator, env.migrator_name),
             spec(RoleKind::Runtime, env.runtime.name.clone()),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::dsn::{Dsn, Host};
-use crate::names::{validate_name, NameKind};
+use crate::names::{alt_login, validate_name, NameKind};
 use crate::{keys, Secret};
 
 /// Every variable of the environment contract (spec §2).
@@ -335,7 +335,12 @@ impl fmt::Display for RoleKind {
 #[derive(Clone, Debug)]
 pub struct RoleCreds {
     pub kind: RoleKind,
+    /// The role.
     pub name: String,
+    /// Who the DSN logs in as: the role itself, or its alternate login
+    /// `<role>_alt` once `db-rotate` has switched to it. `password` is the
+    /// login's.
+    pub login: String,
     pub password: Secret,
     /// `DATABASE_URL` and friends when set, otherwise built from the pieces.
     pub dsn: Dsn,
@@ -409,31 +414,7 @@ impl Settings {
         let mut roles = roles.into_iter();
         let (migrator, runtime, service) = (roles.next().flatten(), roles.next().flatten(), roles.next().flatten());
         if let (Some(m), Some(r), Some(s)) = (&migrator, &runtime, &service) {
-            for (a, b) in [(m, r), (m, s), (r, s)] {
-                if a.name == b.name {
-                    errors.push(format!(
-                        "{} and {} are both `{}`; the {} and {} roles must be different roles",
-                        a.kind.user_var(),
-                        b.kind.user_var(),
-                        a.name,
-                        a.kind,
-                        b.kind
-                    ));
-                }
-            }
-            if let Some(admin) = &admin {
-                for role in [m, r, s] {
-                    if role.name == admin.name {
-                        errors.push(format!(
-                            "{} is `{}`, the admin role; provisioning would strip the admin of its powers, \
-                             so give the {} role its own name",
-                            role.kind.user_var(),
-                            role.name,
-                            role.kind
-                        ));
-                    }
-                }
-            }
+            errors.0.extend(name_clashes([m, r, s], admin.as_ref()));
         }
         errors.finish()?;
         // Every `take` above succeeded, so every value is present.
@@ -467,6 +448,51 @@ impl Settings {
     pub fn admin_app_dsn(&self) -> Dsn {
         self.admin.dsn.with_dbname(&self.db_name)
     }
+}
+
+/// The three roles have names of their own: not each other's, not each
+/// other's alternate login, not the admin's.
+fn name_clashes([m, r, s]: [&RoleCreds; 3], admin: Option<&AdminCreds>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (a, b) in [(m, r), (m, s), (r, s)] {
+        if a.name == b.name {
+            errors.push(format!(
+                "{} and {} are both `{}`; the {} and {} roles must be different roles",
+                a.kind.user_var(),
+                b.kind.user_var(),
+                a.name,
+                a.kind,
+                b.kind
+            ));
+        }
+        // One role's name must not be another's alternate login.
+        for (x, y) in [(a, b), (b, a)] {
+            if x.name == alt_login(&y.name) {
+                errors.push(format!(
+                    "{} is `{}`, the name of the {} role's alternate login (db-rotate); give the {} role \
+                     another name",
+                    x.kind.user_var(),
+                    x.name,
+                    y.kind,
+                    x.kind
+                ));
+            }
+        }
+    }
+    if let Some(admin) = admin {
+        for role in [m, r, s] {
+            if role.name == admin.name {
+                errors.push(format!(
+                    "{} is `{}`, the admin role; provisioning would strip the admin of its powers, \
+                     so give the {} role its own name",
+                    role.kind.user_var(),
+                    role.name,
+                    role.kind
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// Collects every problem so one run reports all of them.
@@ -646,7 +672,7 @@ pub fn role_creds(
     port: Option<u16>,
     db_name: Option<&str>,
 ) -> Result<RoleCreds> {
-    let (name, password, dsn) = name_and_password(vars, kind)?;
+    let Named { name, login, password, dsn } = name_and_password(vars, kind)?;
     let dsn_var = kind.dsn_var();
     let dsn_given = dsn.is_some();
     let dsn = match dsn {
@@ -665,11 +691,22 @@ pub fn role_creds(
             _ => bail!("{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"),
         },
     };
-    Ok(RoleCreds { kind, name, password, dsn, dsn_given })
+    Ok(RoleCreds { kind, name, login, password, dsn, dsn_given })
 }
 
-/// A role's name and password from its variables and DSN, which must agree.
-pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<(String, Secret, Option<Dsn>)> {
+/// A role's name, its login and the login's password, from the role's
+/// variables and DSN.
+pub(crate) struct Named {
+    pub name: String,
+    pub login: String,
+    pub password: Secret,
+    pub dsn: Option<Dsn>,
+}
+
+/// A role's name and password from its variables and DSN, which must agree:
+/// the DSN logs in as the role named, or as its alternate login
+/// (`<role>_alt`, `db-rotate`).
+pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<Named> {
     let (user_var, password_var, dsn_var) = (kind.user_var(), kind.password_var(), kind.dsn_var());
     let dsn = optional_dsn(vars, dsn_var)?;
     // The name rules first: a name that breaks them is the real problem,
@@ -680,11 +717,12 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<(Strin
     if let Some(name) = dsn.as_ref().and_then(|d| d.user.as_deref()) {
         validate_name(dsn_var, NameKind::Role, name)?;
     }
-    let name = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
+    let (name, login) = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
+        (Some(a), Some(b)) if b == alt_login(a) => (a.to_string(), b.to_string()),
         (Some(a), Some(b)) if a != b => {
             bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
         }
-        (Some(name), _) | (None, Some(name)) => name.to_string(),
+        (Some(name), _) | (None, Some(name)) => (name.to_string(), name.to_string()),
         (None, None) => bail!("{user_var} is not set (nor {dsn_var}); {}", vars.missing_hint()),
     };
     let password = match (vars.get(password_var), dsn.as_ref().and_then(|d| d.password.as_ref())) {
@@ -698,7 +736,7 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<(Strin
         (None, Some(password)) => password.clone(),
         (None, None) => bail!("{password_var} is not set (nor a password in {dsn_var}); {}", vars.missing_hint()),
     };
-    Ok((name, password, dsn))
+    Ok(Named { name, login, password, dsn })
 }
 
 /// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
@@ -779,21 +817,22 @@ pub fn role_passwords(vars: &EnvVars) -> Result<Vec<(String, &'static str, Secre
     RoleKind::ALL
         .iter()
         .map(|kind| {
-            let (name, password, _) = name_and_password(vars, *kind)?;
-            Ok((name, kind.password_var(), password))
+            let named = name_and_password(vars, *kind)?;
+            Ok((named.login, kind.password_var(), named.password))
         })
         .collect()
 }
 
-/// The roles two environments give different passwords, matched by role
-/// name: `(name, its kind in a, its kind in b)`. Roles one of them does not
+/// The logins two environments give different passwords, matched by login
+/// name (a role's own, or its alternate): `(name, its kind in a, its kind
+/// in b)`. Roles one of them does not
 /// define are skipped. The one comparison behind `db-provision`'s sibling
 /// check and `env --check`.
 pub(crate) fn conflicting_roles(a: &EnvVars, b: &EnvVars) -> Vec<(String, RoleKind, RoleKind)> {
     let known = |vars: &EnvVars| -> Vec<(String, Secret, RoleKind)> {
         RoleKind::ALL
             .iter()
-            .filter_map(|kind| name_and_password(vars, *kind).ok().map(|(name, password, _)| (name, password, *kind)))
+            .filter_map(|kind| name_and_password(vars, *kind).ok().map(|named| (named.login, named.password, *kind)))
             .collect()
     };
     let theirs = known(b);
@@ -1022,6 +1061,36 @@ mod tests {
             ("DATABASE_SERVICE_URL", "postgresql://postgres:service_password@localhost:55432/cogni_template_dev"),
         ]);
         assert!(message.contains("APP_DB_SERVICE_USER is `postgres`, the admin role"), "{message}");
+    }
+
+    #[test]
+    fn a_dsn_may_log_in_as_the_role_s_alternate_login() {
+        let settings = Settings::from_env(&with(&[
+            ("DATABASE_URL", "postgresql://app_user_alt:rotated@localhost:55432/cogni_template_dev"),
+            ("APP_DB_PASSWORD", "rotated"),
+        ]))
+        .unwrap();
+        let runtime = settings.role(RoleKind::Runtime);
+        assert_eq!((runtime.name.as_str(), runtime.login.as_str()), ("app_user", "app_user_alt"));
+        assert_eq!(runtime.password.expose(), "rotated");
+        let service = settings.role(RoleKind::Service);
+        assert_eq!((service.name.as_str(), service.login.as_str()), ("app_service", "app_service"));
+        // Another role's alternate login is not this role's.
+        let message =
+            error(&[("DATABASE_URL", "postgresql://app_service_alt:password@localhost:55432/cogni_template_dev")]);
+        assert!(
+            message.contains("DATABASE_URL logs in as `app_service_alt` but APP_DB_USER is `app_user`"),
+            "{message}"
+        );
+        // No role may be named like another's alternate login.
+        let message = error(&[
+            ("APP_DB_SERVICE_USER", "app_user_alt"),
+            ("DATABASE_SERVICE_URL", "postgresql://app_user_alt:service_password@localhost:55432/cogni_template_dev"),
+        ]);
+        assert!(
+            message.contains("APP_DB_SERVICE_USER is `app_user_alt`, the name of the runtime role's alternate login"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::env::{EnvVars, RoleKind};
-use crate::{keys, Dsn, Host, SslMode};
+use crate::{alt_login, keys, Dsn, Host, SslMode};
 
 /// User names that mean an administrative role, refused for the app's DSNs.
 pub const ADMIN_NAMES: &[&str] = &["postgres", "root", "superuser", "admin"];
@@ -168,9 +168,16 @@ fn admin_names(dsns: &[(RoleKind, Dsn)]) -> Vec<Violation> {
         .collect()
 }
 
+/// Two DSN users stand for one role: the same name, or a role and its
+/// alternate login (`db-rotate`). Read both ways, so that a login is never
+/// taken for another role's.
+fn same_role(a: &str, b: &str) -> bool {
+    a == b || a == alt_login(b) || b == alt_login(a)
+}
+
 fn distinct_users(dsns: &[(RoleKind, Dsn)]) -> Option<Violation> {
     let (runtime, service) = (user(dsns, RoleKind::Runtime)?, user(dsns, RoleKind::Service)?);
-    (runtime == service).then(|| {
+    same_role(&runtime, &service).then(|| {
         error(
             Rule::DistinctUsers,
             format!("DATABASE_URL and DATABASE_SERVICE_URL both log in as `{runtime}`: the runtime role must not bypass RLS, so they must differ"),
@@ -187,7 +194,7 @@ fn migrator_separate(vars: &EnvVars, dsns: &[(RoleKind, Dsn)]) -> Vec<Violation>
             Some(name) => Some((kind.dsn_var(), "logs in as", name)),
             None => vars.get(kind.user_var()).map(|name| (kind.user_var(), "names", name.to_string())),
         };
-        if let Some((var, verb, name)) = named.filter(|(_, _, name)| *name == migrator) {
+        if let Some((var, verb, name)) = named.filter(|(_, _, name)| same_role(name, &migrator)) {
             found.push(error(
                 Rule::MigratorSeparate,
                 format!(
@@ -333,6 +340,26 @@ mod tests {
         for (pairs, context, expected) in cases {
             assert_eq!(rules(&pairs, context), expected, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn an_alternate_login_is_its_role_for_every_rule() {
+        let alt = |user: &str| format!("postgresql://{user}:p@localhost:55432/db");
+        let pairs = [("DATABASE_URL", alt("app_migrator_alt")), ("DATABASE_SERVICE_URL", SERVICE.to_string())];
+        let mut vars: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        vars.push(("DATABASE_MIGRATOR_URL", MIGRATOR));
+        assert_eq!(rules(&vars, Context::EnvFile), [(Rule::MigratorSeparate, Severity::Error)]);
+        let (runtime, service) = (alt("app_user"), alt("app_user_alt"));
+        let vars = [("DATABASE_URL", runtime.as_str()), ("DATABASE_SERVICE_URL", service.as_str())];
+        assert_eq!(rules(&vars, Context::Runtime), [(Rule::DistinctUsers, Severity::Error)]);
+        // Each role on its own alternate login is fine.
+        let (runtime, service, migrator) = (alt("app_user_alt"), alt("app_service_alt"), alt("app_migrator_alt"));
+        let vars = [
+            ("DATABASE_URL", runtime.as_str()),
+            ("DATABASE_SERVICE_URL", service.as_str()),
+            ("DATABASE_MIGRATOR_URL", migrator.as_str()),
+        ];
+        assert_eq!(rules(&vars, Context::EnvFile), []);
     }
 
     #[test]

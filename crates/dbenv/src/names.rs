@@ -114,6 +114,15 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The suffix of a role's alternate login (`app_user` → `app_user_alt`):
+/// the second login `db-rotate` gives each role.
+pub const ALT_LOGIN_SUFFIX: &str = "_alt";
+
+/// The alternate login of `role`.
+pub fn alt_login(role: &str) -> String {
+    format!("{role}{ALT_LOGIN_SUFFIX}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

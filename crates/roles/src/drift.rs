@@ -422,6 +422,11 @@ fn roles(model: &Model, snap: &Snapshot) -> Vec<Drift> {
             continue;
         };
         for attribute in Attribute::ALL {
+            // A role rotated to its alternate login may keep LOGIN (while
+            // both are in use) or not (once retired): either holds.
+            if attribute == Attribute::Login && spec.login != spec.name {
+                continue;
+            }
             let held = row.has(attribute);
             if held != attribute.wanted(spec.kind) {
                 drift.push(Drift::Attribute { role: spec.name.clone(), attribute, held });

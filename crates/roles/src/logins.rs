@@ -83,7 +83,7 @@ impl LoginNames {
         if gate.len() > 63 {
             return Err(NameTooLong { role: role.to_string() });
         }
-        Ok(LoginNames { role: role.to_string(), gate, alt: format!("{role}_alt") })
+        Ok(LoginNames { role: role.to_string(), gate, alt: dbenv::alt_login(role) })
     }
 
     /// The two logins, the role's own first.

@@ -90,6 +90,9 @@ pub fn attributes_sql(kind: RoleKind) -> String {
 pub struct RoleSpec {
     pub kind: RoleKind,
     pub name: String,
+    /// The login the environment uses: the role itself, or its alternate
+    /// login (`<role>_alt`, `db-rotate`). `password` is the login's.
+    pub login: String,
     pub password: Secret,
 }
 
@@ -165,7 +168,7 @@ impl Model {
     pub fn from_settings(settings: &Settings) -> Model {
         let spec = |kind: RoleKind| {
             let creds = settings.role(kind);
-            RoleSpec { kind, name: creds.name.clone(), password: creds.password.clone() }
+            RoleSpec { kind, name: creds.name.clone(), login: creds.login.clone(), password: creds.password.clone() }
         };
         let roles = [spec(RoleKind::Migrator), spec(RoleKind::Runtime), spec(RoleKind::Service)];
         let mut model = Model::new(&settings.db_name, &settings.schemas, &settings.drizzle_schema, roles);

@@ -16,7 +16,10 @@ pub const RUNTIME: &str = "app_user";
 pub const SERVICE: &str = "app_service";
 
 pub fn model(app_schemas: &[&str]) -> Model {
-    let spec = |kind: RoleKind| RoleSpec { kind, name: kind.default_name().to_string(), password: Secret::new("pw") };
+    let spec = |kind: RoleKind| {
+        let name = kind.default_name().to_string();
+        RoleSpec { kind, login: name.clone(), name, password: Secret::new("pw") }
+    };
     let schemas: Vec<String> = app_schemas.iter().map(|s| s.to_string()).collect();
     Model::new("app", &schemas, "drizzle", [spec(RoleKind::Migrator), spec(RoleKind::Runtime), spec(RoleKind::Service)])
 }
@@ -50,6 +53,7 @@ pub fn role_row(kind: RoleKind) -> RoleRow {
         password: StoredPassword::Unknown,
         login_check: Some(true),
         made_here: true,
+        login_exists: true,
     }
 }
 

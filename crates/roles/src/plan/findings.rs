@@ -42,6 +42,9 @@ pub enum Refusal {
     Widening { gains: Vec<String> },
     /// An existing role not shaped like a model role, without `--take-over`.
     Demotion { role: String, taken: Vec<String> },
+    /// The environment logs in as the role's alternate login, which does
+    /// not exist (`db-rotate` makes it).
+    MissingLogin { role: String, login: String, var: &'static str },
 }
 
 /// Widenings named in a refusal; the rest are counted.
@@ -112,6 +115,11 @@ impl fmt::Display for Refusal {
                  another role in the env file",
                 taken.join(", "),
                 if taken.len() == 1 { "it" } else { "them" },
+            ),
+            Refusal::MissingLogin { role, login, var } => write!(
+                f,
+                "{var} logs in as `{login}`, the alternate login of `{role}`, which does not exist: run \
+                 `cargo xtask db-rotate {role}` to make it, or point {var} at `{role}`"
             ),
         }
     }

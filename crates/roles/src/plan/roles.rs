@@ -9,6 +9,11 @@ impl Planner<'_> {
         for spec in self.model.roles() {
             match self.snap.roles.get(&spec.name) {
                 None => self.create_role(spec),
+                Some(row) if !row.login_exists => self.plan.refusals.push(Refusal::MissingLogin {
+                    role: spec.name.clone(),
+                    login: spec.login.clone(),
+                    var: spec.kind.dsn_var(),
+                }),
                 Some(row) => {
                     self.refuse_demotion(spec, row);
                     self.alter_role(spec, row);
@@ -166,11 +171,12 @@ impl Planner<'_> {
             if !self.snap.admin.superuser {
                 self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
             }
+            // The password is the login's: the role's own or its alternate login's.
             let verifier = new_verifier(&spec.password);
             self.plan.push(
                 Phase::Roles,
-                format!("`{}`: {reason}", spec.name),
-                vec![Change::SetPassword { role: spec.name.clone(), verifier }.into()],
+                format!("`{}`: {reason}", spec.login),
+                vec![Change::SetPassword { role: spec.login.clone(), verifier }.into()],
                 0,
             );
         }

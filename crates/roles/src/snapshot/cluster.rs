@@ -65,13 +65,15 @@ fn read_admin(cluster: &mut Queries<'_>, can_silence_log: bool) -> Result<(dbenv
 /// The model's roles that exist, and what the admin may do with each.
 fn read_roles(cluster: &mut Queries<'_>, model: &Model, admin: &mut Admin) -> Result<BTreeMap<String, RoleRow>> {
     let names = model.role_names();
+    let logins: Vec<String> = model.roles().iter().map(|spec| spec.login.clone()).collect();
     let mut roles = BTreeMap::new();
     for row in cluster.query(
-        "SELECT rolname::text, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin, rolbypassrls, \
-                pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, 'MEMBER'), \
-                coalesce(shobj_description(oid, 'pg_authid') = $2, false) \
-         FROM pg_roles WHERE rolname = ANY($1)",
-        &[(&names, Type::TEXT_ARRAY), (&super::ROLE_MARKER, Type::TEXT)],
+        "SELECT r.rolname::text, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolcanlogin, \
+                r.rolbypassrls, pg_has_role(current_user, r.oid, 'USAGE'), pg_has_role(current_user, r.oid, 'MEMBER'), \
+                coalesce(shobj_description(r.oid, 'pg_authid') = $2, false), \
+                EXISTS (SELECT 1 FROM pg_roles l WHERE l.rolname = n.login) \
+         FROM unnest($1::text[], $3::text[]) AS n(name, login) JOIN pg_roles r ON r.rolname = n.name",
+        &[(&names, Type::TEXT_ARRAY), (&super::ROLE_MARKER, Type::TEXT), (&logins, Type::TEXT_ARRAY)],
     )? {
         let name: String = row.get(0);
         let role = RoleRow {
@@ -85,6 +87,7 @@ fn read_roles(cluster: &mut Queries<'_>, model: &Model, admin: &mut Admin) -> Re
             password: StoredPassword::Unknown,
             login_check: None,
             made_here: row.get(9),
+            login_exists: row.get(10),
         };
         roles.insert(name.clone(), role);
         let access = if admin.superuser {
@@ -106,22 +109,26 @@ fn read_passwords(
     login_dsn: &Dsn,
     roles: &mut BTreeMap<String, RoleRow>,
 ) -> Result<()> {
+    // The password is the login's: the role's own, or its alternate login's.
     if !admin.reads_authid {
         for spec in model.roles() {
             if let Some(role) = roles.get_mut(&spec.name) {
-                role.login_check = login_works(login_dsn, &spec.name, &spec.password);
+                role.login_check = login_works(login_dsn, &spec.login, &spec.password);
             }
         }
         return Ok(());
     }
+    let logins: Vec<String> = model.roles().iter().map(|spec| spec.login.clone()).collect();
     for row in cluster.query(
         "SELECT rolname::text, rolpassword FROM pg_authid WHERE rolname = ANY($1)",
-        &[(&model.role_names(), Type::TEXT_ARRAY)],
+        &[(&logins, Type::TEXT_ARRAY)],
     )? {
-        let name: String = row.get(0);
+        let login: String = row.get(0);
         let stored: Option<String> = row.get(1);
-        if let Some(role) = roles.get_mut(&name) {
-            role.password = StoredPassword::from_catalog(stored.as_deref());
+        for spec in model.roles().into_iter().filter(|spec| spec.login == login) {
+            if let Some(role) = roles.get_mut(&spec.name) {
+                role.password = StoredPassword::from_catalog(stored.as_deref());
+            }
         }
     }
     Ok(())

@@ -200,6 +200,10 @@ pub struct RoleRow {
     /// When the verifier is unreadable: whether a SCRAM login with the
     /// model's password worked (`None`: could not tell).
     pub login_check: Option<bool>,
+    /// The model's login for the role exists (the role itself, or its
+    /// alternate login once rotated); `password` and `login_check` are the
+    /// login's.
+    pub login_exists: bool,
     /// `db-provision` created it ([`ROLE_MARKER`] is its comment).
     pub made_here: bool,
 }

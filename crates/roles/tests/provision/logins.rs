@@ -171,3 +171,44 @@ fn a_wrong_shape_is_named() {
         assert!(problems.contains(&expected), "{expected:?} in {problems:?}");
     }
 }
+
+/// The provisioning settings with the runtime role's DSN on `login`.
+fn settings_logging_in_as(fx: &Fixture, login: &str, password: &str) -> dbenv::Settings {
+    let mut vars = fx.vars();
+    vars.retain(|(key, _)| key != dbenv::keys::APP_DB_PASSWORD);
+    vars.push((dbenv::keys::APP_DB_PASSWORD.into(), password.into()));
+    vars.push((dbenv::keys::DATABASE_URL.into(), fx.dsn(login, password, DB).expose_url()));
+    testkit::env_of(&vars).provisioning().unwrap()
+}
+
+fn plan(settings: &dbenv::Settings) -> Vec<String> {
+    let options = roles::Options { dry_run: true, ..Default::default() };
+    let outcome = roles::provision(settings, &options, &mut roles::Quiet).unwrap();
+    outcome.plan.steps.iter().map(|step| step.summary.clone()).collect()
+}
+
+#[test]
+fn provisioning_an_environment_on_the_alternate_login_converges_that_login_only() {
+    let fx = provisioned();
+    // Not made yet: refused before any change, with the fix.
+    let settings = settings_logging_in_as(&fx, "app_user_alt", "alt-secret");
+    let error = roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let refusals = testkit::refusals(&error);
+    assert_eq!(
+        refusals,
+        [roles::Refusal::MissingLogin { role: "app_user".into(), login: "app_user_alt".into(), var: "DATABASE_URL" }]
+    );
+
+    prepare(&fx, "app_user", "app_user_alt", "alt-secret");
+    assert_eq!(plan(&settings), Vec::<String>::new(), "the login's password is the env's: nothing to do");
+    // Retired, the role's own login stays retired.
+    apply(&fx, RoleLogins::retire("app_user"));
+    assert_eq!(plan(&settings), Vec::<String>::new());
+    // A new password in the env goes to the login the env uses, never to the role's own.
+    let changed = settings_logging_in_as(&fx, "app_user_alt", "newer-secret");
+    assert_eq!(plan(&changed), ["`app_user_alt`: password changed"]);
+    roles::provision(&changed, &roles::Options::default(), &mut roles::Quiet).unwrap();
+    assert_eq!(who(&mut fx.connect_as("app_user_alt", "newer-secret")), ("app_user".into(), "app_user_alt".into()));
+    let logins = logins_of(&fx, "app_user");
+    assert!(!logins.role.unwrap().login, "the retired login was not given LOGIN back");
+}
