@@ -313,6 +313,69 @@ pub fn quote_value(key: &str, value: &str) -> Result<String> {
     Ok(format!("'{value}'"))
 }
 
+/// Replaces the values of the `values` keys that `path` sets, atomically
+/// (a temporary file beside it, then a rename; mode `0600`): every other
+/// line stays byte for byte as it was, and a replaced line keeps its
+/// indentation and `export `. Keys the file does not set are left out.
+/// The result is read back before the rename: if any other value would
+/// read differently (a value spread over lines, say), nothing is written.
+/// Returns the keys replaced. Never prints a value.
+pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<Vec<&'k str>> {
+    let before = crate::env::read_env_file(path)?;
+    let text = fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
+    let mut replaced = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let ending = &line[body.len()..];
+        let indent = &body[..body.len() - body.trim_start().len()];
+        let rest = body.trim_start();
+        let (export, rest) = match rest.strip_prefix("export ") {
+            Some(after) => (&rest[..rest.len() - after.len()], after),
+            None => ("", rest),
+        };
+        let key = rest.split('=').next().unwrap_or_default().trim_end();
+        match values.iter().find(|(k, _)| *k == key && rest[key.len()..].trim_start().starts_with('=')) {
+            Some((key, value)) => {
+                out.push_str(&format!("{indent}{export}{key}={}{ending}", quote_value(key, value)?));
+                replaced.push(*key);
+            }
+            None => out.push_str(line),
+        }
+    }
+    if replaced.is_empty() {
+        return Ok(replaced);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("env");
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    write_new_file(&temp, &out)?;
+    // Read back: the new values, and every other value as it was.
+    let after = crate::env::read_env_file(&temp);
+    let agrees = after.as_ref().is_ok_and(|after| {
+        after.len() == before.len()
+            && after.iter().all(|(key, value)| match values.iter().find(|(k, _)| k == key) {
+                Some((_, new)) if replaced.contains(&key.as_str()) => value == new,
+                _ => before.get(key) == Some(value),
+            })
+    });
+    if !agrees {
+        let _ = fs::remove_file(&temp);
+        bail!(
+            "`{}` would not read back as written (a value spread over several lines?); nothing was changed: \
+             put each of {} on one line of its own",
+            path.display(),
+            replaced.join(", ")
+        );
+    }
+    fs::rename(&temp, path).with_context(|| format!("replace `{}`", path.display()))?;
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(replaced)
+}
+
 fn write_new_file(path: &Path, text: &str) -> Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -355,6 +418,48 @@ fn tighten_mode(path: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaced_values_leave_every_other_line_as_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.env");
+        let text = "# the app's runtime environment\r\nexport DATABASE_URL=\"postgresql://app_user:old@db:5432/app\"\r\n\n  APP_DB_PASSWORD = old\nAPP_DB_SERVICE_PASSWORD='keep me'\nOTHER=\"a b\" # note\n";
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let new = [
+            ("DATABASE_URL", "postgresql://app_user_alt:new@db:5432/app".to_string()),
+            ("APP_DB_PASSWORD", "new".to_string()),
+            ("DATABASE_MIGRATOR_URL", "postgresql://nobody@db/app".to_string()),
+        ];
+        let replaced = replace_values(&path, &new).unwrap();
+        assert_eq!(replaced, ["DATABASE_URL", "APP_DB_PASSWORD"], "a key the file does not set is not added");
+        let after = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            after,
+            "# the app's runtime environment\r\nexport DATABASE_URL='postgresql://app_user_alt:new@db:5432/app'\r\n\n  APP_DB_PASSWORD='new'\nAPP_DB_SERVICE_PASSWORD='keep me'\nOTHER=\"a b\" # note\n"
+        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(values(&path)["APP_DB_SERVICE_PASSWORD"], "keep me");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn a_value_that_would_not_read_back_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.env");
+        // A double-quoted value over two lines: replacing its first line would
+        // leave the second as a line of its own.
+        let text = "APP_DB_PASSWORD=\"first\nsecond\"\nOTHER=x\n";
+        fs::write(&path, text).unwrap();
+        let error = replace_values(&path, &[("APP_DB_PASSWORD", "new".to_string())]).unwrap_err().to_string();
+        assert!(error.contains("nothing was changed"), "{error}");
+        assert!(!error.contains("new") && !error.contains("first"), "no value is named: {error}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        let error = replace_values(&path, &[("OTHER", "it's".to_string())]).unwrap_err().to_string();
+        assert!(error.starts_with("OTHER contains '\\''"), "{error}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    }
 
     const LOCAL_EXAMPLE: &str = "# dev\nDB_HOST=localhost\nDB_PORT=55432\nPOSTGRES_ROOT_USER=postgres\nPOSTGRES_ROOT_PASSWORD=postgres\nAPP_DB_NAME=cogni_template_dev\nAPP_DB_USER=app_user\nAPP_DB_PASSWORD=password\nAPP_DB_SERVICE_USER=app_service\nAPP_DB_SERVICE_PASSWORD=service_password\nAPP_DB_MIGRATOR_USER=app_migrator\nAPP_DB_MIGRATOR_PASSWORD=migrator_password\nDATABASE_URL=\"postgresql://app_user:password@localhost:55432/cogni_template_dev\"\nDATABASE_SERVICE_URL=\"postgresql://app_service:service_password@localhost:55432/cogni_template_dev\"\nDATABASE_MIGRATOR_URL=\"postgresql://app_migrator:migrator_password@localhost:55432/cogni_template_dev\"\nDRIZZLE_MIGRATIONS_SCHEMA=drizzle\n";
 
