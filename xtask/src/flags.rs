@@ -88,6 +88,16 @@ pub enum Command {
     /// Example: cargo xtask db-check --markdown
     #[command(name = "db-check", visible_alias = "db:check")]
     DbCheck(DbCheck),
+    /// Rotate a role's password with zero downtime, through its two logins.
+    ///
+    /// Readies the login the env files do not use with a new random password, proves it acts as
+    /// the role, and writes it into every env file that holds the role's DSN or password. Deploy
+    /// those files, then run it again with --finish to retire the old login once its sessions are
+    /// gone. docs/runbooks/rotate-credentials.md has the sequence.
+    ///
+    /// Example: cargo xtask db-rotate app_user --env-file .env.provision --env-file runtime.env
+    #[command(name = "db-rotate", visible_alias = "db:rotate")]
+    DbRotate(DbRotate),
     /// The newcomer's one command: env files, the local server, provisioning, migrations.
     ///
     /// Example: cargo xtask db-setup
@@ -245,6 +255,32 @@ pub struct DbReset {
     pub force: bool,
     #[command(flatten)]
     pub runner: RunnerFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct DbRotate {
+    /// The role as the env files name it (APP_DB_USER, APP_DB_SERVICE_USER, APP_DB_MIGRATOR_USER),
+    /// or `all`.
+    pub role: String,
+    /// An env file: the first that holds the admin's credentials and every role is read; each that
+    /// holds the role's DSN or password variable gets the new login (default: `.env.local`).
+    #[arg(id = "rotate_env_files", long = "env-file", value_name = "PATH")]
+    pub env_files: Vec<PathBuf>,
+    /// Retire the login the env files no longer use, once no session of it is left.
+    #[arg(long)]
+    pub finish: bool,
+    /// With --finish: how long to wait for the old login's sessions to end.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, requires = "finish")]
+    pub wait: u64,
+    /// With --finish: after the wait, end the old login's sessions (and only those).
+    #[arg(long, requires = "finish")]
+    pub terminate: bool,
+    /// Print JSON: the logins of each role and which is in use.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print the new password on standard output, for a secret manager.
+    #[arg(long, conflicts_with = "finish")]
+    pub print_password: bool,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ mod db_check;
 mod db_migrate;
 mod db_provision;
 mod db_reset;
+mod db_rotate;
 mod db_setup;
 mod db_up;
 mod env;
@@ -91,6 +92,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
             db_check::run(&ctx, &env, &ctx.migrations(&cmd.migrations), given(&cmd.policy).as_deref(), &cmd)
         }
+        flags::Command::DbRotate(cmd) => db_rotate::run(&ctx, &cmd),
         flags::Command::DbSetup(cmd) => db_setup::run(&ctx, &ctx.env_file(&cmd.env)),
         flags::Command::Bench(cmd) => bench::run(cmd, &ctx),
         flags::Command::Check(cmd) => check::run(cmd, &ctx),

@@ -59,12 +59,16 @@ impl CheckConfig {
     pub fn new(env: CheckEnv, migrations_dir: Option<PathBuf>, exemptions: Exemptions) -> Result<CheckConfig> {
         let (schema, table) = env.bookkeeping;
         // The audit logs in with DSNs; the model's passwords are not needed.
+        // Each role logs in as the login its DSN names: its own, or its
+        // alternate login once rotated (then the role may be NOLOGIN).
         let spec =
-            |kind: RoleKind, name: String| RoleSpec { kind, login: name.clone(), name, password: Secret::default() };
+            |kind: RoleKind, name: String, login: String| RoleSpec { kind, login, name, password: Secret::default() };
+        let migrator_login =
+            env.migrator.as_ref().map(|m| m.login.clone()).unwrap_or_else(|| env.migrator_name.clone());
         let roles = [
-            spec(RoleKind::Migrator, env.migrator_name),
-            spec(RoleKind::Runtime, env.runtime.name.clone()),
-            spec(RoleKind::Service, env.service.name.clone()),
+            spec(RoleKind::Migrator, env.migrator_name, migrator_login),
+            spec(RoleKind::Runtime, env.runtime.name.clone(), env.runtime.login.clone()),
+            spec(RoleKind::Service, env.service.name.clone(), env.service.login.clone()),
         ];
         let mut model = Model::new(&env.db_name, &env.app_schemas, &schema, roles).with_exemptions(&exemptions);
         exemptions.check_private_roles(&model.runtime_names())?;

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod preflight;
 pub mod reach;
 pub mod reset;
+pub mod rotate;
 pub mod scram;
 pub mod snapshot;
 pub mod sql;

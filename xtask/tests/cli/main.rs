@@ -8,5 +8,6 @@ mod faults;
 mod hostile;
 mod migrate;
 mod progress;
+mod rotate;
 mod secrets;
 mod setup;

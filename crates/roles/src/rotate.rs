@@ -1,0 +1,277 @@
+//! `cargo xtask db-rotate`: a role's password rotated without downtime,
+//! through its two logins ([`crate::logins`]). `start` readies the login
+//! the environment does not use with a new password and proves it; the
+//! caller publishes it; `finish` retires the other login once no session
+//! of it is left.
+//!
+//! Every step decides from the catalog what is already done, so a re-run
+//! converges, and no step leaves the role without a login that works.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dbenv::{RoleKind, Secret, ServerVersion, Settings};
+use postgres::types::Type;
+use postgres::Client;
+
+use crate::logins::{LoginNames, RoleLogins};
+use crate::sql::Statement;
+
+/// A new password: 32 characters of `[A-Za-z0-9]` (190 bits) from the
+/// OS's random source. Safe in a URL and in single quotes as it is.
+pub fn new_password() -> Result<Secret> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut password = String::with_capacity(32);
+    while password.len() < 32 {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::format_err!("the OS random source failed: {e}"))?;
+        // 62 × 4 = 248: bytes above are dropped, so every character is equally likely.
+        for byte in bytes.iter().filter(|b| **b < 248).take(32 - password.len()) {
+            password.push(ALPHABET[usize::from(*byte % 62)] as char);
+        }
+    }
+    Ok(Secret::new(password))
+}
+
+/// One role's rotation: its names, the login the environment uses and the
+/// one it readies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub kind: RoleKind,
+    pub names: LoginNames,
+    /// The login the environment uses now.
+    pub active: String,
+    /// The other login: `start` readies it, `finish` (once the environment
+    /// uses the new one) retires it.
+    pub other: String,
+}
+
+impl Rotation {
+    pub fn of(settings: &Settings, kind: RoleKind) -> Result<Rotation> {
+        let creds = settings.role(kind);
+        let names = LoginNames::of(&creds.name)?;
+        let other = names.other(&creds.login).to_string();
+        Ok(Rotation { kind, names, active: creds.login.clone(), other })
+    }
+}
+
+/// A login or gate `db-rotate` would have to change but did not make, or
+/// made and someone changed: nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrongShape {
+    pub role: String,
+    pub problems: Vec<crate::logins::Shape>,
+}
+
+impl fmt::Display for WrongShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "nothing was changed: the logins of `{}` are not as db-rotate makes them: {}",
+            self.role,
+            what.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for WrongShape {}
+
+/// The admin's session for rotating: the statements' text stays out of the
+/// server log where the admin may say so (a verifier is not a password, but
+/// it is not printed either).
+pub fn admin_session(settings: &Settings) -> Result<Client> {
+    let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
+    let mut client = dbenv::connect(&settings.admin_app_dsn(), admin_var)?;
+    crate::snapshot::prepare_session(&mut client, crate::snapshot::Purpose::Provision { read_only: false })?;
+    client.batch_execute("SET application_name = 'cargo xtask db-rotate'")?;
+    Ok(client)
+}
+
+/// Readies the standby login with `password`, in one transaction: the gate
+/// and the alternate login when missing, else LOGIN and the password.
+/// Refuses, changing nothing, when the logins are not as db-rotate makes
+/// them.
+pub fn start(admin: &mut Client, settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<()> {
+    let logins = RoleLogins::read(admin, &rotation.names, &settings.db_name)?;
+    let problems = logins.problems(&settings.admin.name);
+    if !problems.is_empty() {
+        return Err(WrongShape { role: rotation.names.role.clone(), problems }.into());
+    }
+    if logins.role.is_none() {
+        bail!("role `{}` does not exist: run `cargo xtask db-provision` first", rotation.names.role);
+    }
+    let version = ServerVersion::read(admin)?;
+    let verifier = crate::scram::new_verifier(password);
+    let changes = logins.prepare(&rotation.other, verifier, &settings.db_name, version);
+    let mut tx = admin.transaction()?;
+    for change in changes {
+        tx.batch_execute(&Statement::new(change).text())
+            .with_context(|| format!("ready the login `{}`", rotation.other))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Logs in as the standby login over the environment's own DSN (TLS
+/// settings included) and proves it acts as its role: `current_user` is
+/// the role, and what the role does, it does. For the migrator a table it
+/// creates (rolled back) is the migrator's, with the runtime roles' grants;
+/// the runtime role may not create one; the service role bypasses RLS.
+pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<()> {
+    let mut dsn = settings.role(rotation.kind).dsn.clone();
+    dsn.user = Some(rotation.other.clone());
+    dsn.password = Some(password.clone());
+    let var = rotation.kind.dsn_var();
+    let mut client = dbenv::connect(&dsn, var).with_context(|| format!("log in as `{}`", rotation.other))?;
+    client.batch_execute("SET application_name = 'cargo xtask db-rotate (proof)'")?;
+    let row = client.query_one(
+        "SELECT current_user::text, session_user::text, r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user",
+        &[],
+    )?;
+    let (current, session, bypass): (String, String, bool) = (row.get(0), row.get(1), row.get(2));
+    if current != rotation.names.role || session != rotation.other {
+        bail!("`{}` logs in as `{session}` acting as `{current}`, not as `{}`", rotation.other, rotation.names.role);
+    }
+    if bypass != crate::model::Attribute::BypassRls.wanted(rotation.kind) {
+        bail!("`{}` acts as a role whose BYPASSRLS is {bypass}, not as the model says", rotation.other);
+    }
+    let schema = settings.schemas.first().context("no app schema")?;
+    let table = format!("{}.{}", dbenv::quote_ident(schema), dbenv::quote_ident("_db_rotate_proof"));
+    let mut tx = client.transaction()?;
+    let created = tx.batch_execute(&format!("CREATE TABLE {table} (id int)"));
+    match (rotation.kind, created) {
+        (RoleKind::Migrator, Ok(())) => {
+            let runtime = &settings.runtime.name;
+            let row = tx.query_one(
+                "SELECT c.relowner::regrole::text, has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE') \
+                 FROM pg_class c WHERE c.oid = $2::regclass",
+                &[runtime, &table],
+            )?;
+            let (owner, granted): (String, bool) = (row.get(0), row.get(1));
+            if owner != rotation.names.role || !granted {
+                bail!(
+                    "a table `{}` creates is owned by `{owner}` (runtime grants: {granted}), not by `{}` with the \
+                     runtime grants",
+                    rotation.other,
+                    rotation.names.role
+                );
+            }
+        }
+        (RoleKind::Migrator, Err(error)) => {
+            return Err(anyhow::Error::new(error).context(format!("`{}` cannot create a table", rotation.other)))
+        }
+        (_, Ok(())) => bail!("`{}` could create a table: it must not", rotation.other),
+        (_, Err(error)) if error.code().map(|c| c.code()) == Some("42501") => {}
+        (_, Err(error)) => return Err(anyhow::Error::new(error).context("try a CREATE TABLE that must be denied")),
+    }
+    tx.rollback()?;
+    Ok(())
+}
+
+/// One session of a login, as `--finish` names those that remain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub pid: i32,
+    pub database: String,
+    pub application: String,
+    pub client: String,
+    pub started: String,
+}
+
+impl fmt::Display for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} in `{}` (application `{}`, client {}, since {})",
+            self.pid, self.database, self.application, self.client, self.started
+        )
+    }
+}
+
+/// The sessions of `login` in every database of the cluster.
+pub fn sessions_of(admin: &mut Client, login: &str) -> Result<Vec<Session>> {
+    let rows = admin.query_typed(
+        "SELECT pid, coalesce(datname::text, ''), coalesce(application_name, ''), \
+                coalesce(host(client_addr), 'local'), to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
+         FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid() ORDER BY pid",
+        &[(&login, Type::TEXT)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| Session {
+            pid: r.get(0),
+            database: r.get(1),
+            application: r.get(2),
+            client: r.get(3),
+            started: r.get(4),
+        })
+        .collect())
+}
+
+/// What `finish` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// The old login is retired (or already was).
+    Retired { login: String, terminated: usize },
+    /// Sessions of the old login remain after the wait: nothing retired.
+    Busy { login: String, sessions: Vec<Session> },
+}
+
+/// Retires the login the environment no longer uses once none of its
+/// sessions remains: waits up to `wait`, then (with `terminate`) ends that
+/// login's sessions and only those; else reports them and retires nothing.
+/// First it logs in over the environment's DSN: the login that stays must
+/// work, or nothing is retired.
+pub fn finish(
+    admin: &mut Client,
+    settings: &Settings,
+    rotation: &Rotation,
+    wait: Duration,
+    terminate: bool,
+) -> Result<Finished> {
+    let creds = settings.role(rotation.kind);
+    let var = rotation.kind.dsn_var();
+    let mut stays = dbenv::connect(&creds.dsn, var)
+        .with_context(|| format!("nothing was retired: `{}` (what {var} uses) cannot log in", rotation.active))?;
+    let current: String = stays.query_one("SELECT current_user::text", &[])?.get(0);
+    if current != rotation.names.role {
+        bail!("nothing was retired: {var} logs in as `{}` acting as `{current}`", rotation.active);
+    }
+    drop(stays);
+    let old = rotation.other.clone();
+    let exists = admin.query_typed("SELECT 1 FROM pg_roles WHERE rolname = $1", &[(&old, Type::TEXT)])?;
+    if exists.is_empty() {
+        // Never made: a role that was never rotated has nothing to retire.
+        return Ok(Finished::Retired { login: old, terminated: 0 });
+    }
+    let started = Instant::now();
+    let mut sessions = sessions_of(admin, &old)?;
+    while !sessions.is_empty() && started.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(200).min(wait.saturating_sub(started.elapsed())));
+        sessions = sessions_of(admin, &old)?;
+    }
+    let mut terminated = 0;
+    if !sessions.is_empty() {
+        if !terminate {
+            return Ok(Finished::Busy { login: old, sessions });
+        }
+        for session in &sessions {
+            let ended: bool = admin
+                .query_one(
+                    "SELECT pg_terminate_backend($1) FROM pg_stat_activity WHERE pid = $1 AND usename = $2",
+                    &[&session.pid, &old],
+                )
+                .map(|row| row.get(0))
+                .unwrap_or(false);
+            terminated += usize::from(ended);
+        }
+    }
+    let mut tx = admin.transaction()?;
+    for change in RoleLogins::retire(&old) {
+        tx.batch_execute(&Statement::new(change).text())?;
+    }
+    tx.commit()?;
+    Ok(Finished::Retired { login: old, terminated })
+}

@@ -1,0 +1,167 @@
+//! `cargo xtask db-rotate ROLE [--finish]`: a role's password rotated with
+//! zero downtime through its two logins (`roles::rotate`). This module reads
+//! the env files, publishes the new login into them and says what to deploy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use dbenv::{EnvVars, ProcessEnv, RoleKind, Secret, Settings};
+use roles::rotate::{self, Finished, Rotation};
+
+use crate::context::Context;
+use crate::flags;
+
+pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
+    let files: Vec<PathBuf> = if flags.env_files.is_empty() {
+        vec![ctx.root.join(dbenv::DEFAULT_ENV_FILE)]
+    } else {
+        flags.env_files.iter().map(|path| ctx.invoked_from.join(path)).collect()
+    };
+    let settings = source_settings(ctx, &files)?;
+    let kinds = kinds_named(&settings, &flags.role)?;
+    let mut admin = rotate::admin_session(&settings)?;
+    let mut busy = false;
+    let mut report = Vec::new();
+    for kind in kinds {
+        let rotation = Rotation::of(&settings, kind)?;
+        if flags.finish {
+            let wait = Duration::from_secs(flags.wait);
+            match rotate::finish(&mut admin, &settings, &rotation, wait, flags.terminate)? {
+                Finished::Retired { login, terminated } => {
+                    let ended = if terminated > 0 { format!(" ({terminated} sessions ended)") } else { String::new() };
+                    println!("`{login}` is retired: no LOGIN, no password{ended}; `{}` stays", rotation.active);
+                }
+                Finished::Busy { login, sessions } => {
+                    busy = true;
+                    eprintln!("`{login}` still has {} sessions; nothing was retired:", sessions.len());
+                    for session in &sessions {
+                        eprintln!("  {session}");
+                    }
+                    eprintln!("  wait for them (--wait SECONDS), or end them after the wait with --terminate");
+                }
+            }
+            report.push(json_of(&rotation, &rotation.active));
+            continue;
+        }
+        let password = rotate::new_password()?;
+        start_one(&mut admin, &settings, &rotation, &password, &files)?;
+        if flags.print_password {
+            println!("{}={}", kind.password_var(), password.expose());
+        }
+        report.push(json_of(&rotation, &rotation.other));
+    }
+    if flags.json {
+        println!("{}", serde_json::Value::Array(report));
+    }
+    Ok(if busy { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Readies, proves and publishes one role's other login.
+fn start_one(
+    admin: &mut postgres::Client,
+    settings: &Settings,
+    rotation: &Rotation,
+    password: &Secret,
+    files: &[PathBuf],
+) -> Result<()> {
+    rotate::start(admin, settings, rotation, password)?;
+    if let Err(error) = rotate::prove(settings, rotation, password) {
+        // Nobody knows that password: take the login's LOGIN away again.
+        let mut tx = admin.transaction()?;
+        for change in roles::logins::RoleLogins::retire(&rotation.other) {
+            tx.batch_execute(&roles::Statement::new(change).text())?;
+        }
+        tx.commit()?;
+        return Err(error.context(format!(
+            "`{}` did not prove itself, and is retired again; the env files were not changed",
+            rotation.other
+        )));
+    }
+    println!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role);
+    let mut changed = 0;
+    for path in files {
+        let keys = publish(path, rotation, password)?;
+        if !keys.is_empty() {
+            changed += 1;
+            println!("  `{}`: {} now log in as `{}`", path.display(), keys.join(", "), rotation.other);
+        }
+    }
+    if changed == 0 {
+        bail!(
+            "no env file given holds {} or {}: `{}` is ready, but nothing uses it; name the app's env file with \
+             --env-file and run again",
+            rotation.kind.dsn_var(),
+            rotation.kind.password_var(),
+            rotation.other
+        );
+    }
+    println!(
+        "deploy the changed env files to every instance that uses the {} role, then run `cargo xtask db-rotate {} \
+         --finish` to retire `{}`",
+        rotation.kind, rotation.names.role, rotation.active
+    );
+    Ok(())
+}
+
+/// Writes the new login into `path` where it holds the role's DSN or
+/// password variable; returns the variables written.
+fn publish(path: &std::path::Path, rotation: &Rotation, password: &Secret) -> Result<Vec<&'static str>> {
+    let vars = EnvVars::load(path, true, &ProcessEnv::none())?;
+    let (dsn_var, password_var) = (rotation.kind.dsn_var(), rotation.kind.password_var());
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    if let Some(text) = vars.get(dsn_var) {
+        let mut dsn = dbenv::Dsn::parse(dsn_var, text)?;
+        dsn.user = Some(rotation.other.clone());
+        // A DSN without a password takes the password variable's: keep it so.
+        if dsn.password.is_some() {
+            dsn.password = Some(password.clone());
+        }
+        values.push((dsn_var, dsn.expose_url()));
+    }
+    if vars.get(password_var).is_some() {
+        values.push((password_var, password.expose().to_string()));
+    }
+    dbenv::envfile::replace_values(path, &values).with_context(|| format!("publish into `{}`", path.display()))
+}
+
+/// The settings of the first env file that holds the admin and every role.
+fn source_settings(ctx: &Context, files: &[PathBuf]) -> Result<Settings> {
+    let mut errors = Vec::new();
+    for path in files {
+        let env = ctx.load_env(path)?;
+        match env.vars.provisioning() {
+            Ok(settings) => return Ok(settings),
+            Err(error) => errors.push(format!("`{}`: {error:#}", path.display())),
+        }
+    }
+    bail!(
+        "no env file given holds the admin's credentials and every role (as db-provision reads them): {}; name \
+         that file first with --env-file",
+        errors.join("; ")
+    )
+}
+
+/// The roles `name` means: one of the three as the env names them, or all.
+fn kinds_named(settings: &Settings, name: &str) -> Result<Vec<RoleKind>> {
+    if name == "all" {
+        return Ok(RoleKind::ALL.to_vec());
+    }
+    match RoleKind::ALL.into_iter().find(|kind| settings.role(*kind).name == name) {
+        Some(kind) => Ok(vec![kind]),
+        None => {
+            let names: Vec<String> =
+                RoleKind::ALL.iter().map(|kind| format!("`{}`", settings.role(*kind).name)).collect();
+            bail!("`{name}` is not a role of this environment; rotate one of {} or `all`", names.join(", "))
+        }
+    }
+}
+
+fn json_of(rotation: &Rotation, in_use: &str) -> serde_json::Value {
+    serde_json::json!({
+        "role": rotation.names.role,
+        "logins": rotation.names.logins(),
+        "active": in_use,
+    })
+}
