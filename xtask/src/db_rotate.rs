@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use dbenv::{EnvVars, ProcessEnv, RoleKind, Secret, Settings};
+use anyhow::{bail, Result};
+use dbenv::{RoleKind, Secret, Settings};
 use roles::rotate::{self, Finished, Rotation};
 
 use crate::context::Context;
@@ -82,7 +82,7 @@ fn start_one(
     println!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role);
     let mut changed = 0;
     for path in files {
-        let keys = publish(path, rotation, password)?;
+        let keys = dbenv::envfile::publish_login(path, rotation.kind, &rotation.other, password)?;
         if !keys.is_empty() {
             changed += 1;
             println!("  `{}`: {} now log in as `{}`", path.display(), keys.join(", "), rotation.other);
@@ -103,27 +103,6 @@ fn start_one(
         rotation.kind, rotation.names.role, rotation.active
     );
     Ok(())
-}
-
-/// Writes the new login into `path` where it holds the role's DSN or
-/// password variable; returns the variables written.
-fn publish(path: &std::path::Path, rotation: &Rotation, password: &Secret) -> Result<Vec<&'static str>> {
-    let vars = EnvVars::load(path, true, &ProcessEnv::none())?;
-    let (dsn_var, password_var) = (rotation.kind.dsn_var(), rotation.kind.password_var());
-    let mut values: Vec<(&'static str, String)> = Vec::new();
-    if let Some(text) = vars.get(dsn_var) {
-        let mut dsn = dbenv::Dsn::parse(dsn_var, text)?;
-        dsn.user = Some(rotation.other.clone());
-        // A DSN without a password takes the password variable's: keep it so.
-        if dsn.password.is_some() {
-            dsn.password = Some(password.clone());
-        }
-        values.push((dsn_var, dsn.expose_url()));
-    }
-    if vars.get(password_var).is_some() {
-        values.push((password_var, password.expose().to_string()));
-    }
-    dbenv::envfile::replace_values(path, &values).with_context(|| format!("publish into `{}`", path.display()))
 }
 
 /// The settings of the first env file that holds the admin and every role.

@@ -376,6 +376,28 @@ pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<V
     Ok(replaced)
 }
 
+/// Writes a role's new login and its password into `path` where the file
+/// holds the role's DSN or password variable (`db-rotate`); returns the
+/// variables written. A DSN without a password keeps taking the password
+/// variable's.
+pub fn publish_login(path: &Path, kind: RoleKind, login: &str, password: &Secret) -> Result<Vec<&'static str>> {
+    let vars = crate::EnvVars::load(path, true, &crate::ProcessEnv::none())?;
+    let (dsn_var, password_var) = (kind.dsn_var(), kind.password_var());
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    if let Some(text) = vars.get(dsn_var) {
+        let mut dsn = Dsn::parse(dsn_var, text)?;
+        dsn.user = Some(login.to_string());
+        if dsn.password.is_some() {
+            dsn.password = Some(password.clone());
+        }
+        values.push((dsn_var, dsn.expose_url()));
+    }
+    if vars.get(password_var).is_some() {
+        values.push((password_var, password.expose().to_string()));
+    }
+    replace_values(path, &values).with_context(|| format!("publish into `{}`", path.display()))
+}
+
 fn write_new_file(path: &Path, text: &str) -> Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)

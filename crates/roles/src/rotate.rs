@@ -146,7 +146,7 @@ pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Res
             let runtime = &settings.runtime.name;
             let row = tx.query_one(
                 "SELECT c.relowner::regrole::text, has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE') \
-                 FROM pg_class c WHERE c.oid = $2::regclass",
+                 FROM pg_class c WHERE c.oid = to_regclass($2)",
                 &[runtime, &table],
             )?;
             let (owner, granted): (String, bool) = (row.get(0), row.get(1));

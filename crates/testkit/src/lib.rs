@@ -140,6 +140,17 @@ impl Cluster {
         self.connect_with(role, password_of(role), db)
     }
 
+    /// A login attempt as `role` with `password`: the server's answer.
+    pub fn connect_with_result(&self, role: &str, password: &str, db: &str) -> Result<Client, postgres::Error> {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port())
+            .user(role)
+            .password(password)
+            .dbname(db)
+            .connect(postgres::NoTls)
+    }
+
     /// A session as `role` with `password`.
     pub fn connect_with(&self, role: &str, password: &str, db: &str) -> Client {
         let mut client = dbenv::connect(&self.dsn(role, password, db), role).unwrap();

@@ -9,4 +9,5 @@ mod legacy;
 mod logins;
 mod managed;
 mod passwords;
+mod rotation;
 mod sessions;
