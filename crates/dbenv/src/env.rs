@@ -465,12 +465,11 @@ fn name_clashes([m, r, s]: [&RoleCreds; 3], admin: Option<&AdminCreds>) -> Vec<S
                 b.kind
             ));
         }
-        // One role's name must not be another's alternate login.
+        // One role's name must not be another's alternate login or gate.
         for (x, y) in [(a, b), (b, a)] {
-            if x.name == alt_login(&y.name) {
+            if x.name == alt_login(&y.name) || x.name == format!("{}_logins", y.name) {
                 errors.push(format!(
-                    "{} is `{}`, the name of the {} role's alternate login (db-rotate); give the {} role \
-                     another name",
+                    "{} is `{}`, the name of a login of the {} role (db-rotate); give the {} role another name",
                     x.kind.user_var(),
                     x.name,
                     y.kind,
@@ -718,7 +717,8 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<Named>
         validate_name(dsn_var, NameKind::Role, name)?;
     }
     let (name, login) = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
-        (Some(a), Some(b)) if b == alt_login(a) => (a.to_string(), b.to_string()),
+        // A role of up to 56 bytes has an alternate login (its gate `<role>_logins` fits in 63).
+        (Some(a), Some(b)) if b == alt_login(a) && a.len() <= 56 => (a.to_string(), b.to_string()),
         (Some(a), Some(b)) if a != b => {
             bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
         }
@@ -1088,7 +1088,18 @@ mod tests {
             ("DATABASE_SERVICE_URL", "postgresql://app_user_alt:service_password@localhost:55432/cogni_template_dev"),
         ]);
         assert!(
-            message.contains("APP_DB_SERVICE_USER is `app_user_alt`, the name of the runtime role's alternate login"),
+            message.contains("APP_DB_SERVICE_USER is `app_user_alt`, the name of a login of the runtime role"),
+            "{message}"
+        );
+        let message = error(&[
+            ("APP_DB_SERVICE_USER", "app_user_logins"),
+            (
+                "DATABASE_SERVICE_URL",
+                "postgresql://app_user_logins:service_password@localhost:55432/cogni_template_dev",
+            ),
+        ]);
+        assert!(
+            message.contains("APP_DB_SERVICE_USER is `app_user_logins`, the name of a login of the runtime role"),
             "{message}"
         );
     }

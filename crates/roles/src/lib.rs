@@ -63,6 +63,7 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
     refuse_early(&snap, &plan)?;
+    refuse_foreign_logins(&mut cluster, settings, &model, &snap.admin.name)?;
     let tracked = snapshot::statements_tracked(&mut cluster)?;
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
@@ -80,6 +81,26 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     verify(&mut cluster, settings, &model, silenced)?;
     trace("verify", started);
     Ok(Outcome { plan, applied: true })
+}
+
+/// An environment on a role's alternate login gets its password from
+/// provisioning only when that login is as `db-rotate` makes it: never a
+/// role someone else made under that name.
+fn refuse_foreign_logins(
+    cluster: &mut postgres::Client,
+    settings: &Settings,
+    model: &Model,
+    admin: &str,
+) -> Result<()> {
+    for spec in model.roles().into_iter().filter(|spec| spec.login != spec.name) {
+        let names = logins::LoginNames::of(&spec.name)?;
+        let found = logins::RoleLogins::read(cluster, &names, &settings.db_name)?;
+        let problems = found.problems(admin);
+        if !problems.is_empty() {
+            return Err(rotate::WrongShape { role: spec.name.clone(), problems }.into());
+        }
+    }
+    Ok(())
 }
 
 /// The model `settings` and `options` describe.

@@ -109,12 +109,19 @@ pub struct LoginRow {
     /// SUPERUSER, CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS it holds.
     pub powers: Vec<&'static str>,
     pub comment: String,
-    /// The roles it is a member of.
+    /// The roles it is a member of (`… WITH ADMIN OPTION` when it may
+    /// grant them).
     pub member_of: Vec<String>,
-    /// The roles that are members of it.
+    /// The roles that are members of it, but superusers and CREATEROLE
+    /// roles (the cluster's administrators, who could make themselves
+    /// members anyway).
     pub members: Vec<String>,
-    /// Its session defaults for every database, `name=value`.
+    /// Its session defaults, `database:name=value` (no database: every
+    /// database).
     pub settings: Vec<String>,
+    /// Its privileges on databases, `database:PRIVILEGE` (`… WITH GRANT
+    /// OPTION`).
+    pub database_grants: Vec<String>,
     /// Its shared dependencies (`pg_shdepend`: owned objects, grants,
     /// policies, initial privileges) in every database, as `catalog:type`.
     pub dependencies: Vec<String>,
@@ -130,6 +137,8 @@ pub struct LoginRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleLogins {
     pub names: LoginNames,
+    /// The app database, whose CONNECT the gate holds.
+    pub database: String,
     pub role: Option<LoginRow>,
     pub gate: Option<LoginRow>,
     pub alt: Option<LoginRow>,
@@ -160,6 +169,8 @@ pub enum Shape {
     CannotBecome { name: String },
     /// The login cannot connect to the app database.
     CannotConnect { name: String },
+    /// The gate holds more on a database than CONNECT on the app database.
+    DatabaseGrant { name: String, grants: Vec<String> },
 }
 
 impl fmt::Display for Shape {
@@ -175,7 +186,10 @@ impl fmt::Display for Shape {
             Shape::MemberOf { name, role } => {
                 write!(f, "`{name}` is a member of `{role}`: it may act as a role that is not its own")
             }
-            Shape::Member { name, member } => write!(f, "`{member}` is a member of `{name}` and may act through it"),
+            Shape::Member { name, member } => write!(
+                f,
+                "`{member}` is a member of `{name}` and may act as it; only its logins may (REVOKE \"{name}\" FROM \"{member}\")"
+            ),
             Shape::Depends { name, dependency } => {
                 write!(
                     f,
@@ -188,6 +202,10 @@ impl fmt::Display for Shape {
             Shape::Inherits { name } => write!(f, "`{name}` holds its role's privileges without SET ROLE"),
             Shape::CannotBecome { name } => write!(f, "`{name}` cannot SET ROLE to its role"),
             Shape::CannotConnect { name } => write!(f, "`{name}` cannot connect to the app database"),
+            Shape::DatabaseGrant { name, grants } => write!(
+                f,
+                "`{name}` holds {grants:?} on databases; a gate holds CONNECT on the app database and nothing else"
+            ),
         }
     }
 }
@@ -207,14 +225,8 @@ impl RoleLogins {
         roles: &[LoginNames],
         database: &str,
     ) -> Result<Vec<RoleLogins>> {
-        // Since 16 SET ROLE is its own option of a membership, and a member
-        // that may neither inherit nor SET (the creator of a role, made an
-        // ADMIN member) cannot act through it.
-        let (set, usable) = if version.has_membership_options() {
-            ("SET", "AND (m.inherit_option OR m.set_option)")
-        } else {
-            ("MEMBER", "")
-        };
+        // Since 16 SET ROLE is its own option of a membership.
+        let set = if version.has_membership_options() { "SET" } else { "MEMBER" };
         let (mut names, mut leads_to) = (Vec::new(), Vec::new());
         for role in roles {
             for name in [&role.role, &role.gate, &role.alt] {
@@ -229,12 +241,18 @@ impl RoleLogins {
                         CASE WHEN r.rolreplication THEN 'REPLICATION' END, \
                         CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL), \
                     coalesce(shobj_description(r.oid, 'pg_authid'), ''), \
-                    ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+                    ARRAY(SELECT g.rolname::text || CASE WHEN m.admin_option THEN ' WITH ADMIN OPTION' ELSE '' END \
+                          FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
                           WHERE m.member = r.oid ORDER BY 1), \
-                    ARRAY(SELECT u.rolname::text FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member \
-                          WHERE m.roleid = r.oid {usable} ORDER BY 1), \
-                    coalesce((SELECT s.setconfig FROM pg_db_role_setting s \
-                              WHERE s.setrole = r.oid AND s.setdatabase = 0), '{{}}'), \
+                    ARRAY(SELECT DISTINCT u.rolname::text FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member \
+                          WHERE m.roleid = r.oid AND NOT (u.rolsuper OR u.rolcreaterole) ORDER BY 1), \
+                    ARRAY(SELECT coalesce(db.datname::text, '') || ':' || c FROM pg_db_role_setting s \
+                          LEFT JOIN pg_database db ON db.oid = s.setdatabase CROSS JOIN LATERAL unnest(s.setconfig) c \
+                          WHERE s.setrole = r.oid ORDER BY 1), \
+                    ARRAY(SELECT d.datname::text || ':' || a.privilege_type \
+                                 || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END \
+                          FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a WHERE a.grantee = r.oid \
+                          ORDER BY 1), \
                     ARRAY(SELECT d.classid::regclass::text || ':' || d.deptype::text FROM pg_shdepend d \
                           WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid AND d.deptype <> 'p' \
                           ORDER BY 1), \
@@ -246,8 +264,16 @@ impl RoleLogins {
         let rows = client
             .query_typed(&sql, &[(&names, Type::TEXT_ARRAY), (&leads_to, Type::TEXT_ARRAY), (&database, Type::TEXT)])
             .context("read the logins of the roles")?;
-        let mut all: Vec<RoleLogins> =
-            roles.iter().map(|names| RoleLogins { names: names.clone(), role: None, gate: None, alt: None }).collect();
+        let mut all: Vec<RoleLogins> = roles
+            .iter()
+            .map(|names| RoleLogins {
+                names: names.clone(),
+                database: database.to_string(),
+                role: None,
+                gate: None,
+                alt: None,
+            })
+            .collect();
         for row in rows {
             let powers: Vec<String> = row.get(2);
             let login = LoginRow {
@@ -258,10 +284,11 @@ impl RoleLogins {
                 member_of: row.get(4),
                 members: row.get(5),
                 settings: row.get(6),
-                dependencies: row.get(7),
-                can_set_role: row.get(8),
-                inherits_role: row.get(9),
-                can_connect: row.get(10),
+                database_grants: row.get(7),
+                dependencies: row.get(8),
+                can_set_role: row.get(9),
+                inherits_role: row.get(10),
+                can_connect: row.get(11),
             };
             for logins in &mut all {
                 let names = &logins.names;
@@ -296,14 +323,26 @@ impl RoleLogins {
         };
         let gate = self.gate.as_ref().filter(|gate| ours(gate, GATE_MARKER));
         let alt = self.alt.as_ref().filter(|alt| ours(alt, LOGIN_MARKER));
+        // Nobody acts as the role but through its gate.
+        if let Some(role) = &self.role {
+            for member in role.members.iter().filter(|m| **m != names.gate && *m != admin) {
+                found.push(Shape::Member { name: role.name.clone(), member: member.clone() });
+            }
+        }
         if let Some(gate) = gate {
             found.extend(common(gate, &names.role, &[names.alt.as_str(), admin]));
             if gate.login {
                 found.push(Shape::GateLogin { name: gate.name.clone() });
             }
             // Its one grant: CONNECT on the app database.
+            if gate.database_grants != [format!("{}:CONNECT", self.database)] {
+                found.push(Shape::DatabaseGrant { name: gate.name.clone(), grants: gate.database_grants.clone() });
+            }
             for dependency in gate.dependencies.iter().filter(|d| *d != "pg_database:a") {
                 found.push(Shape::Depends { name: gate.name.clone(), dependency: dependency.clone() });
+            }
+            if !gate.settings.is_empty() {
+                found.push(Shape::Setting { name: gate.name.clone(), settings: gate.settings.clone() });
             }
         }
         if let Some(alt) = alt {
@@ -311,7 +350,7 @@ impl RoleLogins {
             for dependency in &alt.dependencies {
                 found.push(Shape::Depends { name: alt.name.clone(), dependency: dependency.clone() });
             }
-            if alt.settings != [format!("role={}", names.role)] {
+            if alt.settings != [format!(":role={}", names.role)] {
                 found.push(Shape::Setting { name: alt.name.clone(), settings: alt.settings.clone() });
             }
             if !alt.can_connect {
@@ -411,7 +450,13 @@ mod tests {
 
     #[test]
     fn the_first_rotation_makes_the_gate_and_the_login_and_spells_no_secret() {
-        let logins = RoleLogins { names: LoginNames::of("app_user").unwrap(), role: None, gate: None, alt: None };
+        let logins = RoleLogins {
+            names: LoginNames::of("app_user").unwrap(),
+            database: "app".into(),
+            role: None,
+            gate: None,
+            alt: None,
+        };
         let verifier = Secret::new("SCRAM-SHA-256$4096:c2FsdA==$a:b");
         let v16 = ServerVersion::from_num(160_004);
         let sql: Vec<String> =

@@ -52,7 +52,21 @@ const INHERITING_GATE: &str = "ALTER ROLE app_user_logins INHERIT";
 
 #[test]
 fn a_login_that_reaches_past_its_role_fails_the_check() {
-    let cases: [(&str, &str, &str); 6] = [
+    let db_grant = format!("GRANT CREATE ON DATABASE {DB} TO app_user_logins");
+    let db_setting = format!("ALTER ROLE app_user_alt IN DATABASE {DB} SET search_path = public, pg_catalog");
+    let cases: [(&str, &str, &str); 10] = [
+        // The gate may also create in the database.
+        (&db_grant, "app_user", "on databases"),
+        // The login starts its sessions elsewhere in the app database.
+        (&db_setting, "app_user", "does not start its sessions as its role"),
+        // The gate may grant the role to anyone.
+        ("GRANT app_service TO app_service_logins WITH ADMIN OPTION", "app_service", "WITH ADMIN OPTION"),
+        // Someone becomes the migrator without a gate.
+        (
+            "CREATE ROLE insider LOGIN; GRANT app_migrator TO insider",
+            "app_migrator",
+            "`insider` is a member of `app_migrator`",
+        ),
         // The runtime login may also enter the migrator's gate.
         ("GRANT app_migrator_logins TO app_user_alt", "app_user", "is a member of `app_migrator_logins`"),
         // A stranger enters the service role's gate.

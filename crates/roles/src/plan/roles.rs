@@ -8,6 +8,12 @@ impl Planner<'_> {
     pub(super) fn roles(&mut self) {
         for spec in self.model.roles() {
             match self.snap.roles.get(&spec.name) {
+                // The alternate login comes after its role, from db-rotate.
+                None if spec.login != spec.name => self.plan.refusals.push(Refusal::MissingLogin {
+                    role: spec.name.clone(),
+                    login: spec.login.clone(),
+                    var: spec.kind.dsn_var(),
+                }),
                 None => self.create_role(spec),
                 Some(row) if !row.login_exists => self.plan.refusals.push(Refusal::MissingLogin {
                     role: spec.name.clone(),
@@ -169,7 +175,7 @@ impl Planner<'_> {
         };
         if let Some(reason) = reason {
             if !self.snap.admin.superuser {
-                self.plan.needs.insert(Need::AlterRole(spec.name.clone()));
+                self.plan.needs.insert(Need::AlterRole(spec.login.clone()));
             }
             // The password is the login's: the role's own or its alternate login's.
             let verifier = new_verifier(&spec.password);

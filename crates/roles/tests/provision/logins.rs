@@ -212,3 +212,14 @@ fn provisioning_an_environment_on_the_alternate_login_converges_that_login_only(
     let logins = logins_of(&fx, "app_user");
     assert!(!logins.role.unwrap().login, "the retired login was not given LOGIN back");
 }
+
+#[test]
+fn provisioning_never_sets_a_password_on_an_alternate_login_it_did_not_make() {
+    let fx = provisioned();
+    fx.admin(DB).batch_execute("CREATE ROLE app_user_alt LOGIN; GRANT app_service TO app_user_alt").unwrap();
+    let settings = settings_logging_in_as(&fx, "app_user_alt", "alt-secret");
+    let error = roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let wrong = error.downcast_ref::<roles::rotate::WrongShape>().unwrap_or_else(|| panic!("{error:#}"));
+    assert_eq!(wrong.problems, [Shape::NotOurs { name: "app_user_alt".into() }]);
+    assert!(fx.kit.connect_with_result("app_user_alt", "alt-secret", DB).is_err(), "no password was set");
+}

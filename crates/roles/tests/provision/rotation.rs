@@ -137,7 +137,9 @@ fn rotating_each_role_under_load_fails_no_connection_and_no_query() {
     let dsn = |kind: RoleKind| settings.role(kind).dsn.clone();
     // The rotated migrator creates; the runtime role uses it at once.
     let mut migrator = dbenv::connect(&dsn(RoleKind::Migrator), "DATABASE_MIGRATOR_URL").unwrap();
-    migrator.batch_execute("CREATE TABLE public.after_rotation (id int); INSERT INTO public.after_rotation VALUES (1)").unwrap();
+    migrator
+        .batch_execute("CREATE TABLE public.after_rotation (id int); INSERT INTO public.after_rotation VALUES (1)")
+        .unwrap();
     let owner: String = migrator
         .query_one("SELECT relowner::regrole::text FROM pg_class WHERE relname = 'after_rotation'", &[])
         .unwrap()
