@@ -217,6 +217,7 @@ pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
     rows.push(mixed_batch(&bench, runs)?);
     if !flags.quick {
         rows.push(check_ten_thousand(&bench, runs)?);
+        rows.extend(rotate_ten_thousand(&bench, runs)?);
         rows.extend(convert_ten_thousand(&bench, runs)?);
     }
     print_rows(&rows, flags.baseline.is_some());
@@ -445,6 +446,39 @@ fn check_ten_thousand(bench: &Lab, runs: usize) -> Result<Row> {
         ),
         ours < Duration::from_secs(1) && same && large["holds"] == true,
     ))
+}
+
+/// `db-rotate` of the migrator, the owner of the 10,000 tables: start (make
+/// or ready the other login, prove it, publish it) and finish (retire the
+/// old one), each timed; nothing per object moves.
+fn rotate_ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
+    println!("==> db-rotate on the 10,000-table database");
+    let env = bench.dir.path().join("rotate.env");
+    std::fs::copy(bench.env_file("b10k")?, &env)?;
+    let rotate = |args: &[&str]| -> Result<Duration> {
+        let mut command = Command::new(&bench.binaries[0]);
+        for key in CONTRACT {
+            command.env_remove(key);
+        }
+        command.arg("db-rotate").arg(bench.role(RoleKind::Migrator).0).args(args).arg("--env-file").arg(&env);
+        let (elapsed, output) = timed(command.current_dir(&bench.root))?;
+        if !output.status.success() {
+            bail!("db-rotate {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(elapsed)
+    };
+    let (mut starts, mut finishes) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        starts.push(rotate(&[])?);
+        finishes.push(rotate(&["--finish"])?);
+    }
+    let (start, finish) = (median(starts), median(finishes));
+    Ok(vec![
+        Row::new("db-rotate app_migrator on 10,000 tables: start", "—", None, (start, None))
+            .target("under 1 s".into(), start < Duration::from_secs(1)),
+        Row::new("db-rotate app_migrator on 10,000 tables: finish", "—", None, (finish, None))
+            .target("under 1 s".into(), finish < Duration::from_secs(1)),
+    ])
 }
 
 fn convert_ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
