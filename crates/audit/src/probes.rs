@@ -143,6 +143,8 @@ create-trigger    | CREATE TRIGGER                            | CREATE TRIGGER _
 alter-owner       | ALTER TABLE … OWNER TO itself             | ALTER TABLE {table} OWNER TO CURRENT_USER | denied
 drop-schema       | DROP SCHEMA {shown}                       | DROP SCHEMA {schema} | denied
 rename-schema     | ALTER SCHEMA {shown} RENAME               | ALTER SCHEMA {schema} RENAME TO _xtask_probe | denied
+as-login-create   | as its login (SET ROLE NONE): CREATE TABLE | SET LOCAL ROLE NONE; CREATE TABLE {schema}._xtask_probe (id int) | denied
+as-login-temp     | as its login (SET ROLE NONE): CREATE TEMP TABLE | SET LOCAL ROLE NONE; CREATE TEMP TABLE _xtask_probe (id int) | denied
 set-role-migrator | SET ROLE the migrator                     | SET ROLE {migrator} | denied
 set-role-other    | SET ROLE the other runtime role           | SET ROLE {other} | denied
 create-role       | CREATE ROLE                               | CREATE ROLE _xtask_probe | denied
