@@ -21,6 +21,13 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
     };
     let settings = source_settings(ctx, &files)?;
     let kinds = kinds_named(&settings, &flags.role)?;
+    if !flags.finish {
+        for kind in &kinds {
+            check_publishable(&files, *kind)?;
+        }
+    }
+    // With --json, standard output carries the JSON alone.
+    let say = |line: String| if flags.json { eprintln!("{line}") } else { println!("{line}") };
     let mut admin = rotate::admin_session(&settings)?;
     let mut busy = false;
     let mut report = Vec::new();
@@ -31,7 +38,7 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
             match rotate::finish(&mut admin, &settings, &rotation, wait, flags.terminate)? {
                 Finished::Retired { login, terminated } => {
                     let ended = if terminated > 0 { format!(" ({terminated} sessions ended)") } else { String::new() };
-                    println!("`{login}` is retired: no LOGIN, no password{ended}; `{}` stays", rotation.active);
+                    say(format!("`{login}` is retired: no LOGIN, no password{ended}; `{}` stays", rotation.active));
                 }
                 Finished::Busy { login, sessions } => {
                     busy = true;
@@ -42,15 +49,16 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
                     eprintln!("  wait for them (--wait SECONDS), or end them after the wait with --terminate");
                 }
             }
-            report.push(json_of(&rotation, &rotation.active));
+            report.push(json_of(&rotation, &rotation.active, None));
             continue;
         }
         let password = rotate::new_password()?;
-        start_one(&mut admin, &settings, &rotation, &password, &files)?;
-        if flags.print_password {
+        start_one(&mut admin, &settings, &rotation, &password, &files, &say)?;
+        let shown = flags.print_password.then_some(&password);
+        if let (Some(password), false) = (shown, flags.json) {
             println!("{}={}", kind.password_var(), password.expose());
         }
-        report.push(json_of(&rotation, &rotation.other));
+        report.push(json_of(&rotation, &rotation.other, shown));
     }
     if flags.json {
         println!("{}", serde_json::Value::Array(report));
@@ -65,6 +73,7 @@ fn start_one(
     rotation: &Rotation,
     password: &Secret,
     files: &[PathBuf],
+    say: &dyn Fn(String),
 ) -> Result<()> {
     rotate::start(admin, settings, rotation, password)?;
     if let Err(error) = rotate::prove(settings, rotation, password) {
@@ -79,13 +88,13 @@ fn start_one(
             rotation.other
         )));
     }
-    println!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role);
+    say(format!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role));
     let mut changed = 0;
     for path in files {
         let keys = dbenv::envfile::publish_login(path, rotation.kind, &rotation.other, password)?;
         if !keys.is_empty() {
             changed += 1;
-            println!("  `{}`: {} now log in as `{}`", path.display(), keys.join(", "), rotation.other);
+            say(format!("  `{}`: {} now log in as `{}`", path.display(), keys.join(", "), rotation.other));
         }
     }
     if changed == 0 {
@@ -97,11 +106,11 @@ fn start_one(
             rotation.other
         );
     }
-    println!(
+    say(format!(
         "deploy the changed env files to every instance that uses the {} role, then run `cargo xtask db-rotate {} \
          --finish` to retire `{}`",
         rotation.kind, rotation.names.role, rotation.active
-    );
+    ));
     Ok(())
 }
 
@@ -137,10 +146,42 @@ fn kinds_named(settings: &Settings, name: &str) -> Result<Vec<RoleKind>> {
     }
 }
 
-fn json_of(rotation: &Rotation, in_use: &str) -> serde_json::Value {
-    serde_json::json!({
+/// One role in `--json`: its logins and the one the env files use; the
+/// password only when `--print-password` asked for it.
+fn json_of(rotation: &Rotation, in_use: &str, password: Option<&Secret>) -> serde_json::Value {
+    let mut value = serde_json::json!({
         "role": rotation.names.role,
         "logins": rotation.names.logins(),
         "active": in_use,
-    })
+    });
+    if let Some(password) = password {
+        value["password"] = serde_json::Value::String(password.expose().to_string());
+    }
+    value
+}
+
+/// Refuses, before any change, a file the new login cannot be written into
+/// so that it works: the role's password without its DSN (the pieces name
+/// the role, not a login), or a DSN without a password and no password
+/// variable to take it from.
+fn check_publishable(files: &[PathBuf], kind: RoleKind) -> Result<()> {
+    let (dsn_var, password_var) = (kind.dsn_var(), kind.password_var());
+    for path in files {
+        let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())?;
+        let dsn = vars.get(dsn_var).map(|text| dbenv::Dsn::parse(dsn_var, text)).transpose()?;
+        let has_password = vars.get(password_var).is_some();
+        match dsn {
+            None if has_password => bail!(
+                "`{}` holds {password_var} but not {dsn_var}: the new login could not be named there; add \
+                 {dsn_var} to it (or leave the file out), then run again. Nothing was changed",
+                path.display()
+            ),
+            Some(dsn) if dsn.password.is_none() && !has_password => bail!(
+                "`{}` holds {dsn_var} without a password and no {password_var}; nothing was changed",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -103,3 +103,31 @@ fn an_unknown_role_is_refused_before_any_change() {
         text(&output)
     );
 }
+
+#[test]
+fn json_output_is_json_alone_and_a_file_that_cannot_name_the_login_changes_nothing() {
+    let cluster = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&cluster, DB);
+    assert!(project.run(&["db-provision"]).status.success());
+    // A file with the service role's password but no DSN: the login could not be named there.
+    let pieces = project.path("pieces.env");
+    std::fs::write(&pieces, "APP_DB_SERVICE_PASSWORD='service_password'\n").unwrap();
+    let (local, pieces_arg) = (project.env_local(), pieces.display().to_string());
+    let output = project.xtask(&["db-rotate", "app_service", "--env-file", &local, "--env-file", &pieces_arg]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("holds APP_DB_SERVICE_PASSWORD but not DATABASE_SERVICE_URL"), "{}", text(&output));
+    let exists: bool = Client::connect(&cluster.admin_url(DB), NoTls)
+        .unwrap()
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_service_alt')", &[])
+        .unwrap()
+        .get(0);
+    assert!(!exists, "nothing was changed");
+
+    let output = project.run(&["db-rotate", "app_service", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("standard output is JSON alone");
+    assert_eq!(json[0]["role"], "app_service");
+    assert_eq!(json[0]["active"], "app_service_alt");
+    assert_eq!(json[0]["logins"], serde_json::json!(["app_service", "app_service_alt"]));
+    assert!(json[0].get("password").is_none(), "no password unless asked for");
+}
