@@ -19,16 +19,18 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
     } else {
         flags.env_files.iter().map(|path| ctx.invoked_from.join(path)).collect()
     };
-    let settings = source_settings(ctx, &files)?;
+    let settings = source_settings(&files)?;
     let kinds = kinds_named(&settings, &flags.role)?;
-    if !flags.finish {
-        for kind in &kinds {
-            check_publishable(&files, *kind)?;
-        }
-    }
     // With --json, standard output carries the JSON alone.
     let say = |line: String| if flags.json { eprintln!("{line}") } else { println!("{line}") };
     let mut admin = rotate::admin_session(&settings)?;
+    // Every role is checked before the first change (`all` never stops halfway on bad input).
+    if !flags.finish {
+        for kind in &kinds {
+            check_publishable(&files, *kind)?;
+            rotate::check_start(&mut admin, &settings, &Rotation::of(&settings, *kind)?)?;
+        }
+    }
     let mut busy = false;
     let mut report = Vec::new();
     for kind in kinds {
@@ -115,11 +117,13 @@ fn start_one(
 }
 
 /// The settings of the first env file that holds the admin and every role.
-fn source_settings(ctx: &Context, files: &[PathBuf]) -> Result<Settings> {
+fn source_settings(files: &[PathBuf]) -> Result<Settings> {
     let mut errors = Vec::new();
+    // The files alone decide which login is in use: a process variable
+    // (an app container's DATABASE_URL, an old file `source`d) must not.
     for path in files {
-        let env = ctx.load_env(path)?;
-        match env.vars.provisioning() {
+        let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())?;
+        match vars.provisioning() {
             Ok(settings) => return Ok(settings),
             Err(error) => errors.push(format!("`{}`: {error:#}", path.display())),
         }
@@ -166,6 +170,7 @@ fn json_of(rotation: &Rotation, in_use: &str, password: Option<&Secret>) -> serd
 /// variable to take it from.
 fn check_publishable(files: &[PathBuf], kind: RoleKind) -> Result<()> {
     let (dsn_var, password_var) = (kind.dsn_var(), kind.password_var());
+    let mut holding = 0;
     for path in files {
         let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())?;
         let dsn = vars.get(dsn_var).map(|text| dbenv::Dsn::parse(dsn_var, text)).transpose()?;
@@ -180,8 +185,15 @@ fn check_publishable(files: &[PathBuf], kind: RoleKind) -> Result<()> {
                 "`{}` holds {dsn_var} without a password and no {password_var}; nothing was changed",
                 path.display()
             ),
-            _ => {}
+            Some(_) => holding += 1,
+            None => {}
         }
+    }
+    if holding == 0 {
+        bail!(
+            "no env file given holds {dsn_var}: the new login would reach nobody; name the app's env file with \
+             --env-file. Nothing was changed"
+        );
     }
     Ok(())
 }

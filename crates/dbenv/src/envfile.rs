@@ -321,6 +321,15 @@ pub fn quote_value(key: &str, value: &str) -> Result<String> {
 /// read differently (a value spread over lines, say), nothing is written.
 /// Returns the keys replaced. Never prints a value.
 pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<Vec<&'k str>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).with_context(|| format!("read `{}`", path.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "`{}` is a symbolic link: a rename would replace the link, not the file the app reads; name the file it \
+             points to. Nothing was changed",
+            path.display()
+        );
+    }
     let before = crate::env::read_env_file(path)?;
     let text = fs::read_to_string(path).with_context(|| format!("read `{}`", path.display()))?;
     let mut replaced = Vec::new();
@@ -348,9 +357,14 @@ pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<V
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("env");
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&temp);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let temp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
     write_new_file(&temp, &out)?;
+    // The file keeps its owner and group (root rewriting an app's file).
+    if let Err(error) = std::os::unix::fs::chown(&temp, Some(meta.uid()), Some(meta.gid())) {
+        let _ = fs::remove_file(&temp);
+        bail!("cannot give the rewritten `{}` its owner back ({error}); nothing was changed", path.display());
+    }
     // Read back: the new values, and every other value as it was.
     let after = crate::env::read_env_file(&temp);
     let agrees = after.as_ref().is_ok_and(|after| {
@@ -369,7 +383,10 @@ pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<V
             replaced.join(", ")
         );
     }
-    fs::rename(&temp, path).with_context(|| format!("replace `{}`", path.display()))?;
+    if let Err(error) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(error).with_context(|| format!("replace `{}`; nothing was changed", path.display()));
+    }
     if let Ok(dir) = fs::File::open(dir) {
         let _ = dir.sync_all();
     }
@@ -464,6 +481,19 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(values(&path)["APP_DB_SERVICE_PASSWORD"], "keep me");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.env");
+        fs::write(&target, "APP_DB_PASSWORD='old'\n").unwrap();
+        let link = dir.path().join("app.env");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = replace_values(&link, &[("APP_DB_PASSWORD", "new".to_string())]).unwrap_err().to_string();
+        assert!(error.contains("is a symbolic link"), "{error}");
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "APP_DB_PASSWORD='old'\n");
     }
 
     #[test]

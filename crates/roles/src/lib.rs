@@ -63,7 +63,7 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
     refuse_early(&snap, &plan)?;
-    refuse_foreign_logins(&mut cluster, settings, &model, &snap.admin.name)?;
+    refuse_foreign_logins(&mut cluster, settings, &model, &snap)?;
     let tracked = snapshot::statements_tracked(&mut cluster)?;
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
@@ -85,19 +85,37 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
 
 /// An environment on a role's alternate login gets its password from
 /// provisioning only when that login is as `db-rotate` makes it: never a
-/// role someone else made under that name.
+/// role someone else made under that name. And an environment that names a
+/// role whose own login db-rotate retired, while its alternate login is in
+/// use, is a stale file: provisioning it would bring the retired login back
+/// with the old password.
 fn refuse_foreign_logins(
     cluster: &mut postgres::Client,
     settings: &Settings,
     model: &Model,
-    admin: &str,
+    snap: &Snapshot,
 ) -> Result<()> {
-    for spec in model.roles().into_iter().filter(|spec| spec.login != spec.name) {
-        let names = logins::LoginNames::of(&spec.name)?;
+    for spec in model.roles() {
+        let retired = snap.roles.get(&spec.name).is_some_and(|row| !row.login);
+        if spec.login == spec.name && !retired {
+            continue;
+        }
+        let Ok(names) = logins::LoginNames::of(&spec.name) else { continue };
         let found = logins::RoleLogins::read(cluster, &names, &settings.db_name)?;
-        let problems = found.problems(admin);
-        if !problems.is_empty() {
-            return Err(rotate::WrongShape { role: spec.name.clone(), problems }.into());
+        if spec.login != spec.name {
+            let problems = found.problems(&snap.admin.name);
+            if !problems.is_empty() {
+                return Err(rotate::WrongShape { role: spec.name.clone(), problems }.into());
+            }
+        } else if found.alt.as_ref().is_some_and(|alt| alt.login && alt.comment == logins::LOGIN_MARKER) {
+            bail!(
+                "{var} logs in as `{}`, whose login db-rotate retired; `{}` is in use. This env file is older than \
+                 the rotation: use the one db-rotate wrote (or point {var} at `{}`). Nothing was changed",
+                spec.name,
+                names.alt,
+                names.alt,
+                var = spec.kind.dsn_var(),
+            );
         }
     }
     Ok(())

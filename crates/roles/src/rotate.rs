@@ -16,7 +16,7 @@ use postgres::types::Type;
 use postgres::Client;
 
 use crate::logins::{LoginNames, RoleLogins};
-use crate::sql::Statement;
+use crate::sql::{Change, Statement};
 
 /// A new password: 32 characters of `[A-Za-z0-9]` (190 bits) from the
 /// OS's random source. Safe in a URL and in single quotes as it is.
@@ -89,19 +89,50 @@ pub fn admin_session(settings: &Settings) -> Result<Client> {
     Ok(client)
 }
 
-/// Readies the standby login with `password`, in one transaction: the gate
-/// and the alternate login when missing, else LOGIN and the password.
-/// Refuses, changing nothing, when the logins are not as db-rotate makes
-/// them.
-pub fn start(admin: &mut Client, settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<()> {
+/// The role's logins, refused unless they are as db-rotate makes them and
+/// the role is a role (not itself a login or gate of another: an env file
+/// that names a login without `APP_DB_USER` would make it look like one).
+fn checked_logins(admin: &mut Client, settings: &Settings, rotation: &Rotation) -> Result<RoleLogins> {
     let logins = RoleLogins::read(admin, &rotation.names, &settings.db_name)?;
     let problems = logins.problems(&settings.admin.name);
     if !problems.is_empty() {
         return Err(WrongShape { role: rotation.names.role.clone(), problems }.into());
     }
-    if logins.role.is_none() {
-        bail!("role `{}` does not exist: run `cargo xtask db-provision` first", rotation.names.role);
+    match &logins.role {
+        None => bail!("role `{}` does not exist: run `cargo xtask db-provision` first", rotation.names.role),
+        Some(row) if row.comment == crate::logins::LOGIN_MARKER || row.comment == crate::logins::GATE_MARKER => bail!(
+            "`{}` is a login db-rotate made for another role, not a role: set {} to the role's name in the env file",
+            rotation.names.role,
+            rotation.kind.user_var()
+        ),
+        Some(_) => Ok(logins),
     }
+}
+
+/// Refuses, changing nothing, a start that would touch a login that may be
+/// in use: the other login must be absent or retired (else the rotation
+/// before is not finished, and deployed instances may still use it).
+pub fn check_start(admin: &mut Client, settings: &Settings, rotation: &Rotation) -> Result<RoleLogins> {
+    let logins = checked_logins(admin, settings, rotation)?;
+    let other = if rotation.other == rotation.names.role { &logins.role } else { &logins.alt };
+    if other.as_ref().is_some_and(|row| row.login) {
+        bail!(
+            "`{}` can still log in: the rotation before is not finished, and instances may still use it. Run \
+             `cargo xtask db-rotate {} --finish` with the env files in use (they name `{}`), then start again. \
+             Nothing was changed",
+            rotation.other,
+            rotation.names.role,
+            rotation.active
+        );
+    }
+    Ok(logins)
+}
+
+/// Readies the other login with `password`, in one transaction: the gate
+/// and the alternate login when missing, else LOGIN and the password.
+/// Refuses, changing nothing, what [`check_start`] refuses.
+pub fn start(admin: &mut Client, settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<()> {
+    let logins = check_start(admin, settings, rotation)?;
     let version = ServerVersion::read(admin)?;
     let verifier = crate::scram::new_verifier(password);
     let changes = logins.prepare(&rotation.other, verifier, &settings.db_name, version);
@@ -194,7 +225,8 @@ impl fmt::Display for Session {
 pub fn sessions_of(admin: &mut Client, login: &str) -> Result<Vec<Session>> {
     let rows = admin.query_typed(
         "SELECT pid, coalesce(datname::text, ''), coalesce(application_name, ''), \
-                coalesce(host(client_addr), 'local'), to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') \
+                coalesce(host(client_addr), 'local'), \
+                coalesce(to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), 'unknown') \
          FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid() ORDER BY pid",
         &[(&login, Type::TEXT)],
     )?;
@@ -246,32 +278,45 @@ pub fn finish(
         // Never made: a role that was never rotated has nothing to retire.
         return Ok(Finished::Retired { login: old, terminated: 0 });
     }
+    // Never retire a role someone else made under that name.
+    checked_logins(admin, settings, rotation)?;
     let started = Instant::now();
     let mut sessions = sessions_of(admin, &old)?;
     while !sessions.is_empty() && started.elapsed() < wait {
         std::thread::sleep(Duration::from_millis(200).min(wait.saturating_sub(started.elapsed())));
         sessions = sessions_of(admin, &old)?;
     }
-    let mut terminated = 0;
-    if !sessions.is_empty() {
-        if !terminate {
-            return Ok(Finished::Busy { login: old, sessions });
-        }
-        for session in &sessions {
-            let ended: bool = admin
-                .query_one(
-                    "SELECT pg_terminate_backend($1) FROM pg_stat_activity WHERE pid = $1 AND usename = $2",
-                    &[&session.pid, &old],
-                )
-                .map(|row| row.get(0))
-                .unwrap_or(false);
-            terminated += usize::from(ended);
-        }
+    if !sessions.is_empty() && !terminate {
+        return Ok(Finished::Busy { login: old, sessions });
     }
+    // No new session from here on; then the ones left (or that slipped in
+    // since the last look) are ended with --terminate, or LOGIN comes back.
+    run(admin, vec![Change::SetAttributes { role: old.clone(), attributes: "NOLOGIN".into() }])?;
+    let mut terminated = 0;
+    if terminate {
+        let rows = admin
+            .query_typed(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+                &[(&old, Type::TEXT)],
+            )
+            .with_context(|| format!("end the sessions of `{old}` (the admin needs pg_signal_backend)"))?;
+        terminated = rows.iter().filter(|row| row.get::<_, bool>(0)).count();
+    }
+    let left = sessions_of(admin, &old)?;
+    if !left.is_empty() && !terminate {
+        run(admin, vec![Change::SetAttributes { role: old.clone(), attributes: "LOGIN".into() }])?;
+        return Ok(Finished::Busy { login: old, sessions: left });
+    }
+    run(admin, vec![Change::ClearPassword { role: old.clone() }])?;
+    Ok(Finished::Retired { login: old, terminated })
+}
+
+/// Runs `changes` as the admin in one transaction.
+fn run(admin: &mut Client, changes: Vec<Change>) -> Result<()> {
     let mut tx = admin.transaction()?;
-    for change in RoleLogins::retire(&old) {
+    for change in changes {
         tx.batch_execute(&Statement::new(change).text())?;
     }
     tx.commit()?;
-    Ok(Finished::Retired { login: old, terminated })
+    Ok(())
 }

@@ -61,6 +61,16 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
     assert!(after.starts_with("# production\nDATABASE_URL='postgresql://app_user_alt:"), "{after}");
     assert!(after.ends_with(&format!("\nDATABASE_SERVICE_URL='{service}'\n")), "the other lines as they were");
 
+    // A second start before finish would re-password the login deployed instances still use: refused.
+    let output = project.xtask(&rotate);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("`app_user` can still log in: the rotation before is not finished"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(value(&project.path(".env.local"), "APP_DB_PASSWORD"), password, "nothing was changed");
+
     // Both logins work during the overlap; the new one is the role.
     let mut new = connect(&cluster, "app_user_alt", &password).unwrap();
     let who: (String, String) =
@@ -88,6 +98,23 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
     assert_eq!(refused.code().map(|c| c.code()), Some("28P01"));
     let output = project.run(&["db-check", "--migrations-dir", migrations.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
+    // An env file older than the rotation does not bring the retired login back.
+    let stale = project.path("stale.env");
+    let current = std::fs::read_to_string(project.path(".env.local")).unwrap();
+    let old_dsn = dsn.clone();
+    let stale_text: String = current
+        .lines()
+        .map(|line| match line.split('=').next() {
+            Some("DATABASE_URL") => format!("DATABASE_URL='{old_dsn}'\n"),
+            Some("APP_DB_PASSWORD") => "APP_DB_PASSWORD='password'\n".to_string(),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&stale, stale_text).unwrap();
+    let output = project.xtask(&["db-provision", "--env-file", stale.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("whose login db-rotate retired; `app_user_alt` is in use"), "{}", text(&output));
+    assert!(connect(&cluster, "app_user", "password").is_err(), "still retired");
 }
 
 #[test]
