@@ -4,7 +4,9 @@
 //! PostgreSQL keeps one password per role, so each of the three roles gets
 //! two logins used in turn: the role itself, as `db-provision` makes it,
 //! and `<role>_alt`. The role keeps its name and everything that is its
-//! (attributes, ownership, grants, default privileges, policies, settings);
+//! (attributes, ownership, grants, default privileges, policies, settings;
+//! PostgreSQL applies the login's session defaults, not the role's, so the
+//! role's own defaults do not reach the alternate login's sessions);
 //! the alternate login owns nothing, holds no grant and starts every
 //! session as the role:
 //!
