@@ -19,7 +19,12 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
     } else {
         flags.env_files.iter().map(|path| ctx.invoked_from.join(path)).collect()
     };
-    let settings = source_settings(&files)?;
+    let (settings, vars) = source_settings(&files)?;
+    // What the runtime roles' db-check probes need: they run as each new login before it is published.
+    let probes = match flags.finish {
+        true => None,
+        false => Some(audit::CheckConfig::new(vars.checking()?, None, crate::db_provision::policy_file(ctx, None)?)?),
+    };
     let kinds = kinds_named(&settings, &flags.role)?;
     // With --json, standard output carries the JSON alone.
     let say = |line: String| if flags.json { eprintln!("{line}") } else { println!("{line}") };
@@ -55,7 +60,8 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
             continue;
         }
         let password = rotate::new_password()?;
-        start_one(&mut admin, &settings, &rotation, &password, &files, &say)?;
+        let probes = probes.as_ref().expect("the probes' configuration is read unless --finish");
+        start_one(&mut admin, (&settings, probes), &rotation, &password, &files, &say)?;
         let shown = flags.print_password.then_some(&password);
         if let (Some(password), false) = (shown, flags.json) {
             println!("{}={}", kind.password_var(), password.expose());
@@ -71,42 +77,46 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
 /// Readies, proves and publishes one role's other login.
 fn start_one(
     admin: &mut postgres::Client,
-    settings: &Settings,
+    (settings, probes): (&Settings, &audit::CheckConfig),
     rotation: &Rotation,
     password: &Secret,
     files: &[PathBuf],
     say: &dyn Fn(String),
 ) -> Result<()> {
     rotate::start(admin, settings, rotation, password)?;
-    if let Err(error) = rotate::prove(settings, rotation, password) {
-        // Nobody knows that password: take the login's LOGIN away again.
-        let mut tx = admin.transaction()?;
-        for change in roles::logins::RoleLogins::retire(&rotation.other) {
-            tx.batch_execute(&roles::Statement::new(change).text())?;
-        }
-        tx.commit()?;
-        return Err(error.context(format!(
-            "`{}` did not prove itself, and is retired again; the env files were not changed",
-            rotation.other
-        )));
-    }
+    // Proved, and every file staged beside the original before any is
+    // replaced: a login that fails its proof, or a file that cannot be
+    // written, leaves every file as it was and the login retired again
+    // (nobody knows its password).
+    let staged = rotate::prove(settings, rotation, password)
+        .and_then(|()| probe(probes, rotation, password))
+        .and_then(|()| stage(files, rotation, password));
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(error) => return Err(retire_again(admin, rotation, error)),
+    };
     say(format!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role));
-    let mut changed = 0;
-    for path in files {
-        let keys = dbenv::envfile::publish_login(path, rotation.kind, &rotation.other, password)?;
-        if !keys.is_empty() {
-            changed += 1;
-            say(format!("  `{}`: {} now log in as `{}`", path.display(), keys.join(", "), rotation.other));
+    let mut changed: Vec<String> = Vec::new();
+    for file in staged {
+        let path = file.path().display().to_string();
+        match file.commit() {
+            Ok(keys) => {
+                say(format!("  `{path}`: {} now log in as `{}`", keys.join(", "), rotation.other));
+                changed.push(path);
+            }
+            Err(error) if changed.is_empty() => return Err(retire_again(admin, rotation, error)),
+            // A rename beside the file failed after others succeeded: those
+            // files use the new login, which works, as does the old one.
+            Err(error) => bail!(
+                "{error:#}; {} now use `{}`, which works: copy its {} and {} into `{path}`, deploy the changed \
+                 files, then run `cargo xtask db-rotate {} --finish`",
+                changed.join(", "),
+                rotation.other,
+                rotation.kind.dsn_var(),
+                rotation.kind.password_var(),
+                rotation.names.role,
+            ),
         }
-    }
-    if changed == 0 {
-        bail!(
-            "no env file given holds {} or {}: `{}` is ready, but nothing uses it; name the app's env file with \
-             --env-file and run again",
-            rotation.kind.dsn_var(),
-            rotation.kind.password_var(),
-            rotation.other
-        );
     }
     say(format!(
         "deploy the changed env files to every instance that uses the {} role, then run `cargo xtask db-rotate {} \
@@ -116,15 +126,70 @@ fn start_one(
     Ok(())
 }
 
-/// The settings of the first env file that holds the admin and every role.
-fn source_settings(files: &[PathBuf]) -> Result<Settings> {
+/// Takes LOGIN and the password from a login nobody was told of, and says so.
+fn retire_again(admin: &mut postgres::Client, rotation: &Rotation, error: anyhow::Error) -> anyhow::Error {
+    let retired = admin.transaction().and_then(|mut tx| {
+        for change in roles::logins::RoleLogins::retire(&rotation.other) {
+            tx.batch_execute(&roles::Statement::new(change).text())?;
+        }
+        tx.commit()
+    });
+    match retired {
+        Ok(()) => error.context(format!(
+            "`{}` was not published, and is retired again; the env files were not changed",
+            rotation.other
+        )),
+        Err(retire) => error.context(format!(
+            "`{}` was not published and could not be retired again ({retire}); the env files were not changed: run \
+             `cargo xtask db-rotate {} --finish` to retire it",
+            rotation.other, rotation.names.role
+        )),
+    }
+}
+
+/// Every file that uses the role, rewritten beside the original; an error
+/// when none does.
+fn stage(files: &[PathBuf], rotation: &Rotation, password: &Secret) -> Result<Vec<dbenv::envfile::Staged<'static>>> {
+    let mut staged = Vec::new();
+    for path in files {
+        if let Some(file) = dbenv::envfile::stage_login(path, rotation.kind, &rotation.other, password)? {
+            staged.push(file);
+        }
+    }
+    if staged.is_empty() {
+        bail!(
+            "no env file given holds {} or {}: name the app's env file with --env-file and run again",
+            rotation.kind.dsn_var(),
+            rotation.kind.password_var(),
+        );
+    }
+    Ok(staged)
+}
+
+/// A runtime role's db-check probes, run as its new login: every probe
+/// must come out as db-check expects before the login is published.
+fn probe(config: &audit::CheckConfig, rotation: &Rotation, password: &Secret) -> Result<()> {
+    if rotation.kind == RoleKind::Migrator {
+        return Ok(());
+    }
+    let failed = audit::probe_login(config, rotation.kind, &rotation.other, password)?;
+    if !failed.is_empty() {
+        let each: Vec<String> = failed.iter().map(|p| format!("{} ({}): {}", p.id, p.capability, p.observed)).collect();
+        bail!("as `{}`, db-check's probes did not hold: {}", rotation.other, each.join("; "));
+    }
+    Ok(())
+}
+
+/// The settings of the first env file that holds the admin and every role,
+/// and that file's variables.
+fn source_settings(files: &[PathBuf]) -> Result<(Settings, dbenv::EnvVars)> {
     let mut errors = Vec::new();
     // The files alone decide which login is in use: a process variable
     // (an app container's DATABASE_URL, an old file `source`d) must not.
     for path in files {
         let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())?;
         match vars.provisioning() {
-            Ok(settings) => return Ok(settings),
+            Ok(settings) => return Ok((settings, vars)),
             Err(error) => errors.push(format!("`{}`: {error:#}", path.display())),
         }
     }
@@ -172,6 +237,13 @@ fn check_publishable(files: &[PathBuf], kind: RoleKind) -> Result<()> {
     let (dsn_var, password_var) = (kind.dsn_var(), kind.password_var());
     let mut holding = 0;
     for path in files {
+        if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            bail!(
+                "`{}` is a symbolic link: a rename would replace the link, not the file the app reads; name the file \
+                 it points to. Nothing was changed",
+                path.display()
+            );
+        }
         let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())?;
         let dsn = vars.get(dsn_var).map(|text| dbenv::Dsn::parse(dsn_var, text)).transpose()?;
         let has_password = vars.get(password_var).is_some();

@@ -275,6 +275,7 @@ mod tests {
             queries: 40,
             elapsed: Duration::from_millis(250),
             notes: Vec::new(),
+            logins: Vec::new(),
         }
     }
 

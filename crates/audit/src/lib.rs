@@ -95,6 +95,7 @@ struct Catalog {
     reviewed: BTreeMap<String, BTreeSet<char>>,
     used: BTreeSet<(exemptions::Kind, String)>,
     notes: Vec<String>,
+    logins: Vec<report::RoleLoginState>,
     server_version: String,
     catalog_queries: u32,
 }
@@ -152,10 +153,39 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
     checks.push(shadowing::leakproof_check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
     checks.push(logins::check(&logins));
+    // The sessions this check opens: the probes log in with the runtime
+    // DSNs, the catalogs are read with the migrator's when the env has it.
+    let sessions = [
+        (model.runtime.name.as_str(), Some(model.runtime.login.as_str())),
+        (model.service.name.as_str(), Some(model.service.login.as_str())),
+        (model.migrator.name.as_str(), config.migrator.as_ref().map(|_| model.migrator.login.as_str())),
+    ];
+    let logins = logins::states(&logins, &sessions);
     notes.extend(logins::notes(&logins));
     let root = roots.first().map(str::to_string);
     trace("catalog audit", started);
-    Ok(Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries })
+    Ok(Catalog { checks, root, reviewed, used, notes, logins, server_version, catalog_queries })
+}
+
+/// The live probes of a runtime role run as `login` with `password` (a
+/// login `db-rotate` has just readied, before anyone uses it): the probes
+/// that failed or could not be decided, none when the login proved itself.
+pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: &Secret) -> Result<Vec<report::Probe>> {
+    let mut model = config.model.clone();
+    let spec = match kind {
+        RoleKind::Runtime => &mut model.runtime,
+        RoleKind::Service => &mut model.service,
+        RoleKind::Migrator => anyhow::bail!("BUG: db-check has no live probes of the migrator"),
+    };
+    spec.login = login.to_string();
+    let mut dsn = match kind {
+        RoleKind::Service => config.service.clone(),
+        _ => config.runtime.clone(),
+    };
+    dsn.user = Some(login.to_string());
+    dsn.password = Some(password.clone());
+    let found = probes::probe_role(&model, &config.bookkeeping, kind, &dsn, &count::QueryCount::default())?;
+    Ok(found.probes.into_iter().filter(|p| matches!(p.verdict, Verdict::Fail | Verdict::Inconclusive)).collect())
 }
 
 /// How long each phase took, as a `debug` event of target `audit::phase`.
@@ -206,7 +236,7 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
         (catalog, probes, sampled)
     });
-    let Catalog { checks, root, reviewed, used, notes, server_version, catalog_queries } = catalog??;
+    let Catalog { checks, root, reviewed, used, notes, logins, server_version, catalog_queries } = catalog??;
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {
@@ -240,5 +270,6 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         queries: queries.get(),
         elapsed: started.elapsed(),
         notes,
+        logins,
     })
 }

@@ -541,6 +541,7 @@ pub fn probe_role(
     let var = kind.dsn_var();
     let (mut client, notices) = connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?;
     let role = model.role(kind).name.clone();
+    let session = session_probe(&mut client, &role, &model.role(kind).login, queries)?;
     let targets = discover(&mut client, model, bookkeeping, queries)?;
     let probe = |spec: Spec, held: Held, client: &mut Client, queries: &QueryCount| {
         let (observed, verdict) = run(client, &notices, &spec, held, queries);
@@ -549,8 +550,8 @@ pub fn probe_role(
     };
     let specs = specs(model, kind, &targets);
     let held = ask_the_catalog(&mut client, &specs, queries);
-    let mut probes: Vec<Probe> =
-        specs.into_iter().zip(held).map(|(spec, held)| probe(spec, held, &mut client, queries)).collect();
+    let mut probes = vec![session];
+    probes.extend(specs.into_iter().zip(held).map(|(spec, held)| probe(spec, held, &mut client, queries)));
     let started = std::time::Instant::now();
     probes.extend(privilege_checks(&mut client, model, &role, queries)?);
     let version = dbenv::ServerVersion::read(&mut client)?;
@@ -562,6 +563,31 @@ pub fn probe_role(
         .map(|spec| probe(spec, Held::No, &mut client, queries))
         .collect();
     Ok(RoleProbes { probes, residuals })
+}
+
+/// The session the probes run in logs in as the DSN's login and acts as
+/// the role from its first statement: a rotated role's alternate login that
+/// started as itself (or as another role) would make every probe after it
+/// prove something else.
+fn session_probe(client: &mut Client, role: &str, login: &str, queries: &QueryCount) -> Result<Probe> {
+    queries.add(1);
+    let sql = "SELECT current_user::text, session_user::text";
+    let row = client.query_one(sql, &[])?;
+    let (current, session): (String, String) = (row.get(0), row.get(1));
+    let (observed, verdict) = if current == role && session == login {
+        (format!("{session} as {current}"), Verdict::Pass)
+    } else {
+        (format!("{session} AS {current}, not {login} as {role}"), Verdict::Fail)
+    };
+    Ok(Probe {
+        role: role.to_string(),
+        id: "session",
+        capability: "the DSN's login starts as the role".to_string(),
+        sql: sql.to_string(),
+        expected: "current_user = the role".to_string(),
+        observed,
+        verdict,
+    })
 }
 
 /// Every probe's guard in one query, asked as the role: whether it holds

@@ -123,6 +123,48 @@ pub struct RlsBehaviour {
     pub message: String,
 }
 
+/// Where a role's rotation stands, as the catalog shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// No alternate login: the role logs in as itself.
+    Never,
+    /// One login can log in: the one named.
+    Settled(String),
+    /// Both can log in: a rotation between its start and its `--finish`.
+    Overlap,
+    /// Neither can log in: the app cannot connect as the role.
+    NoLogin,
+}
+
+impl Rotation {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Rotation::Never => "not rotated",
+            Rotation::Settled(_) => "settled",
+            Rotation::Overlap => "overlap",
+            Rotation::NoLogin => "no login",
+        }
+    }
+}
+
+/// One login of a role, and whether this check logged in as it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginUse {
+    pub name: String,
+    pub can_log_in: bool,
+    /// The env's DSN logs in as it: the live probes (the runtime roles) or
+    /// the catalog reads (the migrator) ran in its sessions.
+    pub used: bool,
+}
+
+/// A role's logins as the report lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleLoginState {
+    pub role: String,
+    pub rotation: Rotation,
+    pub logins: Vec<LoginUse>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Report {
     pub database: String,
@@ -142,6 +184,8 @@ pub struct Report {
     pub queries: u32,
     pub elapsed: Duration,
     pub notes: Vec<String>,
+    /// The three roles' logins and where each one's rotation stands.
+    pub logins: Vec<RoleLoginState>,
 }
 
 impl Report {
@@ -394,6 +438,11 @@ impl Report {
             "catalog_queries": self.catalog_queries,
             "elapsed_ms": self.elapsed.as_millis() as u64,
             "notes": self.notes,
+            "logins": self.logins.iter().map(|state| json!({
+                "role": state.role,
+                "rotation": state.rotation.word(),
+                "logins": state.logins.iter().map(|l| json!({"name": l.name, "can_log_in": l.can_log_in, "used": l.used})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         })
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::dsn::{Dsn, Host};
-use crate::names::{alt_login, validate_name, NameKind};
+use crate::names::{alt_login, logins_gate, validate_name, NameKind, MAX_ROTATABLE_ROLE_LEN};
 use crate::{keys, Secret};
 
 /// Every variable of the environment contract (spec §2).
@@ -467,7 +467,7 @@ fn name_clashes([m, r, s]: [&RoleCreds; 3], admin: Option<&AdminCreds>) -> Vec<S
         }
         // One role's name must not be another's alternate login or gate.
         for (x, y) in [(a, b), (b, a)] {
-            if x.name == alt_login(&y.name) || x.name == format!("{}_logins", y.name) {
+            if x.name == alt_login(&y.name) || x.name == logins_gate(&y.name) {
                 errors.push(format!(
                     "{} is `{}`, the name of a login of the {} role (db-rotate); give the {} role another name",
                     x.kind.user_var(),
@@ -717,12 +717,19 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<Named>
         validate_name(dsn_var, NameKind::Role, name)?;
     }
     let (name, login) = match (vars.get(user_var), dsn.as_ref().and_then(|d| d.user.as_deref())) {
-        // A role of up to 56 bytes has an alternate login (its gate `<role>_logins` fits in 63).
-        (Some(a), Some(b)) if b == alt_login(a) && a.len() <= 56 => (a.to_string(), b.to_string()),
+        // A role short enough for its logins' gate has an alternate login.
+        (Some(a), Some(b)) if b == alt_login(a) && a.len() <= MAX_ROTATABLE_ROLE_LEN => (a.to_string(), b.to_string()),
         (Some(a), Some(b)) if a != b => {
             bail!("{dsn_var} logs in as `{b}` but {user_var} is `{a}`; make them agree")
         }
-        (Some(name), _) | (None, Some(name)) => (name.to_string(), name.to_string()),
+        (Some(name), _) => (name.to_string(), name.to_string()),
+        // A DSN alone that logs in as `<role>_alt` (an app's env file after
+        // a rotation): the role is `<role>`. A role really named so sets
+        // its user variable.
+        (None, Some(login)) => match alt_login_of(login) {
+            Some(role) => (role.to_string(), login.to_string()),
+            None => (login.to_string(), login.to_string()),
+        },
         (None, None) => bail!("{user_var} is not set (nor {dsn_var}); {}", vars.missing_hint()),
     };
     let password = match (vars.get(password_var), dsn.as_ref().and_then(|d| d.password.as_ref())) {
@@ -737,6 +744,13 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<Named>
         (None, None) => bail!("{password_var} is not set (nor a password in {dsn_var}); {}", vars.missing_hint()),
     };
     Ok(Named { name, login, password, dsn })
+}
+
+/// The role whose alternate login `login` is named like, if any.
+fn alt_login_of(login: &str) -> Option<&str> {
+    login
+        .strip_suffix(crate::names::ALT_LOGIN_SUFFIX)
+        .filter(|role| !role.is_empty() && role.len() <= MAX_ROTATABLE_ROLE_LEN)
 }
 
 /// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
@@ -1102,6 +1116,34 @@ mod tests {
             message.contains("APP_DB_SERVICE_USER is `app_user_logins`, the name of a login of the runtime role"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_dsn_alone_that_logs_in_as_an_alternate_login_names_its_role() {
+        // An app's env file after a rotation: the DSNs and nothing else.
+        let dsn = |user: &str| format!("postgresql://{user}:secret@localhost:55432/app");
+        let (user, service, migrator) = (dsn("app_user_alt"), dsn("reports_alt"), dsn("owner"));
+        let vars = EnvVars::from_pairs([
+            ("DATABASE_URL", user.as_str()),
+            ("DATABASE_SERVICE_URL", service.as_str()),
+            ("DATABASE_MIGRATOR_URL", migrator.as_str()),
+        ]);
+        let env = vars.checking().unwrap();
+        assert_eq!((env.runtime.name.as_str(), env.runtime.login.as_str()), ("app_user", "app_user_alt"));
+        assert_eq!((env.service.name.as_str(), env.service.login.as_str()), ("reports", "reports_alt"));
+        assert_eq!(env.migrator_name, "owner");
+        // A role really named `…_alt` says so in its user variable.
+        let named = EnvVars::from_pairs([
+            ("DATABASE_URL", user.as_str()),
+            ("APP_DB_USER", "app_user_alt"),
+            ("DATABASE_SERVICE_URL", service.as_str()),
+        ]);
+        let env = named.checking().unwrap();
+        assert_eq!((env.runtime.name.as_str(), env.runtime.login.as_str()), ("app_user_alt", "app_user_alt"));
+        // `_alt` alone is a name, not a login of the empty name.
+        let bare = dsn("_alt");
+        let env = EnvVars::from_pairs([("DATABASE_URL", bare.as_str()), ("DATABASE_SERVICE_URL", service.as_str())]);
+        assert_eq!(env.checking().unwrap().runtime.name, "_alt");
     }
 
     #[test]

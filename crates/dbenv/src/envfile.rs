@@ -321,6 +321,53 @@ pub fn quote_value(key: &str, value: &str) -> Result<String> {
 /// read differently (a value spread over lines, say), nothing is written.
 /// Returns the keys replaced. Never prints a value.
 pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<Vec<&'k str>> {
+    match stage_values(path, values)? {
+        Some(staged) => staged.commit(),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A rewritten env file waiting beside the original ([`stage_values`]):
+/// [`Staged::commit`] renames it over the original; dropped uncommitted, it
+/// is removed and the original stays as it was.
+#[must_use = "a staged file changes nothing until it is committed"]
+pub struct Staged<'k> {
+    path: PathBuf,
+    temp: PathBuf,
+    replaced: Vec<&'k str>,
+    committed: bool,
+}
+
+impl<'k> Staged<'k> {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the staged file over the original; returns the keys replaced.
+    pub fn commit(mut self) -> Result<Vec<&'k str>> {
+        fs::rename(&self.temp, &self.path)
+            .with_context(|| format!("replace `{}`; it was not changed", self.path.display()))?;
+        self.committed = true;
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Ok(dir) = fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(std::mem::take(&mut self.replaced))
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// [`replace_values`]'s first half: the rewritten file written and read
+/// back beside the original, nothing replaced yet. `None` when the file
+/// sets none of the keys.
+pub fn stage_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<Option<Staged<'k>>> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::symlink_metadata(path).with_context(|| format!("read `{}`", path.display()))?;
     if meta.file_type().is_symlink() {
@@ -353,44 +400,36 @@ pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<V
         }
     }
     if replaced.is_empty() {
-        return Ok(replaced);
+        return Ok(None);
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("env");
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let temp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
     write_new_file(&temp, &out)?;
+    let staged = Staged { path: path.to_path_buf(), temp, replaced, committed: false };
     // The file keeps its owner and group (root rewriting an app's file).
-    if let Err(error) = std::os::unix::fs::chown(&temp, Some(meta.uid()), Some(meta.gid())) {
-        let _ = fs::remove_file(&temp);
+    if let Err(error) = std::os::unix::fs::chown(&staged.temp, Some(meta.uid()), Some(meta.gid())) {
         bail!("cannot give the rewritten `{}` its owner back ({error}); nothing was changed", path.display());
     }
     // Read back: the new values, and every other value as it was.
-    let after = crate::env::read_env_file(&temp);
+    let after = crate::env::read_env_file(&staged.temp);
     let agrees = after.as_ref().is_ok_and(|after| {
         after.len() == before.len()
             && after.iter().all(|(key, value)| match values.iter().find(|(k, _)| k == key) {
-                Some((_, new)) if replaced.contains(&key.as_str()) => value == new,
+                Some((_, new)) if staged.replaced.contains(&key.as_str()) => value == new,
                 _ => before.get(key) == Some(value),
             })
     });
     if !agrees {
-        let _ = fs::remove_file(&temp);
         bail!(
             "`{}` would not read back as written (a value spread over several lines?); nothing was changed: \
              put each of {} on one line of its own",
             path.display(),
-            replaced.join(", ")
+            staged.replaced.join(", ")
         );
     }
-    if let Err(error) = fs::rename(&temp, path) {
-        let _ = fs::remove_file(&temp);
-        return Err(error).with_context(|| format!("replace `{}`; nothing was changed", path.display()));
-    }
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(replaced)
+    Ok(Some(staged))
 }
 
 /// Writes a role's new login and its password into `path` where the file
@@ -398,6 +437,16 @@ pub fn replace_values<'k>(path: &Path, values: &[(&'k str, String)]) -> Result<V
 /// variables written. A DSN without a password keeps taking the password
 /// variable's.
 pub fn publish_login(path: &Path, kind: RoleKind, login: &str, password: &Secret) -> Result<Vec<&'static str>> {
+    match stage_login(path, kind, login, password)? {
+        Some(staged) => staged.commit(),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// [`publish_login`]'s first half ([`stage_values`]): `db-rotate` stages
+/// every file before it replaces any, so that a file it cannot write leaves
+/// all of them as they were.
+pub fn stage_login(path: &Path, kind: RoleKind, login: &str, password: &Secret) -> Result<Option<Staged<'static>>> {
     let vars = crate::EnvVars::load(path, true, &crate::ProcessEnv::none())?;
     let (dsn_var, password_var) = (kind.dsn_var(), kind.password_var());
     let mut values: Vec<(&'static str, String)> = Vec::new();
@@ -412,7 +461,7 @@ pub fn publish_login(path: &Path, kind: RoleKind, login: &str, password: &Secret
     if vars.get(password_var).is_some() {
         values.push((password_var, password.expose().to_string()));
     }
-    replace_values(path, &values).with_context(|| format!("publish into `{}`", path.display()))
+    stage_values(path, &values).with_context(|| format!("publish into `{}`", path.display()))
 }
 
 fn write_new_file(path: &Path, text: &str) -> Result<()> {

@@ -30,8 +30,8 @@ pub use env::{
     ProcessEnv, RoleCreds, RoleKind, Settings, CONTRACT_KEYS, DEFAULT_ENV_FILE, ENV_FILES,
 };
 pub use names::{
-    alt_login, quote_ident, quote_literal, unquote_ident, validate_name, NameKind, ALT_LOGIN_SUFFIX,
-    MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES,
+    alt_login, logins_gate, quote_ident, quote_literal, unquote_ident, validate_name, NameKind, ALT_LOGIN_SUFFIX,
+    LOGINS_GATE_SUFFIX, MAINTENANCE_DATABASE, MAX_IDENTIFIER_BYTES, MAX_ROTATABLE_ROLE_LEN,
 };
 pub use secret::Secret;
 pub use version::ServerVersion;

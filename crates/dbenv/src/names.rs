@@ -123,6 +123,19 @@ pub fn alt_login(role: &str) -> String {
     format!("{role}{ALT_LOGIN_SUFFIX}")
 }
 
+/// The suffix of the gate role through which a role's logins reach it
+/// (`app_user` → `app_user_logins`).
+pub const LOGINS_GATE_SUFFIX: &str = "_logins";
+
+/// The gate of `role`'s logins.
+pub fn logins_gate(role: &str) -> String {
+    format!("{role}{LOGINS_GATE_SUFFIX}")
+}
+
+/// The longest role name that has logins: its gate must fit PostgreSQL's
+/// 63-byte names.
+pub const MAX_ROTATABLE_ROLE_LEN: usize = MAX_IDENTIFIER_BYTES - LOGINS_GATE_SUFFIX.len();
+
 #[cfg(test)]
 mod tests {
     use super::*;

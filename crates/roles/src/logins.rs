@@ -68,11 +68,12 @@ impl fmt::Display for NameTooLong {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "role `{}` is {} bytes long: its logins' gate `{}_logins` would pass PostgreSQL's 63-byte limit; \
-             rotation needs a role name of at most 56 bytes",
+            "role `{}` is {} bytes long: its logins' gate `{}` would pass PostgreSQL's 63-byte limit; \
+             rotation needs a role name of at most {} bytes",
             self.role,
             self.role.len(),
-            self.role
+            dbenv::logins_gate(&self.role),
+            dbenv::MAX_ROTATABLE_ROLE_LEN
         )
     }
 }
@@ -81,11 +82,10 @@ impl std::error::Error for NameTooLong {}
 
 impl LoginNames {
     pub fn of(role: &str) -> Result<LoginNames, NameTooLong> {
-        let gate = format!("{role}_logins");
-        if gate.len() > 63 {
+        if role.len() > dbenv::MAX_ROTATABLE_ROLE_LEN {
             return Err(NameTooLong { role: role.to_string() });
         }
-        Ok(LoginNames { role: role.to_string(), gate, alt: dbenv::alt_login(role) })
+        Ok(LoginNames { role: role.to_string(), gate: dbenv::logins_gate(role), alt: dbenv::alt_login(role) })
     }
 
     /// The two logins, the role's own first.

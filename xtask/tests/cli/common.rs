@@ -43,12 +43,18 @@ impl Project {
     }
 
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with(args, &[])
+    }
+
+    /// [`Project::xtask`] with these process variables set.
+    pub fn xtask_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let mut command = Command::new(XTASK);
         command.args(args).current_dir(self.dir.path());
         for key in CONTRACT {
             command.env_remove(key);
         }
         command.env("APP_DB_DATA_DIR", self.path("pgdata"));
+        command.envs(vars.iter().copied());
         command.output().unwrap()
     }
 }

@@ -81,7 +81,17 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
     // The check holds with the env on the new login, and provisioning has nothing to do.
     let output = project.run(&["db-check", "--migrations-dir", migrations.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("logins of `app_user`: `app_user` (LOGIN), `app_user_alt` (LOGIN)"));
+    let overlap =
+        "logins of `app_user`: `app_user` (LOGIN), `app_user_alt` (LOGIN, used here); in a rotation's overlap";
+    assert!(text(&output).contains(overlap), "{}", text(&output));
+    // The app's own file (its DSNs alone) names the role through its alternate login.
+    let output = project.xtask(&["db-check", "--env-file", &runtime_arg, "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let session: Vec<&serde_json::Value> =
+        json["probes"].as_array().unwrap().iter().filter(|p| p["id"] == "session").collect();
+    assert_eq!(session[0]["observed"], "app_user_alt as app_user", "{session:?}");
+    assert_eq!(json["logins"][1]["rotation"], "overlap", "{}", json["logins"]);
 
     // An old session remains: named, nothing retired, exit 2.
     let output = project.run(&["db-rotate", "app_user", "--finish"]);
@@ -118,10 +128,54 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
 }
 
 #[test]
-fn an_unknown_role_is_refused_before_any_change() {
+fn an_unknown_role_and_a_login_that_fails_the_probes_change_nothing() {
     let cluster = TestCluster::start().unwrap();
     let project = Project::for_cluster(&cluster, DB);
     assert!(project.run(&["db-provision"]).status.success());
+    let migrations = project.copy_migrations(None);
+    assert!(project.run(&["db-migrate", "--migrations-dir", migrations.to_str().unwrap()]).status.success());
+    // The role holds more than the model allows: the new login, which acts
+    // as it, fails db-check's probes and is not published.
+    let mut admin = Client::connect(&cluster.admin_url(DB), NoTls).unwrap();
+    admin.batch_execute("GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO app_user").unwrap();
+    let before = std::fs::read(project.path(".env.local")).unwrap();
+    let output = project.run(&["db-rotate", "app_user"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("as `app_user_alt`, db-check's probes did not hold: truncate"), "{}", text(&output));
+    assert!(text(&output).contains("is retired again; the env files were not changed"), "{}", text(&output));
+    assert_eq!(std::fs::read(project.path(".env.local")).unwrap(), before);
+    let can_log_in: bool =
+        admin.query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_user_alt'", &[]).unwrap().get(0);
+    assert!(!can_log_in, "the unpublished login cannot log in");
+
+    // Every file is staged before any is replaced: a second file that would
+    // not read back as written leaves the first as it was too.
+    admin.batch_execute("REVOKE TRUNCATE ON ALL TABLES IN SCHEMA public FROM app_user").unwrap();
+    let dsn = value(&project.path(".env.local"), "DATABASE_URL");
+    let odd = project.path("odd.env");
+    std::fs::write(&odd, format!("DATABASE_URL='{dsn}'\nNOTE=\"copied from the old file:\nDATABASE_URL=old\"\n"))
+        .unwrap();
+    let (local, odd_arg) = (project.env_local(), odd.display().to_string());
+    let output = project.xtask(&["db-rotate", "app_user", "--env-file", &local, "--env-file", &odd_arg]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("would not read back as written"), "{}", text(&output));
+    assert!(text(&output).contains("is retired again; the env files were not changed"), "{}", text(&output));
+    assert_eq!(std::fs::read(project.path(".env.local")).unwrap(), before, "the first file was not changed either");
+    let temps = std::fs::read_dir(project.path("."))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"));
+    assert_eq!(temps.count(), 0, "no staged file is left behind");
+    // A symbolic link is refused before any change.
+    let link = project.path("link.env");
+    std::os::unix::fs::symlink(&odd, &link).unwrap();
+    let output = project.run(&["db-rotate", "app_user", "--env-file", link.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("is a symbolic link"), "{}", text(&output));
+    let exists: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'app_user_alt' AND rolcanlogin", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(exists, 0);
     let output = project.run(&["db-rotate", "app_usr"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -150,7 +204,11 @@ fn json_output_is_json_alone_and_a_file_that_cannot_name_the_login_changes_nothi
         .get(0);
     assert!(!exists, "nothing was changed");
 
-    let output = project.run(&["db-rotate", "app_service", "--json"]);
+    // The files alone say which login is in use: a process variable that
+    // names the other login (an old file `source`d) changes nothing.
+    let stale = format!("postgresql://app_service_alt:stale@127.0.0.1:{}/{DB}", cluster.port());
+    let vars = [("DATABASE_SERVICE_URL", stale.as_str()), ("APP_DB_SERVICE_PASSWORD", "stale")];
+    let output = project.xtask_with(&["db-rotate", "app_service", "--json", "--env-file", &local], &vars);
     assert!(output.status.success(), "{}", text(&output));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("standard output is JSON alone");
     assert_eq!(json[0]["role"], "app_service");

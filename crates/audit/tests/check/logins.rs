@@ -34,8 +34,91 @@ fn prepared_logins_hold_and_are_listed() {
     assert_eq!(catalog_failures(&report, CheckId::Logins), Vec::<String>::new());
     let logins = report.checks.iter().find(|c| c.id == CheckId::Logins).unwrap();
     assert_eq!(logins.checked, 9, "three roles, each with its gate and its alternate login");
+    let overlap = "logins of `app_user`: `app_user` (LOGIN, used here), `app_user_alt` (LOGIN); in a rotation's \
+                   overlap: both can log in until `cargo xtask db-rotate app_user --finish`";
+    assert!(report.notes.iter().any(|n| n == overlap), "{:?}", report.notes);
     assert!(
-        report.notes.contains(&"logins of `app_user`: `app_user` (LOGIN), `app_user_alt` (LOGIN)".to_string()),
+        report.notes.iter().any(|n| n.starts_with("`app_service_alt` can log in but this env does not name it")),
+        "the login nothing was tried as is named: {:?}",
+        report.notes
+    );
+    let json = report.to_json();
+    let runtime = json["logins"].as_array().unwrap().iter().find(|r| r["role"] == "app_user").unwrap();
+    assert_eq!(runtime["rotation"], "overlap");
+    let used: Vec<(&str, bool, bool)> = runtime["logins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l["can_log_in"].as_bool().unwrap(), l["used"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(used, [("app_user", true, true), ("app_user_alt", true, false)]);
+}
+
+/// The env after a rotation of the runtime roles: their DSNs log in as the
+/// alternate logins, and the roles themselves can no longer log in.
+fn switched() -> Fixture {
+    let mut fx = rotated();
+    let mut admin = fx.admin();
+    // The migrator's rotation was never started: its alternate login is
+    // prepared and retired again.
+    for role in ["app_user", "app_service", "app_migrator_alt"] {
+        for change in RoleLogins::retire(role) {
+            admin.batch_execute(&Statement::new(change).text()).unwrap();
+        }
+    }
+    for (var, login) in [("DATABASE_URL", "app_user_alt"), ("DATABASE_SERVICE_URL", "app_service_alt")] {
+        fx.extra.push((var.to_string(), fx.kit.dsn(login, "alt-secret", DB).expose_url()));
+    }
+    fx
+}
+
+#[test]
+fn the_probes_run_as_the_login_the_env_names() {
+    let report = switched().check();
+    assert!(report.holds(), "{}", report.to_text());
+    let sessions: Vec<(&str, &str)> =
+        report.probes.iter().filter(|p| p.id == "session").map(|p| (p.role.as_str(), p.observed.as_str())).collect();
+    assert_eq!(sessions, [("app_user", "app_user_alt as app_user"), ("app_service", "app_service_alt as app_service")]);
+    let settled = "logins of `app_user`: `app_user` (NOLOGIN), `app_user_alt` (LOGIN, used here); settled on \
+                   `app_user_alt`";
+    assert!(report.notes.iter().any(|n| n == settled), "{:?}", report.notes);
+    assert!(!report.notes.iter().any(|n| n.contains("this env does not name it")), "{:?}", report.notes);
+    // The login as itself (SET ROLE NONE) is the alternate login: still nothing.
+    let as_login: Vec<&str> =
+        report.probes.iter().filter(|p| p.id.starts_with("as-login")).map(|p| p.observed.as_str()).collect();
+    assert_eq!(as_login, ["denied (42501)"; 4]);
+}
+
+#[test]
+fn a_login_that_starts_as_itself_fails_the_session_probe() {
+    let fx = switched();
+    // The login no longer starts as its role: every probe after it would
+    // prove what the bare login can do, not what the role can.
+    fx.admin().batch_execute("ALTER ROLE app_user_alt RESET role").unwrap();
+    let report = fx.check();
+    assert!(!report.holds());
+    assert_eq!(
+        crate::common::probe_failures(&report, "session"),
+        ["app_user app_user_alt AS app_user_alt, not app_user_alt as app_user"]
+    );
+}
+
+#[test]
+fn a_role_neither_of_whose_logins_can_log_in_fails_the_check() {
+    let fx = rotated();
+    let mut admin = fx.admin();
+    for change in RoleLogins::retire("app_migrator").into_iter().chain(RoleLogins::retire("app_migrator_alt")) {
+        admin.batch_execute(&Statement::new(change).text()).unwrap();
+    }
+    // Without the migrator's DSN the catalogs are read as the runtime role.
+    let mut env = fx.env().checking().unwrap();
+    env.migrator = None;
+    let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
+    let report = audit::check(&audit::CheckConfig::new(env, None, exemptions).unwrap()).unwrap();
+    assert_caught(&report, CheckId::Logins, "neither `app_migrator` nor `app_migrator_alt` can log in");
+    assert!(
+        report.notes.iter().any(|n| n
+            .starts_with("logins of `app_migrator`: `app_migrator` (NOLOGIN), `app_migrator_alt` (NOLOGIN); neither")),
         "{:?}",
         report.notes
     );
