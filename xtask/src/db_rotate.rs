@@ -20,12 +20,16 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
         flags.env_files.iter().map(|path| ctx.invoked_from.join(path)).collect()
     };
     let (settings, vars) = source_settings(&files)?;
-    // What the runtime roles' db-check probes need: they run as each new login before it is published.
-    let probes = match flags.finish {
-        true => None,
-        false => Some(audit::CheckConfig::new(vars.checking()?, None, crate::db_provision::policy_file(ctx, None)?)?),
-    };
     let kinds = kinds_named(&settings, &flags.role)?;
+    // What the runtime roles' db-check probes need: they run as each new login before it is published.
+    let probes = match flags.finish || kinds == [RoleKind::Migrator] {
+        true => None,
+        false => {
+            let policy = flags.policy.as_ref().map(|path| ctx.invoked_from.join(path));
+            let policy = crate::db_provision::policy_file(ctx, policy.as_deref())?;
+            Some(audit::CheckConfig::new(vars.checking()?, None, policy)?)
+        }
+    };
     // With --json, standard output carries the JSON alone.
     let say = |line: String| if flags.json { eprintln!("{line}") } else { println!("{line}") };
     let mut admin = rotate::admin_session(&settings)?;
@@ -60,8 +64,7 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
             continue;
         }
         let password = rotate::new_password()?;
-        let probes = probes.as_ref().expect("the probes' configuration is read unless --finish");
-        start_one(&mut admin, (&settings, probes), &rotation, &password, &files, &say)?;
+        start_one(&mut admin, (&settings, probes.as_ref()), &rotation, &password, &files, &say)?;
         let shown = flags.print_password.then_some(&password);
         if let (Some(password), false) = (shown, flags.json) {
             println!("{}={}", kind.password_var(), password.expose());
@@ -77,7 +80,7 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
 /// Readies, proves and publishes one role's other login.
 fn start_one(
     admin: &mut postgres::Client,
-    (settings, probes): (&Settings, &audit::CheckConfig),
+    (settings, probes): (&Settings, Option<&audit::CheckConfig>),
     rotation: &Rotation,
     password: &Secret,
     files: &[PathBuf],
@@ -90,33 +93,39 @@ fn start_one(
     // (nobody knows its password).
     let staged = rotate::prove(settings, rotation, password)
         .and_then(|()| probe(probes, rotation, password))
-        .and_then(|()| stage(files, rotation, password));
-    let staged = match staged {
+        .and_then(|probed| Ok((probed, stage(files, rotation, password)?)));
+    let (probed, staged) = match staged {
         Ok(staged) => staged,
-        Err(error) => return Err(retire_again(admin, rotation, error)),
+        Err(error) => return Err(retire_again(admin, settings, rotation, error)),
     };
-    say(format!("`{}` logs in and acts as `{}` (proved)", rotation.other, rotation.names.role));
-    let mut changed: Vec<String> = Vec::new();
+    say(format!("`{}` logs in and acts as `{}` (proved{probed})", rotation.other, rotation.names.role));
+    // Every file is committed, whatever happens to one of them.
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
     for file in staged {
-        let path = file.path().display().to_string();
+        let path = format!("`{}`", file.path().display());
         match file.commit() {
             Ok(keys) => {
-                say(format!("  `{path}`: {} now log in as `{}`", keys.join(", "), rotation.other));
+                say(format!("  {path}: {} now log in as `{}`", keys.join(", "), rotation.other));
                 changed.push(path);
             }
-            Err(error) if changed.is_empty() => return Err(retire_again(admin, rotation, error)),
-            // A rename beside the file failed after others succeeded: those
-            // files use the new login, which works, as does the old one.
-            Err(error) => bail!(
-                "{error:#}; {} now use `{}`, which works: copy its {} and {} into `{path}`, deploy the changed \
-                 files, then run `cargo xtask db-rotate {} --finish`",
-                changed.join(", "),
-                rotation.other,
-                rotation.kind.dsn_var(),
-                rotation.kind.password_var(),
-                rotation.names.role,
-            ),
+            Err(error) => unchanged.push(format!("{path} ({error:#})")),
         }
+    }
+    if changed.is_empty() {
+        return Err(retire_again(admin, settings, rotation, anyhow::format_err!("{}", unchanged.join("; "))));
+    }
+    if !unchanged.is_empty() {
+        // Those files still use the old login, which works, as does the new one.
+        bail!(
+            "could not replace {}; {} now use `{}`, which works: copy its {} and {} into the others, deploy every \
+             file, then run `cargo xtask db-rotate {} --finish`",
+            unchanged.join(", "),
+            changed.join(", "),
+            rotation.other,
+            rotation.kind.dsn_var(),
+            rotation.kind.password_var(),
+            rotation.names.role,
+        );
     }
     say(format!(
         "deploy the changed env files to every instance that uses the {} role, then run `cargo xtask db-rotate {} \
@@ -126,14 +135,22 @@ fn start_one(
     Ok(())
 }
 
-/// Takes LOGIN and the password from a login nobody was told of, and says so.
-fn retire_again(admin: &mut postgres::Client, rotation: &Rotation, error: anyhow::Error) -> anyhow::Error {
-    let retired = admin.transaction().and_then(|mut tx| {
+/// Takes LOGIN and the password from a login nobody was told of, and says
+/// so; in a new admin session when the one it has broke.
+fn retire_again(
+    admin: &mut postgres::Client,
+    settings: &Settings,
+    rotation: &Rotation,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let retire = |admin: &mut postgres::Client| -> Result<()> {
+        let mut tx = admin.transaction()?;
         for change in roles::logins::RoleLogins::retire(&rotation.other) {
             tx.batch_execute(&roles::Statement::new(change).text())?;
         }
-        tx.commit()
-    });
+        Ok(tx.commit()?)
+    };
+    let retired = retire(admin).or_else(|_| retire(&mut rotate::admin_session(settings)?));
     match retired {
         Ok(()) => error.context(format!(
             "`{}` was not published, and is retired again; the env files were not changed",
@@ -167,17 +184,27 @@ fn stage(files: &[PathBuf], rotation: &Rotation, password: &Secret) -> Result<Ve
 }
 
 /// A runtime role's db-check probes, run as its new login: every probe
-/// must come out as db-check expects before the login is published.
-fn probe(config: &audit::CheckConfig, rotation: &Rotation, password: &Secret) -> Result<()> {
-    if rotation.kind == RoleKind::Migrator {
-        return Ok(());
-    }
-    let failed = audit::probe_login(config, rotation.kind, &rotation.other, password)?;
+/// must come out as db-check expects before the login is published. What
+/// to add to "proved": how many probes held and what the session was.
+fn probe(config: Option<&audit::CheckConfig>, rotation: &Rotation, password: &Secret) -> Result<String> {
+    let Some(config) = config.filter(|_| rotation.kind != RoleKind::Migrator) else {
+        return Ok(String::new());
+    };
+    let probes = audit::probe_login(config, rotation.kind, &rotation.other, password)?;
+    let verdict = |v: audit::Verdict| probes.iter().filter(move |p| p.verdict == v);
+    let list = |probes: Vec<&audit::report::Probe>| -> String {
+        probes.iter().map(|p| format!("{} ({}): {}", p.id, p.capability, p.observed)).collect::<Vec<_>>().join("; ")
+    };
+    let failed: Vec<_> = verdict(audit::Verdict::Fail).collect();
     if !failed.is_empty() {
-        let each: Vec<String> = failed.iter().map(|p| format!("{} ({}): {}", p.id, p.capability, p.observed)).collect();
-        bail!("as `{}`, db-check's probes did not hold: {}", rotation.other, each.join("; "));
+        bail!("as `{}`, db-check's probes did not hold: {}", rotation.other, list(failed));
     }
-    Ok(())
+    let undecided: Vec<_> = verdict(audit::Verdict::Inconclusive).collect();
+    if !undecided.is_empty() {
+        bail!("as `{}`, db-check's probes could not be decided (try again): {}", rotation.other, list(undecided));
+    }
+    let session = probes.iter().find(|p| p.id == "session").map(|p| p.observed.as_str()).unwrap_or_default();
+    Ok(format!("; {} db-check probes hold in its session, {session}", probes.len()))
 }
 
 /// The settings of the first env file that holds the admin and every role,

@@ -281,6 +281,10 @@ pub struct DbRotate {
     /// Also print the new password on standard output, for a secret manager.
     #[arg(long, conflicts_with = "finish")]
     pub print_password: bool,
+    /// The app's RLS policy file, as db-check reads it: the new login of a runtime role must pass
+    /// db-check's probes under it [default: platform/db/rls-policy.toml].
+    #[arg(long, value_name = "FILE", conflicts_with = "finish")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

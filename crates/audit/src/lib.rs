@@ -148,7 +148,9 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
     // The tenant roots, found once: the catalog checks tenancy from them and
     // the live proof builds its tenant value after the first.
     let roots = catalog::tenant_roots(model, &snapshot, &config.exemptions.rls);
-    let mut checks = catalog::audit(model, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
+    let rotated = migrator_login(model, &logins, config.migrator.is_some());
+    let audited = rotated.as_ref().unwrap_or(model);
+    let mut checks = catalog::audit(audited, &snapshot, &config.exemptions, &policies, &roots, bookkeeping, &mut used);
     checks.push(shadowing::check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::leakproof_check(&shadowing, &config.exemptions, &mut used));
     checks.push(shadowing::foreign_logins_check(&shadowing, &config.exemptions, &mut used));
@@ -168,8 +170,8 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
 }
 
 /// The live probes of a runtime role run as `login` with `password` (a
-/// login `db-rotate` has just readied, before anyone uses it): the probes
-/// that failed or could not be decided, none when the login proved itself.
+/// login `db-rotate` has just readied, before anyone uses it), the
+/// `session` probe first.
 pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: &Secret) -> Result<Vec<report::Probe>> {
     let mut model = config.model.clone();
     let spec = match kind {
@@ -185,7 +187,22 @@ pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: 
     dsn.user = Some(login.to_string());
     dsn.password = Some(password.clone());
     let found = probes::probe_role(&model, &config.bookkeeping, kind, &dsn, &count::QueryCount::default())?;
-    Ok(found.probes.into_iter().filter(|p| matches!(p.verdict, Verdict::Fail | Verdict::Inconclusive)).collect())
+    Ok(found.probes)
+}
+
+/// Without the migrator's DSN the env does not say which login the
+/// migrator uses: once rotated to its alternate login (which can log in),
+/// the role itself need not keep LOGIN. The model as audited then, if it
+/// differs from `model`.
+fn migrator_login(model: &Model, logins: &[roles::logins::RoleLogins], has_dsn: bool) -> Option<Model> {
+    let found = logins.iter().find(|l| l.names.role == model.migrator.name)?;
+    let alt = found.alt.as_ref().filter(|alt| alt.login)?;
+    if has_dsn || model.migrator.login != model.migrator.name {
+        return None;
+    }
+    let mut rotated = model.clone();
+    rotated.migrator.login = alt.name.clone();
+    Some(rotated)
 }
 
 /// How long each phase took, as a `debug` event of target `audit::phase`.

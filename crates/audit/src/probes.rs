@@ -577,14 +577,14 @@ fn session_probe(client: &mut Client, role: &str, login: &str, queries: &QueryCo
     let (observed, verdict) = if current == role && session == login {
         (format!("{session} as {current}"), Verdict::Pass)
     } else {
-        (format!("{session} AS {current}, not {login} as {role}"), Verdict::Fail)
+        (format!("{session} as {current}, NOT {login} as {role}"), Verdict::Fail)
     };
     Ok(Probe {
         role: role.to_string(),
         id: "session",
         capability: "the DSN's login starts as the role".to_string(),
         sql: sql.to_string(),
-        expected: "current_user = the role".to_string(),
+        expected: "its login, as the role".to_string(),
         observed,
         verdict,
     })

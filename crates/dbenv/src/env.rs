@@ -577,17 +577,26 @@ pub fn role_from_env(vars: &EnvVars, kind: RoleKind) -> Result<RoleCreds> {
     role_creds(vars, kind, vars.get(keys::DB_HOST), db_port(vars)?, vars.get(keys::APP_DB_NAME))
 }
 
-/// The users the environment names for `kinds`, each with the variable
-/// that names it: the user of its DSN and its `*_USER` variable.
+/// The roles the environment names for `kinds`, each with the variable
+/// that names it: the role its DSN logs in as (the role itself, or the role
+/// whose alternate login it is) and its `*_USER` variable.
 pub fn named_users(vars: &EnvVars, kinds: &[RoleKind]) -> Vec<(&'static str, String)> {
     let mut users = Vec::new();
     for kind in kinds {
+        let named = vars.get(kind.user_var());
         let from_dsn = vars
             .get(kind.dsn_var())
             .and_then(|text| Dsn::parse(kind.dsn_var(), text).ok())
             .and_then(|dsn| dsn.user)
-            .map(|user| (kind.dsn_var(), user));
-        let from_var = vars.get(kind.user_var()).map(|user| (kind.user_var(), user.to_string()));
+            .map(|login| {
+                let role = match named {
+                    Some(role) if login == alt_login(role) => role.to_string(),
+                    Some(_) => login,
+                    None => alt_login_of(&login).map_or(login.clone(), str::to_string),
+                };
+                (kind.dsn_var(), role)
+            });
+        let from_var = named.map(|user| (kind.user_var(), user.to_string()));
         users.extend(from_dsn.into_iter().chain(from_var));
     }
     users
@@ -747,7 +756,7 @@ pub(crate) fn name_and_password(vars: &EnvVars, kind: RoleKind) -> Result<Named>
 }
 
 /// The role whose alternate login `login` is named like, if any.
-fn alt_login_of(login: &str) -> Option<&str> {
+pub(crate) fn alt_login_of(login: &str) -> Option<&str> {
     login
         .strip_suffix(crate::names::ALT_LOGIN_SUFFIX)
         .filter(|role| !role.is_empty() && role.len() <= MAX_ROTATABLE_ROLE_LEN)
@@ -1115,6 +1124,26 @@ mod tests {
         assert!(
             message.contains("APP_DB_SERVICE_USER is `app_user_logins`, the name of a login of the runtime role"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn named_users_are_roles_not_their_logins() {
+        let dsn = |user: &str| format!("postgresql://{user}:secret@localhost:55432/app");
+        let (user, service) = (dsn("app_user_alt"), dsn("reports_alt"));
+        let vars = EnvVars::from_pairs([
+            ("DATABASE_URL", user.as_str()),
+            ("APP_DB_USER", "app_user"),
+            ("DATABASE_SERVICE_URL", service.as_str()),
+        ]);
+        let named = named_users(&vars, &[RoleKind::Runtime, RoleKind::Service]);
+        assert_eq!(
+            named,
+            [
+                ("DATABASE_URL", "app_user".to_string()),
+                ("APP_DB_USER", "app_user".to_string()),
+                ("DATABASE_SERVICE_URL", "reports".to_string())
+            ]
         );
     }
 

@@ -242,7 +242,9 @@ fn with_dsn_pieces(values: &HashMap<String, String>) -> HashMap<String, String> 
                 all.entry(key.to_string()).or_insert(value);
             }
         };
-        put(kind.user_var(), dsn.user.clone());
+        // A DSN on a role's alternate login names the role, not the login.
+        let role = dsn.user.as_deref().map(|user| crate::env::alt_login_of(user).unwrap_or(user).to_string());
+        put(kind.user_var(), role);
         put(kind.password_var(), dsn.password.as_ref().map(|p| p.expose().to_string()));
         if kind == RoleKind::Runtime {
             put(keys::DB_HOST, dsn.host.as_ref().map(|h| h.to_string()));
@@ -471,8 +473,13 @@ fn write_new_file(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("create `{}`", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("write `{}`", path.display()))?;
-    file.sync_all().with_context(|| format!("write `{}`", path.display()))
+    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        // A partial file may hold secrets: it does not stay.
+        let _ = fs::remove_file(path);
+        return Err(error).with_context(|| format!("write `{}`", path.display()));
+    }
+    Ok(())
 }
 
 /// Appends through a temporary file and a rename, so an interruption leaves
@@ -530,6 +537,31 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(values(&path)["APP_DB_SERVICE_PASSWORD"], "keep me");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn pieces_taken_from_a_dsn_on_an_alternate_login_name_the_role() {
+        let values =
+            HashMap::from([("DATABASE_URL".to_string(), "postgresql://app_user_alt:secret@db:5432/app".to_string())]);
+        let pieces = with_dsn_pieces(&values);
+        assert_eq!(pieces["APP_DB_USER"], "app_user");
+        assert_eq!(pieces["APP_DB_PASSWORD"], "secret");
+    }
+
+    #[test]
+    fn a_staged_file_changes_nothing_until_committed_and_leaves_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.env");
+        fs::write(&path, "DATABASE_URL=old\n").unwrap();
+        let values = [("DATABASE_URL", "new".to_string())];
+        let staged = stage_values(&path, &values).unwrap().expect("the file sets the key");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "DATABASE_URL=old\n", "nothing replaced yet");
+        drop(staged);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the staged file is gone");
+        let staged = stage_values(&path, &values).unwrap().unwrap();
+        assert_eq!(staged.commit().unwrap(), ["DATABASE_URL"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "DATABASE_URL='new'\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

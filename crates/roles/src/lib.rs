@@ -62,8 +62,8 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("snapshot", started);
     let plan = plan::plan(&model, &snap);
     trace("plan", started);
-    refuse_early(&snap, &plan)?;
     refuse_foreign_logins(&mut cluster, settings, &model, &snap)?;
+    refuse_early(&snap, &plan)?;
     let tracked = snapshot::statements_tracked(&mut cluster)?;
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
@@ -95,6 +95,23 @@ fn refuse_foreign_logins(
     model: &Model,
     snap: &Snapshot,
 ) -> Result<()> {
+    // A login or gate db-rotate made is never one of the three roles.
+    let names: Vec<String> = model.roles().iter().map(|spec| spec.name.clone()).collect();
+    let marked = cluster.query(
+        "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = ANY($1) \
+         AND shobj_description(oid, 'pg_authid') IN ($2, $3)",
+        &[&names, &logins::LOGIN_MARKER, &logins::GATE_MARKER],
+    )?;
+    if let Some(row) = marked.first() {
+        let (name, comment): (String, String) = (row.get(0), row.get(1));
+        let spec = model.roles().into_iter().find(|spec| spec.name == name).context("BUG: a role not asked for")?;
+        let what = if comment == logins::LOGIN_MARKER { "an alternate login" } else { "the gate of a role's logins" };
+        bail!(
+            "{} names `{name}`, which is {what} db-rotate made, not a role: name the role itself there (its DSN \
+             may log in as its alternate login). Nothing was changed",
+            spec.kind.user_var()
+        );
+    }
     for spec in model.roles() {
         let retired = snap.roles.get(&spec.name).is_some_and(|row| !row.login);
         if spec.login == spec.name && !retired {

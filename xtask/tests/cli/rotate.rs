@@ -47,7 +47,8 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
     let output = project.xtask(&rotate);
     let said = text(&output);
     assert!(output.status.success(), "{said}");
-    assert!(said.contains("`app_user_alt` logs in and acts as `app_user` (proved)"), "{said}");
+    assert!(said.contains("`app_user_alt` logs in and acts as `app_user` (proved; "), "{said}");
+    assert!(said.contains("db-check probes hold in its session, app_user_alt as app_user)"), "{said}");
     let password = value(&project.path(".env.local"), "APP_DB_PASSWORD");
     assert_eq!(password.len(), 32);
     assert!(!said.contains(&password), "the password is never printed unasked");
@@ -78,7 +79,10 @@ fn a_rotation_publishes_a_proved_login_and_finish_retires_the_old_one() {
     assert_eq!(who, ("app_user".into(), "app_user_alt".into()));
     let mut old = connect(&cluster, "app_user", "password").unwrap();
 
-    // The check holds with the env on the new login, and provisioning has nothing to do.
+    // The runner grants to the roles, never to a login (its env names `app_user_alt`); the
+    // check holds with the env on the new login.
+    let output = project.run(&["db-migrate", "--migrations-dir", migrations.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
     let output = project.run(&["db-check", "--migrations-dir", migrations.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
     let overlap =

@@ -99,7 +99,32 @@ fn a_login_that_starts_as_itself_fails_the_session_probe() {
     assert!(!report.holds());
     assert_eq!(
         crate::common::probe_failures(&report, "session"),
-        ["app_user app_user_alt AS app_user_alt, not app_user_alt as app_user"]
+        ["app_user app_user_alt as app_user_alt, NOT app_user_alt as app_user"]
+    );
+}
+
+/// A check whose env has no migrator DSN (the app's own runtime file).
+fn check_without_migrator(fx: &Fixture) -> audit::Report {
+    let mut env = fx.env().checking().unwrap();
+    env.migrator = None;
+    let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
+    audit::check(&audit::CheckConfig::new(env, None, exemptions).unwrap()).unwrap()
+}
+
+#[test]
+fn an_env_without_the_migrator_holds_once_the_migrator_settled_on_its_login() {
+    let fx = rotated();
+    let mut admin = fx.admin();
+    for change in RoleLogins::retire("app_migrator") {
+        admin.batch_execute(&Statement::new(change).text()).unwrap();
+    }
+    let report = check_without_migrator(&fx);
+    assert!(report.holds(), "{}", report.to_text());
+    assert!(
+        report.notes.iter().any(|n| n
+            .starts_with("logins of `app_migrator`: `app_migrator` (NOLOGIN), `app_migrator_alt` (LOGIN); settled")),
+        "{:?}",
+        report.notes
     );
 }
 
@@ -111,10 +136,7 @@ fn a_role_neither_of_whose_logins_can_log_in_fails_the_check() {
         admin.batch_execute(&Statement::new(change).text()).unwrap();
     }
     // Without the migrator's DSN the catalogs are read as the runtime role.
-    let mut env = fx.env().checking().unwrap();
-    env.migrator = None;
-    let exemptions = audit::Exemptions::load_default(&crate::common::repo_root()).unwrap();
-    let report = audit::check(&audit::CheckConfig::new(env, None, exemptions).unwrap()).unwrap();
+    let report = check_without_migrator(&fx);
     assert_caught(&report, CheckId::Logins, "neither `app_migrator` nor `app_migrator_alt` can log in");
     assert!(
         report.notes.iter().any(|n| n

@@ -119,7 +119,9 @@ impl fmt::Display for Refusal {
             Refusal::MissingLogin { role, login, var } => write!(
                 f,
                 "{var} logs in as `{login}`, the alternate login of `{role}`, which does not exist: run \
-                 `cargo xtask db-rotate {role}` to make it, or point {var} at `{role}`"
+                 `cargo xtask db-rotate {role}` to make it, or point {var} at `{role}`; a role really named \
+                 `{login}` is named so in its user variable as well (APP_DB_USER, APP_DB_SERVICE_USER or \
+                 APP_DB_MIGRATOR_USER)"
             ),
         }
     }

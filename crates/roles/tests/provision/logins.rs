@@ -223,3 +223,24 @@ fn provisioning_never_sets_a_password_on_an_alternate_login_it_did_not_make() {
     assert_eq!(wrong.problems, [Shape::NotOurs { name: "app_user_alt".into() }]);
     assert!(fx.kit.connect_with_result("app_user_alt", "alt-secret", DB).is_err(), "no password was set");
 }
+
+#[test]
+fn a_login_named_as_the_role_itself_is_refused() {
+    let fx = provisioned();
+    prepare(&fx, "app_user", "app_user_alt", "alt-secret");
+    // The env names the login as the runtime role: provisioning would make
+    // it one (grants, drift revokes of its gate), so it stops first.
+    let mut vars = fx.vars();
+    vars.retain(|(key, _)| key != dbenv::keys::APP_DB_USER && key != dbenv::keys::APP_DB_PASSWORD);
+    vars.push((dbenv::keys::APP_DB_USER.into(), "app_user_alt".into()));
+    vars.push((dbenv::keys::APP_DB_PASSWORD.into(), "alt-secret".into()));
+    vars.push((dbenv::keys::DATABASE_URL.into(), fx.dsn("app_user_alt", "alt-secret", DB).expose_url()));
+    let settings = testkit::env_of(&vars).provisioning().unwrap();
+    let error = roles::provision(&settings, &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("APP_DB_USER names `app_user_alt`, which is an alternate login db-rotate made"),
+        "{error:#}"
+    );
+    let logins = logins_of(&fx, "app_user");
+    assert_eq!(logins.problems(""), [], "nothing was changed");
+}
