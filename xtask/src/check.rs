@@ -47,6 +47,14 @@ pub fn run(flags: Check, ctx: &Ctx) -> Result<ExitCode> {
     } else {
         steps.push(("tests", Box::new(|| cmd!(sh, "cargo test --workspace --locked --no-fail-fast").run().is_ok())));
     }
+    // The app's own start-up check (TypeScript) against the cases the Rust rules are tested with.
+    steps.push((
+        "app env check",
+        Box::new(|| {
+            let _dir = sh.push_dir("platform/db");
+            cmd!(sh, "node --import tsx --test --test-reporter=dot env/invariants.test.ts").run().is_ok()
+        }),
+    ));
     steps.push(("end-to-end", Box::new(|| report(end_to_end(ctx, None)))));
 
     let mut results: Vec<(String, bool, Duration)> = Vec::new();

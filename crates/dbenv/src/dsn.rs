@@ -445,7 +445,11 @@ pub fn percent_decode(variable: &str, what: &str, text: &str) -> Result<String> 
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            // Two hex digits, no sign (`from_str_radix` would take `+1`).
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok());
             let value = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .with_context(|| format!("{variable}: the {what} has a `%` that is not followed by two hex digits; write a literal `%` as %25"))?;

@@ -362,6 +362,28 @@ mod tests {
         assert_eq!(rules(&vars, Context::EnvFile), []);
     }
 
+    /// The cases the app's own start-up check (`platform/db/env/invariants.ts`)
+    /// is tested with: the same verdict and the same rules here.
+    #[test]
+    fn the_shared_cases_hold_in_the_runtime_context() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../platform/db/env/invariants.cases.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cases = file["cases"].as_array().unwrap();
+        assert!(cases.len() > 40, "{}", cases.len());
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let env: Vec<(&str, &str)> =
+                case["env"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())).collect();
+            let found = check(&EnvVars::from_pairs(env), Context::Runtime);
+            let rules: Vec<&str> = found.iter().map(|v| v.rule.name()).collect();
+            let expected: Vec<&str> = case["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+            assert_eq!(rules, expected, "{name}");
+            let verdict = if found.iter().any(|v| v.severity == Severity::Error) { "fail" } else { "pass" };
+            assert_eq!(verdict, case["verdict"], "{name}");
+        }
+    }
+
     #[test]
     fn percent_encoded_user_names_are_compared_decoded() {
         let pairs = [
