@@ -33,6 +33,7 @@ pub fn run(ctx: &Context, flags: &flags::DbRotate) -> Result<ExitCode> {
     // With --json, standard output carries the JSON alone.
     let say = |line: String| if flags.json { eprintln!("{line}") } else { println!("{line}") };
     let mut admin = rotate::admin_session(&settings)?;
+    rotate::lock(&mut admin)?;
     // Every role is checked before the first change (`all` never stops halfway on bad input).
     if !flags.finish {
         for kind in &kinds {

@@ -89,6 +89,23 @@ pub fn admin_session(settings: &Settings) -> Result<Client> {
     Ok(client)
 }
 
+/// The session advisory lock a `db-rotate` run holds in its admin session,
+/// from its first check to its last change ("dbrotate" in ASCII).
+const ROTATION_LOCK: i64 = 0x6462_726f_7461_7465;
+
+/// Takes the rotation lock for this admin session, or refuses: two runs at
+/// once could each ready a password and publish the other's.
+pub fn lock(admin: &mut Client) -> Result<()> {
+    let held: bool = admin.query_one("SELECT pg_try_advisory_lock($1)", &[&ROTATION_LOCK])?.get(0);
+    if !held {
+        bail!(
+            "another `cargo xtask db-rotate` is running against this database (it holds the rotation lock); wait for \
+             it to end, then run again. Nothing was changed"
+        );
+    }
+    Ok(())
+}
+
 /// The role's logins, refused unless they are as db-rotate makes them and
 /// the role is a role (not itself a login or gate of another: an env file
 /// that names a login without `APP_DB_USER` would make it look like one).

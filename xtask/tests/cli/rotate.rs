@@ -180,6 +180,13 @@ fn an_unknown_role_and_a_login_that_fails_the_probes_change_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(exists, 0);
+    // Another run holds the rotation lock: refused, nothing changed.
+    let mut other = Client::connect(&cluster.admin_url(DB), NoTls).unwrap();
+    other.execute("SELECT pg_advisory_lock($1)", &[&0x6462_726f_7461_7465_i64]).unwrap();
+    let output = project.run(&["db-rotate", "app_user"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("another `cargo xtask db-rotate` is running"), "{}", text(&output));
+    drop(other);
     let output = project.run(&["db-rotate", "app_usr"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
