@@ -18,6 +18,13 @@ export default defineConfig({
   schema: "./schema/index.ts",
   out: process.env.DRIZZLE_MIGRATIONS_DIR ?? "./migrations",
   dbCredentials: { url: url ?? "postgresql://offline.invalid/unused" },
+  // The roles are the tool's (db-provision, db-rotate): push and pull must leave them, their
+  // alternate logins and their gates alone. schema/roles.ts declares the three `.existing()`.
+  entities: {
+    roles: {
+      exclude: ["app_migrator", "app_user", "app_service"].flatMap((role) => [role, `${role}_alt`, `${role}_logins`]),
+    },
+  },
   migrations: {
     schema: process.env.DRIZZLE_MIGRATIONS_SCHEMA ?? "drizzle",
     table: process.env.DRIZZLE_MIGRATIONS_TABLE ?? "__drizzle_migrations",

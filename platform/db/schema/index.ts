@@ -4,3 +4,4 @@ export * from "./billing";
 export * from "./ai";
 export * from "./scheduling";
 export * from "./execution";
+export * from "./roles";

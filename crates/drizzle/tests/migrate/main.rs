@@ -2,6 +2,7 @@
 
 mod app;
 mod common;
+mod drizzle_roles;
 mod intent;
 mod interop;
 mod realworld;
