@@ -108,6 +108,10 @@ impl drizzle::Progress for Terminal {
     fn retrying(&mut self, done: usize) {
         self.done = done as u64;
     }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("note: {text}");
+    }
 }
 
 impl Drop for Terminal {
@@ -218,8 +222,24 @@ pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Re
     let config = config(ctx, env)?;
     let folder = drizzle::folder::read(migrations_dir)?;
     let status = drizzle::session::inspect(&config, &folder)?;
+    // The migration guard, as db-migrate would apply it before anything runs.
+    let guarded = drizzle::session::guard(&config, &folder, &status);
     if json {
-        println!("{}", serde_json::to_string_pretty(&status.to_json(&config.table.to_string()))?);
+        let mut value = status.to_json(&config.table.to_string());
+        if !guarded.refused.is_empty() {
+            value["ok"] = serde_json::Value::Bool(false);
+        }
+        value["guard"] = serde_json::json!({
+            "refused": guarded.refused.iter().map(|f| serde_json::json!({
+                "migration": f.tag, "line": f.line, "statement": f.statement, "fingerprint": f.fingerprint,
+                "problem": f.to_string(),
+            })).collect::<Vec<_>>(),
+            "reviewed": guarded.reviewed.iter().map(|f| serde_json::json!({
+                "migration": f.tag, "line": f.line, "fingerprint": f.fingerprint,
+            })).collect::<Vec<_>>(),
+            "notes": guarded.notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("migrations in {} against `{}`:", folder.dir.display(), config.table);
         for entry in &status.entries {
@@ -237,6 +257,15 @@ pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Re
         for problem in &status.unlisted {
             println!("  ✗ {problem}");
         }
+        for finding in &guarded.refused {
+            println!("  ✗ {finding}");
+        }
+        for finding in &guarded.reviewed {
+            println!("  ~ `{}` line {}: reviewed in the policy file", finding.tag, finding.line);
+        }
+        for note in &guarded.notes {
+            println!("  ! {note}");
+        }
         println!(
             "{} applied, {} pending, {} changed, {} out of order, {} unknown rows",
             status.count(|s| *s == State::Applied),
@@ -246,5 +275,5 @@ pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Re
             status.unknown_rows.len() + status.null_rows.len()
         );
     }
-    Ok(if status.has_findings() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if status.has_findings() || !guarded.refused.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }

@@ -13,6 +13,9 @@ use crate::folder::Migration;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub dsn: Dsn,
+    /// The migrator role's name (the DSN may log in as its alternate login):
+    /// the one role the migration guard lets objects be handed to.
+    pub migrator: String,
     pub table: Table,
     pub app_schemas: Vec<String>,
     /// The runtime and service users when the environment names them: the
@@ -38,6 +41,7 @@ impl Config {
     pub fn new(env: MigrationEnv) -> Config {
         let (schema, table) = env.bookkeeping;
         Config {
+            migrator: env.migrator.name,
             dsn: env.migrator.dsn,
             table: Table::new(&schema, &table),
             app_schemas: env.app_schemas,
@@ -68,6 +72,8 @@ pub trait Progress {
     /// The run goes back to the `done`-th pending migration (0-based), to
     /// apply it and what follows again.
     fn retrying(&mut self, _done: usize) {}
+    /// Something worth saying that stops nothing (an unused review entry).
+    fn note(&mut self, _text: &str) {}
 }
 
 /// Progress nobody listens to.

@@ -13,6 +13,7 @@ pub mod bookkeeping;
 pub mod config;
 pub mod folder;
 pub mod grants;
+pub mod guard;
 pub mod kit;
 pub mod refusal;
 pub mod run;

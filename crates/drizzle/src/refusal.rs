@@ -35,6 +35,8 @@ pub enum Refusal {
     UntrustedExtension { tag: String, line: usize, name: String },
     /// A pending migration creates an extension this server does not have.
     MissingExtension { tag: String, line: usize, name: String },
+    /// A pending migration's statement would undo the model (the guard).
+    Guarded(crate::guard::Finding),
 }
 
 impl fmt::Display for Refusal {
@@ -97,6 +99,7 @@ impl fmt::Display for Refusal {
                 "`{tag}.sql` line {line} creates extension `{name}`, which this server does not have: install its \
                  package on the server (pgvector: postgresql-<major>-pgvector), then add it to APP_DB_EXTENSIONS"
             ),
+            Refusal::Guarded(finding) => write!(f, "{finding}"),
         }
     }
 }

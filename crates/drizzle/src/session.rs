@@ -13,6 +13,7 @@ use roles::model::Attribute;
 use crate::bookkeeping::{self, TableState};
 use crate::config::{Config, Progress};
 use crate::folder::Folder;
+use crate::guard::Pending;
 use crate::refusal::{Lack, NotTheMigrator, Refusal, Refused};
 use crate::status::{status, Status};
 
@@ -152,13 +153,57 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
         );
     }
     let status = status(folder, &table);
-    let refusals = status.refusals(config.allow_changed);
+    let mut refusals = status.refusals(config.allow_changed);
+    let guarded = guard(config, folder, &status);
+    refusals.extend(guarded.refused.into_iter().map(Refusal::Guarded));
     if !refusals.is_empty() {
         return Err(crate::refusal::Refused { refusals }.into());
+    }
+    for note in guarded.notes {
+        progress.note(&note);
     }
     let pending: Vec<String> = status.pending().iter().map(|m| m.tag.clone()).collect();
     check_extensions(&mut client, folder, &pending)?;
     Ok(Prepared { client, table, pending })
+}
+
+/// Scans every pending migration of `folder` (both engines and `db-status`
+/// call it before anything runs). A review entry for an applied migration
+/// counts as used; one whose tag is not in the folder, or that matches no
+/// statement of its pending migration, is named in `notes`.
+pub fn guard(config: &Config, folder: &Folder, status: &crate::Status) -> Pending {
+    let names = crate::guard::Names { migrator: config.migrator.clone() };
+    let reviews = &config.policy.reviews;
+    let mut outcome = Pending::default();
+    let pending = status.pending();
+    // A file that is not UTF-8 has its own refusal.
+    for migration in pending.iter().filter(|m| !m.lossy) {
+        let found = crate::guard::scan(&migration.tag, &migration.text, &names, reviews);
+        outcome.refused.extend(found.refused);
+        outcome.reviewed.extend(found.reviewed);
+    }
+    for review in reviews {
+        let in_folder = folder.migrations.iter().any(|m| m.tag == review.tag);
+        let is_pending = pending.iter().any(|m| m.tag == review.tag);
+        let used = outcome.reviewed.iter().any(|f| crate::guard::matches(review, f));
+        let what = review.fingerprint.as_ref().map_or_else(
+            || format!("line {}", review.line.unwrap_or_default()),
+            |fingerprint| format!("fingerprint {fingerprint}"),
+        );
+        if !in_folder {
+            outcome.notes.push(format!(
+                "the policy file's [[migration]] entry for `{}` ({what}) names no migration of the folder; remove it",
+                review.tag
+            ));
+        } else if is_pending && !used {
+            outcome.notes.push(format!(
+                "the policy file's [[migration]] entry for `{}` ({what}) matches no statement the guard refuses; \
+                 remove it (or correct its fingerprint or line)",
+                review.tag
+            ));
+        }
+    }
+    outcome
 }
 
 /// Extensions the pending migrations create that the migrator may not

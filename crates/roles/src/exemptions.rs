@@ -86,10 +86,24 @@ impl Default for RlsDeclaration {
     }
 }
 
+/// A migration statement the team reviewed (`[[migration]]`): the
+/// migration guard lets it through. It names the migration's tag and the
+/// statement, by its fingerprint (`pg_query`'s, which ignores whitespace and
+/// constants) or by its first line in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationReview {
+    pub tag: String,
+    pub fingerprint: Option<String>,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
 /// The policy file: the RLS declaration and the exemptions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exemptions {
     pub entries: Vec<Exemption>,
+    /// Migration statements reviewed by hand (`[[migration]]`).
+    pub reviews: Vec<MigrationReview>,
     pub rls: RlsDeclaration,
     /// The file it was read from.
     pub source: Option<PathBuf>,
@@ -140,14 +154,19 @@ impl Exemptions {
         let table: toml::Table = text.parse().map_err(|e| format_err!("not valid TOML: {e}"))?;
         let mut all = Vec::new();
         let mut rls = RlsDeclaration::default();
+        let mut reviews = Vec::new();
         for (key, value) in &table {
             if key == "rls" {
                 rls = parse_rls(value)?;
                 continue;
             }
+            if key == "migration" {
+                reviews = parse_reviews(value)?;
+                continue;
+            }
             let Some(kind) = Kind::ALL.into_iter().find(|k| k.key() == key) else {
                 bail!(
-                    "unknown section `{key}`: use [rls], {}",
+                    "unknown section `{key}`: use [rls], [[migration]], {}",
                     Kind::ALL.iter().map(|k| format!("[[{}]]", k.key())).collect::<Vec<_>>().join(", ")
                 );
             };
@@ -199,7 +218,7 @@ impl Exemptions {
             }
         }
         all.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        Ok(Exemptions { entries: all, rls, source: None })
+        Ok(Exemptions { entries: all, reviews, rls, source: None })
     }
 
     /// Whether `[[private]]` keeps `role` away from the relation `name`
@@ -375,6 +394,44 @@ fn private_roles(name: &str, entry: &toml::Table) -> Result<Vec<String>> {
         bail!("[[private]] `{name}`: `roles` must be a list of role names, e.g. roles = [\"app_user\"]");
     }
     Ok(names)
+}
+
+/// The `[[migration]]` entries: each names a tag, a fingerprint or a line,
+/// and a reason.
+fn parse_reviews(value: &toml::Value) -> Result<Vec<MigrationReview>> {
+    let entries = value.as_array().ok_or_else(|| format_err!("`migration` must be written [[migration]]"))?;
+    let mut reviews = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .as_table()
+            .ok_or_else(|| format_err!("each [[migration]] needs `tag`, `fingerprint` or `line`, and `reason`"))?;
+        if let Some(unknown) = entry.keys().find(|k| !["tag", "fingerprint", "line", "reason"].contains(&k.as_str())) {
+            bail!("[[migration]] has an unknown key `{unknown}`; only `tag`, `fingerprint`, `line` and `reason` are allowed");
+        }
+        let text = |field: &str| {
+            entry.get(field).and_then(|v| v.as_str()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+        };
+        let tag = text("tag").ok_or_else(|| {
+            format_err!("a [[migration]] entry has no `tag` (the migration's file name without .sql)")
+        })?;
+        let reason = text("reason")
+            .ok_or_else(|| format_err!("[[migration]] `{tag}` has no `reason`: say why the statement is safe"))?;
+        let fingerprint = text("fingerprint");
+        let line =
+            match entry.get("line") {
+                None => None,
+                Some(value) => {
+                    Some(value.as_integer().and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(
+                        || format_err!("[[migration]] `{tag}`: `line` must be a line number (1 or more)"),
+                    )?)
+                }
+            };
+        if fingerprint.is_none() && line.is_none() {
+            bail!("[[migration]] `{tag}` names no statement: add the `fingerprint` the guard printed (or the statement's `line`)");
+        }
+        reviews.push(MigrationReview { tag, fingerprint, line, reason });
+    }
+    Ok(reviews)
 }
 
 /// `[rls]`: `enabled`, `tenant_roots`, `tenant_setting`; nothing else.

@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use dbenv::{connect, connect_waiting, Settings};
 
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
-pub use exemptions::{Exemption, Exemptions};
+pub use exemptions::{Exemption, Exemptions, MigrationReview};
 pub use model::{Confirmations, Model, RoleSpec};
 pub use plan::{plan, Phase, Plan, Refusal, Refused, Step};
 pub use snapshot::{Purpose, Snapshot};

@@ -215,6 +215,7 @@ pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
     rows.push(noop_migrate(&bench, &app, runs)?);
     rows.push(three_hundred(&bench, runs)?);
     rows.push(mixed_batch(&bench, runs)?);
+    rows.push(guard_scan(&bench, runs)?);
     if !flags.quick {
         rows.push(check_ten_thousand(&bench, runs)?);
         rows.extend(rotate_ten_thousand(&bench, runs)?);
@@ -398,6 +399,42 @@ fn mixed_batch(bench: &Lab, runs: usize) -> Result<Row> {
         (ours, None),
     )
     .target(format!("≥ 1.5× faster (here {ratio:.1}×)"), ratio >= 1.5))
+}
+
+/// The migration guard's cost: `db-status` on the 300-migration mixed
+/// folder with every migration pending (it scans them all, as `db-migrate`
+/// does before anything runs) against `db-status` on the same folder once
+/// applied (nothing to scan). Needs `mixed_batch`'s applied database.
+fn guard_scan(bench: &Lab, runs: usize) -> Result<Row> {
+    println!("==> the migration guard on 300 pending migrations");
+    let folder = text(&bench.dir.path().join("mixed"));
+    bench.ours("bguard", &["db-provision"])?.output()?;
+    let status = |db: &str| -> Result<Duration> {
+        let (elapsed, output) =
+            timed(&mut bench.xtask(&bench.binaries[0], db, &["db-status", "--migrations-dir", &folder])?)?;
+        // Pending migrations are a finding (exit 2); a refusal would print ✗.
+        if String::from_utf8_lossy(&output.stdout).contains('✗') {
+            bail!("db-status found problems in the mixed folder: {}", String::from_utf8_lossy(&output.stdout));
+        }
+        Ok(elapsed)
+    };
+    let (mut pending, mut applied) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        pending.push(status("bguard")?);
+        applied.push(status("bmix_ours_0")?);
+    }
+    let (pending, applied) = (median(pending), median(applied));
+    let per_hundred = pending.saturating_sub(applied) / 3;
+    Ok(Row::new(
+        "db-status, 300 migrations pending (the guard scans them)",
+        "db-status, the same 300 applied (nothing to scan)",
+        Some(applied),
+        (pending, None),
+    )
+    .target(
+        format!("the scan under 50 ms per 100 migrations (here {})", secs(per_hundred)),
+        per_hundred < Duration::from_millis(50),
+    ))
 }
 
 /// `db-check --json` of `binary` on `db`.

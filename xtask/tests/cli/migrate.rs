@@ -299,6 +299,45 @@ fn files_the_journal_does_not_list_are_named() {
     assert_eq!(rows(&cluster).len(), 9);
 }
 
+/// The migration guard, as `db-status` shows it and both engines apply it:
+/// a pending migration that hands a table to the runtime role is named with
+/// its line and fix, and nothing runs.
+#[test]
+fn the_guard_refuses_in_status_and_in_both_engines() {
+    let (cluster, project) = provisioned();
+    let copy = project.copy_migrations(None);
+    std::fs::write(copy.join("0009_owner.sql"), "-- hand the table over\nALTER TABLE users OWNER TO app_user;\n")
+        .unwrap();
+    let journal_path = copy.join("meta/_journal.json");
+    let mut journal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal_path).unwrap()).unwrap();
+    let entries = journal["entries"].as_array_mut().unwrap();
+    let when = entries.last().unwrap()["when"].as_i64().unwrap() + 1000;
+    entries.push(serde_json::json!({"idx": 9, "version": "7", "when": when, "tag": "0009_owner", "breakpoints": true}));
+    std::fs::write(&journal_path, journal.to_string()).unwrap();
+    let dir = copy.display().to_string();
+    let said = "`0009_owner` line 2: `ALTER TABLE users OWNER TO app_user`: OWNER TO `app_user`";
+
+    let status = project.run(&["db-status", "--migrations-dir", &dir]);
+    assert_eq!(status.status.code(), Some(2), "{}", text(&status));
+    assert!(text(&status).contains(said), "{}", text(&status));
+    let json = project.run(&["db-status", "--json", "--migrations-dir", &dir]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["ok"], false);
+    assert_eq!(value["guard"]["refused"][0]["line"], 2);
+
+    let mut engines = vec![vec!["db-migrate", "--migrations-dir", &dir]];
+    if drizzle_kit_available() {
+        engines.push(vec!["db-migrate", "--engine", "drizzle-kit", "--migrations-dir", &dir]);
+    }
+    for args in engines {
+        let migrate = project.run(&args);
+        assert_eq!(migrate.status.code(), Some(1), "{args:?}: {}", text(&migrate));
+        assert!(text(&migrate).contains(said), "{}", text(&migrate));
+        assert!(rows(&cluster).is_empty(), "{args:?}: nothing ran");
+    }
+}
+
 /// `db-reset` takes the runner's flags: with `--transaction-per-migration`
 /// the migrations before a failing one stay applied.
 #[test]

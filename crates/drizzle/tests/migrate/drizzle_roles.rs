@@ -2,9 +2,10 @@
 //! project's `schema/roles.ts` declares the three roles `.existing()`, so
 //! `generate` writes no role statement for them; a policy `to: appUser`
 //! generates a plain `CREATE POLICY … TO "app_user"` that the migrator
-//! applies and that is the same policy as the hand-written one; and without
-//! `.existing()` drizzle-kit writes `CREATE ROLE`, which the migrator may
-//! not run.
+//! applies and that is the same policy as the hand-written one; without
+//! `.existing()` drizzle-kit writes `CREATE ROLE`, which the migration guard
+//! refuses before anything runs, naming the fix; and `pull` with the
+//! project's config leaves the roles alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -168,7 +169,7 @@ fn a_policy_to_the_runtime_role_is_the_hand_written_one_and_the_migrator_applies
 }
 
 #[test]
-fn without_existing_drizzle_kit_writes_create_role_which_the_migrator_may_not_run() {
+fn without_existing_drizzle_kit_writes_create_role_and_the_guard_refuses_it() {
     let Some(kit) = drizzle_kit() else { return };
     let dir = scratch();
     let config = fixture(dir.path(), false);
@@ -178,11 +179,22 @@ fn without_existing_drizzle_kit_writes_create_role_which_the_migrator_may_not_ru
     for role in ["app_migrator", "app_service", "app_user"] {
         assert!(generated.contains(&format!("CREATE ROLE \"{role}\"")), "{generated}");
     }
+    // The guard refuses each before anything runs, naming the fix.
     let fx = Fixture::provisioned("app");
     let folder = drizzle::folder::read(&dir.path().join("migrations")).unwrap();
-    let error = drizzle::migrate_builtin(&fx.config("app"), &folder, false, &mut drizzle::Silent).unwrap_err();
-    let failed = error.downcast_ref::<drizzle::RunFailed>().unwrap_or_else(|| panic!("{error:#}"));
-    assert_eq!(failed.sqlstate.as_deref(), Some("42501"), "{error:#}");
+    let refusals = crate::common::refused(&fx.config("app"), &folder);
+    let roles: Vec<String> = refusals
+        .iter()
+        .map(|r| match r {
+            drizzle::Refusal::Guarded(finding) => {
+                assert!(r.to_string().contains("pgRole(…).existing()"), "{r}");
+                assert_eq!(finding.problem, drizzle::guard::Problem::RoleStatement { statement: "CREATE ROLE" });
+                finding.statement.clone()
+            }
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(roles, ["CREATE ROLE \"app_migrator\"", "CREATE ROLE \"app_service\"", "CREATE ROLE \"app_user\""]);
     assert!(fx.rows("app").is_empty(), "nothing was recorded");
 }
 

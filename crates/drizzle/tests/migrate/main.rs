@@ -3,6 +3,7 @@
 mod app;
 mod common;
 mod drizzle_roles;
+mod guard;
 mod intent;
 mod interop;
 mod realworld;

@@ -1,0 +1,132 @@
+//! The migration guard on live servers, with both engines: a pending
+//! migration that would undo the model is refused before anything runs
+//! (nothing applied, nothing recorded), naming the migration, the line,
+//! the statement and the fix; a `[[migration]]` entry lets a reviewed
+//! statement through; an entry that matches nothing is said; every
+//! real-world fixture set still applies (the realworld tests).
+
+use std::cell::RefCell;
+
+use drizzle::guard::Problem;
+use drizzle::Refusal;
+
+use crate::common::{drizzle_kit, refused, repo_root, Fixture, TestFolder};
+
+/// A folder: a harmless first migration, then `sql` as `0001_change`.
+fn folder(sql: &str) -> TestFolder {
+    let mut folder = TestFolder::new();
+    folder.add("0000_notes", 1000, b"CREATE TABLE \"notes\" (\"id\" int);");
+    folder.add("0001_change", 2000, sql.as_bytes());
+    folder.write_journal();
+    folder
+}
+
+fn problems(refusals: &[Refusal]) -> Vec<(usize, Problem)> {
+    refusals
+        .iter()
+        .map(|r| match r {
+            Refusal::Guarded(f) => {
+                assert_eq!(f.tag, "0001_change");
+                (f.line, f.problem.clone())
+            }
+            other => panic!("not the guard's: {other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn each_class_is_refused_before_anything_runs() {
+    let fx = Fixture::provisioned("app");
+    let sql = "GRANT app_migrator TO app_user;\n--> statement-breakpoint\n\
+               ALTER TABLE notes OWNER TO app_user;\n--> statement-breakpoint\n\
+               SET ROLE app_user;\n--> statement-breakpoint\n\
+               DO $$ BEGIN EXECUTE 'CREATE ROLE intruder'; END $$;\n--> statement-breakpoint\n\
+               SELECT 'CREATE ROLE x' /* DROP ROLE y */;\n--> statement-breakpoint\n\
+               DO $$ BEGIN EXECUTE 'ALTER ROLE ' || 'app_user BYPASSRLS'; END $$;";
+    let folder = folder(sql);
+    let refusals = refused(&fx.config("app"), &folder.read());
+    let found = problems(&refusals);
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert_eq!(found[0], (1, Problem::Membership { grant: true }));
+    assert_eq!(found[1], (3, Problem::Owner { statement: "OWNER TO", to: "app_user".into() }));
+    assert_eq!(found[2], (5, Problem::ActAs { statement: "SET ROLE".into() }));
+    assert_eq!(found[3], (7, Problem::RoleStatement { statement: "CREATE ROLE" }));
+    assert!(matches!(&found[4], (11, Problem::Unverifiable { what }) if what.contains("dynamic SQL")), "{found:?}");
+    let text = refusals[0].to_string();
+    assert!(text.starts_with("`0001_change` line 1: `GRANT app_migrator TO app_user`"), "{text}");
+    assert!(text.contains("[[migration]] tag = \"0001_change\", fingerprint = \""), "{text}");
+    assert!(fx.rows("app").is_empty(), "not even 0000 ran");
+    let tables: i64 =
+        fx.admin("app").query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'notes'", &[]).unwrap().get(0);
+    assert_eq!(tables, 0);
+}
+
+#[test]
+fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
+    let Some(_kit) = drizzle_kit() else { return };
+    let fx = Fixture::provisioned("app");
+    let folder = folder("ALTER TABLE notes OWNER TO SESSION_USER;");
+    let package = repo_root().join("platform/db");
+    let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
+    let started = RefCell::new(false);
+    let error = drizzle::kit::migrate_with_drizzle_kit(
+        &fx.config("app"),
+        &folder.read(),
+        &node,
+        &mut drizzle::Silent,
+        &mut |_| *started.borrow_mut() = true,
+    )
+    .unwrap_err();
+    let refusals = &error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals;
+    assert_eq!(problems(refusals), [(1, Problem::Owner { statement: "OWNER TO", to: "SESSION_USER".into() })]);
+    assert!(!*started.borrow(), "drizzle-kit was not started");
+    assert!(fx.rows("app").is_empty());
+}
+
+/// Notes the run said.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl drizzle::Progress for Notes {
+    fn note(&mut self, text: &str) {
+        self.0.push(text.to_string());
+    }
+}
+
+#[test]
+fn a_reviewed_statement_runs_and_an_entry_that_matches_nothing_is_said() {
+    let fx = Fixture::provisioned("app");
+    // Runnable, and refused until reviewed: the migrator acting as itself.
+    let folder = folder("CREATE TABLE \"extra\" (\"id\" int);\n--> statement-breakpoint\nSET LOCAL ROLE app_migrator;");
+    let mut config = fx.config("app");
+    let refusals = refused(&config, &folder.read());
+    let Refusal::Guarded(finding) = &refusals[0] else { panic!("{refusals:?}") };
+    assert_eq!(finding.line, 3);
+    config.policy = roles::Exemptions::parse(&format!(
+        "[[migration]]\ntag = \"0001_change\"\nfingerprint = \"{}\"\nreason = \"the migrator as itself\"\n\n\
+         [[migration]]\ntag = \"0001_change\"\nline = 1\nreason = \"names a statement the guard lets through\"\n\n\
+         [[migration]]\ntag = \"0099_gone\"\nline = 4\nreason = \"a migration that was removed\"\n",
+        finding.fingerprint
+    ))
+    .unwrap();
+    let mut notes = Notes::default();
+    let outcome = drizzle::migrate_builtin(&config, &folder.read(), false, &mut notes).unwrap();
+    assert_eq!(outcome.applied, ["0000_notes", "0001_change"]);
+    assert_eq!(notes.0.len(), 2, "{:?}", notes.0);
+    assert!(notes.0[0].contains("`0001_change` (line 1) matches no statement the guard refuses"), "{:?}", notes.0);
+    assert!(notes.0[1].contains("`0099_gone` (line 4) names no migration of the folder"), "{:?}", notes.0);
+}
+
+#[test]
+fn a_review_entry_without_a_statement_or_a_reason_is_an_error() {
+    for (text, needle) in [
+        ("[[migration]]\ntag = \"0001_x\"\nreason = \"r\"\n", "names no statement"),
+        ("[[migration]]\ntag = \"0001_x\"\nline = 3\n", "has no `reason`"),
+        ("[[migration]]\nline = 3\nreason = \"r\"\n", "has no `tag`"),
+        ("[[migration]]\ntag = \"0001_x\"\nline = 0\nreason = \"r\"\n", "must be a line number"),
+        ("[[migration]]\ntag = \"0001_x\"\nline = 3\nreason = \"r\"\nstatement = \"x\"\n", "unknown key `statement`"),
+    ] {
+        let error = format!("{:#}", roles::Exemptions::parse(text).unwrap_err());
+        assert!(error.contains(needle), "{text}: {error}");
+    }
+}
