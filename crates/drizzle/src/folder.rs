@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::refusal::Refusal;
 
 /// The text drizzle splits a migration on.
-pub const BREAKPOINT: &str = "--> statement-breakpoint";
+pub const BREAKPOINT: &str = crate::guard::BREAKPOINT;
 
 /// One journal entry with its SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]

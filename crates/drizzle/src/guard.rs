@@ -84,8 +84,8 @@ pub struct Finding {
     pub line: usize,
     /// The statement, on one line, shortened.
     pub statement: String,
-    /// `pg_query`'s fingerprint of the statement (whitespace and constants
-    /// do not change it), for a `[[migration]]` entry.
+    /// The fingerprint of the statement's text (only whitespace may
+    /// change), for a `[[migration]]` entry.
     pub fingerprint: String,
     pub problem: Problem,
 }
@@ -132,7 +132,14 @@ pub struct Pending {
     pub notes: Vec<String>,
 }
 
+/// The marker drizzle splits a migration at, wherever it appears (see
+/// `folder::BREAKPOINT`): each piece is sent to the server on its own.
+pub(crate) const BREAKPOINT: &str = "--> statement-breakpoint";
+
 /// Scans one migration's text; `reviews` are the policy file's entries.
+/// The text is cut where both engines cut it (at every breakpoint marker,
+/// which PostgreSQL would read as a comment), and each piece is read as
+/// the server will receive it.
 pub fn scan(tag: &str, text: &str, names: &Names, reviews: &[MigrationReview]) -> Scan {
     // A byte order mark has its own refusal; read past it (three spaces keep the offsets).
     let unmarked;
@@ -144,67 +151,120 @@ pub fn scan(tag: &str, text: &str, names: &Names, reviews: &[MigrationReview]) -
         None => text,
     };
     let mut found = Vec::new();
-    match pg_query::parse(text, ParserOptions::DEFAULT) {
-        Err(error) => found.push(Finding {
-            tag: tag.to_string(),
-            line: 1,
-            statement: String::new(),
-            fingerprint: String::new(),
-            problem: Problem::Unverifiable { what: format!("the parser cannot read the file ({error})") },
-        }),
-        Ok(parsed) => {
-            for raw in &parsed.protobuf.stmts {
-                let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else { continue };
-                let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(text.len());
-                let end = match usize::try_from(raw.stmt_len).unwrap_or(0) {
-                    0 => text.len(),
-                    len => (start + len).min(text.len()),
-                };
-                let sql = text.get(start..end).unwrap_or_default();
-                let mut problems = Vec::new();
-                statement_problems(node, sql, names, &mut problems);
-                let (line, shown) = locate(text, start, sql);
-                for problem in problems {
-                    let fingerprint =
-                        pg_query::fingerprint(sql, ParserOptions::DEFAULT, 0).map(|f| f.hex).unwrap_or_default();
-                    found.push(Finding { tag: tag.to_string(), line, statement: shown.clone(), fingerprint, problem });
-                }
-            }
-        }
+    let mut offset = 0;
+    for piece in text.split(BREAKPOINT) {
+        scan_piece(tag, text, offset, piece, names, &mut found);
+        offset += piece.len() + BREAKPOINT.len();
     }
     let (reviewed, refused) = found.into_iter().partition(|f| reviews.iter().any(|r| matches(r, f)));
     Scan { refused, reviewed }
 }
 
-/// Whether a review entry names this finding.
+/// One piece of a migration, at `offset` in `text`.
+fn scan_piece(tag: &str, text: &str, offset: usize, piece: &str, names: &Names, found: &mut Vec<Finding>) {
+    let parsed = match pg_query::parse(piece, ParserOptions::DEFAULT) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let (line, shown) = locate(text, offset, piece);
+            found.push(Finding {
+                tag: tag.to_string(),
+                line,
+                statement: shown.clone(),
+                fingerprint: fingerprint(&shown),
+                problem: Problem::Unverifiable { what: format!("the parser cannot read it ({error})") },
+            });
+            return;
+        }
+    };
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else { continue };
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(piece.len());
+        let end = match usize::try_from(raw.stmt_len).unwrap_or(0) {
+            0 => piece.len(),
+            len => (start + len).min(piece.len()),
+        };
+        let sql = piece.get(start..end).unwrap_or_default();
+        let mut problems = Vec::new();
+        statement_problems(node, sql, names, &mut problems);
+        let (line, shown) = locate(text, offset + start, sql);
+        for problem in problems {
+            found.push(Finding {
+                tag: tag.to_string(),
+                line,
+                statement: shown.clone(),
+                fingerprint: fingerprint(&normalized(sql)),
+                problem,
+            });
+        }
+    }
+}
+
+/// A statement's text past its leading comments, its whitespace runs made
+/// single spaces: what a review's fingerprint is taken of.
+fn normalized(sql: &str) -> String {
+    let (skipped, _) = skip_comments(sql);
+    sql[skipped..].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first 16 hex digits of the SHA-256 of the normalized statement:
+/// any change but whitespace (another role name, another setting) gives
+/// another fingerprint, so a review covers exactly what was reviewed.
+fn fingerprint(normalized: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(normalized.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a review entry names this finding: its tag, and its fingerprint
+/// and line (both, when it gives both).
 pub fn matches(review: &MigrationReview, finding: &Finding) -> bool {
-    review.tag == finding.tag
-        && (review.fingerprint.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(&finding.fingerprint))
-            || review.line == Some(finding.line))
+    let fingerprint = review.fingerprint.as_deref().is_none_or(|f| f.eq_ignore_ascii_case(&finding.fingerprint));
+    let line = review.line.is_none_or(|line| line == finding.line);
+    review.tag == finding.tag && fingerprint && line && (review.fingerprint.is_some() || review.line.is_some())
+}
+
+/// How many bytes of leading blank space and comments (`--`, nested
+/// `/* */`) `sql` starts with, and whether a block comment was left open.
+fn skip_comments(sql: &str) -> (usize, bool) {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if bytes[i..].starts_with(b"--") {
+            i = sql[i..].find('\n').map_or(sql.len(), |n| i + n + 1);
+        } else if bytes[i..].starts_with(b"/*") {
+            let mut depth = 0;
+            while i < bytes.len() {
+                if bytes[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if bytes[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if depth > 0 {
+                return (sql.len(), true);
+            }
+        } else {
+            return (i, false);
+        }
+    }
 }
 
 /// The line the statement starts on (past blank lines and comments) and
 /// the statement shortened to one line.
 fn locate(text: &str, start: usize, sql: &str) -> (usize, String) {
-    let mut offset = start;
-    let mut rest = sql;
-    loop {
-        let trimmed = rest.trim_start();
-        offset += rest.len() - trimmed.len();
-        if let Some(comment) = trimmed.strip_prefix("--") {
-            let skip = comment.find('\n').map_or(comment.len(), |i| i + 1) + 2;
-            offset += skip;
-            rest = &trimmed[skip..];
-        } else if let (true, Some(end)) = (trimmed.starts_with("/*"), trimmed.find("*/")) {
-            offset += end + 2;
-            rest = &trimmed[end + 2..];
-        } else {
-            rest = trimmed;
-            break;
-        }
-    }
-    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-    let one_line: String = rest.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (skipped, _) = skip_comments(sql);
+    let offset = (start + skipped).min(text.len());
+    let line = text[..offset].matches('\n').count() + 1;
+    let one_line = normalized(sql);
     let shown = match one_line.char_indices().nth(100) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,
@@ -218,21 +278,29 @@ fn statement_problems(node: &NodeEnum, sql: &str, names: &Names, problems: &mut 
     match node {
         NodeEnum::DoStmt(stmt) => {
             let language = option_string(&stmt.args, "language").unwrap_or_else(|| "plpgsql".to_string());
+            let body = option_string(&stmt.args, "as").unwrap_or_default();
             if language.eq_ignore_ascii_case("plpgsql") {
-                plpgsql_problems(sql, names, problems);
+                plpgsql_problems(sql, &body, names, problems);
             } else {
                 problems.push(Problem::Unverifiable { what: format!("a DO block in LANGUAGE {language}") });
             }
         }
         NodeEnum::CreateFunctionStmt(stmt) => {
             let language = option_string(&stmt.options, "language").unwrap_or_default();
+            let body = option_strings(&stmt.options, "as");
             if language.eq_ignore_ascii_case("plpgsql") {
-                plpgsql_problems(sql, names, problems);
+                plpgsql_problems(sql, body.first().map_or("", String::as_str), names, problems);
             } else if language.eq_ignore_ascii_case("sql") {
                 // `AS '…'`: the body is text; `BEGIN ATOMIC` was parsed with the statement.
-                if let Some(body) = option_strings(&stmt.options, "as").first() {
-                    sql_text_problems(body, ParserOptions::DEFAULT, names, problems);
+                if let Some(body) = body.first() {
+                    if !sql_text_problems(body, ParserOptions::DEFAULT, names, problems) {
+                        problems
+                            .push(Problem::Unverifiable { what: "a SQL function body the parser cannot read".into() });
+                    }
                 }
+            } else {
+                // Another language's body (plv8, plperl, …) may run SQL the guard cannot see.
+                problems.push(Problem::Unverifiable { what: format!("a function body in LANGUAGE {language}") });
             }
         }
         _ => {}
@@ -277,12 +345,79 @@ fn sql_text_problems(text: &str, mode: ParserOptions, names: &Names, problems: &
 
 /// A PL/pgSQL body (`DO` or `CREATE FUNCTION … LANGUAGE plpgsql`): every
 /// embedded statement and expression, and every dynamic `EXECUTE`.
-fn plpgsql_problems(sql: &str, names: &Names, problems: &mut Vec<Problem>) {
+fn plpgsql_problems(sql: &str, body: &str, names: &Names, problems: &mut Vec<Problem>) {
     match pg_query::parse_plpgsql(sql) {
-        Ok(tree) => walk_plpgsql(&tree, names, problems),
-        Err(error) => {
-            problems.push(Problem::Unverifiable { what: format!("a PL/pgSQL body the parser cannot read ({error})") })
+        Ok(tree) => {
+            walk_plpgsql(&tree, names, problems);
+            record_defaults(&tree, body, problems);
         }
+        // libpg_query's PL/pgSQL parser knows no schema but `pg_catalog` and
+        // `public`: a body typed with the app's own schema fails to parse.
+        // Its tokens then decide: nothing the guard looks for, it passes.
+        Err(error) => match risky_tokens(body) {
+            None => {}
+            Some(found) => problems.push(Problem::Unverifiable {
+                what: format!("a PL/pgSQL body the parser cannot read ({error}) that mentions {found}"),
+            }),
+        },
+    }
+}
+
+/// The keywords and names of what the guard refuses, as the scanner reads
+/// `body` (strings and comments are single tokens, so they do not count):
+/// the first found, or `None`.
+fn risky_tokens(body: &str) -> Option<String> {
+    const RISKY: [&str; 9] =
+        ["role", "user", "group", "authorization", "owner", "owned", "execute", "set_config", "grant"];
+    let Ok(scanned) = pg_query::scan(body) else { return Some("text the scanner cannot read".to_string()) };
+    scanned.tokens.iter().find_map(|token| {
+        let start = usize::try_from(token.start).ok()?;
+        let end = usize::try_from(token.end).ok()?;
+        let word = body.get(start..end)?.to_ascii_lowercase();
+        RISKY.contains(&word.as_str()).then(|| format!("`{word}`"))
+    })
+}
+
+/// libpg_query's PL/pgSQL tree leaves out a record variable's default
+/// (`r record := ROW(…)`), which runs when the block starts: a record
+/// declared with one is unverifiable.
+fn record_defaults(tree: &serde_json::Value, body: &str, problems: &mut Vec<Problem>) {
+    let mut records = Vec::new();
+    collect_records(tree, &mut records);
+    // The declarations: what comes before the first `BEGIN` token.
+    let lower = body.to_ascii_lowercase();
+    let begin = pg_query::scan(&lower).ok().and_then(|scanned| {
+        scanned.tokens.iter().find_map(|t| {
+            let (start, end) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
+            (lower.get(start..end) == Some("begin")).then_some(start)
+        })
+    });
+    let declarations: Vec<&str> = lower[..begin.unwrap_or(0)].split(';').collect();
+    for name in records {
+        let with_default = declarations.iter().any(|declaration| {
+            let words: Vec<&str> = declaration.split_whitespace().collect();
+            let start = usize::from(words.first() == Some(&"declare"));
+            words.get(start) == Some(&name.as_str())
+                && (declaration.contains(":=") || declaration.contains('=') || words.contains(&"default"))
+        });
+        if with_default {
+            problems.push(Problem::Unverifiable {
+                what: format!("the default of record variable `{name}` (the parser does not show it)"),
+            });
+        }
+    }
+}
+
+fn collect_records(value: &serde_json::Value, records: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_records(item, records)),
+        serde_json::Value::Object(map) => {
+            if let Some(name) = map.get("PLpgSQL_rec").and_then(|r| r.get("refname")).and_then(|n| n.as_str()) {
+                records.push(name.to_ascii_lowercase());
+            }
+            map.values().for_each(|v| collect_records(v, records));
+        }
+        _ => {}
     }
 }
 
@@ -407,13 +542,25 @@ fn node_problems(kind: &str, node: &serde_json::Value, names: &Names, problems: 
         }
         "ReassignOwnedStmt" => owner(node.get("newrole"), "REASSIGN OWNED … TO", names, problems),
         "CreateSchemaStmt" => owner(node.get("authrole"), "CREATE SCHEMA … AUTHORIZATION", names, problems),
+        "CreateTableSpaceStmt" => owner(node.get("owner"), "CREATE TABLESPACE … OWNER", names, problems),
+        "CreatedbStmt" => {
+            let options = node.get("options").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+            for option in options.iter().filter_map(|o| o.get("node")?.get("DefElem")) {
+                if text(option, "defname") == "owner" {
+                    let name = option.get("arg").and_then(node_string).unwrap_or("an unknown role");
+                    if name != names.migrator && !name.eq_ignore_ascii_case("current_user") {
+                        problems.push(Problem::Owner { statement: "CREATE DATABASE … OWNER", to: name.to_string() });
+                    }
+                }
+            }
+        }
         "VariableSetStmt" => acting_setting(node, "", problems),
         "AlterDatabaseSetStmt" => {
             if let Some(set) = node.get("setstmt").filter(|s| !s.is_null()) {
                 acting_setting(set, "ALTER DATABASE … ", problems);
             }
         }
-        "FuncCall" => set_config(node, problems),
+        "FuncCall" => set_config(node, names, problems),
         _ => {}
     }
 }
@@ -440,8 +587,10 @@ fn owner(spec: Option<&serde_json::Value>, statement: &'static str, names: &Name
 /// passes.
 fn acting_setting(set: &serde_json::Value, prefix: &str, problems: &mut Vec<Problem>) {
     let kind = int(set, "kind");
-    let reset =
-        kind == protobuf::VariableSetKind::VarReset as i64 || kind == protobuf::VariableSetKind::VarResetAll as i64;
+    // `SET role TO DEFAULT` is `RESET ROLE`.
+    let reset = kind == protobuf::VariableSetKind::VarReset as i64
+        || kind == protobuf::VariableSetKind::VarResetAll as i64
+        || kind == protobuf::VariableSetKind::VarSetDefault as i64;
     match text(set, "name").to_ascii_lowercase().as_str() {
         "role" if !reset => problems.push(Problem::ActAs { statement: format!("{prefix}SET ROLE") }),
         "session_authorization" => problems.push(Problem::ActAs {
@@ -454,7 +603,11 @@ fn acting_setting(set: &serde_json::Value, prefix: &str, problems: &mut Vec<Prob
 /// The string a serialized `Node` holds (`{"node": {"String": {"sval": …}}}`
 /// or an `AConst` string).
 fn node_string(node: &serde_json::Value) -> Option<&str> {
-    let inner = node.get("node")?;
+    let mut inner = node.get("node")?;
+    // `'role'::text`: the cast's argument.
+    while let Some(arg) = inner.get("TypeCast").and_then(|cast| cast.get("arg")).and_then(|arg| arg.get("node")) {
+        inner = arg;
+    }
     inner
         .get("String")
         .and_then(|s| s.get("sval"))
@@ -462,11 +615,42 @@ fn node_string(node: &serde_json::Value) -> Option<&str> {
         .and_then(serde_json::Value::as_str)
 }
 
+/// Functions that run SQL passed as text.
+const RUNS_SQL_TEXT: [&str; 7] = [
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "dblink",
+    "dblink_exec",
+];
+
 /// `set_config('role', …)` is `SET ROLE` by another name; a setting name
 /// computed at run time cannot be checked.
-fn set_config(call: &serde_json::Value, problems: &mut Vec<Problem>) {
+fn set_config(call: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
     let list = |field: &str| call.get(field).and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
     let name = list("funcname").last().and_then(node_string).map(str::to_ascii_lowercase);
+    if let Some(function) = name.as_deref().filter(|n| RUNS_SQL_TEXT.contains(n)) {
+        // Functions that run SQL given as text: every argument must be a
+        // constant, and each string is read as SQL.
+        let args = list("args");
+        let constant = |arg: &serde_json::Value| {
+            let mut inner = arg.get("node");
+            while let Some(arg) = inner.and_then(|n| n.get("TypeCast")).and_then(|c| c.get("arg")) {
+                inner = arg.get("node");
+            }
+            inner.is_some_and(|n| n.get("AConst").is_some())
+        };
+        if !args.iter().all(constant) {
+            problems.push(Problem::Unverifiable { what: format!("{function}() of SQL built at run time") });
+            return;
+        }
+        for sql in args.iter().filter_map(node_string) {
+            sql_text_problems(sql, ParserOptions::DEFAULT, names, problems);
+        }
+        return;
+    }
     if name.as_deref() != Some("set_config") {
         return;
     }
@@ -604,6 +788,79 @@ mod tests {
 
     fn scan_one(sql: &str) -> Finding {
         scan("0003_roles", sql, &names(), &[]).refused.remove(0)
+    }
+
+    #[test]
+    fn text_after_a_breakpoint_marker_is_read_as_the_server_gets_it() {
+        // PostgreSQL reads `-->` as a comment; drizzle cuts there and sends the rest.
+        let sql = "CREATE TABLE t (id int);\n--> statement-breakpoint SET ROLE app_user;\n";
+        let scan = scan("0001_x", sql, &names(), &[]);
+        let [finding] = scan.refused.as_slice() else { panic!("{scan:?}") };
+        assert_eq!((finding.line, finding.statement.as_str()), (2, "SET ROLE app_user"));
+    }
+
+    #[test]
+    fn a_review_covers_exactly_the_statement_reviewed() {
+        let reviewed = scan_one("ALTER TABLE t OWNER TO reporting;");
+        for other in ["ALTER TABLE t OWNER TO app_user;", "ALTER TABLE t OWNER TO  reporting ;"] {
+            let same = scan_one(other).fingerprint == reviewed.fingerprint;
+            assert_eq!(same, other.contains("reporting"), "{other}");
+        }
+        let set = scan_one("SET LOCAL ROLE app_migrator;");
+        assert_ne!(set.fingerprint, scan_one("SET LOCAL ROLE app_service;").fingerprint);
+        // With both a fingerprint and a line, both must match.
+        let review = MigrationReview {
+            tag: "0003_roles".into(),
+            fingerprint: Some(reviewed.fingerprint.clone()),
+            line: Some(2),
+            reason: "r".into(),
+        };
+        assert!(!matches(&review, &reviewed), "line 1, not 2");
+        assert!(matches(&MigrationReview { line: Some(1), ..review }, &reviewed));
+    }
+
+    #[test]
+    fn disguises_found_by_the_review_are_named() {
+        let record = "DO $$ DECLARE begin_at date; r record := ROW(set_config('role','app_user',false)); BEGIN END $$;";
+        assert!(
+            matches!(problems(record).as_slice(), [Problem::Unverifiable { what }] if what.contains("record variable `r`"))
+        );
+        let plv8 = "CREATE FUNCTION f() RETURNS void LANGUAGE plv8 AS $$ plv8.execute('SET ROLE app_user') $$;";
+        assert!(matches!(problems(plv8).as_slice(), [Problem::Unverifiable { what }] if what.contains("plv8")));
+        let xml = "SELECT query_to_xml($q$SELECT set_config('role','app_user',false)$q$, true, false, '');";
+        assert_eq!(problems(xml), [Problem::ActAs { statement: "set_config('role', …)".into() }]);
+        let built = "SELECT query_to_xml('SELECT ' || 'set_config(1)', true, false, '');";
+        assert!(matches!(problems(built).as_slice(), [Problem::Unverifiable { .. }]));
+        let cast = "SELECT set_config('role'::text, 'app_user', false);";
+        assert_eq!(problems(cast), [Problem::ActAs { statement: "set_config('role', …)".into() }]);
+        let database = "CREATE DATABASE other OWNER app_user;";
+        assert_eq!(
+            problems(database),
+            [Problem::Owner { statement: "CREATE DATABASE … OWNER", to: "app_user".into() }]
+        );
+        let nested = "/* a /* b */ c */\nCREATE ROLE x;";
+        assert_eq!(scan_one(nested).line, 2);
+    }
+
+    #[test]
+    fn what_the_review_said_was_refused_wrongly_passes() {
+        // Casts of harmless settings, SET role TO DEFAULT (= RESET ROLE), a
+        // PL/pgSQL body typed with the app's own schema (libpg_query cannot
+        // resolve it) that does nothing the guard looks for, a record without default.
+        for sql in [
+            "SELECT set_config('app.current_user_id'::text, '1', true);",
+            "SET role TO DEFAULT;",
+            "CREATE FUNCTION app.f(p app.status) RETURNS SETOF app.notes LANGUAGE plpgsql AS $f$ \
+             DECLARE v app.status; BEGIN RETURN QUERY SELECT * FROM app.notes WHERE status = p; END $f$;",
+            "DO $$ DECLARE r record; BEGIN FOR r IN SELECT 1 AS x LOOP RAISE NOTICE '%', r.x; END LOOP; END $$;",
+        ] {
+            assert_eq!(problems(sql), [], "{sql}");
+        }
+        let typed_and_risky = "CREATE FUNCTION app.f(p app.status) RETURNS void LANGUAGE plpgsql AS $f$ \
+                               DECLARE v app.status; BEGIN SET ROLE app_user; END $f$;";
+        assert!(
+            matches!(problems(typed_and_risky).as_slice(), [Problem::Unverifiable { what }] if what.contains("`role`"))
+        );
     }
 
     #[test]

@@ -88,8 +88,8 @@ impl Default for RlsDeclaration {
 
 /// A migration statement the team reviewed (`[[migration]]`): the
 /// migration guard lets it through. It names the migration's tag and the
-/// statement, by its fingerprint (`pg_query`'s, which ignores whitespace and
-/// constants) or by its first line in the file.
+/// statement, by the fingerprint of its text (whitespace aside) and/or by
+/// its first line in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MigrationReview {
     pub tag: String,

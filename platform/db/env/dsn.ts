@@ -36,6 +36,17 @@ const SUPPORTED_PARAMS = [
 
 const SSL_MODES: SslMode[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
 
+/** Rust's `char::is_whitespace` (Unicode White_Space): not JavaScript's `\s`, which adds U+FEFF and lacks U+0085. */
+const WHITESPACE = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const LEADING = new RegExp(`^[${WHITESPACE}]+`, "u");
+const TRAILING = new RegExp(`[${WHITESPACE}]+$`, "u");
+const BAD_HOST = new RegExp(`[${WHITESPACE}[\\]/@?#,]`, "u");
+
+/** Rust's `str::trim`. */
+function trim(text: string): string {
+  return text.replace(LEADING, "").replace(TRAILING, "");
+}
+
 function fail(message: string): never {
   throw new DsnError(message);
 }
@@ -58,7 +69,8 @@ function percentDecode(variable: string, what: string, text: string): string {
     }
   }
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(bytes));
+    // `ignoreBOM`: a decoded U+FEFF stays part of the text, as in Rust.
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(Uint8Array.from(bytes));
   } catch {
     return fail(`${variable}: the ${what} decodes to bytes that are not UTF-8`);
   }
@@ -77,7 +89,7 @@ function tcpOrSocket(variable: string, host: string): string {
     return host;
   }
   const ipv6 = host.includes(":") && isIPv6(host) && !host.includes("%");
-  if ((host.includes(":") && !ipv6) || /[\s[\]/@?#,]/u.test(host)) {
+  if ((host.includes(":") && !ipv6) || BAD_HOST.test(host)) {
     fail(`${variable}: the host is not a host name, an IP address or a socket directory`);
   }
   return host;
@@ -104,7 +116,7 @@ function splitHostPort(variable: string, hostport: string): [string, string | un
 
 /** Reads `text`, the value of `variable`; throws a {@link DsnError}. */
 export function parseDsn(variable: string, text: string): Dsn {
-  const trimmed = text.trim();
+  const trimmed = trim(text);
   let rest: string;
   if (trimmed.startsWith("postgresql://")) {
     rest = trimmed.slice("postgresql://".length);
@@ -189,7 +201,7 @@ export function parseDsn(variable: string, text: string): Dsn {
         dsn.sslmode = value as SslMode;
         break;
       case "connect_timeout":
-        if (!/^\+?[0-9]+$/.test(value) || !(Number(value) <= 18446744073709551615)) {
+        if (!/^\+?[0-9]+$/.test(value) || BigInt(value) > 18446744073709551615n) {
           fail(`${variable}: connect_timeout is not a whole number of seconds`);
         }
         break;

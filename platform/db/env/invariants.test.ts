@@ -90,4 +90,11 @@ test("the server schema names a missing variable and checks the roles", () => {
     UNRELATED: "kept out",
   });
   assert.deepEqual(Object.keys(env).sort(), ["DATABASE_SERVICE_URL", "DATABASE_URL"]);
+  // Empty values are unset, as the rules and the Rust tool read them.
+  loadServerEnv({
+    DATABASE_URL: "postgresql://app_user:pw@localhost/db",
+    DATABASE_SERVICE_URL: "postgresql://app_service:pw@localhost/db",
+    DATABASE_MIGRATOR_URL: "",
+    APP_DB_USER: "",
+  });
 });

@@ -10,6 +10,9 @@ import { z } from "zod";
 
 import { assertRoleSeparation } from "./invariants";
 
+/** An empty variable counts as unset, as the Rust tool reads it. */
+const unsetIfEmpty = (value: unknown) => (value === "" ? undefined : value);
+
 const dsn = () =>
   z
     .string({ error: "set it to postgresql://USER:PASSWORD@HOST:PORT/DB" })
@@ -21,11 +24,11 @@ export const serverEnvSchema = z.object({
   /** The service role (`app_service`): workers, DML that bypasses row-level security. */
   DATABASE_SERVICE_URL: dsn(),
   /** The migrator (`app_migrator`): only where migrations run, never in a serving app. */
-  DATABASE_MIGRATOR_URL: dsn().optional(),
+  DATABASE_MIGRATOR_URL: z.preprocess(unsetIfEmpty, dsn().optional()),
   /** The role names, when the environment spells them out. */
-  APP_DB_USER: z.string().min(1).optional(),
-  APP_DB_SERVICE_USER: z.string().min(1).optional(),
-  APP_DB_MIGRATOR_USER: z.string().min(1).optional(),
+  APP_DB_USER: z.preprocess(unsetIfEmpty, z.string().optional()),
+  APP_DB_SERVICE_USER: z.preprocess(unsetIfEmpty, z.string().optional()),
+  APP_DB_MIGRATOR_USER: z.preprocess(unsetIfEmpty, z.string().optional()),
 });
 
 export type ServerEnv = z.infer<typeof serverEnvSchema>;
