@@ -290,7 +290,8 @@ fn statement_problems(node: &NodeEnum, sql: &str, names: &Names, problems: &mut 
             let body = option_strings(&stmt.options, "as");
             if language.eq_ignore_ascii_case("plpgsql") {
                 plpgsql_problems(sql, body.first().map_or("", String::as_str), names, problems);
-            } else if language.eq_ignore_ascii_case("sql") {
+            } else if language.is_empty() || language.eq_ignore_ascii_case("sql") {
+                // No LANGUAGE: a SQL-standard body (`BEGIN ATOMIC`, `RETURN …`), which is SQL.
                 // `AS '…'`: the body is text; `BEGIN ATOMIC` was parsed with the statement.
                 if let Some(body) = body.first() {
                     if !sql_text_problems(body, ParserOptions::DEFAULT, names, problems) {
@@ -838,6 +839,8 @@ mod tests {
             problems(database),
             [Problem::Owner { statement: "CREATE DATABASE … OWNER", to: "app_user".into() }]
         );
+        let atomic = "CREATE FUNCTION f() RETURNS text BEGIN ATOMIC SELECT set_config('role', 'app_user', false); END;";
+        assert_eq!(problems(atomic), [Problem::ActAs { statement: "set_config('role', …)".into() }]);
         let nested = "/* a /* b */ c */\nCREATE ROLE x;";
         assert_eq!(scan_one(nested).line, 2);
     }
@@ -850,6 +853,8 @@ mod tests {
         for sql in [
             "SELECT set_config('app.current_user_id'::text, '1', true);",
             "SET role TO DEFAULT;",
+            "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END;",
+            "CREATE FUNCTION g(a int) RETURNS int RETURN a + 1;",
             "CREATE FUNCTION app.f(p app.status) RETURNS SETOF app.notes LANGUAGE plpgsql AS $f$ \
              DECLARE v app.status; BEGIN RETURN QUERY SELECT * FROM app.notes WHERE status = p; END $f$;",
             "DO $$ DECLARE r record; BEGIN FOR r IN SELECT 1 AS x LOOP RAISE NOTICE '%', r.x; END LOOP; END $$;",
