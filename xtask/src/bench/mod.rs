@@ -502,7 +502,8 @@ fn rotate_ten_thousand(bench: &Lab, runs: usize) -> Result<Vec<Row>> {
         .map(|row| row.get(0))
         .collect();
     for db in legacy {
-        admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", dbenv::quote_ident(&db)))?;
+        let db = dbenv::quote_ident(&db);
+        admin.batch_execute(&format!("ALTER DATABASE {db} IS_TEMPLATE false; DROP DATABASE {db} WITH (FORCE)"))?;
     }
     let env = bench.dir.path().join("rotate.env");
     std::fs::copy(bench.env_file("b10k")?, &env)?;
