@@ -119,10 +119,11 @@ fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>)
             println!("==> tests on PostgreSQL {major} ({})", bin.version);
             let started = Instant::now();
             let dir = bin.dir.display().to_string();
+            let packages = matrix_packages(major);
             let tests = if nextest {
-                cmd!(sh, "cargo nextest run -p roles -p drizzle -p audit -p dbenv --locked --no-fail-fast")
+                cmd!(sh, "cargo nextest run {packages...} --locked --no-fail-fast")
             } else {
-                cmd!(sh, "cargo test -p roles -p drizzle -p audit -p dbenv --locked --no-fail-fast")
+                cmd!(sh, "cargo test {packages...} --locked --no-fail-fast")
             };
             let ok = tests.env("PG_BIN", &dir).run().is_ok();
             results.push((format!("tests pg{major}"), ok, started.elapsed()));
@@ -132,6 +133,21 @@ fn matrix(ctx: &Ctx, nextest: bool, results: &mut Vec<(String, bool, Duration)>)
         let ok = report(end_to_end(ctx, Some(bin)));
         results.push((format!("end-to-end pg{major}"), ok, started.elapsed()));
     }
+}
+
+/// The crates whose tests run on another major. Provisioning and the proof
+/// read catalogs that change from major to major (memberships in 16,
+/// MAINTAIN in 17, …): every major runs them. The runner, the guard and the
+/// environment depend on the server far less: the oldest and the newest
+/// major run them (the default major, 15, runs everything), which keeps CI
+/// within its time.
+fn matrix_packages(major: u32) -> Vec<&'static str> {
+    let mut packages = vec!["-p", "roles", "-p", "audit"];
+    let majors = pgcluster::fetch::VERSIONS.iter().map(|(major, _)| *major);
+    if Some(major) == majors.clone().min() || Some(major) == majors.max() {
+        packages.extend(["-p", "drizzle", "-p", "dbenv"]);
+    }
+    packages
 }
 
 /// The whole path on a throwaway cluster, as a user runs it: an env derived

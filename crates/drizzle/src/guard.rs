@@ -10,11 +10,17 @@
 //! policy file lists it (`[[migration]]`: the tag, the statement's
 //! fingerprint or line, and a reason).
 //!
-//! What it refuses today: role DDL and memberships; `OWNER TO`,
-//! `REASSIGN OWNED` and `CREATE SCHEMA … AUTHORIZATION` to any role but the
-//! migrator (or `CURRENT_USER`); acting as another role (`SET ROLE`,
-//! `SET SESSION AUTHORIZATION`, `set_config('role', …)`, a database or role
-//! default of `role`).
+//! What it refuses: role DDL and memberships; `OWNER TO`, `REASSIGN OWNED`
+//! and `CREATE SCHEMA … AUTHORIZATION` to any role but the migrator (or
+//! `CURRENT_USER`); acting as another role (`SET ROLE`, `SET SESSION
+//! AUTHORIZATION`, `set_config('role', …)`, a database or role default of
+//! `role`); grants beyond the model to the runtime roles, their logins or
+//! PUBLIC; RLS switched off on a table with policies and not on again in
+//! the migration; definer functions without a search_path that the
+//! runtime roles may call; names that shadow `pg_catalog`'s (read from the
+//! live server: [`Catalog`]); a database search_path that puts a schema
+//! before `pg_catalog`. RLS and definer functions are judged on the whole
+//! migration (statements leave events that `Guard::judge` weighs).
 
 use std::fmt;
 
@@ -33,6 +39,19 @@ pub enum Problem {
     Owner { statement: &'static str, to: String },
     /// The session (or every later session) acting as another role.
     ActAs { statement: String },
+    /// A grant beyond the model to a runtime role, its login or PUBLIC.
+    Grant { statement: &'static str, privileges: String, on: String, to: String },
+    /// Row-level security switched off (or no longer forced) on a table
+    /// with policies, and not switched back on in the same migration.
+    RlsOff { table: String, force: bool },
+    /// A `SECURITY DEFINER` function without `SET search_path` that the
+    /// runtime roles may call.
+    Definer { function: String },
+    /// A function or operator in an app schema that a call meant for
+    /// `pg_catalog`'s could resolve to.
+    Shadow { what: String },
+    /// A default `search_path` with an app schema before `pg_catalog`.
+    SearchPath { statement: &'static str, first: String },
     /// SQL the parser cannot see into: dynamic `EXECUTE`, a computed
     /// setting name, a `DO` block in another language.
     Unverifiable { what: String },
@@ -58,6 +77,29 @@ impl Problem {
             Problem::ActAs { statement } => {
                 format!("{statement}: the migration would act as another role than the migrator")
             }
+            Problem::Grant { statement, privileges, on, to } => format!(
+                "{statement} {privileges} ON {on} TO {to}: beyond the model (the runtime roles hold DML on tables, \
+                 USAGE on schemas, CONNECT on the database, nothing they may grant on)"
+            ),
+            Problem::RlsOff { table, force: false } => format!(
+                "row-level security switched off on `{table}`, which has policies, and not on again in this \
+                 migration: every tenant's rows would be open to the runtime role"
+            ),
+            Problem::RlsOff { table, force: true } => format!(
+                "NO FORCE ROW LEVEL SECURITY on `{table}`, which has policies, and not forced again in this \
+                 migration: its owner would pass its policies"
+            ),
+            Problem::Definer { function } => format!(
+                "SECURITY DEFINER function `{function}` without SET search_path, callable by the runtime roles \
+                 (EXECUTE is PUBLIC's unless revoked): it runs with the migrator's rights and resolves names \
+                 through its caller's search_path"
+            ),
+            Problem::Shadow { what } => {
+                format!("{what}: a call meant for pg_catalog's could run it instead (the CVE-2018-1058 class)")
+            }
+            Problem::SearchPath { statement, first } => format!(
+                "{statement} puts `{first}` before pg_catalog: an object there would be found before PostgreSQL's own"
+            ),
             Problem::Unverifiable { what } => format!("{what}: the guard cannot see what it runs"),
         }
     }
@@ -71,6 +113,22 @@ impl Problem {
             Problem::Membership { .. } => "remove it; the three roles are members of nothing",
             Problem::Owner { .. } => "remove it, or leave the object to the migrator (`OWNER TO CURRENT_USER`)",
             Problem::ActAs { .. } => "remove it; a migration runs as the migrator from start to end",
+            Problem::Grant { .. } => {
+                "grant only what the model gives (SELECT, INSERT, UPDATE, DELETE on tables; the runner grants \
+                 them on new tables itself), never WITH GRANT OPTION"
+            }
+            Problem::RlsOff { force: false, .. } => {
+                "switch it on again in the same migration (`ALTER TABLE … ENABLE ROW LEVEL SECURITY`)"
+            }
+            Problem::RlsOff { force: true, .. } => {
+                "force it again in the same migration (`ALTER TABLE … FORCE ROW LEVEL SECURITY`)"
+            }
+            Problem::Definer { .. } => {
+                "add `SET search_path = ''` (or `= pg_catalog, <schema>`) to the function, or REVOKE EXECUTE ON \
+                 FUNCTION … FROM PUBLIC in the same migration"
+            }
+            Problem::Shadow { .. } => "rename it, or give it exactly pg_catalog's argument types",
+            Problem::SearchPath { .. } => "leave pg_catalog out (it is then searched first) or put it first",
             Problem::Unverifiable { .. } => "write the statements out, or review it",
         }
     }
@@ -108,10 +166,156 @@ impl fmt::Display for Finding {
 }
 
 /// The roles the guard knows by name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Names {
     /// The migrator: the one role objects may be handed to.
     pub migrator: String,
+    /// The runtime roles (their alternate logins are derived): what a
+    /// grant beyond the model may not go to.
+    pub runtime: Vec<String>,
+}
+
+impl Names {
+    /// Whether a grantee is one the model limits: PUBLIC, a runtime role,
+    /// or a runtime role's alternate login (which holds nothing at all).
+    fn limited(&self, grantee: &str) -> Option<Limit> {
+        if grantee == "PUBLIC" {
+            return Some(Limit::Model);
+        }
+        self.runtime.iter().find_map(|role| {
+            if grantee == role {
+                Some(Limit::Model)
+            } else {
+                (grantee == dbenv::alt_login(role)).then_some(Limit::Nothing)
+            }
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// What the model gives a runtime role or PUBLIC.
+    Model,
+    /// Nothing: an alternate login acts through its role's membership.
+    Nothing,
+}
+
+/// A relation as a statement names it: its schema only when written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Relation {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl Relation {
+    /// The same relation, as far as text can tell: one name without a
+    /// schema matches that name in any schema.
+    fn same(&self, other: &Relation) -> bool {
+        self.name == other.name && (self.schema.is_none() || other.schema.is_none() || self.schema == other.schema)
+    }
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// What the guard reads from the live database before it scans:
+/// `pg_catalog`'s functions and operators, the tables that have policies,
+/// and the roles that hold CONNECT on it (the runtime roles, by the model).
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Function (and aggregate) name → each one's input argument types
+    /// (`pg_type.typname`, `_int4` for `int4[]`).
+    pub functions: std::collections::HashMap<String, Vec<Vec<String>>>,
+    /// Operator name → each one's left and right type (`""` for none).
+    pub operators: std::collections::HashMap<String, Vec<(String, String)>>,
+    pub policy_tables: Vec<Relation>,
+    pub connect_holders: Vec<String>,
+}
+
+impl Catalog {
+    /// Reads it in one session (a read-only one will do).
+    pub fn read(client: &mut postgres::Client) -> anyhow::Result<Catalog> {
+        let types: std::collections::HashMap<u32, String> = client
+            .query("SELECT oid, typname::text FROM pg_type", &[])?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let typname = |oid: u32| if oid == 0 { String::new() } else { types.get(&oid).cloned().unwrap_or_default() };
+        let mut catalog = Catalog::default();
+        for row in client.query(
+            "SELECT proname::text, proargtypes::oid[] FROM pg_proc \
+             WHERE pronamespace = 'pg_catalog'::regnamespace AND prokind <> 'p'",
+            &[],
+        )? {
+            let args: Vec<u32> = row.get(1);
+            catalog.functions.entry(row.get(0)).or_default().push(args.into_iter().map(typname).collect());
+        }
+        for row in client.query(
+            "SELECT oprname::text, oprleft, oprright FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace",
+            &[],
+        )? {
+            catalog.operators.entry(row.get(0)).or_default().push((typname(row.get(1)), typname(row.get(2))));
+        }
+        for row in client.query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_policy p \
+             JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace",
+            &[],
+        )? {
+            catalog.policy_tables.push(Relation { schema: Some(row.get(0)), name: row.get(1) });
+        }
+        for row in client.query(
+            "SELECT DISTINCT r.rolname::text FROM pg_database d, aclexplode(d.datacl) a \
+             JOIN pg_roles r ON r.oid = a.grantee \
+             WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT' \
+               AND r.oid <> d.datdba AND NOT r.rolsuper",
+            &[],
+        )? {
+            catalog.connect_holders.push(row.get(0));
+        }
+        Ok(catalog)
+    }
+}
+
+/// What a statement does that only the whole migration can judge.
+#[derive(Clone, Debug)]
+enum Event {
+    /// `ENABLE`/`DISABLE`/`FORCE`/`NO FORCE ROW LEVEL SECURITY`; `now` is
+    /// false inside a function body (it runs when called).
+    Rls {
+        table: Relation,
+        on: bool,
+        force: bool,
+        now: bool,
+    },
+    Policy(Relation),
+    /// A table renamed or moved to another schema: its policies go with it.
+    Moved {
+        from: Relation,
+        to: Relation,
+    },
+    /// A `SECURITY DEFINER` function without `SET search_path`.
+    Definer(Relation),
+    /// `REVOKE EXECUTE … FROM PUBLIC` on these functions (a name of
+    /// `None`: every function of the schema).
+    Revoked(Vec<Relation>),
+    /// EXECUTE granted to PUBLIC or a runtime role on these functions.
+    Granted(Vec<Relation>),
+}
+
+/// What one statement's walk finds.
+struct Found<'g> {
+    names: &'g Names,
+    catalog: &'g Catalog,
+    problems: Vec<Problem>,
+    events: Vec<Event>,
+    /// How deep in function bodies the walk is.
+    body: usize,
 }
 
 /// What the guard found in one migration, and the reviews it used.
@@ -136,67 +340,162 @@ pub struct Pending {
 /// `folder::BREAKPOINT`): each piece is sent to the server on its own.
 pub(crate) const BREAKPOINT: &str = "--> statement-breakpoint";
 
-/// Scans one migration's text; `reviews` are the policy file's entries.
-/// The text is cut where both engines cut it (at every breakpoint marker,
-/// which PostgreSQL would read as a comment), and each piece is read as
-/// the server will receive it.
-pub fn scan(tag: &str, text: &str, names: &Names, reviews: &[MigrationReview]) -> Scan {
-    // A byte order mark has its own refusal; read past it (three spaces keep the offsets).
-    let unmarked;
-    let text = match text.strip_prefix('\u{FEFF}') {
-        Some(rest) => {
-            unmarked = format!("   {rest}");
-            unmarked.as_str()
-        }
-        None => text,
-    };
-    let mut found = Vec::new();
-    let mut offset = 0;
-    for piece in text.split(BREAKPOINT) {
-        scan_piece(tag, text, offset, piece, names, &mut found);
-        offset += piece.len() + BREAKPOINT.len();
-    }
-    let (reviewed, refused) = found.into_iter().partition(|f| reviews.iter().any(|r| matches(r, f)));
-    Scan { refused, reviewed }
+/// The guard over a run's pending migrations, scanned in order: a table
+/// that an earlier one gives policies has them for the later ones.
+pub struct Guard {
+    names: Names,
+    catalog: Catalog,
 }
 
-/// One piece of a migration, at `offset` in `text`.
-fn scan_piece(tag: &str, text: &str, offset: usize, piece: &str, names: &Names, found: &mut Vec<Finding>) {
-    let parsed = match pg_query::parse(piece, ParserOptions::DEFAULT) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            let (line, shown) = locate(text, offset, piece);
-            found.push(Finding {
-                tag: tag.to_string(),
-                line,
-                statement: shown.clone(),
-                fingerprint: fingerprint(&shown),
-                problem: Problem::Unverifiable { what: format!("the parser cannot read it ({error})") },
-            });
-            return;
+/// A statement's place, for a finding.
+#[derive(Clone, Debug)]
+struct Place {
+    line: usize,
+    shown: String,
+    fingerprint: String,
+}
+
+impl Guard {
+    /// The catalog's CONNECT holders count as runtime roles too: a
+    /// migrator-only environment names none.
+    pub fn new(mut names: Names, catalog: Catalog) -> Guard {
+        for role in &catalog.connect_holders {
+            if *role != names.migrator && !names.runtime.contains(role) {
+                names.runtime.push(role.clone());
+            }
         }
-    };
-    for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else { continue };
-        let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(piece.len());
-        let end = match usize::try_from(raw.stmt_len).unwrap_or(0) {
-            0 => piece.len(),
-            len => (start + len).min(piece.len()),
+        Guard { names, catalog }
+    }
+
+    /// Scans one migration's text; `reviews` are the policy file's entries.
+    /// The text is cut where both engines cut it (at every breakpoint
+    /// marker, which PostgreSQL would read as a comment), and each piece is
+    /// read as the server will receive it.
+    pub fn scan(&mut self, tag: &str, text: &str, reviews: &[MigrationReview]) -> Scan {
+        // A byte order mark has its own refusal; read past it (three spaces keep the offsets).
+        let unmarked;
+        let text = match text.strip_prefix('\u{FEFF}') {
+            Some(rest) => {
+                unmarked = format!("   {rest}");
+                unmarked.as_str()
+            }
+            None => text,
         };
-        let sql = piece.get(start..end).unwrap_or_default();
-        let mut problems = Vec::new();
-        statement_problems(node, sql, names, &mut problems);
-        let (line, shown) = locate(text, offset + start, sql);
-        for problem in problems {
-            found.push(Finding {
-                tag: tag.to_string(),
-                line,
-                statement: shown.clone(),
-                fingerprint: fingerprint(&normalized(sql)),
-                problem,
-            });
+        let mut found = Vec::new();
+        let mut events = Vec::new();
+        let mut offset = 0;
+        for piece in text.split(BREAKPOINT) {
+            self.scan_piece(text, offset, piece, &mut found, &mut events);
+            offset += piece.len() + BREAKPOINT.len();
+        }
+        found.extend(self.judge(&events));
+        found.sort_by_key(|(place, _)| place.line);
+        let found = found.into_iter().map(|(place, problem)| Finding {
+            tag: tag.to_string(),
+            line: place.line,
+            statement: place.shown,
+            fingerprint: place.fingerprint,
+            problem,
+        });
+        let (reviewed, refused) = found.partition(|f| reviews.iter().any(|r| matches(r, f)));
+        Scan { refused, reviewed }
+    }
+
+    /// One piece of a migration, at `offset` in `text`.
+    fn scan_piece(
+        &self,
+        text: &str,
+        offset: usize,
+        piece: &str,
+        found: &mut Vec<(Place, Problem)>,
+        events: &mut Vec<(Place, Event)>,
+    ) {
+        let parsed = match pg_query::parse(piece, ParserOptions::DEFAULT) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let (line, shown) = locate(text, offset, piece);
+                let fingerprint = fingerprint(&shown);
+                let problem = Problem::Unverifiable { what: format!("the parser cannot read it ({error})") };
+                found.push((Place { line, shown, fingerprint }, problem));
+                return;
+            }
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else { continue };
+            let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(piece.len());
+            let end = match usize::try_from(raw.stmt_len).unwrap_or(0) {
+                0 => piece.len(),
+                len => (start + len).min(piece.len()),
+            };
+            let sql = piece.get(start..end).unwrap_or_default();
+            let mut out =
+                Found { names: &self.names, catalog: &self.catalog, problems: Vec::new(), events: Vec::new(), body: 0 };
+            statement_problems(node, sql, &mut out);
+            let (line, shown) = locate(text, offset + start, sql);
+            let place = Place { line, shown, fingerprint: fingerprint(&normalized(sql)) };
+            found.extend(out.problems.into_iter().map(|p| (place.clone(), p)));
+            events.extend(out.events.into_iter().map(|e| (place.clone(), e)));
         }
     }
+
+    /// What only the whole migration can tell: RLS switched off and not on
+    /// again, a definer function no REVOKE keeps from the runtime roles.
+    /// The migration's policies count for it and for later migrations.
+    fn judge(&mut self, events: &[(Place, Event)]) -> Vec<(Place, Problem)> {
+        for (_, event) in events {
+            if let Event::Policy(table) = event {
+                self.catalog.policy_tables.push(table.clone());
+            }
+        }
+        // A table with policies keeps them under its new name (the old name
+        // stays counted: another table may take it).
+        for (_, event) in events {
+            if let Event::Moved { from, to } = event {
+                if self.catalog.policy_tables.iter().any(|t| t.same(from)) {
+                    self.catalog.policy_tables.push(to.clone());
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for (i, (place, event)) in events.iter().enumerate() {
+            match event {
+                Event::Rls { table, on: false, force, now } => {
+                    let restored = *now
+                        && events[i + 1..].iter().any(|(_, later)| {
+                            matches!(later, Event::Rls { table: t, on: true, force: f, now: true }
+                                if f == force && t.same(table))
+                        });
+                    let has_policies = self.catalog.policy_tables.iter().any(|t| t.same(table));
+                    if !restored && has_policies {
+                        problems.push((place.clone(), Problem::RlsOff { table: table.to_string(), force: *force }));
+                    }
+                }
+                Event::Definer(function) => {
+                    let covers = |list: &Vec<Relation>| {
+                        list.iter().any(|f| {
+                            f.same(function)
+                                || (f.name == "*" && f.schema.is_some() && f.schema == function.schema)
+                                || (f.name == "*" && function.schema.is_none())
+                        })
+                    };
+                    let revoked = events.iter().any(|(_, e)| matches!(e, Event::Revoked(list) if covers(list)));
+                    let granted = events.iter().any(|(_, e)| matches!(e, Event::Granted(list) if covers(list)));
+                    if !revoked || granted {
+                        problems.push((place.clone(), Problem::Definer { function: function.to_string() }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
+}
+
+/// Scans one migration with no catalog (no shadowing known, no table with
+/// policies but those the migration creates): for tests and callers with
+/// no database.
+pub fn scan(tag: &str, text: &str, names: &Names, reviews: &[MigrationReview]) -> Scan {
+    Guard::new(names.clone(), Catalog::default()).scan(tag, text, reviews)
 }
 
 /// A statement's text past its leading comments, its whitespace runs made
@@ -273,38 +572,45 @@ fn locate(text: &str, start: usize, sql: &str) -> (usize, String) {
 }
 
 /// The problems of one top-level statement, its PL/pgSQL bodies included.
-fn statement_problems(node: &NodeEnum, sql: &str, names: &Names, problems: &mut Vec<Problem>) {
-    tree_problems(node, names, problems);
+fn statement_problems(node: &NodeEnum, sql: &str, out: &mut Found<'_>) {
+    tree_problems(node, out);
     match node {
         NodeEnum::DoStmt(stmt) => {
             let language = option_string(&stmt.args, "language").unwrap_or_else(|| "plpgsql".to_string());
             let body = option_string(&stmt.args, "as").unwrap_or_default();
             if language.eq_ignore_ascii_case("plpgsql") {
-                plpgsql_problems(sql, &body, names, problems);
+                plpgsql_problems(sql, &body, out);
             } else {
-                problems.push(Problem::Unverifiable { what: format!("a DO block in LANGUAGE {language}") });
+                out.problems.push(Problem::Unverifiable { what: format!("a DO block in LANGUAGE {language}") });
             }
         }
         NodeEnum::CreateFunctionStmt(stmt) => {
-            let language = option_string(&stmt.options, "language").unwrap_or_default();
-            let body = option_strings(&stmt.options, "as");
-            if language.eq_ignore_ascii_case("plpgsql") {
-                plpgsql_problems(sql, body.first().map_or("", String::as_str), names, problems);
-            } else if language.is_empty() || language.eq_ignore_ascii_case("sql") {
-                // No LANGUAGE: a SQL-standard body (`BEGIN ATOMIC`, `RETURN …`), which is SQL.
-                // `AS '…'`: the body is text; `BEGIN ATOMIC` was parsed with the statement.
-                if let Some(body) = body.first() {
-                    if !sql_text_problems(body, ParserOptions::DEFAULT, names, problems) {
-                        problems
-                            .push(Problem::Unverifiable { what: "a SQL function body the parser cannot read".into() });
-                    }
-                }
-            } else {
-                // Another language's body (plv8, plperl, …) may run SQL the guard cannot see.
-                problems.push(Problem::Unverifiable { what: format!("a function body in LANGUAGE {language}") });
-            }
+            // What the body does runs when the function is called, not now.
+            out.body += 1;
+            function_body_problems(stmt, sql, out);
+            out.body -= 1;
         }
         _ => {}
+    }
+}
+
+/// A function's body: PL/pgSQL and SQL are read; another language is
+/// unverifiable (plv8, plperl, … may run SQL the guard cannot see).
+fn function_body_problems(stmt: &protobuf::CreateFunctionStmt, sql: &str, out: &mut Found<'_>) {
+    let language = option_string(&stmt.options, "language").unwrap_or_default();
+    let body = option_strings(&stmt.options, "as");
+    if language.eq_ignore_ascii_case("plpgsql") {
+        plpgsql_problems(sql, body.first().map_or("", String::as_str), out);
+    } else if language.is_empty() || language.eq_ignore_ascii_case("sql") {
+        // No LANGUAGE: a SQL-standard body (`BEGIN ATOMIC`, `RETURN …`), which is SQL.
+        // `AS '…'`: the body is text; `BEGIN ATOMIC` was parsed with the statement.
+        if let Some(body) = body.first() {
+            if !sql_text_problems(body, ParserOptions::DEFAULT, out) {
+                out.problems.push(Problem::Unverifiable { what: "a SQL function body the parser cannot read".into() });
+            }
+        }
+    } else {
+        out.problems.push(Problem::Unverifiable { what: format!("a function body in LANGUAGE {language}") });
     }
 }
 
@@ -334,11 +640,11 @@ fn option_strings(options: &[protobuf::Node], name: &str) -> Vec<String> {
 
 /// SQL text found inside a statement (a function body, a PL/pgSQL
 /// expression, a constant `EXECUTE` string), read and checked the same way.
-fn sql_text_problems(text: &str, mode: ParserOptions, names: &Names, problems: &mut Vec<Problem>) -> bool {
+fn sql_text_problems(text: &str, mode: ParserOptions, out: &mut Found<'_>) -> bool {
     let Ok(parsed) = pg_query::parse(text, mode) else { return false };
     for raw in &parsed.protobuf.stmts {
         if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
-            statement_problems(node, text, names, problems);
+            statement_problems(node, text, out);
         }
     }
     true
@@ -346,18 +652,18 @@ fn sql_text_problems(text: &str, mode: ParserOptions, names: &Names, problems: &
 
 /// A PL/pgSQL body (`DO` or `CREATE FUNCTION … LANGUAGE plpgsql`): every
 /// embedded statement and expression, and every dynamic `EXECUTE`.
-fn plpgsql_problems(sql: &str, body: &str, names: &Names, problems: &mut Vec<Problem>) {
+fn plpgsql_problems(sql: &str, body: &str, out: &mut Found<'_>) {
     match pg_query::parse_plpgsql(sql) {
         Ok(tree) => {
-            walk_plpgsql(&tree, names, problems);
-            record_defaults(&tree, body, problems);
+            walk_plpgsql(&tree, out);
+            record_defaults(&tree, body, out);
         }
         // libpg_query's PL/pgSQL parser knows no schema but `pg_catalog` and
         // `public`: a body typed with the app's own schema fails to parse.
         // Its tokens then decide: nothing the guard looks for, it passes.
         Err(error) => match risky_tokens(body) {
             None => {}
-            Some(found) => problems.push(Problem::Unverifiable {
+            Some(found) => out.problems.push(Problem::Unverifiable {
                 what: format!("a PL/pgSQL body the parser cannot read ({error}) that mentions {found}"),
             }),
         },
@@ -382,7 +688,7 @@ fn risky_tokens(body: &str) -> Option<String> {
 /// libpg_query's PL/pgSQL tree leaves out a record variable's default
 /// (`r record := ROW(…)`), which runs when the block starts: a record
 /// declared with one is unverifiable.
-fn record_defaults(tree: &serde_json::Value, body: &str, problems: &mut Vec<Problem>) {
+fn record_defaults(tree: &serde_json::Value, body: &str, out: &mut Found<'_>) {
     let mut records = Vec::new();
     collect_records(tree, &mut records);
     // The declarations: what comes before the first `BEGIN` token.
@@ -402,7 +708,7 @@ fn record_defaults(tree: &serde_json::Value, body: &str, problems: &mut Vec<Prob
                 && (declaration.contains(":=") || declaration.contains('=') || words.contains(&"default"))
         });
         if with_default {
-            problems.push(Problem::Unverifiable {
+            out.problems.push(Problem::Unverifiable {
                 what: format!("the default of record variable `{name}` (the parser does not show it)"),
             });
         }
@@ -431,37 +737,37 @@ const DYNAMIC: [(&str, &str); 4] = [
     ("PLpgSQL_stmt_return_query", "dynquery"),
 ];
 
-fn walk_plpgsql(value: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
+fn walk_plpgsql(value: &serde_json::Value, out: &mut Found<'_>) {
     match value {
-        serde_json::Value::Array(items) => items.iter().for_each(|item| walk_plpgsql(item, names, problems)),
+        serde_json::Value::Array(items) => items.iter().for_each(|item| walk_plpgsql(item, out)),
         serde_json::Value::Object(map) => {
             for (kind, field) in DYNAMIC {
                 if let Some(expr) = map.get(kind).and_then(|stmt| stmt.get(field)).and_then(|e| e.get("PLpgSQL_expr")) {
-                    dynamic_problems(expr, names, problems);
+                    dynamic_problems(expr, out);
                 }
             }
             if let Some(expr) = map.get("PLpgSQL_expr") {
                 let query = expr.get("query").and_then(|q| q.as_str()).unwrap_or_default();
                 let mode = expr.get("parseMode").and_then(|m| m.as_i64()).unwrap_or(0);
                 let mode = ParserOptions::from(i32::try_from(mode).unwrap_or(0));
-                if !sql_text_problems(query, mode, names, problems) {
-                    problems.push(Problem::Unverifiable {
+                if !sql_text_problems(query, mode, out) {
+                    out.problems.push(Problem::Unverifiable {
                         what: "a PL/pgSQL expression the parser cannot read".to_string(),
                     });
                 }
             }
-            map.values().for_each(|v| walk_plpgsql(v, names, problems));
+            map.values().for_each(|v| walk_plpgsql(v, out));
         }
         _ => {}
     }
 }
 
 /// `EXECUTE 'constant'` is read as SQL; anything built at run time cannot be.
-fn dynamic_problems(expr: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
+fn dynamic_problems(expr: &serde_json::Value, out: &mut Found<'_>) {
     let query = expr.get("query").and_then(|q| q.as_str()).unwrap_or_default();
     match constant_string(query) {
-        Some(sql) if sql_text_problems(&sql, ParserOptions::DEFAULT, names, problems) => {}
-        _ => problems.push(Problem::Unverifiable { what: format!("dynamic SQL (EXECUTE {})", shorten(query)) }),
+        Some(sql) if sql_text_problems(&sql, ParserOptions::DEFAULT, out) => {}
+        _ => out.problems.push(Problem::Unverifiable { what: format!("dynamic SQL (EXECUTE {})", shorten(query)) }),
     }
 }
 
@@ -493,22 +799,26 @@ fn shorten(text: &str) -> String {
 
 /// Every node of a parsed statement, nested statements included: the
 /// tree as `pg_query` serializes it, one key naming each node's type.
-fn tree_problems(node: &NodeEnum, names: &Names, problems: &mut Vec<Problem>) {
+fn tree_problems(node: &NodeEnum, out: &mut Found<'_>) {
     match serde_json::to_value(node) {
-        Ok(tree) => walk_tree(&tree, names, problems),
+        Ok(tree) => walk_tree(&tree, out),
         Err(error) => {
-            problems.push(Problem::Unverifiable { what: format!("a statement the guard cannot walk ({error})") })
+            out.problems.push(Problem::Unverifiable { what: format!("a statement the guard cannot walk ({error})") })
         }
     }
 }
 
-fn walk_tree(value: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
+fn walk_tree(value: &serde_json::Value, out: &mut Found<'_>) {
     match value {
-        serde_json::Value::Array(items) => items.iter().for_each(|item| walk_tree(item, names, problems)),
+        serde_json::Value::Array(items) => items.iter().for_each(|item| walk_tree(item, out)),
         serde_json::Value::Object(map) => {
             for (kind, node) in map {
-                node_problems(kind, node, names, problems);
-                walk_tree(node, names, problems);
+                node_problems(kind, node, out);
+                // A SQL-standard body (`BEGIN ATOMIC`) runs when the function is called.
+                let body = usize::from(kind == "sql_body");
+                out.body += body;
+                walk_tree(node, out);
+                out.body -= body;
             }
         }
         _ => {}
@@ -524,44 +834,74 @@ fn text<'v>(node: &'v serde_json::Value, field: &str) -> &'v str {
 }
 
 /// One node, by the name of its type.
-fn node_problems(kind: &str, node: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
+fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
     let role_statement = |statement| Problem::RoleStatement { statement };
     match kind {
-        "CreateRoleStmt" => problems.push(role_statement("CREATE ROLE")),
-        "AlterRoleStmt" => problems.push(role_statement("ALTER ROLE")),
-        "AlterRoleSetStmt" => problems.push(role_statement("ALTER ROLE … SET")),
-        "DropRoleStmt" => problems.push(role_statement("DROP ROLE")),
+        "CreateRoleStmt" => out.problems.push(role_statement("CREATE ROLE")),
+        "AlterRoleStmt" => out.problems.push(role_statement("ALTER ROLE")),
+        "AlterRoleSetStmt" => out.problems.push(role_statement("ALTER ROLE … SET")),
+        "DropRoleStmt" => out.problems.push(role_statement("DROP ROLE")),
         "RenameStmt" if int(node, "rename_type") == protobuf::ObjectType::ObjectRole as i64 => {
-            problems.push(role_statement("ALTER ROLE … RENAME"))
+            out.problems.push(role_statement("ALTER ROLE … RENAME"))
         }
-        "GrantRoleStmt" => problems.push(Problem::Membership {
+        "RenameStmt" => renamed(node, out),
+        "AlterObjectSchemaStmt" if int(node, "object_type") == protobuf::ObjectType::ObjectTable as i64 => {
+            if let Some(from) = node.get("relation").and_then(range_var) {
+                let to = Relation { schema: Some(text(node, "newschema").to_string()), name: from.name.clone() };
+                out.events.push(Event::Moved { from, to });
+            }
+        }
+        "GrantRoleStmt" => out.problems.push(Problem::Membership {
             grant: node.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(true),
         }),
-        "AlterOwnerStmt" => owner(node.get("newowner"), "OWNER TO", names, problems),
+        "AlterOwnerStmt" => owner(node.get("newowner"), "OWNER TO", out),
         "AlterTableCmd" if int(node, "subtype") == protobuf::AlterTableType::AtChangeOwner as i64 => {
-            owner(node.get("newowner"), "OWNER TO", names, problems)
+            owner(node.get("newowner"), "OWNER TO", out)
         }
-        "ReassignOwnedStmt" => owner(node.get("newrole"), "REASSIGN OWNED … TO", names, problems),
-        "CreateSchemaStmt" => owner(node.get("authrole"), "CREATE SCHEMA … AUTHORIZATION", names, problems),
-        "CreateTableSpaceStmt" => owner(node.get("owner"), "CREATE TABLESPACE … OWNER", names, problems),
+        "ReassignOwnedStmt" => owner(node.get("newrole"), "REASSIGN OWNED … TO", out),
+        "CreateSchemaStmt" => owner(node.get("authrole"), "CREATE SCHEMA … AUTHORIZATION", out),
+        "CreateTableSpaceStmt" => owner(node.get("owner"), "CREATE TABLESPACE … OWNER", out),
         "CreatedbStmt" => {
             let options = node.get("options").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
             for option in options.iter().filter_map(|o| o.get("node")?.get("DefElem")) {
                 if text(option, "defname") == "owner" {
                     let name = option.get("arg").and_then(node_string).unwrap_or("an unknown role");
-                    if name != names.migrator && !name.eq_ignore_ascii_case("current_user") {
-                        problems.push(Problem::Owner { statement: "CREATE DATABASE … OWNER", to: name.to_string() });
+                    if name != out.names.migrator && !name.eq_ignore_ascii_case("current_user") {
+                        out.problems
+                            .push(Problem::Owner { statement: "CREATE DATABASE … OWNER", to: name.to_string() });
                     }
                 }
             }
         }
-        "VariableSetStmt" => acting_setting(node, "", problems),
+        "VariableSetStmt" => acting_setting(node, "", out),
         "AlterDatabaseSetStmt" => {
             if let Some(set) = node.get("setstmt").filter(|s| !s.is_null()) {
-                acting_setting(set, "ALTER DATABASE … ", problems);
+                acting_setting(set, "ALTER DATABASE … ", out);
+                search_path(set, "ALTER DATABASE … SET search_path", out);
             }
         }
-        "FuncCall" => set_config(node, names, problems),
+        "FuncCall" => set_config(node, out),
+        "GrantStmt" => grant(node, "GRANT", out),
+        "AlterDefaultPrivilegesStmt" => {
+            if let Some(action) = node.get("action") {
+                grant(action, "ALTER DEFAULT PRIVILEGES … GRANT", out);
+            }
+        }
+        "AlterTableStmt" if int(node, "objtype") == protobuf::ObjectType::ObjectTable as i64 => rls(node, out),
+        "CreatePolicyStmt" => {
+            if let Some(table) = node.get("table").and_then(range_var) {
+                out.events.push(Event::Policy(table));
+            }
+        }
+        "CreateFunctionStmt" => function(node, out),
+        "AlterFunctionStmt" => {
+            let func = node.get("func");
+            let name = func.and_then(|f| qualified(f.get("objname")?));
+            if definer_without_path(&list(node, "actions")) || resets_path(&list(node, "actions")) {
+                out.events.push(Event::Definer(name.unwrap_or_else(|| Relation { schema: None, name: "?".into() })));
+            }
+        }
+        "DefineStmt" => define(node, out),
         _ => {}
     }
 }
@@ -569,32 +909,32 @@ fn node_problems(kind: &str, node: &serde_json::Value, names: &Names, problems: 
 /// A new owner: the migrator by name, or the current role (the migrator,
 /// the runner's session being the migrator's). `SESSION_USER` is the
 /// login, which may be the migrator's alternate login: refused too.
-fn owner(spec: Option<&serde_json::Value>, statement: &'static str, names: &Names, problems: &mut Vec<Problem>) {
+fn owner(spec: Option<&serde_json::Value>, statement: &'static str, out: &mut Found<'_>) {
     let Some(spec) = spec.filter(|s| !s.is_null()) else { return };
     let name = text(spec, "rolename");
     let to = match RoleSpecType::try_from(i32::try_from(int(spec, "roletype")).unwrap_or(0)) {
         Ok(RoleSpecType::RolespecCurrentUser | RoleSpecType::RolespecCurrentRole) => return,
-        Ok(RoleSpecType::RolespecCstring) if name == names.migrator => return,
+        Ok(RoleSpecType::RolespecCstring) if name == out.names.migrator => return,
         Ok(RoleSpecType::RolespecCstring) => name.to_string(),
         Ok(RoleSpecType::RolespecSessionUser) => "SESSION_USER".to_string(),
         Ok(RoleSpecType::RolespecPublic) => "PUBLIC".to_string(),
         _ => "an unknown role".to_string(),
     };
-    problems.push(Problem::Owner { statement, to });
+    out.problems.push(Problem::Owner { statement, to });
 }
 
 /// `SET ROLE`, `SET`/`RESET SESSION AUTHORIZATION` (and the same as a
 /// database default). `RESET ROLE` returns to the session's own role and
 /// passes.
-fn acting_setting(set: &serde_json::Value, prefix: &str, problems: &mut Vec<Problem>) {
+fn acting_setting(set: &serde_json::Value, prefix: &str, out: &mut Found<'_>) {
     let kind = int(set, "kind");
     // `SET role TO DEFAULT` is `RESET ROLE`.
     let reset = kind == protobuf::VariableSetKind::VarReset as i64
         || kind == protobuf::VariableSetKind::VarResetAll as i64
         || kind == protobuf::VariableSetKind::VarSetDefault as i64;
     match text(set, "name").to_ascii_lowercase().as_str() {
-        "role" if !reset => problems.push(Problem::ActAs { statement: format!("{prefix}SET ROLE") }),
-        "session_authorization" => problems.push(Problem::ActAs {
+        "role" if !reset => out.problems.push(Problem::ActAs { statement: format!("{prefix}SET ROLE") }),
+        "session_authorization" => out.problems.push(Problem::ActAs {
             statement: format!("{prefix}{} SESSION AUTHORIZATION", if reset { "RESET" } else { "SET" }),
         }),
         _ => {}
@@ -616,6 +956,313 @@ fn node_string(node: &serde_json::Value) -> Option<&str> {
         .and_then(serde_json::Value::as_str)
 }
 
+fn list(node: &serde_json::Value, field: &str) -> Vec<serde_json::Value> {
+    node.get(field).and_then(serde_json::Value::as_array).cloned().unwrap_or_default()
+}
+
+/// A serialized `RangeVar`'s relation.
+fn range_var(value: &serde_json::Value) -> Option<Relation> {
+    let name = text(value, "relname");
+    let schema = text(value, "schemaname");
+    (!name.is_empty())
+        .then(|| Relation { schema: (!schema.is_empty()).then(|| schema.to_string()), name: name.to_string() })
+}
+
+/// A dotted name (a list of `String` nodes) as schema and name.
+fn qualified(names: &serde_json::Value) -> Option<Relation> {
+    let parts: Vec<&str> = names.as_array()?.iter().filter_map(node_string).collect();
+    let (name, schema) = parts.split_last()?;
+    Some(Relation { schema: schema.last().map(|s| (*s).to_string()), name: (*name).to_string() })
+}
+
+/// The privileges a grant names, lower-case (`all` for ALL or none listed).
+fn privileges(stmt: &serde_json::Value) -> Vec<String> {
+    let privileges: Vec<String> = list(stmt, "privileges")
+        .iter()
+        .filter_map(|p| p.get("node")?.get("AccessPriv"))
+        .map(|p| text(p, "priv_name").to_ascii_lowercase())
+        .map(|p| if p.is_empty() { "all".to_string() } else { p })
+        .collect();
+    if privileges.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        privileges
+    }
+}
+
+/// A grantee's name as the catalog spells it (`PUBLIC` for PUBLIC).
+fn grantee(spec: &serde_json::Value) -> String {
+    match RoleSpecType::try_from(i32::try_from(int(spec, "roletype")).unwrap_or(0)) {
+        Ok(RoleSpecType::RolespecCstring) => text(spec, "rolename").to_string(),
+        Ok(RoleSpecType::RolespecPublic) => "PUBLIC".to_string(),
+        Ok(RoleSpecType::RolespecCurrentUser | RoleSpecType::RolespecCurrentRole) => "CURRENT_USER".to_string(),
+        Ok(RoleSpecType::RolespecSessionUser) => "SESSION_USER".to_string(),
+        _ => "an unknown role".to_string(),
+    }
+}
+
+/// `GRANT`/`REVOKE` of privileges (memberships are `GrantRoleStmt`): what
+/// goes beyond the model to PUBLIC, a runtime role or its login, and what
+/// it says about EXECUTE on functions (for definer functions).
+fn grant(stmt: &serde_json::Value, statement: &'static str, out: &mut Found<'_>) {
+    use protobuf::ObjectType as O;
+    let objtype = int(stmt, "objtype");
+    let is = |t: O| objtype == t as i64;
+    let privileges = privileges(stmt);
+    let grantees: Vec<String> =
+        list(stmt, "grantees").iter().filter_map(|g| g.get("node")?.get("RoleSpec")).map(grantee).collect();
+    let functions = is(O::ObjectFunction) || is(O::ObjectProcedure) || is(O::ObjectRoutine);
+    if functions && privileges.iter().any(|p| p == "all" || p == "execute") {
+        let in_schema = int(stmt, "targtype") == protobuf::GrantTargetType::AclTargetAllInSchema as i64;
+        let objects: Vec<Relation> = list(stmt, "objects")
+            .iter()
+            .filter_map(|o| {
+                let o = o.get("node")?;
+                if in_schema {
+                    Some(Relation { schema: node_string_at(o).map(str::to_string), name: "*".into() })
+                } else {
+                    qualified(o.get("ObjectWithArgs")?.get("objname")?)
+                }
+            })
+            .collect();
+        let is_grant = stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        if !is_grant && grantees.iter().any(|g| g == "PUBLIC") && statement == "GRANT" {
+            out.events.push(Event::Revoked(objects));
+        } else if is_grant && grantees.iter().any(|g| out.names.limited(g).is_some()) {
+            out.events.push(Event::Granted(objects));
+        }
+    }
+    if !stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false) {
+        return;
+    }
+    let (on, beyond): (&str, &[&str]) = match objtype {
+        t if t == O::ObjectTable as i64 => ("TABLE", &["all", "truncate", "references", "trigger", "maintain"]),
+        t if t == O::ObjectSchema as i64 => ("SCHEMA", &["all", "create"]),
+        t if t == O::ObjectDatabase as i64 => ("DATABASE", &["all", "create", "temporary", "temp"]),
+        t if t == O::ObjectFdw as i64 => ("FOREIGN DATA WRAPPER", &["all", "usage"]),
+        t if t == O::ObjectForeignServer as i64 => ("FOREIGN SERVER", &["all", "usage"]),
+        t if t == O::ObjectParameterAcl as i64 => ("PARAMETER", &["all", "set", "alter system"]),
+        t if t == O::ObjectSequence as i64 => ("SEQUENCE", &[]),
+        t if t == O::ObjectFunction as i64 || t == O::ObjectProcedure as i64 || t == O::ObjectRoutine as i64 => {
+            ("FUNCTION", &[])
+        }
+        _ => ("an object", &[]),
+    };
+    let with_option = stmt.get("grant_option").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    for to in grantees {
+        let Some(limit) = out.names.limited(&to) else { continue };
+        let mut named: Vec<String> = privileges
+            .iter()
+            .filter(|p| limit == Limit::Nothing || beyond.contains(&p.as_str()))
+            .map(|p| p.to_ascii_uppercase())
+            .collect();
+        if with_option {
+            named.push("… WITH GRANT OPTION".to_string());
+        }
+        if !named.is_empty() {
+            out.problems.push(Problem::Grant { statement, privileges: named.join(", "), on: on.to_string(), to });
+        }
+    }
+}
+
+/// `ALTER TABLE … ENABLE/DISABLE/FORCE/NO FORCE ROW LEVEL SECURITY`, in order.
+fn rls(stmt: &serde_json::Value, out: &mut Found<'_>) {
+    use protobuf::AlterTableType as A;
+    let Some(table) = stmt.get("relation").and_then(range_var) else { return };
+    for cmd in list(stmt, "cmds").iter().filter_map(|c| c.get("node")?.get("AlterTableCmd")) {
+        let subtype = int(cmd, "subtype");
+        let (on, force) = match subtype {
+            t if t == A::AtEnableRowSecurity as i64 => (true, false),
+            t if t == A::AtDisableRowSecurity as i64 => (false, false),
+            t if t == A::AtForceRowSecurity as i64 => (true, true),
+            t if t == A::AtNoForceRowSecurity as i64 => (false, true),
+            _ => continue,
+        };
+        out.events.push(Event::Rls { table: table.clone(), on, force, now: out.body == 0 });
+    }
+}
+
+/// `ALTER TABLE … RENAME TO` (policies go with the table) and `ALTER
+/// FUNCTION … RENAME TO` (the new name may shadow pg_catalog's).
+fn renamed(stmt: &serde_json::Value, out: &mut Found<'_>) {
+    use protobuf::ObjectType as O;
+    let kind = int(stmt, "rename_type");
+    let newname = text(stmt, "newname").to_string();
+    if kind == O::ObjectTable as i64 {
+        if let Some(from) = stmt.get("relation").and_then(range_var) {
+            let to = Relation { schema: from.schema.clone(), name: newname };
+            out.events.push(Event::Moved { from, to });
+        }
+    } else if kind == O::ObjectFunction as i64 || kind == O::ObjectAggregate as i64 {
+        let Some(func) = stmt.get("object").and_then(|o| o.get("node")?.get("ObjectWithArgs")) else { return };
+        let Some(old) = func.get("objname").and_then(qualified) else { return };
+        let args_unspecified = func.get("args_unspecified").and_then(serde_json::Value::as_bool) == Some(true);
+        let args: Option<Vec<String>> = if args_unspecified {
+            None
+        } else {
+            list(func, "objargs").iter().map(|a| a.get("node")?.get("TypeName").and_then(type_name)).collect()
+        };
+        let name = Relation { schema: old.schema, name: newname };
+        shadow("function", &name, args.as_deref(), |name| out.catalog.functions.get(name), out);
+    }
+}
+
+/// `ALTER FUNCTION … RESET search_path` (or `RESET ALL`): a definer
+/// function would lose its path.
+fn resets_path(actions: &[serde_json::Value]) -> bool {
+    actions.iter().filter_map(|a| a.get("node")?.get("DefElem")).any(|d| {
+        let set = d.get("arg").and_then(|a| a.get("node")?.get("VariableSetStmt"));
+        set.is_some_and(|set| {
+            let reset = int(set, "kind") == protobuf::VariableSetKind::VarReset as i64
+                && text(set, "name").eq_ignore_ascii_case("search_path");
+            reset || int(set, "kind") == protobuf::VariableSetKind::VarResetAll as i64
+        })
+    })
+}
+
+/// `SECURITY DEFINER` among a function's options, with no `SET search_path`.
+fn definer_without_path(options: &[serde_json::Value]) -> bool {
+    let defs: Vec<&serde_json::Value> = options.iter().filter_map(|o| o.get("node")?.get("DefElem")).collect();
+    let definer = defs.iter().any(|d| {
+        text(d, "defname") == "security"
+            && d.get("arg").and_then(|a| a.get("node")?.get("Boolean")?.get("boolval")?.as_bool()) == Some(true)
+    });
+    let path = defs.iter().any(|d| {
+        let set = d.get("arg").and_then(|a| a.get("node")?.get("VariableSetStmt"));
+        text(d, "defname") == "set"
+            && set.is_some_and(|set| {
+                text(set, "name").eq_ignore_ascii_case("search_path")
+                    && int(set, "kind") != protobuf::VariableSetKind::VarReset as i64
+            })
+    });
+    definer && !path
+}
+
+/// `CREATE FUNCTION`: a definer without a search_path, and a name and
+/// argument types that shadow `pg_catalog`'s.
+fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
+    let Some(name) = stmt.get("funcname").and_then(qualified) else { return };
+    if definer_without_path(&list(stmt, "options")) {
+        out.events.push(Event::Definer(name.clone()));
+    }
+    if stmt.get("is_procedure").and_then(serde_json::Value::as_bool) == Some(true) {
+        return;
+    }
+    use protobuf::FunctionParameterMode as M;
+    let identity: Option<Vec<String>> = list(stmt, "parameters")
+        .iter()
+        .filter_map(|p| p.get("node")?.get("FunctionParameter"))
+        .filter(|p| {
+            let mode = int(p, "mode");
+            mode != M::FuncParamOut as i64 && mode != M::FuncParamTable as i64
+        })
+        .map(|p| p.get("arg_type").and_then(type_name))
+        .collect();
+    shadow("function", &name, identity.as_deref(), |name| out.catalog.functions.get(name), out);
+}
+
+/// `CREATE OPERATOR` (and `CREATE AGGREGATE`, a function by another name).
+fn define(stmt: &serde_json::Value, out: &mut Found<'_>) {
+    use protobuf::ObjectType as O;
+    let Some(name) = stmt.get("defnames").and_then(qualified) else { return };
+    let kind = int(stmt, "kind");
+    if kind == O::ObjectOperator as i64 {
+        let arg = |side: &str| {
+            list(stmt, "definition")
+                .iter()
+                .filter_map(|d| d.get("node")?.get("DefElem"))
+                .find(|d| text(d, "defname") == side)
+                .map_or(Some(String::new()), |d| d.get("arg")?.get("node")?.get("TypeName").and_then(type_name))
+        };
+        let sides = arg("leftarg").zip(arg("rightarg")).map(|(l, r)| vec![l, r]);
+        let catalog: Option<Vec<Vec<String>>> = out
+            .catalog
+            .operators
+            .get(&name.name)
+            .map(|pairs| pairs.iter().map(|(l, r)| vec![l.clone(), r.clone()]).collect());
+        shadow("operator", &name, sides.as_deref(), |_| catalog.as_ref(), out);
+    } else if kind == O::ObjectAggregate as i64 {
+        // `args` is a list: the direct arguments, then a count.
+        let args = list(stmt, "args");
+        let identity: Option<Vec<String>> = args
+            .first()
+            .and_then(|a| a.get("node")?.get("List")?.get("items")?.as_array().cloned())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|p| p.get("node")?.get("FunctionParameter"))
+                    .map(|p| p.get("arg_type").and_then(type_name))
+                    .collect::<Option<Vec<String>>>()
+            })
+            .unwrap_or(None);
+        shadow("aggregate", &name, identity.as_deref(), |name| out.catalog.functions.get(name), out);
+    }
+}
+
+/// A name `pg_catalog` also has, without one of its exact argument types:
+/// some call resolves to the app's (an exact match beats a cast, whatever
+/// the search path). Unknown argument types (`%TYPE`) count as different.
+fn shadow<'c>(
+    what: &str,
+    name: &Relation,
+    args: Option<&[String]>,
+    catalog: impl Fn(&str) -> Option<&'c Vec<Vec<String>>>,
+    out: &mut Found<'_>,
+) {
+    if name.schema.as_deref().is_some_and(|s| s == "pg_catalog" || s == "pg_temp") {
+        return;
+    }
+    let Some(known) = catalog(&name.name) else { return };
+    if args.is_some_and(|args| known.iter().any(|k| k.as_slice() == args)) {
+        return;
+    }
+    let shown = args.map_or_else(|| "…".to_string(), |a| a.join(", "));
+    out.problems
+        .push(Problem::Shadow { what: format!("{what} `{name}({shown})` has pg_catalog's name `{}`", name.name) });
+}
+
+/// A `TypeName` node (serialized) as `pg_type.typname`: the grammar spells
+/// SQL's type keywords as `pg_catalog.int4` and so on; an array is `_` and
+/// its element's name; another schema's type keeps its schema (an
+/// unqualified name is pg_catalog's first, by the default search path).
+/// `None` for `%TYPE`.
+fn type_name(arg: &serde_json::Value) -> Option<String> {
+    if arg.get("pct_type").and_then(serde_json::Value::as_bool) == Some(true) {
+        return None;
+    }
+    let names: Vec<&str> = arg.get("names")?.as_array()?.iter().filter_map(node_string).collect();
+    let (last, schema) = names.split_last()?;
+    // A type of another schema is not pg_catalog's, whatever its name.
+    let last = match schema.last() {
+        Some(schema) if *schema != "pg_catalog" => format!("{schema}.{last}"),
+        _ => (*last).to_string(),
+    };
+    let array = arg.get("array_bounds").and_then(serde_json::Value::as_array).is_some_and(|b| !b.is_empty());
+    Some(if array { format!("_{last}") } else { last })
+}
+
+/// `SET search_path` with a schema before `pg_catalog` (which is otherwise
+/// searched first).
+fn search_path(set: &serde_json::Value, statement: &'static str, out: &mut Found<'_>) {
+    if !text(set, "name").eq_ignore_ascii_case("search_path") {
+        return;
+    }
+    if int(set, "kind") == protobuf::VariableSetKind::VarSetCurrent as i64 {
+        out.problems.push(Problem::Unverifiable { what: format!("{statement} FROM CURRENT") });
+        return;
+    }
+    let schemas: Vec<String> = list(set, "args").iter().filter_map(node_string).map(str::to_string).collect();
+    let Some(catalog) = schemas.iter().position(|s| s == "pg_catalog") else { return };
+    if let Some(first) = schemas.first().filter(|_| catalog > 0) {
+        out.problems.push(Problem::SearchPath { statement, first: first.clone() });
+    }
+}
+
+/// The string a serialized node (without its `node` wrapper) holds.
+fn node_string_at(node: &serde_json::Value) -> Option<&str> {
+    node.get("String")?.get("sval")?.as_str()
+}
+
 /// Functions that run SQL passed as text.
 const RUNS_SQL_TEXT: [&str; 7] = [
     "query_to_xml",
@@ -629,7 +1276,7 @@ const RUNS_SQL_TEXT: [&str; 7] = [
 
 /// `set_config('role', …)` is `SET ROLE` by another name; a setting name
 /// computed at run time cannot be checked.
-fn set_config(call: &serde_json::Value, names: &Names, problems: &mut Vec<Problem>) {
+fn set_config(call: &serde_json::Value, out: &mut Found<'_>) {
     let list = |field: &str| call.get(field).and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
     let name = list("funcname").last().and_then(node_string).map(str::to_ascii_lowercase);
     if let Some(function) = name.as_deref().filter(|n| RUNS_SQL_TEXT.contains(n)) {
@@ -644,11 +1291,11 @@ fn set_config(call: &serde_json::Value, names: &Names, problems: &mut Vec<Proble
             inner.is_some_and(|n| n.get("AConst").is_some())
         };
         if !args.iter().all(constant) {
-            problems.push(Problem::Unverifiable { what: format!("{function}() of SQL built at run time") });
+            out.problems.push(Problem::Unverifiable { what: format!("{function}() of SQL built at run time") });
             return;
         }
         for sql in args.iter().filter_map(node_string) {
-            sql_text_problems(sql, ParserOptions::DEFAULT, names, problems);
+            sql_text_problems(sql, ParserOptions::DEFAULT, out);
         }
         return;
     }
@@ -658,10 +1305,11 @@ fn set_config(call: &serde_json::Value, names: &Names, problems: &mut Vec<Proble
     let setting = list("args").first().and_then(node_string).map(str::to_ascii_lowercase);
     match setting.as_deref() {
         Some(setting @ ("role" | "session_authorization")) => {
-            problems.push(Problem::ActAs { statement: format!("set_config('{setting}', …)") })
+            out.problems.push(Problem::ActAs { statement: format!("set_config('{setting}', …)") })
         }
         Some(_) => {}
-        None => problems
+        None => out
+            .problems
             .push(Problem::Unverifiable { what: "set_config with a setting name computed at run time".to_string() }),
     }
 }
@@ -671,7 +1319,7 @@ mod tests {
     use super::*;
 
     fn names() -> Names {
-        Names { migrator: "app_migrator".to_string() }
+        Names { migrator: "app_migrator".to_string(), runtime: vec!["app_user".into(), "app_service".into()] }
     }
 
     fn problems(sql: &str) -> Vec<Problem> {
@@ -865,6 +1513,233 @@ mod tests {
                                DECLARE v app.status; BEGIN SET ROLE app_user; END $f$;";
         assert!(
             matches!(problems(typed_and_risky).as_slice(), [Problem::Unverifiable { what }] if what.contains("`role`"))
+        );
+    }
+
+    fn grant(statement: &'static str, privileges: &str, on: &str, to: &str) -> Problem {
+        Problem::Grant { statement, privileges: privileges.into(), on: on.into(), to: to.into() }
+    }
+
+    #[test]
+    fn grants_beyond_the_model_are_named() {
+        let cases = [
+            ("GRANT TRUNCATE ON notes TO app_user;", grant("GRANT", "TRUNCATE", "TABLE", "app_user")),
+            ("GRANT ALL ON ALL TABLES IN SCHEMA public TO app_service;", grant("GRANT", "ALL", "TABLE", "app_service")),
+            (
+                "GRANT REFERENCES (id), TRIGGER ON notes TO PUBLIC;",
+                grant("GRANT", "REFERENCES, TRIGGER", "TABLE", "PUBLIC"),
+            ),
+            (
+                "GRANT SELECT ON notes TO app_user WITH GRANT OPTION;",
+                grant("GRANT", "… WITH GRANT OPTION", "TABLE", "app_user"),
+            ),
+            ("GRANT CREATE ON SCHEMA public TO app_user;", grant("GRANT", "CREATE", "SCHEMA", "app_user")),
+            ("GRANT ALL PRIVILEGES ON DATABASE app TO PUBLIC;", grant("GRANT", "ALL", "DATABASE", "PUBLIC")),
+            ("GRANT TEMP ON DATABASE app TO app_user;", grant("GRANT", "TEMP", "DATABASE", "app_user")),
+            (
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT TRIGGER ON TABLES TO app_user;",
+                grant("ALTER DEFAULT PRIVILEGES … GRANT", "TRIGGER", "TABLE", "app_user"),
+            ),
+            (
+                "ALTER DEFAULT PRIVILEGES GRANT CREATE ON SCHEMAS TO app_service;",
+                grant("ALTER DEFAULT PRIVILEGES … GRANT", "CREATE", "SCHEMA", "app_service"),
+            ),
+            ("GRANT SELECT ON notes TO app_user_alt;", grant("GRANT", "SELECT", "TABLE", "app_user_alt")),
+            ("GRANT USAGE ON FOREIGN SERVER s TO app_user;", grant("GRANT", "USAGE", "FOREIGN SERVER", "app_user")),
+            ("GRANT SET ON PARAMETER work_mem TO app_user;", grant("GRANT", "SET", "PARAMETER", "app_user")),
+            ("CREATE SCHEMA s GRANT CREATE ON SCHEMA s TO app_user;", grant("GRANT", "CREATE", "SCHEMA", "app_user")),
+            (
+                "DO $$ BEGIN EXECUTE 'GRANT MAINTAIN ON notes TO app_user'; END $$;",
+                grant("GRANT", "MAINTAIN", "TABLE", "app_user"),
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(problems(sql), [expected], "{sql}");
+        }
+        for sql in [
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON notes, \"other\" TO app_user, app_service;",
+            "GRANT USAGE ON SCHEMA public TO app_user; GRANT CONNECT ON DATABASE app TO app_service;",
+            "GRANT ALL ON SEQUENCE s TO app_user; GRANT EXECUTE ON FUNCTION f() TO app_user;",
+            "GRANT TRUNCATE ON notes TO reporting; GRANT ALL ON SCHEMA public TO app_migrator;",
+            "REVOKE ALL ON notes FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_user;",
+        ] {
+            assert_eq!(problems(sql), [], "{sql}");
+        }
+    }
+
+    #[test]
+    fn rls_switched_off_on_a_table_with_policies_must_come_back_in_the_migration() {
+        let off = |table: &str, force| Problem::RlsOff { table: table.into(), force };
+        let policy = "CREATE POLICY p ON public.notes USING (true);\n";
+        // The seeding pattern real projects use passes.
+        let seeding = format!(
+            "{policy}ALTER TABLE notes DISABLE ROW LEVEL SECURITY;\nINSERT INTO notes VALUES (1);\n\
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;\nALTER TABLE notes NO FORCE ROW LEVEL SECURITY;\n\
+             ALTER TABLE notes FORCE ROW LEVEL SECURITY;"
+        );
+        assert_eq!(problems(&seeding), []);
+        assert_eq!(problems(&format!("{policy}ALTER TABLE notes DISABLE ROW LEVEL SECURITY;")), [off("notes", false)]);
+        assert_eq!(
+            problems(&format!("{policy}ALTER TABLE IF EXISTS ONLY public.notes NO FORCE ROW LEVEL SECURITY;")),
+            [off("public.notes", true)]
+        );
+        // Switched on again before it was switched off, or the other switch: still off.
+        let wrong_order = format!(
+            "{policy}ALTER TABLE notes ENABLE ROW LEVEL SECURITY; ALTER TABLE notes DISABLE ROW LEVEL SECURITY;"
+        );
+        assert_eq!(problems(&wrong_order), [off("notes", false)]);
+        let other_switch = format!("{policy}ALTER TABLE notes NO FORCE ROW LEVEL SECURITY, ENABLE ROW LEVEL SECURITY;");
+        assert_eq!(problems(&other_switch), [off("notes", true)]);
+        // Another table's policies, or another schema's table of that name: not this one.
+        assert_eq!(problems(&format!("{policy}ALTER TABLE tags DISABLE ROW LEVEL SECURITY;")), []);
+        assert_eq!(problems(&format!("{policy}ALTER TABLE audit.notes DISABLE ROW LEVEL SECURITY;")), []);
+        // In a function body it runs when called: switching on again later does not count.
+        // Renamed or moved, the table keeps its policies.
+        let renamed =
+            format!("{policy}ALTER TABLE notes RENAME TO old_notes; ALTER TABLE old_notes DISABLE ROW LEVEL SECURITY;");
+        assert_eq!(problems(&renamed), [off("old_notes", false)]);
+        let moved = format!(
+            "{policy}ALTER TABLE notes SET SCHEMA archive; ALTER TABLE archive.notes DISABLE ROW LEVEL SECURITY;"
+        );
+        assert_eq!(problems(&moved), [off("archive.notes", false)]);
+        let body = format!(
+            "{policy}CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN \
+             ALTER TABLE notes DISABLE ROW LEVEL SECURITY; END $f$;\nALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+        );
+        assert_eq!(problems(&body), [off("notes", false)]);
+        // The catalog's policies (applied migrations) and an earlier pending migration's count.
+        let catalog = Catalog {
+            policy_tables: vec![Relation { schema: Some("public".into()), name: "tags".into() }],
+            ..Catalog::default()
+        };
+        let mut guard = Guard::new(names(), catalog);
+        assert!(guard.scan("0001_a", policy, &[]).refused.is_empty());
+        let later = guard.scan(
+            "0002_b",
+            "ALTER TABLE notes DISABLE ROW LEVEL SECURITY; ALTER TABLE tags DISABLE ROW LEVEL SECURITY;",
+            &[],
+        );
+        let found: Vec<Problem> = later.refused.into_iter().map(|f| f.problem).collect();
+        assert_eq!(found, [off("notes", false), off("tags", false)]);
+    }
+
+    #[test]
+    fn definer_functions_need_a_search_path_or_a_revoke() {
+        let definer = |f: &str| Problem::Definer { function: f.into() };
+        let create = "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';";
+        assert_eq!(problems(create), [definer("app.f")]);
+        for sql in [
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' AS 'SELECT 1';",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY INVOKER AS 'SELECT 1';",
+            "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+             REVOKE EXECUTE ON FUNCTION app.f() FROM PUBLIC;",
+            "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+             REVOKE ALL ON ALL FUNCTIONS IN SCHEMA app FROM PUBLIC;",
+        ] {
+            assert_eq!(problems(sql), [], "{sql}");
+        }
+        let granted = format!(
+            "{create}\nREVOKE EXECUTE ON FUNCTION app.f() FROM PUBLIC;\nGRANT EXECUTE ON FUNCTION app.f() TO app_user;"
+        );
+        assert_eq!(problems(&granted), [definer("app.f")]);
+        let other = format!("{create}\nREVOKE EXECUTE ON FUNCTION app.g() FROM PUBLIC;");
+        assert_eq!(problems(&other), [definer("app.f")]);
+        assert_eq!(problems("ALTER FUNCTION f(int) SECURITY DEFINER;"), [definer("f")]);
+        assert_eq!(problems("ALTER FUNCTION f(int) SECURITY DEFINER SET search_path = pg_catalog;"), []);
+        assert_eq!(problems("ALTER FUNCTION f(int) RESET search_path;"), [definer("f")]);
+        assert_eq!(problems("ALTER FUNCTION f(int) RESET ALL;"), [definer("f")]);
+        let procedure = "CREATE PROCEDURE p() LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';";
+        assert_eq!(problems(procedure), [definer("p")]);
+    }
+
+    fn shadow_guard() -> Guard {
+        let mut catalog = Catalog::default();
+        catalog.functions.insert("quote_ident".into(), vec![vec!["text".into()]]);
+        catalog.functions.insert("length".into(), vec![vec!["text".into()], vec!["bpchar".into()]]);
+        catalog.functions.insert("sum".into(), vec![vec!["int4".into()]]);
+        catalog.operators.insert("=".into(), vec![("int4".into(), "int4".into()), ("text".into(), "text".into())]);
+        Guard::new(names(), catalog)
+    }
+
+    #[test]
+    fn names_that_shadow_pg_catalog_are_named() {
+        let shadowing = |sql: &str| -> Vec<Problem> {
+            shadow_guard().scan("0001_x", sql, &[]).refused.into_iter().map(|f| f.problem).collect()
+        };
+        let shadow = |what: &str| Problem::Shadow { what: what.into() };
+        let cases = [
+            (
+                "CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE sql AS 'SELECT 1::text';",
+                shadow("function `public.quote_ident(name)` has pg_catalog's name `quote_ident`"),
+            ),
+            (
+                "CREATE FUNCTION length(s character varying, OUT n int) LANGUAGE sql AS 'SELECT 1';",
+                shadow("function `length(varchar)` has pg_catalog's name `length`"),
+            ),
+            (
+                "CREATE FUNCTION quote_ident(x notes.body%TYPE) RETURNS text LANGUAGE sql AS 'SELECT 1::text';",
+                shadow("function `quote_ident(…)` has pg_catalog's name `quote_ident`"),
+            ),
+            (
+                "CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = int, FUNCTION = f);",
+                shadow("operator `public.=(text, int4)` has pg_catalog's name `=`"),
+            ),
+            (
+                "CREATE AGGREGATE sum(bigint[]) (SFUNC = f, STYPE = bigint);",
+                shadow("aggregate `sum(_int8)` has pg_catalog's name `sum`"),
+            ),
+            (
+                "CREATE FUNCTION quote_ident(public.text) RETURNS text LANGUAGE sql AS 'SELECT 1::text';",
+                shadow("function `quote_ident(public.text)` has pg_catalog's name `quote_ident`"),
+            ),
+            (
+                "ALTER FUNCTION public.my_quote(name) RENAME TO quote_ident;",
+                shadow("function `public.quote_ident(name)` has pg_catalog's name `quote_ident`"),
+            ),
+            (
+                "ALTER FUNCTION my_quote RENAME TO quote_ident;",
+                shadow("function `quote_ident(…)` has pg_catalog's name `quote_ident`"),
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(shadowing(sql), [expected], "{sql}");
+        }
+        for sql in [
+            "CREATE FUNCTION quote_ident(text) RETURNS text LANGUAGE sql AS 'SELECT $1';",
+            "CREATE FUNCTION public.length(pg_catalog.text) RETURNS int LANGUAGE sql AS 'SELECT 1';",
+            "CREATE FUNCTION slugify(text) RETURNS text LANGUAGE sql AS 'SELECT $1';",
+            "CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = f);",
+            "CREATE PROCEDURE length(int) LANGUAGE sql AS 'SELECT 1';",
+        ] {
+            assert_eq!(shadowing(sql), [], "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_default_search_path_with_an_app_schema_before_pg_catalog_is_named() {
+        assert_eq!(
+            problems("ALTER DATABASE app SET search_path = public, pg_catalog;"),
+            [Problem::SearchPath { statement: "ALTER DATABASE … SET search_path", first: "public".into() }]
+        );
+        assert_eq!(
+            problems("ALTER DATABASE app SET search_path = \"$user\", pg_catalog, public;"),
+            [Problem::SearchPath { statement: "ALTER DATABASE … SET search_path", first: "$user".into() }]
+        );
+        for sql in [
+            "ALTER DATABASE app SET search_path = pg_catalog, public;",
+            "ALTER DATABASE app SET search_path TO public, app;",
+            "ALTER DATABASE app RESET search_path;",
+        ] {
+            assert_eq!(problems(sql), [], "{sql}");
+        }
+        assert!(matches!(
+            problems("ALTER DATABASE app SET search_path FROM CURRENT;").as_slice(),
+            [Problem::Unverifiable { .. }]
+        ));
+        assert_eq!(
+            problems("ALTER ROLE app_user SET search_path = public, pg_catalog;"),
+            [Problem::RoleStatement { statement: "ALTER ROLE … SET" }]
         );
     }
 

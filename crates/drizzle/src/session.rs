@@ -13,7 +13,7 @@ use roles::model::Attribute;
 use crate::bookkeeping::{self, TableState};
 use crate::config::{Config, Progress};
 use crate::folder::Folder;
-use crate::guard::Pending;
+use crate::guard::{Catalog, Pending};
 use crate::refusal::{Lack, NotTheMigrator, Refusal, Refused};
 use crate::status::{status, Status};
 
@@ -154,7 +154,9 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
     }
     let status = status(folder, &table);
     let mut refusals = status.refusals(config.allow_changed);
-    let guarded = guard(config, folder, &status);
+    // The catalog is read only when something is pending: nothing to scan otherwise.
+    let catalog = if status.pending().is_empty() { Catalog::default() } else { Catalog::read(&mut client)? };
+    let guarded = guard(config, folder, &status, catalog);
     refusals.extend(guarded.refused.into_iter().map(Refusal::Guarded));
     if !refusals.is_empty() {
         return Err(crate::refusal::Refused { refusals }.into());
@@ -171,14 +173,19 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
 /// call it before anything runs). A review entry for an applied migration
 /// counts as used; one whose tag is not in the folder, or that matches no
 /// statement of its pending migration, is named in `notes`.
-pub fn guard(config: &Config, folder: &Folder, status: &crate::Status) -> Pending {
-    let names = crate::guard::Names { migrator: config.migrator.clone() };
+pub fn guard(config: &Config, folder: &Folder, status: &crate::Status, catalog: Catalog) -> Pending {
+    let runtime = config.runtime_users.iter().map(|(_, name)| name.clone());
+    let mut runtime: Vec<String> = runtime.collect();
+    runtime.sort();
+    runtime.dedup();
+    let names = crate::guard::Names { migrator: config.migrator.clone(), runtime };
+    let mut scanner = crate::guard::Guard::new(names, catalog);
     let reviews = &config.policy.reviews;
     let mut outcome = Pending::default();
     let pending = status.pending();
     // A file that is not UTF-8 has its own refusal.
     for migration in pending.iter().filter(|m| !m.lossy) {
-        let found = crate::guard::scan(&migration.tag, &migration.text, &names, reviews);
+        let found = scanner.scan(&migration.tag, &migration.text, reviews);
         outcome.refused.extend(found.refused);
         outcome.reviewed.extend(found.reviewed);
     }
@@ -248,9 +255,11 @@ fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) ->
 }
 
 /// The status of the database against `folder`, read-only.
-pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<Status<'a>> {
+pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<(Status<'a>, Catalog)> {
     let mut client = connect(config)?;
     client.batch_execute("SET default_transaction_read_only = on")?;
     let table = bookkeeping::read(&mut client, &config.table)?;
-    Ok(status(folder, &table))
+    let status = status(folder, &table);
+    let catalog = if status.pending().is_empty() { Catalog::default() } else { Catalog::read(&mut client)? };
+    Ok((status, catalog))
 }

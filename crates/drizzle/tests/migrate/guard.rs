@@ -83,6 +83,99 @@ fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
     assert!(fx.rows("app").is_empty());
 }
 
+/// The classes that need the live catalog or the whole migration, refused
+/// by both engines before anything runs.
+const MODEL_UNDONE: &str = "CREATE POLICY \"own\" ON \"notes\" TO app_user USING (true);\n--> statement-breakpoint\n\
+    ALTER TABLE \"notes\" DISABLE ROW LEVEL SECURITY;\n--> statement-breakpoint\n\
+    GRANT TRUNCATE ON \"notes\" TO app_user;\n--> statement-breakpoint\n\
+    GRANT CREATE ON SCHEMA public TO PUBLIC;\n--> statement-breakpoint\n\
+    CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;\n--> statement-breakpoint\n\
+    CREATE FUNCTION public.whoami() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT current_user::text $$;\n\
+    --> statement-breakpoint\n\
+    ALTER DATABASE app SET search_path = public, pg_catalog;";
+
+fn assert_model_undone(found: &[(usize, Problem)]) {
+    let kinds: Vec<(usize, &str)> = found
+        .iter()
+        .map(|(line, p)| {
+            let kind = match p {
+                Problem::RlsOff { table, force: false } if table == "notes" => "rls",
+                Problem::Grant { privileges, to, .. } if privileges == "TRUNCATE" && to == "app_user" => "truncate",
+                Problem::Grant { privileges, on, to, .. }
+                    if privileges == "CREATE" && on == "SCHEMA" && to == "PUBLIC" =>
+                {
+                    "create"
+                }
+                // The live catalog has pg_catalog.quote_ident(text).
+                Problem::Shadow { what } if what.contains("public.quote_ident(name)") => "shadow",
+                Problem::Definer { function } if function == "public.whoami" => "definer",
+                Problem::SearchPath { first, .. } if first == "public" => "search_path",
+                other => panic!("{other:?}"),
+            };
+            (*line, kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [(3, "rls"), (5, "truncate"), (7, "create"), (9, "shadow"), (11, "definer"), (13, "search_path")],
+        "{found:?}"
+    );
+}
+
+#[test]
+fn what_needs_the_catalog_or_the_whole_migration_is_refused_by_the_builtin_engine() {
+    let fx = Fixture::provisioned("app");
+    let folder = folder(MODEL_UNDONE);
+    assert_model_undone(&problems(&refused(&fx.config("app"), &folder.read())));
+    assert!(fx.rows("app").is_empty(), "nothing ran");
+}
+
+#[test]
+fn what_needs_the_catalog_or_the_whole_migration_is_refused_by_the_drizzle_kit_engine() {
+    let Some(_kit) = drizzle_kit() else { return };
+    let fx = Fixture::provisioned("app");
+    let folder = folder(MODEL_UNDONE);
+    let package = repo_root().join("platform/db");
+    let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
+    let started = RefCell::new(false);
+    let error = drizzle::kit::migrate_with_drizzle_kit(
+        &fx.config("app"),
+        &folder.read(),
+        &node,
+        &mut drizzle::Silent,
+        &mut |_| *started.borrow_mut() = true,
+    )
+    .unwrap_err();
+    let refusals = &error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals;
+    assert_model_undone(&problems(refusals));
+    assert!(!*started.borrow(), "drizzle-kit was not started");
+    assert!(fx.rows("app").is_empty());
+}
+
+/// What real projects write passes and runs: RLS off to seed rows and on
+/// again, a definer function with its search_path, one kept from PUBLIC,
+/// a function of pg_catalog's exact signature.
+#[test]
+fn seeding_with_rls_off_and_safe_definer_functions_run() {
+    let fx = Fixture::provisioned("app");
+    let folder = folder(
+        "ALTER TABLE \"notes\" ENABLE ROW LEVEL SECURITY;\n--> statement-breakpoint\n\
+         CREATE POLICY \"own\" ON \"notes\" TO app_user USING (true);\n--> statement-breakpoint\n\
+         ALTER TABLE \"notes\" DISABLE ROW LEVEL SECURITY;\nINSERT INTO \"notes\" VALUES (1);\n\
+         ALTER TABLE \"notes\" ENABLE ROW LEVEL SECURITY;\n--> statement-breakpoint\n\
+         CREATE FUNCTION public.tenant() RETURNS text LANGUAGE sql SECURITY DEFINER SET search_path = '' \
+         AS $$ SELECT current_setting('app.tenant', true) $$;\n--> statement-breakpoint\n\
+         CREATE FUNCTION public.owner_only() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;\n\
+         REVOKE EXECUTE ON FUNCTION public.owner_only() FROM PUBLIC;\n--> statement-breakpoint\n\
+         GRANT SELECT, INSERT, UPDATE, DELETE ON \"notes\" TO app_user;",
+    );
+    let outcome = drizzle::migrate_builtin(&fx.config("app"), &folder.read(), false, &mut drizzle::Silent).unwrap();
+    assert_eq!(outcome.applied, ["0000_notes", "0001_change"]);
+    let enabled: bool =
+        fx.admin("app").query_one("SELECT relrowsecurity FROM pg_class WHERE relname = 'notes'", &[]).unwrap().get(0);
+    assert!(enabled);
+}
+
 /// Notes the run said.
 #[derive(Default)]
 struct Notes(Vec<String>);
