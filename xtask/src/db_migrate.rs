@@ -221,9 +221,9 @@ fn run_drizzle_kit(ctx: &Context, config: &Config, folder: &Folder) -> Result<()
 pub fn status(ctx: &Context, env: &Env, migrations_dir: &Path, json: bool) -> Result<ExitCode> {
     let config = config(ctx, env)?;
     let folder = drizzle::folder::read(migrations_dir)?;
-    let (status, catalog) = drizzle::session::inspect(&config, &folder)?;
+    let (status, mut client) = drizzle::session::inspect(&config, &folder)?;
     // The migration guard, as db-migrate would apply it before anything runs.
-    let guarded = drizzle::session::guard(&config, &folder, &status, catalog);
+    let guarded = drizzle::session::guard(&config, &folder, &status, Some(&mut client))?;
     if json {
         let mut value = status.to_json(&config.table.to_string());
         if !guarded.refused.is_empty() {

@@ -224,9 +224,10 @@ impl fmt::Display for Relation {
     }
 }
 
-/// What the guard reads from the live database before it scans:
-/// `pg_catalog`'s functions and operators, the tables that have policies,
-/// and the roles that hold CONNECT on it (the runtime roles, by the model).
+/// What the guard reads from the live database: the tables that have
+/// policies and the roles that hold CONNECT on it (the runtime roles, by the
+/// model) before it scans; after, `pg_catalog`'s functions and operators of
+/// the names the migrations define.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     /// Function (and aggregate) name → each one's input argument types
@@ -239,46 +240,57 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads it in one session (a read-only one will do).
+    /// The tables with policies and the CONNECT holders, in one query (a
+    /// read-only session will do).
     pub fn read(client: &mut postgres::Client) -> anyhow::Result<Catalog> {
-        let types: std::collections::HashMap<u32, String> = client
-            .query("SELECT oid, typname::text FROM pg_type", &[])?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-        let typname = |oid: u32| if oid == 0 { String::new() } else { types.get(&oid).cloned().unwrap_or_default() };
         let mut catalog = Catalog::default();
         for row in client.query(
-            "SELECT proname::text, proargtypes::oid[] FROM pg_proc \
-             WHERE pronamespace = 'pg_catalog'::regnamespace AND prokind <> 'p'",
-            &[],
-        )? {
-            let args: Vec<u32> = row.get(1);
-            catalog.functions.entry(row.get(0)).or_default().push(args.into_iter().map(typname).collect());
-        }
-        for row in client.query(
-            "SELECT oprname::text, oprleft, oprright FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace",
-            &[],
-        )? {
-            catalog.operators.entry(row.get(0)).or_default().push((typname(row.get(1)), typname(row.get(2))));
-        }
-        for row in client.query(
-            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_policy p \
-             JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace",
-            &[],
-        )? {
-            catalog.policy_tables.push(Relation { schema: Some(row.get(0)), name: row.get(1) });
-        }
-        for row in client.query(
-            "SELECT DISTINCT r.rolname::text FROM pg_database d, aclexplode(d.datacl) a \
-             JOIN pg_roles r ON r.oid = a.grantee \
+            "SELECT DISTINCT 'p', n.nspname::text, c.relname::text FROM pg_policy p \
+               JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             UNION ALL \
+             SELECT DISTINCT 'c', '', r.rolname::text FROM pg_database d, aclexplode(d.datacl) a \
+               JOIN pg_roles r ON r.oid = a.grantee \
              WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT' \
                AND r.oid <> d.datdba AND NOT r.rolsuper",
             &[],
         )? {
-            catalog.connect_holders.push(row.get(0));
+            let (kind, schema, name): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            if kind == "p" {
+                catalog.policy_tables.push(Relation { schema: Some(schema), name });
+            } else {
+                catalog.connect_holders.push(name);
+            }
         }
         Ok(catalog)
+    }
+
+    /// `pg_catalog`'s functions (aggregates included) and operators of
+    /// these names, with their argument types, in one query.
+    fn read_signatures(
+        &mut self,
+        client: &mut postgres::Client,
+        functions: &[String],
+        operators: &[String],
+    ) -> anyhow::Result<()> {
+        for row in client.query(
+            "SELECT 'f', p.proname::text, ARRAY(SELECT t.typname::text \
+                 FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(o, n) JOIN pg_type t ON t.oid = a.o ORDER BY a.n) \
+               FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.prokind <> 'p' \
+                AND p.proname = ANY($1) \
+             UNION ALL \
+             SELECT 'o', o.oprname::text, ARRAY[coalesce((SELECT typname::text FROM pg_type WHERE oid = o.oprleft), ''), \
+                                               coalesce((SELECT typname::text FROM pg_type WHERE oid = o.oprright), '')] \
+               FROM pg_operator o WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname = ANY($2)",
+            &[&functions, &operators],
+        )? {
+            let (kind, name, args): (String, String, Vec<String>) = (row.get(0), row.get(1), row.get(2));
+            if kind == "f" {
+                self.functions.entry(name).or_default().push(args);
+            } else if let [left, right] = args.as_slice() {
+                self.operators.entry(name).or_default().push((left.clone(), right.clone()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -306,12 +318,18 @@ enum Event {
     Revoked(Vec<Relation>),
     /// EXECUTE granted to PUBLIC or a runtime role on these functions.
     Granted(Vec<Relation>),
+    /// A function, aggregate or operator defined (or renamed) outside
+    /// `pg_catalog`, with its argument types (`None`: unknown).
+    Defines {
+        what: &'static str,
+        name: Relation,
+        args: Option<Vec<String>>,
+    },
 }
 
 /// What one statement's walk finds.
 struct Found<'g> {
     names: &'g Names,
-    catalog: &'g Catalog,
     problems: Vec<Problem>,
     events: Vec<Event>,
     /// How deep in function bodies the walk is.
@@ -345,6 +363,9 @@ pub(crate) const BREAKPOINT: &str = "--> statement-breakpoint";
 pub struct Guard {
     names: Names,
     catalog: Catalog,
+    /// What the scanned migrations define that may shadow `pg_catalog`:
+    /// judged by [`Guard::finish`].
+    defines: Vec<(String, Place, Event)>,
 }
 
 /// A statement's place, for a finding.
@@ -364,7 +385,7 @@ impl Guard {
                 names.runtime.push(role.clone());
             }
         }
-        Guard { names, catalog }
+        Guard { names, catalog, defines: Vec::new() }
     }
 
     /// Scans one migration's text; `reviews` are the policy file's entries.
@@ -390,15 +411,47 @@ impl Guard {
         }
         found.extend(self.judge(&events));
         found.sort_by_key(|(place, _)| place.line);
-        let found = found.into_iter().map(|(place, problem)| Finding {
-            tag: tag.to_string(),
-            line: place.line,
-            statement: place.shown,
-            fingerprint: place.fingerprint,
-            problem,
+        for (place, event) in events {
+            if matches!(event, Event::Defines { .. }) {
+                self.defines.push((tag.to_string(), place, event));
+            }
+        }
+        reviewed(found.into_iter().map(|(place, problem)| (tag, place, problem)), reviews)
+    }
+
+    /// After the last migration: reads `pg_catalog`'s signatures of the
+    /// names the migrations define (with `client`; without one, the
+    /// catalog given to [`Guard::new`] decides) and refuses what shadows one.
+    pub fn finish(
+        &mut self,
+        client: Option<&mut postgres::Client>,
+        reviews: &[MigrationReview],
+    ) -> anyhow::Result<Scan> {
+        let names = |operators: bool| -> Vec<String> {
+            let mut names: Vec<String> = self
+                .defines
+                .iter()
+                .filter_map(|(_, _, e)| match e {
+                    Event::Defines { what, name, .. } if (*what == "operator") == operators => Some(name.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        let (functions, operators) = (names(false), names(true));
+        if let Some(client) = client.filter(|_| !functions.is_empty() || !operators.is_empty()) {
+            self.catalog.read_signatures(client, &functions, &operators)?;
+        }
+        let found = self.defines.drain(..).filter_map(|(tag, place, event)| match event {
+            Event::Defines { what, name, args } => {
+                shadows(&self.catalog, what, &name, args.as_deref()).map(|problem| (tag, place, problem))
+            }
+            _ => None,
         });
-        let (reviewed, refused) = found.partition(|f| reviews.iter().any(|r| matches(r, f)));
-        Scan { refused, reviewed }
+        let found: Vec<(String, Place, Problem)> = found.collect();
+        Ok(reviewed(found.iter().map(|(tag, place, problem)| (tag.as_str(), place.clone(), problem.clone())), reviews))
     }
 
     /// One piece of a migration, at `offset` in `text`.
@@ -428,8 +481,7 @@ impl Guard {
                 len => (start + len).min(piece.len()),
             };
             let sql = piece.get(start..end).unwrap_or_default();
-            let mut out =
-                Found { names: &self.names, catalog: &self.catalog, problems: Vec::new(), events: Vec::new(), body: 0 };
+            let mut out = Found { names: &self.names, problems: Vec::new(), events: Vec::new(), body: 0 };
             statement_problems(node, sql, &mut out);
             let (line, shown) = locate(text, offset + start, sql);
             let place = Place { line, shown, fingerprint: fingerprint(&normalized(sql)) };
@@ -491,11 +543,30 @@ impl Guard {
     }
 }
 
+/// Findings, split into those a review lets through and those refused.
+fn reviewed<'t>(found: impl Iterator<Item = (&'t str, Place, Problem)>, reviews: &[MigrationReview]) -> Scan {
+    let found = found.map(|(tag, place, problem)| Finding {
+        tag: tag.to_string(),
+        line: place.line,
+        statement: place.shown,
+        fingerprint: place.fingerprint,
+        problem,
+    });
+    let (reviewed, refused) = found.partition(|f| reviews.iter().any(|r| matches(r, f)));
+    Scan { refused, reviewed }
+}
+
 /// Scans one migration with no catalog (no shadowing known, no table with
 /// policies but those the migration creates): for tests and callers with
 /// no database.
 pub fn scan(tag: &str, text: &str, names: &Names, reviews: &[MigrationReview]) -> Scan {
-    Guard::new(names.clone(), Catalog::default()).scan(tag, text, reviews)
+    let mut guard = Guard::new(names.clone(), Catalog::default());
+    let mut scan = guard.scan(tag, text, reviews);
+    // With no client and an empty catalog, nothing shadows: nothing can fail.
+    let shadowed = guard.finish(None, reviews).unwrap_or_default();
+    scan.refused.extend(shadowed.refused);
+    scan.reviewed.extend(shadowed.reviewed);
+    scan
 }
 
 /// A statement's text past its leading comments, its whitespace runs made
@@ -674,37 +745,61 @@ fn plpgsql_problems(sql: &str, body: &str, out: &mut Found<'_>) {
 /// `body` (strings and comments are single tokens, so they do not count):
 /// the first found, or `None`.
 fn risky_tokens(body: &str) -> Option<String> {
-    const RISKY: [&str; 9] =
-        ["role", "user", "group", "authorization", "owner", "owned", "execute", "set_config", "grant"];
-    let Ok(scanned) = pg_query::scan(body) else { return Some("text the scanner cannot read".to_string()) };
-    scanned.tokens.iter().find_map(|token| {
-        let start = usize::try_from(token.start).ok()?;
-        let end = usize::try_from(token.end).ok()?;
+    const RISKY: [&str; 19] = [
+        "role",
+        "user",
+        "group",
+        "authorization",
+        "owner",
+        "owned",
+        "execute",
+        "set_config",
+        "grant",
+        "disable",
+        "force",
+        "security",
+        "function",
+        "procedure",
+        "operator",
+        "aggregate",
+        "search_path",
+        "database",
+        "rename",
+    ];
+    if pg_query::scan(body).is_err() {
+        return Some("text the scanner cannot read".to_string());
+    }
+    tokens(body).into_iter().find_map(|(start, end)| {
         let word = body.get(start..end)?.to_ascii_lowercase();
         RISKY.contains(&word.as_str()).then(|| format!("`{word}`"))
     })
 }
 
 /// libpg_query's PL/pgSQL tree leaves out a record variable's default
-/// (`r record := ROW(…)`), which runs when the block starts: a record
-/// declared with one is unverifiable.
+/// (`r record := ROW(…)`), which runs when its block starts: a record
+/// declared with one, in any block's `DECLARE` section, is unverifiable.
 fn record_defaults(tree: &serde_json::Value, body: &str, out: &mut Found<'_>) {
     let mut records = Vec::new();
     collect_records(tree, &mut records);
-    // The declarations: what comes before the first `BEGIN` token.
+    if records.is_empty() {
+        return;
+    }
+    // Every DECLARE section: from a `DECLARE` token to the next `BEGIN` token
+    // (strings and comments are single tokens, so they do not count).
     let lower = body.to_ascii_lowercase();
-    let begin = pg_query::scan(&lower).ok().and_then(|scanned| {
-        scanned.tokens.iter().find_map(|t| {
-            let (start, end) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
-            (lower.get(start..end) == Some("begin")).then_some(start)
-        })
-    });
-    let declarations: Vec<&str> = lower[..begin.unwrap_or(0)].split(';').collect();
+    let mut sections = Vec::new();
+    let mut open = None;
+    for (start, end) in tokens(&lower) {
+        match &lower[start..end] {
+            "declare" => open = Some(end),
+            "begin" => sections.extend(open.take().map(|from| &lower[from..start])),
+            _ => {}
+        }
+    }
     for name in records {
-        let with_default = declarations.iter().any(|declaration| {
+        let with_default = sections.iter().flat_map(|section| section.split(';')).any(|declaration| {
             let words: Vec<&str> = declaration.split_whitespace().collect();
-            let start = usize::from(words.first() == Some(&"declare"));
-            words.get(start) == Some(&name.as_str())
+            words.first().map(|w| w.trim_matches('"')) == Some(name.as_str())
                 && (declaration.contains(":=") || declaration.contains('=') || words.contains(&"default"))
         });
         if with_default {
@@ -713,6 +808,18 @@ fn record_defaults(tree: &serde_json::Value, body: &str, out: &mut Found<'_>) {
             });
         }
     }
+}
+
+/// The byte ranges of the tokens PostgreSQL's scanner reads in `text`
+/// (none when it cannot scan it).
+fn tokens(text: &str) -> Vec<(usize, usize)> {
+    let Ok(scanned) = pg_query::scan(text) else { return Vec::new() };
+    scanned
+        .tokens
+        .iter()
+        .filter_map(|t| Some((usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?)))
+        .filter(|(start, end)| start < end && *end <= text.len())
+        .collect()
 }
 
 fn collect_records(value: &serde_json::Value, records: &mut Vec<String>) {
@@ -1103,7 +1210,7 @@ fn renamed(stmt: &serde_json::Value, out: &mut Found<'_>) {
             list(func, "objargs").iter().map(|a| a.get("node")?.get("TypeName").and_then(type_name)).collect()
         };
         let name = Relation { schema: old.schema, name: newname };
-        shadow("function", &name, args.as_deref(), |name| out.catalog.functions.get(name), out);
+        shadow("function", name, args, out);
     }
 }
 
@@ -1158,7 +1265,7 @@ fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
         })
         .map(|p| p.get("arg_type").and_then(type_name))
         .collect();
-    shadow("function", &name, identity.as_deref(), |name| out.catalog.functions.get(name), out);
+    shadow("function", name, identity, out);
 }
 
 /// `CREATE OPERATOR` (and `CREATE AGGREGATE`, a function by another name).
@@ -1175,12 +1282,7 @@ fn define(stmt: &serde_json::Value, out: &mut Found<'_>) {
                 .map_or(Some(String::new()), |d| d.get("arg")?.get("node")?.get("TypeName").and_then(type_name))
         };
         let sides = arg("leftarg").zip(arg("rightarg")).map(|(l, r)| vec![l, r]);
-        let catalog: Option<Vec<Vec<String>>> = out
-            .catalog
-            .operators
-            .get(&name.name)
-            .map(|pairs| pairs.iter().map(|(l, r)| vec![l.clone(), r.clone()]).collect());
-        shadow("operator", &name, sides.as_deref(), |_| catalog.as_ref(), out);
+        shadow("operator", name, sides, out);
     } else if kind == O::ObjectAggregate as i64 {
         // `args` is a list: the direct arguments, then a count.
         let args = list(stmt, "args");
@@ -1195,30 +1297,31 @@ fn define(stmt: &serde_json::Value, out: &mut Found<'_>) {
                     .collect::<Option<Vec<String>>>()
             })
             .unwrap_or(None);
-        shadow("aggregate", &name, identity.as_deref(), |name| out.catalog.functions.get(name), out);
+        shadow("aggregate", name, identity, out);
     }
 }
 
 /// A name `pg_catalog` also has, without one of its exact argument types:
 /// some call resolves to the app's (an exact match beats a cast, whatever
 /// the search path). Unknown argument types (`%TYPE`) count as different.
-fn shadow<'c>(
-    what: &str,
-    name: &Relation,
-    args: Option<&[String]>,
-    catalog: impl Fn(&str) -> Option<&'c Vec<Vec<String>>>,
-    out: &mut Found<'_>,
-) {
-    if name.schema.as_deref().is_some_and(|s| s == "pg_catalog" || s == "pg_temp") {
-        return;
+/// Judged once the catalog's signatures of the names defined are read.
+fn shadow(what: &'static str, name: Relation, args: Option<Vec<String>>, out: &mut Found<'_>) {
+    if !name.schema.as_deref().is_some_and(|s| s == "pg_catalog" || s == "pg_temp") {
+        out.events.push(Event::Defines { what, name, args });
     }
-    let Some(known) = catalog(&name.name) else { return };
+}
+
+fn shadows(catalog: &Catalog, what: &str, name: &Relation, args: Option<&[String]>) -> Option<Problem> {
+    let known: Vec<Vec<String>> = if what == "operator" {
+        catalog.operators.get(&name.name)?.iter().map(|(l, r)| vec![l.clone(), r.clone()]).collect()
+    } else {
+        catalog.functions.get(&name.name)?.clone()
+    };
     if args.is_some_and(|args| known.iter().any(|k| k.as_slice() == args)) {
-        return;
+        return None;
     }
     let shown = args.map_or_else(|| "…".to_string(), |a| a.join(", "));
-    out.problems
-        .push(Problem::Shadow { what: format!("{what} `{name}({shown})` has pg_catalog's name `{}`", name.name) });
+    Some(Problem::Shadow { what: format!("{what} `{name}({shown})` has pg_catalog's name `{}`", name.name) })
 }
 
 /// A `TypeName` node (serialized) as `pg_type.typname`: the grammar spells
@@ -1474,6 +1577,11 @@ mod tests {
         assert!(
             matches!(problems(record).as_slice(), [Problem::Unverifiable { what }] if what.contains("record variable `r`"))
         );
+        let inner = "DO $$ BEGIN <<inner>> DECLARE r record := ROW(set_config('role','app_user',false)); \
+                     BEGIN NULL; END inner; END $$;";
+        assert!(
+            matches!(problems(inner).as_slice(), [Problem::Unverifiable { what }] if what.contains("record variable `r`"))
+        );
         let plv8 = "CREATE FUNCTION f() RETURNS void LANGUAGE plv8 AS $$ plv8.execute('SET ROLE app_user') $$;";
         assert!(matches!(problems(plv8).as_slice(), [Problem::Unverifiable { what }] if what.contains("plv8")));
         let xml = "SELECT query_to_xml($q$SELECT set_config('role','app_user',false)$q$, true, false, '');";
@@ -1665,7 +1773,10 @@ mod tests {
     #[test]
     fn names_that_shadow_pg_catalog_are_named() {
         let shadowing = |sql: &str| -> Vec<Problem> {
-            shadow_guard().scan("0001_x", sql, &[]).refused.into_iter().map(|f| f.problem).collect()
+            let mut guard = shadow_guard();
+            let mut found = guard.scan("0001_x", sql, &[]).refused;
+            found.extend(guard.finish(None, &[]).unwrap().refused);
+            found.into_iter().map(|f| f.problem).collect()
         };
         let shadow = |what: &str| Problem::Shadow { what: what.into() };
         let cases = [

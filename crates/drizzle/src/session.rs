@@ -154,9 +154,7 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
     }
     let status = status(folder, &table);
     let mut refusals = status.refusals(config.allow_changed);
-    // The catalog is read only when something is pending: nothing to scan otherwise.
-    let catalog = if status.pending().is_empty() { Catalog::default() } else { Catalog::read(&mut client)? };
-    let guarded = guard(config, folder, &status, catalog);
+    let guarded = guard(config, folder, &status, Some(&mut client))?;
     refusals.extend(guarded.refused.into_iter().map(Refusal::Guarded));
     if !refusals.is_empty() {
         return Err(crate::refusal::Refused { refusals }.into());
@@ -172,13 +170,25 @@ pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut
 /// Scans every pending migration of `folder` (both engines and `db-status`
 /// call it before anything runs). A review entry for an applied migration
 /// counts as used; one whose tag is not in the folder, or that matches no
-/// statement of its pending migration, is named in `notes`.
-pub fn guard(config: &Config, folder: &Folder, status: &crate::Status, catalog: Catalog) -> Pending {
+/// statement of its pending migration, is named in `notes`. With `client`
+/// (the run's session) and something pending, the guard reads what it
+/// needs of the catalog (`guard::Catalog`); without, it judges by the text.
+pub fn guard(
+    config: &Config,
+    folder: &Folder,
+    status: &crate::Status,
+    mut client: Option<&mut Client>,
+) -> Result<Pending> {
     let runtime = config.runtime_users.iter().map(|(_, name)| name.clone());
     let mut runtime: Vec<String> = runtime.collect();
     runtime.sort();
     runtime.dedup();
     let names = crate::guard::Names { migrator: config.migrator.clone(), runtime };
+    // The catalog is read only when something is pending: nothing to scan otherwise.
+    let catalog = match client.as_deref_mut() {
+        Some(client) if !status.pending().is_empty() => Catalog::read(client)?,
+        _ => Catalog::default(),
+    };
     let mut scanner = crate::guard::Guard::new(names, catalog);
     let reviews = &config.policy.reviews;
     let mut outcome = Pending::default();
@@ -189,6 +199,12 @@ pub fn guard(config: &Config, folder: &Folder, status: &crate::Status, catalog: 
         outcome.refused.extend(found.refused);
         outcome.reviewed.extend(found.reviewed);
     }
+    let shadowed = scanner.finish(client, reviews)?;
+    outcome.refused.extend(shadowed.refused);
+    outcome.reviewed.extend(shadowed.reviewed);
+    // In the order of the migrations and their lines.
+    let order = |tag: &str| pending.iter().position(|m| m.tag == tag);
+    outcome.refused.sort_by_key(|f| (order(&f.tag), f.line));
     for review in reviews {
         let in_folder = folder.migrations.iter().any(|m| m.tag == review.tag);
         let is_pending = pending.iter().any(|m| m.tag == review.tag);
@@ -210,7 +226,7 @@ pub fn guard(config: &Config, folder: &Folder, status: &crate::Status, catalog: 
             ));
         }
     }
-    outcome
+    Ok(outcome)
 }
 
 /// Extensions the pending migrations create that the migrator may not
@@ -254,12 +270,11 @@ fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) ->
     Ok(())
 }
 
-/// The status of the database against `folder`, read-only.
-pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<(Status<'a>, Catalog)> {
+/// The status of the database against `folder`, and the read-only session
+/// it was read in (for the guard).
+pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<(Status<'a>, Client)> {
     let mut client = connect(config)?;
     client.batch_execute("SET default_transaction_read_only = on")?;
     let table = bookkeeping::read(&mut client, &config.table)?;
-    let status = status(folder, &table);
-    let catalog = if status.pending().is_empty() { Catalog::default() } else { Catalog::read(&mut client)? };
-    Ok((status, catalog))
+    Ok((status(folder, &table), client))
 }
