@@ -173,6 +173,9 @@ pub struct Names {
     /// The runtime roles (their alternate logins are derived): what a
     /// grant beyond the model may not go to.
     pub runtime: Vec<String>,
+    /// The bookkeeping schema (the migrations table's): nobody but the
+    /// migrator may be granted anything there.
+    pub bookkeeping: Option<String>,
 }
 
 impl Names {
@@ -180,7 +183,7 @@ impl Names {
     /// or a runtime role's alternate login (which holds nothing at all).
     fn limited(&self, grantee: &str) -> Option<Limit> {
         if grantee == "PUBLIC" {
-            return Some(Limit::Model);
+            return Some(Limit::Public);
         }
         self.runtime.iter().find_map(|role| {
             if grantee == role {
@@ -194,8 +197,11 @@ impl Names {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Limit {
-    /// What the model gives a runtime role or PUBLIC.
+    /// What the model gives a runtime role.
     Model,
+    /// PostgreSQL's own defaults (EXECUTE on functions, USAGE on types and
+    /// on a schema), nothing else: the model gives PUBLIC nothing.
+    Public,
     /// Nothing: an alternate login acts through its role's membership.
     Nothing,
 }
@@ -240,13 +246,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The tables with policies and the CONNECT holders, in one query (a
-    /// read-only session will do).
+    /// The tables with policies (and their partitions and children, read
+    /// directly without the parent's policies) and the CONNECT holders, in
+    /// one query (a read-only session will do).
     pub fn read(client: &mut postgres::Client) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::default();
         for row in client.query(
-            "SELECT DISTINCT 'p', n.nspname::text, c.relname::text FROM pg_policy p \
-               JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "WITH RECURSIVE t(oid) AS (SELECT polrelid FROM pg_policy \
+                UNION SELECT i.inhrelid FROM pg_inherits i JOIN t ON i.inhparent = t.oid) \
+             SELECT DISTINCT 'p', n.nspname::text, c.relname::text FROM t \
+               JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
              UNION ALL \
              SELECT DISTINCT 'c', '', r.rolname::text FROM pg_database d, aclexplode(d.datacl) a \
                JOIN pg_roles r ON r.oid = a.grantee \
@@ -297,27 +306,40 @@ impl Catalog {
 /// What a statement does that only the whole migration can judge.
 #[derive(Clone, Debug)]
 enum Event {
-    /// `ENABLE`/`DISABLE`/`FORCE`/`NO FORCE ROW LEVEL SECURITY`; `now` is
-    /// false inside a function body (it runs when called).
+    /// `ENABLE`/`DISABLE`/`FORCE`/`NO FORCE ROW LEVEL SECURITY`; `top`:
+    /// at the top level (not in a function body, which runs when called,
+    /// nor in a `DO` block, which may skip or undo it).
+    /// `deferred`: in a function body.
     Rls {
         table: Relation,
         on: bool,
         force: bool,
-        now: bool,
+        top: bool,
+        deferred: bool,
     },
     Policy(Relation),
-    /// A table renamed or moved to another schema: its policies go with it.
+    /// A relation renamed or moved to another schema, or a schema renamed
+    /// (name `*`): policies go with it.
     Moved {
         from: Relation,
         to: Relation,
     },
+    /// A partition or child of a table (read directly, its parent's
+    /// policies do not apply).
+    Child {
+        parent: Relation,
+        child: Relation,
+    },
+    /// `COMMIT`, `ROLLBACK` and the like: what came before may stay.
+    TransactionEnd,
     /// A `SECURITY DEFINER` function without `SET search_path`.
-    Definer(Relation),
-    /// `REVOKE EXECUTE … FROM PUBLIC` on these functions (a name of
-    /// `None`: every function of the schema).
-    Revoked(Vec<Relation>),
+    Definer(Function),
+    /// `REVOKE EXECUTE … FROM PUBLIC` at the top level on these functions
+    /// (name `*`: every function of the schema; schema `None` and name `*`:
+    /// the default privileges of every function created later).
+    Revoked(Vec<Function>),
     /// EXECUTE granted to PUBLIC or a runtime role on these functions.
-    Granted(Vec<Relation>),
+    Granted(Vec<Function>),
     /// A function, aggregate or operator defined (or renamed) outside
     /// `pg_catalog`, with its argument types (`None`: unknown).
     Defines {
@@ -327,6 +349,30 @@ enum Event {
     },
 }
 
+/// A function as a statement names it, with its argument types when given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Function {
+    name: Relation,
+    args: Option<Vec<String>>,
+}
+
+impl Function {
+    /// Whether a REVOKE or GRANT naming `self` covers `definer`: a
+    /// schema-wide one only its own schema as the definer names it; one
+    /// function the same schema and name as written, and the same argument
+    /// types when both give them.
+    fn covers(&self, definer: &Function) -> bool {
+        if self.name.name == "*" {
+            return self.name.schema.is_none() || self.name.schema == definer.name.schema;
+        }
+        let args = match (&self.args, &definer.args) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.name == definer.name && args
+    }
+}
+
 /// What one statement's walk finds.
 struct Found<'g> {
     names: &'g Names,
@@ -334,6 +380,17 @@ struct Found<'g> {
     events: Vec<Event>,
     /// How deep in function bodies the walk is.
     body: usize,
+    /// How deep in `DO` blocks (and the dynamic SQL they run): what runs
+    /// there may be skipped by a branch or undone by an exception handler.
+    nested: usize,
+}
+
+impl Found<'_> {
+    /// Whether the statement being walked runs now, at the top level of
+    /// the migration, without condition.
+    fn top(&self) -> bool {
+        self.body == 0 && self.nested == 0
+    }
 }
 
 /// What the guard found in one migration, and the reviews it used.
@@ -481,7 +538,7 @@ impl Guard {
                 len => (start + len).min(piece.len()),
             };
             let sql = piece.get(start..end).unwrap_or_default();
-            let mut out = Found { names: &self.names, problems: Vec::new(), events: Vec::new(), body: 0 };
+            let mut out = Found { names: &self.names, problems: Vec::new(), events: Vec::new(), body: 0, nested: 0 };
             statement_problems(node, sql, &mut out);
             let (line, shown) = locate(text, offset + start, sql);
             let place = Place { line, shown, fingerprint: fingerprint(&normalized(sql)) };
@@ -494,46 +551,30 @@ impl Guard {
     /// again, a definer function no REVOKE keeps from the runtime roles.
     /// The migration's policies count for it and for later migrations.
     fn judge(&mut self, events: &[(Place, Event)]) -> Vec<(Place, Problem)> {
-        for (_, event) in events {
-            if let Event::Policy(table) = event {
-                self.catalog.policy_tables.push(table.clone());
-            }
-        }
-        // A table with policies keeps them under its new name (the old name
-        // stays counted: another table may take it).
-        for (_, event) in events {
-            if let Event::Moved { from, to } = event {
-                if self.catalog.policy_tables.iter().any(|t| t.same(from)) {
-                    self.catalog.policy_tables.push(to.clone());
-                }
-            }
-        }
+        self.follow_policies(events);
         let mut problems = Vec::new();
         for (i, (place, event)) in events.iter().enumerate() {
             match event {
-                Event::Rls { table, on: false, force, now } => {
-                    let restored = *now
-                        && events[i + 1..].iter().any(|(_, later)| {
-                            matches!(later, Event::Rls { table: t, on: true, force: f, now: true }
-                                if f == force && t.same(table))
-                        });
+                Event::Rls { table, on: false, force, deferred, .. } => {
                     let has_policies = self.catalog.policy_tables.iter().any(|t| t.same(table));
-                    if !restored && has_policies {
+                    if has_policies && (*deferred || !restored(events, i, table, *force)) {
                         problems.push((place.clone(), Problem::RlsOff { table: table.to_string(), force: *force }));
                     }
                 }
                 Event::Definer(function) => {
-                    let covers = |list: &Vec<Relation>| {
-                        list.iter().any(|f| {
-                            f.same(function)
-                                || (f.name == "*" && f.schema.is_some() && f.schema == function.schema)
-                                || (f.name == "*" && function.schema.is_none())
-                        })
-                    };
-                    let revoked = events.iter().any(|(_, e)| matches!(e, Event::Revoked(list) if covers(list)));
-                    let granted = events.iter().any(|(_, e)| matches!(e, Event::Granted(list) if covers(list)));
+                    // A REVOKE after the CREATE; default privileges revoked before it.
+                    let revoked = events.iter().enumerate().any(|(j, (_, e))| match e {
+                        Event::Revoked(list) => list.iter().any(|f| {
+                            let default = f.name.schema.is_none() && f.name.name == "*";
+                            f.covers(function) && if default { j < i } else { j > i }
+                        }),
+                        _ => false,
+                    });
+                    let granted = events
+                        .iter()
+                        .any(|(_, e)| matches!(e, Event::Granted(list) if list.iter().any(|f| f.covers(function))));
                     if !revoked || granted {
-                        problems.push((place.clone(), Problem::Definer { function: function.to_string() }));
+                        problems.push((place.clone(), Problem::Definer { function: function.name.to_string() }));
                     }
                 }
                 _ => {}
@@ -541,6 +582,56 @@ impl Guard {
         }
         problems
     }
+
+    /// The tables with policies once this migration ran: those it creates
+    /// policies on, and, after a rename or a move (of the table or its
+    /// schema), the new names too (the old stay counted: another table may
+    /// take them), and the partitions and children of each.
+    fn follow_policies(&mut self, events: &[(Place, Event)]) {
+        let tables = &mut self.catalog.policy_tables;
+        tables.extend(events.iter().filter_map(|(_, e)| match e {
+            Event::Policy(table) => Some(table.clone()),
+            _ => None,
+        }));
+        // Twice: a chain of renames may come in any order.
+        for _ in 0..2 {
+            for (_, event) in events {
+                let added: Vec<Relation> = match event {
+                    Event::Moved { from, to } if from.name == "*" => tables
+                        .iter()
+                        .filter(|t| t.schema.is_none() || t.schema == from.schema)
+                        .map(|t| Relation { schema: to.schema.clone(), name: t.name.clone() })
+                        .collect(),
+                    Event::Moved { from, to } if tables.iter().any(|t| t.same(from)) => vec![to.clone()],
+                    Event::Child { parent, child } if tables.iter().any(|t| t.same(parent)) => vec![child.clone()],
+                    _ => Vec::new(),
+                };
+                for table in added {
+                    if !tables.contains(&table) {
+                        tables.push(table);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether RLS switched off (or no longer forced) on `table` by event `off`
+/// is switched on again: by a later top-level statement that names the
+/// table as the switch-off did, with no end of transaction and no rename or
+/// move of that name (or its schema) between.
+fn restored(events: &[(Place, Event)], off: usize, table: &Relation, force: bool) -> bool {
+    for (_, later) in &events[off + 1..] {
+        match later {
+            Event::Rls { table: t, on: true, force: f, top: true, .. } if *f == force && t == table => return true,
+            Event::TransactionEnd => return false,
+            Event::Moved { from, to } if from.name == "*" || from.name == table.name || to.name == table.name => {
+                return false
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Findings, split into those a review lets through and those refused.
@@ -650,7 +741,9 @@ fn statement_problems(node: &NodeEnum, sql: &str, out: &mut Found<'_>) {
             let language = option_string(&stmt.args, "language").unwrap_or_else(|| "plpgsql".to_string());
             let body = option_string(&stmt.args, "as").unwrap_or_default();
             if language.eq_ignore_ascii_case("plpgsql") {
+                out.nested += 1;
                 plpgsql_problems(sql, &body, out);
+                out.nested -= 1;
             } else {
                 out.problems.push(Problem::Unverifiable { what: format!("a DO block in LANGUAGE {language}") });
             }
@@ -951,13 +1044,6 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
         "RenameStmt" if int(node, "rename_type") == protobuf::ObjectType::ObjectRole as i64 => {
             out.problems.push(role_statement("ALTER ROLE … RENAME"))
         }
-        "RenameStmt" => renamed(node, out),
-        "AlterObjectSchemaStmt" if int(node, "object_type") == protobuf::ObjectType::ObjectTable as i64 => {
-            if let Some(from) = node.get("relation").and_then(range_var) {
-                let to = Relation { schema: Some(text(node, "newschema").to_string()), name: from.name.clone() };
-                out.events.push(Event::Moved { from, to });
-            }
-        }
         "GrantRoleStmt" => out.problems.push(Problem::Membership {
             grant: node.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(true),
         }),
@@ -988,13 +1074,49 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             }
         }
         "FuncCall" => set_config(node, out),
-        "GrantStmt" => grant(node, "GRANT", out),
-        "AlterDefaultPrivilegesStmt" => {
-            if let Some(action) = node.get("action") {
-                grant(action, "ALTER DEFAULT PRIVILEGES … GRANT", out);
+        _ => model_problems(kind, node, out),
+    }
+}
+
+/// What a node does to the model that the migration as a whole, or the
+/// catalog, judges: grants, RLS switches, policies and the relations that
+/// carry them (renames, moves, partitions, children), ends of transaction,
+/// functions and operators.
+fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
+    match kind {
+        "RenameStmt" => renamed(node, out),
+        "AlterObjectSchemaStmt" => {
+            if let Some(from) = node.get("relation").and_then(range_var) {
+                let to = Relation { schema: Some(text(node, "newschema").to_string()), name: from.name.clone() };
+                out.events.push(Event::Moved { from, to });
             }
         }
-        "AlterTableStmt" if int(node, "objtype") == protobuf::ObjectType::ObjectTable as i64 => rls(node, out),
+        "CreateStmt" => {
+            if let Some(child) = node.get("relation").and_then(range_var) {
+                for parent in
+                    list(node, "inh_relations").iter().filter_map(|r| range_var(r.get("node")?.get("RangeVar")?))
+                {
+                    out.events.push(Event::Child { parent, child: child.clone() });
+                }
+            }
+        }
+        "TransactionStmt" if out.body == 0 => {
+            use protobuf::TransactionStmtKind as K;
+            let kind = int(node, "kind");
+            let ends = [K::TransStmtCommit, K::TransStmtRollback, K::TransStmtPrepare, K::TransStmtRollbackTo]
+                .iter()
+                .any(|k| kind == *k as i64);
+            if ends {
+                out.events.push(Event::TransactionEnd);
+            }
+        }
+        "GrantStmt" => grant(node, None, out),
+        "AlterDefaultPrivilegesStmt" => {
+            if let Some(action) = node.get("action") {
+                grant(action, Some(&default_schemas(node)), out);
+            }
+        }
+        "AlterTableStmt" => rls(node, out),
         "CreatePolicyStmt" => {
             if let Some(table) = node.get("table").and_then(range_var) {
                 out.events.push(Event::Policy(table));
@@ -1002,15 +1124,31 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
         }
         "CreateFunctionStmt" => function(node, out),
         "AlterFunctionStmt" => {
-            let func = node.get("func");
-            let name = func.and_then(|f| qualified(f.get("objname")?));
-            if definer_without_path(&list(node, "actions")) || resets_path(&list(node, "actions")) {
-                out.events.push(Event::Definer(name.unwrap_or_else(|| Relation { schema: None, name: "?".into() })));
+            // `ALTER FUNCTION … SECURITY DEFINER`, or a search_path removed:
+            // whether it is a definer with a path afterwards depends on what
+            // it was; only one that ends with a path passes.
+            let actions = list(node, "actions");
+            let path = search_path_after(&actions);
+            if path != Some(true) && (definer_option(&actions) == Some(true) || path == Some(false)) {
+                if let Some(function) = node.get("func").and_then(object_with_args) {
+                    out.events.push(Event::Definer(function));
+                }
             }
         }
         "DefineStmt" => define(node, out),
         _ => {}
     }
+}
+
+/// The `IN SCHEMA` schemas of `ALTER DEFAULT PRIVILEGES` (none: every schema).
+fn default_schemas(node: &serde_json::Value) -> Vec<String> {
+    let options = list(node, "options");
+    let defs = options.iter().filter_map(|o| o.get("node")?.get("DefElem")).filter(|d| text(d, "defname") == "schemas");
+    defs.flat_map(|d| {
+        let items = d.get("arg").and_then(|a| a.get("node")?.get("List")?.get("items")?.as_array().cloned());
+        items.unwrap_or_default().iter().filter_map(node_string).map(str::to_string).collect::<Vec<_>>()
+    })
+    .collect()
 }
 
 /// A new owner: the migrator by name, or the current role (the migrator,
@@ -1108,154 +1246,217 @@ fn grantee(spec: &serde_json::Value) -> String {
     }
 }
 
-/// `GRANT`/`REVOKE` of privileges (memberships are `GrantRoleStmt`): what
-/// goes beyond the model to PUBLIC, a runtime role or its login, and what
-/// it says about EXECUTE on functions (for definer functions).
-fn grant(stmt: &serde_json::Value, statement: &'static str, out: &mut Found<'_>) {
+/// `GRANT`/`REVOKE` of privileges (memberships are `GrantRoleStmt`), or
+/// the grant of `ALTER DEFAULT PRIVILEGES` (`defaults`: its `IN SCHEMA`
+/// schemas): what goes beyond the model to PUBLIC, a runtime role or its
+/// login, and what it says about EXECUTE on functions (for definers).
+fn grant(stmt: &serde_json::Value, defaults: Option<&[String]>, out: &mut Found<'_>) {
     use protobuf::ObjectType as O;
+    let statement = if defaults.is_some() { "ALTER DEFAULT PRIVILEGES … GRANT" } else { "GRANT" };
     let objtype = int(stmt, "objtype");
     let is = |t: O| objtype == t as i64;
+    let is_grant = stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let in_schema = int(stmt, "targtype") == protobuf::GrantTargetType::AclTargetAllInSchema as i64;
     let privileges = privileges(stmt);
     let grantees: Vec<String> =
         list(stmt, "grantees").iter().filter_map(|g| g.get("node")?.get("RoleSpec")).map(grantee).collect();
+    let objects = list(stmt, "objects");
     let functions = is(O::ObjectFunction) || is(O::ObjectProcedure) || is(O::ObjectRoutine);
     if functions && privileges.iter().any(|p| p == "all" || p == "execute") {
-        let in_schema = int(stmt, "targtype") == protobuf::GrantTargetType::AclTargetAllInSchema as i64;
-        let objects: Vec<Relation> = list(stmt, "objects")
+        execute_events(stmt, defaults, &grantees, out);
+    }
+    if !is_grant {
+        return;
+    }
+    // The schemas the objects are in (or are): the bookkeeping schema is the migrator's alone.
+    let schemas: Vec<String> = match defaults {
+        Some(schemas) => schemas.to_vec(),
+        None if in_schema || is(O::ObjectSchema) => {
+            objects.iter().filter_map(node_string).map(str::to_string).collect()
+        }
+        None => objects
             .iter()
             .filter_map(|o| {
                 let o = o.get("node")?;
-                if in_schema {
-                    Some(Relation { schema: node_string_at(o).map(str::to_string), name: "*".into() })
-                } else {
-                    qualified(o.get("ObjectWithArgs")?.get("objname")?)
-                }
+                let schema = o.get("RangeVar").map(|r| text(r, "schemaname").to_string());
+                schema.or_else(|| object_with_args(o).and_then(|f| f.name.schema))
             })
-            .collect();
-        let is_grant = stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        if !is_grant && grantees.iter().any(|g| g == "PUBLIC") && statement == "GRANT" {
-            out.events.push(Event::Revoked(objects));
-        } else if is_grant && grantees.iter().any(|g| out.names.limited(g).is_some()) {
-            out.events.push(Event::Granted(objects));
-        }
-    }
-    if !stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false) {
-        return;
-    }
-    let (on, beyond): (&str, &[&str]) = match objtype {
-        t if t == O::ObjectTable as i64 => ("TABLE", &["all", "truncate", "references", "trigger", "maintain"]),
-        t if t == O::ObjectSchema as i64 => ("SCHEMA", &["all", "create"]),
-        t if t == O::ObjectDatabase as i64 => ("DATABASE", &["all", "create", "temporary", "temp"]),
-        t if t == O::ObjectFdw as i64 => ("FOREIGN DATA WRAPPER", &["all", "usage"]),
-        t if t == O::ObjectForeignServer as i64 => ("FOREIGN SERVER", &["all", "usage"]),
-        t if t == O::ObjectParameterAcl as i64 => ("PARAMETER", &["all", "set", "alter system"]),
-        t if t == O::ObjectSequence as i64 => ("SEQUENCE", &[]),
-        t if t == O::ObjectFunction as i64 || t == O::ObjectProcedure as i64 || t == O::ObjectRoutine as i64 => {
-            ("FUNCTION", &[])
-        }
-        _ => ("an object", &[]),
+            .collect(),
+    };
+    let bookkeeping = out.names.bookkeeping.as_ref().filter(|b| schemas.contains(b)).cloned();
+    let (on, model, public): (&str, &[&str], Option<&[&str]>) = match objtype {
+        t if t == O::ObjectTable as i64 => ("TABLE", &["all", "truncate", "references", "trigger", "maintain"], None),
+        t if t == O::ObjectSchema as i64 => ("SCHEMA", &["all", "create"], Some(&["all", "create"])),
+        t if t == O::ObjectDatabase as i64 => ("DATABASE", &["all", "create", "temporary", "temp"], None),
+        t if t == O::ObjectFdw as i64 => ("FOREIGN DATA WRAPPER", &["all", "usage"], None),
+        t if t == O::ObjectForeignServer as i64 => ("FOREIGN SERVER", &["all", "usage"], None),
+        t if t == O::ObjectParameterAcl as i64 => ("PARAMETER", &["all", "set", "alter system"], None),
+        t if t == O::ObjectLargeobject as i64 => ("LARGE OBJECT", &["all", "update"], None),
+        t if t == O::ObjectTablespace as i64 => ("TABLESPACE", &["all", "create"], None),
+        t if t == O::ObjectSequence as i64 => ("SEQUENCE", &[], None),
+        _ if functions => ("FUNCTION", &[], Some(&[])),
+        t if t == O::ObjectType as i64 || t == O::ObjectDomain as i64 => ("TYPE", &[], Some(&[])),
+        t if t == O::ObjectLanguage as i64 => ("LANGUAGE", &[], Some(&[])),
+        _ => ("an object", &[], Some(&[])),
     };
     let with_option = stmt.get("grant_option").and_then(serde_json::Value::as_bool).unwrap_or(false);
     for to in grantees {
         let Some(limit) = out.names.limited(&to) else { continue };
-        let mut named: Vec<String> = privileges
-            .iter()
-            .filter(|p| limit == Limit::Nothing || beyond.contains(&p.as_str()))
-            .map(|p| p.to_ascii_uppercase())
-            .collect();
+        let beyond = |p: &str| match limit {
+            _ if bookkeeping.is_some() => true,
+            Limit::Nothing => true,
+            Limit::Model => model.contains(&p),
+            // PUBLIC: nothing but PostgreSQL's defaults (`None`: nothing at all).
+            Limit::Public => public.is_none_or(|beyond| beyond.contains(&p)),
+        };
+        let mut named: Vec<String> = privileges.iter().filter(|p| beyond(p)).map(|p| p.to_ascii_uppercase()).collect();
         if with_option {
             named.push("… WITH GRANT OPTION".to_string());
         }
         if !named.is_empty() {
-            out.problems.push(Problem::Grant { statement, privileges: named.join(", "), on: on.to_string(), to });
+            let on = match &bookkeeping {
+                Some(schema) => format!("{on} in the bookkeeping schema `{schema}`"),
+                None => on.to_string(),
+            };
+            out.problems.push(Problem::Grant { statement, privileges: named.join(", "), on, to });
         }
     }
 }
 
-/// `ALTER TABLE … ENABLE/DISABLE/FORCE/NO FORCE ROW LEVEL SECURITY`, in order.
+/// What a GRANT or REVOKE of EXECUTE says about definer functions: a
+/// top-level REVOKE from PUBLIC, or a grant to PUBLIC or a runtime role.
+fn execute_events(stmt: &serde_json::Value, defaults: Option<&[String]>, grantees: &[String], out: &mut Found<'_>) {
+    let is_grant = stmt.get("is_grant").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let in_schema = int(stmt, "targtype") == protobuf::GrantTargetType::AclTargetAllInSchema as i64;
+    let objects = list(stmt, "objects");
+    let every = |schema: Option<String>| Function { name: Relation { schema, name: "*".into() }, args: None };
+    let named: Vec<Function> = match defaults {
+        Some([]) => vec![every(None)],
+        Some(schemas) => schemas.iter().map(|s| every(Some(s.clone()))).collect(),
+        None if in_schema => objects.iter().filter_map(node_string).map(|s| every(Some(s.to_string()))).collect(),
+        None => objects.iter().filter_map(|o| object_with_args(o.get("node")?)).collect(),
+    };
+    // `REVOKE GRANT OPTION FOR` leaves EXECUTE; default privileges in a
+    // schema cannot take PUBLIC's default away.
+    let only_option = stmt.get("grant_option").and_then(serde_json::Value::as_bool) == Some(true);
+    let revokes = !is_grant && !only_option && grantees.iter().any(|g| g == "PUBLIC") && out.top();
+    if revokes && !matches!(defaults, Some([_, ..])) {
+        out.events.push(Event::Revoked(named));
+    } else if is_grant && grantees.iter().any(|g| out.names.limited(g).is_some()) {
+        // A default grant in a schema counts for every function: the
+        // definer may be written without its schema.
+        let named = if matches!(defaults, Some([_, ..])) { vec![every(None)] } else { named };
+        out.events.push(Event::Granted(named));
+    }
+}
+
+/// A serialized `ObjectWithArgs` (with or without its `ObjectWithArgs`
+/// key) as a function: its name, and its argument types unless left out.
+fn object_with_args(value: &serde_json::Value) -> Option<Function> {
+    let func = value.get("ObjectWithArgs").unwrap_or(value);
+    let name = qualified(func.get("objname")?)?;
+    let unspecified = func.get("args_unspecified").and_then(serde_json::Value::as_bool) == Some(true);
+    let args = if unspecified {
+        None
+    } else {
+        list(func, "objargs").iter().map(|a| a.get("node")?.get("TypeName").and_then(type_name)).collect()
+    };
+    Some(Function { name, args })
+}
+
+/// `ALTER TABLE … ENABLE/DISABLE/FORCE/NO FORCE ROW LEVEL SECURITY`, in
+/// order; `ATTACH PARTITION` and `INHERIT` (the child then has the
+/// parent's policies to keep).
 fn rls(stmt: &serde_json::Value, out: &mut Found<'_>) {
     use protobuf::AlterTableType as A;
     let Some(table) = stmt.get("relation").and_then(range_var) else { return };
     for cmd in list(stmt, "cmds").iter().filter_map(|c| c.get("node")?.get("AlterTableCmd")) {
         let subtype = int(cmd, "subtype");
+        let def = cmd.get("def").and_then(|d| d.get("node"));
         let (on, force) = match subtype {
             t if t == A::AtEnableRowSecurity as i64 => (true, false),
             t if t == A::AtDisableRowSecurity as i64 => (false, false),
             t if t == A::AtForceRowSecurity as i64 => (true, true),
             t if t == A::AtNoForceRowSecurity as i64 => (false, true),
+            t if t == A::AtAttachPartition as i64 => {
+                if let Some(child) = def.and_then(|d| range_var(d.get("PartitionCmd")?.get("name")?)) {
+                    out.events.push(Event::Child { parent: table.clone(), child });
+                }
+                continue;
+            }
+            t if t == A::AtAddInherit as i64 => {
+                if let Some(parent) = def.and_then(|d| range_var(d.get("RangeVar")?)) {
+                    out.events.push(Event::Child { parent, child: table.clone() });
+                }
+                continue;
+            }
             _ => continue,
         };
-        out.events.push(Event::Rls { table: table.clone(), on, force, now: out.body == 0 });
+        out.events.push(Event::Rls { table: table.clone(), on, force, top: out.top(), deferred: out.body > 0 });
     }
 }
 
-/// `ALTER TABLE … RENAME TO` (policies go with the table) and `ALTER
-/// FUNCTION … RENAME TO` (the new name may shadow pg_catalog's).
+/// A relation renamed (`ALTER TABLE`, but also `ALTER INDEX`, `ALTER VIEW`
+/// … `RENAME TO`, which rename tables too) or a schema renamed: policies
+/// go with them. `ALTER FUNCTION … RENAME TO`: the new name may shadow
+/// pg_catalog's.
 fn renamed(stmt: &serde_json::Value, out: &mut Found<'_>) {
     use protobuf::ObjectType as O;
     let kind = int(stmt, "rename_type");
     let newname = text(stmt, "newname").to_string();
-    if kind == O::ObjectTable as i64 {
+    let relations =
+        [O::ObjectTable, O::ObjectIndex, O::ObjectView, O::ObjectMatview, O::ObjectForeignTable, O::ObjectSequence];
+    if relations.iter().any(|k| kind == *k as i64) {
         if let Some(from) = stmt.get("relation").and_then(range_var) {
             let to = Relation { schema: from.schema.clone(), name: newname };
             out.events.push(Event::Moved { from, to });
         }
-    } else if kind == O::ObjectFunction as i64 || kind == O::ObjectAggregate as i64 {
-        let Some(func) = stmt.get("object").and_then(|o| o.get("node")?.get("ObjectWithArgs")) else { return };
-        let Some(old) = func.get("objname").and_then(qualified) else { return };
-        let args_unspecified = func.get("args_unspecified").and_then(serde_json::Value::as_bool) == Some(true);
-        let args: Option<Vec<String>> = if args_unspecified {
-            None
-        } else {
-            list(func, "objargs").iter().map(|a| a.get("node")?.get("TypeName").and_then(type_name)).collect()
-        };
-        let name = Relation { schema: old.schema, name: newname };
-        shadow("function", name, args, out);
+    } else if kind == O::ObjectSchema as i64 {
+        let every = |schema: String| Relation { schema: Some(schema), name: "*".into() };
+        out.events.push(Event::Moved { from: every(text(stmt, "subname").to_string()), to: every(newname) });
+    } else if [O::ObjectFunction, O::ObjectAggregate, O::ObjectRoutine].iter().any(|k| kind == *k as i64) {
+        let Some(old) = stmt.get("object").and_then(|o| object_with_args(o.get("node")?)) else { return };
+        let name = Relation { schema: old.name.schema, name: newname };
+        shadow("function", name, old.args, out);
     }
 }
 
-/// `ALTER FUNCTION … RESET search_path` (or `RESET ALL`): a definer
-/// function would lose its path.
-fn resets_path(actions: &[serde_json::Value]) -> bool {
-    actions.iter().filter_map(|a| a.get("node")?.get("DefElem")).any(|d| {
-        let set = d.get("arg").and_then(|a| a.get("node")?.get("VariableSetStmt"));
-        set.is_some_and(|set| {
-            let reset = int(set, "kind") == protobuf::VariableSetKind::VarReset as i64
-                && text(set, "name").eq_ignore_ascii_case("search_path");
-            reset || int(set, "kind") == protobuf::VariableSetKind::VarResetAll as i64
-        })
-    })
+/// What a function's options say of `SECURITY`: the last one wins.
+fn definer_option(options: &[serde_json::Value]) -> Option<bool> {
+    let last =
+        options.iter().filter_map(|o| o.get("node")?.get("DefElem")).rev().find(|d| text(d, "defname") == "security");
+    last.map(|d| d.get("arg").and_then(|a| a.get("node")?.get("Boolean")?.get("boolval")?.as_bool()) == Some(true))
 }
 
-/// `SECURITY DEFINER` among a function's options, with no `SET search_path`.
-fn definer_without_path(options: &[serde_json::Value]) -> bool {
-    let defs: Vec<&serde_json::Value> = options.iter().filter_map(|o| o.get("node")?.get("DefElem")).collect();
-    let definer = defs.iter().any(|d| {
-        text(d, "defname") == "security"
-            && d.get("arg").and_then(|a| a.get("node")?.get("Boolean")?.get("boolval")?.as_bool()) == Some(true)
-    });
-    let path = defs.iter().any(|d| {
-        let set = d.get("arg").and_then(|a| a.get("node")?.get("VariableSetStmt"));
-        text(d, "defname") == "set"
-            && set.is_some_and(|set| {
-                text(set, "name").eq_ignore_ascii_case("search_path")
-                    && int(set, "kind") != protobuf::VariableSetKind::VarReset as i64
-            })
-    });
-    definer && !path
+/// Whether a function has a search_path after its `SET`/`RESET` options,
+/// applied in order as PostgreSQL does (`TO DEFAULT`, `RESET search_path`
+/// and `RESET ALL` remove it); `None` when no option touches it.
+fn search_path_after(options: &[serde_json::Value]) -> Option<bool> {
+    use protobuf::VariableSetKind as K;
+    let mut path = None;
+    for set in options.iter().filter_map(|o| {
+        let def = o.get("node")?.get("DefElem")?;
+        if text(def, "defname") == "set" {
+            def.get("arg")?.get("node")?.get("VariableSetStmt")
+        } else {
+            None
+        }
+    }) {
+        let kind = int(set, "kind");
+        if kind == K::VarResetAll as i64 {
+            path = Some(false);
+        } else if text(set, "name").eq_ignore_ascii_case("search_path") {
+            path = Some(kind == K::VarSetValue as i64 || kind == K::VarSetCurrent as i64);
+        }
+    }
+    path
 }
 
 /// `CREATE FUNCTION`: a definer without a search_path, and a name and
 /// argument types that shadow `pg_catalog`'s.
 fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
-    let Some(name) = stmt.get("funcname").and_then(qualified) else { return };
-    if definer_without_path(&list(stmt, "options")) {
-        out.events.push(Event::Definer(name.clone()));
-    }
-    if stmt.get("is_procedure").and_then(serde_json::Value::as_bool) == Some(true) {
-        return;
-    }
     use protobuf::FunctionParameterMode as M;
+    let Some(name) = stmt.get("funcname").and_then(qualified) else { return };
     let identity: Option<Vec<String>> = list(stmt, "parameters")
         .iter()
         .filter_map(|p| p.get("node")?.get("FunctionParameter"))
@@ -1265,6 +1466,13 @@ fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
         })
         .map(|p| p.get("arg_type").and_then(type_name))
         .collect();
+    let options = list(stmt, "options");
+    if definer_option(&options) == Some(true) && search_path_after(&options) != Some(true) {
+        out.events.push(Event::Definer(Function { name: name.clone(), args: identity.clone() }));
+    }
+    if stmt.get("is_procedure").and_then(serde_json::Value::as_bool) == Some(true) {
+        return;
+    }
     shadow("function", name, identity, out);
 }
 
@@ -1361,11 +1569,6 @@ fn search_path(set: &serde_json::Value, statement: &'static str, out: &mut Found
     }
 }
 
-/// The string a serialized node (without its `node` wrapper) holds.
-fn node_string_at(node: &serde_json::Value) -> Option<&str> {
-    node.get("String")?.get("sval")?.as_str()
-}
-
 /// Functions that run SQL passed as text.
 const RUNS_SQL_TEXT: [&str; 7] = [
     "query_to_xml",
@@ -1422,7 +1625,11 @@ mod tests {
     use super::*;
 
     fn names() -> Names {
-        Names { migrator: "app_migrator".to_string(), runtime: vec!["app_user".into(), "app_service".into()] }
+        Names {
+            migrator: "app_migrator".to_string(),
+            runtime: vec!["app_user".into(), "app_service".into()],
+            bookkeeping: Some("drizzle".into()),
+        }
     }
 
     fn problems(sql: &str) -> Vec<Problem> {
@@ -1733,6 +1940,110 @@ mod tests {
     }
 
     #[test]
+    fn what_the_review_found_in_the_rls_judgement_is_refused() {
+        let off = |table: &str| Problem::RlsOff { table: table.into(), force: false };
+        let policy = "CREATE POLICY p ON notes USING (true);\nCREATE POLICY q ON app.tags USING (true);\n";
+        let rls_cases = [
+            // Switched on again under another name, or in a DO block's branch, or after a COMMIT.
+            ("ALTER TABLE notes DISABLE ROW LEVEL SECURITY; ALTER TABLE s.notes ENABLE ROW LEVEL SECURITY;", "notes"),
+            (
+                "ALTER TABLE notes DISABLE ROW LEVEL SECURITY; ALTER TABLE notes RENAME TO n2; \
+                 ALTER TABLE n2 RENAME TO notes; ALTER TABLE notes ENABLE ROW LEVEL SECURITY;",
+                "notes",
+            ),
+            (
+                "ALTER TABLE notes DISABLE ROW LEVEL SECURITY; \
+                 DO $$ BEGIN IF false THEN ALTER TABLE notes ENABLE ROW LEVEL SECURITY; END IF; END $$;",
+                "notes",
+            ),
+            (
+                "ALTER TABLE notes DISABLE ROW LEVEL SECURITY; COMMIT; SELECT 1/0; ALTER TABLE notes ENABLE ROW LEVEL SECURITY;",
+                "notes",
+            ),
+            // Renamed by ALTER INDEX, or its schema renamed.
+            ("ALTER INDEX notes RENAME TO t; ALTER TABLE t DISABLE ROW LEVEL SECURITY;", "t"),
+            ("ALTER SCHEMA app RENAME TO tmp; ALTER TABLE tmp.tags DISABLE ROW LEVEL SECURITY;", "tmp.tags"),
+            // A partition or a child: read directly, the parent's policies do not apply.
+            (
+                "CREATE TABLE notes_2026 PARTITION OF notes FOR VALUES IN (2026); \
+                 ALTER TABLE notes_2026 DISABLE ROW LEVEL SECURITY;",
+                "notes_2026",
+            ),
+            (
+                "ALTER TABLE notes ATTACH PARTITION notes_old FOR VALUES IN (2025); \
+                 ALTER TABLE notes_old DISABLE ROW LEVEL SECURITY;",
+                "notes_old",
+            ),
+            ("CREATE TABLE more (x int) INHERITS (notes); ALTER TABLE more DISABLE ROW LEVEL SECURITY;", "more"),
+        ];
+        for (sql, table) in rls_cases {
+            assert_eq!(problems(&format!("{policy}{sql}")), [off(table)], "{sql}");
+        }
+    }
+
+    #[test]
+    fn what_the_review_found_in_the_definer_and_grant_judgement_is_refused() {
+        let definer = |f: &str| Problem::Definer { function: f.into() };
+        let create = "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n";
+        for sql in [
+            format!("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA app FROM PUBLIC;\n{create}"),
+            format!("{create}REVOKE EXECUTE ON FUNCTION app.f(int) FROM PUBLIC;"),
+            format!("{create}REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC;"),
+            format!("{create}REVOKE GRANT OPTION FOR EXECUTE ON FUNCTION app.f() FROM PUBLIC;"),
+            format!("{create}DO $$ BEGIN IF false THEN REVOKE EXECUTE ON FUNCTION app.f() FROM PUBLIC; END IF; END $$;"),
+            format!(
+                "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO app_user;\n{create}\
+                 REVOKE EXECUTE ON FUNCTION app.f() FROM PUBLIC;"
+            ),
+            "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path TO DEFAULT AS 'SELECT 1';"
+                .to_string(),
+            "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = '' RESET ALL AS 'SELECT 1';"
+                .to_string(),
+            "ALTER FUNCTION app.f() SET search_path TO DEFAULT;".to_string(),
+        ] {
+            assert_eq!(problems(&sql), [definer("app.f")], "{sql}");
+        }
+        let unqualified = "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+                           REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;";
+        assert_eq!(problems(unqualified), [definer("f")]);
+        // Default privileges that keep every new function from PUBLIC, before the CREATE: it passes.
+        let defaults = format!("ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n{create}");
+        assert_eq!(problems(&defaults), []);
+        // PUBLIC gets nothing but PostgreSQL's defaults; the bookkeeping schema nothing at all.
+        let grants = [
+            ("GRANT CONNECT ON DATABASE app TO PUBLIC;", grant("GRANT", "CONNECT", "DATABASE", "PUBLIC")),
+            ("GRANT SELECT ON notes TO PUBLIC;", grant("GRANT", "SELECT", "TABLE", "PUBLIC")),
+            ("GRANT USAGE ON SEQUENCE s TO PUBLIC;", grant("GRANT", "USAGE", "SEQUENCE", "PUBLIC")),
+            (
+                "GRANT USAGE ON SCHEMA drizzle TO app_user;",
+                grant("GRANT", "USAGE", "SCHEMA in the bookkeeping schema `drizzle`", "app_user"),
+            ),
+            (
+                "GRANT INSERT, DELETE ON drizzle.__drizzle_migrations TO app_user;",
+                grant("GRANT", "INSERT, DELETE", "TABLE in the bookkeeping schema `drizzle`", "app_user"),
+            ),
+            (
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA drizzle GRANT SELECT ON TABLES TO app_service;",
+                grant(
+                    "ALTER DEFAULT PRIVILEGES … GRANT",
+                    "SELECT",
+                    "TABLE in the bookkeeping schema `drizzle`",
+                    "app_service",
+                ),
+            ),
+        ];
+        for (sql, expected) in grants {
+            assert_eq!(problems(sql), [expected], "{sql}");
+        }
+        for sql in [
+            "GRANT USAGE ON SCHEMA app TO PUBLIC; GRANT EXECUTE ON FUNCTION f() TO PUBLIC;",
+            "GRANT USAGE ON TYPE status TO PUBLIC;",
+        ] {
+            assert_eq!(problems(sql), [], "{sql}");
+        }
+    }
+
+    #[test]
     fn definer_functions_need_a_search_path_or_a_revoke() {
         let definer = |f: &str| Problem::Definer { function: f.into() };
         let create = "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';";
@@ -1811,6 +2122,10 @@ mod tests {
             (
                 "ALTER FUNCTION my_quote RENAME TO quote_ident;",
                 shadow("function `quote_ident(…)` has pg_catalog's name `quote_ident`"),
+            ),
+            (
+                "ALTER ROUTINE public.my_quote(name) RENAME TO quote_ident;",
+                shadow("function `public.quote_ident(name)` has pg_catalog's name `quote_ident`"),
             ),
         ];
         for (sql, expected) in cases {

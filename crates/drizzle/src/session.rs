@@ -183,7 +183,10 @@ pub fn guard(
     let mut runtime: Vec<String> = runtime.collect();
     runtime.sort();
     runtime.dedup();
-    let names = crate::guard::Names { migrator: config.migrator.clone(), runtime };
+    // The bookkeeping schema is protected unless it is also an app schema.
+    let schema = &config.table.schema;
+    let bookkeeping = (!config.app_schemas.contains(schema)).then(|| schema.clone());
+    let names = crate::guard::Names { migrator: config.migrator.clone(), runtime, bookkeeping };
     // The catalog is read only when something is pending: nothing to scan otherwise.
     let catalog = match client.as_deref_mut() {
         Some(client) if !status.pending().is_empty() => Catalog::read(client)?,

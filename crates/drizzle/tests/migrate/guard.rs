@@ -152,6 +152,51 @@ fn what_needs_the_catalog_or_the_whole_migration_is_refused_by_the_drizzle_kit_e
     assert!(fx.rows("app").is_empty());
 }
 
+/// What an applied migration left in the catalog counts: a partition of a
+/// table with policies (read directly, the parent's policies do not apply),
+/// and the roles holding CONNECT as runtime roles when the env names none.
+#[test]
+fn the_catalogs_policies_partitions_and_runtime_roles_count() {
+    let fx = Fixture::provisioned("app");
+    let mut folder = TestFolder::new();
+    folder.add(
+        "0000_notes",
+        1000,
+        b"CREATE TABLE \"notes\" (\"id\" int, \"y\" int) PARTITION BY LIST (\"y\");\n--> statement-breakpoint\n\
+          CREATE TABLE \"notes_2026\" PARTITION OF \"notes\" FOR VALUES IN (2026);\n--> statement-breakpoint\n\
+          ALTER TABLE \"notes\" ENABLE ROW LEVEL SECURITY;\n--> statement-breakpoint\n\
+          CREATE POLICY \"own\" ON \"notes\" TO app_user USING (true);",
+    );
+    folder.write_journal();
+    let mut config = fx.config("app");
+    drizzle::migrate_builtin(&config, &folder.read(), false, &mut drizzle::Silent).unwrap();
+    folder.add(
+        "0001_change",
+        2000,
+        b"ALTER TABLE \"notes_2026\" DISABLE ROW LEVEL SECURITY;\n--> statement-breakpoint\n\
+          GRANT TRIGGER ON \"notes\" TO app_service;",
+    );
+    folder.write_journal();
+    // A deploy whose env names the migrator alone.
+    config.runtime_users.clear();
+    let found = problems(&refused(&config, &folder.read()));
+    assert_eq!(
+        found,
+        [
+            (1, Problem::RlsOff { table: "notes_2026".into(), force: false }),
+            (
+                3,
+                Problem::Grant {
+                    statement: "GRANT",
+                    privileges: "TRIGGER".into(),
+                    on: "TABLE".into(),
+                    to: "app_service".into()
+                }
+            ),
+        ]
+    );
+}
+
 /// What real projects write passes and runs: RLS off to seed rows and on
 /// again, a definer function with its search_path, one kept from PUBLIC,
 /// a function of pg_catalog's exact signature.
