@@ -52,6 +52,10 @@ pub enum Problem {
     Shadow { what: String },
     /// A default `search_path` with an app schema before `pg_catalog`.
     SearchPath { statement: &'static str, first: String },
+    /// A database default that every runtime session would start with.
+    DatabaseDefault { setting: String },
+    /// The bookkeeping schema or table renamed or moved.
+    Bookkeeping { what: String },
     /// SQL the parser cannot see into: dynamic `EXECUTE`, a computed
     /// setting name, a `DO` block in another language.
     Unverifiable { what: String },
@@ -100,6 +104,15 @@ impl Problem {
             Problem::SearchPath { statement, first } => format!(
                 "{statement} puts `{first}` before pg_catalog: an object there would be found before PostgreSQL's own"
             ),
+            Problem::DatabaseDefault { setting } => format!(
+                "ALTER DATABASE … SET {setting}: every session of the runtime roles would start with it (a tenant \
+                 setting there makes a session that sets none act as that tenant; row_security and \
+                 session_replication_role weaken RLS and triggers)"
+            ),
+            Problem::Bookkeeping { what } => format!(
+                "{what}: the migrations table is the runner's; renamed or moved, grants on it escape the guard \
+                 and the runner loses its record"
+            ),
             Problem::Unverifiable { what } => format!("{what}: the guard cannot see what it runs"),
         }
     }
@@ -129,6 +142,8 @@ impl Problem {
             }
             Problem::Shadow { .. } => "rename it, or give it exactly pg_catalog's argument types",
             Problem::SearchPath { .. } => "leave pg_catalog out (it is then searched first) or put it first",
+            Problem::DatabaseDefault { .. } => "set it in the app's sessions (per transaction), not as a default",
+            Problem::Bookkeeping { .. } => "leave the bookkeeping schema and table where the runner made them",
             Problem::Unverifiable { .. } => "write the statements out, or review it",
         }
     }
@@ -173,17 +188,26 @@ pub struct Names {
     /// The runtime roles (their alternate logins are derived): what a
     /// grant beyond the model may not go to.
     pub runtime: Vec<String>,
-    /// The bookkeeping schema (the migrations table's): nobody but the
-    /// migrator may be granted anything there.
-    pub bookkeeping: Option<String>,
+    /// The bookkeeping table (`schema.name`) when its schema is not an app
+    /// schema: nobody but the migrator may be granted anything in that
+    /// schema, nor rename or move it or the table.
+    pub bookkeeping: Option<Relation>,
 }
 
 impl Names {
     /// Whether a grantee is one the model limits: PUBLIC, a runtime role,
-    /// or a runtime role's alternate login (which holds nothing at all).
+    /// an alternate login (which holds nothing at all: it acts through its
+    /// role), a role's login gate (CONNECT only), or the session's login.
     fn limited(&self, grantee: &str) -> Option<Limit> {
         if grantee == "PUBLIC" {
             return Some(Limit::Public);
+        }
+        if grantee == "SESSION_USER" || grantee == dbenv::alt_login(&self.migrator) {
+            return Some(Limit::Nothing);
+        }
+        let roles = || std::iter::once(&self.migrator).chain(&self.runtime);
+        if roles().any(|role| grantee == dbenv::logins_gate(role)) {
+            return Some(Limit::Gate);
         }
         self.runtime.iter().find_map(|role| {
             if grantee == role {
@@ -202,6 +226,8 @@ enum Limit {
     /// PostgreSQL's own defaults (EXECUTE on functions, USAGE on types and
     /// on a schema), nothing else: the model gives PUBLIC nothing.
     Public,
+    /// A login gate: CONNECT on the database, nothing else.
+    Gate,
     /// Nothing: an alternate login acts through its role's membership.
     Nothing,
 }
@@ -330,8 +356,14 @@ enum Event {
         parent: Relation,
         child: Relation,
     },
-    /// `COMMIT`, `ROLLBACK` and the like: what came before may stay.
+    /// `COMMIT`, `ROLLBACK` and the like: what came before may stay, and
+    /// the rest of the batch runs in autocommit.
     TransactionEnd,
+    /// The search_path changed, or a temporary relation was made: an
+    /// unqualified name may now reach another object.
+    PathChange,
+    /// `ALTER FUNCTION … SET search_path` at the top level.
+    PathSet(Function),
     /// A `SECURITY DEFINER` function without `SET search_path`.
     Definer(Function),
     /// `REVOKE EXECUTE … FROM PUBLIC` at the top level on these functions
@@ -370,6 +402,15 @@ impl Function {
             _ => true,
         };
         self.name == definer.name && args
+    }
+
+    /// Whether a GRANT naming `self` may reach `definer`: loosely (a
+    /// missing schema matches any, argument types are not compared), so a
+    /// grant is never missed.
+    fn may_be(&self, definer: &Function) -> bool {
+        let schema =
+            self.name.schema.is_none() || definer.name.schema.is_none() || self.name.schema == definer.name.schema;
+        schema && (self.name.name == "*" || self.name.name == definer.name.name)
     }
 }
 
@@ -423,6 +464,14 @@ pub struct Guard {
     /// What the scanned migrations define that may shadow `pg_catalog`:
     /// judged by [`Guard::finish`].
     defines: Vec<(String, Place, Event)>,
+    /// Pieces scanned so far in the batch.
+    pieces: usize,
+    /// Whether an earlier migration of the batch ended the transaction:
+    /// the rest of the batch runs in autocommit.
+    autocommit: bool,
+    /// Definer functions without a search_path that earlier migrations
+    /// kept from PUBLIC: a later grant reaches them.
+    definers: Vec<Function>,
 }
 
 /// A statement's place, for a finding.
@@ -431,6 +480,9 @@ struct Place {
     line: usize,
     shown: String,
     fingerprint: String,
+    /// Which piece of the batch (each breakpoint starts one): after a
+    /// COMMIT, every piece commits on its own.
+    piece: usize,
 }
 
 impl Guard {
@@ -442,7 +494,7 @@ impl Guard {
                 names.runtime.push(role.clone());
             }
         }
-        Guard { names, catalog, defines: Vec::new() }
+        Guard { names, catalog, defines: Vec::new(), pieces: 0, autocommit: false, definers: Vec::new() }
     }
 
     /// Scans one migration's text; `reviews` are the policy file's entries.
@@ -463,6 +515,7 @@ impl Guard {
         let mut events = Vec::new();
         let mut offset = 0;
         for piece in text.split(BREAKPOINT) {
+            self.pieces += 1;
             self.scan_piece(text, offset, piece, &mut found, &mut events);
             offset += piece.len() + BREAKPOINT.len();
         }
@@ -525,8 +578,9 @@ impl Guard {
             Err(error) => {
                 let (line, shown) = locate(text, offset, piece);
                 let fingerprint = fingerprint(&shown);
+                let piece = self.pieces;
                 let problem = Problem::Unverifiable { what: format!("the parser cannot read it ({error})") };
-                found.push((Place { line, shown, fingerprint }, problem));
+                found.push((Place { line, shown, fingerprint, piece }, problem));
                 return;
             }
         };
@@ -541,7 +595,7 @@ impl Guard {
             let mut out = Found { names: &self.names, problems: Vec::new(), events: Vec::new(), body: 0, nested: 0 };
             statement_problems(node, sql, &mut out);
             let (line, shown) = locate(text, offset + start, sql);
-            let place = Place { line, shown, fingerprint: fingerprint(&normalized(sql)) };
+            let place = Place { line, shown, fingerprint: fingerprint(&normalized(sql)), piece: self.pieces };
             found.extend(out.problems.into_iter().map(|p| (place.clone(), p)));
             events.extend(out.events.into_iter().map(|e| (place.clone(), e)));
         }
@@ -552,34 +606,37 @@ impl Guard {
     /// The migration's policies count for it and for later migrations.
     fn judge(&mut self, events: &[(Place, Event)]) -> Vec<(Place, Problem)> {
         self.follow_policies(events);
+        // Whether the transaction had ended before event `i` (autocommit since).
+        let ended = |i: usize| self.autocommit || events[..i].iter().any(|(_, e)| matches!(e, Event::TransactionEnd));
         let mut problems = Vec::new();
         for (i, (place, event)) in events.iter().enumerate() {
             match event {
                 Event::Rls { table, on: false, force, deferred, .. } => {
                     let has_policies = self.catalog.policy_tables.iter().any(|t| t.same(table));
-                    if has_policies && (*deferred || !restored(events, i, table, *force)) {
+                    if has_policies && (*deferred || !restored(events, i, table, *force, ended(i))) {
                         problems.push((place.clone(), Problem::RlsOff { table: table.to_string(), force: *force }));
                     }
                 }
                 Event::Definer(function) => {
-                    // A REVOKE after the CREATE; default privileges revoked before it.
-                    let revoked = events.iter().enumerate().any(|(j, (_, e))| match e {
-                        Event::Revoked(list) => list.iter().any(|f| {
-                            let default = f.name.schema.is_none() && f.name.name == "*";
-                            f.covers(function) && if default { j < i } else { j > i }
-                        }),
-                        _ => false,
-                    });
                     let granted = events
                         .iter()
-                        .any(|(_, e)| matches!(e, Event::Granted(list) if list.iter().any(|f| f.covers(function))));
-                    if !revoked || granted {
+                        .any(|(_, e)| matches!(e, Event::Granted(list) if list.iter().any(|f| f.may_be(function))));
+                    if granted || !kept_from_public(events, i, function, ended(i)) {
                         problems.push((place.clone(), Problem::Definer { function: function.name.to_string() }));
+                    } else {
+                        self.definers.push(function.clone());
+                    }
+                }
+                // A definer an earlier migration kept from PUBLIC, granted now.
+                Event::Granted(list) => {
+                    for definer in self.definers.iter().filter(|d| list.iter().any(|f| f.may_be(d))) {
+                        problems.push((place.clone(), Problem::Definer { function: definer.name.to_string() }));
                     }
                 }
                 _ => {}
             }
         }
+        self.autocommit = ended(events.len());
         problems
     }
 
@@ -618,17 +675,50 @@ impl Guard {
 
 /// Whether RLS switched off (or no longer forced) on `table` by event `off`
 /// is switched on again: by a later top-level statement that names the
-/// table as the switch-off did, with no end of transaction and no rename or
-/// move of that name (or its schema) between.
-fn restored(events: &[(Place, Event)], off: usize, table: &Relation, force: bool) -> bool {
-    for (_, later) in &events[off + 1..] {
+/// table as the switch-off did, in the same transaction (in the same piece
+/// when the batch runs in autocommit), with no rename or move of that name
+/// (or its schema) between, nor, for an unqualified name, a search_path
+/// change or a temporary relation.
+fn restored(events: &[(Place, Event)], off: usize, table: &Relation, force: bool, autocommit: bool) -> bool {
+    let piece = events[off].0.piece;
+    for (place, later) in &events[off + 1..] {
         match later {
-            Event::Rls { table: t, on: true, force: f, top: true, .. } if *f == force && t == table => return true,
+            Event::Rls { table: t, on: true, force: f, top: true, .. } if *f == force && t == table => {
+                return !autocommit || place.piece == piece
+            }
             Event::TransactionEnd => return false,
+            Event::PathChange if table.schema.is_none() => return false,
             Event::Moved { from, to } if from.name == "*" || from.name == table.name || to.name == table.name => {
                 return false
             }
             _ => {}
+        }
+    }
+    false
+}
+
+/// Whether a definer function (event `at`) is kept from PUBLIC: a later
+/// top-level REVOKE of it (or a search_path set on it), in the same
+/// transaction (the same piece in autocommit), with no search_path change
+/// between for an unqualified name; or default privileges revoked before.
+fn kept_from_public(events: &[(Place, Event)], at: usize, function: &Function, autocommit: bool) -> bool {
+    let piece = events[at].0.piece;
+    let defaults = events[..at].iter().any(|(_, e)| {
+        matches!(e, Event::Revoked(list) if list.iter().any(|f| f.name.schema.is_none() && f.name.name == "*"))
+    });
+    if defaults {
+        return true;
+    }
+    for (place, later) in &events[at + 1..] {
+        let fixed = match later {
+            Event::Revoked(list) => list.iter().any(|f| f.covers(function)),
+            Event::PathSet(f) => f.covers(function),
+            Event::TransactionEnd => return false,
+            Event::PathChange if function.name.schema.is_none() => return false,
+            _ => false,
+        };
+        if fixed {
+            return !autocommit || place.piece == piece;
         }
     }
     false
@@ -748,6 +838,14 @@ fn statement_problems(node: &NodeEnum, sql: &str, out: &mut Found<'_>) {
                 out.problems.push(Problem::Unverifiable { what: format!("a DO block in LANGUAGE {language}") });
             }
         }
+        // A statement (not a function's `SET` option) that changes the path.
+        NodeEnum::VariableSetStmt(set)
+            if set.name.eq_ignore_ascii_case("search_path")
+                || set.kind == protobuf::VariableSetKind::VarResetAll as i32 =>
+        {
+            out.events.push(Event::PathChange)
+        }
+        NodeEnum::DiscardStmt(_) => out.events.push(Event::PathChange),
         NodeEnum::CreateFunctionStmt(stmt) => {
             // What the body does runs when the function is called, not now.
             out.body += 1;
@@ -1071,6 +1169,11 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             if let Some(set) = node.get("setstmt").filter(|s| !s.is_null()) {
                 acting_setting(set, "ALTER DATABASE … ", out);
                 search_path(set, "ALTER DATABASE … SET search_path", out);
+                let name = text(set, "name").to_ascii_lowercase();
+                let setting = int(set, "kind") != protobuf::VariableSetKind::VarReset as i64;
+                if setting && (name == "row_security" || name == "session_replication_role" || name.contains('.')) {
+                    out.problems.push(Problem::DatabaseDefault { setting: name });
+                }
             }
         }
         "FuncCall" => set_config(node, out),
@@ -1086,12 +1189,22 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
     match kind {
         "RenameStmt" => renamed(node, out),
         "AlterObjectSchemaStmt" => {
+            let newschema = text(node, "newschema");
+            if let Some(bookkeeping) = &out.names.bookkeeping {
+                let moved = node.get("relation").and_then(range_var);
+                if bookkeeping.schema.as_deref() == Some(newschema) || moved.is_some_and(|r| r.same(bookkeeping)) {
+                    out.problems.push(Problem::Bookkeeping { what: format!("SET SCHEMA {newschema}") });
+                }
+            }
             if let Some(from) = node.get("relation").and_then(range_var) {
                 let to = Relation { schema: Some(text(node, "newschema").to_string()), name: from.name.clone() };
                 out.events.push(Event::Moved { from, to });
             }
         }
         "CreateStmt" => {
+            if node.get("relation").is_some_and(|r| text(r, "relpersistence") == "t") {
+                out.events.push(Event::PathChange);
+            }
             if let Some(child) = node.get("relation").and_then(range_var) {
                 for parent in
                     list(node, "inh_relations").iter().filter_map(|r| range_var(r.get("node")?.get("RangeVar")?))
@@ -1103,12 +1216,19 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
         "TransactionStmt" if out.body == 0 => {
             use protobuf::TransactionStmtKind as K;
             let kind = int(node, "kind");
-            let ends = [K::TransStmtCommit, K::TransStmtRollback, K::TransStmtPrepare, K::TransStmtRollbackTo]
-                .iter()
-                .any(|k| kind == *k as i64);
-            if ends {
+            let is = |kinds: &[K]| kinds.iter().any(|k| kind == *k as i64);
+            if is(&[K::TransStmtCommit, K::TransStmtRollback, K::TransStmtPrepare]) {
                 out.events.push(Event::TransactionEnd);
+            } else if is(&[K::TransStmtSavepoint, K::TransStmtRelease, K::TransStmtRollbackTo]) {
+                out.problems.push(Problem::Unverifiable {
+                    what: "a savepoint (what a ROLLBACK TO undoes cannot be told)".to_string(),
+                });
             }
+        }
+        "CreateTableAsStmt"
+            if node.get("into").and_then(|i| i.get("rel")).is_some_and(|r| text(r, "relpersistence") == "t") =>
+        {
+            out.events.push(Event::PathChange);
         }
         "GrantStmt" => grant(node, None, out),
         "AlterDefaultPrivilegesStmt" => {
@@ -1129,10 +1249,11 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             // it was; only one that ends with a path passes.
             let actions = list(node, "actions");
             let path = search_path_after(&actions);
+            let Some(function) = node.get("func").and_then(object_with_args) else { return };
             if path != Some(true) && (definer_option(&actions) == Some(true) || path == Some(false)) {
-                if let Some(function) = node.get("func").and_then(object_with_args) {
-                    out.events.push(Event::Definer(function));
-                }
+                out.events.push(Event::Definer(function));
+            } else if path == Some(true) && out.top() {
+                out.events.push(Event::PathSet(function));
             }
         }
         "DefineStmt" => define(node, out),
@@ -1283,7 +1404,17 @@ fn grant(stmt: &serde_json::Value, defaults: Option<&[String]>, out: &mut Found<
             })
             .collect(),
     };
-    let bookkeeping = out.names.bookkeeping.as_ref().filter(|b| schemas.contains(b)).cloned();
+    // The bookkeeping schema, or a relation named like its table without a schema (the path may reach it).
+    let bookkeeping = out.names.bookkeeping.as_ref().and_then(|b| {
+        let schema = b.schema.clone().unwrap_or_default();
+        let unqualified_table = !in_schema
+            && defaults.is_none()
+            && objects
+                .iter()
+                .filter_map(|o| o.get("node")?.get("RangeVar"))
+                .any(|r| text(r, "schemaname").is_empty() && text(r, "relname") == b.name);
+        (schemas.contains(&schema) || unqualified_table).then_some(schema)
+    });
     let (on, model, public): (&str, &[&str], Option<&[&str]>) = match objtype {
         t if t == O::ObjectTable as i64 => ("TABLE", &["all", "truncate", "references", "trigger", "maintain"], None),
         t if t == O::ObjectSchema as i64 => ("SCHEMA", &["all", "create"], Some(&["all", "create"])),
@@ -1305,6 +1436,7 @@ fn grant(stmt: &serde_json::Value, defaults: Option<&[String]>, out: &mut Found<
         let beyond = |p: &str| match limit {
             _ if bookkeeping.is_some() => true,
             Limit::Nothing => true,
+            Limit::Gate => !(on == "DATABASE" && p == "connect"),
             Limit::Model => model.contains(&p),
             // PUBLIC: nothing but PostgreSQL's defaults (`None`: nothing at all).
             Limit::Public => public.is_none_or(|beyond| beyond.contains(&p)),
@@ -1406,6 +1538,19 @@ fn renamed(stmt: &serde_json::Value, out: &mut Found<'_>) {
     let newname = text(stmt, "newname").to_string();
     let relations =
         [O::ObjectTable, O::ObjectIndex, O::ObjectView, O::ObjectMatview, O::ObjectForeignTable, O::ObjectSequence];
+    if let Some(bookkeeping) = &out.names.bookkeeping {
+        let from = stmt.get("relation").and_then(range_var);
+        let schema = bookkeeping.schema.as_deref().unwrap_or_default();
+        let touches = if kind == O::ObjectSchema as i64 {
+            text(stmt, "subname") == schema || newname == schema
+        } else {
+            relations.iter().any(|k| kind == *k as i64)
+                && (from.is_some_and(|r| r.same(bookkeeping)) || newname == bookkeeping.name)
+        };
+        if touches {
+            out.problems.push(Problem::Bookkeeping { what: format!("RENAME TO {newname}") });
+        }
+    }
     if relations.iter().any(|k| kind == *k as i64) {
         if let Some(from) = stmt.get("relation").and_then(range_var) {
             let to = Relation { schema: from.schema.clone(), name: newname };
@@ -1467,7 +1612,10 @@ fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
         .map(|p| p.get("arg_type").and_then(type_name))
         .collect();
     let options = list(stmt, "options");
-    if definer_option(&options) == Some(true) && search_path_after(&options) != Some(true) {
+    // A trigger function cannot be called: only a trigger runs it.
+    let returns = stmt.get("return_type").and_then(type_name).unwrap_or_default();
+    let trigger = returns == "trigger" || returns == "event_trigger";
+    if definer_option(&options) == Some(true) && search_path_after(&options) != Some(true) && !trigger {
         out.events.push(Event::Definer(Function { name: name.clone(), args: identity.clone() }));
     }
     if stmt.get("is_procedure").and_then(serde_json::Value::as_bool) == Some(true) {
@@ -1600,9 +1748,12 @@ fn set_config(call: &serde_json::Value, out: &mut Found<'_>) {
             out.problems.push(Problem::Unverifiable { what: format!("{function}() of SQL built at run time") });
             return;
         }
+        // Run elsewhere (dblink) or as a query: never a top-level statement of the migration.
+        out.nested += 1;
         for sql in args.iter().filter_map(node_string) {
             sql_text_problems(sql, ParserOptions::DEFAULT, out);
         }
+        out.nested -= 1;
         return;
     }
     if name.as_deref() != Some("set_config") {
@@ -1610,6 +1761,7 @@ fn set_config(call: &serde_json::Value, out: &mut Found<'_>) {
     }
     let setting = list("args").first().and_then(node_string).map(str::to_ascii_lowercase);
     match setting.as_deref() {
+        Some("search_path") => out.events.push(Event::PathChange),
         Some(setting @ ("role" | "session_authorization")) => {
             out.problems.push(Problem::ActAs { statement: format!("set_config('{setting}', …)") })
         }
@@ -1628,7 +1780,7 @@ mod tests {
         Names {
             migrator: "app_migrator".to_string(),
             runtime: vec!["app_user".into(), "app_service".into()],
-            bookkeeping: Some("drizzle".into()),
+            bookkeeping: Some(Relation { schema: Some("drizzle".into()), name: "__drizzle_migrations".into() }),
         }
     }
 
@@ -2041,6 +2193,107 @@ mod tests {
         ] {
             assert_eq!(problems(sql), [], "{sql}");
         }
+    }
+
+    fn refused_in(migrations: &[&str]) -> Vec<Problem> {
+        let mut guard = Guard::new(names(), Catalog::default());
+        let mut found = Vec::new();
+        for (i, sql) in migrations.iter().enumerate() {
+            found.extend(guard.scan(&format!("000{i}_x"), sql, &[]).refused);
+        }
+        found.into_iter().map(|f| f.problem).collect()
+    }
+
+    #[test]
+    fn what_the_second_review_found_is_refused() {
+        let off = Problem::RlsOff { table: "notes".into(), force: false };
+        let off = || off.clone();
+        let policy = "CREATE POLICY p ON notes USING (true);\n--> statement-breakpoint\n";
+        let bp = "\n--> statement-breakpoint\n";
+        // After a COMMIT every piece commits alone: off and on again must share one.
+        let autocommit = format!(
+            "{policy}COMMIT;{bp}ALTER TABLE notes DISABLE ROW LEVEL SECURITY;{bp}SELECT 1/0;{bp}\
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+        );
+        assert_eq!(problems(&autocommit), [off()]);
+        let later =
+            format!("ALTER TABLE notes DISABLE ROW LEVEL SECURITY;{bp}ALTER TABLE notes ENABLE ROW LEVEL SECURITY;");
+        assert_eq!(refused_in(&[&format!("{policy}COMMIT;"), &later]), [off()]);
+        let one_piece = "ALTER TABLE notes DISABLE ROW LEVEL SECURITY; ALTER TABLE notes ENABLE ROW LEVEL SECURITY;";
+        assert_eq!(refused_in(&[&format!("{policy}COMMIT;"), one_piece]), []);
+        // An unqualified name that may reach another table by then; a savepoint.
+        for between in [
+            "CREATE TEMP TABLE notes (id int);",
+            "SET search_path = decoy, public;",
+            "SELECT set_config('search_path', 'decoy', false);",
+        ] {
+            let sql = format!(
+                "{policy}ALTER TABLE notes DISABLE ROW LEVEL SECURITY; {between} ALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+            );
+            assert_eq!(problems(&sql), [off()], "{between}");
+        }
+        let qualified =
+            "CREATE POLICY p ON public.notes USING (true); ALTER TABLE public.notes DISABLE ROW LEVEL SECURITY; \
+                         SET search_path = decoy; ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;";
+        assert_eq!(problems(qualified), []);
+        assert!(
+            matches!(problems("SAVEPOINT s;").as_slice(), [Problem::Unverifiable { what }] if what.contains("savepoint"))
+        );
+        // Switched on in another session (dblink) is not switched on here.
+        let dblink = format!(
+            "{policy}ALTER TABLE notes DISABLE ROW LEVEL SECURITY; \
+             SELECT dblink_exec('dbname=app', 'ALTER TABLE notes ENABLE ROW LEVEL SECURITY');"
+        );
+        assert_eq!(problems(&dblink), [off()]);
+        // A grant that names the definer otherwise; a grant in a later migration.
+        let definer = |f: &str| Problem::Definer { function: f.into() };
+        let create = "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+                      REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC;\n";
+        assert_eq!(problems(create), []);
+        for grant in [
+            "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO app_user;",
+            "GRANT ALL ON FUNCTION public.f(int) TO PUBLIC;",
+        ] {
+            assert_eq!(problems(&format!("{create}{grant}")), [definer("f")], "{grant}");
+        }
+        assert_eq!(refused_in(&[create, "GRANT EXECUTE ON FUNCTION f() TO app_service;"]), [definer("f")]);
+        // The path set afterwards, or a trigger function: passes.
+        let path_after = "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+                          ALTER FUNCTION app.f() SET search_path = '';";
+        assert_eq!(problems(path_after), []);
+        let trigger = "CREATE FUNCTION app.stamp() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS \
+                       $$ BEGIN RETURN NEW; END $$;";
+        assert_eq!(problems(trigger), []);
+        // The bookkeeping schema and table stay where they are.
+        for sql in [
+            "ALTER SCHEMA drizzle RENAME TO d;",
+            "ALTER TABLE drizzle.__drizzle_migrations RENAME TO m;",
+            "ALTER TABLE drizzle.__drizzle_migrations SET SCHEMA public;",
+            "ALTER TABLE public.notes SET SCHEMA drizzle;",
+        ] {
+            assert!(matches!(problems(sql).as_slice(), [Problem::Bookkeeping { .. }]), "{sql}: {:?}", problems(sql));
+        }
+        assert_eq!(
+            problems("GRANT INSERT ON __drizzle_migrations TO app_user;"),
+            [grant("GRANT", "INSERT", "TABLE in the bookkeeping schema `drizzle`", "app_user")]
+        );
+        // Defaults every runtime session would start with.
+        for (sql, setting) in [
+            ("ALTER DATABASE app SET app.current_user_id = '1';", "app.current_user_id"),
+            ("ALTER DATABASE app SET row_security = off;", "row_security"),
+        ] {
+            assert_eq!(problems(sql), [Problem::DatabaseDefault { setting: setting.into() }]);
+        }
+        assert_eq!(problems("ALTER DATABASE app RESET app.current_user_id;"), []);
+        // Other grantees that hold nothing of their own.
+        for (sql, to) in [
+            ("GRANT SELECT ON notes TO SESSION_USER;", "SESSION_USER"),
+            ("GRANT SELECT ON notes TO app_migrator_alt;", "app_migrator_alt"),
+            ("GRANT SELECT ON notes TO app_user_logins;", "app_user_logins"),
+        ] {
+            assert_eq!(problems(sql), [grant("GRANT", "SELECT", "TABLE", to)], "{sql}");
+        }
+        assert_eq!(problems("GRANT CONNECT ON DATABASE app TO app_user_logins;"), []);
     }
 
     #[test]

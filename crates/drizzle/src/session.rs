@@ -185,7 +185,8 @@ pub fn guard(
     runtime.dedup();
     // The bookkeeping schema is protected unless it is also an app schema.
     let schema = &config.table.schema;
-    let bookkeeping = (!config.app_schemas.contains(schema)).then(|| schema.clone());
+    let bookkeeping = (!config.app_schemas.contains(schema))
+        .then(|| crate::guard::Relation { schema: Some(schema.clone()), name: config.table.name.clone() });
     let names = crate::guard::Names { migrator: config.migrator.clone(), runtime, bookkeeping };
     // The catalog is read only when something is pending: nothing to scan otherwise.
     let catalog = match client.as_deref_mut() {

@@ -34,24 +34,29 @@ fn problems(refusals: &[Refusal]) -> Vec<(usize, Problem)> {
         .collect()
 }
 
-#[test]
-fn each_class_is_refused_before_anything_runs() {
-    let fx = Fixture::provisioned("app");
-    let sql = "GRANT app_migrator TO app_user;\n--> statement-breakpoint\n\
-               ALTER TABLE notes OWNER TO app_user;\n--> statement-breakpoint\n\
-               SET ROLE app_user;\n--> statement-breakpoint\n\
-               DO $$ BEGIN EXECUTE 'CREATE ROLE intruder'; END $$;\n--> statement-breakpoint\n\
-               SELECT 'CREATE ROLE x' /* DROP ROLE y */;\n--> statement-breakpoint\n\
-               DO $$ BEGIN EXECUTE 'ALTER ROLE ' || 'app_user BYPASSRLS'; END $$;";
-    let folder = folder(sql);
-    let refusals = refused(&fx.config("app"), &folder.read());
-    let found = problems(&refusals);
+/// A statement of each first class, and two that are none.
+const EACH_CLASS: &str = "GRANT app_migrator TO app_user;\n--> statement-breakpoint\n\
+    ALTER TABLE notes OWNER TO app_user;\n--> statement-breakpoint\n\
+    SET ROLE app_user;\n--> statement-breakpoint\n\
+    DO $$ BEGIN EXECUTE 'CREATE ROLE intruder'; END $$;\n--> statement-breakpoint\n\
+    SELECT 'CREATE ROLE x' /* DROP ROLE y */;\n--> statement-breakpoint\n\
+    DO $$ BEGIN EXECUTE 'ALTER ROLE ' || 'app_user BYPASSRLS'; END $$;";
+
+fn assert_each_class(found: &[(usize, Problem)]) {
     assert_eq!(found.len(), 5, "{found:?}");
     assert_eq!(found[0], (1, Problem::Membership { grant: true }));
     assert_eq!(found[1], (3, Problem::Owner { statement: "OWNER TO", to: "app_user".into() }));
     assert_eq!(found[2], (5, Problem::ActAs { statement: "SET ROLE".into() }));
     assert_eq!(found[3], (7, Problem::RoleStatement { statement: "CREATE ROLE" }));
     assert!(matches!(&found[4], (11, Problem::Unverifiable { what }) if what.contains("dynamic SQL")), "{found:?}");
+}
+
+#[test]
+fn each_class_is_refused_before_anything_runs() {
+    let fx = Fixture::provisioned("app");
+    let folder = folder(EACH_CLASS);
+    let refusals = refused(&fx.config("app"), &folder.read());
+    assert_each_class(&problems(&refusals));
     let text = refusals[0].to_string();
     assert!(text.starts_with("`0001_change` line 1: `GRANT app_migrator TO app_user`"), "{text}");
     assert!(text.contains("[[migration]] tag = \"0001_change\", fingerprint = \""), "{text}");
@@ -65,7 +70,7 @@ fn each_class_is_refused_before_anything_runs() {
 fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
     let Some(_kit) = drizzle_kit() else { return };
     let fx = Fixture::provisioned("app");
-    let folder = folder("ALTER TABLE notes OWNER TO SESSION_USER;");
+    let folder = folder(&format!("{EACH_CLASS}\n--> statement-breakpoint\nALTER TABLE notes OWNER TO SESSION_USER;"));
     let package = repo_root().join("platform/db");
     let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
     let started = RefCell::new(false);
@@ -78,7 +83,9 @@ fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
     )
     .unwrap_err();
     let refusals = &error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals;
-    assert_eq!(problems(refusals), [(1, Problem::Owner { statement: "OWNER TO", to: "SESSION_USER".into() })]);
+    let found = problems(refusals);
+    assert_each_class(&found[..5]);
+    assert_eq!(found[5..], [(13, Problem::Owner { statement: "OWNER TO", to: "SESSION_USER".into() })]);
     assert!(!*started.borrow(), "drizzle-kit was not started");
     assert!(fx.rows("app").is_empty());
 }
