@@ -47,6 +47,9 @@ pub enum Problem {
     /// A `SECURITY DEFINER` function without `SET search_path` that the
     /// runtime roles may call.
     Definer { function: String },
+    /// A `SECURITY DEFINER` trigger function without `SET search_path`:
+    /// every runtime write that fires it runs it.
+    DefinerTrigger { function: String },
     /// A function or operator in an app schema that a call meant for
     /// `pg_catalog`'s could resolve to.
     Shadow { what: String },
@@ -98,6 +101,11 @@ impl Problem {
                  (EXECUTE is PUBLIC's unless revoked): it runs with the migrator's rights and resolves names \
                  through its caller's search_path"
             ),
+            Problem::DefinerTrigger { function } => format!(
+                "SECURITY DEFINER trigger function `{function}` without SET search_path: the runtime roles' writes \
+                 fire it (no EXECUTE is checked then), and it resolves names through their search_path with the \
+                 migrator's rights"
+            ),
             Problem::Shadow { what } => {
                 format!("{what}: a call meant for pg_catalog's could run it instead (the CVE-2018-1058 class)")
             }
@@ -139,6 +147,9 @@ impl Problem {
             Problem::Definer { .. } => {
                 "add `SET search_path = ''` (or `= pg_catalog, <schema>`) to the function, or REVOKE EXECUTE ON \
                  FUNCTION … FROM PUBLIC in the same migration"
+            }
+            Problem::DefinerTrigger { .. } => {
+                "add `SET search_path = ''` (or `= pg_catalog, <schema>`) to it, or make it SECURITY INVOKER"
             }
             Problem::Shadow { .. } => "rename it, or give it exactly pg_catalog's argument types",
             Problem::SearchPath { .. } => "leave pg_catalog out (it is then searched first) or put it first",
@@ -358,14 +369,26 @@ enum Event {
     },
     /// `COMMIT`, `ROLLBACK` and the like: what came before may stay, and
     /// the rest of the batch runs in autocommit.
-    TransactionEnd,
-    /// The search_path changed, or a temporary relation was made: an
-    /// unqualified name may now reach another object.
-    PathChange,
+    TransactionEnd {
+        rollback: bool,
+    },
+    /// The search_path changed: an unqualified name may now reach another
+    /// object (`deferred`: in a function body, wherever it is called).
+    PathChange {
+        deferred: bool,
+    },
+    /// A relation made: an unqualified name may now reach it (a temporary
+    /// one comes first on the path).
+    Created(Relation),
     /// `ALTER FUNCTION … SET search_path` at the top level.
     PathSet(Function),
-    /// A `SECURITY DEFINER` function without `SET search_path`.
-    Definer(Function),
+    /// A `SECURITY DEFINER` function without `SET search_path`; `trigger`:
+    /// a trigger function, which every runtime write may run (EXECUTE is
+    /// not checked when a trigger fires: only a search_path makes it safe).
+    Definer {
+        function: Function,
+        trigger: bool,
+    },
     /// `REVOKE EXECUTE … FROM PUBLIC` at the top level on these functions
     /// (name `*`: every function of the schema; schema `None` and name `*`:
     /// the default privileges of every function created later).
@@ -607,7 +630,8 @@ impl Guard {
     fn judge(&mut self, events: &[(Place, Event)]) -> Vec<(Place, Problem)> {
         self.follow_policies(events);
         // Whether the transaction had ended before event `i` (autocommit since).
-        let ended = |i: usize| self.autocommit || events[..i].iter().any(|(_, e)| matches!(e, Event::TransactionEnd));
+        let ended =
+            |i: usize| self.autocommit || events[..i].iter().any(|(_, e)| matches!(e, Event::TransactionEnd { .. }));
         let mut problems = Vec::new();
         for (i, (place, event)) in events.iter().enumerate() {
             match event {
@@ -617,22 +641,34 @@ impl Guard {
                         problems.push((place.clone(), Problem::RlsOff { table: table.to_string(), force: *force }));
                     }
                 }
-                Event::Definer(function) => {
+                Event::Definer { function, trigger } => {
                     let granted = events
                         .iter()
                         .any(|(_, e)| matches!(e, Event::Granted(list) if list.iter().any(|f| f.may_be(function))));
-                    if granted || !kept_from_public(events, i, function, ended(i)) {
-                        problems.push((place.clone(), Problem::Definer { function: function.name.to_string() }));
-                    } else {
-                        self.definers.push(function.clone());
+                    match kept(events, i, function, ended(i)) {
+                        Kept::PathSet => {}
+                        Kept::Revoked if !granted && !trigger => {
+                            if !self.definers.contains(function) {
+                                self.definers.push(function.clone());
+                            }
+                        }
+                        _ if *trigger => problems
+                            .push((place.clone(), Problem::DefinerTrigger { function: function.name.to_string() })),
+                        _ => problems.push((place.clone(), Problem::Definer { function: function.name.to_string() })),
                     }
                 }
-                // A definer an earlier migration kept from PUBLIC, granted now.
+                // A definer an earlier migration kept from PUBLIC, granted now
+                // (default privileges reach only functions made later).
                 Event::Granted(list) => {
-                    for definer in self.definers.iter().filter(|d| list.iter().any(|f| f.may_be(d))) {
+                    let reaches = |d: &&Function| {
+                        list.iter().any(|f| !(f.name.schema.is_none() && f.name.name == "*") && f.may_be(d))
+                    };
+                    for definer in self.definers.iter().filter(reaches) {
                         problems.push((place.clone(), Problem::Definer { function: definer.name.to_string() }));
                     }
                 }
+                // A search_path set on it later: that definer is safe now.
+                Event::PathSet(function) => self.definers.retain(|d| !function.covers(d)),
                 _ => {}
             }
         }
@@ -681,13 +717,21 @@ impl Guard {
 /// change or a temporary relation.
 fn restored(events: &[(Place, Event)], off: usize, table: &Relation, force: bool, autocommit: bool) -> bool {
     let piece = events[off].0.piece;
+    // A function that changes the path may be called anywhere.
+    let anywhere = events.iter().any(|(_, e)| matches!(e, Event::PathChange { deferred: true }));
+    if anywhere && table.schema.is_none() {
+        return false;
+    }
     for (place, later) in &events[off + 1..] {
         match later {
             Event::Rls { table: t, on: true, force: f, top: true, .. } if *f == force && t == table => {
                 return !autocommit || place.piece == piece
             }
-            Event::TransactionEnd => return false,
-            Event::PathChange if table.schema.is_none() => return false,
+            Event::TransactionEnd { .. } => return false,
+            Event::PathChange { .. } if table.schema.is_none() => return false,
+            Event::Created(r) if r.name == table.name && (table.schema.is_none() || r.schema.is_none()) => {
+                return false
+            }
             Event::Moved { from, to } if from.name == "*" || from.name == table.name || to.name == table.name => {
                 return false
             }
@@ -697,31 +741,51 @@ fn restored(events: &[(Place, Event)], off: usize, table: &Relation, force: bool
     false
 }
 
-/// Whether a definer function (event `at`) is kept from PUBLIC: a later
-/// top-level REVOKE of it (or a search_path set on it), in the same
-/// transaction (the same piece in autocommit), with no search_path change
-/// between for an unqualified name; or default privileges revoked before.
-fn kept_from_public(events: &[(Place, Event)], at: usize, function: &Function, autocommit: bool) -> bool {
+/// How a definer function (event `at`) is made safe, if it is.
+#[derive(PartialEq, Eq)]
+enum Kept {
+    /// A search_path set on it later: safe whoever calls it.
+    PathSet,
+    /// Kept from PUBLIC: a later REVOKE, or default privileges revoked before.
+    Revoked,
+    Open,
+}
+
+/// A later top-level `ALTER FUNCTION … SET search_path` or `REVOKE … FROM
+/// PUBLIC` of it, in the same transaction (the same piece in autocommit),
+/// with no search_path change between for an unqualified name; or default
+/// privileges revoked before it and not rolled back.
+fn kept(events: &[(Place, Event)], at: usize, function: &Function, autocommit: bool) -> Kept {
     let piece = events[at].0.piece;
-    let defaults = events[..at].iter().any(|(_, e)| {
-        matches!(e, Event::Revoked(list) if list.iter().any(|f| f.name.schema.is_none() && f.name.name == "*"))
-    });
-    if defaults {
-        return true;
-    }
+    let mut found = Kept::Open;
     for (place, later) in &events[at + 1..] {
-        let fixed = match later {
-            Event::Revoked(list) => list.iter().any(|f| f.covers(function)),
-            Event::PathSet(f) => f.covers(function),
-            Event::TransactionEnd => return false,
-            Event::PathChange if function.name.schema.is_none() => return false,
-            _ => false,
+        let now = match later {
+            Event::PathSet(f) if f.covers(function) => Kept::PathSet,
+            Event::Revoked(list) if list.iter().any(|f| f.covers(function)) => Kept::Revoked,
+            Event::TransactionEnd { .. } => break,
+            Event::PathChange { .. } if function.name.schema.is_none() => break,
+            _ => continue,
         };
-        if fixed {
-            return !autocommit || place.piece == piece;
+        if !autocommit || place.piece == piece {
+            found = match (&found, now) {
+                (Kept::PathSet, _) | (_, Kept::PathSet) => Kept::PathSet,
+                _ => Kept::Revoked,
+            };
         }
     }
-    false
+    if found != Kept::Open {
+        return found;
+    }
+    let defaults = events[..at].iter().enumerate().any(|(j, (_, e))| {
+        let revokes =
+            matches!(e, Event::Revoked(list) if list.iter().any(|f| f.name.schema.is_none() && f.name.name == "*"));
+        revokes && !events[j..at].iter().any(|(_, e)| matches!(e, Event::TransactionEnd { rollback: true }))
+    });
+    if defaults {
+        Kept::Revoked
+    } else {
+        Kept::Open
+    }
 }
 
 /// Findings, split into those a review lets through and those refused.
@@ -843,9 +907,9 @@ fn statement_problems(node: &NodeEnum, sql: &str, out: &mut Found<'_>) {
             if set.name.eq_ignore_ascii_case("search_path")
                 || set.kind == protobuf::VariableSetKind::VarResetAll as i32 =>
         {
-            out.events.push(Event::PathChange)
+            out.events.push(Event::PathChange { deferred: out.body > 0 })
         }
-        NodeEnum::DiscardStmt(_) => out.events.push(Event::PathChange),
+        NodeEnum::DiscardStmt(_) => out.events.push(Event::PathChange { deferred: out.body > 0 }),
         NodeEnum::CreateFunctionStmt(stmt) => {
             // What the body does runs when the function is called, not now.
             out.body += 1;
@@ -1170,7 +1234,10 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
                 acting_setting(set, "ALTER DATABASE … ", out);
                 search_path(set, "ALTER DATABASE … SET search_path", out);
                 let name = text(set, "name").to_ascii_lowercase();
-                let setting = int(set, "kind") != protobuf::VariableSetKind::VarReset as i64;
+                let kind = int(set, "kind");
+                let setting = kind != protobuf::VariableSetKind::VarReset as i64
+                    && kind != protobuf::VariableSetKind::VarSetDefault as i64
+                    && kind != protobuf::VariableSetKind::VarResetAll as i64;
                 if setting && (name == "row_security" || name == "session_replication_role" || name.contains('.')) {
                     out.problems.push(Problem::DatabaseDefault { setting: name });
                 }
@@ -1192,7 +1259,10 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             let newschema = text(node, "newschema");
             if let Some(bookkeeping) = &out.names.bookkeeping {
                 let moved = node.get("relation").and_then(range_var);
-                if bookkeeping.schema.as_deref() == Some(newschema) || moved.is_some_and(|r| r.same(bookkeeping)) {
+                let schema = bookkeeping.schema.as_deref();
+                let from = moved.as_ref().and_then(|r| r.schema.clone()).or_else(|| object_schema(node));
+                if schema == Some(newschema) || from.as_deref() == schema || moved.is_some_and(|r| r.same(bookkeeping))
+                {
                     out.problems.push(Problem::Bookkeeping { what: format!("SET SCHEMA {newschema}") });
                 }
             }
@@ -1202,8 +1272,8 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             }
         }
         "CreateStmt" => {
-            if node.get("relation").is_some_and(|r| text(r, "relpersistence") == "t") {
-                out.events.push(Event::PathChange);
+            if let Some(created) = node.get("relation").and_then(range_var) {
+                out.events.push(Event::Created(created));
             }
             if let Some(child) = node.get("relation").and_then(range_var) {
                 for parent in
@@ -1218,17 +1288,19 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             let kind = int(node, "kind");
             let is = |kinds: &[K]| kinds.iter().any(|k| kind == *k as i64);
             if is(&[K::TransStmtCommit, K::TransStmtRollback, K::TransStmtPrepare]) {
-                out.events.push(Event::TransactionEnd);
+                out.events.push(Event::TransactionEnd { rollback: kind == K::TransStmtRollback as i64 });
             } else if is(&[K::TransStmtSavepoint, K::TransStmtRelease, K::TransStmtRollbackTo]) {
                 out.problems.push(Problem::Unverifiable {
                     what: "a savepoint (what a ROLLBACK TO undoes cannot be told)".to_string(),
                 });
             }
         }
-        "CreateTableAsStmt"
-            if node.get("into").and_then(|i| i.get("rel")).is_some_and(|r| text(r, "relpersistence") == "t") =>
-        {
-            out.events.push(Event::PathChange);
+        // `CREATE TABLE … AS`, `SELECT … INTO`, `CREATE VIEW`: made relations.
+        "into" | "into_clause" | "ViewStmt" => {
+            let rel = node.get("rel").or_else(|| node.get("view"));
+            if let Some(created) = rel.and_then(range_var) {
+                out.events.push(Event::Created(created));
+            }
         }
         "GrantStmt" => grant(node, None, out),
         "AlterDefaultPrivilegesStmt" => {
@@ -1251,7 +1323,7 @@ fn model_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
             let path = search_path_after(&actions);
             let Some(function) = node.get("func").and_then(object_with_args) else { return };
             if path != Some(true) && (definer_option(&actions) == Some(true) || path == Some(false)) {
-                out.events.push(Event::Definer(function));
+                out.events.push(Event::Definer { function, trigger: false });
             } else if path == Some(true) && out.top() {
                 out.events.push(Event::PathSet(function));
             }
@@ -1482,6 +1554,14 @@ fn execute_events(stmt: &serde_json::Value, defaults: Option<&[String]>, grantee
     }
 }
 
+/// The schema an `ALTER … SET SCHEMA` object (not a relation) is written with.
+fn object_schema(node: &serde_json::Value) -> Option<String> {
+    let object = node.get("object")?.get("node")?;
+    let names =
+        object.get("ObjectWithArgs").and_then(|f| f.get("objname")).or_else(|| object.get("List")?.get("items"))?;
+    qualified(names)?.schema
+}
+
 /// A serialized `ObjectWithArgs` (with or without its `ObjectWithArgs`
 /// key) as a function: its name, and its argument types unless left out.
 fn object_with_args(value: &serde_json::Value) -> Option<Function> {
@@ -1612,11 +1692,10 @@ fn function(stmt: &serde_json::Value, out: &mut Found<'_>) {
         .map(|p| p.get("arg_type").and_then(type_name))
         .collect();
     let options = list(stmt, "options");
-    // A trigger function cannot be called: only a trigger runs it.
     let returns = stmt.get("return_type").and_then(type_name).unwrap_or_default();
     let trigger = returns == "trigger" || returns == "event_trigger";
-    if definer_option(&options) == Some(true) && search_path_after(&options) != Some(true) && !trigger {
-        out.events.push(Event::Definer(Function { name: name.clone(), args: identity.clone() }));
+    if definer_option(&options) == Some(true) && search_path_after(&options) != Some(true) {
+        out.events.push(Event::Definer { function: Function { name: name.clone(), args: identity.clone() }, trigger });
     }
     if stmt.get("is_procedure").and_then(serde_json::Value::as_bool) == Some(true) {
         return;
@@ -1761,7 +1840,7 @@ fn set_config(call: &serde_json::Value, out: &mut Found<'_>) {
     }
     let setting = list("args").first().and_then(node_string).map(str::to_ascii_lowercase);
     match setting.as_deref() {
-        Some("search_path") => out.events.push(Event::PathChange),
+        Some("search_path") => out.events.push(Event::PathChange { deferred: out.body > 0 }),
         Some(setting @ ("role" | "session_authorization")) => {
             out.problems.push(Problem::ActAs { statement: format!("set_config('{setting}', …)") })
         }
@@ -2224,6 +2303,9 @@ mod tests {
         // An unqualified name that may reach another table by then; a savepoint.
         for between in [
             "CREATE TEMP TABLE notes (id int);",
+            "CREATE TABLE pg_temp.notes (id int);",
+            "SELECT 1 AS id INTO TEMP notes;",
+            "CREATE TABLE app.notes (id int);",
             "SET search_path = decoy, public;",
             "SELECT set_config('search_path', 'decoy', false);",
         ] {
@@ -2245,6 +2327,10 @@ mod tests {
              SELECT dblink_exec('dbname=app', 'ALTER TABLE notes ENABLE ROW LEVEL SECURITY');"
         );
         assert_eq!(problems(&dblink), [off()]);
+    }
+
+    #[test]
+    fn what_the_second_review_found_in_definers_grants_and_defaults_is_refused() {
         // A grant that names the definer otherwise; a grant in a later migration.
         let definer = |f: &str| Problem::Definer { function: f.into() };
         let create = "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
@@ -2261,15 +2347,28 @@ mod tests {
         let path_after = "CREATE FUNCTION app.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
                           ALTER FUNCTION app.f() SET search_path = '';";
         assert_eq!(problems(path_after), []);
+        // A trigger function: every runtime write runs it; only a search_path makes it safe.
         let trigger = "CREATE FUNCTION app.stamp() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS \
-                       $$ BEGIN RETURN NEW; END $$;";
-        assert_eq!(problems(trigger), []);
+                       $$ BEGIN RETURN NEW; END $$;\nREVOKE EXECUTE ON FUNCTION app.stamp() FROM PUBLIC;";
+        assert_eq!(problems(trigger), [Problem::DefinerTrigger { function: "app.stamp".into() }]);
+        assert_eq!(problems(&format!("{trigger}\nALTER FUNCTION app.stamp() SET search_path = '';")), []);
+        // Set afterwards, the path makes a later grant harmless; default grants reach only later functions.
+        assert_eq!(problems(&format!("{path_after}\nGRANT EXECUTE ON FUNCTION app.f() TO app_user;")), []);
+        let kept = "CREATE FUNCTION app.g() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';\n\
+                    REVOKE EXECUTE ON FUNCTION app.g() FROM PUBLIC;";
+        assert_eq!(refused_in(&[kept, "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO app_user;"]), []);
+        // Default privileges revoked and rolled back keep nothing.
+        let rolled_back = "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC; ROLLBACK;\n\
+                           CREATE FUNCTION app.h() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';";
+        assert_eq!(problems(rolled_back), [definer("app.h")]);
         // The bookkeeping schema and table stay where they are.
         for sql in [
             "ALTER SCHEMA drizzle RENAME TO d;",
             "ALTER TABLE drizzle.__drizzle_migrations RENAME TO m;",
             "ALTER TABLE drizzle.__drizzle_migrations SET SCHEMA public;",
             "ALTER TABLE public.notes SET SCHEMA drizzle;",
+            "ALTER TABLE drizzle.other SET SCHEMA public;",
+            "ALTER FUNCTION drizzle.f() SET SCHEMA public;",
         ] {
             assert!(matches!(problems(sql).as_slice(), [Problem::Bookkeeping { .. }]), "{sql}: {:?}", problems(sql));
         }
@@ -2285,6 +2384,7 @@ mod tests {
             assert_eq!(problems(sql), [Problem::DatabaseDefault { setting: setting.into() }]);
         }
         assert_eq!(problems("ALTER DATABASE app RESET app.current_user_id;"), []);
+        assert_eq!(problems("ALTER DATABASE app SET app.current_user_id TO DEFAULT;"), []);
         // Other grantees that hold nothing of their own.
         for (sql, to) in [
             ("GRANT SELECT ON notes TO SESSION_USER;", "SESSION_USER"),
