@@ -82,6 +82,8 @@ fn statement_heads(text: &str) -> Vec<Head> {
                 if !c.is_ascii_whitespace() {
                     scan.at_start = false;
                     scan.words_in_statement = HEAD_WORDS;
+                    // `begin, atomic` is no `BEGIN ATOMIC`.
+                    scan.previous_word.clear();
                 }
                 scan.i += 1;
             }
@@ -399,5 +401,8 @@ mod tests {
         )
         .is_empty());
         assert_eq!(found("CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT 1; END; COMMIT;"), ["1 COMMIT commit"]);
+        // Columns named begin and atomic start no body.
+        let columns = "CREATE TABLE x (\"begin\" int, \"atomic\" int);\nSELECT begin, atomic FROM x;\nSAVEPOINT s;";
+        assert_eq!(found(columns), ["3 SAVEPOINT refused"]);
     }
 }

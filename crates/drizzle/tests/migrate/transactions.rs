@@ -216,7 +216,11 @@ fn savepoints_and_two_phase_commit_are_refused_before_anything_runs() {
         let fx = Fixture::provisioned(DB);
         let mut folder = TestFolder::new();
         folder.add("0000_ok", 500, b"CREATE TABLE ok (id int);").add("0001_bad", 1000, sql.as_bytes());
-        let refusals = crate::common::refused(&fx.config(DB), &folder.read());
+        let mut refusals = crate::common::refused(&fx.config(DB), &folder.read());
+        // The guard refuses a savepoint too (what a ROLLBACK TO undoes, it cannot tell).
+        refusals.retain(|r| {
+            !matches!(r, drizzle::Refusal::Guarded(f) if keyword == "SAVEPOINT" && f.to_string().contains("savepoint"))
+        });
         assert!(
             matches!(&refusals[..], [drizzle::Refusal::Statement { tag, keyword: refused, .. }]
                 if tag == "0001_bad" && refused == keyword),
