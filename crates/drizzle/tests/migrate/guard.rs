@@ -66,11 +66,8 @@ fn each_class_is_refused_before_anything_runs() {
     assert_eq!(tables, 0);
 }
 
-#[test]
-fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
-    let Some(_kit) = drizzle_kit() else { return };
-    let fx = Fixture::provisioned("app");
-    let folder = folder(&format!("{EACH_CLASS}\n--> statement-breakpoint\nALTER TABLE notes OWNER TO SESSION_USER;"));
+/// The refusals of the drizzle-kit engine, which must not have started it.
+fn kit_refusals(fx: &Fixture, folder: &TestFolder) -> Vec<Refusal> {
     let package = repo_root().join("platform/db");
     let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
     let started = RefCell::new(false);
@@ -82,11 +79,19 @@ fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
         &mut |_| *started.borrow_mut() = true,
     )
     .unwrap_err();
-    let refusals = &error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals;
-    let found = problems(refusals);
+    assert!(!*started.borrow(), "drizzle-kit was not started");
+    error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals.clone()
+}
+
+#[test]
+fn the_drizzle_kit_engine_is_refused_the_same_and_never_started() {
+    let Some(_kit) = drizzle_kit() else { return };
+    let fx = Fixture::provisioned("app");
+    let folder = folder(&format!("{EACH_CLASS}\n--> statement-breakpoint\nALTER TABLE notes OWNER TO SESSION_USER;"));
+    let refusals = kit_refusals(&fx, &folder);
+    let found = problems(&refusals);
     assert_each_class(&found[..5]);
     assert_eq!(found[5..], [(13, Problem::Owner { statement: "OWNER TO", to: "SESSION_USER".into() })]);
-    assert!(!*started.borrow(), "drizzle-kit was not started");
     assert!(fx.rows("app").is_empty());
 }
 
@@ -142,20 +147,8 @@ fn what_needs_the_catalog_or_the_whole_migration_is_refused_by_the_drizzle_kit_e
     let Some(_kit) = drizzle_kit() else { return };
     let fx = Fixture::provisioned("app");
     let folder = folder(MODEL_UNDONE);
-    let package = repo_root().join("platform/db");
-    let node = drizzle::kit::Node { package: &package, search_path: std::env::var_os("PATH").unwrap_or_default() };
-    let started = RefCell::new(false);
-    let error = drizzle::kit::migrate_with_drizzle_kit(
-        &fx.config("app"),
-        &folder.read(),
-        &node,
-        &mut drizzle::Silent,
-        &mut |_| *started.borrow_mut() = true,
-    )
-    .unwrap_err();
-    let refusals = &error.downcast_ref::<drizzle::Refused>().unwrap_or_else(|| panic!("{error:#}")).refusals;
-    assert_model_undone(&problems(refusals));
-    assert!(!*started.borrow(), "drizzle-kit was not started");
+    let refusals = kit_refusals(&fx, &folder);
+    assert_model_undone(&problems(&refusals));
     assert!(fx.rows("app").is_empty());
 }
 
