@@ -19,8 +19,11 @@
 //! the migration; definer functions without a search_path that the
 //! runtime roles may call; names that shadow `pg_catalog`'s (read from the
 //! live server: [`Catalog`]); a database search_path that puts a schema
-//! before `pg_catalog`. RLS and definer functions are judged on the whole
-//! migration (statements leave events that `Guard::judge` weighs).
+//! before `pg_catalog`, and database defaults every runtime session would
+//! start with (a tenant setting, `row_security`); renaming or moving the
+//! bookkeeping schema or table; savepoints (unverifiable). RLS and definer
+//! functions are judged on the whole migration (statements leave events
+//! that `Guard::judge` weighs, in order, across the batch's transactions).
 
 use std::fmt;
 
