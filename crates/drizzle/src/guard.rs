@@ -1220,7 +1220,7 @@ fn node_problems(kind: &str, node: &serde_json::Value, out: &mut Found<'_>) {
         "CreateSchemaStmt" => owner(node.get("authrole"), "CREATE SCHEMA … AUTHORIZATION", out),
         "CreateTableSpaceStmt" => owner(node.get("owner"), "CREATE TABLESPACE … OWNER", out),
         "CreatedbStmt" => {
-            let options = node.get("options").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+            let options = list(node, "options");
             for option in options.iter().filter_map(|o| o.get("node")?.get("DefElem")) {
                 if text(option, "defname") == "owner" {
                     let name = option.get("arg").and_then(node_string).unwrap_or("an unknown role");
@@ -1813,7 +1813,7 @@ const RUNS_SQL_TEXT: [&str; 7] = [
 /// `set_config('role', …)` is `SET ROLE` by another name; a setting name
 /// computed at run time cannot be checked.
 fn set_config(call: &serde_json::Value, out: &mut Found<'_>) {
-    let list = |field: &str| call.get(field).and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    let list = |field: &str| list(call, field);
     let name = list("funcname").last().and_then(node_string).map(str::to_ascii_lowercase);
     if let Some(function) = name.as_deref().filter(|n| RUNS_SQL_TEXT.contains(n)) {
         // Functions that run SQL given as text: every argument must be a
