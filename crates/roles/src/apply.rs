@@ -15,9 +15,10 @@ use postgres::Client;
 use crate::plan::{Phase, Plan, Step};
 use crate::sql::{merge_grants, Statement};
 
-/// The advisory lock every `db-provision` takes, in the admin's maintenance
-/// database (roles are cluster-wide, so runs against different app
-/// databases still wait for each other). FNV-1a of `cargo-xtask db-provision`.
+/// The cluster's provisioning lock, an advisory lock in the admin's
+/// maintenance database: held while a run reads the catalogs, and for the
+/// whole run when its plan changes roles (roles are cluster-wide). FNV-1a of
+/// `cargo-xtask db-provision`.
 pub const PROVISION_LOCK_KEY: i64 = fnv1a_i64(b"cargo-xtask db-provision");
 
 const fn fnv1a_i64(bytes: &[u8]) -> i64 {
@@ -96,25 +97,52 @@ pub trait Reporter {
 pub struct Quiet;
 impl Reporter for Quiet {}
 
-/// Takes [`PROVISION_LOCK_KEY`] for the session, waiting up to `timeout`
+/// The lock of one app database, in the same maintenance database: held by
+/// a run for its whole life, so two runs against one database never
+/// interleave, while runs against different databases of a cluster only
+/// wait for each other's catalog reads and role changes.
+pub fn database_lock_key(db_name: &str) -> i64 {
+    let mut bytes = b"cargo-xtask db-provision database ".to_vec();
+    bytes.extend_from_slice(db_name.as_bytes());
+    fnv1a_i64(&bytes)
+}
+
+/// Takes the lock of the app database (first) and the cluster's lock for
+/// the session, waiting up to `timeout` for another run to let go of each.
+/// Every run takes them in this order, so two runs never wait on each other
+/// in a circle.
+pub fn take_locks(client: &mut Client, db_name: &str, timeout: Duration, reporter: &mut dyn Reporter) -> Result<()> {
+    take_lock(client, database_lock_key(db_name), timeout, reporter)?;
+    take_lock(client, PROVISION_LOCK_KEY, timeout, reporter)
+}
+
+/// Lets go of the cluster's lock once the catalogs are read and the plan
+/// changes no role: other databases' runs may read and change theirs.
+pub fn release_cluster_lock(client: &mut Client) -> Result<()> {
+    let released: bool =
+        client.query_typed_one("SELECT pg_advisory_unlock($1)", &[(&PROVISION_LOCK_KEY, Type::INT8)])?.get(0);
+    if !released {
+        bail!("BUG: the cluster's provisioning lock was not held");
+    }
+    Ok(())
+}
+
+/// Takes the advisory lock `key` for the session, waiting up to `timeout`
 /// for another run to finish.
-pub fn take_lock(client: &mut Client, timeout: Duration, reporter: &mut dyn Reporter) -> Result<()> {
-    if client
-        .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&PROVISION_LOCK_KEY, Type::INT8)])?
-        .get::<_, bool>(0)
-    {
+fn take_lock(client: &mut Client, key: i64, timeout: Duration, reporter: &mut dyn Reporter) -> Result<()> {
+    if client.query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])?.get::<_, bool>(0) {
         return Ok(());
     }
     let holder: Option<i32> = client
         .query_opt(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
                AND classid::int8 = ($1::int8 >> 32) & 4294967295 AND objid::int8 = $1::int8 & 4294967295 LIMIT 1",
-            &[&PROVISION_LOCK_KEY],
+            &[&key],
         )?
         .map(|row| row.get(0));
     reporter.waiting_for_lock(holder);
     client.batch_execute(&crate::sql::lock_timeout(timeout, false))?;
-    let result = client.query_one("SELECT pg_advisory_lock($1)", &[&PROVISION_LOCK_KEY]);
+    let result = client.query_one("SELECT pg_advisory_lock($1)", &[&key]);
     client.batch_execute("RESET lock_timeout")?;
     match result {
         Ok(_) => Ok(()),
@@ -468,5 +496,7 @@ mod tests {
     fn the_lock_key_is_stable() {
         assert_eq!(PROVISION_LOCK_KEY, fnv1a_i64(b"cargo-xtask db-provision"));
         assert_ne!(PROVISION_LOCK_KEY, 0);
+        assert_ne!(database_lock_key("app"), database_lock_key("app2"));
+        assert_ne!(database_lock_key(""), PROVISION_LOCK_KEY);
     }
 }

@@ -52,7 +52,7 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
         connect_waiting(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
     let silenced = snapshot::prepare_session(&mut cluster, Purpose::Provision { read_only: options.dry_run })?;
     if !options.dry_run {
-        apply::take_lock(&mut cluster, settings.pg_timeout, reporter)?;
+        apply::take_locks(&mut cluster, &settings.db_name, settings.pg_timeout, reporter)?;
     }
 
     // Read everything, under the lock, before changing anything.
@@ -64,6 +64,11 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("plan", started);
     refuse_foreign_logins(&mut cluster, settings, &model, &snap)?;
     refuse_early(&snap, &plan)?;
+    if !options.dry_run && plan.steps_of(Phase::Roles).next().is_none() {
+        // This run changes no role: runs against the cluster's other
+        // databases need not wait for it (its own database's lock stays).
+        apply::release_cluster_lock(&mut cluster)?;
+    }
     let tracked = snapshot::statements_tracked(&mut cluster)?;
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {

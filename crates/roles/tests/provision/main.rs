@@ -6,6 +6,7 @@ mod fresh;
 mod input;
 mod intent;
 mod legacy;
+mod locks;
 mod logins;
 mod managed;
 mod passwords;
