@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod keys;
 mod names;
 mod secret;
+pub mod targets;
 mod version;
 mod views;
 
