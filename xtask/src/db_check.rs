@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>, f
 
 /// Writes a CI report, replacing the file through a rename so a reader
 /// never sees half of it.
-fn write_report(path: &Path, text: &str, flag: &str) -> Result<()> {
+pub fn write_report(path: &Path, text: &str, flag: &str) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("{flag}: cannot write in `{}`; create the directory first", dir.display()))?;

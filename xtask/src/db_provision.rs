@@ -13,10 +13,16 @@ use crate::report::{print_plan, Terminal};
 
 pub fn run(ctx: &Context, env: &Env, policy: Option<&Path>, flags: &DbProvision) -> Result<ExitCode> {
     let settings = env.settings(ctx)?;
+    provision(&settings, &options(ctx, policy, flags)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's options from the flags (shared with the fleet).
+pub fn options(ctx: &Context, policy: Option<&Path>, flags: &DbProvision) -> Result<roles::Options> {
     if !(flags.lock_timeout > 0.0 && flags.lock_timeout.is_finite()) {
         anyhow::bail!("--lock-timeout must be a positive number of seconds");
     }
-    let options = roles::Options {
+    Ok(roles::Options {
         dry_run: flags.dry_run,
         lock_timeout: Duration::from_secs_f64(flags.lock_timeout),
         lock_budget: flags.lock_budget.max(1),
@@ -27,9 +33,7 @@ pub fn run(ctx: &Context, env: &Env, policy: Option<&Path>, flags: &DbProvision)
             widening: flags.allow_widening,
         },
         ..Default::default()
-    };
-    provision(&settings, &options)?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The default options with the project's policy file: what `db-setup`,

@@ -26,6 +26,23 @@ pub struct EnvFile {
     pub path: Option<PathBuf>,
 }
 
+/// `--targets` and its company, shared by the commands that run over a fleet.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FleetFlags {
+    /// Run against every database of a targets file instead of one env file: TOML, one
+    /// `[[target]]` per database with a `name` and an `env_file` (relative to the targets file).
+    /// Each target fails alone; exit 0 when all hold, 2 when any found a problem, 1 when any
+    /// could not run.
+    #[arg(long, value_name = "FILE", conflicts_with = "env_file")]
+    pub targets: Option<PathBuf>,
+    /// With --targets: how many targets run at once [default: 4]
+    #[arg(long, value_name = "N", requires = "targets")]
+    pub parallel: Option<usize>,
+    /// With --targets: run this target first and stop before the others if it fails (repeatable).
+    #[arg(long, value_name = "NAME", requires = "targets")]
+    pub canary: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create `.env.local` and `.env.test` from the examples, or add the keys an older file lacks.
@@ -181,6 +198,14 @@ pub struct DbProvision {
     /// (listed in the plan); without it such a conversion is refused before any change.
     #[arg(long)]
     pub allow_widening: bool,
+    #[command(flatten)]
+    pub fleet: FleetFlags,
+    /// With --targets: print one JSON object per target instead of the lines and the table.
+    #[arg(long, requires = "targets")]
+    pub json: bool,
+    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
+    #[arg(long, value_name = "PATH", requires = "targets")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `--migrations-dir`, shared by the migration commands.
@@ -214,6 +239,14 @@ pub struct DbMigrate {
     pub dry_run: bool,
     #[command(flatten)]
     pub runner: RunnerFlags,
+    #[command(flatten)]
+    pub fleet: FleetFlags,
+    /// With --targets: print one JSON object per target instead of the lines and the table.
+    #[arg(long, requires = "targets")]
+    pub json: bool,
+    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
+    #[arg(long, value_name = "PATH", requires = "targets")]
+    pub junit: Option<PathBuf>,
 }
 
 /// How the built-in runner applies migrations (`db-migrate`, `db-reset`).
@@ -239,9 +272,14 @@ pub struct DbStatus {
     pub env: EnvFile,
     #[command(flatten)]
     pub migrations: MigrationsDir,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (with --targets: one object per target).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub fleet: FleetFlags,
+    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
+    #[arg(long, value_name = "PATH", requires = "targets")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -298,25 +336,28 @@ pub struct DbCheck {
     /// platform/db/rls-exemptions.toml]; a file named here must exist.
     #[arg(long, visible_alias = "exemptions", value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Print JSON instead of the text matrix.
+    /// Print JSON instead of the text matrix (with --targets: one object per target).
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
     /// Print Markdown (and append it to $GITHUB_STEP_SUMMARY when that is set).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     pub markdown: bool,
     /// Also write a JUnit XML report to PATH (one test case per catalog check and per probe and
-    /// role; GitLab, Jenkins, CircleCI and Buildkite display it).
+    /// role; GitLab, Jenkins, CircleCI and Buildkite display it; with --targets one testsuite per
+    /// target).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
     /// Also write a TAP (version 13) report to PATH; `--tap` alone prints TAP instead of the text,
     /// for `prove`/`pg_prove`-style harnesses that read standard output.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-", conflicts_with = "targets")]
     pub tap: Option<PathBuf>,
     /// Skip the cross-tenant insert proof (reported as unproven): its rows are rolled back, but
     /// the tables' BEFORE triggers fire, so use this where a trigger reaches outside the
     /// transaction (dblink, NOTIFY consumers that act at once, sequences).
     #[arg(long)]
     pub no_write_probes: bool,
+    #[command(flatten)]
+    pub fleet: FleetFlags,
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,7 @@ mod db_setup;
 mod db_up;
 mod env;
 mod flags;
+mod fleet;
 mod host;
 mod pg_matrix;
 mod progress;
@@ -73,6 +74,18 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         flags::Command::DbUp(cmd) => db_up::up(&ctx, &ctx.env_file(&cmd.env)),
         flags::Command::DbDown(cmd) => db_up::down(&ctx, &ctx.env_file(&cmd.env), cmd.purge),
+        flags::Command::DbProvision(cmd) if cmd.fleet.targets.is_some() => {
+            fleet::commands::provision(&ctx, given(&cmd.policy).as_deref(), &cmd)
+        }
+        flags::Command::DbMigrate(cmd) if cmd.fleet.targets.is_some() => {
+            fleet::commands::migrate(&ctx, &ctx.migrations(&cmd.migrations), &cmd)
+        }
+        flags::Command::DbStatus(cmd) if cmd.fleet.targets.is_some() => {
+            fleet::commands::status(&ctx, &ctx.migrations(&cmd.migrations), &cmd)
+        }
+        flags::Command::DbCheck(cmd) if cmd.fleet.targets.is_some() => {
+            fleet::commands::check(&ctx, &ctx.migrations(&cmd.migrations), given(&cmd.policy).as_deref(), &cmd)
+        }
         flags::Command::DbProvision(cmd) => {
             let env = ctx.load_env(&ctx.env_file(&cmd.env))?;
             db_provision::run(&ctx, &env, given(&cmd.policy).as_deref(), &cmd)

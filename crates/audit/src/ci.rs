@@ -90,7 +90,7 @@ fn cases(report: &Report) -> Vec<Case> {
 
 /// Text for XML 1.0: escaped, and without the control characters it
 /// cannot carry at all.
-fn xml(text: &str) -> String {
+pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -105,6 +105,31 @@ fn xml(text: &str) -> String {
         }
     }
     out
+}
+
+/// The `testcase` elements of `cases`, indented under a `testsuite`.
+fn write_cases<'a>(out: &mut dyn fmt::Write, cases: impl Iterator<Item = &'a Case>) -> fmt::Result {
+    for case in cases {
+        write!(out, "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"", xml(&case.class), xml(&case.name))?;
+        match &case.outcome {
+            Outcome::Pass(note) => {
+                writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(note))?;
+            }
+            Outcome::Fail { summary, detail } => {
+                writeln!(
+                    out,
+                    ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+                    xml(summary),
+                    case.suite,
+                    xml(detail)
+                )?;
+            }
+            Outcome::Skip(reason) => {
+                writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(reason))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Report {
@@ -144,34 +169,28 @@ impl Report {
                 count(Some(suite), failed),
                 count(Some(suite), skipped)
             )?;
-            for case in cases.iter().filter(|c| c.suite == suite) {
-                write!(
-                    out,
-                    "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
-                    xml(&case.class),
-                    xml(&case.name)
-                )?;
-                match &case.outcome {
-                    Outcome::Pass(note) => {
-                        writeln!(out, ">\n      <system-out>{}</system-out>\n    </testcase>", xml(note))?;
-                    }
-                    Outcome::Fail { summary, detail } => {
-                        writeln!(
-                            out,
-                            ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
-                            xml(summary),
-                            case.suite,
-                            xml(detail)
-                        )?;
-                    }
-                    Outcome::Skip(reason) => {
-                        writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(reason))?;
-                    }
-                }
-            }
+            write_cases(out, cases.iter().filter(|c| c.suite == suite))?;
             writeln!(out, "  </testsuite>")?;
         }
         out.write_str("</testsuites>\n")
+    }
+
+    /// One JUnit `testsuite` named `name` with every case of the report: a
+    /// fleet's report has one per target.
+    pub fn junit_testsuite(&self, name: &str) -> String {
+        let cases = cases(self);
+        let count = |pick: fn(&Outcome) -> bool| cases.iter().filter(|c| pick(&c.outcome)).count();
+        let mut out = format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">\n",
+            xml(name),
+            cases.len(),
+            count(|o| matches!(o, Outcome::Fail { .. })),
+            count(|o| matches!(o, Outcome::Skip(_))),
+            self.elapsed.as_secs_f64()
+        );
+        let _ = write_cases(&mut out, cases.iter());
+        out.push_str("  </testsuite>\n");
+        out
     }
 
     /// TAP version 13: `ok`/`not ok` per case, `# SKIP` for what could not

@@ -9,7 +9,7 @@
 
 pub mod catalog;
 pub mod checks;
-mod ci;
+pub mod ci;
 pub mod count;
 pub mod logins;
 pub mod policies;

@@ -320,8 +320,7 @@ mod tests {
         let dir = dir_with(&["a.env", "b.env"]);
         let vars = |db: &str, password: &str| {
             let dsn = format!("postgresql://app_user:{password}@localhost:5432/{db}");
-            env(&[("DB_HOST", "localhost"), ("DB_PORT", "5432"), ("APP_DB_NAME", db), ("DATABASE_URL", &dsn)])
-                .clone()
+            env(&[("DB_HOST", "localhost"), ("DB_PORT", "5432"), ("APP_DB_NAME", db), ("DATABASE_URL", &dsn)]).clone()
         };
         two(&dir).check_across(&[Ok(vars("one", "same")), Ok(vars("two", "same"))]).unwrap();
         let error =
