@@ -124,9 +124,9 @@ impl Targets {
     pub fn parse(path: &Path, text: &str) -> Result<Targets> {
         let shown = path.display();
         let shape: FileShape = toml::from_str(text).map_err(|error| {
-            let at = error.span().map(|span| format!(" line {}:", line_of(text, span.start))).unwrap_or_default();
+            let at = error.span().map(|span| format!(" line {}", line_of(text, span.start))).unwrap_or_default();
             format_err!(
-                "targets file `{shown}`:{at} {}; each target is a `[[target]]` with `name` and `env_file`",
+                "targets file `{shown}`{at}: {}; each target is a `[[target]]` with `name` and `env_file`",
                 error.message()
             )
         })?;

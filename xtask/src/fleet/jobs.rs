@@ -18,19 +18,27 @@ pub fn provision(vars: &EnvVars, options: &roles::Options) -> Done {
         Err(error) => return Done::error(&error),
     };
     let options = roles::Options { cancel: Some(CANCEL.clone()), ..options.clone() };
-    match roles::provision(&settings, &options, &mut roles::Quiet) {
-        Err(error) => Done::error(&error),
-        Ok(outcome) if outcome.plan.is_empty() => Done::new(Verdict::Ok, "nothing to change: matches the model"),
-        Ok(outcome) => {
-            let (changes, statements) = (outcome.plan.steps.len(), outcome.plan.statement_count());
-            let summary = if options.dry_run {
-                format!("dry run: {changes} changes ({statements} statements) planned, nothing changed")
-            } else {
-                format!("provisioned: {changes} changes, {statements} statements, verified")
-            };
-            Done::new(Verdict::Ok, summary)
-        }
-    }
+    let outcome = match roles::provision(&settings, &options, &mut roles::Quiet) {
+        Err(error) => return Done::error(&error),
+        Ok(outcome) => outcome,
+    };
+    let (changes, statements) = (outcome.plan.steps.len(), outcome.plan.statement_count());
+    let summary = if outcome.plan.is_empty() {
+        "nothing to change: matches the model".to_string()
+    } else if options.dry_run {
+        format!("dry run: {changes} changes ({statements} statements) planned, nothing changed")
+    } else {
+        format!("provisioned: {changes} changes, {statements} statements, verified")
+    };
+    // The changes per phase: the roles (cluster-wide) change in one target per server.
+    let phases: serde_json::Map<String, serde_json::Value> = roles::Phase::ALL
+        .iter()
+        .map(|phase| (phase.title().to_string(), outcome.plan.steps_of(*phase).count().into()))
+        .filter(|(_, count)| *count != 0)
+        .collect();
+    let json =
+        serde_json::json!({"changes": changes, "statements": statements, "applied": outcome.applied, "phases": phases});
+    Done { json: Some(json), ..Done::new(Verdict::Ok, summary) }
 }
 
 /// What every migration target shares: the folder, read once, and the flags.

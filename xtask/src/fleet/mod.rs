@@ -80,7 +80,12 @@ impl Done {
     /// A target that could not run: the error's first line, and all of it.
     pub fn error(error: &anyhow::Error) -> Done {
         let text = format!("{error:#}");
-        let summary = text.lines().next().unwrap_or_default().to_string();
+        let mut lines = text.lines();
+        let mut summary = lines.next().unwrap_or_default().to_string();
+        // "4 problems in the environment:" says little alone: the first of them too.
+        if let Some(first) = lines.next().filter(|_| summary.ends_with(':')) {
+            summary = format!("{summary} {}", first.trim_start_matches([' ', '-']));
+        }
         let detail = (text != summary).then_some(text);
         Done { detail, ..Done::new(Verdict::Error, summary) }
     }

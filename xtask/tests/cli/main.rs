@@ -5,6 +5,7 @@ mod common;
 mod containers;
 mod envcheck;
 mod faults;
+mod fleet;
 mod hostile;
 mod migrate;
 mod progress;
