@@ -5,6 +5,7 @@
 //! timed through `node …/bin.cjs`, not `npx`. Medians of several runs.
 
 mod fixtures;
+mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
@@ -217,6 +218,7 @@ pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
     rows.push(mixed_batch(&bench, runs)?);
     rows.push(guard_scan(&bench, runs)?);
     rows.push(guard_scan_app(&bench, runs)?);
+    rows.push(fleet::fleet_row(&bench, runs)?);
     if !flags.quick {
         rows.push(check_ten_thousand(&bench, runs)?);
         rows.extend(convert_ten_thousand(&bench, runs)?);
