@@ -346,6 +346,21 @@ pub struct RoleCreds {
     pub dsn: Dsn,
     /// Whether `dsn` came from its variable (false: built from `APP_DB_*`).
     pub dsn_given: bool,
+    /// `DB_HOST` and `DB_PORT` when `dsn` names another address (a pooler in
+    /// front of the server, say): the commands that connect through `dsn`
+    /// check it reaches the same database as a session opened there.
+    pub direct: Option<(String, u16)>,
+}
+
+impl RoleCreds {
+    /// `dsn` pointed at `DB_HOST`/`DB_PORT` when it names another address.
+    pub fn direct_dsn(&self) -> Option<Dsn> {
+        let (host, port) = self.direct.as_ref()?;
+        let mut dsn = self.dsn.clone();
+        dsn.host = Some(Host::Tcp(host.clone()));
+        dsn.port = Some(*port);
+        Some(dsn)
+    }
 }
 
 /// The admin role used by provisioning only.
@@ -683,9 +698,15 @@ pub fn role_creds(
     let Named { name, login, password, dsn } = name_and_password(vars, kind)?;
     let dsn_var = kind.dsn_var();
     let dsn_given = dsn.is_some();
+    let mut direct = None;
     let dsn = match dsn {
         Some(mut dsn) => {
-            check_dsn_target(&dsn, dsn_var, host, port, db_name)?;
+            check_dsn_database(&dsn, dsn_var, db_name)?;
+            if let (Some(host), Some(port)) = (host, port) {
+                if !same_address(&dsn, host, port) {
+                    direct = Some((host.to_string(), port));
+                }
+            }
             // A DSN without a password logs in with the password variable's:
             // how a container passes a password that a URL would need
             // percent-encoded (docker-compose.dev.yml's db-migrate).
@@ -699,7 +720,7 @@ pub fn role_creds(
             _ => bail!("{dsn_var} is not set and DB_HOST, DB_PORT or APP_DB_NAME is missing to build it"),
         },
     };
-    Ok(RoleCreds { kind, name, login, password, dsn, dsn_given })
+    Ok(RoleCreds { kind, name, login, password, dsn, dsn_given, direct })
 }
 
 /// A role's name, its login and the login's password, from the role's
@@ -762,22 +783,20 @@ pub(crate) fn alt_login_of(login: &str) -> Option<&str> {
         .filter(|role| !role.is_empty() && role.len() <= MAX_ROTATABLE_ROLE_LEN)
 }
 
-/// A DSN must point where `DB_HOST`, `DB_PORT` and `APP_DB_NAME` say.
-fn check_dsn_target(dsn: &Dsn, var: &str, host: Option<&str>, port: Option<u16>, db_name: Option<&str>) -> Result<()> {
-    if let (Some(expected), Some(actual)) = (host, &dsn.host) {
-        let same = match actual {
-            Host::Tcp(name) => name.eq_ignore_ascii_case(expected),
-            Host::Socket(dir) => dir.as_os_str() == expected,
-        };
-        if !same {
-            bail!("{var} points at host `{actual}` but DB_HOST is `{expected}`; make them agree");
-        }
-    }
-    if let Some(expected) = port {
-        if dsn.port_or_default() != expected {
-            bail!("{var} points at port {} but DB_PORT is {expected}; make them agree", dsn.port_or_default());
-        }
-    }
+/// Whether `dsn` names the address `DB_HOST` and `DB_PORT` give. Another
+/// address is accepted (a pooler in front of the server): the commands that
+/// connect through it check that it reaches the same database.
+fn same_address(dsn: &Dsn, host: &str, port: u16) -> bool {
+    let same_host = match &dsn.host {
+        Some(Host::Tcp(name)) => name.eq_ignore_ascii_case(host),
+        Some(Host::Socket(dir)) => dir.as_os_str() == host,
+        None => true,
+    };
+    same_host && dsn.port_or_default() == port
+}
+
+/// A DSN must name the database `APP_DB_NAME` names.
+fn check_dsn_database(dsn: &Dsn, var: &str, db_name: Option<&str>) -> Result<()> {
     if let Some(expected) = db_name {
         match dsn.dbname.as_deref() {
             Some(actual) if actual != expected => {
@@ -813,7 +832,14 @@ pub fn admin_creds(vars: &EnvVars, host: &str, port: u16) -> Result<AdminCreds> 
     };
     let dsn = match dsn {
         Some(mut dsn) => {
-            check_dsn_target(&dsn, keys::DATABASE_ROOT_URL, Some(host), Some(port), None)?;
+            // Provisioning reaches the server itself, never through a pooler.
+            if !same_address(&dsn, host, port) {
+                bail!(
+                    "DATABASE_ROOT_URL points at {} but DB_HOST and DB_PORT name {host}:{port}; provisioning \
+                     connects to the server itself: make them agree",
+                    dsn.address()
+                );
+            }
             if dsn.dbname.is_none() {
                 dsn.dbname = Some("postgres".to_string());
             }
@@ -1029,6 +1055,25 @@ mod tests {
     }
 
     #[test]
+    fn a_dsn_on_another_address_is_accepted_and_checked_live_against_the_direct_one() {
+        // A pooler on another port (or host): the DSN is kept, with the
+        // direct address its sessions must match.
+        let settings = Settings::from_env(&with(&[(
+            "DATABASE_URL",
+            "postgresql://app_user:password@pooler.internal:6432/cogni_template_dev",
+        )]))
+        .unwrap();
+        assert_eq!(settings.runtime.direct, Some(("localhost".to_string(), 55432)));
+        let direct = settings.runtime.direct_dsn().unwrap();
+        assert_eq!(direct.address(), "localhost:55432");
+        assert_eq!(settings.runtime.dsn.address(), "pooler.internal:6432");
+        assert_eq!((settings.service.direct.clone(), settings.migrator.direct.clone()), (None, None));
+        // The database must still be APP_DB_NAME's.
+        let message = error(&[("DATABASE_URL", "postgresql://app_user:password@pooler.internal:6432/other")]);
+        assert!(message.contains("names database `other` but APP_DB_NAME is `cogni_template_dev`"), "{message}");
+    }
+
+    #[test]
     fn disagreements_name_both_variables_and_never_a_password() {
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
         let cases: &[Case] = &[
@@ -1041,8 +1086,10 @@ mod tests {
                 &[("APP_DB_NAME", "other_db")],
                 &["DATABASE_URL names database `cogni_template_dev` but APP_DB_NAME is `other_db`"],
             ),
-            (&[("DB_PORT", "5432")], &["DATABASE_URL points at port 55432 but DB_PORT is 5432"]),
-            (&[("DB_HOST", "db.internal")], &["DATABASE_URL points at host `localhost` but DB_HOST is `db.internal`"]),
+            (
+                &[("DATABASE_ROOT_URL", "postgresql://postgres:postgres@localhost:6432/postgres")],
+                &["DATABASE_ROOT_URL points at localhost:6432 but DB_HOST and DB_PORT name localhost:55432"],
+            ),
             (
                 &[("DATABASE_ROOT_URL", "postgresql://admin:pw@localhost:55432/postgres")],
                 &["DATABASE_ROOT_URL logs in as `admin` but POSTGRES_ROOT_USER is `postgres`"],

@@ -203,10 +203,7 @@ fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<FileProblem> {
     (mode & 0o077 != 0).then(|| FileProblem::ReadableAdminSecret { path: path.to_path_buf(), mode })
 }
 
-/// The server a file points at: `DB_HOST`/`DB_PORT`, else its first DSN.
-fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
-    crate::env::server_address(vars).ok().map(|(host, port)| (host.to_ascii_lowercase(), port))
-}
+use crate::targets::server_of;
 
 /// Files given together that point at one server must give each role one
 /// password (roles are cluster-wide). Never names a value.

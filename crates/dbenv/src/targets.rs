@@ -22,7 +22,7 @@ use anyhow::{bail, format_err, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::env::{server_address, EnvVars, ProcessEnv, RoleKind};
+use crate::env::{EnvVars, ProcessEnv, RoleKind};
 use crate::filecheck::password_conflicts;
 use crate::keys;
 use crate::Dsn;
@@ -83,27 +83,43 @@ impl fmt::Display for DatabaseAddress {
     }
 }
 
-/// The database a target's env file names: the server of `DB_HOST`/`DB_PORT`
-/// (else its first DSN) and `APP_DB_NAME` (else the migrator's, then the
-/// runtime role's DSN's database). `None` when the file does not say.
-pub fn database_of(vars: &EnvVars) -> Option<DatabaseAddress> {
-    let (host, port) = server_address(vars).ok()?;
-    let from_dsn = || {
-        [RoleKind::Migrator, RoleKind::Runtime, RoleKind::Service]
-            .iter()
-            .filter_map(|kind| vars.get(kind.dsn_var()).and_then(|text| Dsn::parse(kind.dsn_var(), text).ok()))
-            .find_map(|dsn| dsn.dbname)
-    };
-    let database = vars.get(keys::APP_DB_NAME).map(str::to_string).or_else(from_dsn)?;
-    Some(DatabaseAddress { host: normal_host(&host), port, database })
+/// The DSNs a file sets, the migrator's first (the session that owns the
+/// database), then the runtime and service roles'.
+fn dsns(vars: &EnvVars) -> impl Iterator<Item = Dsn> + '_ {
+    [RoleKind::Migrator, RoleKind::Runtime, RoleKind::Service]
+        .into_iter()
+        .filter_map(|kind| vars.get(kind.dsn_var()).and_then(|text| Dsn::parse(kind.dsn_var(), text).ok()))
 }
 
-fn normal_host(host: &str) -> String {
-    if crate::Host::Tcp(host.to_string()).is_local() && !host.starts_with('/') {
-        "localhost".to_string()
-    } else {
-        host.to_ascii_lowercase()
-    }
+/// The server a file points at, one key for every name of it: `DB_HOST`
+/// and `DB_PORT` when set (what provisioning connects to), else the
+/// migrator's DSN, else the runtime or service role's. Loopback names and
+/// a local socket directory are all `localhost`. `None` when the file does
+/// not say.
+pub fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
+    let (host, port) = match (vars.get(keys::DB_HOST), crate::env::db_port(vars).ok().flatten()) {
+        (Some(host), Some(port)) => (crate::Host::Tcp(host.to_string()), port),
+        _ => {
+            let dsn = dsns(vars).next()?;
+            let port = dsn.port_or_default();
+            (dsn.host.unwrap_or_else(|| crate::Host::Tcp("localhost".into())), port)
+        }
+    };
+    let host = match host {
+        crate::Host::Socket(_) => "localhost".to_string(),
+        host if host.is_local() => "localhost".to_string(),
+        crate::Host::Tcp(name) => name.to_ascii_lowercase(),
+    };
+    Some((host, port))
+}
+
+/// The database a target's env file names: [`server_of`] and `APP_DB_NAME`
+/// (else the migrator's, then the runtime role's DSN's database). `None`
+/// when the file does not say.
+pub fn database_of(vars: &EnvVars) -> Option<DatabaseAddress> {
+    let (host, port) = server_of(vars)?;
+    let database = vars.get(keys::APP_DB_NAME).map(str::to_string).or_else(|| dsns(vars).find_map(|d| d.dbname))?;
+    Some(DatabaseAddress { host, port, database })
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -323,6 +339,15 @@ mod tests {
             env(&[("DB_HOST", "localhost"), ("DB_PORT", "5432"), ("APP_DB_NAME", db), ("DATABASE_URL", &dsn)]).clone()
         };
         two(&dir).check_across(&[Ok(vars("one", "same")), Ok(vars("two", "same"))]).unwrap();
+        // One server under two loopback names is one server.
+        let other_name = env(&[
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_PORT", "5432"),
+            ("APP_DB_NAME", "two"),
+            ("DATABASE_URL", "postgresql://app_user:pw2@127.0.0.1:5432/two"),
+        ]);
+        let error = format!("{:#}", two(&dir).check_across(&[Ok(vars("one", "pw1")), Ok(other_name)]).unwrap_err());
+        assert!(error.contains("role `app_user`"), "{error}");
         let error =
             format!("{:#}", two(&dir).check_across(&[Ok(vars("one", "pw1")), Ok(vars("two", "pw2"))]).unwrap_err());
         assert!(error.contains("role `app_user`") && error.contains("target `b` (line 5)"), "{error}");

@@ -33,6 +33,9 @@ pub struct Config {
     /// The app's policy file: the relations `[[private]]` keeps from a
     /// runtime role get no grant from the runner.
     pub policy: roles::Exemptions,
+    /// The migrator's DSN pointed at `DB_HOST`/`DB_PORT` when its own names
+    /// another address (a pooler): the run checks both reach one database.
+    pub direct: Option<Dsn>,
 }
 
 impl Config {
@@ -41,6 +44,7 @@ impl Config {
     pub fn new(env: MigrationEnv) -> Config {
         let (schema, table) = env.bookkeeping;
         Config {
+            direct: env.migrator.direct_dsn(),
             migrator: env.migrator.name,
             dsn: env.migrator.dsn,
             table: Table::new(&schema, &table),

@@ -35,6 +35,22 @@ pub fn connect(config: &Config) -> Result<Client> {
     Ok(client)
 }
 
+/// The run needs one server session for its whole life (its advisory lock,
+/// its one transaction for the batch): a transaction-mode pooler would
+/// hand each statement to another. And a DSN naming a pooler must reach the
+/// database `DB_HOST`/`DB_PORT` name.
+fn check_route(client: &mut Client, config: &Config) -> Result<()> {
+    let var = keys::DATABASE_MIGRATOR_URL;
+    dbenv::pooling::require_own_backend(client, &config.dsn, var, "db-migrate")?;
+    if let Some(direct) = &config.direct {
+        let mut there = dbenv::connect(direct, "DATABASE_MIGRATOR_URL at DB_HOST/DB_PORT")?;
+        let expected = dbenv::pooling::Identity::read(&mut there)?;
+        let described = format!("the migrator's session at DB_HOST/DB_PORT ({})", direct.address());
+        dbenv::pooling::require_same_database(client, var, &expected, &described)?;
+    }
+    Ok(())
+}
+
 /// Checks positively that the session is the migrator's: it owns the
 /// database and the app schemas, has BYPASSRLS, is no superuser, and is
 /// neither the runtime nor the service role. Also the privilege preflight.
@@ -140,6 +156,7 @@ pub struct Prepared {
 /// the bookkeeping and refuses what drizzle-kit would get silently wrong.
 pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut dyn Progress) -> Result<Prepared> {
     let mut client = connect(config)?;
+    check_route(&mut client, config)?;
     verify_identity(&mut client, config)?;
     if !read_only {
         acquire_lock(&mut client, config, progress)?;

@@ -119,6 +119,16 @@ impl TestCluster {
         format!("postgresql://{SUPERUSER}:{}@127.0.0.1:{}/{dbname}", self.password, self.port)
     }
 
+    /// The cluster's directory (its data, log and helpers like a pooler).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The OS user the server runs as (when the tests run as root).
+    pub fn os_user(&self) -> Option<&OsUser> {
+        self.user.as_ref()
+    }
+
     pub fn datadir(&self) -> PathBuf {
         self.root.join("data")
     }

@@ -27,7 +27,7 @@ pub mod sql;
 pub mod wants;
 
 use anyhow::{bail, Context, Result};
-use dbenv::{connect, connect_waiting, Settings};
+use dbenv::{connect, connect_waiting, RoleKind, Settings};
 
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
 pub use exemptions::{Exemption, Exemptions, MigrationReview};
@@ -50,6 +50,9 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
     let mut cluster =
         connect_waiting(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
+    // Its lock and its transactions need one server session: never a
+    // transaction-mode pooler, found by behaviour.
+    dbenv::pooling::require_own_backend(&mut cluster, &settings.admin.dsn, admin_var, "db-provision")?;
     let silenced = snapshot::prepare_session(&mut cluster, Purpose::Provision { read_only: options.dry_run })?;
     if !options.dry_run {
         apply::take_locks(&mut cluster, &settings.db_name, settings.pg_timeout, reporter)?;
@@ -64,14 +67,20 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("plan", started);
     refuse_foreign_logins(&mut cluster, settings, &model, &snap)?;
     refuse_early(&snap, &plan)?;
-    if !options.dry_run && plan.steps_of(Phase::Roles).next().is_none() {
-        // This run changes no role: runs against the cluster's other
-        // databases need not wait for it (its own database's lock stays).
+    let cluster_wide = [Phase::Roles, Phase::Reassign].iter().any(|phase| plan.steps_of(*phase).next().is_some());
+    if !options.dry_run && !cluster_wide {
+        // This run changes no role, and never hands other databases'
+        // objects around (REASSIGN OWNED gives them back to the owners it
+        // read): runs against the cluster's other databases need not wait
+        // for it. Its own database's lock stays.
         apply::release_cluster_lock(&mut cluster)?;
     }
     let tracked = snapshot::statements_tracked(&mut cluster)?;
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
+        if !options.dry_run {
+            check_routed_dsns(settings)?;
+        }
         return Ok(Outcome { plan, applied: false });
     }
 
@@ -85,7 +94,29 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("apply", started);
     verify(&mut cluster, settings, &model, silenced)?;
     trace("verify", started);
+    check_routed_dsns(settings)?;
     Ok(Outcome { plan, applied: true })
+}
+
+/// A role DSN naming another address than `DB_HOST`/`DB_PORT` (a pooler)
+/// must reach the database provisioned: checked once the roles can log in.
+fn check_routed_dsns(settings: &Settings) -> Result<()> {
+    let routed: Vec<&dbenv::RoleCreds> =
+        RoleKind::ALL.iter().map(|k| settings.role(*k)).filter(|r| r.direct.is_some()).collect();
+    if routed.is_empty() {
+        return Ok(());
+    }
+    let mut admin = connect(&settings.admin_app_dsn(), "the admin DSN")?;
+    let expected = dbenv::pooling::Identity::read(&mut admin)?;
+    for role in routed {
+        let var = role.kind.dsn_var();
+        let mut client = connect(&role.dsn, var).with_context(|| {
+            format!("provisioning committed; {var} names another address than DB_HOST/DB_PORT, and logging in through it failed")
+        })?;
+        let described = format!("the admin's session at DB_HOST/DB_PORT ({}:{})", settings.host, settings.port);
+        dbenv::pooling::require_same_database(&mut client, var, &expected, &described)?;
+    }
+    Ok(())
 }
 
 /// An environment on a role's alternate login gets its password from

@@ -56,7 +56,11 @@ fn ours(bench: &Lab, args: &[&std::ffi::OsStr]) -> Result<Duration> {
     }
     let (elapsed, output) = timed(&mut command)?;
     if !output.status.success() {
-        bail!("{args:?} failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(elapsed)
 }

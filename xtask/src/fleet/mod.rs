@@ -119,7 +119,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 /// Runs `job` over the targets file of `flags` as `command`.
 pub fn run(ctx: &Context, flags: &FleetFlags, command: &str, reports: &Reports, job: &Job<'_>) -> Result<ExitCode> {
     let Some(path) = &flags.targets else { bail!("BUG: a fleet run without --targets") };
-    refuse_process_overrides(ctx)?;
+    warn_process_overrides(ctx);
     let targets = Targets::load(&ctx.invoked_from.join(path))?;
     let parallel = flags.parallel.unwrap_or(DEFAULT_PARALLEL);
     if parallel == 0 {
@@ -139,9 +139,10 @@ pub fn run(ctx: &Context, flags: &FleetFlags, command: &str, reports: &Reports, 
     let fleet = Fleet { targets: &targets, loaded: &loaded, leaders: &leaders, job, out: &out };
     let mut results: Vec<Option<Done>> = (0..targets.targets.len()).map(|_| None).collect();
     fleet.phase(&canaries, parallel, &mut results);
-    let failed_canary = canaries.iter().find(|i| results[**i].as_ref().is_some_and(|d| d.verdict != Verdict::Ok));
+    let failed_canary = canaries.iter().find(|i| results[**i].as_ref().is_none_or(|d| d.verdict != Verdict::Ok));
     let rest: Vec<usize> = (0..targets.targets.len()).filter(|i| !canaries.contains(i)).collect();
     match failed_canary {
+        Some(_) if CANCEL.load(Ordering::SeqCst) => {}
         Some(canary) => {
             let why = format!("canary `{}` did not pass; fix it and run again", targets.targets[*canary].name);
             for i in rest {
@@ -177,19 +178,19 @@ pub fn exit_code(results: &[Done]) -> ExitCode {
     }
 }
 
-/// A contract variable in the process environment would override every
-/// target's env file with one value (one database for all): refused.
-fn refuse_process_overrides(ctx: &Context) -> Result<()> {
+/// Each target's settings come from its env file alone: a contract
+/// variable in the process environment (which overrides the env file of a
+/// single-database command) would give every target one value, so it is
+/// not read, and said so.
+fn warn_process_overrides(ctx: &Context) {
     let set: Vec<&str> = dbenv::CONTRACT_KEYS.iter().copied().filter(|key| ctx.process.get(key).is_some()).collect();
     if !set.is_empty() {
-        bail!(
-            "{} set in the process environment; with --targets each target's settings come from its own env file, \
-             and a process variable would override them all. Unset {}",
-            set.join(", ") + if set.len() == 1 { " is" } else { " are" },
-            if set.len() == 1 { "it" } else { "them" }
+        eprintln!(
+            "warning: {} set in the process environment and not used: with --targets each target's settings come \
+             from its own env file alone",
+            set.join(", ") + if set.len() == 1 { " is" } else { " are" }
         );
     }
-    Ok(())
 }
 
 fn canary_indices(targets: &Targets, names: &[String]) -> Result<Vec<usize>> {
@@ -277,13 +278,23 @@ impl Fleet<'_> {
         }
     }
 
+    /// One target's run; a panic in it is that target's error, never the
+    /// fleet's.
     fn run_one(&self, index: usize) -> Done {
         let started = Instant::now();
         let target = &self.targets.targets[index];
-        let mut done = match &self.loaded[index] {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.loaded[index] {
             Ok(vars) => (self.job)(target, vars),
             Err(error) => jobs::unreadable(target, error),
-        };
+        }));
+        let mut done = run.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Done::new(Verdict::Error, format!("BUG: this target's run panicked: {what}"))
+        });
         done.elapsed = started.elapsed();
         done
     }

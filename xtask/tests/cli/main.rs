@@ -8,6 +8,7 @@ mod faults;
 mod fleet;
 mod hostile;
 mod migrate;
+mod pooler;
 mod progress;
 mod rotate;
 mod secrets;

@@ -121,3 +121,33 @@ fn the_cluster_lock_is_held_while_a_run_reads_and_the_database_lock_for_its_life
         .get(0);
     assert_eq!(held, 0);
 }
+
+#[test]
+fn a_run_that_changes_roles_keeps_the_cluster_lock_to_its_end() {
+    let mut fx = Fixture::new();
+    fx.provision();
+    fx.admin(DB)
+        .batch_execute("CREATE TABLE public.legacy (id int); ALTER TABLE public.legacy OWNER TO app_user")
+        .unwrap();
+    let mut app = fx.runtime();
+    let mut held = app.transaction().unwrap();
+    held.batch_execute("LOCK TABLE public.legacy IN ACCESS SHARE MODE").unwrap();
+    // A new password for the service role: the plan changes a role, then
+    // waits behind the app in its ownership phase.
+    fx.passwords[2] = "a new service password".into();
+    let long = std::thread::spawn({
+        let settings = fx.settings();
+        move || {
+            let options = roles::Options { lock_timeout: Duration::from_millis(100), ..Default::default() };
+            roles::provision(&settings, &options, &mut roles::Quiet)
+        }
+    });
+    wait_for_lock_waiter(&mut fx.admin(DB), "legacy");
+    // Another database waits for it now (roles are cluster-wide), and gives up.
+    let error = roles::provision(&settings_for(&fx, "other_app", "1"), &roles::Options::default(), &mut roles::Quiet)
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("another db-provision"), "{error:#}");
+    assert!(!long.is_finished());
+    held.rollback().unwrap();
+    assert!(long.join().unwrap().unwrap().applied);
+}

@@ -1,0 +1,119 @@
+//! A real PgBouncer (Debian's `pgbouncer`) in front of a throwaway cluster,
+//! in session and transaction pool mode: DSNs may name the pooler, the
+//! migration runner and provisioning refuse a transaction-mode pool (found
+//! by behaviour), and a DSN that leads to another database is refused.
+
+use pgcluster::{PoolMode, TestCluster, TestPooler};
+use postgres::NoTls;
+
+use crate::common::{have_tool, text, Project};
+
+const AUTH_PASSWORD: &str = "pooler auth pw";
+
+/// A provisioned cluster whose app database has the pooler's lookup function.
+fn provisioned(db: &str) -> (TestCluster, Project) {
+    let cluster = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&cluster, db);
+    let output = project.run(&["db-provision"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let mut admin = postgres::Client::connect(&cluster.admin_url("postgres"), NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {} LOGIN PASSWORD '{AUTH_PASSWORD}'", pgcluster::AUTH_USER)).unwrap();
+    let mut app = postgres::Client::connect(&cluster.admin_url(db), NoTls).unwrap();
+    app.batch_execute(&pgcluster::auth_setup(db)).unwrap();
+    (cluster, project)
+}
+
+/// `.env.local` with `var`'s DSN on `port` (of 127.0.0.1).
+fn point(project: &Project, var: &str, port: u16) {
+    let path = project.path(".env.local");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: String = text
+        .lines()
+        .map(|line| match line.strip_prefix(&format!("{var}=")) {
+            Some(value) => {
+                let (head, rest) = value.split_once("@127.0.0.1:").unwrap();
+                let tail = &rest[rest.find('/').unwrap()..];
+                format!("{var}={head}@127.0.0.1:{port}{tail}\n")
+            }
+            None => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn bookkeeping_rows(cluster: &TestCluster, db: &str) -> Option<i64> {
+    let mut admin = postgres::Client::connect(&cluster.admin_url(db), NoTls).unwrap();
+    let exists: bool =
+        admin.query_one("SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL", &[]).unwrap().get(0);
+    exists.then(|| admin.query_one("SELECT count(*) FROM drizzle.__drizzle_migrations", &[]).unwrap().get(0))
+}
+
+#[test]
+fn migrations_refuse_a_transaction_pool_and_run_through_a_session_pool() {
+    if !have_tool("pgbouncer", &["--version"]) && !std::path::Path::new("/usr/sbin/pgbouncer").exists() {
+        return;
+    }
+    let (cluster, project) = provisioned("pooled_app");
+    let transaction = TestPooler::start(&cluster, PoolMode::Transaction, AUTH_PASSWORD).unwrap();
+    point(&project, "DATABASE_MIGRATOR_URL", transaction.port());
+    for engine in ["builtin", "drizzle-kit"] {
+        let output = project.run(&["db-migrate", "--engine", engine]);
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{engine}: {said}\n{}", transaction.log());
+        assert!(
+            said.contains("transaction-mode pooler") && said.contains("pool_mode = session"),
+            "{engine}: {said}\n{}",
+            transaction.log()
+        );
+        assert!(!said.contains("migrator_password"), "{said}");
+        assert_eq!(bookkeeping_rows(&cluster, "pooled_app"), None, "{engine}: something ran");
+    }
+    let session = TestPooler::start(&cluster, PoolMode::Session, AUTH_PASSWORD).unwrap();
+    point(&project, "DATABASE_MIGRATOR_URL", session.port());
+    let output = project.run(&["db-migrate"]);
+    assert!(output.status.success(), "{}\n{}", text(&output), session.log());
+    assert_eq!(bookkeeping_rows(&cluster, "pooled_app"), Some(9));
+    let output = project.run(&["db-status"]);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+#[test]
+fn a_dsn_that_leads_to_another_database_is_refused() {
+    let (cluster, project) = provisioned("routed_app");
+    // Another server with the same database and roles: the migrator's DSN
+    // names it instead of DB_HOST/DB_PORT's.
+    let other = TestCluster::start().unwrap();
+    let twin = Project::for_cluster(&other, "routed_app");
+    assert!(twin.run(&["db-provision"]).status.success());
+    point(&project, "DATABASE_MIGRATOR_URL", other.port());
+    let output = project.run(&["db-migrate"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("not the same database"), "{said}");
+    assert_eq!(bookkeeping_rows(&other, "routed_app"), None, "it migrated the other server");
+    // Provisioning says so too, after converging the database it was asked to.
+    let output = project.run(&["db-provision"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("DATABASE_MIGRATOR_URL reaches database `routed_app`"), "{}", text(&output));
+}
+
+#[test]
+fn provisioning_refuses_a_transaction_pool_in_front_of_the_server() {
+    let (cluster, project) = provisioned("pooled_admin");
+    // The admin through the pooler (listed in its auth_file): DB_HOST/DB_PORT
+    // name the pooler, as a deployment that pools everything would.
+    let pooler =
+        TestPooler::start_with(&cluster, PoolMode::Transaction, AUTH_PASSWORD, &[("postgres", cluster.password())])
+            .unwrap();
+    let path = project.path(".env.local");
+    let text_before = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text_before.replace(&cluster.port().to_string(), &pooler.port().to_string())).unwrap();
+    let output = project.run(&["db-provision"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}\n{}", pooler.log());
+    assert!(
+        said.contains("transaction-mode pooler") && said.contains("db-provision needs one server session"),
+        "{said}"
+    );
+    assert!(!said.contains(cluster.password()), "{said}");
+}
