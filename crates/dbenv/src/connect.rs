@@ -235,6 +235,14 @@ fn pin_search_path(mut client: Client) -> Result<Client, postgres::Error> {
 /// and never answers would hang it. The attempt runs on a helper thread;
 /// past the deadline it is abandoned.
 fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>> {
+    open_as(config, dsn, var, true)
+}
+
+/// [`open`], pinning the search path or not: a session that must first
+/// learn whether it has a server backend of its own sets nothing before
+/// (a `SET` through a transaction-mode pooler stays on a shared backend,
+/// where the app's next transaction would find it).
+fn open_as(config: &Config, dsn: &Dsn, var: &str, pin: bool) -> Result<Result<Client, ConnectError>> {
     let tls = tls_connector(dsn, var)?;
     let config = config.clone();
     let deadline = dsn.connect_timeout();
@@ -246,7 +254,7 @@ fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectE
                 Some(tls) => config.connect(tls),
                 None => config.connect(NoTls),
             };
-            let _ = sender.send(result.and_then(pin_search_path));
+            let _ = sender.send(if pin { result.and_then(pin_search_path) } else { result });
         })
         .context("start a connection thread")?;
     Ok(match receiver.recv_timeout(deadline + Duration::from_millis(250)) {
@@ -259,6 +267,18 @@ fn open(config: &Config, dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectE
 /// error message.
 pub fn connect(dsn: &Dsn, var: &str) -> Result<Client> {
     connect_with(dsn, var, pg_config(dsn))
+}
+
+/// Like [`connect_with`], setting nothing in the session: only for learning
+/// how the DSN reaches the server (`pooling`) before any `SET`. Pin it with
+/// [`pin`] before any other query.
+pub fn connect_unpinned(dsn: &Dsn, var: &str, config: Config) -> Result<Client> {
+    open_as(&config, dsn, var, false)?.map_err(|error| describe_connect_error(&error, dsn, var))
+}
+
+/// Pins a session [`connect_unpinned`] opened (see [`PINNED_SEARCH_PATH`]).
+pub fn pin(client: Client) -> Result<Client> {
+    Ok(pin_search_path(client)?)
 }
 
 /// Like [`connect`], with a configuration the caller adjusted (a notice
@@ -292,11 +312,26 @@ pub struct Wait {
 /// Connects, retrying while the server is not up yet, for at most `timeout`.
 /// `on_wait` hears at the first failed attempt (so the caller can say at
 /// once that nothing listens) and then once a second.
-pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, mut on_wait: impl FnMut(&Wait)) -> Result<Client> {
+pub fn connect_waiting(dsn: &Dsn, var: &str, timeout: Duration, on_wait: impl FnMut(&Wait)) -> Result<Client> {
+    connect_waiting_as(dsn, var, timeout, on_wait, true)
+}
+
+/// [`connect_waiting`] setting nothing in the session, as [`connect_unpinned`].
+pub fn connect_waiting_unpinned(dsn: &Dsn, var: &str, timeout: Duration, on_wait: impl FnMut(&Wait)) -> Result<Client> {
+    connect_waiting_as(dsn, var, timeout, on_wait, false)
+}
+
+fn connect_waiting_as(
+    dsn: &Dsn,
+    var: &str,
+    timeout: Duration,
+    mut on_wait: impl FnMut(&Wait),
+    pin: bool,
+) -> Result<Client> {
     let start = Instant::now();
     let mut last_report: Option<Instant> = None;
     loop {
-        match open(&pg_config(dsn), dsn, var)? {
+        match open_as(&pg_config(dsn), dsn, var, pin)? {
             Ok(client) => return Ok(client),
             Err(error) if is_transient(&error) && start.elapsed() < timeout => {
                 if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {

@@ -25,66 +25,66 @@ pub enum Pooling {
     Transaction,
 }
 
-/// Opens two sessions through `dsn` and watches their server backends over
-/// a few transactions each. A direct connection or a session-mode pooler
-/// keeps each client on its own backend; a transaction-mode pooler shares
-/// its idle backend between the two clients (PgBouncer reuses the most
-/// recently freed one) or moves a client between backends.
+/// Opens a session through `dsn` (as `config` says) and learns, before it
+/// sets anything, whether it has a server backend of its own (see
+/// [`own_backend`]); the second session is opened beside it.
+pub fn connect_own_backend(dsn: &Dsn, var: &str, config: postgres::Config, what: &str) -> Result<Client> {
+    let other = {
+        let (dsn, var) = (dsn.clone(), var.to_string());
+        std::thread::spawn(move || crate::connect_unpinned(&dsn, &var, crate::pg_config(&dsn)))
+    };
+    let held = crate::connect_unpinned(dsn, var, config);
+    let other = other.join().map_err(|_| anyhow::format_err!("BUG: the second session's thread panicked"))?;
+    let (mut held, mut other) = (held?, other?);
+    let found = watch(&mut held, &mut other)?;
+    settle(held, found, dsn, var, what)
+}
+
+/// `held`, a session through `dsn` that has set nothing yet, checked for a
+/// server backend of its own: a second session, and both watched over a
+/// few transactions. A direct connection or a session-mode pooler keeps
+/// each client on its own backend; a transaction-mode pooler shares its
+/// idle backend between the two (PgBouncer reuses the most recently freed
+/// one) or moves a client between backends. Refused then, naming `what`
+/// needs one session; otherwise returned with its search path pinned.
+pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result<Client> {
+    let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
+    let found = watch(&mut held, &mut other)?;
+    settle(held, found, dsn, var, what)
+}
+
+/// How `dsn` reaches the server, from two sessions that set nothing.
 pub fn pooling(dsn: &Dsn, var: &str) -> Result<Pooling> {
-    let mut a = crate::connect(dsn, var)?;
-    let mut b = crate::connect(dsn, var)?;
+    let mut held = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
+    let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
+    watch(&mut held, &mut other)
+}
+
+/// The backends of two sessions over four transactions each, taking turns.
+fn watch(held: &mut Client, other: &mut Client) -> Result<Pooling> {
     let pid = |client: &mut Client| -> Result<i32> { Ok(client.query_one("SELECT pg_backend_pid()", &[])?.get(0)) };
-    let (first_a, first_b) = (pid(&mut a)?, pid(&mut b)?);
-    if first_a == first_b {
-        return Ok(Pooling::Transaction);
-    }
+    let (first, other_first) = (pid(held)?, pid(other)?);
+    let mut found = if first == other_first { Pooling::Transaction } else { Pooling::Session };
     for _ in 0..3 {
-        if pid(&mut a)? != first_a || pid(&mut b)? != first_b {
-            return Ok(Pooling::Transaction);
+        let (mine, theirs) = (pid(held)?, pid(other)?);
+        if mine != first || theirs != other_first || mine == theirs {
+            found = Pooling::Transaction;
         }
     }
-    Ok(Pooling::Session)
+    Ok(found)
 }
 
-/// [`pooling`] with a session the caller already holds through `dsn` as
-/// one of the two: one more session, a few round trips.
-pub fn pooling_with(held: &mut Client, dsn: &Dsn, var: &str) -> Result<Pooling> {
-    let pid = |client: &mut Client| -> Result<i32> { Ok(client.query_one("SELECT pg_backend_pid()", &[])?.get(0)) };
-    let first = pid(held)?;
-    let mut other = crate::connect(dsn, var)?;
-    let other_first = pid(&mut other)?;
-    for _ in 0..3 {
-        let (mine, theirs) = (pid(held)?, pid(&mut other)?);
-        if mine == other_first || theirs == first || mine != first || theirs != other_first {
-            return Ok(Pooling::Transaction);
-        }
-    }
-    Ok(if first == other_first { Pooling::Transaction } else { Pooling::Session })
-}
-
-/// Refuses when `held`, a session through `dsn`, reaches the server through
-/// a transaction-mode pooler: `what` needs one server session for its run.
-pub fn require_own_backend(held: &mut Client, dsn: &Dsn, var: &str, what: &str) -> Result<()> {
-    refuse_pooled(pooling_with(held, dsn, var)?, dsn, var, what)
-}
-
-/// Refuses `dsn` when it reaches the server through a transaction-mode
-/// pooler: `what` needs one server session for its whole run.
-pub fn require_session(dsn: &Dsn, var: &str, what: &str) -> Result<()> {
-    refuse_pooled(pooling(dsn, var)?, dsn, var, what)
-}
-
-fn refuse_pooled(found: Pooling, dsn: &Dsn, var: &str, what: &str) -> Result<()> {
+fn settle(held: Client, found: Pooling, dsn: &Dsn, var: &str, what: &str) -> Result<Client> {
     if found == Pooling::Transaction {
         bail!(
             "{var} ({}) reaches the server through a transaction-mode pooler: two sessions through it shared one \
              server backend, or one moved between backends. {what} needs one server session for its whole run \
-             (its advisory lock and its transaction); point {var} at the server itself or at a session-mode \
+             (its advisory lock and its transactions); point {var} at the server itself or at a session-mode \
              pool (PgBouncer: `pool_mode = session` for this database or user). Nothing was changed",
             dsn.address()
         );
     }
-    Ok(())
+    crate::pin(held)
 }
 
 /// Which database of which running server a session reached: the

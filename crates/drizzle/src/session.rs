@@ -19,11 +19,12 @@ use crate::status::{status, Status};
 
 /// Opens the migrator's session: keepalives on (the lock lives as long as
 /// the connection), `lock_timeout` set.
-pub fn connect(config: &Config) -> Result<Client> {
+pub fn connect(config: &Config, what: &str) -> Result<Client> {
     let mut pg = dbenv::pg_config(&config.dsn);
     pg.keepalives(true).keepalives_idle(Duration::from_secs(15));
     pg.application_name(config.dsn.param("application_name").unwrap_or("cargo xtask db-migrate"));
-    let mut client = dbenv::connect_with(&config.dsn, keys::DATABASE_MIGRATOR_URL, pg)?;
+    // One server session for the whole run, learnt before anything is set.
+    let mut client = dbenv::pooling::connect_own_backend(&config.dsn, keys::DATABASE_MIGRATOR_URL, pg, what)?;
     // On PostgreSQL 14+, if this process dies mid-statement, the server
     // notices within a second and rolls back, instead of holding locks until
     // it next writes. One round trip for both.
@@ -35,13 +36,10 @@ pub fn connect(config: &Config) -> Result<Client> {
     Ok(client)
 }
 
-/// The run needs one server session for its whole life (its advisory lock,
-/// its one transaction for the batch): a transaction-mode pooler would
-/// hand each statement to another. And a DSN naming a pooler must reach the
-/// database `DB_HOST`/`DB_PORT` name.
+/// A DSN naming a pooler must reach the database `DB_HOST`/`DB_PORT` name
+/// ([`connect`] already refused a transaction-mode pooler).
 fn check_route(client: &mut Client, config: &Config) -> Result<()> {
     let var = keys::DATABASE_MIGRATOR_URL;
-    dbenv::pooling::require_own_backend(client, &config.dsn, var, "db-migrate")?;
     if let Some(direct) = &config.direct {
         let mut there = dbenv::connect(direct, "DATABASE_MIGRATOR_URL at DB_HOST/DB_PORT")?;
         let expected = dbenv::pooling::Identity::read(&mut there)?;
@@ -155,7 +153,7 @@ pub struct Prepared {
 /// Connects, checks identity, takes the lock (unless `read_only`), reads
 /// the bookkeeping and refuses what drizzle-kit would get silently wrong.
 pub fn prepare(config: &Config, folder: &Folder, read_only: bool, progress: &mut dyn Progress) -> Result<Prepared> {
-    let mut client = connect(config)?;
+    let mut client = connect(config, "db-migrate")?;
     check_route(&mut client, config)?;
     verify_identity(&mut client, config)?;
     if !read_only {
@@ -294,7 +292,8 @@ fn check_extensions(client: &mut Client, folder: &Folder, pending: &[String]) ->
 /// The status of the database against `folder`, and the read-only session
 /// it was read in (for the guard).
 pub fn inspect<'a>(config: &Config, folder: &'a Folder) -> Result<(Status<'a>, Client)> {
-    let mut client = connect(config)?;
+    let mut client = connect(config, "db-status")?;
+    check_route(&mut client, config)?;
     client.batch_execute("SET default_transaction_read_only = on")?;
     let table = bookkeeping::read(&mut client, &config.table)?;
     Ok((status(folder, &table), client))

@@ -27,7 +27,7 @@ pub mod sql;
 pub mod wants;
 
 use anyhow::{bail, Context, Result};
-use dbenv::{connect, connect_waiting, RoleKind, Settings};
+use dbenv::{connect, RoleKind, Settings};
 
 pub use apply::{Options, Quiet, Reporter, PROVISION_LOCK_KEY};
 pub use exemptions::{Exemption, Exemptions, MigrationReview};
@@ -48,11 +48,12 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     let model = model_for(settings, options);
     options.exemptions.check_private_roles(&model.runtime_names())?;
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
-    let mut cluster =
-        connect_waiting(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| reporter.waiting_for_server(wait))?;
-    // Its lock and its transactions need one server session: never a
-    // transaction-mode pooler, found by behaviour.
-    dbenv::pooling::require_own_backend(&mut cluster, &settings.admin.dsn, admin_var, "db-provision")?;
+    let waited = dbenv::connect_waiting_unpinned(&settings.admin.dsn, admin_var, settings.pg_timeout, |wait| {
+        reporter.waiting_for_server(wait)
+    })?;
+    // Its locks and its transactions need one server session: never a
+    // transaction-mode pooler, found by behaviour before anything is set.
+    let mut cluster = dbenv::pooling::own_backend(waited, &settings.admin.dsn, admin_var, "db-provision")?;
     let silenced = snapshot::prepare_session(&mut cluster, Purpose::Provision { read_only: options.dry_run })?;
     if !options.dry_run {
         apply::take_locks(&mut cluster, &settings.db_name, settings.pg_timeout, reporter)?;

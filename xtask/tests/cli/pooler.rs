@@ -68,6 +68,19 @@ fn migrations_refuse_a_transaction_pool_and_run_through_a_session_pool() {
         assert!(!said.contains("migrator_password"), "{said}");
         assert_eq!(bookkeeping_rows(&cluster, "pooled_app"), None, "{engine}: something ran");
     }
+    // Nothing the refused runs set stays on the pool's shared backends
+    // (PgBouncer pools per database and user), where the migrator's next
+    // client would find it.
+    let app_url = format!("postgresql://app_migrator:migrator_password@127.0.0.1:{}/pooled_app", transaction.port());
+    let mut app = postgres::Client::connect(&app_url, NoTls).unwrap();
+    for _ in 0..4 {
+        let path: String = app.query_one("SHOW search_path", &[]).unwrap().get(0);
+        let timeout: String = app.query_one("SHOW lock_timeout", &[]).unwrap().get(0);
+        assert_eq!((path.as_str(), timeout.as_str()), ("\"$user\", public", "0"), "a refused run left its settings");
+    }
+    let status = project.run(&["db-status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(text(&status).contains("db-status needs one server session"), "{}", text(&status));
     let session = TestPooler::start(&cluster, PoolMode::Session, AUTH_PASSWORD).unwrap();
     point(&project, "DATABASE_MIGRATOR_URL", session.port());
     let output = project.run(&["db-migrate"]);
@@ -79,7 +92,7 @@ fn migrations_refuse_a_transaction_pool_and_run_through_a_session_pool() {
 
 #[test]
 fn a_dsn_that_leads_to_another_database_is_refused() {
-    let (cluster, project) = provisioned("routed_app");
+    let (_cluster, project) = provisioned("routed_app");
     // Another server with the same database and roles: the migrator's DSN
     // names it instead of DB_HOST/DB_PORT's.
     let other = TestCluster::start().unwrap();
