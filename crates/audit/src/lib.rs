@@ -18,6 +18,7 @@ pub mod probe_rows;
 pub mod probes;
 pub mod report;
 pub mod reviewed;
+mod route;
 pub mod shadowing;
 pub mod tenancy;
 mod writes;
@@ -52,6 +53,18 @@ pub struct CheckConfig {
     /// tables' BEFORE triggers fire; `--no-write-probes` for triggers that
     /// reach outside the transaction).
     pub write_probes: bool,
+    /// Each DSN pointed at `DB_HOST`/`DB_PORT` when it names another
+    /// address (a pooler): where a role is proven when its DSN reaches a
+    /// transaction-mode pooler, and what each must match.
+    pub direct: DirectDsns,
+}
+
+/// The direct twins of the check's DSNs (see [`CheckConfig::direct`]).
+#[derive(Clone, Debug, Default)]
+pub struct DirectDsns {
+    pub runtime: Option<Dsn>,
+    pub service: Option<Dsn>,
+    pub migrator: Option<Dsn>,
 }
 
 impl CheckConfig {
@@ -73,7 +86,13 @@ impl CheckConfig {
         let mut model = Model::new(&env.db_name, &env.app_schemas, &schema, roles).with_exemptions(&exemptions);
         exemptions.check_private_roles(&model.runtime_names())?;
         model.extensions = env.extensions;
+        let direct = DirectDsns {
+            runtime: env.runtime.direct_dsn(),
+            service: env.service.direct_dsn(),
+            migrator: env.migrator.as_ref().and_then(|m| m.direct_dsn()),
+        };
         Ok(CheckConfig {
+            direct,
             model,
             runtime: env.runtime.dsn,
             service: env.service.dsn,
@@ -215,6 +234,9 @@ pub(crate) fn trace(phase: &str, started: Instant) {
 /// that does not hold means violations (exit 2).
 pub fn check(config: &CheckConfig) -> Result<Report> {
     let started = Instant::now();
+    // How each DSN reaches the server, before any session sets anything.
+    let (config, route_notes) = route::settle(config)?;
+    let config = &config;
     let model = &config.model;
     let queries = count::QueryCount::default();
     let queries = &queries;
@@ -253,7 +275,8 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
         let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
         (catalog, probes, sampled)
     });
-    let Catalog { checks, root, reviewed, used, notes, logins, server_version, catalog_queries } = catalog??;
+    let Catalog { checks, root, reviewed, used, mut notes, logins, server_version, catalog_queries } = catalog??;
+    notes.extend(route_notes);
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {

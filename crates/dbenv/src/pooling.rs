@@ -53,16 +53,20 @@ pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result
     settle(held, found, dsn, var, what)
 }
 
-/// How `dsn` reaches the server, from two sessions that set nothing.
-pub fn pooling(dsn: &Dsn, var: &str) -> Result<Pooling> {
+/// How `dsn` reaches the server, from two sessions that set nothing; the
+/// first is returned as it is (unpinned: fully qualified queries only).
+pub fn pooling_and_session(dsn: &Dsn, var: &str) -> Result<(Pooling, Client)> {
     let mut held = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
     let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
-    watch(&mut held, &mut other)
+    Ok((watch(&mut held, &mut other)?, held))
 }
 
 /// The backends of two sessions over four transactions each, taking turns.
 fn watch(held: &mut Client, other: &mut Client) -> Result<Pooling> {
-    let pid = |client: &mut Client| -> Result<i32> { Ok(client.query_one("SELECT pg_backend_pid()", &[])?.get(0)) };
+    // The sessions set no search path yet: every name is qualified.
+    let pid = |client: &mut Client| -> Result<i32> {
+        Ok(client.query_one("SELECT pg_catalog.pg_backend_pid()", &[])?.get(0))
+    };
     let (first, other_first) = (pid(held)?, pid(other)?);
     let mut found = if first == other_first { Pooling::Transaction } else { Pooling::Session };
     for _ in 0..3 {
@@ -100,9 +104,11 @@ pub struct Identity {
 
 impl Identity {
     pub fn read(client: &mut Client) -> Result<Identity> {
+        // Qualified throughout: the session may not have pinned its search path.
         let row = client.query_one(
-            "SELECT d.oid::int8, d.datname::text, pg_postmaster_start_time()::text FROM pg_database d \
-             WHERE d.datname = current_database()",
+            "SELECT d.oid::pg_catalog.int8, d.datname::pg_catalog.text, \
+                    pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
+             FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
             &[],
         )?;
         Ok(Identity { database_oid: row.get(0), database: row.get(1), started: row.get(2) })
@@ -118,8 +124,12 @@ impl fmt::Display for Identity {
 /// Refuses when the session through `var` reached another database than
 /// `expected` (a session opened directly, as `direct` describes).
 pub fn require_same_database(client: &mut Client, var: &str, expected: &Identity, direct: &str) -> Result<()> {
-    let found = Identity::read(client)?;
-    if &found != expected {
+    same_database(var, &Identity::read(client)?, expected, direct)
+}
+
+/// Refuses when `found` (through `var`) is not `expected` (what `direct` reached).
+pub fn same_database(var: &str, found: &Identity, expected: &Identity, direct: &str) -> Result<()> {
+    if found != expected {
         bail!(
             "{var} reaches {found}, but {direct} reaches {expected}: they are not the same database. A DSN may \
              point at a pooler, but the pooler must lead to the database DB_HOST, DB_PORT and APP_DB_NAME name; \

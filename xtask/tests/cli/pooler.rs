@@ -130,3 +130,67 @@ fn provisioning_refuses_a_transaction_pool_in_front_of_the_server() {
     );
     assert!(!said.contains(cluster.password()), "{said}");
 }
+
+/// `.env.local` without `DB_HOST`/`DB_PORT` (a runtime env file: DSNs only).
+fn drop_server_vars(project: &Project) {
+    let path = project.path(".env.local");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("DB_HOST=") && !l.starts_with("DB_PORT="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).unwrap();
+}
+
+#[test]
+fn db_check_proves_the_runtime_roles_through_a_session_pool_and_says_what_a_transaction_pool_changes() {
+    let (cluster, project) = provisioned("pooled_check");
+    assert!(project.run(&["db-migrate"]).status.success());
+    // The app's DSNs through a session-mode pool: the probes run through it,
+    // and the pooler's auth_query function passes the proof.
+    let session = TestPooler::start(&cluster, PoolMode::Session, AUTH_PASSWORD).unwrap();
+    for var in ["DATABASE_URL", "DATABASE_SERVICE_URL"] {
+        point(&project, var, session.port());
+    }
+    let output = project.run(&["db-check"]);
+    assert_eq!(output.status.code(), Some(0), "{}\n{}", text(&output), session.log());
+    for user in ["app_user", "app_service"] {
+        assert!(session.log().contains(&format!("user={user}")), "the probes as {user} bypassed the pooler");
+    }
+    assert!(!text(&output).contains("transaction-mode pooler"), "{}", text(&output));
+    // Through a transaction-mode pool: proven on a direct session, and said.
+    let transaction = TestPooler::start(&cluster, PoolMode::Transaction, AUTH_PASSWORD).unwrap();
+    for var in ["DATABASE_URL", "DATABASE_SERVICE_URL"] {
+        point(&project, var, transaction.port());
+    }
+    let output = project.run(&["db-check"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(said.contains("DATABASE_URL") && said.contains("proven on a direct session"), "{said}");
+    // Without the server's own address there is nowhere to prove it: said, exit 1.
+    drop_server_vars(&project);
+    let output = project.run(&["db-check"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("db-check cannot keep a session") && said.contains("session-mode pool"), "{said}");
+    // The auth_query function is the pooler's alone: no runtime role may call it.
+    let mut app = postgres::Client::connect(
+        &format!("postgresql://app_user:password@127.0.0.1:{}/pooled_check", cluster.port()),
+        NoTls,
+    )
+    .unwrap();
+    let denied = app.query("SELECT * FROM pgbouncer.user_lookup('app_migrator')", &[]).unwrap_err();
+    assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
+    // Granted to the runtime role, it fails the proof.
+    let mut admin = postgres::Client::connect(&cluster.admin_url("pooled_check"), NoTls).unwrap();
+    admin
+        .batch_execute(
+            "GRANT USAGE ON SCHEMA pgbouncer TO app_user; GRANT EXECUTE ON FUNCTION pgbouncer.user_lookup(text) TO app_user",
+        )
+        .unwrap();
+    let direct = Project::for_cluster(&cluster, "pooled_check");
+    let output = direct.run(&["db-check"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("user_lookup"), "{}", text(&output));
+}
