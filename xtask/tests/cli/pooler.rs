@@ -98,9 +98,6 @@ fn migrations_refuse_a_transaction_pool_and_run_through_a_session_pool() {
 
 #[test]
 fn a_dsn_that_leads_to_another_database_is_refused() {
-    if !pgbouncer() {
-        return;
-    }
     let (_cluster, project) = provisioned("routed_app");
     // Another server with the same database and roles: the migrator's DSN
     // names it instead of DB_HOST/DB_PORT's.
