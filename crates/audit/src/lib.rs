@@ -235,7 +235,10 @@ pub(crate) fn trace(phase: &str, started: Instant) {
 pub fn check(config: &CheckConfig) -> Result<Report> {
     let started = Instant::now();
     // How each DSN reaches the server, before any session sets anything.
-    let (config, route_notes) = route::settle(config)?;
+    let route::Settled { config, notes: mut route_notes, standby } = route::settle(config)?;
+    if let Some(standby) = &standby {
+        route_notes.push(standby.describe());
+    }
     let config = &config;
     let model = &config.model;
     let queries = count::QueryCount::default();
@@ -293,7 +296,11 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
     used.extend(reviewed.into_used());
     all_probes.extend(tenancy_probes);
     trace("rls behaviour", phase);
-    let probes = all_probes;
+    let mut probes = all_probes;
+    if standby.is_some() {
+        route::read_only_is_unproven(&mut probes);
+        route::read_only_is_unproven(&mut residuals);
+    }
     let exemptions =
         config.exemptions.entries.iter().map(|e| (e.clone(), used.contains(&(e.kind, e.name.clone())))).collect();
     Ok(Report {

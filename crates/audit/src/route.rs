@@ -7,6 +7,11 @@
 //! the same login (a pooler changes no privilege), and the report says so;
 //! without that address the check stops and says why. And every DSN must
 //! reach the database the others reach: one server, one database.
+//!
+//! A hot standby (`pg_is_in_recovery()`) is found here too: its catalogs are
+//! the primary's as replayed, so the catalog audit runs; every write there
+//! fails as read-only (25006), which is never a denial, so the live write
+//! probes are not provable there and are marked so.
 
 use anyhow::{bail, Result};
 use dbenv::pooling::{Identity, Pooling};
@@ -21,9 +26,48 @@ struct Route<'a> {
     direct: Option<&'a Dsn>,
 }
 
+/// The server is a hot standby: when it last replayed a transaction, and
+/// how many seconds before now.
+#[derive(Clone, Debug)]
+pub struct Standby {
+    pub replayed: Option<String>,
+    pub lag_seconds: Option<f64>,
+}
+
+impl Standby {
+    pub fn describe(&self) -> String {
+        let behind = match (&self.replayed, self.lag_seconds) {
+            (Some(at), Some(lag)) => format!("it last replayed a transaction at {at}, {lag:.1} s ago"),
+            _ => "it has replayed no transaction since it started".to_string(),
+        };
+        format!(
+            "the server is a hot standby (in recovery): the catalog audit reads the primary's catalogs as replayed \
+             ({behind}); every write there fails as read-only (25006), so the live write probes are not provable \
+             on a standby and are marked unproven, never denied. Run db-check against the primary for them"
+        )
+    }
+}
+
+/// Marks every probe a standby answered read-only (25006) as not provable
+/// there: a read-only refusal says nothing of the role's privileges.
+pub fn read_only_is_unproven(probes: &mut [crate::report::Probe]) {
+    for probe in probes.iter_mut().filter(|p| p.observed.starts_with("error 25006")) {
+        probe.observed = "not provable on a hot standby (read-only, 25006)".to_string();
+        probe.verdict = crate::report::Verdict::Unproven;
+    }
+}
+
+/// What [`settle`] learnt: the configuration to run, the report's notes,
+/// and whether the server is a standby.
+pub struct Settled {
+    pub config: CheckConfig,
+    pub notes: Vec<String>,
+    pub standby: Option<Standby>,
+}
+
 /// `config` with each DSN that reaches a transaction-mode pooler replaced
 /// by its direct twin, and what the report must say about it.
-pub fn settle(config: &CheckConfig) -> Result<(CheckConfig, Vec<String>)> {
+pub fn settle(config: &CheckConfig) -> Result<Settled> {
     let mut routes = vec![
         Route { var: keys::DATABASE_URL, dsn: &config.runtime, direct: config.direct.runtime.as_ref() },
         Route { var: keys::DATABASE_SERVICE_URL, dsn: &config.service, direct: config.direct.service.as_ref() },
@@ -32,15 +76,17 @@ pub fn settle(config: &CheckConfig) -> Result<(CheckConfig, Vec<String>)> {
         routes.push(Route { var: keys::DATABASE_MIGRATOR_URL, dsn: migrator, direct: config.direct.migrator.as_ref() });
     }
     // Each DSN's pooling and the database it reaches, side by side.
-    let found: Vec<Result<(Pooling, Identity)>> = std::thread::scope(|scope| {
+    let found: Vec<Result<(Pooling, Identity, Option<Standby>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = routes.iter().map(|r| scope.spawn(move || learn(r.dsn, r.var))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("BUG: a route check panicked"))).collect()
     });
     let mut settled = config.clone();
     let mut notes = Vec::new();
     let mut first: Option<(&str, Identity)> = None;
+    let mut standby = None;
     for (route, found) in routes.iter().zip(found) {
-        let (pooling, identity) = found?;
+        let (pooling, identity, recovery) = found?;
+        standby = standby.or(recovery);
         match &first {
             None => first = Some((route.var, identity.clone())),
             Some((var, expected)) => {
@@ -76,14 +122,25 @@ pub fn settle(config: &CheckConfig) -> Result<(CheckConfig, Vec<String>)> {
             *settled.dsn_mut(route.var) = direct.clone();
         }
     }
-    Ok((settled, notes))
+    if standby.is_some() {
+        settled.write_probes = false;
+    }
+    Ok(Settled { config: settled, notes, standby })
 }
 
-/// How `dsn` reaches the server and the database it reaches, from sessions
-/// that set nothing.
-fn learn(dsn: &Dsn, var: &str) -> Result<(Pooling, Identity)> {
+/// How `dsn` reaches the server, the database it reaches, and whether the
+/// server is a standby, from sessions that set nothing (every name qualified).
+fn learn(dsn: &Dsn, var: &str) -> Result<(Pooling, Identity, Option<Standby>)> {
     let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var)?;
-    Ok((pooling, Identity::read(&mut held)?))
+    let identity = Identity::read(&mut held)?;
+    let row = held.query_one(
+        "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_xact_replay_timestamp()::pg_catalog.text, \
+                pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) \
+                pg_catalog.pg_last_xact_replay_timestamp())::pg_catalog.float8",
+        &[],
+    )?;
+    let standby = row.get::<_, bool>(0).then(|| Standby { replayed: row.get(1), lag_seconds: row.get(2) });
+    Ok((pooling, identity, standby))
 }
 
 impl CheckConfig {

@@ -105,7 +105,8 @@ pub fn postmaster_status(datadir: &Path) -> Option<(i32, bool)> {
     let text = fs::read_to_string(datadir.join("postmaster.pid")).ok()?;
     let lines: Vec<&str> = text.lines().collect();
     let pid = lines.first()?.trim().parse().ok()?;
-    let ready = lines.get(7).is_some_and(|status| status.trim() == "ready");
+    // A hot standby that accepts connections says `standby`.
+    let ready = lines.get(7).is_some_and(|status| matches!(status.trim(), "ready" | "standby"));
     Some((pid, ready))
 }
 

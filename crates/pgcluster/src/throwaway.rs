@@ -101,6 +101,51 @@ impl TestCluster {
         self.port
     }
 
+    /// A hot standby of this cluster: `pg_basebackup -R -c fast` into a
+    /// directory of its own, started on a free port, streaming from this
+    /// one. Dropped like any throwaway cluster.
+    pub fn standby(&self) -> Result<TestCluster> {
+        let parent = self.root.parent().context("BUG: a cluster directory without a parent")?;
+        let root = parent.join(format!(
+            "pgcluster-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos()
+        ));
+        fs::create_dir(&root).with_context(|| format!("create `{}`", root.display()))?;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
+        if let Some(user) = &self.user {
+            user.chown(&root)?;
+        }
+        let mut backup = Command::new(self.bin.path("pg_basebackup"));
+        backup
+            .arg("-D")
+            .arg(root.join("data"))
+            .args(["-R", "-c", "fast", "-X", "stream", "-h", "127.0.0.1", "-U", SUPERUSER, "-p"])
+            .arg(self.port.to_string())
+            .env("PGPASSWORD", &self.password)
+            .stdin(Stdio::null());
+        prepare(&mut backup, self.user.as_ref(), true);
+        let output = backup.output().context("run pg_basebackup")?;
+        if !output.status.success() {
+            let _ = fs::remove_dir_all(&root);
+            bail!("pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            match spawn(&self.bin, self.user.as_ref(), &root, port, &[], self.durable) {
+                Ok(child) => {
+                    let (bin, user, password) = (self.bin.clone(), self.user.clone(), self.password.clone());
+                    return Ok(TestCluster { bin, user, root, child, port, password, durable: self.durable });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let _ = fs::remove_dir_all(&root);
+        Err(last_error.unwrap_or_else(|| anyhow::format_err!("BUG: no start attempt")))
+    }
+
     pub fn host(&self) -> &'static str {
         "127.0.0.1"
     }

@@ -13,3 +13,4 @@ mod progress;
 mod rotate;
 mod secrets;
 mod setup;
+mod standby;

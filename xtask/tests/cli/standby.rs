@@ -1,0 +1,61 @@
+//! `db-check` against a real hot standby (`pg_basebackup -R` of a throwaway
+//! cluster): the catalog audit runs, a read-only refusal (25006) is never a
+//! denial, and the live write probes are marked not provable there.
+
+use std::time::{Duration, Instant};
+
+use pgcluster::TestCluster;
+use postgres::NoTls;
+
+use crate::common::{text, Project};
+
+/// Waits until the standby has replayed everything the primary wrote so far.
+fn caught_up(primary: &TestCluster, standby: &TestCluster) {
+    let mut p = postgres::Client::connect(&primary.admin_url("postgres"), NoTls).unwrap();
+    let target: String = p.query_one("SELECT pg_current_wal_lsn()::text", &[]).unwrap().get(0);
+    let mut s = postgres::Client::connect(&standby.admin_url("postgres"), NoTls).unwrap();
+    let started = Instant::now();
+    loop {
+        let done: bool = s.query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&target]).unwrap().get(0);
+        if done {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the standby never caught up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn db_check_on_a_hot_standby_audits_the_catalogs_and_never_counts_read_only_as_denied() {
+    let primary = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&primary, "replicated");
+    assert!(project.run(&["db-provision"]).status.success());
+    assert!(project.run(&["db-migrate"]).status.success());
+    let standby = primary.standby().unwrap();
+    caught_up(&primary, &standby);
+    let replica = Project::for_cluster(&standby, "replicated");
+
+    let output = replica.run(&["db-check", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["holds"], true);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("hot standby") && notes.contains("replayed"), "{notes}");
+    let probes = report["probes"].as_array().unwrap();
+    let read_only: Vec<&serde_json::Value> =
+        probes.iter().filter(|p| p["observed"].as_str().unwrap_or("").contains("25006")).collect();
+    assert!(!read_only.is_empty(), "no probe met the standby's read-only refusal: {probes:?}");
+    for probe in read_only {
+        assert_eq!(probe["verdict"], "unproven", "a read-only refusal counted: {probe}");
+    }
+    let create = probes.iter().find(|p| p["id"] == "create-table").expect("the create-table probe");
+    assert_eq!(create["verdict"], "unproven", "{create}");
+
+    // A violation made on the primary is found on the standby once replayed.
+    let mut admin = postgres::Client::connect(&primary.admin_url("replicated"), NoTls).unwrap();
+    admin.batch_execute("GRANT CREATE ON SCHEMA public TO app_user").unwrap();
+    caught_up(&primary, &standby);
+    let output = replica.run(&["db-check"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("hot standby"), "{}", text(&output));
+}
