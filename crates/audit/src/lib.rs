@@ -235,10 +235,7 @@ pub(crate) fn trace(phase: &str, started: Instant) {
 pub fn check(config: &CheckConfig) -> Result<Report> {
     let started = Instant::now();
     // How each DSN reaches the server, before any session sets anything.
-    let route::Settled { config, notes: mut route_notes, standby } = route::settle(config)?;
-    if let Some(standby) = &standby {
-        route_notes.push(standby.describe());
-    }
+    let route::Settled { config, notes: route_notes, standby } = route::settle(config)?;
     let config = &config;
     let model = &config.model;
     let queries = count::QueryCount::default();

@@ -122,8 +122,9 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
             *settled.dsn_mut(route.var) = direct.clone();
         }
     }
-    if standby.is_some() {
+    if let Some(standby) = &standby {
         settled.write_probes = false;
+        notes.push(standby.describe());
     }
     Ok(Settled { config: settled, notes, standby })
 }
@@ -133,13 +134,14 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
 fn learn(dsn: &Dsn, var: &str) -> Result<(Pooling, Identity, Option<Standby>)> {
     let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var)?;
     let identity = Identity::read(&mut held)?;
-    let row = held.query_one(
+    let row = dbenv::pooling::simple_row(
+        &mut held,
         "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_xact_replay_timestamp()::pg_catalog.text, \
                 pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) \
                 pg_catalog.pg_last_xact_replay_timestamp())::pg_catalog.float8",
-        &[],
     )?;
-    let standby = row.get::<_, bool>(0).then(|| Standby { replayed: row.get(1), lag_seconds: row.get(2) });
+    let standby = (row[0].as_deref() == Some("t"))
+        .then(|| Standby { replayed: row[1].clone(), lag_seconds: row[2].as_deref().and_then(|s| s.parse().ok()) });
     Ok((pooling, identity, standby))
 }
 

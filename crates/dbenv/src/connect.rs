@@ -276,6 +276,13 @@ pub fn connect_unpinned(dsn: &Dsn, var: &str, config: Config) -> Result<Client> 
     open_as(&config, dsn, var, false)?.map_err(|error| describe_connect_error(&error, dsn, var))
 }
 
+/// [`connect_raw`] setting nothing in the session, as [`connect_unpinned`]:
+/// for a session through a DSN that may lead to a transaction-mode pool,
+/// where a `SET` would stay on a backend the app's sessions share.
+pub fn connect_raw_unpinned(dsn: &Dsn, var: &str) -> Result<Result<Client, ConnectError>> {
+    open_as(&pg_config(dsn), dsn, var, false)
+}
+
 /// Pins a session [`connect_unpinned`] opened (see [`PINNED_SEARCH_PATH`]).
 pub fn pin(client: Client) -> Result<Client> {
     Ok(pin_search_path(client)?)

@@ -22,8 +22,9 @@ mod version;
 mod views;
 
 pub use connect::{
-    connect, connect_raw, connect_unpinned, connect_waiting, connect_waiting_unpinned, connect_with,
-    describe_connect_error, is_transient, pg_config, pin, tls_connector, ConnectError, Wait, PINNED_SEARCH_PATH,
+    connect, connect_raw, connect_raw_unpinned, connect_unpinned, connect_waiting, connect_waiting_unpinned,
+    connect_with, describe_connect_error, is_transient, pg_config, pin, tls_connector, ConnectError, Wait,
+    PINNED_SEARCH_PATH,
 };
 pub use dsn::{percent_decode, percent_encode, Dsn, Host, Scheme, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT};
 pub use env::{

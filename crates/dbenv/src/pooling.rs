@@ -65,7 +65,8 @@ pub fn pooling_and_session(dsn: &Dsn, var: &str) -> Result<(Pooling, Client)> {
 fn watch(held: &mut Client, other: &mut Client) -> Result<Pooling> {
     // The sessions set no search path yet: every name is qualified.
     let pid = |client: &mut Client| -> Result<i32> {
-        Ok(client.query_one("SELECT pg_catalog.pg_backend_pid()", &[])?.get(0))
+        let text = simple_row(client, "SELECT pg_catalog.pg_backend_pid()")?.remove(0).unwrap_or_default();
+        Ok(text.parse()?)
     };
     let (first, other_first) = (pid(held)?, pid(other)?);
     let mut found = if first == other_first { Pooling::Transaction } else { Pooling::Session };
@@ -91,6 +92,18 @@ fn settle(held: Client, found: Pooling, dsn: &Dsn, var: &str, what: &str) -> Res
     crate::pin(held)
 }
 
+/// The one row of `sql` as text, through the simple protocol: a session
+/// that may share its backend (a transaction-mode pool) prepares no named
+/// statement there, where another client's would collide with it.
+pub fn simple_row(client: &mut Client, sql: &str) -> Result<Vec<Option<String>>> {
+    for message in client.simple_query(sql)? {
+        if let postgres::SimpleQueryMessage::Row(row) = message {
+            return Ok((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+        }
+    }
+    bail!("BUG: `{sql}` returned no row")
+}
+
 /// Which database of which running server a session reached: the
 /// database's OID and name and the server's start time (to the
 /// microsecond). A pooler passes these through; another server or another
@@ -105,13 +118,16 @@ pub struct Identity {
 impl Identity {
     pub fn read(client: &mut Client) -> Result<Identity> {
         // Qualified throughout: the session may not have pinned its search path.
-        let row = client.query_one(
+        let mut row = simple_row(
+            client,
             "SELECT d.oid::pg_catalog.int8, d.datname::pg_catalog.text, \
                     pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
              FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
-            &[],
-        )?;
-        Ok(Identity { database_oid: row.get(0), database: row.get(1), started: row.get(2) })
+        )?
+        .into_iter()
+        .map(Option::unwrap_or_default);
+        let mut next = || row.next().unwrap_or_default();
+        Ok(Identity { database_oid: next().parse()?, database: next(), started: next() })
     }
 }
 

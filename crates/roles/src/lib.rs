@@ -80,11 +80,12 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     tell(&snap, &plan, silenced, tracked, reporter);
     if options.dry_run || plan.is_empty() {
         if !options.dry_run {
-            check_routed_dsns(settings)?;
+            check_routed_dsns(settings, true)?;
         }
         return Ok(Outcome { plan, applied: false });
     }
 
+    check_routed_dsns(settings, false)?;
     let app_dsn = settings.admin_app_dsn();
     let open = || {
         let mut client = connect(&app_dsn, admin_var)?;
@@ -95,27 +96,43 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
     trace("apply", started);
     verify(&mut cluster, settings, &model, silenced)?;
     trace("verify", started);
-    check_routed_dsns(settings)?;
+    check_routed_dsns(settings, true)?;
     Ok(Outcome { plan, applied: true })
 }
 
 /// A role DSN naming another address than `DB_HOST`/`DB_PORT` (a pooler)
-/// must reach the database provisioned: checked once the roles can log in.
-fn check_routed_dsns(settings: &Settings) -> Result<()> {
-    let routed: Vec<&dbenv::RoleCreds> =
-        RoleKind::ALL.iter().map(|k| settings.role(*k)).filter(|r| r.direct.is_some()).collect();
-    if routed.is_empty() {
-        return Ok(());
-    }
-    let mut admin = connect(&settings.admin_app_dsn(), "the admin DSN")?;
-    let expected = dbenv::pooling::Identity::read(&mut admin)?;
+/// must reach the database provisioned. Before any change (`deferred` is
+/// false): nothing answering there is an error, a role that cannot log in
+/// yet (a new role, a new password) is left for after; a session is checked
+/// at once. After the changes, every one is checked.
+fn check_routed_dsns(settings: &Settings, after_changes: bool) -> Result<()> {
+    let routed = RoleKind::ALL.iter().map(|k| settings.role(*k)).filter(|r| r.direct.is_some());
+    let mut expected = None;
     for role in routed {
         let var = role.kind.dsn_var();
-        let mut client = connect(&role.dsn, var).with_context(|| {
-            format!("provisioning committed; {var} names another address than DB_HOST/DB_PORT, and logging in through it failed")
-        })?;
+        // Unpinned (the identity query is qualified): through a transaction
+        // pool a SET would stay on a backend the app's sessions share.
+        let mut client = match dbenv::connect_raw_unpinned(&role.dsn, var)? {
+            Ok(client) => client,
+            Err(error) if !after_changes && error.code().is_some() => continue,
+            Err(error) => {
+                let when = if after_changes { "provisioning committed, but " } else { "nothing was changed: " };
+                return Err(dbenv::describe_connect_error(&error, &role.dsn, var).context(format!(
+                    "{when}{var} names {}, another address than DB_HOST/DB_PORT ({}:{}), and connecting through it \
+                     failed; point it at the server or at a pooler in front of it",
+                    role.dsn.address(),
+                    settings.host,
+                    settings.port
+                )));
+            }
+        };
+        if expected.is_none() {
+            let mut admin = connect(&settings.admin_app_dsn(), "the admin DSN")?;
+            expected = Some(dbenv::pooling::Identity::read(&mut admin)?);
+        }
         let described = format!("the admin's session at DB_HOST/DB_PORT ({}:{})", settings.host, settings.port);
-        dbenv::pooling::require_same_database(&mut client, var, &expected, &described)?;
+        let expected = expected.as_ref().context("BUG: no identity read")?;
+        dbenv::pooling::require_same_database(&mut client, var, expected, &described)?;
     }
     Ok(())
 }

@@ -84,6 +84,15 @@ fn migrations_refuse_a_transaction_pool_and_run_through_a_session_pool() {
         let timeout: String = app.query_one("SHOW lock_timeout", &[]).unwrap().get(0);
         assert_eq!((path.as_str(), timeout.as_str()), ("\"$user\", public", "0"), "a refused run left its settings");
     }
+    // Provisioning logs in through a routed DSN to check its database, as
+    // app_user through the app's transaction pool: it leaves nothing set there.
+    point(&project, "DATABASE_URL", transaction.port());
+    let provisioned = project.run(&["db-provision"]);
+    assert!(provisioned.status.success(), "{}", text(&provisioned));
+    let runtime_url = format!("postgresql://app_user:password@127.0.0.1:{}/pooled_app", transaction.port());
+    let mut runtime = postgres::Client::connect(&runtime_url, NoTls).unwrap();
+    let path: String = runtime.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(path, "\"$user\", public", "provisioning left its search path on the app's pool");
     let status = project.run(&["db-status"]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
     assert!(text(&status).contains("db-status needs one server session"), "{}", text(&status));

@@ -39,7 +39,7 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
         (vec![("APP_DB_MIGRATOR_PASSWORD", "")], vec!["APP_DB_MIGRATOR_PASSWORD is not set", "cargo xtask env"]),
         (
             vec![("DATABASE_URL", "postgresql://app_user:password@127.0.0.1:1/cogni_template_test")],
-            vec!["DATABASE_URL points at port 1 but DB_PORT is"],
+            vec!["nothing was changed: DATABASE_URL names 127.0.0.1:1, another address than DB_HOST/DB_PORT"],
         ),
         (vec![("POSTGRES_ROOT_PASSWORD", "wrong")], vec!["the password for `postgres` is wrong"]),
         (
