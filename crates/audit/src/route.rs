@@ -19,11 +19,13 @@ use dbenv::{keys, Dsn};
 
 use crate::CheckConfig;
 
-/// One DSN of the check: its variable, the DSN and its direct twin.
+/// One DSN of the check: its variable, the DSN, its direct twin, and the
+/// login and role its sessions must be.
 struct Route<'a> {
     var: &'static str,
     dsn: &'a Dsn,
     direct: Option<&'a Dsn>,
+    spec: &'a roles::RoleSpec,
 }
 
 /// The server is a hot standby: when it last replayed a transaction, and
@@ -68,16 +70,28 @@ pub struct Settled {
 /// `config` with each DSN that reaches a transaction-mode pooler replaced
 /// by its direct twin, and what the report must say about it.
 pub fn settle(config: &CheckConfig) -> Result<Settled> {
+    let model = &config.model;
     let mut routes = vec![
-        Route { var: keys::DATABASE_URL, dsn: &config.runtime, direct: config.direct.runtime.as_ref() },
-        Route { var: keys::DATABASE_SERVICE_URL, dsn: &config.service, direct: config.direct.service.as_ref() },
+        Route {
+            var: keys::DATABASE_URL,
+            dsn: &config.runtime,
+            direct: config.direct.runtime.as_ref(),
+            spec: &model.runtime,
+        },
+        Route {
+            var: keys::DATABASE_SERVICE_URL,
+            dsn: &config.service,
+            direct: config.direct.service.as_ref(),
+            spec: &model.service,
+        },
     ];
     if let Some(migrator) = &config.migrator {
-        routes.push(Route { var: keys::DATABASE_MIGRATOR_URL, dsn: migrator, direct: config.direct.migrator.as_ref() });
+        let direct = config.direct.migrator.as_ref();
+        routes.push(Route { var: keys::DATABASE_MIGRATOR_URL, dsn: migrator, direct, spec: &model.migrator });
     }
     // Each DSN's pooling and the database it reaches, side by side.
     let found: Vec<Result<(Pooling, Identity, Option<Standby>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = routes.iter().map(|r| scope.spawn(move || learn(r.dsn, r.var))).collect();
+        let handles: Vec<_> = routes.iter().map(|r| scope.spawn(move || learn(r))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("BUG: a route check panicked"))).collect()
     });
     let mut settled = config.clone();
@@ -129,10 +143,26 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
     Ok(Settled { config: settled, notes, standby })
 }
 
-/// How `dsn` reaches the server, the database it reaches, and whether the
-/// server is a standby, from sessions that set nothing (every name qualified).
-fn learn(dsn: &Dsn, var: &str) -> Result<(Pooling, Identity, Option<Standby>)> {
+/// How a DSN reaches the server, the database it reaches, and whether the
+/// server is a standby, from sessions that set nothing (every name
+/// qualified). Its sessions must log in and act as the role the check
+/// proves: a pooler may force another user (`[databases] … user=`) or set
+/// one (`connect_query`), and the proof would then be of the wrong role.
+fn learn(route: &Route<'_>) -> Result<(Pooling, Identity, Option<Standby>)> {
+    let (dsn, var) = (route.dsn, route.var);
     let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var)?;
+    let who = dbenv::pooling::simple_row(&mut held, "SELECT session_user, current_user")?;
+    let (session, current) = (who[0].as_deref().unwrap_or_default(), who[1].as_deref().unwrap_or_default());
+    if session != route.spec.login || current != route.spec.name {
+        bail!(
+            "{var} ({}) logs in as `{session}` acting as `{current}`, not as `{}` acting as `{}`: whatever leads \
+             it there (a pooler's `[databases]` entry that forces a user, a `connect_query` that sets a role) \
+             makes the app run as another role than the one db-check would prove. Fix the DSN or the pooler",
+            dsn.address(),
+            route.spec.login,
+            route.spec.name
+        );
+    }
     let identity = Identity::read(&mut held)?;
     let row = dbenv::pooling::simple_row(
         &mut held,

@@ -357,7 +357,7 @@ impl RoleCreds {
     pub fn direct_dsn(&self) -> Option<Dsn> {
         let (host, port) = self.direct.as_ref()?;
         let mut dsn = self.dsn.clone();
-        dsn.host = Some(Host::Tcp(host.clone()));
+        dsn.host = Some(if host.starts_with('/') { Host::Socket(host.into()) } else { Host::Tcp(host.clone()) });
         dsn.port = Some(*port);
         Some(dsn)
     }
@@ -574,6 +574,36 @@ pub fn server_address(vars: &EnvVars) -> Result<(String, u16)> {
     Ok((host, port))
 }
 
+/// The DSNs a file sets, the migrator's first (the session that owns the
+/// database), then the runtime and service roles'.
+pub(crate) fn dsns(vars: &EnvVars) -> impl Iterator<Item = Dsn> + '_ {
+    [RoleKind::Migrator, RoleKind::Runtime, RoleKind::Service]
+        .into_iter()
+        .filter_map(|kind| vars.get(kind.dsn_var()).and_then(|text| Dsn::parse(kind.dsn_var(), text).ok()))
+}
+
+/// The server a file points at, one key for every name of it: `DB_HOST`
+/// and `DB_PORT` when set (what provisioning connects to), else the
+/// migrator's DSN, else the runtime or service role's. Loopback names and
+/// a local socket directory are all `localhost`. `None` when the file does
+/// not say.
+pub fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
+    let (host, port) = match (vars.get(keys::DB_HOST), db_port(vars).ok().flatten()) {
+        (Some(host), Some(port)) => (crate::Host::Tcp(host.to_string()), port),
+        _ => {
+            let dsn = dsns(vars).next()?;
+            let port = dsn.port_or_default();
+            (dsn.host.unwrap_or_else(|| crate::Host::Tcp("localhost".into())), port)
+        }
+    };
+    let host = match host {
+        crate::Host::Socket(_) => "localhost".to_string(),
+        host if host.is_local() => "localhost".to_string(),
+        crate::Host::Tcp(name) => name.to_ascii_lowercase(),
+    };
+    Some((host, port))
+}
+
 /// `DB_PORT` when it is set: a port number, or an error that names it.
 pub fn db_port(vars: &EnvVars) -> Result<Option<u16>> {
     match vars.get(keys::DB_PORT) {
@@ -787,12 +817,19 @@ pub(crate) fn alt_login_of(login: &str) -> Option<&str> {
 /// address is accepted (a pooler in front of the server): the commands that
 /// connect through it check that it reaches the same database.
 fn same_address(dsn: &Dsn, host: &str, port: u16) -> bool {
+    let given = Host::Tcp(host.to_string());
     let same_host = match &dsn.host {
-        Some(Host::Tcp(name)) => name.eq_ignore_ascii_case(host),
+        Some(Host::Tcp(name)) => name.eq_ignore_ascii_case(host) || (dsn_host_is_local(dsn) && given.is_local()),
         Some(Host::Socket(dir)) => dir.as_os_str() == host,
-        None => true,
+        // Without a host the DSN connects to localhost.
+        None => host.eq_ignore_ascii_case("localhost") || (given.is_local() && !host.starts_with('/')),
     };
     same_host && dsn.port_or_default() == port
+}
+
+/// A TCP loopback name (`localhost`, `127.0.0.1`, `::1`): one server.
+fn dsn_host_is_local(dsn: &Dsn) -> bool {
+    matches!(&dsn.host, Some(host @ Host::Tcp(_)) if host.is_local())
 }
 
 /// A DSN must name the database `APP_DB_NAME` names.

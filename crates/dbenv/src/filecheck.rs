@@ -203,7 +203,7 @@ fn readable_admin_secret(path: &Path, vars: &EnvVars) -> Option<FileProblem> {
     (mode & 0o077 != 0).then(|| FileProblem::ReadableAdminSecret { path: path.to_path_buf(), mode })
 }
 
-use crate::targets::server_of;
+use crate::env::server_of;
 
 /// Files given together that point at one server must give each role one
 /// password (roles are cluster-wide). Never names a value.

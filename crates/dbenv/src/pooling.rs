@@ -61,24 +61,39 @@ pub fn pooling_and_session(dsn: &Dsn, var: &str) -> Result<(Pooling, Client)> {
     Ok((watch(&mut held, &mut other)?, held))
 }
 
-/// The backends of two sessions over four transactions each, taking turns.
-fn watch(held: &mut Client, other: &mut Client) -> Result<Pooling> {
-    // The sessions set no search path yet: every name is qualified.
-    let pid = |client: &mut Client| -> Result<i32> {
-        let text = simple_row(client, "SELECT pg_catalog.pg_backend_pid()")?.remove(0).unwrap_or_default();
-        Ok(text.parse()?)
-    };
-    let (first, other_first) = (pid(held)?, pid(other)?);
-    let mut found = if first == other_first { Pooling::Transaction } else { Pooling::Session };
-    for _ in 0..3 {
-        let (mine, theirs) = (pid(held)?, pid(other)?);
-        if mine != first || theirs != other_first || mine == theirs {
-            found = Pooling::Transaction;
-        }
-    }
-    Ok(found)
+/// Which of the two sessions asks, turn by turn (`true`: the held one).
+/// Irregular on purpose: a session asking twice in a row catches a pool
+/// that hands out backends in turn (PgBouncer's `server_round_robin`),
+/// alternation catches one that reuses the last freed backend (its
+/// default), and twelve turns make a random pick of two backends that
+/// happens to look steady unlikely (2^-10).
+const TURNS: [bool; 12] = [true, true, false, false, true, false, true, true, false, true, false, false];
+
+/// The server backend a session's transaction ran on. The sessions set no
+/// search path yet: every name is qualified.
+fn backend(client: &mut Client) -> Result<i32> {
+    let text = simple_row(client, "SELECT pg_catalog.pg_backend_pid()")?.remove(0).unwrap_or_default();
+    Ok(text.parse()?)
 }
 
+/// The backends of two sessions over [`TURNS`]: each must keep its own.
+fn watch(held: &mut Client, other: &mut Client) -> Result<Pooling> {
+    let (first, other_first) = (backend(held)?, backend(other)?);
+    if first == other_first {
+        return Ok(Pooling::Transaction);
+    }
+    for held_asks in TURNS {
+        let moved = if held_asks { backend(held)? != first } else { backend(other)? != other_first };
+        if moved {
+            return Ok(Pooling::Transaction);
+        }
+    }
+    Ok(Pooling::Session)
+}
+
+/// Refuses a transaction-mode pool; otherwise pins `held` and checks the
+/// pin took on the backend it keeps (a pool that fooled the watch would
+/// show another backend or an unpinned search path here).
 fn settle(held: Client, found: Pooling, dsn: &Dsn, var: &str, what: &str) -> Result<Client> {
     if found == Pooling::Transaction {
         bail!(
@@ -89,7 +104,22 @@ fn settle(held: Client, found: Pooling, dsn: &Dsn, var: &str, what: &str) -> Res
             dsn.address()
         );
     }
-    crate::pin(held)
+    let mut held = crate::pin(held)?;
+    let before = backend(&mut held)?;
+    for _ in 0..2 {
+        let row =
+            simple_row(&mut held, "SELECT pg_catalog.pg_backend_pid(), pg_catalog.current_setting('search_path')")?;
+        let (pid, path) = (row[0].as_deref().unwrap_or_default(), row[1].as_deref().unwrap_or_default());
+        if pid != before.to_string() || path != "pg_catalog, pg_temp" {
+            bail!(
+                "{var} ({}) changed server backend between two transactions of one session: a transaction-mode \
+                 pooler. {what} needs one server session; point {var} at the server itself or at a session-mode \
+                 pool. Nothing was changed",
+                dsn.address()
+            );
+        }
+    }
+    Ok(held)
 }
 
 /// The one row of `sql` as text, through the simple protocol: a session
@@ -121,7 +151,8 @@ impl Identity {
         let mut row = simple_row(
             client,
             "SELECT d.oid::pg_catalog.int8, d.datname::pg_catalog.text, \
-                    pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
+                    pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.pg_postmaster_start_time()), \
+                                       'YYYY-MM-DD HH24:MI:SS.US') \
              FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
         )?
         .into_iter()

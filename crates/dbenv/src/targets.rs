@@ -22,10 +22,9 @@ use anyhow::{bail, format_err, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::env::{EnvVars, ProcessEnv, RoleKind};
+use crate::env::{server_of, EnvVars, ProcessEnv};
 use crate::filecheck::password_conflicts;
 use crate::keys;
-use crate::Dsn;
 
 /// One database of the fleet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,42 +82,13 @@ impl fmt::Display for DatabaseAddress {
     }
 }
 
-/// The DSNs a file sets, the migrator's first (the session that owns the
-/// database), then the runtime and service roles'.
-fn dsns(vars: &EnvVars) -> impl Iterator<Item = Dsn> + '_ {
-    [RoleKind::Migrator, RoleKind::Runtime, RoleKind::Service]
-        .into_iter()
-        .filter_map(|kind| vars.get(kind.dsn_var()).and_then(|text| Dsn::parse(kind.dsn_var(), text).ok()))
-}
-
-/// The server a file points at, one key for every name of it: `DB_HOST`
-/// and `DB_PORT` when set (what provisioning connects to), else the
-/// migrator's DSN, else the runtime or service role's. Loopback names and
-/// a local socket directory are all `localhost`. `None` when the file does
-/// not say.
-pub fn server_of(vars: &EnvVars) -> Option<(String, u16)> {
-    let (host, port) = match (vars.get(keys::DB_HOST), crate::env::db_port(vars).ok().flatten()) {
-        (Some(host), Some(port)) => (crate::Host::Tcp(host.to_string()), port),
-        _ => {
-            let dsn = dsns(vars).next()?;
-            let port = dsn.port_or_default();
-            (dsn.host.unwrap_or_else(|| crate::Host::Tcp("localhost".into())), port)
-        }
-    };
-    let host = match host {
-        crate::Host::Socket(_) => "localhost".to_string(),
-        host if host.is_local() => "localhost".to_string(),
-        crate::Host::Tcp(name) => name.to_ascii_lowercase(),
-    };
-    Some((host, port))
-}
-
 /// The database a target's env file names: [`server_of`] and `APP_DB_NAME`
 /// (else the migrator's, then the runtime role's DSN's database). `None`
 /// when the file does not say.
 pub fn database_of(vars: &EnvVars) -> Option<DatabaseAddress> {
     let (host, port) = server_of(vars)?;
-    let database = vars.get(keys::APP_DB_NAME).map(str::to_string).or_else(|| dsns(vars).find_map(|d| d.dbname))?;
+    let database =
+        vars.get(keys::APP_DB_NAME).map(str::to_string).or_else(|| crate::env::dsns(vars).find_map(|d| d.dbname))?;
     Some(DatabaseAddress { host, port, database })
 }
 

@@ -18,6 +18,6 @@ pub use bin::PgBin;
 pub use dev::{default_base_dir, DevServer, Status};
 pub use local::LocalEnv;
 pub use osuser::OsUser;
-pub use pooler::{auth_setup, PoolMode, TestPooler, AUTH_QUERY, AUTH_USER};
+pub use pooler::{auth_setup, PoolMode, PoolerOptions, TestPooler, AUTH_QUERY, AUTH_USER};
 pub use server::{data_dir_major, free_port, initdb, port_answers, postmaster_status, process_alive, InitOptions};
 pub use throwaway::{ClusterOptions, TestCluster, SUPERUSER};

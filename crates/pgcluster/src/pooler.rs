@@ -62,6 +62,18 @@ const AUTH_FUNCTION: &str = "\
 /// The `auth_query` PgBouncer runs.
 pub const AUTH_QUERY: &str = "SELECT uname, phash FROM pgbouncer.user_lookup($1)";
 
+/// What a test's PgBouncer has besides the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct PoolerOptions<'a> {
+    /// More users in its `auth_file` (name, password): they log in without
+    /// `auth_query` (a superuser, whom the lookup function never answers for).
+    pub users: &'a [(&'a str, &'a str)],
+    /// `[pgbouncer]` settings, after the defaults (the last wins).
+    pub settings: &'a [(&'a str, &'a str)],
+    /// `[databases]` lines before the catch-all `*` entry.
+    pub databases: &'a [String],
+}
+
 /// A running PgBouncer.
 pub struct TestPooler {
     child: Child,
@@ -75,18 +87,17 @@ impl TestPooler {
     /// through. Creates [`AUTH_USER`] with `auth_password` on the cluster;
     /// each database still needs [`AUTH_SETUP`].
     pub fn start(cluster: &TestCluster, mode: PoolMode, auth_password: &str) -> Result<TestPooler> {
-        TestPooler::start_with(cluster, mode, auth_password, &[])
+        TestPooler::start_with(cluster, mode, auth_password, &PoolerOptions::default())
     }
 
-    /// [`TestPooler::start`] with more users in PgBouncer's `auth_file`
-    /// (name, password): they log in without `auth_query` (a superuser,
-    /// whom the lookup function never answers for).
+    /// [`TestPooler::start`] with [`PoolerOptions`].
     pub fn start_with(
         cluster: &TestCluster,
         mode: PoolMode,
         auth_password: &str,
-        users: &[(&str, &str)],
+        options: &PoolerOptions<'_>,
     ) -> Result<TestPooler> {
+        let users = options.users;
         let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -100,11 +111,14 @@ impl TestPooler {
         let port = free_port()?;
         let dir = cluster.root().join(format!("pgbouncer-{port}"));
         fs::create_dir_all(&dir)?;
+        let databases: String = options.databases.iter().map(|line| format!("{line}\n")).collect();
+        let settings: String = options.settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
         let ini = format!(
-            "[databases]\n* = host=127.0.0.1 port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+            "[databases]\n{databases}* = host=127.0.0.1 port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
              unix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {dir}/userlist.txt\nauth_user = {AUTH_USER}\n\
              auth_query = {AUTH_QUERY}\npool_mode = {}\nmax_client_conn = 200\ndefault_pool_size = 20\n\
-             logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\nignore_startup_parameters = options\n",
+             logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\nignore_startup_parameters = options\n{settings}",
             cluster.port(),
             mode.word(),
             dir = dir.display(),

@@ -3,7 +3,7 @@
 //! migration runner and provisioning refuse a transaction-mode pool (found
 //! by behaviour), and a DSN that leads to another database is refused.
 
-use pgcluster::{PoolMode, TestCluster, TestPooler};
+use pgcluster::{PoolMode, PoolerOptions, TestCluster, TestPooler};
 use postgres::NoTls;
 
 use crate::common::{have_tool, text, Project};
@@ -133,9 +133,13 @@ fn provisioning_refuses_a_transaction_pool_in_front_of_the_server() {
     let (cluster, project) = provisioned("pooled_admin");
     // The admin through the pooler (listed in its auth_file): DB_HOST/DB_PORT
     // name the pooler, as a deployment that pools everything would.
-    let pooler =
-        TestPooler::start_with(&cluster, PoolMode::Transaction, AUTH_PASSWORD, &[("postgres", cluster.password())])
-            .unwrap();
+    let pooler = TestPooler::start_with(
+        &cluster,
+        PoolMode::Transaction,
+        AUTH_PASSWORD,
+        &PoolerOptions { users: &[("postgres", cluster.password())], ..Default::default() },
+    )
+    .unwrap();
     let path = project.path(".env.local");
     let text_before = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text_before.replace(&cluster.port().to_string(), &pooler.port().to_string())).unwrap();
@@ -176,8 +180,11 @@ fn db_check_proves_the_runtime_roles_through_a_session_pool_and_says_what_a_tran
     }
     let output = project.run(&["db-check"]);
     assert_eq!(output.status.code(), Some(0), "{}\n{}", text(&output), session.log());
+    // The route check logs in twice through each DSN; the probes' own
+    // sessions are more logins through the pooler.
     for user in ["app_user", "app_service"] {
-        assert!(session.log().contains(&format!("user={user}")), "the probes as {user} bypassed the pooler");
+        let logins = session.log().matches(&format!("login attempt: db=pooled_check user={user} ")).count();
+        assert!(logins > 2, "the probes as {user} bypassed the pooler ({logins} logins)");
     }
     assert!(!text(&output).contains("transaction-mode pooler"), "{}", text(&output));
     // Through a transaction-mode pool: proven on a direct session, and said.
@@ -214,4 +221,68 @@ fn db_check_proves_the_runtime_roles_through_a_session_pool_and_says_what_a_tran
     let output = direct.run(&["db-check"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("user_lookup"), "{}", text(&output));
+}
+
+#[test]
+fn a_round_robin_transaction_pool_is_found_and_a_forced_user_is_refused() {
+    if !pgbouncer() {
+        return;
+    }
+    let (cluster, project) = provisioned("pooled_edges");
+    assert!(project.run(&["db-migrate"]).status.success());
+    // Two idle backends handed out in turn: a session that asks twice in a
+    // row meets both.
+    let settings = [("server_round_robin", "1"), ("min_pool_size", "2")];
+    let round_robin = TestPooler::start_with(
+        &cluster,
+        PoolMode::Transaction,
+        AUTH_PASSWORD,
+        &PoolerOptions { settings: &settings, ..Default::default() },
+    )
+    .unwrap();
+    point(&project, "DATABASE_MIGRATOR_URL", round_robin.port());
+    let output = project.run(&["db-status"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("transaction-mode pooler"), "{}", text(&output));
+    point(&project, "DATABASE_MIGRATOR_URL", cluster.port());
+
+    // A pooler whose entry logs the app in as the service role (BYPASSRLS):
+    // db-check must not prove app_user on a direct session and say it holds.
+    let forced = [format!(
+        "pooled_edges = host=127.0.0.1 port={} dbname=pooled_edges user=app_service password=service_password",
+        cluster.port()
+    )];
+    let pooler = TestPooler::start_with(
+        &cluster,
+        PoolMode::Session,
+        AUTH_PASSWORD,
+        &PoolerOptions {
+            databases: &forced,
+            // Plain passwords from its auth_file: PgBouncer logs in to the server as the forced user with its own.
+            users: &[("app_user", "password"), ("app_service", "service_password")],
+            settings: &[("auth_type", "plain")],
+        },
+    )
+    .unwrap();
+    point(&project, "DATABASE_URL", pooler.port());
+    let output = project.run(&["db-check"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}\n{}", pooler.log());
+    assert!(said.contains("logs in as `app_service`") && said.contains("not as `app_user`"), "{said}");
+}
+
+#[test]
+fn a_role_with_its_own_time_zone_is_still_the_same_database() {
+    let (cluster, project) = provisioned("zoned");
+    assert!(project.run(&["db-migrate"]).status.success());
+    let mut admin = postgres::Client::connect(&cluster.admin_url("postgres"), NoTls).unwrap();
+    admin
+        .batch_execute(
+            "ALTER ROLE app_user SET timezone = 'Pacific/Auckland'; ALTER ROLE app_migrator SET datestyle = 'SQL, DMY'",
+        )
+        .unwrap();
+    let output = project.run(&["db-check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let output = project.run(&["db-provision"]);
+    assert!(output.status.success(), "{}", text(&output));
 }
