@@ -145,19 +145,22 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
 
 /// How a DSN reaches the server, the database it reaches, and whether the
 /// server is a standby, from sessions that set nothing (every name
-/// qualified). Its sessions must log in and act as the role the check
-/// proves: a pooler may force another user (`[databases] … user=`) or set
-/// one (`connect_query`), and the proof would then be of the wrong role.
+/// qualified). A session through a transaction-mode pool must log in and
+/// act as the role the check proves before a direct session may stand in
+/// for it: a pooler may force another user (`[databases] … user=`) or set
+/// one (`connect_query`). Elsewhere the session probe, run through the very
+/// DSN, reports a session that is not its role as a failure.
 fn learn(route: &Route<'_>) -> Result<(Pooling, Identity, Option<Standby>)> {
     let (dsn, var) = (route.dsn, route.var);
     let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var)?;
     let who = dbenv::pooling::simple_row(&mut held, "SELECT session_user, current_user")?;
     let (session, current) = (who[0].as_deref().unwrap_or_default(), who[1].as_deref().unwrap_or_default());
-    if session != route.spec.login || current != route.spec.name {
+    if pooling == Pooling::Transaction && (session != route.spec.login || current != route.spec.name) {
         bail!(
             "{var} ({}) logs in as `{session}` acting as `{current}`, not as `{}` acting as `{}`: whatever leads \
              it there (a pooler's `[databases]` entry that forces a user, a `connect_query` that sets a role) \
-             makes the app run as another role than the one db-check would prove. Fix the DSN or the pooler",
+             makes the app run as another role than the one db-check would prove on a direct session. Fix the \
+             DSN or the pooler",
             dsn.address(),
             route.spec.login,
             route.spec.name

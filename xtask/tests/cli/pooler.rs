@@ -247,7 +247,8 @@ fn a_round_robin_transaction_pool_is_found_and_a_forced_user_is_refused() {
     point(&project, "DATABASE_MIGRATOR_URL", cluster.port());
 
     // A pooler whose entry logs the app in as the service role (BYPASSRLS):
-    // db-check must not prove app_user on a direct session and say it holds.
+    // the session probe, run through it, fails; through a transaction pool
+    // (where a direct session would stand in) the check stops.
     let forced = [format!(
         "pooled_edges = host=127.0.0.1 port={} dbname=pooled_edges user=app_service password=service_password",
         cluster.port()
@@ -267,7 +268,23 @@ fn a_round_robin_transaction_pool_is_found_and_a_forced_user_is_refused() {
     point(&project, "DATABASE_URL", pooler.port());
     let output = project.run(&["db-check"]);
     let said = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{said}\n{}", pooler.log());
+    assert_eq!(output.status.code(), Some(2), "{said}\n{}", pooler.log());
+    assert!(said.contains("NOT app_user as app_user"), "{said}");
+    let forced_transaction = TestPooler::start_with(
+        &cluster,
+        PoolMode::Transaction,
+        AUTH_PASSWORD,
+        &PoolerOptions {
+            databases: &forced,
+            users: &[("app_user", "password"), ("app_service", "service_password")],
+            settings: &[("auth_type", "plain")],
+        },
+    )
+    .unwrap();
+    point(&project, "DATABASE_URL", forced_transaction.port());
+    let output = project.run(&["db-check"]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(said.contains("logs in as `app_service`") && said.contains("not as `app_user`"), "{said}");
 }
 
