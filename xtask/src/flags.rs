@@ -43,6 +43,17 @@ pub struct FleetFlags {
     pub canary: Vec<String>,
 }
 
+/// How a fleet run of a command without reports of its own reports.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FleetReports {
+    /// With --targets: print one JSON object per target instead of the lines and the table.
+    #[arg(long, requires = "targets")]
+    pub json: bool,
+    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
+    #[arg(long, value_name = "PATH", requires = "targets")]
+    pub junit: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create `.env.local` and `.env.test` from the examples, or add the keys an older file lacks.
@@ -200,12 +211,8 @@ pub struct DbProvision {
     pub allow_widening: bool,
     #[command(flatten)]
     pub fleet: FleetFlags,
-    /// With --targets: print one JSON object per target instead of the lines and the table.
-    #[arg(long, requires = "targets")]
-    pub json: bool,
-    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
-    #[arg(long, value_name = "PATH", requires = "targets")]
-    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub reports: FleetReports,
 }
 
 /// `--migrations-dir`, shared by the migration commands.
@@ -241,12 +248,8 @@ pub struct DbMigrate {
     pub runner: RunnerFlags,
     #[command(flatten)]
     pub fleet: FleetFlags,
-    /// With --targets: print one JSON object per target instead of the lines and the table.
-    #[arg(long, requires = "targets")]
-    pub json: bool,
-    /// With --targets: also write a JUnit XML report to PATH, one testsuite per target.
-    #[arg(long, value_name = "PATH", requires = "targets")]
-    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub reports: FleetReports,
 }
 
 /// How the built-in runner applies migrations (`db-migrate`, `db-reset`).

@@ -68,33 +68,13 @@ impl TestCluster {
         remove_stale_clusters(&local.temp_dir);
         let (template, password) = template(&local.temp_dir, &bin, user.as_ref())?;
 
-        let root = local.temp_dir.join(format!(
-            "pgcluster-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            nanos()
-        ));
-        fs::create_dir(&root).with_context(|| format!("create `{}`", root.display()))?;
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
-        let datadir = root.join("data");
-        copy_tree(&template, &datadir)?;
+        let root = new_root(&local.temp_dir)?;
+        copy_tree(&template, &root.join("data"))?;
         if let Some(user) = &user {
             user.chown(&root)?;
         }
-
-        // A port found free may be taken before the server binds it; retry.
-        let mut last_error = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            match spawn(&bin, user.as_ref(), &root, port, &options.settings, options.durable) {
-                Ok(child) => {
-                    return Ok(TestCluster { bin, user, root, child, port, password, durable: options.durable })
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        let _ = fs::remove_dir_all(&root);
-        Err(last_error.unwrap_or_else(|| anyhow::format_err!("BUG: no start attempt")))
+        let (child, port) = start_on_a_free_port(&bin, user.as_ref(), &root, &options.settings, options.durable)?;
+        Ok(TestCluster { bin, user, root, child, port, password, durable: options.durable })
     }
 
     pub fn port(&self) -> u16 {
@@ -105,15 +85,7 @@ impl TestCluster {
     /// directory of its own, started on a free port, streaming from this
     /// one. Dropped like any throwaway cluster.
     pub fn standby(&self) -> Result<TestCluster> {
-        let parent = self.root.parent().context("BUG: a cluster directory without a parent")?;
-        let root = parent.join(format!(
-            "pgcluster-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            nanos()
-        ));
-        fs::create_dir(&root).with_context(|| format!("create `{}`", root.display()))?;
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
+        let root = new_root(self.root.parent().context("BUG: a cluster directory without a parent")?)?;
         if let Some(user) = &self.user {
             user.chown(&root)?;
         }
@@ -131,19 +103,9 @@ impl TestCluster {
             let _ = fs::remove_dir_all(&root);
             bail!("pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
         }
-        let mut last_error = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            match spawn(&self.bin, self.user.as_ref(), &root, port, &[], self.durable) {
-                Ok(child) => {
-                    let (bin, user, password) = (self.bin.clone(), self.user.clone(), self.password.clone());
-                    return Ok(TestCluster { bin, user, root, child, port, password, durable: self.durable });
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        let _ = fs::remove_dir_all(&root);
-        Err(last_error.unwrap_or_else(|| anyhow::format_err!("BUG: no start attempt")))
+        let (child, port) = start_on_a_free_port(&self.bin, self.user.as_ref(), &root, &[], self.durable)?;
+        let (bin, user, password) = (self.bin.clone(), self.user.clone(), self.password.clone());
+        Ok(TestCluster { bin, user, root, child, port, password, durable: self.durable })
     }
 
     pub fn host(&self) -> &'static str {
@@ -206,6 +168,41 @@ impl Drop for TestCluster {
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.root);
     }
+}
+
+/// A new cluster directory under `parent`, readable by the server's user.
+fn new_root(parent: &Path) -> Result<PathBuf> {
+    let root = parent.join(format!(
+        "pgcluster-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos()
+    ));
+    fs::create_dir(&root).with_context(|| format!("create `{}`", root.display()))?;
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
+    Ok(root)
+}
+
+/// Starts the server of `root` on a free port. A port found free may be
+/// taken before the server binds it: tried again on another, then the
+/// directory is removed.
+fn start_on_a_free_port(
+    bin: &PgBin,
+    user: Option<&OsUser>,
+    root: &Path,
+    settings: &[(String, String)],
+    durable: bool,
+) -> Result<(Child, u16)> {
+    let mut last_error = None;
+    for _ in 0..5 {
+        let port = free_port()?;
+        match spawn(bin, user, root, port, settings, durable) {
+            Ok(child) => return Ok((child, port)),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let _ = fs::remove_dir_all(root);
+    Err(last_error.unwrap_or_else(|| anyhow::format_err!("BUG: no start attempt")))
 }
 
 fn spawn(

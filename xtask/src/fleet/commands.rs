@@ -13,7 +13,7 @@ use crate::flags::{DbCheck, DbMigrate, DbProvision, DbStatus, Engine};
 
 pub fn provision(ctx: &Context, policy: Option<&Path>, flags: &DbProvision) -> Result<ExitCode> {
     let options = crate::db_provision::options(ctx, policy, flags)?;
-    let reports = Reports { json: flags.json, junit: flags.junit.clone() };
+    let reports = Reports { json: flags.reports.json, junit: flags.reports.junit.clone() };
     super::run(ctx, &flags.fleet, "db-provision", &reports, &|_, vars| jobs::provision(vars, &options))
 }
 
@@ -28,7 +28,7 @@ pub fn migrate(ctx: &Context, migrations: &Path, flags: &DbMigrate) -> Result<Ex
     crate::db_migrate::warn_unlisted(&folder);
     let policy = crate::db_provision::policy_file(ctx, None)?;
     let job = migrate_job(ctx, &folder, &policy, flags);
-    let reports = Reports { json: flags.json, junit: flags.junit.clone() };
+    let reports = Reports { json: flags.reports.json, junit: flags.reports.junit.clone() };
     super::run(ctx, &flags.fleet, "db-migrate", &reports, &|_, vars| job.run(vars))
 }
 

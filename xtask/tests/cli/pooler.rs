@@ -253,34 +253,19 @@ fn a_round_robin_transaction_pool_is_found_and_a_forced_user_is_refused() {
         "pooled_edges = host=127.0.0.1 port={} dbname=pooled_edges user=app_service password=service_password",
         cluster.port()
     )];
-    let pooler = TestPooler::start_with(
-        &cluster,
-        PoolMode::Session,
-        AUTH_PASSWORD,
-        &PoolerOptions {
-            databases: &forced,
-            // Plain passwords from its auth_file: PgBouncer logs in to the server as the forced user with its own.
-            users: &[("app_user", "password"), ("app_service", "service_password")],
-            settings: &[("auth_type", "plain")],
-        },
-    )
-    .unwrap();
+    let forcing = |mode| {
+        // Plain passwords from its auth_file: PgBouncer logs in to the server as the forced user with its own.
+        let users = [("app_user", "password"), ("app_service", "service_password")];
+        let options = PoolerOptions { databases: &forced, users: &users, settings: &[("auth_type", "plain")] };
+        TestPooler::start_with(&cluster, mode, AUTH_PASSWORD, &options).unwrap()
+    };
+    let pooler = forcing(PoolMode::Session);
     point(&project, "DATABASE_URL", pooler.port());
     let output = project.run(&["db-check"]);
     let said = text(&output);
     assert_eq!(output.status.code(), Some(2), "{said}\n{}", pooler.log());
     assert!(said.contains("NOT app_user as app_user"), "{said}");
-    let forced_transaction = TestPooler::start_with(
-        &cluster,
-        PoolMode::Transaction,
-        AUTH_PASSWORD,
-        &PoolerOptions {
-            databases: &forced,
-            users: &[("app_user", "password"), ("app_service", "service_password")],
-            settings: &[("auth_type", "plain")],
-        },
-    )
-    .unwrap();
+    let forced_transaction = forcing(PoolMode::Transaction);
     point(&project, "DATABASE_URL", forced_transaction.port());
     let output = project.run(&["db-check"]);
     let said = text(&output);

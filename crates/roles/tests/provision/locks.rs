@@ -45,25 +45,32 @@ fn wait_for_lock_waiter(admin: &mut Client, table: &str) {
     }
 }
 
-#[test]
-fn a_run_against_another_database_does_not_wait_for_a_long_conversion() {
-    let fx = Fixture::new();
-    fx.provision();
-    // A legacy table the conversion must take from app_user, held by an
-    // open transaction of the app: the conversion retries behind it.
+/// A legacy table the conversion must take from app_user, held by an open
+/// transaction of the app (`ROLLBACK` on the returned session ends it): the
+/// conversion retries behind it.
+fn hold_a_legacy_table(fx: &Fixture) -> Client {
     fx.admin(DB)
         .batch_execute("CREATE TABLE public.legacy (id int); ALTER TABLE public.legacy OWNER TO app_user")
         .unwrap();
     let mut app = fx.runtime();
-    let mut held = app.transaction().unwrap();
-    held.batch_execute("LOCK TABLE public.legacy IN ACCESS SHARE MODE").unwrap();
-    let long = std::thread::spawn({
-        let settings = fx.settings();
-        move || {
-            let options = roles::Options { lock_timeout: Duration::from_millis(100), ..Default::default() };
-            roles::provision(&settings, &options, &mut roles::Quiet)
-        }
-    });
+    app.batch_execute("BEGIN; LOCK TABLE public.legacy IN ACCESS SHARE MODE").unwrap();
+    app
+}
+
+/// Provisioning of `settings` on a thread, retrying every 100 ms behind locks.
+fn converting(settings: Settings) -> std::thread::JoinHandle<anyhow::Result<roles::Outcome>> {
+    std::thread::spawn(move || {
+        let options = roles::Options { lock_timeout: Duration::from_millis(100), ..Default::default() };
+        roles::provision(&settings, &options, &mut roles::Quiet)
+    })
+}
+
+#[test]
+fn a_run_against_another_database_does_not_wait_for_a_long_conversion() {
+    let fx = Fixture::new();
+    fx.provision();
+    let mut held = hold_a_legacy_table(&fx);
+    let long = converting(fx.settings());
     wait_for_lock_waiter(&mut fx.admin(DB), "legacy");
 
     // Another database of the cluster, created and provisioned meanwhile:
@@ -80,7 +87,7 @@ fn a_run_against_another_database_does_not_wait_for_a_long_conversion() {
     let error = roles::provision(&same, &roles::Options::default(), &mut roles::Quiet).unwrap_err();
     assert!(format!("{error:#}").contains("another db-provision"), "{error:#}");
 
-    held.rollback().unwrap();
+    held.batch_execute("ROLLBACK").unwrap();
     let converted = long.join().unwrap().unwrap();
     assert!(converted.applied);
     let owner: String = fx
@@ -126,28 +133,17 @@ fn the_cluster_lock_is_held_while_a_run_reads_and_the_database_lock_for_its_life
 fn a_run_that_changes_roles_keeps_the_cluster_lock_to_its_end() {
     let mut fx = Fixture::new();
     fx.provision();
-    fx.admin(DB)
-        .batch_execute("CREATE TABLE public.legacy (id int); ALTER TABLE public.legacy OWNER TO app_user")
-        .unwrap();
-    let mut app = fx.runtime();
-    let mut held = app.transaction().unwrap();
-    held.batch_execute("LOCK TABLE public.legacy IN ACCESS SHARE MODE").unwrap();
+    let mut held = hold_a_legacy_table(&fx);
     // A new password for the service role: the plan changes a role, then
     // waits behind the app in its ownership phase.
     fx.passwords[2] = "a new service password".into();
-    let long = std::thread::spawn({
-        let settings = fx.settings();
-        move || {
-            let options = roles::Options { lock_timeout: Duration::from_millis(100), ..Default::default() };
-            roles::provision(&settings, &options, &mut roles::Quiet)
-        }
-    });
+    let long = converting(fx.settings());
     wait_for_lock_waiter(&mut fx.admin(DB), "legacy");
     // Another database waits for it now (roles are cluster-wide), and gives up.
     let error = roles::provision(&settings_for(&fx, "other_app", "1"), &roles::Options::default(), &mut roles::Quiet)
         .unwrap_err();
     assert!(format!("{error:#}").contains("another db-provision"), "{error:#}");
     assert!(!long.is_finished());
-    held.rollback().unwrap();
+    held.batch_execute("ROLLBACK").unwrap();
     assert!(long.join().unwrap().unwrap().applied);
 }
