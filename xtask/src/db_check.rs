@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use audit::primary::PrimaryDsn;
 use audit::{CheckConfig, Report};
 
 use crate::context::{Context as Ctx, Env};
@@ -12,24 +13,36 @@ use crate::flags::DbCheck;
 
 /// Runs the check and prints it as asked; shared with `db-setup`.
 pub fn check(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>) -> Result<Report> {
-    check_with(ctx, env, migrations_dir, policy, true)
+    audit::check(&config(ctx, env, migrations_dir, policy)?)
 }
 
-fn check_with(
-    ctx: &Ctx,
-    env: &Env,
-    migrations_dir: &Path,
-    policy: Option<&Path>,
-    write_probes: bool,
-) -> Result<Report> {
+fn config(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>) -> Result<CheckConfig> {
     let exemptions = crate::db_provision::policy_file(ctx, policy)?;
-    let mut config = CheckConfig::new(env.vars.checking()?, Some(migrations_dir.to_path_buf()), exemptions)?;
-    config.write_probes = write_probes;
-    audit::check(&config)
+    CheckConfig::new(env.vars.checking()?, Some(migrations_dir.to_path_buf()), exemptions)
+}
+
+/// `--primary-env FILE`: the DSN that reads the primary's catalogs. The
+/// file is read alone: the process environment, which names the standby
+/// for this run, must not override it.
+fn primary(path: &Path) -> Result<PrimaryDsn> {
+    let shown = path.display();
+    let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())
+        .with_context(|| format!("--primary-env `{shown}`"))?;
+    let env = vars.checking().with_context(|| format!("--primary-env `{shown}`"))?;
+    let (creds, var) = match env.migrator {
+        Some(migrator) => (migrator, dbenv::keys::DATABASE_MIGRATOR_URL),
+        None => (env.runtime, dbenv::keys::DATABASE_URL),
+    };
+    Ok(PrimaryDsn { dsn: creds.dsn, described: format!("{var} of `{shown}`") })
 }
 
 pub fn run(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
-    let report = check_with(ctx, env, migrations_dir, policy, !flags.no_write_probes)?;
+    let mut config = config(ctx, env, migrations_dir, policy)?;
+    config.write_probes = !flags.no_write_probes;
+    if let Some(path) = &flags.primary_env {
+        config.primary = Some(primary(&ctx.invoked_from.join(path))?);
+    }
+    let report = audit::check(&config)?;
     let invoked_from = &ctx.invoked_from;
     if let Some(path) = &flags.junit {
         write_report(&invoked_from.join(path), &report.to_junit(), "--junit")?;

@@ -359,6 +359,11 @@ pub struct DbCheck {
     /// transaction (dblink, NOTIFY consumers that act at once, sequences).
     #[arg(long)]
     pub no_write_probes: bool,
+    /// On a hot standby: also compare every catalog the audit reads with the primary's, through
+    /// FILE's DATABASE_MIGRATOR_URL (else DATABASE_URL), after waiting up to 5 s for the standby
+    /// to replay the primary's WAL end; a difference left fails the check (`primary-catalogs`).
+    #[arg(long, value_name = "FILE", conflicts_with = "targets")]
+    pub primary_env: Option<PathBuf>,
     #[command(flatten)]
     pub fleet: FleetFlags,
 }

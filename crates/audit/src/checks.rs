@@ -25,6 +25,8 @@ pub enum CheckId {
     Leakproof,
     ForeignLogins,
     Logins,
+    /// On a standby with `--primary-env`: the audited catalogs are the primary's.
+    PrimaryCatalogs,
 }
 
 /// The named invariants of `docs/spec/database-rls.md`.
@@ -36,16 +38,18 @@ pub enum Invariant {
     NoPowerElsewhere,
     PolicyContent,
     NoWeakeningDefaults,
+    AuditedStateIsCurrent,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 7] = [
         Invariant::RlsOnTenantTables,
         Invariant::LeastPrivilegeAppRole,
         Invariant::NoOwnerEscape,
         Invariant::NoPowerElsewhere,
         Invariant::PolicyContent,
         Invariant::NoWeakeningDefaults,
+        Invariant::AuditedStateIsCurrent,
     ];
 
     /// The name the spec gives it.
@@ -57,6 +61,7 @@ impl Invariant {
             Invariant::NoPowerElsewhere => "NO_POWER_ELSEWHERE",
             Invariant::PolicyContent => "POLICY_CONTENT",
             Invariant::NoWeakeningDefaults => "NO_WEAKENING_DEFAULTS",
+            Invariant::AuditedStateIsCurrent => "AUDITED_STATE_IS_CURRENT",
         }
     }
 }
@@ -69,7 +74,7 @@ impl fmt::Display for Invariant {
 
 impl CheckId {
     /// The audit's own checks (the model's are `Check::ALL`).
-    pub const OWN: [CheckId; 12] = [
+    pub const OWN: [CheckId; 13] = [
         CheckId::RlsPolicies,
         CheckId::RlsTenancy,
         CheckId::RlsPolicyContent,
@@ -82,6 +87,7 @@ impl CheckId {
         CheckId::Leakproof,
         CheckId::ForeignLogins,
         CheckId::Logins,
+        CheckId::PrimaryCatalogs,
     ];
 
     /// The id the report prints and `--junit` names.
@@ -100,6 +106,7 @@ impl CheckId {
             CheckId::Leakproof => "leakproof",
             CheckId::ForeignLogins => "foreign-logins",
             CheckId::Logins => "logins",
+            CheckId::PrimaryCatalogs => "primary-catalogs",
         }
     }
 
@@ -119,6 +126,9 @@ impl CheckId {
             CheckId::Leakproof => "no LEAKPROOF function a runtime role may call that is not built in",
             CheckId::ForeignLogins => "no foreign table reads as another role for a runtime role",
             CheckId::Logins => "every login of the three roles owns and holds nothing and acts only as its role",
+            CheckId::PrimaryCatalogs => {
+                "the standby's catalogs as audited are the primary's (compared past the replay lag)"
+            }
         }
     }
 
@@ -138,6 +148,7 @@ impl CheckId {
             | CheckId::RlsChildren
             | CheckId::ForeignLogins => Invariant::NoOwnerEscape,
             CheckId::SearchPath | CheckId::Leakproof => Invariant::NoPowerElsewhere,
+            CheckId::PrimaryCatalogs => Invariant::AuditedStateIsCurrent,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod count;
 pub mod logins;
 pub mod policies;
 pub mod powers;
+pub mod primary;
 pub mod probe_rows;
 pub mod probes;
 pub mod report;
@@ -57,6 +58,9 @@ pub struct CheckConfig {
     /// address (a pooler): where a role is proven when its DSN reaches a
     /// transaction-mode pooler, and what each must match.
     pub direct: DirectDsns,
+    /// `--primary-env`: on a standby, compare the audited catalogs with
+    /// this primary's.
+    pub primary: Option<primary::PrimaryDsn>,
 }
 
 /// The direct twins of the check's DSNs (see [`CheckConfig::direct`]).
@@ -101,7 +105,16 @@ impl CheckConfig {
             migrations_dir,
             exemptions,
             write_probes: true,
+            primary: None,
         })
+    }
+
+    /// The DSN that reads the catalogs, and its variable.
+    fn catalog_dsn(&self) -> (&Dsn, &'static str) {
+        match &self.migrator {
+            Some(dsn) => (dsn, keys::DATABASE_MIGRATOR_URL),
+            None => (&self.runtime, keys::DATABASE_URL),
+        }
     }
 }
 
@@ -123,10 +136,7 @@ struct Catalog {
 fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Catalog> {
     let started = Instant::now();
     let model = &config.model;
-    let (catalog_dsn, catalog_var) = match &config.migrator {
-        Some(dsn) => (dsn, keys::DATABASE_MIGRATOR_URL),
-        None => (&config.runtime, keys::DATABASE_URL),
-    };
+    let (catalog_dsn, catalog_var) = config.catalog_dsn();
     let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
     roles::snapshot::prepare_session(&mut client, Purpose::Audit)?;
     let how = roles::snapshot::Read { purpose: Purpose::Audit, login_dsn: None, can_silence_log: false };
@@ -230,19 +240,15 @@ pub(crate) fn trace(phase: &str, started: Instant) {
     tracing::debug!(target: "audit::phase", "{ms:>8.1} ms  phase {phase}");
 }
 
-/// Runs the whole check. `Err` means it could not run (exit 1); a report
-/// that does not hold means violations (exit 2).
-pub fn check(config: &CheckConfig) -> Result<Report> {
-    let started = Instant::now();
-    // How each DSN reaches the server, before any session sets anything.
-    let route::Settled { config, notes: route_notes, standby } = route::settle(config)?;
-    let config = &config;
+/// What the catalog audit, the RLS sampling and each role's probes found.
+type SideBySide =
+    (Result<Result<Catalog>>, Vec<Result<Result<probes::RoleProbes>>>, Result<Result<Option<tenancy::Sampled>>>);
+
+/// The catalog audit and the probes of each role use their own sessions
+/// and run side by side: the server works on one while we wait on another.
+fn side_by_side(config: &CheckConfig, queries: &count::QueryCount) -> SideBySide {
     let model = &config.model;
-    let queries = count::QueryCount::default();
-    let queries = &queries;
-    // The catalog audit and the probes of each role use their own sessions
-    // and run side by side: the server works on one while we wait on another.
-    let (catalog, probes, sampled) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let catalog = scope.spawn(|| audit_catalog(config, queries));
         // The RLS tables' rows, read as the service role, unless the app
         // declares no RLS.
@@ -274,9 +280,29 @@ pub fn check(config: &CheckConfig) -> Result<Report> {
             probes.into_iter().map(|h| h.join().map_err(|_| anyhow::format_err!("BUG: a probe panicked"))).collect();
         let sampled = sampled.join().map_err(|_| anyhow::format_err!("BUG: the RLS sampling panicked"));
         (catalog, probes, sampled)
-    });
-    let Catalog { checks, root, reviewed, used, mut notes, logins, server_version, catalog_queries } = catalog??;
+    })
+}
+
+/// Runs the whole check. `Err` means it could not run (exit 1); a report
+/// that does not hold means violations (exit 2).
+pub fn check(config: &CheckConfig) -> Result<Report> {
+    let started = Instant::now();
+    // How each DSN reaches the server, before any session sets anything.
+    let route::Settled { config, notes: route_notes, standby, identity } = route::settle(config)?;
+    let config = &config;
+    let (catalog_dsn, catalog_var) = config.catalog_dsn();
+    let comparison = primary::start(config.primary.as_ref(), standby.is_some(), catalog_dsn, catalog_var, &identity)?;
+    let model = &config.model;
+    let queries = count::QueryCount::default();
+    let queries = &queries;
+    let (catalog, probes, sampled) = side_by_side(config, queries);
+    let Catalog { mut checks, root, reviewed, used, mut notes, logins, server_version, catalog_queries } = catalog??;
     notes.extend(route_notes);
+    if let Some(comparison) = comparison {
+        let (check, note) = comparison.finish()?;
+        checks.push(check);
+        notes.extend(note);
+    }
     let mut all_probes = Vec::new();
     let mut residuals = Vec::new();
     for result in probes {

@@ -65,6 +65,8 @@ pub struct Settled {
     pub config: CheckConfig,
     pub notes: Vec<String>,
     pub standby: Option<Standby>,
+    /// The database every DSN reaches.
+    pub identity: Identity,
 }
 
 /// `config` with each DSN that reaches a transaction-mode pooler replaced
@@ -140,7 +142,8 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
         settled.write_probes = false;
         notes.push(standby.describe());
     }
-    Ok(Settled { config: settled, notes, standby })
+    let Some((_, identity)) = first else { bail!("BUG: a check without a DSN") };
+    Ok(Settled { config: settled, notes, standby, identity })
 }
 
 /// How a DSN reaches the server, the database it reaches, and whether the

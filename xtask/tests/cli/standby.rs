@@ -59,3 +59,61 @@ fn db_check_on_a_hot_standby_audits_the_catalogs_and_never_counts_read_only_as_d
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("hot standby"), "{}", text(&output));
 }
+
+/// The `primary-catalogs` check of a report, as JSON.
+fn primary_catalogs(output: &std::process::Output) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found = report["catalog"].as_array().unwrap().iter().find(|c| c["id"] == "primary-catalogs").cloned();
+    found.unwrap_or_else(|| panic!("no primary-catalogs check: {}", text(output)))
+}
+
+#[test]
+fn primary_env_fails_a_standby_whose_audited_catalogs_are_not_the_primarys() {
+    let primary = TestCluster::start().unwrap();
+    let project = Project::for_cluster(&primary, "compared");
+    assert!(project.run(&["db-provision"]).status.success());
+    assert!(project.run(&["db-migrate"]).status.success());
+    let standby = primary.standby().unwrap();
+    caught_up(&primary, &standby);
+    let replica = Project::for_cluster(&standby, "compared");
+    let primary_env = project.env_local();
+
+    // Replaying: the catalogs are the primary's, and the report says so.
+    let output = replica.run(&["db-check", "--json", "--primary-env", &primary_env]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let check = primary_catalogs(&output);
+    assert_eq!(check["verdict"], "pass", "{check}");
+    assert!(check["checked"].as_u64().unwrap() >= 39, "{check}");
+    assert!(text(&output).contains("are the primary's now"), "{}", text(&output));
+
+    // Replay paused, a violation on the primary: the standby alone still
+    // says it holds (what it has replayed does); compared, it fails.
+    let mut on_standby = postgres::Client::connect(&standby.admin_url("postgres"), NoTls).unwrap();
+    on_standby.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
+    let mut admin = postgres::Client::connect(&primary.admin_url("compared"), NoTls).unwrap();
+    admin.batch_execute("GRANT CREATE ON SCHEMA public TO app_user").unwrap();
+    let alone = replica.run(&["db-check"]);
+    assert_eq!(alone.status.code(), Some(0), "{}", text(&alone));
+    let output = replica.run(&["db-check", "--json", "--primary-env", &primary_env]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let check = primary_catalogs(&output);
+    assert_eq!(check["verdict"], "FAIL", "{check}");
+    let findings = check["findings"].to_string();
+    assert!(findings.contains("pg_namespace") && findings.contains("beyond the replay lag"), "{findings}");
+    assert!(findings.contains("had not replayed"), "{findings}");
+
+    // Misuse stops (exit 1): against the primary, and a primary env that
+    // reaches the standby.
+    let output = project.run(&["db-check", "--primary-env", &primary_env]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("reaches a primary"), "{}", text(&output));
+    let output = replica.run(&["db-check", "--primary-env", &replica.env_local()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("reaches a standby too"), "{}", text(&output));
+
+    // Replay resumed: the catalogs agree again, and the audit finds the violation.
+    on_standby.batch_execute("SELECT pg_wal_replay_resume()").unwrap();
+    let output = replica.run(&["db-check", "--json", "--primary-env", &primary_env]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(primary_catalogs(&output)["verdict"], "pass", "{}", text(&output));
+}
