@@ -1,8 +1,11 @@
 //! Throwaway clusters for tests: one `postgres` child process on a free port,
-//! in a temporary directory, gone when the value drops or the test dies.
+//! in a directory of its own in memory (`/dev/shm`; a durable one in
+//! `TMPDIR`), gone when the value drops or the test dies.
 //!
 //! `initdb` runs once per set of binaries into a cached template; each
-//! cluster is a copy of it (tens of milliseconds instead of a second).
+//! cluster is a copy of it (tens of milliseconds instead of a second). A
+//! test binary may keep a prepared snapshot too (provisioned and migrated,
+//! say: [`TestCluster::start_prepared`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -59,22 +62,90 @@ impl TestCluster {
     }
 
     pub fn start_with(options: ClusterOptions) -> Result<TestCluster> {
-        let local = options.local.unwrap_or_else(LocalEnv::from_process);
-        let bin = match options.bin {
-            Some(bin) => bin,
-            None => PgBin::find(&local)?,
-        };
-        let user = OsUser::for_server(&local)?;
-        remove_stale_clusters(&local.temp_dir);
-        let (template, password) = template(&local.temp_dir, &bin, user.as_ref())?;
+        let (dir, bin, user) = where_to_start(&options)?;
+        let (template, password) = template(&dir, &bin, user.as_ref())?;
+        TestCluster::start_copy(&template, password, &dir, bin, user, &options)
+    }
 
-        let root = new_root(&local.temp_dir)?;
-        copy_tree(&template, &root.join("data"))?;
+    /// A cluster copied from a snapshot of a prepared one: the first caller
+    /// with this `name` and `key` starts a cluster, runs `prepare` on it,
+    /// stops it cleanly and keeps its data directory (under a file lock, so
+    /// parallel tests prepare once; `prepare` gets the cluster and hands it
+    /// back); every caller then gets a copy. `key`
+    /// must change with whatever `prepare` makes: a test passes a digest of
+    /// its own binary and its inputs. Older snapshots of `name` go.
+    pub fn start_prepared(
+        options: ClusterOptions,
+        name: &str,
+        key: u64,
+        prepare: impl FnOnce(TestCluster) -> Result<TestCluster>,
+    ) -> Result<TestCluster> {
+        let (dir, bin, user) = where_to_start(&options)?;
+        let (_, password) = template(&dir, &bin, user.as_ref())?;
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let family = format!(
+            "pgcluster-template-u{uid}-{}-{:x}-{name}-",
+            bin.major,
+            fnv1a(bin.dir.to_string_lossy().as_bytes())
+        );
+        let base = dir.join(format!("{family}{key:x}"));
+        let lock_path = dir.join(format!("{family}{key:x}.lock"));
+        let _lock = lock(&lock_path)?;
+        if !base.join("data").join("PG_VERSION").exists() {
+            for entry in fs::read_dir(&dir)?.flatten() {
+                let path = entry.path();
+                if entry.file_name().to_string_lossy().starts_with(&family) && path != base && path != lock_path {
+                    let _ = if entry.path().is_dir() {
+                        fs::remove_dir_all(entry.path())
+                    } else {
+                        fs::remove_file(entry.path())
+                    };
+                }
+            }
+            let cluster = TestCluster::start_with(options.clone())?;
+            let cluster = prepare(cluster).with_context(|| format!("prepare the `{name}` cluster snapshot"))?;
+            let root = cluster.stop_cleanly()?;
+            let _ = fs::remove_dir_all(&base);
+            fs::create_dir_all(&base)?;
+            fs::set_permissions(&base, fs::Permissions::from_mode(0o755))?;
+            fs::rename(root.join("data"), base.join("data"))?;
+            let _ = fs::remove_dir_all(&root);
+        }
+        TestCluster::start_copy(&base.join("data"), password, &dir, bin, user, &options)
+    }
+
+    fn start_copy(
+        from: &Path,
+        password: String,
+        dir: &Path,
+        bin: PgBin,
+        user: Option<OsUser>,
+        options: &ClusterOptions,
+    ) -> Result<TestCluster> {
+        let root = new_root(dir)?;
+        copy_tree(from, &root.join("data"))?;
         if let Some(user) = &user {
             user.chown(&root)?;
         }
         let (child, port) = start_on_a_free_port(&bin, user.as_ref(), &root, &options.settings, options.durable)?;
         Ok(TestCluster { bin, user, root, child, port, password, durable: options.durable })
+    }
+
+    /// Stops the server with a fast shutdown (a checkpoint, so a copy of
+    /// the data directory starts without recovery) and hands back its
+    /// directory, which the caller now owns.
+    fn stop_cleanly(mut self) -> Result<PathBuf> {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait()?;
+        let root = self.root.clone();
+        // Its Drop would signal a reaped process and delete the directory.
+        std::mem::forget(self);
+        if !status.success() {
+            bail!("the server of `{}` did not stop cleanly: {status}", root.display());
+        }
+        Ok(root)
     }
 
     pub fn port(&self) -> u16 {
@@ -258,13 +329,7 @@ fn template(temp_dir: &Path, bin: &PgBin, user: Option<&OsUser>) -> Result<(Path
     let base = temp_dir.join(format!("pgcluster-template-u{uid}-{key}"));
     let data = base.join("data");
     let password_file = base.join("password");
-    let lock_path = temp_dir.join(format!("pgcluster-template-u{uid}-{key}.lock"));
-    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; released when `lock` drops.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!("lock `{}`: {}", lock_path.display(), std::io::Error::last_os_error());
-    }
+    let _lock = lock(&temp_dir.join(format!("pgcluster-template-u{uid}-{key}.lock")))?;
     if !(data.join("PG_VERSION").exists() && password_file.exists()) {
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base)?;
@@ -278,6 +343,49 @@ fn template(temp_dir: &Path, bin: &PgBin, user: Option<&OsUser>) -> Result<(Path
     }
     let password = fs::read_to_string(&password_file)?;
     Ok((data, password))
+}
+
+/// An exclusive `flock` on `path`, released when the file drops.
+fn lock(path: &Path) -> Result<fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` drops.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("lock `{}`: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(lock)
+}
+
+/// The directory, binaries and OS user a cluster starts with, after
+/// removing what dead test processes left there.
+fn where_to_start(options: &ClusterOptions) -> Result<(PathBuf, PgBin, Option<OsUser>)> {
+    let local = options.local.clone().unwrap_or_else(LocalEnv::from_process);
+    let bin = match &options.bin {
+        Some(bin) => bin.clone(),
+        None => PgBin::find(&local)?,
+    };
+    let user = OsUser::for_server(&local)?;
+    let dir = throwaway_dir(&local, options.durable);
+    remove_stale_clusters(&dir);
+    Ok((dir, bin, user))
+}
+
+/// Where a throwaway cluster lives: in memory (`/dev/shm`, when it is a
+/// world-writable sticky directory) unless it is durable, else in
+/// `TMPDIR`. Creating a file costs about a millisecond on some virtual
+/// disks, and a cluster is a thousand files: copying one took a second of
+/// system time per test. A durable cluster (the benchmarks, measured
+/// against anchors on a real disk) stays on disk, where fsync means
+/// something.
+fn throwaway_dir(local: &LocalEnv, durable: bool) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let shm = Path::new("/dev/shm");
+    let in_memory = fs::metadata(shm).is_ok_and(|m| m.is_dir() && m.mode() & 0o1777 == 0o1777);
+    if !durable && in_memory {
+        shm.to_path_buf()
+    } else {
+        local.temp_dir.clone()
+    }
 }
 
 /// Copies the template with `cp -a`, which keeps modes and (as root) owners.

@@ -51,6 +51,36 @@ impl Cluster {
         Cluster { server }
     }
 
+    /// A cluster copied from a snapshot made once by `prepare` (see
+    /// [`TestCluster::start_prepared`]), keyed by this test binary (its
+    /// path, size and modification time: a rebuild makes a new snapshot)
+    /// and the contents of the files under `inputs`.
+    pub fn start_prepared(name: &str, inputs: &[&Path], prepare: impl FnOnce(&Cluster)) -> Cluster {
+        let mut key = Vec::new();
+        let exe = std::env::current_exe().unwrap();
+        let meta = std::fs::metadata(&exe).unwrap();
+        let modified = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+        key.extend(format!("{}|{}|{}", exe.display(), meta.len(), modified.as_nanos()).bytes());
+        for input in inputs {
+            let mut files: Vec<PathBuf> = walk(input).into_iter().filter(|p| p.is_file()).collect();
+            files.sort();
+            for file in files {
+                key.extend(file.display().to_string().bytes());
+                key.extend(std::fs::read(&file).unwrap());
+            }
+        }
+        let key =
+            key.iter().fold(0xcbf29ce484222325u64, |hash, byte| (hash ^ *byte as u64).wrapping_mul(0x100000001b3));
+        let options = ClusterOptions { settings: vec![("autovacuum".into(), "off".into())], ..Default::default() };
+        let server = TestCluster::start_prepared(options, name, key, |server| {
+            let kit = Cluster { server };
+            prepare(&kit);
+            Ok(kit.server)
+        })
+        .unwrap();
+        Cluster { server }
+    }
+
     pub fn port(&self) -> u16 {
         self.server.port()
     }
@@ -185,4 +215,15 @@ pub fn refusals(error: &anyhow::Error) -> Vec<roles::Refusal> {
         Some(refused) => refused.refusals.clone(),
         None => panic!("db-provision failed, but not with refusals: {error:#}"),
     }
+}
+
+/// Every path under `dir`, `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
 }

@@ -19,13 +19,18 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Provisioned and migrated with the app's migrations.
+    /// Provisioned and migrated with the app's migrations: a copy of a
+    /// cluster this test binary provisioned and migrated once.
     pub fn migrated() -> Fixture {
-        let fixture = Fixture::provisioned();
-        let folder = drizzle::folder::read(&fixture.migrations).unwrap();
-        let config = drizzle::Config::new(fixture.env().migration().unwrap());
-        drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap();
-        fixture
+        let migrations = repo_root().join("platform/db/migrations");
+        let kit = Cluster::start_prepared("audit-migrated", &[&migrations], |kit| {
+            let env = Fixture::env_of(kit, &[]);
+            roles::provision(&env.provisioning().unwrap(), &roles::Options::default(), &mut roles::Quiet).unwrap();
+            let folder = drizzle::folder::read(&migrations).unwrap();
+            let config = drizzle::Config::new(env.migration().unwrap());
+            drizzle::migrate_builtin(&config, &folder, false, &mut drizzle::Silent).unwrap();
+        });
+        Fixture { kit, migrations, extra: Vec::new() }
     }
 
     pub fn provisioned() -> Fixture {
@@ -52,9 +57,13 @@ impl Fixture {
     /// The server, the admin and the three DSNs (no role pieces), with
     /// this fixture's extra variables.
     pub fn env(&self) -> EnvVars {
-        let mut pairs = self.kit.server_vars(DB);
-        pairs.extend(self.kit.dsn_vars(DB));
-        pairs.extend(self.extra.iter().cloned());
+        Fixture::env_of(&self.kit, &self.extra)
+    }
+
+    fn env_of(kit: &Cluster, extra: &[(String, String)]) -> EnvVars {
+        let mut pairs = kit.server_vars(DB);
+        pairs.extend(kit.dsn_vars(DB));
+        pairs.extend(extra.iter().cloned());
         testkit::env_of(&pairs)
     }
 
