@@ -15,6 +15,7 @@ pub mod filecheck;
 pub mod invariants;
 pub mod keys;
 mod names;
+pub mod peer;
 pub mod pooling;
 mod secret;
 pub mod targets;

@@ -26,16 +26,15 @@ pub enum Pooling {
 }
 
 /// Opens a session through `dsn` (as `config` says) and learns, before it
-/// sets anything, whether it has a server backend of its own (see
-/// [`own_backend`]); the second session is opened beside it.
+/// sets anything, whether it has a server backend of its own: at once when
+/// the backend's client is this process's own socket (nothing between
+/// them, [`crate::peer`]), else by the watch of [`own_backend`].
 pub fn connect_own_backend(dsn: &Dsn, var: &str, config: postgres::Config, what: &str) -> Result<Client> {
-    let other = {
-        let (dsn, var) = (dsn.clone(), var.to_string());
-        std::thread::spawn(move || crate::connect_unpinned(&dsn, &var, crate::pg_config(&dsn)))
-    };
-    let held = crate::connect_unpinned(dsn, var, config);
-    let other = other.join().map_err(|_| anyhow::format_err!("BUG: the second session's thread panicked"))?;
-    let (mut held, mut other) = (held?, other?);
+    let mut held = crate::connect_unpinned(dsn, var, config)?;
+    if crate::peer::talks_to_us(&mut held)? {
+        return settle(held, Pooling::Session, dsn, var, what);
+    }
+    let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
     let found = watch(&mut held, &mut other)?;
     // Closing the second session costs a round trip nobody waits for.
     std::thread::spawn(move || drop(other));
@@ -50,6 +49,9 @@ pub fn connect_own_backend(dsn: &Dsn, var: &str, config: postgres::Config, what:
 /// one) or moves a client between backends. Refused then, naming `what`
 /// needs one session; otherwise returned with its search path pinned.
 pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result<Client> {
+    if crate::peer::talks_to_us(&mut held)? {
+        return settle(held, Pooling::Session, dsn, var, what);
+    }
     let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
     let found = watch(&mut held, &mut other)?;
     settle(held, found, dsn, var, what)
@@ -59,6 +61,9 @@ pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result
 /// first is returned as it is (unpinned: fully qualified queries only).
 pub fn pooling_and_session(dsn: &Dsn, var: &str) -> Result<(Pooling, Client)> {
     let mut held = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
+    if crate::peer::talks_to_us(&mut held)? {
+        return Ok((Pooling::Session, held));
+    }
     let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
     Ok((watch(&mut held, &mut other)?, held))
 }
