@@ -61,6 +61,9 @@ pub struct CheckConfig {
     /// `--primary-env`: on a standby, compare the audited catalogs with
     /// this primary's.
     pub primary: Option<primary::PrimaryDsn>,
+    /// The database every DSN reached when the routes were settled: the
+    /// catalog session must reach it too.
+    pub reached: Option<dbenv::pooling::Identity>,
 }
 
 /// The direct twins of the check's DSNs (see [`CheckConfig::direct`]).
@@ -106,6 +109,7 @@ impl CheckConfig {
             exemptions,
             write_probes: true,
             primary: None,
+            reached: None,
         })
     }
 
@@ -138,6 +142,15 @@ fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Ca
     let model = &config.model;
     let (catalog_dsn, catalog_var) = config.catalog_dsn();
     let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
+    if let Some(reached) = &config.reached {
+        let here = dbenv::pooling::Identity::read(&mut client)?;
+        if here != *reached {
+            anyhow::bail!(
+                "{catalog_var} reached {here} to read the catalogs, but {reached} before: the DSN leads to more than \
+                 one server (several hosts, a load balancer). Point it at one server"
+            );
+        }
+    }
     roles::snapshot::prepare_session(&mut client, Purpose::Audit)?;
     let how = roles::snapshot::Read { purpose: Purpose::Audit, login_dsn: None, can_silence_log: false };
     let snapshot = roles::snapshot::read(&mut client, None, model, how)?;

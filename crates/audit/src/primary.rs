@@ -37,79 +37,113 @@ use crate::report::CheckSummary;
 /// when the check began, before the catalogs are compared anyway.
 pub const REPLAY_WAIT: Duration = Duration::from_secs(5);
 
-/// Every catalog the audit reads, as the rows that are compared. `TABLE`
-/// compares whole rows; the others leave out what the server updates in
-/// place or does not replicate.
-const CATALOGS: &[(&str, &str)] = &[
-    (
+/// Every catalog the audit reads, as the rows that are compared: a
+/// table's rows with their `xmin` (equal on a physical standby; any change,
+/// even one undone later, writes a new row version), a view's (no `xmin`)
+/// as they read. `*` compares whole rows; the others leave out what the
+/// server updates in place or does not replicate.
+const CATALOGS: &[Catalog] = &[
+    Catalog::view(
         "pg_roles",
-        "SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, \
-                rolbypassrls, rolconnlimit, rolvaliduntil, rolconfig FROM pg_catalog.pg_roles",
+        "oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, \
+         rolconnlimit, rolvaliduntil, rolconfig",
     ),
-    ("pg_auth_members", "TABLE pg_catalog.pg_auth_members"),
-    (
-        "pg_database",
-        "SELECT oid, datname, datdba, encoding, datistemplate, datallowconn, datconnlimit, datacl \
-         FROM pg_catalog.pg_database",
-    ),
-    ("pg_db_role_setting", "TABLE pg_catalog.pg_db_role_setting"),
-    ("pg_tablespace", "SELECT oid, spcname, spcowner, spcacl, spcoptions FROM pg_catalog.pg_tablespace"),
-    ("pg_shdepend", "TABLE pg_catalog.pg_shdepend"),
-    ("pg_namespace", "TABLE pg_catalog.pg_namespace"),
-    (
+    Catalog::view("pg_user_mappings", "*"),
+    Catalog::table("pg_database", "oid, datname, datdba, encoding, datistemplate, datallowconn, datconnlimit, datacl"),
+    Catalog::table("pg_tablespace", "oid, spcname, spcowner, spcacl, spcoptions"),
+    Catalog::table(
         "pg_class",
-        "SELECT oid, relname, relnamespace, reltype, reloftype, relowner, relam, reltablespace, relkind, \
-                relpersistence, relisshared, relnatts, relchecks, relrowsecurity, relforcerowsecurity, \
-                relispartition, relreplident, relacl, reloptions, relpartbound FROM pg_catalog.pg_class",
+        "oid, relname, relnamespace, reltype, reloftype, relowner, relam, reltablespace, relkind, relpersistence, \
+         relisshared, relnatts, relchecks, relrowsecurity, relforcerowsecurity, relispartition, relreplident, relacl, \
+         reloptions, relpartbound",
     ),
-    ("pg_attribute", "TABLE pg_catalog.pg_attribute"),
-    ("pg_attrdef", "TABLE pg_catalog.pg_attrdef"),
-    ("pg_constraint", "TABLE pg_catalog.pg_constraint"),
-    ("pg_index", "TABLE pg_catalog.pg_index"),
-    ("pg_inherits", "TABLE pg_catalog.pg_inherits"),
-    ("pg_policy", "TABLE pg_catalog.pg_policy"),
-    ("pg_trigger", "TABLE pg_catalog.pg_trigger"),
-    ("pg_event_trigger", "TABLE pg_catalog.pg_event_trigger"),
-    ("pg_rewrite", "TABLE pg_catalog.pg_rewrite"),
-    ("pg_proc", "TABLE pg_catalog.pg_proc"),
-    ("pg_aggregate", "TABLE pg_catalog.pg_aggregate"),
-    ("pg_language", "TABLE pg_catalog.pg_language"),
-    ("pg_type", "TABLE pg_catalog.pg_type"),
-    ("pg_range", "TABLE pg_catalog.pg_range"),
-    ("pg_operator", "TABLE pg_catalog.pg_operator"),
-    ("pg_opclass", "TABLE pg_catalog.pg_opclass"),
-    ("pg_opfamily", "TABLE pg_catalog.pg_opfamily"),
-    ("pg_collation", "TABLE pg_catalog.pg_collation"),
-    ("pg_conversion", "TABLE pg_catalog.pg_conversion"),
-    ("pg_ts_config", "TABLE pg_catalog.pg_ts_config"),
-    ("pg_ts_dict", "TABLE pg_catalog.pg_ts_dict"),
-    ("pg_statistic_ext", "TABLE pg_catalog.pg_statistic_ext"),
-    ("pg_extension", "TABLE pg_catalog.pg_extension"),
-    ("pg_foreign_data_wrapper", "TABLE pg_catalog.pg_foreign_data_wrapper"),
-    ("pg_foreign_server", "TABLE pg_catalog.pg_foreign_server"),
-    ("pg_foreign_table", "TABLE pg_catalog.pg_foreign_table"),
-    ("pg_user_mappings", "TABLE pg_catalog.pg_user_mappings"),
-    ("pg_default_acl", "TABLE pg_catalog.pg_default_acl"),
-    ("pg_init_privs", "TABLE pg_catalog.pg_init_privs"),
-    ("pg_largeobject_metadata", "TABLE pg_catalog.pg_largeobject_metadata"),
-    ("pg_depend", "TABLE pg_catalog.pg_depend"),
+    Catalog::table("pg_auth_members", "*"),
+    Catalog::table("pg_db_role_setting", "*"),
+    Catalog::table("pg_shdepend", "*"),
+    Catalog::table("pg_shdescription", "*"),
+    Catalog::table("pg_namespace", "*"),
+    Catalog::table("pg_attribute", "*"),
+    Catalog::table("pg_attrdef", "*"),
+    Catalog::table("pg_constraint", "*"),
+    Catalog::table("pg_index", "*"),
+    Catalog::table("pg_inherits", "*"),
+    Catalog::table("pg_policy", "*"),
+    Catalog::table("pg_trigger", "*"),
+    Catalog::table("pg_event_trigger", "*"),
+    Catalog::table("pg_rewrite", "*"),
+    Catalog::table("pg_proc", "*"),
+    Catalog::table("pg_aggregate", "*"),
+    Catalog::table("pg_language", "*"),
+    Catalog::table("pg_type", "*"),
+    Catalog::table("pg_range", "*"),
+    Catalog::table("pg_operator", "*"),
+    Catalog::table("pg_opclass", "*"),
+    Catalog::table("pg_opfamily", "*"),
+    Catalog::table("pg_collation", "*"),
+    Catalog::table("pg_conversion", "*"),
+    Catalog::table("pg_ts_config", "*"),
+    Catalog::table("pg_ts_dict", "*"),
+    Catalog::table("pg_statistic_ext", "*"),
+    Catalog::table("pg_extension", "*"),
+    Catalog::table("pg_foreign_data_wrapper", "*"),
+    Catalog::table("pg_foreign_server", "*"),
+    Catalog::table("pg_foreign_table", "*"),
+    Catalog::table("pg_default_acl", "*"),
+    Catalog::table("pg_init_privs", "*"),
+    Catalog::table("pg_largeobject_metadata", "*"),
+    Catalog::table("pg_depend", "*"),
+    Catalog::table("pg_description", "*"),
 ];
 
 /// Catalogs that exist from a major on.
-const SINCE: &[(u32, &str, &str)] = &[(150_000, "pg_parameter_acl", "TABLE pg_catalog.pg_parameter_acl")];
+const SINCE: &[(u32, Catalog)] = &[(150_000, Catalog::table("pg_parameter_acl", "*"))];
+
+/// One catalog and the columns of it that are compared.
+#[derive(Clone, Copy)]
+struct Catalog {
+    name: &'static str,
+    columns: &'static str,
+    view: bool,
+}
+
+impl Catalog {
+    const fn table(name: &'static str, columns: &'static str) -> Catalog {
+        Catalog { name, columns, view: false }
+    }
+
+    const fn view(name: &'static str, columns: &'static str) -> Catalog {
+        Catalog { name, columns, view: true }
+    }
+
+    /// The rows compared, as a query.
+    fn rows(self) -> String {
+        let (name, columns) = (self.name, self.columns);
+        let columns = if columns == "*" {
+            "c.*".to_string()
+        } else {
+            columns.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ")
+        };
+        if self.view {
+            format!("SELECT {columns} FROM pg_catalog.{name} c")
+        } else {
+            format!("SELECT c.xmin, {columns} FROM pg_catalog.{name} c")
+        }
+    }
+}
 
 /// What the text of a catalog row depends on, pinned for the transaction
 /// only (the session may be a pooler's).
 const PINNED: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
                       SET LOCAL search_path = pg_catalog; SET LOCAL TimeZone = 'UTC'; \
                       SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; \
-                      SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'";
+                      SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; \
+                      SET LOCAL quote_all_identifiers = off";
 
-/// One catalog's rows and their md5.
+/// One catalog's rows and their SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Part {
     rows: u64,
-    md5: String,
+    sha256: String,
 }
 
 /// The digest of one server's catalogs.
@@ -117,15 +151,18 @@ struct Part {
 struct Digest(BTreeMap<String, Part>);
 
 fn digest_sql(server_version_num: u32) -> String {
-    let since = SINCE.iter().filter(|(from, _, _)| server_version_num >= *from).map(|(_, name, sql)| (*name, *sql));
+    let since = SINCE.iter().filter(|(from, _)| server_version_num >= *from).map(|(_, catalog)| *catalog);
     CATALOGS
         .iter()
         .copied()
         .chain(since)
-        .map(|(name, rows)| {
+        .map(|catalog| {
             format!(
-                "SELECT '{name}', pg_catalog.count(*), pg_catalog.md5(COALESCE(pg_catalog.string_agg(x::pg_catalog.text, \
-                 E'\\n' ORDER BY x::pg_catalog.text COLLATE pg_catalog.\"C\"), '')) FROM ({rows}) x"
+                "SELECT '{}', pg_catalog.count(*), pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(\
+                 COALESCE(pg_catalog.string_agg(x::pg_catalog.text, E'\\n' ORDER BY x::pg_catalog.text COLLATE \
+                 pg_catalog.\"C\"), ''), 'UTF8')), 'hex') FROM ({}) x",
+                catalog.name,
+                catalog.rows()
             )
         })
         .collect::<Vec<_>>()
@@ -153,7 +190,7 @@ fn digest(client: &mut Client) -> Result<Digest> {
     let mut parts = BTreeMap::new();
     for row in found? {
         let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        parts.insert(text(0), Part { rows: text(1).parse().unwrap_or_default(), md5: text(2) });
+        parts.insert(text(0), Part { rows: text(1).parse().unwrap_or_default(), sha256: text(2) });
     }
     Ok(Digest(parts))
 }
@@ -232,10 +269,31 @@ fn begin(primary: &PrimaryDsn, standby: &Dsn, var: &str, at: &Identity) -> Resul
             at.database_oid
         );
     }
+    let mut s = dbenv::connect_unpinned(standby, var, dbenv::pg_config(standby))?;
+    // The digests must describe the server the audit reads (a DSN may name
+    // several hosts, or a balancer) and a standby of this very primary.
+    let here = Identity::read(&mut s)?;
+    if here != *at {
+        bail!(
+            "--primary-env: a second session through {var} reached {here}, not {at}: the DSN leads to more than one \
+             server (several hosts, a load balancer), so what the audit read cannot be compared. Point {var} at one \
+             standby"
+        );
+    }
+    let system = "SELECT system_identifier::pg_catalog.text FROM pg_catalog.pg_control_system()";
+    let (ours, theirs) = (dbenv::pooling::simple_row(&mut s, system)?, dbenv::pooling::simple_row(&mut p, system)?);
+    if ours != theirs {
+        bail!(
+            "--primary-env: {described} reaches a cluster with system identifier {}, but the standby's is {}: it \
+             is not the primary this standby replays from (another cluster with the same databases, or a former \
+             primary after a failover). Name the env file of the current primary",
+            theirs[0].as_deref().unwrap_or("?"),
+            ours[0].as_deref().unwrap_or("?")
+        );
+    }
     let lsn = dbenv::pooling::simple_row(&mut p, "SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text")?;
     let primary_lsn = lsn[0].clone().unwrap_or_default();
     let target = parse_lsn(&primary_lsn).with_context(|| format!("BUG: an LSN `{primary_lsn}`"))?;
-    let mut s = dbenv::connect_unpinned(standby, var, dbenv::pg_config(standby))?;
     let started = Instant::now();
     let caught_up = loop {
         let replayed =
@@ -332,8 +390,11 @@ mod tests {
         let old = digest_sql(130_000);
         let new = digest_sql(180_000);
         assert!(!old.contains("pg_parameter_acl") && new.contains("pg_parameter_acl"));
-        for (name, _) in CATALOGS {
+        for catalog in CATALOGS {
+            let name = catalog.name;
             assert_eq!(new.matches(&format!("SELECT '{name}'")).count(), 1, "{name}");
+            // A table's rows carry their row version; a view has none.
+            assert_eq!(catalog.rows().contains("c.xmin"), !catalog.view, "{name}");
         }
     }
 }

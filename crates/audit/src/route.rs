@@ -143,6 +143,7 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
         notes.push(standby.describe());
     }
     let Some((_, identity)) = first else { bail!("BUG: a check without a DSN") };
+    settled.reached = Some(identity.clone());
     Ok(Settled { config: settled, notes, standby, identity })
 }
 

@@ -12,7 +12,10 @@
 //! (`/proc/self/net/tcp{,6}`, limited to the sockets among this process's
 //! file descriptors). Anything else (a Unix socket, where the backend sees
 //! no address; a system without `/proc`; NAT between us and the server)
-//! answers "not shown", and the watch runs as before.
+//! answers "not shown", and the watch runs as before. It assumes no device
+//! between us and the server forges our source address and port toward it
+//! (a transparent proxy, `usesrc client`): a pooler doing that would be
+//! taken for a direct connection.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,11 +27,18 @@ use postgres::Client;
 /// socket (one round trip). The session sets nothing: every name is
 /// qualified.
 pub fn talks_to_us(client: &mut Client) -> Result<bool> {
-    let row = crate::pooling::simple_row(
-        client,
-        "SELECT pg_catalog.host(pg_catalog.inet_client_addr()), pg_catalog.inet_client_port(), \
-                pg_catalog.host(pg_catalog.inet_server_addr()), pg_catalog.inet_server_port()",
-    )?;
+    // The simple protocol: no named statement is left on a backend that a
+    // pool may share.
+    let sql = "SELECT pg_catalog.host(pg_catalog.inet_client_addr()), pg_catalog.inet_client_port(), \
+                      pg_catalog.host(pg_catalog.inet_server_addr()), pg_catalog.inet_server_port()";
+    let row: Vec<Option<String>> = client
+        .simple_query(sql)?
+        .into_iter()
+        .find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => Some((0..4).map(|i| row.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .unwrap_or_else(|| vec![None; 4]);
     let end = |addr: &Option<String>, port: &Option<String>| -> Option<SocketAddr> {
         let ip: IpAddr = addr.as_deref()?.parse().ok()?;
         Some(SocketAddr::new(ip.to_canonical(), port.as_deref()?.parse().ok()?))
@@ -72,12 +82,12 @@ fn parse_line(line: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
 }
 
 /// `0100007F:1538` (IPv4) or 32 hex digits and a port (IPv6): the kernel
-/// prints each 32-bit word of the address in host order (little-endian).
+/// prints each 32-bit word of the address as a number in host byte order.
 fn parse_end(text: &str) -> Option<SocketAddr> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let words: Vec<[u8; 4]> = (0..addr.len() / 8)
-        .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok().map(u32::to_le_bytes))
+        .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok().map(u32::to_ne_bytes))
         .collect::<Option<_>>()?;
     let ip = match words.as_slice() {
         [v4] => IpAddr::V4(Ipv4Addr::from(*v4)),

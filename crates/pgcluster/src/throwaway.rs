@@ -84,25 +84,18 @@ impl TestCluster {
         let (_, password) = template(&dir, &bin, user.as_ref())?;
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
+        // The template's password is in the name: a snapshot of an older
+        // template would not let its superuser in.
         let family = format!(
             "pgcluster-template-u{uid}-{}-{:x}-{name}-",
             bin.major,
-            fnv1a(bin.dir.to_string_lossy().as_bytes())
+            fnv1a(format!("{}|{password}", bin.dir.display()).as_bytes())
         );
         let base = dir.join(format!("{family}{key:x}"));
         let lock_path = dir.join(format!("{family}{key:x}.lock"));
-        let _lock = lock(&lock_path)?;
+        let exclusive = lock(&lock_path, libc::LOCK_EX)?.context("BUG: a blocking lock that did not lock")?;
         if !base.join("data").join("PG_VERSION").exists() {
-            for entry in fs::read_dir(&dir)?.flatten() {
-                let path = entry.path();
-                if entry.file_name().to_string_lossy().starts_with(&family) && path != base && path != lock_path {
-                    let _ = if entry.path().is_dir() {
-                        fs::remove_dir_all(entry.path())
-                    } else {
-                        fs::remove_file(entry.path())
-                    };
-                }
-            }
+            remove_other_snapshots(&dir, &family, &base);
             let cluster = TestCluster::start_with(options.clone())?;
             let cluster = prepare(cluster).with_context(|| format!("prepare the `{name}` cluster snapshot"))?;
             let root = cluster.stop_cleanly()?;
@@ -112,7 +105,16 @@ impl TestCluster {
             fs::rename(root.join("data"), base.join("data"))?;
             let _ = fs::remove_dir_all(&root);
         }
-        TestCluster::start_copy(&base.join("data"), password, &dir, bin, user, &options)
+        drop(exclusive);
+        // Copies share the snapshot; the lock is held for the copy only.
+        let shared = lock(&lock_path, libc::LOCK_SH)?.context("BUG: a blocking lock that did not lock")?;
+        if !base.join("data").join("PG_VERSION").exists() {
+            bail!("the `{name}` snapshot `{}` went away while it was being copied", base.display());
+        }
+        let root = new_root(&dir)?;
+        copy_tree(&base.join("data"), &root.join("data"))?;
+        drop(shared);
+        TestCluster::start_in(root, password, bin, user, &options)
     }
 
     fn start_copy(
@@ -125,6 +127,17 @@ impl TestCluster {
     ) -> Result<TestCluster> {
         let root = new_root(dir)?;
         copy_tree(from, &root.join("data"))?;
+        TestCluster::start_in(root, password, bin, user, options)
+    }
+
+    /// Starts the server of `root`, whose `data` is in place.
+    fn start_in(
+        root: PathBuf,
+        password: String,
+        bin: PgBin,
+        user: Option<OsUser>,
+        options: &ClusterOptions,
+    ) -> Result<TestCluster> {
         if let Some(user) = &user {
             user.chown(&root)?;
         }
@@ -329,7 +342,7 @@ fn template(temp_dir: &Path, bin: &PgBin, user: Option<&OsUser>) -> Result<(Path
     let base = temp_dir.join(format!("pgcluster-template-u{uid}-{key}"));
     let data = base.join("data");
     let password_file = base.join("password");
-    let _lock = lock(&temp_dir.join(format!("pgcluster-template-u{uid}-{key}.lock")))?;
+    let _lock = lock(&temp_dir.join(format!("pgcluster-template-u{uid}-{key}.lock")), libc::LOCK_EX)?;
     if !(data.join("PG_VERSION").exists() && password_file.exists()) {
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base)?;
@@ -345,15 +358,38 @@ fn template(temp_dir: &Path, bin: &PgBin, user: Option<&OsUser>) -> Result<(Path
     Ok((data, password))
 }
 
-/// An exclusive `flock` on `path`, released when the file drops.
-fn lock(path: &Path) -> Result<fs::File> {
+/// A `flock` (`LOCK_EX` or `LOCK_SH`, with `LOCK_NB` to try only) on
+/// `path`, released when the file drops; `None` when `LOCK_NB` found it
+/// taken. Lock files are never removed: a process waiting on a removed
+/// one would hold a lock nobody else sees.
+fn lock(path: &Path, how: libc::c_int) -> Result<Option<fs::File>> {
     use std::os::unix::io::AsRawFd;
     let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     // SAFETY: flock on a file descriptor we own; released when `lock` drops.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!("lock `{}`: {}", path.display(), std::io::Error::last_os_error());
+    if unsafe { libc::flock(lock.as_raw_fd(), how) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if how & libc::LOCK_NB != 0 && error.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        bail!("lock `{}`: {error}", path.display());
     }
-    Ok(lock)
+    Ok(Some(lock))
+}
+
+/// Removes the snapshots of `family` other than `keep` that nobody is
+/// making or copying (their lock is free).
+fn remove_other_snapshots(dir: &Path, family: &str, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(family) || name.ends_with(".lock") || path == keep {
+            continue;
+        }
+        if let Ok(Some(_free)) = lock(&dir.join(format!("{name}.lock")), libc::LOCK_EX | libc::LOCK_NB) {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// The directory, binaries and OS user a cluster starts with, after
@@ -371,7 +407,7 @@ fn where_to_start(options: &ClusterOptions) -> Result<(PathBuf, PgBin, Option<Os
 }
 
 /// Where a throwaway cluster lives: in memory (`/dev/shm`, when it is a
-/// world-writable sticky directory) unless it is durable, else in
+/// world-writable sticky directory with 1 GiB free) unless it is durable, else in
 /// `TMPDIR`. Creating a file costs about a millisecond on some virtual
 /// disks, and a cluster is a thousand files: copying one took a second of
 /// system time per test. A durable cluster (the benchmarks, measured
@@ -380,11 +416,28 @@ fn where_to_start(options: &ClusterOptions) -> Result<(PathBuf, PgBin, Option<Os
 fn throwaway_dir(local: &LocalEnv, durable: bool) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let shm = Path::new("/dev/shm");
-    let in_memory = fs::metadata(shm).is_ok_and(|m| m.is_dir() && m.mode() & 0o1777 == 0o1777);
+    let in_memory =
+        fs::metadata(shm).is_ok_and(|m| m.is_dir() && m.mode() & 0o1777 == 0o1777) && free_bytes(shm) >= 1 << 30;
     if !durable && in_memory {
         shm.to_path_buf()
     } else {
         local.temp_dir.clone()
+    }
+}
+
+/// The bytes free for us under `path` (0 when unknown): a container's
+/// `/dev/shm` is often 64 MiB, too small for clusters beside the
+/// servers' own shared memory.
+fn free_bytes(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
+            return 0;
+        }
+        stat.f_bavail as u64 * stat.f_frsize as u64
     }
 }
 

@@ -116,4 +116,16 @@ fn primary_env_fails_a_standby_whose_audited_catalogs_are_not_the_primarys() {
     let output = replica.run(&["db-check", "--json", "--primary-env", &primary_env]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert_eq!(primary_catalogs(&output)["verdict"], "pass", "{}", text(&output));
+
+    // A change undone on the primary is still a difference: the rows it
+    // rewrote are new row versions, whatever their columns say.
+    on_standby.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
+    admin
+        .batch_execute("REVOKE CREATE ON SCHEMA public FROM app_user; GRANT CREATE ON SCHEMA public TO app_user")
+        .unwrap();
+    let output = replica.run(&["db-check", "--json", "--primary-env", &primary_env]);
+    let check = primary_catalogs(&output);
+    assert_eq!(check["verdict"], "FAIL", "{check}");
+    assert!(check["findings"].to_string().contains("pg_namespace"), "{check}");
+    on_standby.batch_execute("SELECT pg_wal_replay_resume()").unwrap();
 }
