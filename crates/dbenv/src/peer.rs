@@ -8,9 +8,9 @@
 //! move the session and the behavioural watch of [`crate::pooling`] (a
 //! second session, a login and eight round trips) is not needed.
 //!
-//! Learnt from the backend's answer and the kernel's socket table
-//! (`/proc/self/net/tcp{,6}`, limited to the sockets among this process's
-//! file descriptors). Anything else (a Unix socket, where the backend sees
+//! Learnt from the backend's answer and this process's own sockets (the
+//! descriptors of `/proc/self/fd`, their `getsockname` and `getpeername`).
+//! Anything else (a Unix socket, where the backend sees
 //! no address; a system without `/proc`; NAT between us and the server)
 //! answers "not shown", and the watch runs as before. It assumes no device
 //! between us and the server forges our source address and port toward it
@@ -49,77 +49,65 @@ pub fn talks_to_us(client: &mut Client) -> Result<bool> {
     Ok(own_tcp_connections().contains(&(client_end, server_end)))
 }
 
-/// The (local, remote) ends of the established TCP connections among this
-/// process's file descriptors; empty when `/proc` says nothing.
+/// The (local, remote) ends of the connected TCP sockets among this
+/// process's file descriptors (`getsockname`, `getpeername`); empty when
+/// `/proc/self/fd` cannot be listed. (The kernel's `/proc/net/tcp` lists
+/// every socket of the machine and took milliseconds to read.)
 fn own_tcp_connections() -> HashSet<(SocketAddr, SocketAddr)> {
-    let inodes: HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_string_lossy().into_owned();
-            target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
-    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
-        .iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .flat_map(|table| table.lines().skip(1).filter_map(parse_line).collect::<Vec<_>>())
-        .filter(|(_, _, inode)| inodes.contains(inode))
-        .map(|(local, remote, _)| (local, remote))
-        .collect()
+    fds.into_iter().filter_map(|fd| Some((end_of(fd, libc::getsockname)?, end_of(fd, libc::getpeername)?))).collect()
 }
 
-/// One established connection of the kernel's table: local, remote, inode.
-fn parse_line(line: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
-    if fields.len() < 10 || fields[3] != "01" {
+type GetName = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+/// One end of `fd` when it is a TCP (stream) socket with an IP address.
+fn end_of(fd: libc::c_int, get: GetName) -> Option<SocketAddr> {
+    let mut kind: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `kind`, which we own;
+    // a descriptor that is no socket (or closed meanwhile) fails.
+    let found = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut kind).cast(), &mut len) };
+    if found != 0 || kind != libc::SOCK_STREAM {
         return None;
     }
-    Some((parse_end(fields[1])?, parse_end(fields[2])?, fields[9].parse().ok()?))
+    // SAFETY: an all-zero sockaddr_storage is valid; `get` writes at most `len` bytes into it.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: as above.
+    if unsafe { get(fd, (&raw mut storage).cast(), &mut len) } != 0 {
+        return None;
+    }
+    from_storage(&storage)
 }
 
-/// `0100007F:1538` (IPv4) or 32 hex digits and a port (IPv6): the kernel
-/// prints each 32-bit word of the address as a number in host byte order.
-fn parse_end(text: &str) -> Option<SocketAddr> {
-    let (addr, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let words: Vec<[u8; 4]> = (0..addr.len() / 8)
-        .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok().map(u32::to_ne_bytes))
-        .collect::<Option<_>>()?;
-    let ip = match words.as_slice() {
-        [v4] => IpAddr::V4(Ipv4Addr::from(*v4)),
-        [a, b, c, d] => {
-            let bytes: Vec<u8> = [a, b, c, d].iter().flat_map(|w| w.iter().copied()).collect();
-            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?))
+/// An IPv4 or IPv6 socket address, IPv4-mapped ones as IPv4 (as the server
+/// prints them).
+fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(v4.sin_port)))
         }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip.to_canonical(), port))
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(IpAddr::V6(ip).to_canonical(), u16::from_be(v6.sin6_port)))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_kernels_table_reads_as_addresses() {
-        let line = "   3: 0100007F:1538 0100007F:D5A2 01 00000000:00000000 00:00000000 00000000   112        0 4242 1";
-        let (local, remote, inode) = parse_line(line).unwrap();
-        assert_eq!(local, "127.0.0.1:5432".parse().unwrap());
-        assert_eq!(remote, "127.0.0.1:54690".parse().unwrap());
-        assert_eq!(inode, 4242);
-        // Listening (0A), not established: not a connection.
-        assert!(parse_line(&line.replace(" 01 ", " 0A ")).is_none());
-        let v6 = "0: 00000000000000000000000001000000:1538 0000000000000000FFFF00000100007F:D5A2 01 0:0 0:0 0 0 0 7 1";
-        let (local, remote, _) = parse_line(v6).unwrap();
-        assert_eq!(local, "[::1]:5432".parse().unwrap());
-        // An IPv4-mapped address is its IPv4 address, as the server prints it.
-        assert_eq!(remote, "127.0.0.1:54690".parse().unwrap());
-        assert!(parse_end("zz:1").is_none() && parse_end("0100007F").is_none());
-    }
 
     #[test]
     fn this_process_sees_its_own_connections() {
