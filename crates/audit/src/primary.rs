@@ -1,26 +1,31 @@
 //! `db-check --primary-env`: on a hot standby, whether the catalogs the
 //! audit read are the primary's. A standby audits the primary's catalogs as
 //! replayed; when it lags (or replays from another primary, or is paused),
-//! "holds" would describe a past state. So the check digests every catalog
+//! "holds" would describe a past state. So the check digests the catalogs
 //! the audit reads, on both servers, and compares them:
 //!
 //! 1. on the primary: it is no standby, it holds the same database (OID and
-//!    name), and where its WAL ends;
-//! 2. on the standby: wait (at most [`REPLAY_WAIT`]) until it has replayed
-//!    that far, then digest its catalogs before the audit and again after
-//!    it (a change between the two means the audit read a moving state);
+//!    name), it is the cluster the standby replays (system identifier), and
+//!    where its WAL ends;
+//! 2. on the standby, on a session that reached the server the routes and
+//!    the audit reached: wait (at most [`REPLAY_WAIT`]) until it has
+//!    replayed that far, then digest its catalogs before the audit and
+//!    again after it (a change between the two means the audit read a
+//!    moving state);
 //! 3. after the audit, digest the primary's catalogs.
 //!
 //! It holds only when the three digests are equal: what the audit read is
 //! what the primary has now. A difference left after the wait is a
 //! difference beyond the replay lag, and fails, naming the catalogs. The
-//! digests are md5 over each catalog's rows as text, read in one
+//! digests are SHA-256 over each catalog's rows as text (a table's with
+//! their `xmin`, so a change undone in between still shows), read in one
 //! repeatable-read, read-only transaction with the settings that shape the
-//! text (search path, time zone, date style, float digits) pinned locally.
-//! Columns the server updates in place (VACUUM's `relpages`, `reltuples`,
-//! `relfrozenxid`, …) are left out: they change without a transaction and
-//! say nothing about privileges. Server settings (`postgresql.conf`) are no
-//! catalog and are not replicated; they are not compared.
+//! text (search path, time zone, date style, float digits, identifier
+//! quoting) pinned locally. Columns the server updates in place (VACUUM's
+//! `relpages`, `reltuples`, `relfrozenxid`, …) are left out: they change
+//! without a transaction and say nothing about privileges. Server settings
+//! (`postgresql.conf`) are no catalog and are not replicated; they are not
+//! compared.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
