@@ -25,15 +25,22 @@ fn caught_up(primary: &TestCluster, standby: &TestCluster) {
     }
 }
 
-#[test]
-fn db_check_on_a_hot_standby_audits_the_catalogs_and_never_counts_read_only_as_denied() {
+/// A provisioned and migrated database `db` on a throwaway primary, a
+/// standby of it caught up, and a project for each.
+fn replicated(db: &str) -> (TestCluster, Project, TestCluster, Project) {
     let primary = TestCluster::start().unwrap();
-    let project = Project::for_cluster(&primary, "replicated");
+    let project = Project::for_cluster(&primary, db);
     assert!(project.run(&["db-provision"]).status.success());
     assert!(project.run(&["db-migrate"]).status.success());
     let standby = primary.standby().unwrap();
     caught_up(&primary, &standby);
-    let replica = Project::for_cluster(&standby, "replicated");
+    let replica = Project::for_cluster(&standby, db);
+    (primary, project, standby, replica)
+}
+
+#[test]
+fn db_check_on_a_hot_standby_audits_the_catalogs_and_never_counts_read_only_as_denied() {
+    let (primary, _project, standby, replica) = replicated("replicated");
 
     let output = replica.run(&["db-check", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
@@ -69,13 +76,7 @@ fn primary_catalogs(output: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn primary_env_fails_a_standby_whose_audited_catalogs_are_not_the_primarys() {
-    let primary = TestCluster::start().unwrap();
-    let project = Project::for_cluster(&primary, "compared");
-    assert!(project.run(&["db-provision"]).status.success());
-    assert!(project.run(&["db-migrate"]).status.success());
-    let standby = primary.standby().unwrap();
-    caught_up(&primary, &standby);
-    let replica = Project::for_cluster(&standby, "compared");
+    let (primary, project, standby, replica) = replicated("compared");
     let primary_env = project.env_local();
 
     // Replaying: the catalogs are the primary's, and the report says so.
