@@ -386,6 +386,23 @@ pub struct Bench {
     /// same run (before and after a change): `--baseline ../before/target/release/xtask`.
     #[arg(long, value_name = "BINARY")]
     pub baseline: Option<std::path::PathBuf>,
+    /// Only these measures (repeatable): while working on one, without the others' minutes.
+    #[arg(long, value_name = "MEASURE")]
+    pub only: Vec<Measure>,
+}
+
+/// A measure of `cargo xtask bench`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    Setup,
+    NoopMigrate,
+    ThreeHundred,
+    MixedBatch,
+    Guard,
+    Fleet,
+    CheckLarge,
+    ConvertLarge,
+    RotateLarge,
 }
 
 #[derive(Args, Debug)]

@@ -137,12 +137,19 @@ struct Catalog {
 }
 
 /// The catalog part: one snapshot (the provisioner's) and the bookkeeping.
-fn audit_catalog(config: &CheckConfig, queries: &count::QueryCount) -> Result<Catalog> {
+/// On `held` when given: the migrator's session the route was learnt on
+/// (it reached that database and has set nothing yet).
+fn audit_catalog(config: &CheckConfig, held: Option<postgres::Client>, queries: &count::QueryCount) -> Result<Catalog> {
     let started = Instant::now();
     let model = &config.model;
     let (catalog_dsn, catalog_var) = config.catalog_dsn();
-    let mut client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
-    if let Some(reached) = &config.reached {
+    let (mut client, reached) = match held {
+        Some(client) => (dbenv::pin(client)?, None),
+        None => {
+            (dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?, config.reached.as_ref())
+        }
+    };
+    if let Some(reached) = reached {
         let here = dbenv::pooling::Identity::read(&mut client)?;
         if here != *reached {
             anyhow::bail!(
@@ -228,7 +235,8 @@ pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: 
     };
     dsn.user = Some(login.to_string());
     dsn.password = Some(password.clone());
-    let found = probes::probe_role(&model, &config.bookkeeping, kind, &dsn, &count::QueryCount::default())?;
+    let targets = (&config.bookkeeping, &probes::Extension::default());
+    let found = probes::probe_role(&model, targets, (kind, &dsn), None, &count::QueryCount::default())?;
     Ok(found.probes)
 }
 
@@ -259,10 +267,12 @@ type SideBySide =
 
 /// The catalog audit and the probes of each role use their own sessions
 /// and run side by side: the server works on one while we wait on another.
-fn side_by_side(config: &CheckConfig, queries: &count::QueryCount) -> SideBySide {
+fn side_by_side(config: &CheckConfig, held: route::Held, queries: &count::QueryCount) -> SideBySide {
     let model = &config.model;
+    let route::Held { runtime, service, migrator } = held;
+    let extension = &probes::Extension::default();
     std::thread::scope(|scope| {
-        let catalog = scope.spawn(|| audit_catalog(config, queries));
+        let catalog = scope.spawn(|| audit_catalog(config, migrator, queries));
         // The RLS tables' rows, read as the service role, unless the app
         // declares no RLS.
         let sampled = scope.spawn(|| {
@@ -277,17 +287,19 @@ fn side_by_side(config: &CheckConfig, queries: &count::QueryCount) -> SideBySide
             trace("rls samples", phase);
             sampled
         });
-        let probes: Vec<_> = [(RoleKind::Runtime, &config.runtime), (RoleKind::Service, &config.service)]
-            .into_iter()
-            .map(|(kind, dsn)| {
-                scope.spawn(move || {
-                    let phase = Instant::now();
-                    let found = probes::probe_role(model, &config.bookkeeping, kind, dsn, queries);
-                    trace(kind.label(), phase);
-                    found
+        let probes: Vec<_> =
+            [(RoleKind::Runtime, &config.runtime, runtime), (RoleKind::Service, &config.service, service)]
+                .into_iter()
+                .map(|(kind, dsn, held)| {
+                    scope.spawn(move || {
+                        let phase = Instant::now();
+                        let found =
+                            probes::probe_role(model, (&config.bookkeeping, extension), (kind, dsn), held, queries);
+                        trace(kind.label(), phase);
+                        found
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let catalog = catalog.join().map_err(|_| anyhow::format_err!("BUG: the catalog audit panicked"));
         let probes: Vec<_> =
             probes.into_iter().map(|h| h.join().map_err(|_| anyhow::format_err!("BUG: a probe panicked"))).collect();
@@ -301,14 +313,14 @@ fn side_by_side(config: &CheckConfig, queries: &count::QueryCount) -> SideBySide
 pub fn check(config: &CheckConfig) -> Result<Report> {
     let started = Instant::now();
     // How each DSN reaches the server, before any session sets anything.
-    let route::Settled { config, notes: route_notes, standby, identity } = route::settle(config)?;
+    let route::Settled { config, notes: route_notes, standby, identity, held } = route::settle(config)?;
     let config = &config;
     let (catalog_dsn, catalog_var) = config.catalog_dsn();
     let comparison = primary::start(config.primary.as_ref(), standby.is_some(), catalog_dsn, catalog_var, &identity)?;
     let model = &config.model;
     let queries = count::QueryCount::default();
     let queries = &queries;
-    let (catalog, probes, sampled) = side_by_side(config, queries);
+    let (catalog, probes, sampled) = side_by_side(config, held, queries);
     let Catalog { mut checks, root, reviewed, used, mut notes, logins, server_version, catalog_queries } = catalog??;
     notes.extend(route_notes);
     if let Some(comparison) = comparison {

@@ -70,7 +70,40 @@ struct Targets {
     bookkeeping_names: Option<(String, String)>,
 }
 
-fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries: &QueryCount) -> Result<Targets> {
+/// An extension the `create-extension` probe may name: available, not
+/// installed, relocatable, needing no other. The same for every role of
+/// the database, and costly to find (the server reads every extension's
+/// control and script files): the first role to need it asks, the others
+/// wait for its answer.
+#[derive(Default)]
+pub(crate) struct Extension(Mutex<Option<Option<String>>>);
+
+impl Extension {
+    fn get(&self, client: &mut Client, queries: &QueryCount) -> Result<Option<String>> {
+        let mut found = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(name) = &*found {
+            return Ok(name.clone());
+        }
+        queries.add(1);
+        let row = client.query_one(
+            "SELECT (SELECT quote_ident(v.name) FROM pg_available_extension_versions v \
+               JOIN pg_available_extensions e ON e.name = v.name AND e.default_version = v.version \
+               WHERE e.installed_version IS NULL AND v.schema IS NULL AND v.relocatable AND v.requires IS NULL \
+               ORDER BY v.trusted DESC, v.name = 'pg_trgm' DESC, v.name = 'citext' DESC, v.name LIMIT 1)",
+            &[],
+        )?;
+        let name: Option<String> = row.get(0);
+        *found = Some(name.clone());
+        Ok(name)
+    }
+}
+
+fn discover(
+    client: &mut Client,
+    model: &Model,
+    (table, extension): (&drizzle::Table, &Extension),
+    queries: &QueryCount,
+) -> Result<Targets> {
     queries.add(1);
     let bookkeeping = table.sql();
     let row = client.query_one(
@@ -92,10 +125,6 @@ fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries:
                    WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') ORDER BY 1 LIMIT 1), \
                 (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c JOIN app n \
                    ON n.oid = c.relnamespace WHERE c.relkind = 'm' ORDER BY 1 LIMIT 1), \
-                (SELECT quote_ident(v.name) FROM pg_available_extension_versions v \
-                   JOIN pg_available_extensions e ON e.name = v.name AND e.default_version = v.version \
-                   WHERE e.installed_version IS NULL AND v.schema IS NULL AND v.relocatable AND v.requires IS NULL \
-                   ORDER BY v.trusted DESC, v.name = 'pg_trgm' DESC, v.name = 'citext' DESC, v.name LIMIT 1), \
                 EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                         WHERE n.nspname = $2 AND c.relname = $3)",
         &[&model.app_schemas, &table.schema, &table.name],
@@ -109,9 +138,9 @@ fn discover(client: &mut Client, model: &Model, table: &drizzle::Table, queries:
         user_type: row.get(4),
         function: row.get(5),
         matview: row.get(6),
-        extension: row.get(7),
-        bookkeeping: row.get::<_, bool>(8).then_some(bookkeeping),
-        bookkeeping_names: row.get::<_, bool>(8).then(|| (table.schema.clone(), table.name.clone())),
+        extension: extension.get(client, queries)?,
+        bookkeeping: row.get::<_, bool>(7).then_some(bookkeeping),
+        bookkeeping_names: row.get::<_, bool>(7).then(|| (table.schema.clone(), table.name.clone())),
     })
 }
 
@@ -414,13 +443,7 @@ enum Held {
 
 /// Runs one probe in its own transaction, rolled back whatever happens,
 /// unless the catalog already answered; tried again when a lock was taken.
-fn run(
-    client: &mut Client,
-    notices: &Arc<Mutex<Vec<String>>>,
-    spec: &Spec,
-    held: Held,
-    queries: &QueryCount,
-) -> (String, Verdict) {
+fn run(client: &mut Client, notices: &Notices, spec: &Spec, held: Held, queries: &QueryCount) -> (String, Verdict) {
     match held {
         Held::Yes => return ("HELD (the catalog shows it; not tried)".into(), Verdict::Fail),
         Held::Unknown => return ("not tried: the catalog could not be asked".into(), Verdict::Inconclusive),
@@ -450,7 +473,7 @@ fn run(
 /// the statement failed with.
 fn run_once(
     client: &mut Client,
-    notices: &Arc<Mutex<Vec<String>>>,
+    notices: &Notices,
     spec: &Spec,
     queries: &QueryCount,
 ) -> (String, Verdict, Option<SqlState>) {
@@ -508,8 +531,14 @@ fn run_once(
     (observed, verdict, code)
 }
 
-/// A session as `kind`, with a notice collector.
-pub(crate) fn connect_as(dsn: &Dsn, var: &str) -> Result<(Client, Arc<Mutex<Vec<String>>>)> {
+/// What a probe session's notices are collected into.
+pub(crate) type Notices = Arc<Mutex<Vec<String>>>;
+
+/// A probe session: the client and its notices.
+pub(crate) type ProbeSession = (Client, Notices);
+
+/// How a probe session connects through `dsn`, and where its notices go.
+pub(crate) fn probe_config(dsn: &Dsn) -> (postgres::Config, Notices) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
     let mut config = dbenv::pg_config(dsn);
@@ -520,6 +549,12 @@ pub(crate) fn connect_as(dsn: &Dsn, var: &str) -> Result<(Client, Arc<Mutex<Vec<
     config.notice_callback(move |notice| {
         sink.lock().unwrap().push(format!("{}: {}", notice.code().code(), notice.message()))
     });
+    (config, notices)
+}
+
+/// A session as `kind`, with a notice collector.
+pub(crate) fn connect_as(dsn: &Dsn, var: &str) -> Result<ProbeSession> {
+    let (config, notices) = probe_config(dsn);
     let client = dbenv::connect_with(dsn, var, config)?;
     Ok((client, notices))
 }
@@ -530,19 +565,25 @@ pub struct RoleProbes {
     pub residuals: Vec<Probe>,
 }
 
-/// Every probe as `kind`, plus the set-based privilege checks run as that role.
-pub fn probe_role(
+/// Every probe as `kind`, plus the set-based privilege checks run as that
+/// role: on `session` when given (opened by [`probe_config`], unpinned and
+/// with nothing set), else on a session of their own.
+pub(crate) fn probe_role(
     model: &Model,
-    bookkeeping: &drizzle::Table,
-    kind: RoleKind,
-    dsn: &Dsn,
+    (bookkeeping, extension): (&drizzle::Table, &Extension),
+    (kind, dsn): (RoleKind, &Dsn),
+    session: Option<ProbeSession>,
     queries: &QueryCount,
 ) -> Result<RoleProbes> {
     let var = kind.dsn_var();
-    let (mut client, notices) = connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?;
+    let (mut client, notices) = match session {
+        // A session that has set nothing yet (the route's), pinned first.
+        Some((client, notices)) => (dbenv::pin(client)?, notices),
+        None => connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?,
+    };
     let role = model.role(kind).name.clone();
     let session = session_probe(&mut client, &role, &model.role(kind).login, queries)?;
-    let targets = discover(&mut client, model, bookkeeping, queries)?;
+    let targets = discover(&mut client, model, (bookkeeping, extension), queries)?;
     let probe = |spec: Spec, held: Held, client: &mut Client, queries: &QueryCount| {
         let (observed, verdict) = run(client, &notices, &spec, held, queries);
         let (sql, expected) = (spec.sql.unwrap_or_default(), spec.expect.text().into());

@@ -16,7 +16,9 @@
 use anyhow::{bail, Result};
 use dbenv::pooling::{Identity, Pooling};
 use dbenv::{keys, Dsn};
+use postgres::Client;
 
+use crate::probes::{probe_config, ProbeSession};
 use crate::CheckConfig;
 
 /// One DSN of the check: its variable, the DSN, its direct twin, and the
@@ -67,6 +69,20 @@ pub struct Settled {
     pub standby: Option<Standby>,
     /// The database every DSN reaches.
     pub identity: Identity,
+    /// The sessions the routes were learnt on, for the check to go on with.
+    pub held: Held,
+}
+
+/// The session each DSN was learnt on, kept where it has a server backend
+/// of its own (directly or through a session pool) and the check goes on
+/// through that DSN: it has set nothing (unpinned, fully qualified reads
+/// only), so it serves as a new session would, one login fewer. The
+/// runtime roles' were opened as their probe sessions are ([`probe_config`]).
+#[derive(Default)]
+pub struct Held {
+    pub runtime: Option<ProbeSession>,
+    pub service: Option<ProbeSession>,
+    pub migrator: Option<Client>,
 }
 
 /// `config` with each DSN that reaches a transaction-mode pooler replaced
@@ -92,7 +108,7 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
         routes.push(Route { var: keys::DATABASE_MIGRATOR_URL, dsn: migrator, direct, spec: &model.migrator });
     }
     // Each DSN's pooling and the database it reaches, side by side.
-    let found: Vec<Result<(Pooling, Identity, Option<Standby>)>> = std::thread::scope(|scope| {
+    let found: Vec<Result<Learnt>> = std::thread::scope(|scope| {
         let handles: Vec<_> = routes.iter().map(|r| scope.spawn(move || learn(r))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("BUG: a route check panicked"))).collect()
     });
@@ -100,9 +116,13 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
     let mut notes = Vec::new();
     let mut first: Option<(&str, Identity)> = None;
     let mut standby = None;
+    let mut held = Held::default();
     for (route, found) in routes.iter().zip(found) {
-        let (pooling, identity, recovery) = found?;
+        let Learnt { pooling, identity, standby: recovery, session } = found?;
         standby = standby.or(recovery);
+        if pooling == Pooling::Session {
+            held.keep(route.var, session);
+        }
         match &first {
             None => first = Some((route.var, identity.clone())),
             Some((var, expected)) => {
@@ -144,7 +164,15 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
     }
     let Some((_, identity)) = first else { bail!("BUG: a check without a DSN") };
     settled.reached = Some(identity.clone());
-    Ok(Settled { config: settled, notes, standby, identity })
+    Ok(Settled { config: settled, notes, standby, identity, held })
+}
+
+/// What [`learn`] found of one DSN, and the session it found it on.
+struct Learnt {
+    pooling: Pooling,
+    identity: Identity,
+    standby: Option<Standby>,
+    session: (Client, Option<crate::probes::Notices>),
 }
 
 /// How a DSN reaches the server, the database it reaches, and whether the
@@ -154,9 +182,17 @@ pub fn settle(config: &CheckConfig) -> Result<Settled> {
 /// for it: a pooler may force another user (`[databases] … user=`) or set
 /// one (`connect_query`). Elsewhere the session probe, run through the very
 /// DSN, reports a session that is not its role as a failure.
-fn learn(route: &Route<'_>) -> Result<(Pooling, Identity, Option<Standby>)> {
+fn learn(route: &Route<'_>) -> Result<Learnt> {
     let (dsn, var) = (route.dsn, route.var);
-    let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var)?;
+    // The runtime roles' sessions are opened as their probes' are.
+    let (config, notices) = match route.var {
+        keys::DATABASE_MIGRATOR_URL => (dbenv::pg_config(dsn), None),
+        _ => {
+            let (config, notices) = probe_config(dsn);
+            (config, Some(notices))
+        }
+    };
+    let (pooling, mut held) = dbenv::pooling::pooling_and_session(dsn, var, config)?;
     let who = dbenv::pooling::simple_row(&mut held, "SELECT session_user, current_user")?;
     let (session, current) = (who[0].as_deref().unwrap_or_default(), who[1].as_deref().unwrap_or_default());
     if pooling == Pooling::Transaction && (session != route.spec.login || current != route.spec.name) {
@@ -179,7 +215,18 @@ fn learn(route: &Route<'_>) -> Result<(Pooling, Identity, Option<Standby>)> {
     )?;
     let standby = (row[0].as_deref() == Some("t"))
         .then(|| Standby { replayed: row[1].clone(), lag_seconds: row[2].as_deref().and_then(|s| s.parse().ok()) });
-    Ok((pooling, identity, standby))
+    Ok(Learnt { pooling, identity, standby, session: (held, notices) })
+}
+
+impl Held {
+    fn keep(&mut self, var: &str, (client, notices): (Client, Option<crate::probes::Notices>)) {
+        match (var, notices) {
+            (keys::DATABASE_MIGRATOR_URL, _) => self.migrator = Some(client),
+            (keys::DATABASE_SERVICE_URL, Some(notices)) => self.service = Some((client, notices)),
+            (_, Some(notices)) => self.runtime = Some((client, notices)),
+            (_, None) => {}
+        }
+    }
 }
 
 impl CheckConfig {

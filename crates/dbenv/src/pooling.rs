@@ -57,15 +57,20 @@ pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result
     settle(held, found, dsn, var, what)
 }
 
-/// How `dsn` reaches the server, from two sessions that set nothing; the
-/// first is returned as it is (unpinned: fully qualified queries only).
-pub fn pooling_and_session(dsn: &Dsn, var: &str) -> Result<(Pooling, Client)> {
-    let mut held = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
+/// How `dsn` reaches the server, from two sessions that set nothing, both
+/// opened as `config` says; the first is returned as it is (unpinned: fully
+/// qualified queries only). Through a session pool or directly it has a
+/// backend of its own: pinned ([`crate::pin`]), it may serve the caller.
+pub fn pooling_and_session(dsn: &Dsn, var: &str, config: postgres::Config) -> Result<(Pooling, Client)> {
+    let mut held = crate::connect_unpinned(dsn, var, config.clone())?;
     if crate::peer::talks_to_us(&mut held)? {
         return Ok((Pooling::Session, held));
     }
-    let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
-    Ok((watch(&mut held, &mut other)?, held))
+    let mut other = crate::connect_unpinned(dsn, var, config)?;
+    let found = watch(&mut held, &mut other)?;
+    // Closing the second session costs a round trip nobody waits for.
+    std::thread::spawn(move || drop(other));
+    Ok((found, held))
 }
 
 /// Which of the two sessions asks, turn by turn (`true`: the held one),

@@ -164,7 +164,7 @@ pub fn execute(
     mut app_db: impl FnMut() -> Result<Client>,
     options: &Options,
     reporter: &mut dyn Reporter,
-) -> Result<()> {
+) -> Result<Option<Client>> {
     let mut app: Option<Client> = None;
     let mut helper: Option<Client> = None;
     let mut asynchronous = false;
@@ -212,7 +212,7 @@ pub fn execute(
         let client = app.as_mut().context("BUG: no app session")?;
         client.batch_execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT;")?;
     }
-    Ok(())
+    Ok(app)
 }
 
 /// Sessions a long phase is spread over; each takes part of the lock budget.

@@ -92,9 +92,9 @@ pub fn provision(settings: &Settings, options: &Options, reporter: &mut dyn Repo
         snapshot::prepare_session(&mut client, Purpose::Provision { read_only: false })?;
         Ok(client)
     };
-    apply::execute(&plan, &mut cluster, open, options, reporter)?;
+    let app = apply::execute(&plan, &mut cluster, open, options, reporter)?;
     trace("apply", started);
-    verify(&mut cluster, settings, &model, silenced)?;
+    verify(&mut cluster, settings, &model, silenced, app)?;
     trace("verify", started);
     check_routed_dsns(settings, true)?;
     Ok(Outcome { plan, applied: true })
@@ -239,9 +239,16 @@ fn tell(snap: &Snapshot, plan: &Plan, silenced: bool, tracked: bool, reporter: &
     }
 }
 
-/// A fresh read must find nothing left to do.
-fn verify(cluster: &mut postgres::Client, settings: &Settings, model: &Model, silenced: bool) -> Result<()> {
-    let after = read_snapshot(cluster, settings, model, false, silenced).context(
+/// A fresh read must find nothing left to do: in new transactions, on the
+/// app database's session the changes ran on when there was one.
+fn verify(
+    cluster: &mut postgres::Client,
+    settings: &Settings,
+    model: &Model,
+    silenced: bool,
+    app: Option<postgres::Client>,
+) -> Result<()> {
+    let after = read_snapshot_on(cluster, settings, model, (false, silenced), app).context(
         "every change committed, but reading the catalogs again to verify them failed; run the command again to verify",
     )?;
     let left = plan::plan(model, &after);
@@ -271,6 +278,18 @@ pub fn read_snapshot(
     read_only: bool,
     silenced: bool,
 ) -> Result<Snapshot> {
+    read_snapshot_on(cluster, settings, model, (read_only, silenced), None)
+}
+
+/// [`read_snapshot`], reading the app database through `app` when given
+/// (an admin session in it, opened as [`read_snapshot`] opens one).
+fn read_snapshot_on(
+    cluster: &mut postgres::Client,
+    settings: &Settings,
+    model: &Model,
+    (read_only, silenced): (bool, bool),
+    app: Option<postgres::Client>,
+) -> Result<Snapshot> {
     let exists = cluster
         .query_typed_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
@@ -279,8 +298,15 @@ pub fn read_snapshot(
         .is_some();
     let db_name = if exists { settings.db_name.as_str() } else { "template1" };
     let db_dsn = settings.admin.dsn.with_dbname(db_name);
-    let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;
-    snapshot::prepare_session(&mut db, Purpose::Provision { read_only })?;
+    // The apply's session was prepared as this one would be.
+    let mut db = match app.filter(|_| exists) {
+        Some(app) => app,
+        None => {
+            let mut db = connect(&db_dsn, "the admin DSN").with_context(|| format!("read database `{db_name}`"))?;
+            snapshot::prepare_session(&mut db, Purpose::Provision { read_only })?;
+            db
+        }
+    };
     let login_dsn = if exists { db_dsn.clone() } else { settings.admin.dsn.clone() };
     let how = snapshot::Read {
         purpose: Purpose::Provision { read_only },

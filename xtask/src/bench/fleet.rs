@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 use pgcluster::{ClusterOptions, TestCluster};
 use postgres::{Client, NoTls};
 
+use super::cpu::Cpu;
 use super::{median, timed, Lab, Row};
 
 const DATABASES: usize = 100;
@@ -69,23 +70,28 @@ fn run_ok(bench: &Lab, command: &str, env: &Path) -> Result<Duration> {
     ours(bench, &[command.as_ref(), "--env-file".as_ref(), env.as_os_str()])
 }
 
+/// The CPU time used so far by both clusters' servers and our children.
+fn cpu(clusters: [&TestCluster; 2]) -> Result<Cpu> {
+    Cpu::now(&[&clusters[0].datadir(), &clusters[1].datadir()])
+}
+
 /// 100 databases: provision then check each, one pair of invocations at a time.
-fn the_loop(bench: &Lab, clusters: [&TestCluster; 2], dir: &Path, run: usize) -> Result<Duration> {
+fn the_loop(bench: &Lab, clusters: [&TestCluster; 2], dir: &Path, run: usize) -> Result<(Duration, Cpu)> {
     let prefix = format!("loop{run}");
     let files = env_files(bench, clusters, dir, &prefix)?;
-    let started = Instant::now();
+    let (started, before) = (Instant::now(), cpu(clusters)?);
     for file in &files {
         run_ok(bench, "db-provision", file)?;
         run_ok(bench, "db-check", file)?;
     }
-    let took = started.elapsed();
+    let took = (started.elapsed(), cpu(clusters)?.since(before));
     drop_databases(clusters, &prefix)?;
     Ok(took)
 }
 
 /// The same 100 databases as one targets file: `db-provision --targets`,
 /// then `db-check --targets`.
-fn the_fleet(bench: &Lab, clusters: [&TestCluster; 2], dir: &Path, run: usize) -> Result<Duration> {
+fn the_fleet(bench: &Lab, clusters: [&TestCluster; 2], dir: &Path, run: usize) -> Result<(Duration, Cpu)> {
     let prefix = format!("fleet{run}");
     let files = env_files(bench, clusters, dir, &prefix)?;
     let mut targets = String::new();
@@ -94,11 +100,11 @@ fn the_fleet(bench: &Lab, clusters: [&TestCluster; 2], dir: &Path, run: usize) -
     }
     let targets_file = dir.join(format!("{prefix}.toml"));
     std::fs::write(&targets_file, targets)?;
-    let started = Instant::now();
+    let (started, before) = (Instant::now(), cpu(clusters)?);
     for command in ["db-provision", "db-check"] {
         ours(bench, &[command.as_ref(), "--targets".as_ref(), targets_file.as_os_str()])?;
     }
-    let took = started.elapsed();
+    let took = (started.elapsed(), cpu(clusters)?.since(before));
     drop_databases(clusters, &prefix)?;
     Ok(took)
 }
@@ -116,7 +122,9 @@ pub fn fleet_row(bench: &Lab, runs: usize) -> Result<Row> {
         looped.push(the_loop(bench, clusters, dir.path(), run)?);
         fleet.push(the_fleet(bench, clusters, dir.path(), run)?);
     }
-    let (looped, fleet) = (median(looped), median(fleet));
+    let (loop_cpu, fleet_cpu) = (median_cpu(&looped), median_cpu(&fleet));
+    let (looped, fleet) =
+        (median(looped.into_iter().map(|r| r.0).collect()), median(fleet.into_iter().map(|r| r.0).collect()));
     let ratio = fleet.as_secs_f64() / looped.as_secs_f64();
     Ok(Row::new(
         "db-provision + db-check, 100 new databases on two clusters, --targets (default parallelism)",
@@ -124,5 +132,32 @@ pub fn fleet_row(bench: &Lab, runs: usize) -> Result<Row> {
         Some(looped),
         (fleet, None),
     )
-    .target(format!("≤ 0.4× the loop: {ratio:.2}×"), ratio <= 0.4))
+    .target(format!("≤ 0.4× the loop: {ratio:.2}×"), ratio <= 0.4)
+    .note(cpu_note(loop_cpu, fleet_cpu, looped)))
+}
+
+/// The median CPU time of the runs (by their total).
+fn median_cpu(runs: &[(Duration, Cpu)]) -> Cpu {
+    let mut cpus: Vec<Cpu> = runs.iter().map(|r| r.1).collect();
+    cpus.sort_by_key(|c| c.total());
+    cpus[cpus.len() / 2]
+}
+
+/// Where the time went, per database, and the least time the fleet's CPU
+/// work allows on this machine's cores.
+fn cpu_note(looped: Cpu, fleet: Cpu, loop_time: Duration) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_db = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0 / DATABASES as f64);
+    let floor = fleet.total().as_secs_f64() / cores as f64;
+    format!(
+        "CPU per database (medians): the loop {} (server {}, our processes {}), the fleet {} (server {}, ours {}); \
+         on {cores} cores the fleet's CPU work alone takes at least {floor:.2} s, {:.2}× the loop",
+        per_db(looped.total()),
+        per_db(looped.server),
+        per_db(looped.client),
+        per_db(fleet.total()),
+        per_db(fleet.server),
+        per_db(fleet.client),
+        floor / loop_time.as_secs_f64()
+    )
 }

@@ -4,6 +4,7 @@
 //! (`cargo` adds 70-100 ms to every `cargo xtask` call), as drizzle-kit is
 //! timed through `node …/bin.cjs`, not `npx`. Medians of several runs.
 
+mod cpu;
 mod fixtures;
 mod fleet;
 
@@ -18,7 +19,7 @@ use postgres::{Client, NoTls};
 use xshell::cmd;
 
 use crate::context::Context as Ctx;
-use crate::flags;
+use crate::flags::{self, Measure};
 
 struct Row {
     measure: String,
@@ -190,6 +191,9 @@ impl Lab<'_> {
 pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
     let sh = &ctx.sh;
     let runs = flags.runs.max(1);
+    if flags.only.contains(&Measure::RotateLarge) && !flags.only.contains(&Measure::CheckLarge) {
+        bail!("--only rotate-large rotates the roles on check-large's database: add --only check-large");
+    }
     println!("==> building the release binary");
     cmd!(sh, "cargo build --release --locked -q -p xtask").run()?;
     let root = ctx.root.clone();
@@ -208,21 +212,39 @@ pub fn run(flags: flags::Bench, ctx: &Ctx) -> Result<ExitCode> {
     let machine = machine();
     println!("==> PostgreSQL {} with default settings, {runs} runs per measure, on {machine}", cluster.bin.major);
     let mut rows = Vec::new();
+    let wanted = |measure: Measure| flags.only.is_empty() || flags.only.contains(&measure);
+    let large = |measure: Measure| wanted(measure) && (!flags.quick || flags.only.contains(&measure));
 
-    rows.push(setup_from_nothing(&bench, &cluster.bin, runs)?);
+    if wanted(Measure::Setup) {
+        rows.push(setup_from_nothing(&bench, &cluster.bin, runs)?);
+    }
     let app = root.join("platform/db/migrations");
     bench.ours("bench", &["db-provision"])?.output()?;
     timed(&mut bench.ours("bench", &["db-migrate", "--migrations-dir", &text(&app)])?)?;
-    rows.push(noop_migrate(&bench, &app, runs)?);
-    rows.push(three_hundred(&bench, runs)?);
-    rows.push(mixed_batch(&bench, runs)?);
-    rows.push(guard_scan(&bench, runs)?);
-    rows.push(guard_scan_app(&bench, runs)?);
-    rows.push(fleet::fleet_row(&bench, runs)?);
-    if !flags.quick {
+    if wanted(Measure::NoopMigrate) {
+        rows.push(noop_migrate(&bench, &app, runs)?);
+    }
+    if wanted(Measure::ThreeHundred) {
+        rows.push(three_hundred(&bench, runs)?);
+    }
+    if wanted(Measure::MixedBatch) {
+        rows.push(mixed_batch(&bench, runs)?);
+    }
+    if wanted(Measure::Guard) {
+        rows.push(guard_scan(&bench, runs)?);
+        rows.push(guard_scan_app(&bench, runs)?);
+    }
+    if wanted(Measure::Fleet) {
+        rows.push(fleet::fleet_row(&bench, runs)?);
+    }
+    if large(Measure::CheckLarge) {
         rows.push(check_ten_thousand(&bench, runs)?);
+    }
+    if large(Measure::ConvertLarge) {
         rows.extend(convert_ten_thousand(&bench, runs)?);
-        // Last: rotating the cluster's roles changes the passwords every other measure logs in with.
+    }
+    // Last: rotating the cluster's roles changes the passwords every other measure logs in with.
+    if large(Measure::RotateLarge) {
         rows.extend(rotate_ten_thousand(&bench, runs)?);
     }
     print_rows(&rows, flags.baseline.is_some());

@@ -127,3 +127,41 @@ fn a_private_table_and_a_revoked_materialized_view_hold_as_declared() {
         "{found:?}"
     );
 }
+
+/// The logins the server logged for database `db` after `from` bytes of
+/// its log: `(user, application_name)`.
+fn logins_after(log: &str, from: usize, db: &str) -> Vec<String> {
+    log[from..]
+        .lines()
+        .filter_map(|line| line.split("connection authorized: ").nth(1))
+        .filter(|rest| rest.contains(&format!("database={db}")))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_check_logs_in_once_per_dsn_and_twice_more_for_the_tenancy_proofs() {
+    let fx = Fixture::migrated();
+    let mut admin = fx.kit.admin("postgres");
+    admin.batch_execute("ALTER SYSTEM SET log_connections = on").unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // A session forked after the postmaster reloaded sees it on.
+    while fx.kit.admin("postgres").query_one("SHOW log_connections", &[]).unwrap().get::<_, String>(0) != "on" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let from = fx.kit.server.log().len();
+    let report = fx.check();
+    assert!(report.holds(), "{}", report.to_text());
+    let mut logins = logins_after(&fx.kit.server.log(), from, crate::common::DB);
+    logins.sort();
+    // Each DSN's route session goes on to the catalog audit (the migrator's)
+    // and the probes (the runtime roles'); the service role samples the
+    // tenant tables on one more, and the tenancy proofs need a runtime
+    // session that has never set the tenant.
+    assert_eq!(
+        logins,
+        ["user=app_migrator", "user=app_service", "user=app_service", "user=app_user", "user=app_user"],
+        "{}",
+        &fx.kit.server.log()[from..]
+    );
+}

@@ -294,3 +294,29 @@ fn two_runs_at_once_both_succeed() {
     // One did the work; the other waited for the lock and found nothing to do.
     assert_eq!(applied.iter().filter(|a| **a).count(), 1, "{applied:?}");
 }
+
+/// The databases the server logged logins to after `from` bytes of its
+/// log, sorted.
+fn logins_after(log: &str, from: usize) -> Vec<String> {
+    let mut found: Vec<String> = log[from..]
+        .lines()
+        .filter_map(|line| line.split("connection authorized: ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().find(|w| w.starts_with("database=")).map(str::to_string))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_new_database_takes_three_logins_and_a_converged_one_two() {
+    let fx = Fixture::with_settings(&[("log_connections", "on")]);
+    let from = fx.kit.server.log().len();
+    assert!(fx.provision().applied);
+    // The cluster's, template1's (what the new database will hold), and the
+    // new database's: its changes and their verification share a session.
+    let db = format!("database={DB}");
+    assert_eq!(logins_after(&fx.kit.server.log(), from), [db.as_str(), "database=postgres", "database=template1"]);
+    let from = fx.kit.server.log().len();
+    assert!(!fx.provision().applied);
+    assert_eq!(logins_after(&fx.kit.server.log(), from), [db.as_str(), "database=postgres"]);
+}
