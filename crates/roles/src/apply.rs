@@ -182,7 +182,7 @@ pub fn execute(
             reporter.phase(phase, steps.len(), steps.len());
             for step in &steps {
                 for sql in &step.statements {
-                    client.batch_execute(&sql.text()).map_err(|e| describe_error(e, sql))?;
+                    client.batch_execute(&sql.text()).map_err(|e| template_in_use(describe_error_ref(&e, sql), &e))?;
                 }
                 reporter.applied(step);
             }
@@ -417,7 +417,25 @@ fn locate_failure(client: &mut Client, statements: &[&Statement], lock_timeout: 
 }
 
 fn describe_error(error: postgres::Error, sql: &Statement) -> anyhow::Error {
-    format_err!("{}\n  statement: {sql}", pg_message(&error))
+    describe_error_ref(&error, sql)
+}
+
+fn describe_error_ref(error: &postgres::Error, sql: &Statement) -> anyhow::Error {
+    format_err!("{}\n  statement: {sql}", pg_message(error))
+}
+
+/// `CREATE DATABASE` copies its template, which no other session may use
+/// while it does (the server waits 5 s for them to leave, then refuses).
+fn template_in_use(described: anyhow::Error, error: &postgres::Error) -> anyhow::Error {
+    if error.code() != Some(&SqlState::OBJECT_IN_USE) {
+        return described;
+    }
+    described.context(
+        "the new database is a copy of its template (template1), and PostgreSQL copies it only while no other \
+         session is connected to it: a tool or a person connected there blocks it (see `SELECT pid, usename, \
+         application_name FROM pg_stat_activity WHERE datname = 'template1'`). Nothing in the app database was \
+         changed; run again once they have left",
+    )
 }
 
 /// `message (SQLSTATE xxxxx)`, with detail and hint when the server sent them.

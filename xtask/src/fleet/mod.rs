@@ -26,11 +26,13 @@ use crate::context::Context;
 use crate::flags::FleetFlags;
 
 /// Targets at once unless `--parallel` says otherwise. Each target holds up
-/// to four sessions on its server (db-check's catalog reader and one per
-/// role), so four targets keep both CPUs of a small machine busy while one
-/// target waits on the disk, and stay at 16 sessions per server: far under
-/// PostgreSQL's default `max_connections` of 100 and a pooler's default
-/// pool of 20.
+/// to five sessions on its server (db-check's catalog reader, each runtime
+/// role's probes, the RLS sampling and a fresh runtime session), so four
+/// targets keep both CPUs of a small machine busy while one target waits on
+/// the disk, and stay at 20 sessions per server: far under PostgreSQL's
+/// default `max_connections` of 100, and within a pooler's default pool of
+/// 20. More does not go faster where the CPUs are the limit (`cargo xtask
+/// bench`'s fleet row shows the CPU time per database).
 pub const DEFAULT_PARALLEL: usize = 4;
 
 /// How one target ended.

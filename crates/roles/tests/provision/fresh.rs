@@ -320,3 +320,20 @@ fn a_new_database_takes_three_logins_and_a_converged_one_two() {
     assert!(!fx.provision().applied);
     assert_eq!(logins_after(&fx.kit.server.log(), from), [db.as_str(), "database=postgres"]);
 }
+
+#[test]
+fn a_session_in_template1_stops_the_new_database_and_says_what_to_do() {
+    let fx = Fixture::new();
+    // PostgreSQL copies template1 only while nobody else is connected to it
+    // (it waits 5 s, then refuses).
+    let held = fx.admin("template1");
+    let error = roles::provision(&fx.settings(), &roles::Options::default(), &mut roles::Quiet).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("SQLSTATE 55006"), "{text}");
+    assert!(text.contains("pg_stat_activity WHERE datname = 'template1'"), "{text}");
+    assert!(text.contains("run again once they have left"), "{text}");
+    drop(held);
+    // The roles committed before; a re-run finishes the job.
+    assert!(fx.provision().applied);
+    assert!(fx.provision().plan.is_empty());
+}
