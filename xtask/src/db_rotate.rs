@@ -93,7 +93,7 @@ fn start_one(
     // written, leaves every file as it was and the login retired again
     // (nobody knows its password).
     let staged = rotate::prove(settings, rotation, password)
-        .and_then(|()| probe(probes, rotation, password))
+        .and_then(|direct| Ok(format!("{}{}", probe(probes, rotation, password)?, pooled(rotation, direct))))
         .and_then(|probed| Ok((probed, stage(files, rotation, password)?)));
     let (probed, staged) = match staged {
         Ok(staged) => staged,
@@ -182,6 +182,20 @@ fn stage(files: &[PathBuf], rotation: &Rotation, password: &Secret) -> Result<Ve
         );
     }
     Ok(staged)
+}
+
+/// What to add to "proved" when the role's DSN reaches a transaction-mode
+/// pooler and the proof ran on a direct session.
+fn pooled(rotation: &Rotation, direct: Option<String>) -> String {
+    match direct {
+        Some(address) => format!(
+            "; {} reaches a transaction-mode pooler: `{}` logs in through it, and was proven on a direct session at \
+             DB_HOST/DB_PORT ({address}), where its session may be set up",
+            rotation.kind.dsn_var(),
+            rotation.other
+        ),
+        None => String::new(),
+    }
 }
 
 /// A runtime role's db-check probes, run as its new login: every probe

@@ -143,10 +143,14 @@ fn audit_catalog(config: &CheckConfig, held: Option<postgres::Client>, queries: 
     let started = Instant::now();
     let model = &config.model;
     let (catalog_dsn, catalog_var) = config.catalog_dsn();
-    let (mut client, reached) = match held {
-        Some(client) => (dbenv::pin(client)?, None),
+    // The route's session (it reached that database and has set nothing
+    // yet), or a new one, checked, when there was none or it was closed
+    // meanwhile (an idle timeout).
+    let (mut client, reached) = match held.and_then(|client| dbenv::pin(client).ok()) {
+        Some(client) => (client, None),
         None => {
-            (dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?, config.reached.as_ref())
+            let client = dbenv::connect(catalog_dsn, catalog_var).context("connect to read the catalogs")?;
+            (client, config.reached.as_ref())
         }
     };
     if let Some(reached) = reached {
@@ -220,7 +224,10 @@ fn audit_catalog(config: &CheckConfig, held: Option<postgres::Client>, queries: 
 
 /// The live probes of a runtime role run as `login` with `password` (a
 /// login `db-rotate` has just readied, before anyone uses it), the
-/// `session` probe first.
+/// `session` probe first. A DSN that reaches a transaction-mode pooler is
+/// proven on a direct session at `DB_HOST`/`DB_PORT` as the same login,
+/// once the login is shown to log in through the pooler (nothing is set
+/// through it).
 pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: &Secret) -> Result<Vec<report::Probe>> {
     let mut model = config.model.clone();
     let spec = match kind {
@@ -229,14 +236,26 @@ pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: 
         RoleKind::Migrator => anyhow::bail!("BUG: db-check has no live probes of the migrator"),
     };
     spec.login = login.to_string();
-    let mut dsn = match kind {
-        RoleKind::Service => config.service.clone(),
-        _ => config.runtime.clone(),
+    let role = spec.name.clone();
+    let (mut dsn, mut direct) = match kind {
+        RoleKind::Service => (config.service.clone(), config.direct.service.clone()),
+        _ => (config.runtime.clone(), config.direct.runtime.clone()),
     };
-    dsn.user = Some(login.to_string());
-    dsn.password = Some(password.clone());
+    for dsn in std::iter::once(&mut dsn).chain(direct.as_mut()) {
+        dsn.user = Some(login.to_string());
+        dsn.password = Some(password.clone());
+    }
+    let notices = probes::Notices::default();
+    let config_for = |dsn: &dbenv::Dsn| probes::probe_config_into(dsn, &notices);
+    let reached = dbenv::pooling::session_for((&dsn, kind.dsn_var()), direct.as_ref(), (login, &role), config_for)?;
     let targets = (&config.bookkeeping, &probes::Extension::default());
-    let found = probes::probe_role(&model, targets, (kind, &dsn), None, &count::QueryCount::default())?;
+    // Where a new session would go, should this one have closed meanwhile.
+    let used = match (&reached.direct, &direct) {
+        (Some(_), Some(direct)) => direct,
+        _ => &dsn,
+    };
+    let session = Some((reached.client, notices.clone()));
+    let found = probes::probe_role(&model, targets, (kind, used), session, &count::QueryCount::default())?;
     Ok(found.probes)
 }
 

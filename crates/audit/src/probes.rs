@@ -74,7 +74,10 @@ struct Targets {
 /// installed, relocatable, needing no other. The same for every role of
 /// the database, and costly to find (the server reads every extension's
 /// control and script files): the first role to need it asks, the others
-/// wait for its answer.
+/// wait for its answer. Every DSN of a check reaches one database of one
+/// server (`route`), so the answer is theirs too; only a superuser's
+/// per-role setting (18's `extension_control_path`) could make it differ,
+/// and then the probe is undecided for that role, never passed.
 #[derive(Default)]
 pub(crate) struct Extension(Mutex<Option<Option<String>>>);
 
@@ -540,6 +543,11 @@ pub(crate) type ProbeSession = (Client, Notices);
 /// How a probe session connects through `dsn`, and where its notices go.
 pub(crate) fn probe_config(dsn: &Dsn) -> (postgres::Config, Notices) {
     let notices = Arc::new(Mutex::new(Vec::new()));
+    (probe_config_into(dsn, &notices), notices)
+}
+
+/// How a probe session connects through `dsn`, its notices going to `notices`.
+pub(crate) fn probe_config_into(dsn: &Dsn, notices: &Notices) -> postgres::Config {
     let sink = notices.clone();
     let mut config = dbenv::pg_config(dsn);
     // The sessions that prove what the runtime roles can do look like the
@@ -549,7 +557,7 @@ pub(crate) fn probe_config(dsn: &Dsn) -> (postgres::Config, Notices) {
     config.notice_callback(move |notice| {
         sink.lock().unwrap().push(format!("{}: {}", notice.code().code(), notice.message()))
     });
-    (config, notices)
+    config
 }
 
 /// A session as `kind`, with a notice collector.
@@ -576,9 +584,11 @@ pub(crate) fn probe_role(
     queries: &QueryCount,
 ) -> Result<RoleProbes> {
     let var = kind.dsn_var();
-    let (mut client, notices) = match session {
-        // A session that has set nothing yet (the route's), pinned first.
-        Some((client, notices)) => (dbenv::pin(client)?, notices),
+    // A session that has set nothing yet (the route's), pinned first; a new
+    // one when it was closed meanwhile (an idle timeout).
+    let held = session.and_then(|(client, notices)| dbenv::pin(client).ok().map(|client| (client, notices)));
+    let (mut client, notices) = match held {
+        Some(held) => held,
         None => connect_as(dsn, var).with_context(|| format!("log in as the {kind} role"))?,
     };
     let role = model.role(kind).name.clone();

@@ -57,8 +57,8 @@ pub fn own_backend(mut held: Client, dsn: &Dsn, var: &str, what: &str) -> Result
     settle(held, found, dsn, var, what)
 }
 
-/// How `dsn` reaches the server, from two sessions that set nothing, both
-/// opened as `config` says; the first is returned as it is (unpinned: fully
+/// How `dsn` reaches the server, from two sessions that set nothing, the
+/// first opened as `config` says and returned as it is (unpinned: fully
 /// qualified queries only). Through a session pool or directly it has a
 /// backend of its own: pinned ([`crate::pin`]), it may serve the caller.
 pub fn pooling_and_session(dsn: &Dsn, var: &str, config: postgres::Config) -> Result<(Pooling, Client)> {
@@ -66,7 +66,9 @@ pub fn pooling_and_session(dsn: &Dsn, var: &str, config: postgres::Config) -> Re
     if crate::peer::talks_to_us(&mut held)? {
         return Ok((Pooling::Session, held));
     }
-    let mut other = crate::connect_unpinned(dsn, var, config)?;
+    // The second session only watches: the caller's configuration (a notice
+    // collector, say) is the held one's.
+    let mut other = crate::connect_unpinned(dsn, var, crate::pg_config(dsn))?;
     let found = watch(&mut held, &mut other)?;
     // Closing the second session costs a round trip nobody waits for.
     std::thread::spawn(move || drop(other));
@@ -193,4 +195,57 @@ pub fn same_database(var: &str, found: &Identity, expected: &Identity, direct: &
         );
     }
     Ok(())
+}
+
+/// A session for a command that sets things in it (a pinned search path,
+/// `SET`s, a proof of several statements), reached through `dsn` as `login`
+/// acting as `role`. With a server session of its own (directly, or through
+/// a session pool) it is the DSN's own session, pinned. Through a
+/// transaction-mode pooler nothing may be set there (it would stay on a
+/// backend the app's sessions share): the pooled session only shows, with
+/// fully qualified reads, that the login logs in through the pooler as
+/// `role`, in the database a direct session at `direct` (`DB_HOST`/`DB_PORT`,
+/// the same login) then reaches; the command goes on there. `config` opens
+/// a session to a DSN.
+pub fn session_for(
+    (dsn, var): (&Dsn, &str),
+    direct: Option<&Dsn>,
+    (login, role): (&str, &str),
+    config: impl Fn(&Dsn) -> postgres::Config,
+) -> Result<Reached> {
+    let (pooling, mut held) = pooling_and_session(dsn, var, config(dsn))?;
+    if pooling == Pooling::Session {
+        return Ok(Reached { client: crate::pin(held)?, direct: None });
+    }
+    let Some(direct) = direct else {
+        bail!(
+            "{var} ({}) reaches the server through a transaction-mode pooler, where nothing may be set in a session \
+             (it would stay on a backend the app's sessions share): set DB_HOST and DB_PORT to the server itself in \
+             the env file (the login is then proven there) or point {var} at a session-mode pool",
+            dsn.address()
+        );
+    };
+    let who = simple_row(&mut held, "SELECT session_user, current_user")?;
+    let (session, current) = (who[0].as_deref().unwrap_or_default(), who[1].as_deref().unwrap_or_default());
+    if session != login || current != role {
+        bail!(
+            "{var} ({}) logs in as `{session}` acting as `{current}`, not as `{login}` acting as `{role}`: fix the \
+             DSN or the pooler (a `[databases]` entry that forces a user, a `connect_query` that sets a role)",
+            dsn.address()
+        );
+    }
+    let identity = Identity::read(&mut held)?;
+    drop(held);
+    let mut client = crate::connect_with(direct, var, config(direct))?;
+    let described = format!("{var} at DB_HOST/DB_PORT ({})", direct.address());
+    require_same_database(&mut client, &described, &identity, &format!("{var} ({})", dsn.address()))?;
+    Ok(Reached { client, direct: Some(direct.address()) })
+}
+
+/// What [`session_for`] opened.
+pub struct Reached {
+    pub client: Client,
+    /// Where the session went instead when the DSN reaches a
+    /// transaction-mode pooler: `host:port` at `DB_HOST`/`DB_PORT`.
+    pub direct: Option<String>,
 }

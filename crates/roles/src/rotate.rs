@@ -167,12 +167,21 @@ pub fn start(admin: &mut Client, settings: &Settings, rotation: &Rotation, passw
 /// the role, and what the role does, it does. For the migrator a table it
 /// creates (rolled back) is the migrator's, with the runtime roles' grants;
 /// the runtime role may not create one; the service role bypasses RLS.
-pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<()> {
-    let mut dsn = settings.role(rotation.kind).dsn.clone();
-    dsn.user = Some(rotation.other.clone());
-    dsn.password = Some(password.clone());
+/// Through a transaction-mode pooler the login is shown to log in there and
+/// proven on a direct session at `DB_HOST`/`DB_PORT` (nothing is set in a
+/// backend the app's sessions share): that address is returned then.
+pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<Option<String>> {
+    let creds = settings.role(rotation.kind);
+    let (mut dsn, mut direct) = (creds.dsn.clone(), creds.direct_dsn());
+    for dsn in std::iter::once(&mut dsn).chain(direct.as_mut()) {
+        dsn.user = Some(rotation.other.clone());
+        dsn.password = Some(password.clone());
+    }
     let var = rotation.kind.dsn_var();
-    let mut client = dbenv::connect(&dsn, var).with_context(|| format!("log in as `{}`", rotation.other))?;
+    let who = (rotation.other.as_str(), rotation.names.role.as_str());
+    let reached = dbenv::pooling::session_for((&dsn, var), direct.as_ref(), who, dbenv::pg_config)
+        .with_context(|| format!("log in as `{}`", rotation.other))?;
+    let mut client = reached.client;
     client.batch_execute("SET application_name = 'cargo xtask db-rotate (proof)'")?;
     let row = client.query_one(
         "SELECT current_user::text, session_user::text, r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user",
@@ -215,7 +224,7 @@ pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Res
         (_, Err(error)) => return Err(anyhow::Error::new(error).context("try a CREATE TABLE that must be denied")),
     }
     tx.rollback()?;
-    Ok(())
+    Ok(reached.direct)
 }
 
 /// One session of a login, as `--finish` names those that remain.
@@ -282,9 +291,11 @@ pub fn finish(
 ) -> Result<Finished> {
     let creds = settings.role(rotation.kind);
     let var = rotation.kind.dsn_var();
-    let mut stays = dbenv::connect(&creds.dsn, var)
+    // Unpinned, one fully qualified read: through a transaction-mode pooler
+    // a SET would stay on a backend the app's sessions share.
+    let mut stays = dbenv::connect_unpinned(&creds.dsn, var, dbenv::pg_config(&creds.dsn))
         .with_context(|| format!("nothing was retired: `{}` (what {var} uses) cannot log in", rotation.active))?;
-    let current: String = stays.query_one("SELECT current_user::text", &[])?.get(0);
+    let current = dbenv::pooling::simple_row(&mut stays, "SELECT current_user")?.remove(0).unwrap_or_default();
     if current != rotation.names.role {
         bail!("nothing was retired: {var} logs in as `{}` acting as `{current}`", rotation.active);
     }

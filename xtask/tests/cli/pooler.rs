@@ -288,3 +288,30 @@ fn a_role_with_its_own_time_zone_is_still_the_same_database() {
     let output = project.run(&["db-provision"]);
     assert!(output.status.success(), "{}", text(&output));
 }
+
+#[test]
+fn db_rotate_through_a_transaction_pool_proves_the_login_directly_and_leaves_the_pool_clean() {
+    if !pgbouncer() {
+        return;
+    }
+    let (cluster, project) = provisioned("rotate_pooled");
+    let transaction = TestPooler::start(&cluster, PoolMode::Transaction, AUTH_PASSWORD).unwrap();
+    point(&project, "DATABASE_URL", transaction.port());
+    let output = project.run(&["db-rotate", "app_user"]);
+    let said = text(&output);
+    assert!(output.status.success(), "{said}\n{}", transaction.log());
+    assert!(said.contains("transaction-mode pooler") && said.contains("direct session"), "{said}");
+    // Finishing logs in through the pool as the login that stays.
+    let finished = project.run(&["db-rotate", "app_user", "--finish"]);
+    assert!(finished.status.success(), "{}", text(&finished));
+    // The app, switched to the published login, gets the pool's backends as
+    // a fresh session would have them: nothing the proof or the finish set
+    // stayed there.
+    let password = dbenv::read_env_file(&project.path(".env.local")).unwrap().remove("APP_DB_PASSWORD").unwrap();
+    let url = format!("postgresql://app_user_alt:{password}@127.0.0.1:{}/rotate_pooled", transaction.port());
+    let mut app = postgres::Client::connect(&url, NoTls).unwrap();
+    for _ in 0..4 {
+        let path: String = app.query_one("SHOW search_path", &[]).unwrap().get(0);
+        assert_eq!(path, "\"$user\", public", "the rotation left its search path on the app's pool");
+    }
+}
