@@ -21,14 +21,14 @@ fn config(ctx: &Ctx, env: &Env, migrations_dir: &Path, policy: Option<&Path>) ->
     CheckConfig::new(env.vars.checking()?, Some(migrations_dir.to_path_buf()), exemptions)
 }
 
-/// `--primary-env FILE`: the DSN that reads the primary's catalogs. The
-/// file is read alone: the process environment, which names the standby
-/// for this run, must not override it.
-fn primary(path: &Path) -> Result<PrimaryDsn> {
+/// `--primary-env FILE` (or a target's `primary_env`): the DSN that reads
+/// the primary's catalogs. The file is read alone: the process environment,
+/// which names the standby for this run, must not override it.
+pub fn primary(path: &Path) -> Result<PrimaryDsn> {
     let shown = path.display();
     let vars = dbenv::EnvVars::load(path, true, &dbenv::ProcessEnv::none())
-        .with_context(|| format!("--primary-env `{shown}`"))?;
-    let env = vars.checking().with_context(|| format!("--primary-env `{shown}`"))?;
+        .with_context(|| format!("primary env file `{shown}`"))?;
+    let env = vars.checking().with_context(|| format!("primary env file `{shown}`"))?;
     let (creds, var) = match env.migrator {
         Some(migrator) => (migrator, dbenv::keys::DATABASE_MIGRATOR_URL),
         None => (env.runtime, dbenv::keys::DATABASE_URL),

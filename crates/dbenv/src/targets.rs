@@ -1,10 +1,17 @@
 //! The targets file of a fleet (`--targets FILE`): one `[[target]]` per
-//! database, each a `name` and an `env_file` (relative to the targets file).
+//! database, each a `name` and an `env_file` (relative to the targets file),
+//! and for a hot standby optionally its primary's env file (`primary_env`,
+//! read by `db-check` as `--primary-env` reads it).
 //!
 //! ```toml
 //! [[target]]
 //! name = "tenant-a"
 //! env_file = "tenants/a.env"
+//!
+//! [[target]]
+//! name = "tenant-a-replica"
+//! env_file = "replicas/a.env"
+//! primary_env = "tenants/a.env"
 //! ```
 //!
 //! [`Targets::load`] reads the file and refuses, naming the file and the
@@ -34,6 +41,9 @@ pub struct Target {
     pub env_file: PathBuf,
     /// The line of its `name` in the targets file.
     pub line: usize,
+    /// On a hot standby: the primary's env file (`db-check` compares the
+    /// audited catalogs with the primary's), resolved as `env_file` is.
+    pub primary_env: Option<PathBuf>,
 }
 
 /// A parsed, checked targets file.
@@ -58,6 +68,8 @@ struct FileShape {
 struct Entry {
     name: Spanned<String>,
     env_file: Spanned<String>,
+    #[serde(default)]
+    primary_env: Option<Spanned<String>>,
 }
 
 /// Where a server's database is, as the env files write it: loopback names
@@ -90,6 +102,21 @@ pub fn database_of(vars: &EnvVars) -> Option<DatabaseAddress> {
     let database =
         vars.get(keys::APP_DB_NAME).map(str::to_string).or_else(|| crate::env::dsns(vars).find_map(|d| d.dbname))?;
     Some(DatabaseAddress { host, port, database })
+}
+
+/// `given` resolved against `dir`, when that file exists; else why not,
+/// naming `what` of target `name`.
+fn existing(given: &Spanned<String>, dir: &Path, (what, name): (&str, &str)) -> Result<PathBuf, String> {
+    let path = dir.join(given.get_ref());
+    if path.is_file() {
+        return Ok(path);
+    }
+    Err(format!(
+        "target `{name}`: {what} `{}` does not exist (a relative path is relative to the targets file); create it \
+         (`cargo xtask env --env-file {}`) or fix the path",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -132,18 +159,16 @@ impl Targets {
                     first.line
                 );
             }
-            let file_line = line_of(text, entry.env_file.span().start);
-            let env_file = dir.join(entry.env_file.into_inner());
-            if !env_file.is_file() {
-                bail!(
-                    "targets file `{shown}` line {file_line}: target `{name}`: env file `{}` does not exist \
-                     (a relative path is relative to the targets file); create it (`cargo xtask env --env-file \
-                     {}`) or fix the path",
-                    env_file.display(),
-                    env_file.display()
-                );
-            }
-            targets.push(Target { name, env_file, line });
+            let env_file = existing(&entry.env_file, dir, ("env file", &name)).map_err(|why| {
+                format_err!("targets file `{shown}` line {}: {why}", line_of(text, entry.env_file.span().start))
+            })?;
+            let primary_env = match &entry.primary_env {
+                None => None,
+                Some(given) => Some(existing(given, dir, ("primary env file", &name)).map_err(|why| {
+                    format_err!("targets file `{shown}` line {}: {why}", line_of(text, given.span().start))
+                })?),
+            };
+            targets.push(Target { name, env_file, line, primary_env });
         }
         Ok(Targets { path: path.to_path_buf(), targets })
     }
@@ -248,6 +273,20 @@ mod tests {
         assert_eq!(targets.len(), 2);
         assert_eq!(targets[0].env_file, dir.path().join("tenants/a.env"));
         assert_eq!((targets[0].line, targets[1].line), (3, 7));
+        assert_eq!(targets[0].primary_env, None);
+    }
+
+    #[test]
+    fn a_replica_names_its_primary_env_file() {
+        let dir = dir_with(&["tenants/a.env", "replicas/a.env"]);
+        let text = "[[target]]\nname = \"a-replica\"\nenv_file = \"replicas/a.env\"\nprimary_env = \"tenants/a.env\"\n";
+        let targets = parse(&dir, text).unwrap().targets;
+        assert_eq!(targets[0].primary_env, Some(dir.path().join("tenants/a.env")));
+        let missing = error(&dir, &text.replace("\"tenants/a.env\"", "\"tenants/b.env\""));
+        assert!(
+            missing.contains("line 4") && missing.contains("primary env file") && missing.contains("b.env"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub fn check(target: &Target, vars: &EnvVars, migrations: &Path, policy: &roles:
     let result = (|| {
         let mut config = audit::CheckConfig::new(vars.checking()?, Some(migrations.to_path_buf()), policy.clone())?;
         config.write_probes = writes;
+        if let Some(path) = &target.primary_env {
+            config.primary = Some(crate::db_check::primary(path)?);
+        }
         audit::check(&config)
     })();
     let report = match result {

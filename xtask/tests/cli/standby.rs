@@ -130,3 +130,56 @@ fn primary_env_fails_a_standby_whose_audited_catalogs_are_not_the_primarys() {
     assert!(check["findings"].to_string().contains("pg_namespace"), "{check}");
     on_standby.batch_execute("SELECT pg_wal_replay_resume()").unwrap();
 }
+
+/// The `primary-catalogs` verdict of target `name` in a fleet's `--json` lines.
+fn fleet_primary_catalogs(output: &std::process::Output, name: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let object: serde_json::Value = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|o| o["target"] == name)
+        .unwrap_or_else(|| panic!("no object for `{name}`: {}", text(output)));
+    let catalog = object["report"]["catalog"].as_array().unwrap_or_else(|| panic!("{object}"));
+    catalog.iter().find(|c| c["id"] == "primary-catalogs").map(|c| c["verdict"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_targets_file_gives_a_standby_its_primary() {
+    let (primary, project, standby, replica) = replicated("fleet_compared");
+    let targets = project.path("targets.toml");
+    let write = |primary_env: &str| {
+        let text = format!(
+            "[[target]]\nname = \"primary\"\nenv_file = \"{}\"\n\n[[target]]\nname = \"replica\"\nenv_file = \"{}\"\n\
+             primary_env = \"{primary_env}\"\n",
+            project.env_local(),
+            replica.env_local()
+        );
+        std::fs::write(&targets, text).unwrap();
+    };
+    let check = || project.xtask(&["db-check", "--targets", targets.to_str().unwrap(), "--json"]);
+    write(&project.env_local());
+    let output = check();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(fleet_primary_catalogs(&output, "replica"), "pass");
+    assert_eq!(fleet_primary_catalogs(&output, "primary"), serde_json::Value::Null, "compared only where asked");
+
+    // Replay paused, a change the audit does not judge (a comment) on the
+    // primary: the primary holds, its replica differs from it.
+    let mut on_standby = postgres::Client::connect(&standby.admin_url("postgres"), NoTls).unwrap();
+    on_standby.batch_execute("SELECT pg_wal_replay_pause()").unwrap();
+    let mut admin = postgres::Client::connect(&primary.admin_url("fleet_compared"), NoTls).unwrap();
+    admin.batch_execute("COMMENT ON SCHEMA public IS 'changed on the primary'").unwrap();
+    let output = check();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(fleet_primary_catalogs(&output, "replica"), "FAIL", "{}", text(&output));
+    on_standby.batch_execute("SELECT pg_wal_replay_resume()").unwrap();
+
+    // A primary env file that is not there: refused with the file and the
+    // line, before any target runs.
+    write("missing.env");
+    let output = check();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("line 8") && said.contains("primary env file") && said.contains("missing.env"), "{said}");
+    assert!(!said.contains("holds"), "a target ran: {said}");
+}
