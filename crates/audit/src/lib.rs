@@ -247,7 +247,8 @@ pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: 
     }
     let notices = probes::Notices::default();
     let config_for = |dsn: &dbenv::Dsn| probes::probe_config_into(dsn, &notices);
-    let reached = dbenv::pooling::session_for((&dsn, kind.dsn_var()), direct.as_ref(), (login, &role), config_for)?;
+    let route = (&dsn, kind.dsn_var(), "db-rotate's probes");
+    let reached = dbenv::pooling::session_for(route, direct.as_ref(), (login, &role), config_for)?;
     let targets = (&config.bookkeeping, &probes::Extension::default());
     // Where a new session would go, should this one have closed meanwhile.
     let used = match (&reached.direct, &direct) {

@@ -240,7 +240,7 @@ pub fn start(
         None => Ok(None),
         Some(_) if !standby => bail!(
             "--primary-env compares a hot standby's catalogs with its primary's, but {var} ({}) reaches a primary \
-             (pg_is_in_recovery() is false): run db-check without --primary-env there",
+             (pg_is_in_recovery() is false): run db-check there without --primary-env (or the target's primary_env)",
             dsn.address()
         ),
         Some(primary) => begin(primary, dsn, var, at).map(Some),

@@ -205,17 +205,18 @@ pub fn same_database(var: &str, found: &Identity, expected: &Identity, direct: &
 /// backend the app's sessions share): the pooled session only shows, with
 /// fully qualified reads, that the login logs in through the pooler as
 /// `role`, in the database a direct session at `direct` (`DB_HOST`/`DB_PORT`,
-/// the same login) then reaches; the command goes on there. `config` opens
-/// a session to a DSN.
+/// the same login) then reaches; the command (`what`) goes on there, on a
+/// session with a backend of its own. `config` opens a session to a DSN.
 pub fn session_for(
-    (dsn, var): (&Dsn, &str),
+    (dsn, var, what): (&Dsn, &str, &str),
     direct: Option<&Dsn>,
     (login, role): (&str, &str),
     config: impl Fn(&Dsn) -> postgres::Config,
 ) -> Result<Reached> {
     let (pooling, mut held) = pooling_and_session(dsn, var, config(dsn))?;
     if pooling == Pooling::Session {
-        return Ok(Reached { client: crate::pin(held)?, direct: None });
+        // Pinned, and checked that the pin held on the backend it keeps.
+        return Ok(Reached { client: settle(held, pooling, dsn, var, what)?, direct: None });
     }
     let Some(direct) = direct else {
         bail!(
@@ -236,7 +237,9 @@ pub fn session_for(
     }
     let identity = Identity::read(&mut held)?;
     drop(held);
-    let mut client = crate::connect_with(direct, var, config(direct))?;
+    // DB_HOST/DB_PORT may themselves lead to a pooler (unset, they come
+    // from the first DSN): the session there must have a backend of its own.
+    let mut client = connect_own_backend(direct, "DB_HOST/DB_PORT", config(direct), what)?;
     let described = format!("{var} at DB_HOST/DB_PORT ({})", direct.address());
     require_same_database(&mut client, &described, &identity, &format!("{var} ({})", dsn.address()))?;
     Ok(Reached { client, direct: Some(direct.address()) })

@@ -83,7 +83,10 @@ impl std::error::Error for WrongShape {}
 /// it is not printed either).
 pub fn admin_session(settings: &Settings) -> Result<Client> {
     let admin_var = "the admin DSN (POSTGRES_ROOT_USER/POSTGRES_ROOT_PASSWORD or DATABASE_ROOT_URL)";
-    let mut client = dbenv::connect(&settings.admin_app_dsn(), admin_var)?;
+    // Its lock and its SETs need one server session: never a
+    // transaction-mode pooler, found by behaviour before anything is set.
+    let dsn = settings.admin_app_dsn();
+    let mut client = dbenv::pooling::connect_own_backend(&dsn, admin_var, dbenv::pg_config(&dsn), "db-rotate")?;
     crate::snapshot::prepare_session(&mut client, crate::snapshot::Purpose::Provision { read_only: false })?;
     client.batch_execute("SET application_name = 'cargo xtask db-rotate'")?;
     Ok(client)
@@ -179,7 +182,7 @@ pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Res
     }
     let var = rotation.kind.dsn_var();
     let who = (rotation.other.as_str(), rotation.names.role.as_str());
-    let reached = dbenv::pooling::session_for((&dsn, var), direct.as_ref(), who, dbenv::pg_config)
+    let reached = dbenv::pooling::session_for((&dsn, var, "db-rotate"), direct.as_ref(), who, dbenv::pg_config)
         .with_context(|| format!("log in as `{}`", rotation.other))?;
     let mut client = reached.client;
     client.batch_execute("SET application_name = 'cargo xtask db-rotate (proof)'")?;

@@ -73,9 +73,31 @@ pub fn status(ctx: &Context, migrations: &Path, flags: &DbStatus) -> Result<Exit
 
 pub fn check(ctx: &Context, migrations: &Path, policy: Option<&Path>, flags: &DbCheck) -> Result<ExitCode> {
     let policy = crate::db_provision::policy_file(ctx, policy)?;
+    primary_envs_are_readable(ctx, flags)?;
     let writes = !flags.no_write_probes;
     let reports = Reports { json: flags.json, junit: flags.junit.clone() };
     super::run(ctx, &flags.fleet, "db-check", &reports, &|target, vars| {
         jobs::check(target, vars, migrations, &policy, writes)
     })
+}
+
+/// Every target's `primary_env` reads as `--primary-env` reads its file,
+/// before any target runs: a file that does not stops the run, naming the
+/// target and its line.
+fn primary_envs_are_readable(ctx: &Context, flags: &DbCheck) -> Result<()> {
+    let Some(path) = &flags.fleet.targets else { return Ok(()) };
+    let targets = dbenv::targets::Targets::load(&ctx.invoked_from.join(path))?;
+    for target in &targets.targets {
+        if let Some(primary) = &target.primary_env {
+            crate::db_check::primary(primary).map_err(|error| {
+                anyhow::format_err!(
+                    "targets file `{}`: target `{}` (line {}): {error:#}",
+                    targets.path.display(),
+                    target.name,
+                    target.line
+                )
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -182,4 +182,13 @@ fn a_targets_file_gives_a_standby_its_primary() {
     let said = text(&output);
     assert!(said.contains("line 8") && said.contains("primary env file") && said.contains("missing.env"), "{said}");
     assert!(!said.contains("holds"), "a target ran: {said}");
+    // One that is there but no env file a check could read: refused too,
+    // before any target runs.
+    std::fs::write(project.path("broken.env"), "DATABASE_URL=\"not a url\"\n").unwrap();
+    write("broken.env");
+    let output = check();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("target `replica` (line 6)") && said.contains("broken.env"), "{said}");
+    assert!(!said.contains("holds"), "a target ran: {said}");
 }
