@@ -237,14 +237,11 @@ pub fn probe_login(config: &CheckConfig, kind: RoleKind, login: &str, password: 
     };
     spec.login = login.to_string();
     let role = spec.name.clone();
-    let (mut dsn, mut direct) = match kind {
-        RoleKind::Service => (config.service.clone(), config.direct.service.clone()),
-        _ => (config.runtime.clone(), config.direct.runtime.clone()),
+    let (dsn, direct) = match kind {
+        RoleKind::Service => (&config.service, &config.direct.service),
+        _ => (&config.runtime, &config.direct.runtime),
     };
-    for dsn in std::iter::once(&mut dsn).chain(direct.as_mut()) {
-        dsn.user = Some(login.to_string());
-        dsn.password = Some(password.clone());
-    }
+    let (dsn, direct) = (dsn.with_login(login, password), direct.as_ref().map(|d| d.with_login(login, password)));
     let notices = probes::Notices::default();
     let config_for = |dsn: &dbenv::Dsn| probes::probe_config_into(dsn, &notices);
     let route = (&dsn, kind.dsn_var(), "db-rotate's probes");

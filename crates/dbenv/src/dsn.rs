@@ -262,6 +262,11 @@ impl Dsn {
         Dsn { dbname: Some(dbname.to_string()), ..self.clone() }
     }
 
+    /// The same DSN logging in as `user` with `password`.
+    pub fn with_login(&self, user: &str, password: &Secret) -> Dsn {
+        Dsn { user: Some(user.to_string()), password: Some(password.clone()), ..self.clone() }
+    }
+
     /// The connect timeout the DSN asks for, or [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn connect_timeout(&self) -> Duration {
         self.param("connect_timeout")

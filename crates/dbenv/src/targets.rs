@@ -162,12 +162,15 @@ impl Targets {
             let env_file = existing(&entry.env_file, dir, ("env file", &name)).map_err(|why| {
                 format_err!("targets file `{shown}` line {}: {why}", line_of(text, entry.env_file.span().start))
             })?;
-            let primary_env = match &entry.primary_env {
-                None => None,
-                Some(given) => Some(existing(given, dir, ("primary env file", &name)).map_err(|why| {
-                    format_err!("targets file `{shown}` line {}: {why}", line_of(text, given.span().start))
-                })?),
-            };
+            let primary_env = entry
+                .primary_env
+                .as_ref()
+                .map(|given| {
+                    existing(given, dir, ("primary env file", &name)).map_err(|why| {
+                        format_err!("targets file `{shown}` line {}: {why}", line_of(text, given.span().start))
+                    })
+                })
+                .transpose()?;
             targets.push(Target { name, env_file, line, primary_env });
         }
         Ok(Targets { path: path.to_path_buf(), targets })

@@ -182,7 +182,7 @@ pub fn execute(
             reporter.phase(phase, steps.len(), steps.len());
             for step in &steps {
                 for sql in &step.statements {
-                    client.batch_execute(&sql.text()).map_err(|e| template_in_use(describe_error_ref(&e, sql), &e))?;
+                    client.batch_execute(&sql.text()).map_err(|e| template_in_use(describe_error(&e, sql), &e))?;
                 }
                 reporter.applied(step);
             }
@@ -408,7 +408,7 @@ fn locate_failure(client: &mut Client, statements: &[&Statement], lock_timeout: 
     let mut found = None;
     for sql in statements {
         if let Err(error) = client.batch_execute(&sql.in_transaction()) {
-            found = Some(describe_error(error, sql));
+            found = Some(describe_error(&error, sql));
             break;
         }
     }
@@ -416,11 +416,7 @@ fn locate_failure(client: &mut Client, statements: &[&Statement], lock_timeout: 
     found
 }
 
-fn describe_error(error: postgres::Error, sql: &Statement) -> anyhow::Error {
-    describe_error_ref(&error, sql)
-}
-
-fn describe_error_ref(error: &postgres::Error, sql: &Statement) -> anyhow::Error {
+fn describe_error(error: &postgres::Error, sql: &Statement) -> anyhow::Error {
     format_err!("{}\n  statement: {sql}", pg_message(error))
 }
 

@@ -175,11 +175,8 @@ pub fn start(admin: &mut Client, settings: &Settings, rotation: &Rotation, passw
 /// backend the app's sessions share): that address is returned then.
 pub fn prove(settings: &Settings, rotation: &Rotation, password: &Secret) -> Result<Option<String>> {
     let creds = settings.role(rotation.kind);
-    let (mut dsn, mut direct) = (creds.dsn.clone(), creds.direct_dsn());
-    for dsn in std::iter::once(&mut dsn).chain(direct.as_mut()) {
-        dsn.user = Some(rotation.other.clone());
-        dsn.password = Some(password.clone());
-    }
+    let dsn = creds.dsn.with_login(&rotation.other, password);
+    let direct = creds.direct_dsn().map(|d| d.with_login(&rotation.other, password));
     let var = rotation.kind.dsn_var();
     let who = (rotation.other.as_str(), rotation.names.role.as_str());
     let reached = dbenv::pooling::session_for((&dsn, var, "db-rotate"), direct.as_ref(), who, dbenv::pg_config)

@@ -236,10 +236,7 @@ fn read_settings(cluster: &mut Queries<'_>, model: &Model) -> Result<Vec<RoleSet
 /// accepted (any error after authentication counts), `Some(false)` when it
 /// is refused, `None` when the answer says nothing about the password.
 fn login_works(dsn: &Dsn, role: &str, password: &Secret) -> Option<bool> {
-    let mut login = dsn.clone();
-    login.user = Some(role.to_string());
-    login.password = Some(password.clone());
-    match dbenv::connect_raw(&login, role).ok()? {
+    match dbenv::connect_raw(&dsn.with_login(role, password), role).ok()? {
         Ok(_) => Some(true),
         Err(error) => match error.code() {
             Some(code) if *code == SqlState::INVALID_PASSWORD => Some(false),
